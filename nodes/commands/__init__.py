@@ -1,0 +1,1 @@
+"""One module per `stromledger` subcommand; each exposes `register(subparsers)`."""

@@ -1,0 +1,3 @@
+"""stromledger: a coinless, cascading-consensus balancing ledger for electricity."""
+
+__version__ = "0.1.0"
