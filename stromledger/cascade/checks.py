@@ -1,0 +1,220 @@
+"""Pure checks of readings, schedules and batches against the registry: no state, no clock, no I/O.
+
+Safe to call from worker threads (the registry is only read; PyNaCl releases the GIL while verifying), so a
+node can spread signature checks over threads with `check_batch(..., map=executor.map)`.
+
+Order inside each check: cheap structural checks first, the signature last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Iterable, Union
+
+from stromledger.codec import CodecError
+from stromledger.crypto import SigningKey, sha256, verify
+from stromledger.ids import is_valid_eic, is_valid_malo_id
+from stromledger.registry import Registry
+
+from .messages import (
+    BATCH_DOMAIN, MAX_BATCH_READINGS, MAX_BATCH_SCHEDULES, READING_DOMAIN, SCHEDULE_DOMAIN, Batch, Reading, Schedule,
+)
+from .rejections import Reason, Rejection
+
+NO_SIG = bytes(64)
+MAX_BATCH_BYTES = 24 * 1024 * 1024
+_CHUNK = 2048
+
+
+# -- making signed messages (meters, group operators, submitters, tests) ------------------------------------
+
+
+def sign_reading(key: SigningKey, chain_id: str, malo_id: str, period: int, import_wh: int, export_wh: int, *,
+                 version: int = 1, register: bool = False) -> Reading:
+    r = Reading(malo_id, period, version, register, import_wh, export_wh, key.public, NO_SIG)
+    return dataclasses.replace(r, sig=key.sign(READING_DOMAIN, chain_id, r.body()))
+
+
+def sign_schedule(key: SigningKey, chain_id: str, from_group: str, to_group: str, period: int, wh: int) -> Schedule:
+    s = Schedule(from_group, to_group, period, wh, key.public, NO_SIG)
+    return dataclasses.replace(s, sig=key.sign(SCHEDULE_DOMAIN, chain_id, s.body()))
+
+
+def make_batch(key: SigningKey, chain_id: str, readings: Iterable[Reading] = (),
+               schedules: Iterable[Schedule] = ()) -> Batch:
+    b = Batch(chain_id, key.public, tuple(readings), tuple(schedules), NO_SIG)
+    return dataclasses.replace(b, sig=key.sign(BATCH_DOMAIN, chain_id, b.body()))
+
+
+# -- readings ----------------------------------------------------------------------------------------------
+
+
+def reading_precheck(registry: Registry, r: Reading) -> Rejection | None:
+    """Everything about a reading that needs neither the clock nor its signature."""
+    mp = registry.meter_points.get(r.malo_id)
+    if mp is None:
+        if not is_valid_malo_id(r.malo_id):
+            return Rejection(Reason.MALFORMED, f"{r.malo_id!r} is not a valid MaLo-ID")
+        return Rejection(Reason.UNKNOWN_METER_POINT, f"{r.malo_id} is not in the registry")
+    if r.version < 1:
+        return Rejection(Reason.MALFORMED, "reading versions start at 1")
+    if r.meter_key != mp.meter_key:
+        return Rejection(Reason.WRONG_SIGNER, f"{r.malo_id} is read by meter key {mp.meter_key.hex()[:16]}...")
+    if not r.register:
+        limit = registry.max_wh(r.malo_id)
+        if r.import_wh > limit or r.export_wh > limit:
+            return Rejection(Reason.ABOVE_MAX_POWER,
+                             f"{r.malo_id}: {max(r.import_wh, r.export_wh)} Wh in one period, at most {limit} Wh "
+                             f"({mp.max_power_w} W)")
+    return None
+
+
+def reading_signature(registry: Registry, r: Reading) -> Rejection | None:
+    if verify(r.meter_key, r.sig, READING_DOMAIN, registry.chain_id, r.body()):
+        return None
+    return Rejection(Reason.BAD_SIGNATURE, f"reading of {r.malo_id} for period {r.period}")
+
+
+def correctable_from(registry: Registry, next_height: int) -> int:
+    """The earliest period the seal at `next_height` may still settle."""
+    return max(registry.genesis_period, next_height - registry.correction_window)
+
+
+def reading_window(registry: Registry, period: int, now_period: int) -> Rejection | None:
+    """`now_period` is the period the clock is in; the next seal to be built settles about now_period - 1."""
+    if period < registry.genesis_period:
+        return Rejection(Reason.PERIOD_TOO_OLD, f"period {period} is before genesis {registry.genesis_period}")
+    lo = correctable_from(registry, now_period - 1)
+    if period < lo:
+        return Rejection(Reason.PERIOD_TOO_OLD, f"period {period} is before the correction window (from {lo})")
+    if period > now_period:
+        return Rejection(Reason.PERIOD_IN_FUTURE, f"period {period} has not begun (now {now_period})")
+    return None
+
+
+def check_reading(registry: Registry, reading: Reading, now_period: int) -> Rejection | None:
+    """Is this reading acceptable now? Pure and thread-safe; the signature is checked last."""
+    return (reading_precheck(registry, reading) or reading_window(registry, reading.period, now_period)
+            or reading_signature(registry, reading))
+
+
+def reading_verdict(registry: Registry, reading: Reading) -> Rejection | None:
+    """The clock-free part of `check_reading`: what a seal needs to know about a reading in a batch."""
+    return reading_precheck(registry, reading) or reading_signature(registry, reading)
+
+
+# -- schedules ---------------------------------------------------------------------------------------------
+
+
+def schedule_precheck(registry: Registry, s: Schedule) -> Rejection | None:
+    if s.wh == 0:
+        return Rejection(Reason.MALFORMED, "a schedule moves a positive number of Wh")
+    if s.from_group == s.to_group:
+        return Rejection(Reason.MALFORMED, "a schedule is between two different balancing groups")
+    keys = registry.group_keys
+    for eic in (s.from_group, s.to_group):
+        if eic not in keys:
+            if not is_valid_eic(eic):
+                return Rejection(Reason.MALFORMED, f"{eic!r} is not a valid EIC")
+            return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{eic} is not in the registry")
+    if s.signer != keys[s.from_group] and s.signer != keys[s.to_group]:
+        return Rejection(Reason.WRONG_SIGNER, "a schedule is signed by the operator of its from or to group")
+    return None
+
+
+def schedule_signature(registry: Registry, s: Schedule) -> Rejection | None:
+    if verify(s.signer, s.sig, SCHEDULE_DOMAIN, registry.chain_id, s.body()):
+        return None
+    return Rejection(Reason.BAD_SIGNATURE, f"schedule {s.from_group} -> {s.to_group} for period {s.period}")
+
+
+def schedule_window(registry: Registry, period: int, now_period: int) -> Rejection | None:
+    if period < registry.genesis_period:
+        return Rejection(Reason.PERIOD_TOO_OLD, f"period {period} is before genesis {registry.genesis_period}")
+    if period < now_period - 1:
+        return Rejection(Reason.PERIOD_TOO_OLD, f"period {period} is past its gate closure (now {now_period})")
+    horizon = now_period + registry.params.schedule_horizon
+    if period > horizon:
+        return Rejection(Reason.PERIOD_IN_FUTURE, f"period {period} is beyond the schedule horizon ({horizon})")
+    return None
+
+
+def check_schedule(registry: Registry, schedule: Schedule, now_period: int) -> Rejection | None:
+    return (schedule_precheck(registry, schedule) or schedule_window(registry, schedule.period, now_period)
+            or schedule_signature(registry, schedule))
+
+
+def schedule_verdict(registry: Registry, schedule: Schedule) -> Rejection | None:
+    return schedule_precheck(registry, schedule) or schedule_signature(registry, schedule)
+
+
+# -- batches -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedBatch:
+    """A batch whose signature and every item's clock-free verdict are known. A pure function of
+    (registry, batch), so it can be cached by digest and shared by the acceptor and the seal builder."""
+
+    digest: bytes
+    batch: Batch
+    reading_verdicts: tuple[Rejection | None, ...]
+    schedule_verdicts: tuple[Rejection | None, ...]
+    reading_periods: tuple[int, ...]  # distinct periods of its valid readings, ascending
+    schedule_periods: tuple[int, ...]
+
+    @property
+    def max_period(self) -> int:
+        return max(self.reading_periods[-1:] + self.schedule_periods[-1:], default=-1)
+
+
+def decode_batch(data: bytes) -> Batch | Rejection:
+    if len(data) > MAX_BATCH_BYTES:
+        return Rejection(Reason.OVERSIZED, f"batch of {len(data)} bytes, at most {MAX_BATCH_BYTES}")
+    try:
+        return Batch.decode(data, max_bytes=MAX_BATCH_BYTES)
+    except CodecError as e:
+        reason = Reason.OVERSIZED if e.reason == "oversized" else Reason.MALFORMED
+        return Rejection(reason, str(e))
+
+
+def _chunks(items: tuple, size: int = _CHUNK) -> list[tuple]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _verdicts(fn: Callable, registry: Registry, items: tuple) -> list[Rejection | None]:
+    return [fn(registry, x) for x in items]
+
+
+def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable = map
+                ) -> CheckedBatch | Rejection:
+    """Check a batch and every item in it. `map` may be a thread pool's map: items are checked in chunks."""
+    if isinstance(batch, (bytes, bytearray, memoryview)):
+        data = bytes(batch)
+        decoded = decode_batch(data)
+        if isinstance(decoded, Rejection):
+            return decoded
+        batch = decoded
+        digest = sha256(data)
+    else:
+        digest = batch.digest()
+    if batch.chain_id != registry.chain_id:
+        return Rejection(Reason.WRONG_CHAIN, f"batch for chain {batch.chain_id!r}, this is {registry.chain_id!r}")
+    if batch.submitter not in registry.submitter_keys:
+        return Rejection(Reason.WRONG_SIGNER, "the submitter is no registered meter operator, group operator "
+                                              "or validator")
+    if not batch.readings and not batch.schedules:
+        return Rejection(Reason.MALFORMED, "an empty batch")
+    if not verify(batch.submitter, batch.sig, BATCH_DOMAIN, registry.chain_id, batch.body()):
+        return Rejection(Reason.BAD_SIGNATURE, "batch signature")
+    rv: list = []
+    for part in map(partial(_verdicts, reading_verdict, registry), _chunks(batch.readings)):
+        rv.extend(part)
+    sv: list = []
+    for part in map(partial(_verdicts, schedule_verdict, registry), _chunks(batch.schedules)):
+        sv.extend(part)
+    rp = sorted({r.period for r, v in zip(batch.readings, rv) if v is None})
+    sp = sorted({s.period for s, v in zip(batch.schedules, sv) if v is None})
+    return CheckedBatch(digest, batch, tuple(rv), tuple(sv), tuple(rp), tuple(sp))

@@ -1,0 +1,48 @@
+"""Typed rejections: every refused input gets a reason code (stable, on the wire as a u8) and a message."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Reason(enum.IntEnum):
+    MALFORMED = 1  # bytes that do not decode, or fields that make no sense (version 0, Wh 0, from == to)
+    OVERSIZED = 2  # over a size bound
+    WRONG_CHAIN = 3  # a batch or seal for another chain (or another registry)
+    BAD_SIGNATURE = 4
+    WRONG_SIGNER = 5  # signed by a key that may not sign this (not the meter's key, not a group operator)
+    UNKNOWN_METER_POINT = 6
+    UNKNOWN_BALANCING_GROUP = 7
+    PERIOD_TOO_OLD = 8  # before genesis, outside the correction window, or a schedule after its seal
+    PERIOD_IN_FUTURE = 9
+    ABOVE_MAX_POWER = 10  # more energy than max power x period length allows
+    DUPLICATE = 11  # the same again: harmless, nothing changes
+    CONFLICTING_DUPLICATE = 12  # different values for the same (malo, period, version): kept as evidence
+    SUPERSEDED = 13  # a lower version than the one already settled
+    REGISTER_WENT_DOWN = 14  # a cumulative register below an earlier (or above a later) reading
+    SCHEDULE_MISMATCH = 15  # the two sides of a schedule disagree (reported in the seal, not counted)
+    WRONG_HEIGHT = 16  # a seal for a height that is not the next one, or not linked to the last seal
+    MISSING_BATCH = 17  # a seal lists a batch this node does not have (fetch it, then validate again)
+    BATCH_NOT_ELIGIBLE = 18  # a seal lists a batch with nothing to settle at its height
+    INVARIANT_VIOLATED = 19
+    SEAL_MISMATCH = 20  # rebuilt from the same inputs, the seal came out different
+    BAD_EVIDENCE = 21  # consensus evidence in a seal that does not check out
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: Reason
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.reason.label}: {self.message}"
+
+    @property
+    def harmless(self) -> bool:
+        """A duplicate or superseded item: the sender did nothing wrong worth flagging."""
+        return self.reason in (Reason.DUPLICATE, Reason.SUPERSEDED)

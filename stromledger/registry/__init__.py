@@ -1,0 +1,15 @@
+"""The registry (genesis): chain parameters, validators, grid areas, balancing groups, meter operators,
+meter points and supplier switches. See docs/domain.md for the genesis file layout."""
+
+from .genesis import METER_POINT_FIELDS, Defect, GenesisError, check_genesis, load_genesis
+from .model import (
+    GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, GridArea, MeterOperator,
+    MeterPoint, Registry, Validator,
+)
+from .write import genesis_toml, meter_points_csv, write_genesis
+
+__all__ = [
+    "GENERATION_SOURCES", "KINDS", "METER_POINT_FIELDS", "SOURCES", "Assignment", "BalancingGroup", "ChainParams",
+    "Defect", "GenesisError", "GridArea", "MeterOperator", "MeterPoint", "Registry", "Validator", "check_genesis",
+    "genesis_toml", "load_genesis", "meter_points_csv", "write_genesis",
+]

@@ -1,0 +1,511 @@
+"""Reading and checking a genesis file (TOML) and its meter-point file (CSV, pinned by SHA-256).
+
+`check_genesis` reads everything it can and reports every defect with its place (file, table and row or
+CSV line, field), so an operator fixes a file in one pass. `load_genesis` is the strict form for nodes.
+The file layout is documented in docs/domain.md; `write_genesis` (registry/write.py) produces it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from stromledger.crypto import sha256
+from stromledger.ids import IdError, parse_eic, parse_malo_id
+from stromledger.periods import parse_utc
+
+from .model import (
+    GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, GridArea, MeterOperator,
+    MeterPoint, Registry, Validator,
+)
+
+METER_POINT_FIELDS = ("malo_id", "kind", "source", "grid_area", "balancing_group", "meter_operator", "meter_key",
+                      "max_power_w", "area_out", "area_in")
+_OPTIONAL_MP_FIELDS = {"balancing_group", "area_out", "area_in"}
+_CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+MIN_VALIDATORS = 4  # n = 3f + 1 with f >= 1
+
+
+@dataclass(frozen=True, slots=True)
+class Defect:
+    """One problem in a genesis: where it is (file, table/row or CSV line, field) and what is wrong."""
+
+    file: str
+    where: str
+    field: str
+    message: str
+    severity: str = "error"  # "error" makes the genesis unusable; "warning" does not
+
+    def __str__(self) -> str:
+        field = f", {self.field}" if self.field else ""
+        tag = "warning: " if self.severity == "warning" else ""
+        return f"{self.file}: {self.where}{field}: {tag}{self.message}"
+
+
+class GenesisError(ValueError):
+    def __init__(self, defects: list[Defect]):
+        errors = [d for d in defects if d.severity == "error"]
+        super().__init__(f"{len(errors)} defect(s) in the genesis; first: {errors[0] if errors else '?'}")
+        self.defects = defects
+
+
+def load_genesis(path: str | Path) -> Registry:
+    """The registry of a genesis file, or GenesisError listing every defect."""
+    registry, defects = check_genesis(path)
+    if registry is None:
+        raise GenesisError(defects)
+    return registry
+
+
+def check_genesis(path: str | Path) -> tuple[Registry | None, list[Defect]]:
+    """Read and check a genesis file. Returns the registry (None if any defect is an error) and every defect,
+    errors and warnings, in file order."""
+    return _GenesisReader(Path(path)).read()
+
+
+class _GenesisReader:
+    def __init__(self, path: Path):
+        self.path = path
+        self.file = path.name
+        self.defects: list[Defect] = []
+
+    # -- reporting ---------------------------------------------------------------------------------------
+
+    def error(self, where: str, field: str, message: str, file: str | None = None) -> None:
+        self.defects.append(Defect(file or self.file, where, field, message))
+
+    def warn(self, where: str, field: str, message: str, file: str | None = None) -> None:
+        self.defects.append(Defect(file or self.file, where, field, message, "warning"))
+
+    # -- typed field access ------------------------------------------------------------------------------
+
+    def _field(self, row: dict, key: str, where: str, kind: type, file: str | None = None,
+               required: bool = True) -> Any:
+        if key not in row or row[key] in (None, ""):
+            if required:
+                self.error(where, key, "missing", file)
+            return None
+        value = row[key]
+        if kind is int and isinstance(value, str):  # CSV cells are text
+            try:
+                value = int(value)
+            except ValueError:
+                self.error(where, key, f"{value!r} is not an integer", file)
+                return None
+        if type(value) is not kind:
+            self.error(where, key, f"expected {kind.__name__}, got {type(value).__name__} {value!r}", file)
+            return None
+        return value
+
+    def _key(self, row: dict, key: str, where: str, file: str | None = None) -> bytes | None:
+        text = self._field(row, key, where, str, file)
+        if text is None:
+            return None
+        if not _HEX64.fullmatch(text):
+            self.error(where, key, "an Ed25519 public key is 64 lowercase hex characters", file)
+            return None
+        return bytes.fromhex(text)
+
+    def _eic(self, row: dict, key: str, where: str, object_type: str | None = "Y", file: str | None = None,
+             required: bool = True) -> str | None:
+        text = self._field(row, key, where, str, file, required)
+        if text is None:
+            return None
+        try:
+            return parse_eic(text, object_type)
+        except IdError as e:
+            self.error(where, key, str(e), file)
+            return None
+
+    def _instant(self, row: dict, key: str, where: str, period_seconds: int | None) -> int | None:
+        text = self._field(row, key, where, str)
+        if text is None:
+            return None
+        try:
+            t = parse_utc(text)
+        except ValueError as e:
+            self.error(where, key, str(e))
+            return None
+        secs = int(t.timestamp())
+        if period_seconds and secs % period_seconds:
+            self.error(where, key, f"{text} is not the start of a {period_seconds} s period")
+            return None
+        return secs
+
+    def _unknown_fields(self, row: dict, allowed: set[str], where: str, file: str | None = None) -> None:
+        for key in row:
+            if key not in allowed:
+                self.error(where, str(key), "unknown field (a typo?)", file)
+
+    def _table_rows(self, doc: dict, name: str) -> list[tuple[str, dict]]:
+        rows = doc.get(name, [])
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            self.error(f"[[{name}]]", "", "must be an array of tables ([[" + name + "]])")
+            return []
+        return [(f"[[{name}]] #{i}", r) for i, r in enumerate(rows, 1)]
+
+    # -- the whole file ----------------------------------------------------------------------------------
+
+    def read(self) -> tuple[Registry | None, list[Defect]]:
+        try:
+            text = self.path.read_bytes().decode("utf-8")
+            doc = tomllib.loads(text)
+        except OSError as e:
+            self.error("file", "", f"cannot read: {e.strerror or e}")
+            return None, self.defects
+        except UnicodeDecodeError as e:
+            self.error("file", "", f"not UTF-8: {e}")
+            return None, self.defects
+        except tomllib.TOMLDecodeError as e:
+            self.error("file", "", f"not valid TOML: {e}")
+            return None, self.defects
+        self._unknown_fields(doc, {"chain", "meter_point_file", "validators", "grid_areas", "balancing_groups",
+                                   "meter_operators", "meter_points", "assignments"}, "top level")
+        params = self._chain(doc)
+        period_seconds = params.period_seconds if params else None
+        groups = self._groups(doc)
+        areas = self._areas(doc, groups)
+        operators = self._operators(doc)
+        validators = self._validators(doc, areas)
+        meters = self._meter_points(doc, areas, groups, operators)
+        assignments = self._assignments(doc, meters, groups, params)
+        self._areas_without_validator(areas, validators)
+        if params is None or any(d.severity == "error" for d in self.defects):
+            return None, self.defects
+        registry = Registry(params, validators, areas.values(), groups.values(), operators.values(),
+                            meters.values(), assignments)
+        return registry, self.defects
+
+    def _chain(self, doc: dict) -> ChainParams | None:
+        chain = doc.get("chain")
+        where = "[chain]"
+        if not isinstance(chain, dict):
+            self.error(where, "", "missing: the [chain] table names the chain and its periods")
+            return None
+        self._unknown_fields(chain, {"id", "genesis", "period_seconds", "gate_closure_grace_seconds",
+                                     "correction_window_periods", "schedule_horizon_periods"}, where)
+        chain_id = self._field(chain, "id", where, str)
+        if chain_id is not None and not _CHAIN_ID.fullmatch(chain_id):
+            self.error(where, "id", "1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit")
+            chain_id = None
+        length = self._field(chain, "period_seconds", where, int)
+        if length is not None and not 1 <= length <= 86400:
+            self.error(where, "period_seconds", f"{length} is outside 1..86400")
+            length = None
+        start = self._instant(chain, "genesis", where, length)
+        grace = self._field(chain, "gate_closure_grace_seconds", where, int)
+        if grace is not None and grace < 0:
+            self.error(where, "gate_closure_grace_seconds", "must not be negative")
+            grace = None
+        window = self._field(chain, "correction_window_periods", where, int)
+        if window is not None and window < 0:
+            self.error(where, "correction_window_periods", "must not be negative")
+            window = None
+        horizon = self._field(chain, "schedule_horizon_periods", where, int, required=False)
+        if horizon is None and length:
+            horizon = max(1, 2 * 86400 // length)  # two days ahead by default
+        elif horizon is not None and horizon < 0:
+            self.error(where, "schedule_horizon_periods", "must not be negative")
+        if None in (chain_id, length, start, grace, window, horizon):
+            return None
+        return ChainParams(chain_id, start // length, length, grace, window, horizon)
+
+    def _groups(self, doc: dict) -> dict[str, BalancingGroup]:
+        groups: dict[str, BalancingGroup] = {}
+        first: dict[str, str] = {}
+        for where, row in self._table_rows(doc, "balancing_groups"):
+            self._unknown_fields(row, {"eic", "name", "operator_key"}, where)
+            eic = self._eic(row, "eic", where)
+            name = self._field(row, "name", where, str)
+            key = self._key(row, "operator_key", where)
+            if eic is not None and eic in first:
+                self.error(where, "eic", f"duplicate balancing group {eic}, first in {first[eic]}")
+            elif None not in (eic, name, key):
+                first[eic] = where
+                groups[eic] = BalancingGroup(eic, name, key)
+        return groups
+
+    def _areas(self, doc: dict, groups: dict[str, BalancingGroup]) -> dict[str, GridArea]:
+        areas: dict[str, GridArea] = {}
+        first: dict[str, str] = {}
+        loss_of: dict[str, str] = {}
+        for where, row in self._table_rows(doc, "grid_areas"):
+            self._unknown_fields(row, {"eic", "name", "operator", "loss_balancing_group"}, where)
+            eic = self._eic(row, "eic", where)
+            name = self._field(row, "name", where, str)
+            operator = self._field(row, "operator", where, str)
+            loss = self._eic(row, "loss_balancing_group", where)
+            if eic is not None and eic in groups:
+                self.error(where, "eic", f"{eic} is already a balancing group; an EIC names one object")
+                eic = None
+            if loss is not None and loss not in groups:
+                self.error(where, "loss_balancing_group", f"unknown balancing group {loss}")
+                loss = None
+            elif loss is not None and loss in loss_of:
+                self.warn(where, "loss_balancing_group", f"{loss} also books the loss of area {loss_of[loss]}")
+            if loss is not None:
+                loss_of.setdefault(loss, eic or "?")
+            if eic is not None and eic in first:
+                self.error(where, "eic", f"duplicate grid area {eic}, first in {first[eic]}")
+            elif None not in (eic, name, operator, loss):
+                first[eic] = where
+                areas[eic] = GridArea(eic, name, operator, loss)
+        if not areas and not any(d.field == "eic" and "grid_areas" in d.where for d in self.defects):
+            self.error("[[grid_areas]]", "", "a genesis needs at least one grid area")
+        return areas
+
+    def _operators(self, doc: dict) -> dict[str, MeterOperator]:
+        operators: dict[str, MeterOperator] = {}
+        keys: dict[bytes, str] = {}
+        for where, row in self._table_rows(doc, "meter_operators"):
+            self._unknown_fields(row, {"name", "public_key"}, where)
+            name = self._field(row, "name", where, str)
+            key = self._key(row, "public_key", where)
+            if name is not None and name in operators:
+                self.error(where, "name", f"duplicate meter operator {name!r}")
+            elif key is not None and key in keys:
+                self.error(where, "public_key", f"key already used by meter operator {keys[key]!r}")
+            elif None not in (name, key):
+                operators[name] = MeterOperator(name, key)
+                keys[key] = name
+        return operators
+
+    def _validators(self, doc: dict, areas: dict[str, GridArea]) -> list[Validator]:
+        validators: list[Validator] = []
+        names: dict[str, str] = {}
+        keys: dict[bytes, str] = {}
+        rows = self._table_rows(doc, "validators")
+        for where, row in rows:
+            self._unknown_fields(row, {"name", "public_key", "grid_area"}, where)
+            name = self._field(row, "name", where, str)
+            key = self._key(row, "public_key", where)
+            area = self._eic(row, "grid_area", where)
+            if area is not None and area not in areas:
+                self.error(where, "grid_area", f"unknown grid area {area}")
+                area = None
+            if name is not None and name in names:
+                self.error(where, "name", f"duplicate validator name {name!r}, first in {names[name]}")
+            elif key is not None and key in keys:
+                self.error(where, "public_key", f"duplicate validator key, first in {keys[key]}")
+            elif None not in (name, key, area):
+                names[name] = where
+                keys[key] = where
+                validators.append(Validator(name, key, area))
+        if len(rows) < MIN_VALIDATORS:
+            self.warn("[[validators]]", "", f"{len(rows)} validator(s): fewer than {MIN_VALIDATORS} tolerate "
+                                            "no faulty validator (n = 3f + 1)")
+        return validators
+
+    # -- meter points: inline rows and the pinned CSV file ------------------------------------------------
+
+    def _meter_points(self, doc: dict, areas: dict, groups: dict, operators: dict) -> dict[str, MeterPoint]:
+        meters: dict[str, MeterPoint] = {}
+        first: dict[str, str] = {}
+        key_owner: dict[bytes, str] = {}
+        check = self._meter_point_checker(areas, groups, operators)
+
+        def add(mp: MeterPoint | None, where: str, file: str | None) -> None:
+            if mp is None:
+                return
+            if mp.malo_id in first:
+                self.error(where, "malo_id", f"duplicate MaLo-ID {mp.malo_id}, first in {first[mp.malo_id]}", file)
+                return
+            first[mp.malo_id] = f"{file} {where}" if file else where
+            owner = key_owner.setdefault(mp.meter_key, mp.malo_id)
+            if owner != mp.malo_id:
+                self.warn(where, "meter_key", f"meter key also used by {owner}", file)
+            meters[mp.malo_id] = mp
+
+        spec = doc.get("meter_point_file")
+        if spec is not None:
+            for where, row, file in self._csv_rows(spec):
+                add(check(row, where, file), where, file)
+        for where, row in self._table_rows(doc, "meter_points"):
+            self._unknown_fields(row, set(METER_POINT_FIELDS), where)
+            add(check(row, where, None), where, None)
+        if not meters and not any("meter" in d.where or "meter" in d.field for d in self.defects):
+            self.warn("[[meter_points]]", "", "no meter points")
+        return meters
+
+    def _csv_rows(self, spec: Any):
+        where = "[meter_point_file]"
+        if not isinstance(spec, dict):
+            self.error(where, "", "must be a table with path and sha256")
+            return
+        self._unknown_fields(spec, {"path", "sha256"}, where)
+        rel = self._field(spec, "path", where, str)
+        pinned = self._field(spec, "sha256", where, str)
+        if pinned is not None and not _HEX64.fullmatch(pinned):
+            self.error(where, "sha256", "64 lowercase hex characters")
+            pinned = None
+        if rel is None:
+            return
+        path = self.path.parent / rel
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            self.error(where, "path", f"cannot read {path}: {e.strerror or e}")
+            return
+        actual = sha256(data).hex()
+        if pinned is not None and actual != pinned:
+            self.error(where, "sha256", f"the file {rel} has SHA-256 {actual}, the genesis pins {pinned}")
+        file = Path(rel).name
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            self.error("file", "", f"not UTF-8: {e}", file)
+            return
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None)
+        if header is None:
+            self.error("line 1", "", "empty file: expected a header row", file)
+            return
+        header = [h.strip() for h in header]
+        missing = [f for f in METER_POINT_FIELDS if f not in header]
+        unknown = [h for h in header if h not in METER_POINT_FIELDS]
+        if missing or unknown or len(set(header)) != len(header):
+            self.error("line 1", "", f"header must be the columns {','.join(METER_POINT_FIELDS)} "
+                                     f"(missing {missing}, unknown {unknown})", file)
+            return
+        for cells in reader:
+            line = f"line {reader.line_num}"
+            if not cells or cells == [""]:
+                continue
+            if len(cells) != len(header):
+                self.error(line, "", f"{len(cells)} columns, the header has {len(header)}", file)
+                continue
+            yield line, dict(zip(header, (c.strip() for c in cells))), file
+
+    def _meter_point_checker(self, areas: dict, groups: dict, operators: dict
+                             ) -> Callable[[dict, str, str | None], MeterPoint | None]:
+        interned: dict[str, str] = {}  # one str object per distinct EIC/source/kind across a million rows
+
+        def check(row: dict, where: str, file: str | None) -> MeterPoint | None:
+            ok = True
+            malo = self._field(row, "malo_id", where, str, file)
+            if malo is not None:
+                try:
+                    parse_malo_id(malo)
+                except IdError as e:
+                    self.error(where, "malo_id", str(e), file)
+                    ok = False
+            kind = self._field(row, "kind", where, str, file)
+            if kind is not None and kind not in KINDS:
+                self.error(where, "kind", f"{kind!r} is not one of {', '.join(KINDS)}", file)
+                kind = None
+            source = self._field(row, "source", where, str, file)
+            if source is not None and source not in SOURCES:
+                self.error(where, "source", f"{source!r} is not one of {', '.join(SOURCES)}", file)
+                source = None
+            if kind and source:
+                if kind in ("consumer", "boundary") and source != "grid":
+                    self.error(where, "source", f"a {kind} meter point has source 'grid', not {source!r}", file)
+                    ok = False
+                if kind in ("producer", "prosumer") and source not in GENERATION_SOURCES:
+                    self.error(where, "source", f"a {kind} needs a generation source "
+                                                f"({', '.join(GENERATION_SOURCES)})", file)
+                    ok = False
+            area = self._eic(row, "grid_area", where, "Y", file)
+            if area is not None and area not in areas:
+                self.error(where, "grid_area", f"unknown grid area {area}", file)
+                area = None
+            group = self._eic(row, "balancing_group", where, "Y", file, required=False) or ""
+            if group and group not in groups:
+                self.error(where, "balancing_group", f"unknown balancing group {group}", file)
+                ok = False
+            operator = self._field(row, "meter_operator", where, str, file)
+            if operator is not None and operator not in operators:
+                self.error(where, "meter_operator", f"unknown meter operator {operator!r}", file)
+                operator = None
+            key = self._key(row, "meter_key", where, file)
+            power = self._field(row, "max_power_w", where, int, file)
+            if power is not None and power <= 0:
+                self.error(where, "max_power_w", "must be positive", file)
+                power = None
+            out = self._eic(row, "area_out", where, "Y", file, required=False) or ""
+            into = self._eic(row, "area_in", where, "Y", file, required=False) or ""
+            for field, value in (("area_out", out), ("area_in", into)):
+                if value and value not in areas:
+                    self.error(where, field, f"unknown grid area {value} (leave empty for outside the network)",
+                               file)
+                    ok = False
+            if kind == "boundary":
+                if group:
+                    self.error(where, "balancing_group", "a boundary meter belongs to no balancing group", file)
+                    ok = False
+                if not out and not into:
+                    self.error(where, "area_out", "a boundary meter needs area_out or area_in (or both)", file)
+                    ok = False
+                elif out == into:
+                    self.error(where, "area_in", "area_out and area_in must differ", file)
+                    ok = False
+                elif area and area not in (out, into):
+                    self.error(where, "grid_area", "a boundary meter's grid_area is its area_out or area_in", file)
+                    ok = False
+            elif kind is not None:
+                if out or into:
+                    self.error(where, "area_out", "only boundary meters have area_out/area_in", file)
+                    ok = False
+                if row.get("balancing_group") in ("", None):
+                    self.error(where, "balancing_group", "assigned to no balancing group: every consumer, "
+                                                         "producer and prosumer needs one from genesis on", file)
+                    ok = False
+            if not ok or None in (malo, kind, source, area, operator, key, power):
+                return None
+            i = interned.setdefault
+            return MeterPoint(malo, i(kind, kind), i(source, source), i(area, area), i(group, group),
+                              i(operator, operator), key, power, i(out, out), i(into, into))
+
+        return check
+
+    # -- supplier switches and completeness ---------------------------------------------------------------
+
+    def _assignments(self, doc: dict, meters: dict, groups: dict, params: ChainParams | None) -> list[Assignment]:
+        out: list[Assignment] = []
+        first: dict[tuple[str, int], str] = {}
+        length = params.period_seconds if params else None
+        for where, row in self._table_rows(doc, "assignments"):
+            self._unknown_fields(row, {"malo_id", "balancing_group", "from"}, where)
+            malo = self._field(row, "malo_id", where, str)
+            if malo is not None and malo not in meters:
+                try:
+                    parse_malo_id(malo)
+                    self.error(where, "malo_id", f"unknown meter point {malo}")
+                except IdError as e:
+                    self.error(where, "malo_id", str(e))
+                malo = None
+            elif malo is not None and meters[malo].kind == "boundary":
+                self.error(where, "malo_id", f"{malo} is a boundary meter: it belongs to no balancing group")
+                malo = None
+            group = self._eic(row, "balancing_group", where)
+            if group is not None and group not in groups:
+                self.error(where, "balancing_group", f"unknown balancing group {group}")
+                group = None
+            start = self._instant(row, "from", where, length)
+            period = None
+            if start is not None and params is not None:
+                period = start // params.period_seconds
+                if period <= params.genesis_period:
+                    self.error(where, "from", "a switch starts after the genesis period (the meter-point file "
+                                              "gives the group at genesis)")
+                    period = None
+            if malo is not None and period is not None:
+                if (malo, period) in first:
+                    self.error(where, "from", f"{malo} already switches at this period in {first[malo, period]}")
+                    continue
+                first[malo, period] = where
+            if None not in (malo, group, period):
+                out.append(Assignment(malo, period, group))
+        return out
+
+    def _areas_without_validator(self, areas: dict, validators: list) -> None:
+        with_validator = {v.grid_area for v in validators}
+        for eic in areas:
+            if eic not in with_validator:
+                self.warn(f"grid area {eic}", "", "no validator runs for this grid area")
