@@ -18,9 +18,7 @@ from stromledger.crypto import SigningKey, sha256, verify
 from stromledger.ids import is_valid_eic, is_valid_malo_id
 from stromledger.registry import Registry
 
-from .messages import (
-    BATCH_DOMAIN, MAX_BATCH_READINGS, MAX_BATCH_SCHEDULES, READING_DOMAIN, SCHEDULE_DOMAIN, Batch, Reading, Schedule,
-)
+from .messages import BATCH_DOMAIN, READING_DOMAIN, SCHEDULE_DOMAIN, Batch, Reading, Schedule
 from .rejections import Reason, Rejection
 
 NO_SIG = bytes(64)

@@ -28,8 +28,8 @@ from .events import (Action, Broadcast, CommitReceived, Decide, Event, EvidenceF
                      Rejected, RequestValue, ScheduleTimeout, SendCommit, StartHeight, TimeoutFired, TimeoutKind,
                      ValidateValue, ValueChecked, ValueReady, VoteReceived)
 from .evidence import DuplicateVoteEvidence, make_evidence
-from .messages import (MAX_VALUE_BYTES, Commit, Precommit, Prevote, Proposal, Vote, author, sign_proposal,
-                       sign_vote, value_hash, verify_signature)
+from .messages import (MAX_VALUE_BYTES, Commit, CommitCertificate, Precommit, Prevote, Proposal, Vote, author,
+                       sign_proposal, sign_vote, value_hash, verify_signature)
 from .signguard import PRECOMMIT, PREVOTE, PROPOSE, SignGuard, Step, guard_records
 from .validators import ValidatorSet
 from .votes import VoteSet
@@ -245,7 +245,7 @@ class Consensus:
             self.drops["far_future_round"] += 1
             return
         held = self._vote_sets(type(v)).get(v.round)
-        if held is not None and held.get(index) == v:
+        if held is not None and held.holds(index, v):
             self.drops["duplicate"] += 1
             return
         if not verified and not verify_signature(v, self.chain_id):
@@ -264,14 +264,14 @@ class Consensus:
         vs = sets.get(v.round)
         if vs is None:
             vs = sets[v.round] = VoteSet()
-        status, prior = vs.add(index, v)
-        if status == "conflict":
+        counted, prior = vs.add(index, v, wanted=v.value_hash is None or v.value_hash in self._values)
+        if prior is not None:
             self._record_evidence(make_evidence(prior, v))
+        if not counted:
+            self.drops["duplicate" if prior is None else "equivocation_not_counted"] += 1
             return False
-        if status == "duplicate":
-            self.drops["duplicate"] += 1
-            return False
-        if isinstance(v, Precommit) and v.value_hash is not None and vs.count(v.value_hash) == self.validators.quorum:
+        if isinstance(v, Precommit) and v.value_hash is not None \
+                and vs.count(v.value_hash) == self.validators.quorum:
             self._commit_candidates.append((v.round, v.value_hash))
         return True
 
@@ -283,6 +283,8 @@ class Consensus:
             self._last_own[step] = v
         if step == PRECOMMIT and v.value_hash is not None and v.round > self._locked_round:
             self._locked_hash, self._locked_round = v.value_hash, v.round  # what we precommitted, we locked
+            if self._valid_round < v.round:  # as in the paper, validRound >= lockedRound
+                self._valid_hash, self._valid_round = v.value_hash, v.round
 
     def _record_evidence(self, ev: DuplicateVoteEvidence) -> None:
         key = ev.id()
@@ -341,8 +343,9 @@ class Consensus:
         if h in self._future_commits:
             self.drops["duplicate"] += 1
             return
-        if not isinstance(event.value, bytes) or len(event.value) > MAX_VALUE_BYTES:
-            self._reject("bad_value", "a committed value must be bytes of at most MAX_VALUE_BYTES")
+        if not isinstance(event.value, bytes) or len(event.value) > MAX_VALUE_BYTES \
+                or not isinstance(event.certificate, CommitCertificate):
+            self._reject("bad_commit", "a commit is a value of at most MAX_VALUE_BYTES and a CommitCertificate")
             return
         try:
             verify_certificate(event.certificate, value_hash(event.value), self.validators, self.chain_id, height=h)
@@ -356,10 +359,13 @@ class Consensus:
             self._reject("bad_value", "a proposed value must be bytes of at most MAX_VALUE_BYTES")
             return
         if (event.height, event.round) != (self.height, self.round) or not self._started \
-                or self.step != PROPOSE or (event.round, PROPOSE) in self._own or self._valid_hash is not None:
+                or self.step != PROPOSE or (event.round, PROPOSE) in self._own:
             self.drops["stale_value"] += 1
             return
-        self._propose(event.value, -1)
+        if self._valid_hash in self._values:  # learnt while the application worked: the paper proposes it
+            self._propose(self._values[self._valid_hash], self._valid_round)
+        else:
+            self._propose(event.value, -1)
 
     def _on_verdict(self, event: ValueChecked) -> None:
         if event.height != self.height or self._verdicts.get(event.value_hash, False) is not None:
@@ -396,8 +402,15 @@ class Consensus:
         self._own[(self.round, PROPOSE)] = p
         self._verdicts[h] = True  # our own application built it
         self._out.append(Broadcast(p))
+        self._broadcast_pol(p)
         self._note_round(self.me, p.round)
         self._accept_proposal(p)
+
+    def _broadcast_pol(self, p: Proposal) -> None:
+        """Relay the prevotes that justify a re-proposal, for peers that missed them."""
+        pol = self._prevotes.get(p.pol_round) if p.pol_round >= 0 else None
+        for v in pol.for_value(value_hash(p.value)) if pol else ():
+            self._out.append(Broadcast(v))
 
     def _vote(self, kind: type, h: Optional[bytes]) -> Optional[bytes]:
         """Sign and broadcast a vote for `h` (None: nil) in the current round; return what was signed. A
@@ -408,7 +421,8 @@ class Consensus:
         own = self._own.get((self.round, step))
         if own is None:
             if not self.guard.check_and_record(self.height, self.round, step, h or b""):
-                recorded = [r for r in guard_records(self.guard, self.height) if (r.round, r.step) == (self.round, step)]
+                recorded = [r for r in guard_records(self.guard, self.height)
+                            if (r.round, r.step) == (self.round, step)]
                 if not recorded:
                     self.drops["sign_guard_refused"] += 1
                     return None
@@ -425,10 +439,7 @@ class Consensus:
         mine = self._own.get((self.round, PROPOSE))
         if mine is not None:
             self._out.append(Broadcast(mine))
-            if mine.pol_round >= 0:
-                pol = self._prevotes.get(mine.pol_round)
-                for v in pol.for_value(value_hash(mine.value)) if pol else ():
-                    self._out.append(Broadcast(v))
+            self._broadcast_pol(mine)
         for step in (PREVOTE, PRECOMMIT):
             if step in self._last_own:
                 self._out.append(Broadcast(self._last_own[step]))
@@ -488,7 +499,8 @@ class Consensus:
 
     def _schedule_prevote_timeout(self) -> bool:  # [L34]
         vs = self._prevotes.get(self.round)
-        if self.step != PREVOTE or vs is None or vs.total < self.validators.quorum or (34, self.round) in self._fired:
+        if self.step != PREVOTE or vs is None or vs.total < self.validators.quorum \
+                or (34, self.round) in self._fired:
             return False
         self._fired.add((34, self.round))
         self._schedule(self.round, TimeoutKind.PREVOTE, self.config.prevote_timeout(self.round))
@@ -498,24 +510,15 @@ class Consensus:
         vs = self._prevotes.get(self.round)
         if self.step == PROPOSE or vs is None or (36, self.round) in self._fired:
             return False
-        h = self._quorum_value(vs)
+        h = vs.value_with(self.validators.quorum)
         if h is None or self._verdicts.get(h) is not True:
             return False
         self._fired.add((36, self.round))
         if self.step == PREVOTE:
-            if self._vote(Precommit, h) == h:
-                self._locked_hash, self._locked_round = h, self.round
+            self._vote(Precommit, h)  # locks on h (see _adopt_own), unless the guard holds another vote
             self.step = PRECOMMIT
         self._valid_hash, self._valid_round = h, self.round
         return True
-
-    def _quorum_value(self, vs: VoteSet) -> Optional[bytes]:
-        for h, count in vs.leaders():
-            if count < self.validators.quorum:
-                return None
-            if h is not None:
-                return h
-        return None
 
     def _precommit_nil(self) -> bool:  # [L44]
         vs = self._prevotes.get(self.round)

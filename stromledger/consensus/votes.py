@@ -1,47 +1,65 @@
-"""Vote sets: the votes of one type received for one (height, round), one per validator, with tallies."""
+"""Vote sets: the votes of one type received for one (height, round), with tallies per value.
+
+As in the paper's rules, a value's tally counts every validator that voted for it, so an equivocating
+validator counts for each value it voted for (its first vote alone counts towards the any-value totals).
+That is safe (two quorums still share an honest validator, who votes once) and needed for liveness: an
+honest node must be able to verify a proof-of-lock that contains an equivocator's vote, even if it saw that
+validator's other vote first. To bound memory, an equivocator's votes beyond its second distinct value are
+kept only for `wanted` values (those of this height's proposals).
+"""
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Iterator, Optional
 
 from .messages import Vote
 
+MAX_VALUES_PER_VALIDATOR = 2
+
 
 class VoteSet:
-    """The first vote of each validator counts; a later, different one is an equivocation (returned to the
-    caller as the conflicting pair) and is not counted."""
-
-    __slots__ = ("_by_validator", "_tally")
+    __slots__ = ("_first", "_by_value", "_values_of")
 
     def __init__(self) -> None:
-        self._by_validator: dict[int, Vote] = {}
-        self._tally: Counter[Optional[bytes]] = Counter()
+        self._first: dict[int, Vote] = {}
+        self._by_value: dict[Optional[bytes], dict[int, Vote]] = {}
+        self._values_of: dict[int, int] = {}
 
-    def add(self, index: int, vote: Vote) -> tuple[str, Optional[Vote]]:
-        """("added", None), ("duplicate", None) or ("conflict", the vote held before)."""
-        held = self._by_validator.get(index)
-        if held is None:
-            self._by_validator[index] = vote
-            self._tally[vote.value_hash] += 1
-            return "added", None
-        if held.value_hash == vote.value_hash:
-            return "duplicate", None
-        return "conflict", held
+    def add(self, index: int, vote: Vote, wanted: bool = False) -> tuple[bool, Optional[Vote]]:
+        """(counted, conflicting): whether the vote now counts for its value, and the validator's first
+        vote if this one is for a different value (an equivocation)."""
+        votes = self._by_value.get(vote.value_hash)
+        if votes is not None and index in votes:
+            return False, None
+        first = self._first.get(index)
+        if first is None:
+            self._first[index] = vote
+        elif self._values_of[index] >= MAX_VALUES_PER_VALIDATOR and not wanted:
+            return False, first
+        self._by_value.setdefault(vote.value_hash, {})[index] = vote
+        self._values_of[index] = self._values_of.get(index, 0) + 1
+        return True, first
 
-    def get(self, index: int) -> Optional[Vote]:
-        return self._by_validator.get(index)
+    def holds(self, index: int, vote: Vote) -> bool:
+        """Whether exactly this vote is already here."""
+        votes = self._by_value.get(vote.value_hash)
+        return votes is not None and votes.get(index) == vote
 
     def count(self, value_hash: Optional[bytes]) -> int:
-        return self._tally[value_hash]
+        votes = self._by_value.get(value_hash)
+        return 0 if votes is None else len(votes)
 
     @property
     def total(self) -> int:
-        return len(self._by_validator)
+        """How many validators voted here, whatever for."""
+        return len(self._first)
 
-    def leaders(self) -> list[tuple[Optional[bytes], int]]:
-        """(value hash or None, count), most votes first (ties in arrival order)."""
-        return self._tally.most_common()
+    def value_with(self, quorum: int) -> Optional[bytes]:
+        """The non-nil value with at least `quorum` votes, if any (at most one has, with a true quorum)."""
+        for h, votes in self._by_value.items():
+            if h is not None and len(votes) >= quorum:
+                return h
+        return None
 
     def for_value(self, value_hash: Optional[bytes]) -> Iterator[Vote]:
-        return (v for v in self._by_validator.values() if v.value_hash == value_hash)
+        return iter(self._by_value.get(value_hash, {}).values())

@@ -74,6 +74,7 @@ class _GenesisReader:
         self.path = path
         self.file = path.name
         self.defects: list[Defect] = []
+        self._valid_eics: set[tuple[str, str | None]] = set()
 
     # -- reporting ---------------------------------------------------------------------------------------
 
@@ -117,8 +118,12 @@ class _GenesisReader:
         text = self._field(row, key, where, str, file, required)
         if text is None:
             return None
+        if (text, object_type) in self._valid_eics:  # a million rows name the same few areas and groups
+            return text
         try:
-            return parse_eic(text, object_type)
+            parse_eic(text, object_type)
+            self._valid_eics.add((text, object_type))
+            return text
         except IdError as e:
             self.error(where, key, str(e), file)
             return None

@@ -1,0 +1,59 @@
+"""`stromledger keys gen|show`: create and inspect node key files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from stromledger.crypto import SigningKey
+from stromledger.keys import KeyFileError, read_key_file, read_public_key, write_key_file
+
+PASSPHRASE_ENV = "STROMLEDGER_PASSPHRASE"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keys", help="create or show an Ed25519 key file",
+                       description="Key files hold a node's Ed25519 key: it signs readings, schedules, votes and "
+                                   "receipts, and is the node's libp2p identity. Put the printed public key in the "
+                                   "genesis (validators, balancing groups, meter operators, meters).")
+    ks = p.add_subparsers(dest="keys_command", metavar="ACTION")
+    gen = ks.add_parser("gen", help="create a new key file (mode 0600; never overwrites)")
+    gen.add_argument("--out", required=True, help="path of the key file to create")
+    gen.add_argument("--encrypt", action="store_true",
+                     help=f"encrypt the key with the passphrase in ${PASSPHRASE_ENV} (scrypt + ChaCha20-Poly1305)")
+    gen.set_defaults(func=_gen)
+    show = ks.add_parser("show", help="print the public key of a key file")
+    show.add_argument("file")
+    show.add_argument("--check", action="store_true",
+                      help=f"also open the key (needs ${PASSPHRASE_ENV} if encrypted) and check it matches")
+    show.set_defaults(func=_show)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _gen(args: argparse.Namespace) -> int:
+    passphrase = os.environ.get(PASSPHRASE_ENV) if args.encrypt else None
+    if args.encrypt and not passphrase:
+        print(f"--encrypt needs the passphrase in ${PASSPHRASE_ENV}", file=sys.stderr)
+        return 2
+    key = SigningKey.generate()
+    try:
+        write_key_file(args.out, key, passphrase)
+    except FileExistsError:
+        print(f"{args.out} exists: refusing to overwrite a key", file=sys.stderr)
+        return 1
+    print(key.public.hex())
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    try:
+        if args.check:
+            public = read_key_file(args.file, os.environ.get(PASSPHRASE_ENV)).public
+        else:
+            public = read_public_key(args.file)
+    except (OSError, KeyError, ValueError, KeyFileError) as e:
+        print(f"cannot read {args.file}: {e}", file=sys.stderr)
+        return 1
+    print(public.hex())
+    return 0

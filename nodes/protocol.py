@@ -1,0 +1,79 @@
+"""Application messages on the node protocols (codec tags 50-69). docs/protocol.md describes each exchange.
+
+    /stromledger/consensus/1  one-way: Proposal, Prevote, Precommit, Commit (validators only)
+    /stromledger/batch/1      one-way: Batch (a validator pushes what it admitted to the others);
+                              request: BatchRequest -> BatchReply (validators only)
+    /stromledger/submit/1     request: Batch -> Receipt, or ErrorReply (registered submitters)
+    /stromledger/sync/1       request: SyncRequest -> SyncReply; BatchRequest -> BatchReply (anyone registered)
+    /stromledger/light/1      request: LightRequest -> LightReply, or ErrorReply (anyone registered)
+"""
+
+from __future__ import annotations
+
+from stromledger.codec import U16, U32, U64, Blob, Hash, Message, Seq, Str, message, nested
+from stromledger.consensus.messages import CommitCertificate
+
+CONSENSUS = "/stromledger/consensus/1"
+BATCH = "/stromledger/batch/1"
+SUBMIT = "/stromledger/submit/1"
+SYNC = "/stromledger/sync/1"
+LIGHT = "/stromledger/light/1"
+
+MAX_BLOB = 48 * 1024 * 1024
+MAX_SYNC = 64
+MAX_FETCH = 256
+MAX_LIGHT_IDS = 10_000
+
+
+@message(50)
+class ErrorReply(Message):
+    reason: Str(32)
+    message: Str(512)
+
+
+@message(51)
+class BatchRequest(Message):
+    digests: Seq(Hash, MAX_FETCH)
+
+
+@message(52)
+class BatchReply(Message):
+    batches: Seq(Blob(MAX_BLOB), MAX_FETCH)  # canonical Batch bytes; the asker checks each digest
+
+
+@message(53)
+class SyncRequest(Message):
+    from_height: U64
+    limit: U16
+
+
+@message(54)
+class SyncReply(Message):
+    commits: Seq(Blob(MAX_BLOB), MAX_SYNC)  # canonical consensus Commit bytes (seal + certificate), ascending
+    last_height: U64  # the newest committed height the answering validator has
+
+
+@message(55)
+class LightRequest(Message):
+    period: U64
+    malo_ids: Seq(Str(11), MAX_LIGHT_IDS)
+
+
+@nested
+class LeafProof(Message):
+    malo_id: Str(11)
+    index: U32
+    leaf: Blob(1024)  # canonical SettledReading bytes
+    path: Seq(Hash, 64)
+
+
+@message(56)
+class LightReply(Message):
+    """The seal that settled `period` at its latest version, its certificate, and inclusion proofs."""
+
+    height: U64
+    version: U32
+    seal: Blob(MAX_BLOB)
+    certificate: CommitCertificate
+    size: U32  # leaves in the period result's tree
+    proofs: Seq(LeafProof, MAX_LIGHT_IDS)

@@ -1,0 +1,125 @@
+"""The devnet genesis: a small, realistic-looking network whose keys anyone can re-derive.
+
+Keys come from `SigningKey.from_label(label)` (test/devnet only, never production):
+  validators            "validator-1" .. "validator-N"   (two per grid area: 1, 2 in area 1; 3, 4 in area 2 ...)
+  grid operators        "grid-operator-1" ..             (operate area i's loss balancing group)
+  group operators       "bg-operator-1" ..               (operate supplier balancing group i)
+  meter operators       "meter-operator-1", "meter-operator-2"
+  meters                "meter-<MaLo-ID>"
+`devnet_key(label)` returns them; `meter_label(malo_id)` names a meter's label.
+
+`make_devnet_genesis(dir, ...)` writes devnet.toml and devnet-meter-points.csv (pinned by SHA-256);
+configs/devnet.toml in the repository is its output for the defaults.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from stromledger.crypto import SigningKey
+from stromledger.ids import make_malo_id
+from stromledger.registry import (
+    Assignment, BalancingGroup, ChainParams, GridArea, MeterOperator, MeterPoint, Registry, Validator,
+    write_genesis,
+)
+
+from .synthetic import GENESIS_2026, eic_for
+
+AREA_NAMES = ("Nordheide", "Suedtal", "Westmark", "Ostaue", "Mittelberg", "Seeland")
+SUPPLIER_NAMES = ("Stadtwerke Nordheide Vertrieb", "Sonnenstrom eG", "Windhandel GmbH", "Regionalenergie AG",
+                  "Buergerstrom eG", "Gruenwerk Handel")
+METER_OPERATORS = ("Messstellenbetrieb Nordheide", "SmartMeter Service GmbH")
+
+
+def devnet_key(label: str) -> SigningKey:
+    return SigningKey.from_label(label)
+
+
+def meter_label(malo_id: str) -> str:
+    return f"meter-{malo_id}"
+
+
+def devnet_registry(validators: int = 4, balancing_groups: int = 3, meters: int = 200, period_seconds: int = 10,
+                    seed: int = 1, *, genesis_start: int = GENESIS_2026, chain_id: str = "stromledger-devnet",
+                    grace_seconds: int | None = None, correction_window: int | None = None) -> Registry:
+    """The devnet registry: `validators // 2` grid areas (at least one) with two validators each (the last
+    takes any odd one), `balancing_groups` supplier groups plus one loss group per area, tie lines between
+    neighbouring areas and from each area to the upstream grid outside the network, and `meters` meter
+    points in all (households, PV prosumers, commerce, batteries, a few generators)."""
+    if validators < 1 or balancing_groups < 1 or meters < 1:
+        raise ValueError("a devnet needs at least one validator, balancing group and meter point")
+    rng = random.Random(seed)
+    n_areas = max(1, validators // 2)
+    genesis_period = -(-genesis_start // period_seconds)  # the first period starting at or after genesis_start
+    grace = grace_seconds if grace_seconds is not None else max(1, period_seconds // 5)
+    window = correction_window if correction_window is not None else max(4, 300 // period_seconds)
+    params = ChainParams(chain_id, genesis_period, period_seconds, grace, window, max(1, 2 * 86400 // period_seconds))
+
+    areas, losses, loss_groups = [], [], []
+    for i in range(n_areas):
+        name = AREA_NAMES[i % len(AREA_NAMES)] + ("" if i < len(AREA_NAMES) else f" {i + 1}")
+        area, loss = eic_for("DEVAREA", i + 1), eic_for("DEVLOSS", i + 1)
+        areas.append(GridArea(area, f"Netzgebiet {name}", f"Netz {name} GmbH", loss))
+        loss_groups.append(BalancingGroup(loss, f"Verlustbilanzkreis {name}",
+                                          devnet_key(f"grid-operator-{i + 1}").public))
+        losses.append(loss)
+    suppliers = [BalancingGroup(eic_for("DEVBG", i + 1), SUPPLIER_NAMES[i % len(SUPPLIER_NAMES)]
+                                + ("" if i < len(SUPPLIER_NAMES) else f" {i + 1}"),
+                                devnet_key(f"bg-operator-{i + 1}").public) for i in range(balancing_groups)]
+    vals = [Validator(f"validator-{i + 1}", devnet_key(f"validator-{i + 1}").public,
+                      areas[min(i // 2, n_areas - 1)].eic) for i in range(validators)]
+    operators = [MeterOperator(name, devnet_key(f"meter-operator-{i + 1}").public)
+                 for i, name in enumerate(METER_OPERATORS)]
+
+    points: list[MeterPoint] = []
+
+    def add(kind: str, source: str, area: str, group: str, power: int, out: str = "", into: str = "") -> None:
+        malo = make_malo_id(f"{4_100_000_000 + len(points):010d}")
+        operator = operators[len(points) % len(operators)].name
+        points.append(MeterPoint(malo, kind, source, area, group, operator,
+                                 devnet_key(meter_label(malo)).public, power, out, into))
+
+    for i, a in enumerate(areas):  # tie lines: to the upstream grid outside, and to the next area
+        if len(points) < meters:
+            add("boundary", "grid", a.eic, "", 40_000_000, a.eic, "")
+        if i + 1 < n_areas and len(points) < meters:
+            add("boundary", "grid", a.eic, "", 20_000_000, a.eic, areas[i + 1].eic)
+    mix = (  # (share, kind, source, power choices in W)
+        (0.55, "consumer", "grid", (11_000, 15_000, 30_000)),  # households
+        (0.22, "prosumer", "pv", (7_000, 10_000, 15_000)),  # rooftop PV
+        (0.10, "consumer", "grid", (50_000, 120_000, 250_000)),  # commerce
+        (0.05, "prosumer", "battery", (5_000, 10_000)),  # home batteries
+        (0.03, "producer", "pv", (750_000, 2_000_000)),  # PV parks
+        (0.02, "producer", "wind", (3_000_000, 4_200_000)),
+        (0.015, "producer", "chp", (500_000,)),
+        (0.01, "producer", "biomass", (800_000,)),
+        (0.005, "producer", "hydro", (300_000,)),
+    )
+    while len(points) < meters:
+        roll, acc = rng.random(), 0.0
+        for share, kind, source, powers in mix:
+            acc += share
+            if roll < acc:
+                break
+        add(kind, source, rng.choice(areas).eic, rng.choice(suppliers).eic, rng.choice(powers))
+
+    # a few supplier switches one day after genesis, so the registry shows how they look
+    movable = [p for p in points if p.kind != "boundary"]
+    switch_at = genesis_period + max(1, 86400 // period_seconds)
+    assignments = []
+    if len(suppliers) > 1:
+        for p in rng.sample(movable, min(3, len(movable))):
+            others = [g.eic for g in suppliers if g.eic != p.balancing_group]
+            assignments.append(Assignment(p.malo_id, switch_at, rng.choice(others)))
+    return Registry(params, vals, areas, suppliers + loss_groups, operators, points, assignments)
+
+
+def make_devnet_genesis(directory: str | Path, validators: int = 4, balancing_groups: int = 3, meters: int = 200,
+                        period_seconds: int = 10, seed: int = 1, **options) -> Path:
+    """Write a devnet genesis (devnet.toml + devnet-meter-points.csv) into `directory`; return its path.
+    `options` go to devnet_registry (genesis_start, chain_id, grace_seconds, correction_window)."""
+    registry = devnet_registry(validators, balancing_groups, meters, period_seconds, seed, **options)
+    title = (f"stromledger devnet genesis: {validators} validators, {balancing_groups} balancing groups, "
+             f"{meters} meter points (keys: stromledger.cascade.devnet_genesis, never for production)")
+    return write_genesis(registry, directory, "devnet.toml", "devnet-meter-points.csv", title)

@@ -1,0 +1,260 @@
+"""The stateful side of the cascade at one node: admitting batches, proposing, validating and committing
+seals. Still pure: the clock arrives as `now_period`, bytes arrive as arguments, nothing is read or sent.
+
+- `Acceptor`: checks every submitted batch (signatures may be spread over threads via `map`), answers with
+  reasons per item, remembers batches until a committed seal has settled them.
+- `Ledger`: registry + settled state + acceptor; `propose`, `validate`, `commit`, `rows`.
+- `replay`: rebuild the settled state from committed seals and their batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Iterator, Mapping, Union
+
+from stromledger.crypto import SigningKey, sha256
+from stromledger.registry import Registry
+
+from .checks import NO_SIG, CheckedBatch, check_batch, correctable_from
+from .messages import RECEIPT_DOMAIN, Batch, ItemRejection, PeriodSeal, Receipt
+from .rejections import Reason, Rejection
+from .rows import REG, REXP, RIMP, RVER, MeterRow, inclusion_proof
+from .settle import Outcome, batch_eligible, build_seal, rebuild_seal
+from .state import SettledState
+
+READING, SCHEDULE = 1, 2
+Incoming = Union[bytes, Batch, CheckedBatch]
+
+
+@dataclass
+class Admission:
+    """What a validator answers to a submitted batch. Provisional: the seal re-derives every verdict."""
+
+    digest: bytes | None
+    refused: Rejection | None = None  # the whole batch
+    rejections: list[tuple[int, int, Rejection]] = field(default_factory=list)  # (READING|SCHEDULE, index, why)
+    accepted: int = 0
+    duplicates: int = 0
+    stored: bool = False
+
+    def receipt(self, key: SigningKey, chain_id: str) -> Receipt:
+        items = tuple(ItemRejection(kind, index, int(r.reason), r.message[:200])
+                      for kind, index, r in self.rejections if not r.harmless)
+        r = Receipt(self.digest or bytes(32), key.public, int(self.refused.reason) if self.refused else 0,
+                    self.accepted, self.duplicates, items, NO_SIG)
+        return replace(r, sig=key.sign(RECEIPT_DOMAIN, chain_id, r.body()))
+
+
+class Acceptor:
+    def __init__(self, registry: Registry, state: SettledState):
+        self.registry = registry
+        self.state = state
+        self.batches: dict[bytes, CheckedBatch] = {}
+        self._readings: dict[int, dict[tuple[str, int], tuple[bool, int, int]]] = {}  # period -> (malo, ver)
+        self._schedules: dict[int, set[tuple]] = {}
+
+    def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map) -> Admission:
+        """Check and remember a batch. `now_period` is the period the clock is in (None: no clock checks, for
+        batches fetched from peers to validate a seal). Stored if anything in it can still be settled or is
+        evidence."""
+        reg = self.registry
+        checked = batch if isinstance(batch, CheckedBatch) else check_batch(reg, batch, map=map)
+        if isinstance(checked, Rejection):
+            digest = sha256(batch) if isinstance(batch, (bytes, bytearray)) else None
+            return Admission(digest, checked)
+        d = checked.digest
+        if d in self.batches or d in self.state.batches:
+            return Admission(d, Rejection(Reason.DUPLICATE, "batch already received"))
+        if now_period is not None:
+            if checked.reading_periods and checked.reading_periods[-1] > now_period:
+                return Admission(d, Rejection(Reason.PERIOD_IN_FUTURE,
+                                              f"a reading for period {checked.reading_periods[-1]}, now {now_period}"))
+            horizon = now_period + reg.params.schedule_horizon
+            if checked.schedule_periods and checked.schedule_periods[-1] > horizon:
+                return Admission(d, Rejection(Reason.PERIOD_IN_FUTURE, f"a schedule beyond period {horizon}"))
+        next_height = self.state.next_height(reg)
+        lo = correctable_from(reg, next_height)
+        out = Admission(d)
+        keep = False
+        new_readings: list[tuple[int, tuple[str, int], tuple[bool, int, int]]] = []
+        # Whether the batch is kept must not depend on other pending batches (or the seal would depend on
+        # arrival order): an item that only repeats a pending one still keeps its batch.
+        for i, (r, verdict) in enumerate(zip(checked.batch.readings, checked.reading_verdicts)):
+            why, usable = (verdict, False) if verdict else self._reading_verdict(r, lo, new_readings)
+            keep |= usable
+            if why is None:
+                out.accepted += 1
+            else:
+                out.rejections.append((READING, i, why))
+                out.duplicates += why.harmless
+        new_schedules: list[tuple[int, tuple]] = []
+        for i, (s, verdict) in enumerate(zip(checked.batch.schedules, checked.schedule_verdicts)):
+            why = verdict
+            if why is None and s.period < next_height:
+                why = Rejection(Reason.PERIOD_TOO_OLD, f"period {s.period} is already sealed")
+            if why is None:
+                keep = True
+                key = (s.from_group, s.to_group, s.signer, s.wh)
+                if key in self._schedules.get(s.period, ()) or (s.period, key) in new_schedules:
+                    why = Rejection(Reason.DUPLICATE, "schedule already received")
+                else:
+                    new_schedules.append((s.period, key))
+            if why is None:
+                out.accepted += 1
+            else:
+                out.rejections.append((SCHEDULE, i, why))
+                out.duplicates += why.harmless
+        if keep:
+            self.batches[d] = checked
+            for period, key, values in new_readings:
+                self._readings.setdefault(period, {})[key] = values
+            for period, key in new_schedules:
+                self._schedules.setdefault(period, set()).add(key)
+        out.stored = keep
+        return out
+
+    def _reading_verdict(self, r, lo: int, new: list) -> tuple[Rejection | None, bool]:
+        """The verdict on a statically valid reading, and whether a seal can still use it (settle it, count
+        it as a duplicate of a pending one, or report it as a conflict)."""
+        if r.period < lo:
+            return Rejection(Reason.PERIOD_TOO_OLD, f"period {r.period} is before the correction window ({lo})"), False
+        values = (r.register, r.import_wh, r.export_wh)
+        settled = self.state.entries.get(r.period, {}).get(r.malo_id)
+        if settled is not None and settled[RVER]:
+            if r.version < settled[RVER]:
+                return Rejection(Reason.SUPERSEDED, f"version {settled[RVER]} is already settled"), False
+            if r.version == settled[RVER]:
+                if values == (settled[REG], settled[RIMP], settled[REXP]):
+                    return Rejection(Reason.DUPLICATE, "already settled"), False
+                return Rejection(Reason.CONFLICTING_DUPLICATE, "differs from the settled reading of this "
+                                                               "version: kept as evidence against the meter"), True
+        key = (r.malo_id, r.version)
+        pending = self._readings.get(r.period, {}).get(key)
+        if pending is None:
+            for period, k, v in new:  # within this batch (rare: a meter listed twice)
+                if period == r.period and k == key:
+                    pending = v
+        if pending is None:
+            new.append((r.period, key, values))
+            return None, True
+        if pending == values:
+            return Rejection(Reason.DUPLICATE, "already received"), True
+        return Rejection(Reason.CONFLICTING_DUPLICATE, "differs from a reading received for the same version: "
+                                                       "kept as evidence against the meter"), True
+
+    def eligible(self, height: int) -> list[CheckedBatch]:
+        """The proposer's choice for `height`: every known batch with something left to settle, by digest."""
+        lo = correctable_from(self.registry, height)
+        settled = self.state.batches
+        return [cb for d, cb in sorted(self.batches.items())
+                if batch_eligible(cb, settled.get(d, (-1, 0))[0], height, lo)]
+
+    def committed(self) -> None:
+        """Forget what the state now settles: fully settled batches and pending keys of sealed periods."""
+        h = self.state.height
+        lo = correctable_from(self.registry, h + 1)
+        for d, cb in list(self.batches.items()):
+            through = self.state.batches.get(d, (-1, 0))[0]
+            if through >= cb.max_period or cb.max_period < lo:
+                del self.batches[d]
+        for index in (self._readings, self._schedules):
+            for period in [p for p in index if p <= h]:
+                del index[period]
+
+
+class LedgerError(ValueError):
+    def __init__(self, rejection: Rejection):
+        super().__init__(str(rejection))
+        self.rejection = rejection
+
+
+class Ledger:
+    """One node's cascade. Typical flow per height: admit batches as they come; after gate closure the
+    proposer calls `propose()`, everyone else `validate(seal_bytes)`; after consensus decides, `commit`."""
+
+    def __init__(self, registry: Registry, state: SettledState | None = None):
+        self.registry = registry
+        self.state = state or SettledState.genesis(registry)
+        if self.state.registry_hash != registry.hash:
+            raise ValueError("the settled state belongs to another registry")
+        self.acceptor = Acceptor(registry, self.state)
+        self._outcomes: dict[bytes, Outcome] = {}  # seal hash -> outcome, for the current height
+
+    @property
+    def next_height(self) -> int:
+        return self.state.next_height(self.registry)
+
+    def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map) -> Admission:
+        return self.acceptor.admit(batch, now_period, map=map)
+
+    def batch(self, digest: bytes) -> CheckedBatch | None:
+        return self.acceptor.batches.get(digest)
+
+    def add_fetched(self, batch: Incoming) -> CheckedBatch | Rejection:
+        """A batch fetched from a peer because a proposed seal lists it: kept if valid, whatever its items."""
+        checked = batch if isinstance(batch, CheckedBatch) else check_batch(self.registry, batch)
+        if isinstance(checked, CheckedBatch):
+            self.acceptor.batches.setdefault(checked.digest, checked)
+        return checked
+
+    def propose(self, vote_evidence: Iterable[bytes] = ()) -> Outcome:
+        h = self.next_height
+        outcome = build_seal(self.registry, self.state, h, self.acceptor.eligible(h), vote_evidence)
+        self._outcomes[outcome.seal_hash] = outcome
+        return outcome
+
+    def missing_batches(self, seal_bytes: bytes) -> list[bytes]:
+        """The batches a proposed seal lists that this node must fetch before it can validate it."""
+        try:
+            seal = PeriodSeal.decode(seal_bytes)
+        except ValueError:
+            return []
+        return [d for d in seal.batches if d not in self.acceptor.batches]
+
+    def validate(self, seal_bytes: bytes, evidence_ok: Callable[[bytes], bool] | None = None) -> Rejection | None:
+        seal_hash = sha256(seal_bytes)
+        if seal_hash in self._outcomes:
+            return None
+        outcome = rebuild_seal(seal_bytes, self.registry, self.state, self.acceptor.batches, evidence_ok)
+        if isinstance(outcome, Rejection):
+            return outcome
+        self._outcomes[seal_hash] = outcome
+        return None
+
+    def commit(self, seal_bytes: bytes) -> Outcome:
+        """Apply a seal that consensus decided. Raises LedgerError if this node cannot rebuild it (e.g. it
+        still misses a batch: fetch it with add_fetched and commit again)."""
+        outcome = self._outcomes.get(sha256(seal_bytes))
+        if outcome is None:
+            outcome = rebuild_seal(seal_bytes, self.registry, self.state, self.acceptor.batches)
+            if isinstance(outcome, Rejection):
+                raise LedgerError(outcome)
+        self.state.apply(self.registry, outcome)
+        self.acceptor.committed()
+        self._outcomes.clear()
+        return outcome
+
+    def rows(self, period: int) -> Iterator[MeterRow]:
+        return self.state.rows(self.registry, period)
+
+    def proof(self, period: int, malo_id: str) -> tuple[bytes, int, int, list[bytes]]:
+        """(leaf bytes, index, tree size, audit path) of a meter point in the latest result of `period`."""
+        return inclusion_proof(period, self.rows(period), malo_id)
+
+
+def replay(registry: Registry, commits: Iterable[tuple[bytes, Mapping[bytes, Union[Batch, bytes]]]],
+           state: SettledState | None = None) -> SettledState:
+    """Recompute the settled state from committed seals (in height order) and the batches each lists."""
+    state = state or SettledState.genesis(registry)
+    for seal_bytes, batches in commits:
+        checked = {}
+        for digest, b in batches.items():
+            cb = check_batch(registry, b)
+            if isinstance(cb, Rejection):
+                raise LedgerError(cb)
+            checked[digest] = cb
+        outcome = rebuild_seal(seal_bytes, registry, state, checked)
+        if isinstance(outcome, Rejection):
+            raise LedgerError(outcome)
+        state.apply(registry, outcome)
+    return state

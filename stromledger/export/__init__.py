@@ -1,0 +1,21 @@
+"""Period-close billing exports: files derived from committed seals that anyone holding the genesis file can
+verify offline. docs/export-format.md describes the files; this package builds, writes and verifies them.
+
+Pure core (no clock, no sqlite, no threads): `build_export` makes `{file name: bytes}` and `verify_export`
+checks such a mapping. The only file I/O is in `writer` (`write_export`, `read_export`); `committed` reads a
+node's store through a handful of its methods.
+"""
+
+from .build import ExportError, as_meter_rows, build_export
+from .committed import committed_rows, export_committed, export_period, exports_of_seal, find_height, latest_version
+from .manifest import FORMAT, FORMAT_VERSION, MANIFEST
+from .period_data import decode_period_rows, encode_period_rows
+from .verify import Problem, Report, verify_export
+from .writer import EXPORTS_DIR, ExportConflict, export_path, read_export, write_export
+
+__all__ = [
+    "EXPORTS_DIR", "FORMAT", "FORMAT_VERSION", "MANIFEST", "ExportConflict", "ExportError", "Problem", "Report",
+    "as_meter_rows", "build_export", "committed_rows", "decode_period_rows", "encode_period_rows", "export_committed",
+    "export_path", "export_period", "exports_of_seal", "find_height", "latest_version", "read_export",
+    "verify_export", "write_export",
+]

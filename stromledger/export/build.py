@@ -1,0 +1,125 @@
+"""Building an export: a pure function from committed data to `{file name: bytes}`.
+
+The inputs are what a committed seal proves: the seal, its commit certificate, the registry, and the rows of
+one period result (one per meter point). The builder refuses rows that do not recompute the sealed result
+and a certificate that does not verify, so a node never writes an export that fails verification.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Union
+
+from stromledger.cascade.messages import PeriodResult, PeriodSeal, SettledReading
+from stromledger.cascade.rows import MeterRow, recompute_result
+from stromledger.consensus.certificate import CertificateError, verify_certificate
+from stromledger.consensus.messages import CommitCertificate
+from stromledger.crypto import sha256
+from stromledger.registry import Registry
+
+from . import mscons, tables
+from .compare import result_difference
+from .manifest import MANIFEST, manifest_bytes, manifest_dict
+
+Row = Union[MeterRow, SettledReading]
+
+
+class ExportError(ValueError):
+    """The inputs cannot make a valid export (rows that do not match the seal, a bad certificate, ...)."""
+
+
+def as_meter_rows(registry: Registry, period: int, rows: Iterable[Row]) -> list[MeterRow]:
+    """MeterRows in the given order; SettledReading leaves get their kind and source from the registry."""
+    out = []
+    for r in rows:
+        if isinstance(r, SettledReading):
+            if r.period != period:
+                raise ExportError(f"a leaf of period {r.period} among the rows of period {period}")
+            mp = registry.meter_points.get(r.malo_id)
+            if mp is None:
+                raise ExportError(f"{r.malo_id} is not in the registry")
+            r = MeterRow(r.malo_id, r.grid_area, r.balancing_group, r.version, r.quality, r.import_wh, r.export_wh,
+                         r.reading_version, r.register, r.reading_import, r.reading_export, r.reading_sig, mp.kind,
+                         mp.source)
+        out.append(r)
+    return out
+
+
+def check_rows(registry: Registry, seal: PeriodSeal, period: int, rows: list[MeterRow]):
+    """The sealed result of `period` after checking that `rows` recompute it exactly."""
+    result = seal.result(period)
+    if result is None:
+        raise ExportError(f"the seal at height {seal.height} has no result for period {period}")
+    if [r.malo_id for r in rows] != list(registry.malo_order):
+        raise ExportError(f"the rows of period {period} are not the registry's {len(registry.malo_order)} meter "
+                          "points in MaLo-ID order")
+    diff = result_difference(result, recompute_result(registry, rows, result))
+    if diff is not None:
+        raise ExportError(f"the rows do not recompute period {period} version {result.version}: {diff}")
+    return result
+
+
+def build_export(registry: Registry, seal: PeriodSeal | bytes, certificate: CommitCertificate | bytes, period: int,
+                 rows: Iterable[Row], previous_rows: Iterable[Row] | None = None) -> dict[str, bytes]:
+    """Every file of the export of the result of `period` in `seal`, by file name.
+
+    `rows`: that result's rows, one per meter point in MaLo-ID order (cascade MeterRows or SettledReading
+    leaves). `previous_rows`: the rows of version - 1 of the same period, required for a correction
+    (version > 1): they give changes.csv."""
+    if isinstance(seal, (bytes, bytearray)):
+        seal_bytes = bytes(seal)
+        seal = PeriodSeal.decode(seal_bytes)
+    else:
+        seal_bytes = seal.encode()
+    cert = certificate
+    if isinstance(cert, (bytes, bytearray)):
+        cert = CommitCertificate.decode(bytes(cert))
+    if seal.chain_id != registry.chain_id or seal.registry_hash != registry.hash:
+        raise ExportError("the seal belongs to another chain or registry than the one given")
+    try:
+        verify_certificate(cert, seal.hash(), registry.validator_keys(), registry.chain_id, height=seal.height)
+    except CertificateError as e:
+        raise ExportError(f"the certificate does not prove the seal at height {seal.height}: {e}") from None
+    rows = as_meter_rows(registry, period, rows)
+    result = check_rows(registry, seal, period, rows)
+    if result.version > 1 and previous_rows is None:
+        raise ExportError(f"period {period} version {result.version} is a correction: the rows of version "
+                          f"{result.version - 1} are needed for changes.csv")
+    previous = None if previous_rows is None else as_meter_rows(registry, period, previous_rows)
+    return export_files(registry, seal, seal_bytes, cert, result, rows, previous)
+
+
+def export_files(registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: CommitCertificate,
+                 result: PeriodResult, rows: list[MeterRow], previous: list[MeterRow] | None) -> dict[str, bytes]:
+    """The files of an export from checked inputs (no checks here: `build_export` does them, and the verifier
+    calls this to regenerate what an export must contain). changes.csv only when `previous` is given."""
+    p = registry.period(result.period)
+    seal_hash = sha256(seal_bytes)
+    records = [tables.meter_record(p, seal_hash, r) for r in rows]
+    files: dict[str, bytes] = {
+        tables.METER_POINTS_CSV: tables.meter_points_csv(records),
+        tables.METER_POINTS_JSONL: tables.meter_points_jsonl(records),
+        tables.GROUPS_CSV: tables.groups_csv(p, result),
+        tables.AREAS_CSV: tables.areas_csv(p, result, registry),
+        tables.SCHEDULES_CSV: tables.schedules_csv(p, result),
+    }
+    if result.version > 1 and previous is not None:
+        old = [tables.meter_record(p, b"", r) for r in previous]
+        files[tables.CHANGES_CSV] = tables.changes_csv(tables.changes(old, records))
+    files.update(mscons_files(registry, seal, seal_hash, result.period, result.version, rows))
+    files[MANIFEST] = manifest_bytes(manifest_dict(registry=registry, seal=seal, seal_bytes=seal_bytes,
+                                                   certificate=cert, result=result, files=files))
+    return files
+
+
+def mscons_files(registry: Registry, seal: PeriodSeal, seal_hash: bytes, period: int, version: int,
+                 rows: list[MeterRow]) -> dict[str, bytes]:
+    """One MSCONS file per balancing group that has meter points in the period (boundary meters have none)."""
+    by_group: dict[str, list[MeterRow]] = {}
+    for r in rows:
+        if r.balancing_group:
+            by_group.setdefault(r.balancing_group, []).append(r)
+    p = registry.period(period)
+    prepared = registry.period(seal.height).end
+    return {mscons.file_name(g): mscons.build_mscons(
+        chain_id=seal.chain_id, group=g, seal_hash=seal_hash, period=period, version=version, start=p.start,
+        end=p.end, prepared=prepared, rows=by_group[g]) for g in sorted(by_group)}

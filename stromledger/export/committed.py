@@ -1,0 +1,193 @@
+"""Exports of what a node's store holds: `export_committed` (a validator calls it after each commit) and
+`export_period` (on demand, any committed period and version).
+
+The seal and its certificate come from the store's commits. The rows of a period result come from the first
+of these that has them:
+1. the store's `period_results` row, if the node keeps the rows there (`period_data.encode_period_rows`);
+2. the node's latest settled-state snapshot, if the period's latest version there is the one wanted;
+3. a replay of the committed seals and their stored batches from genesis (slow, but always possible).
+
+The store is used through a few read methods only (see `StoreReader`); nothing here imports sqlite.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Optional, Protocol
+
+from stromledger.cascade.ledger import replay
+from stromledger.cascade.messages import PeriodSeal
+from stromledger.cascade.rows import MeterRow
+from stromledger.cascade.state import SettledState, StateError
+from stromledger.codec import CodecError
+from stromledger.consensus.messages import CommitCertificate
+from stromledger.registry import Registry
+
+from .build import ExportError, build_export
+from .period_data import decode_period_rows, is_period_rows
+from .writer import write_export
+
+COMMIT_PAGE = 64
+Key = tuple[int, int]  # (period, version)
+
+
+class StoreReader(Protocol):
+    def get_commit(self, height: int): ...  # -> row with .value (seal bytes) and .certificate, or None
+    def commits_from(self, height: int, limit: int) -> list: ...
+    def last_height(self) -> Optional[int]: ...
+    def get_batch(self, digest: bytes) -> Optional[bytes]: ...
+    def get_period_result(self, period: int, version: int): ...  # -> row with .height and .data, or None
+    def latest_state(self) -> Optional[tuple[int, bytes]]: ...
+
+
+def _decode_commit(commit, height: int) -> tuple[PeriodSeal, bytes, CommitCertificate]:
+    try:
+        return PeriodSeal.decode(commit.value), bytes(commit.value), CommitCertificate.decode(commit.certificate)
+    except CodecError as e:
+        raise ExportError(f"the commit at height {height} does not decode: {e}") from None
+
+
+def _load_commit(store: StoreReader, height: int) -> tuple[PeriodSeal, bytes, CommitCertificate]:
+    commit = store.get_commit(height)
+    if commit is None:
+        raise ExportError(f"no commit at height {height} in this store")
+    return _decode_commit(commit, height)
+
+
+def committed_rows(store: StoreReader, registry: Registry, wanted: Iterable[Key]) -> dict[Key, list[MeterRow]]:
+    """The rows of each wanted (period, version), from the store's period results, its latest state snapshot
+    or, failing both, a replay of its commits. Raises ExportError when some cannot be found."""
+    todo = set(wanted)
+    out: dict[Key, list[MeterRow]] = {}
+    for period, version in sorted(todo):
+        row = store.get_period_result(period, version)
+        if row is not None and is_period_rows(row.data):
+            p, v, rows = decode_period_rows(registry, row.data)
+            if (p, v) == (period, version):
+                out[period, version] = rows
+    todo -= out.keys()
+    if todo:
+        snapshot = store.latest_state()
+        if snapshot is not None:
+            try:
+                state = SettledState.decode(snapshot[1])
+            except StateError:
+                state = None
+            if state is not None and state.registry_hash == registry.hash:
+                for period, version in sorted(todo):
+                    r = state.results.get(period)
+                    if r is not None and r.version == version:
+                        out[period, version] = list(state.rows(registry, period))
+        todo -= out.keys()
+    if todo:
+        out.update(_replayed_rows(store, registry, todo))
+    return out
+
+
+def _replayed_rows(store: StoreReader, registry: Registry, wanted: set[Key]) -> dict[Key, list[MeterRow]]:
+    state = SettledState.genesis(registry)
+    out: dict[Key, list[MeterRow]] = {}
+    height = registry.genesis_period
+    last = store.last_height()
+    while wanted - out.keys() and last is not None and height <= last:
+        page = store.commits_from(height, COMMIT_PAGE)
+        if not page:
+            break
+        for commit in page:
+            if commit.height != state.next_height(registry):
+                raise ExportError(f"cannot replay: height {state.next_height(registry)} is not in the store")
+            seal, seal_bytes, _ = _decode_commit(commit, commit.height)
+            batches = {}
+            for d in seal.batches:
+                data = store.get_batch(d)
+                if data is None:
+                    raise ExportError(f"cannot replay height {commit.height}: batch {d.hex()} is not in the store")
+                batches[d] = data
+            try:
+                state = replay(registry, [(seal_bytes, batches)], state)
+            except ValueError as e:
+                raise ExportError(f"cannot replay height {commit.height}: {e}") from None
+            for r in seal.results:
+                if (r.period, r.version) in wanted:
+                    out[r.period, r.version] = list(state.rows(registry, r.period))
+            height = commit.height + 1
+    missing = sorted(wanted - out.keys())
+    if missing:
+        raise ExportError(f"no committed rows for (period, version) {missing[0]} in this store")
+    return out
+
+
+def exports_of_seal(store: StoreReader, registry: Registry, height: int) -> dict[Key, dict[str, bytes]]:
+    """The export files of every period result in the committed seal at `height`, by (period, version)."""
+    seal, seal_bytes, cert = _load_commit(store, height)
+    keys = [(r.period, r.version) for r in seal.results]
+    rows = committed_rows(store, registry, keys + [(p, v - 1) for p, v in keys if v > 1])
+    return {(p, v): build_export(registry, seal_bytes, cert, p, rows[p, v], rows.get((p, v - 1)))
+            for p, v in keys}
+
+
+def export_committed(store: StoreReader, registry: Registry, height: int,
+                     base_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write the export of every period result in the committed seal at `height` (version 1 of period
+    `height` and any corrections of earlier periods) under `<base_dir>/exports/`; return their directories.
+    Safe to call again (identical exports are left alone); raises ExportError if the store lacks what an
+    export needs, ExportConflict if a different export of the same period and version is already there."""
+    return [write_export(base_dir, files) for files in exports_of_seal(store, registry, height).values()]
+
+
+def _seals_carrying(store: StoreReader, registry: Registry, period: int):
+    """(height, result) of every committed seal that carries a result of `period`: heights `period` up to the
+    end of its correction window."""
+    height, stop = period, period + registry.correction_window
+    last = store.last_height()
+    if last is not None:
+        stop = min(stop, last)
+    while height <= stop:
+        page = store.commits_from(height, min(COMMIT_PAGE, stop - height + 1))
+        if not page:
+            return
+        for commit in page:
+            if commit.height > stop:
+                return
+            seal, _, _ = _decode_commit(commit, commit.height)
+            r = seal.result(period)
+            if r is not None:
+                yield commit.height, r
+        height = page[-1].height + 1
+
+
+def find_height(store: StoreReader, registry: Registry, period: int, version: int) -> int:
+    """The height whose seal carries (period, version)."""
+    row = store.get_period_result(period, version)
+    if row is not None:
+        return row.height
+    for height, r in _seals_carrying(store, registry, period):
+        if r.version == version:
+            return height
+    raise ExportError(f"no committed seal in this store carries period {period} version {version}")
+
+
+def latest_version(store: StoreReader, registry: Registry, period: int) -> int:
+    """The highest committed version of `period` in the store."""
+    version = getattr(store, "latest_version", lambda p: None)(period)
+    if version is not None:
+        return version
+    found = max((r.version for _, r in _seals_carrying(store, registry, period)), default=0)
+    if not found:
+        raise ExportError(f"period {period} is not committed in this store")
+    return found
+
+
+def export_period(store: StoreReader, registry: Registry, period: int, version: int | None,
+                  base_dir: str | os.PathLike[str]) -> Path:
+    """Write the export of one committed (period, version) (version None: the latest) and return its
+    directory. A correction comes with changes.csv against the previous version."""
+    if version is None:
+        version = latest_version(store, registry, period)
+    height = find_height(store, registry, period, version)
+    seal, seal_bytes, cert = _load_commit(store, height)
+    keys = [(period, version)] + ([(period, version - 1)] if version > 1 else [])
+    rows = committed_rows(store, registry, keys)
+    files = build_export(registry, seal_bytes, cert, period, rows[period, version], rows.get((period, version - 1)))
+    return write_export(base_dir, files)

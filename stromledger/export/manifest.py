@@ -1,0 +1,91 @@
+"""manifest.json: what an export is (chain, height, period, version), the proof (the whole seal and its commit
+certificate) and the SHA-256 and record count of every other file.
+
+The manifest is a pure function of the seal, the certificate, the registry and the other files' bytes, so
+the verifier rebuilds it and compares it field by field.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Mapping
+
+from stromledger.cascade.messages import PeriodResult, PeriodSeal
+from stromledger.consensus.messages import CommitCertificate
+from stromledger.crypto import sha256
+from stromledger.periods import Period, format_utc
+from stromledger.registry import Registry
+
+from .text import json_document
+
+MANIFEST = "manifest.json"
+FORMAT = "stromledger-export"
+FORMAT_VERSION = 1
+
+
+def count_records(name: str, data: bytes) -> int:
+    """Records of a file as the manifest counts them: CSV data lines (without the header), JSON Lines
+    lines, MSCONS quantities (QTY segments, one per line)."""
+    if name.endswith(".csv"):
+        return max(data.count(b"\n") - 1, 0)
+    if name.endswith(".jsonl"):
+        return data.count(b"\n")
+    if name.endswith(".edi"):
+        return sum(1 for line in data.split(b"\n") if line.startswith(b"QTY+"))
+    raise ValueError(f"no record count defined for {name}")
+
+
+def file_entry(name: str, data: bytes) -> dict:
+    return {"sha256": sha256(data).hex(), "records": count_records(name, data)}
+
+
+def certificate_json(cert: CommitCertificate, registry: Registry) -> dict:
+    """The certificate's canonical bytes (hex) and the same content readable, with validator names and keys
+    from the genesis. A signer index outside the validator list gets name and key ""."""
+    validators = registry.validators
+
+    def signer(i: int, sig: bytes) -> dict:
+        v = validators[i] if i < len(validators) else None
+        return {"validator": i, "name": v.name if v else "", "public_key": v.public_key.hex() if v else "",
+                "sig": sig.hex()}
+
+    return {
+        "encoded": cert.encode().hex(),
+        "height": cert.height,
+        "round": cert.round,
+        "value_hash": cert.value_hash.hex(),
+        "signatures": [signer(s.validator, s.sig) for s in cert.signatures],
+    }
+
+
+def period_json(period: Period) -> dict:
+    return {"index": period.index, "start": format_utc(period.start), "end": format_utc(period.end),
+            "interval": period.iso(), "seconds": period.length}
+
+
+def summary_json(result: PeriodResult) -> dict:
+    return {"meter_points": result.meter_points, "measured": result.measured, "substituted": result.substituted,
+            "corrected": result.corrected, "missing": result.missing, "merkle_root": result.merkle_root.hex(),
+            "net_export_wh": result.net_export}
+
+
+def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, certificate: CommitCertificate,
+                  result: PeriodResult, files: Mapping[str, bytes]) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "chain_id": seal.chain_id,
+        "registry_hash": seal.registry_hash.hex(),
+        "height": seal.height,
+        "period": period_json(registry.period(result.period)),
+        "version": result.version,
+        "seal_hash": sha256(seal_bytes).hex(),
+        "seal": base64.b64encode(seal_bytes).decode("ascii"),
+        "summary": summary_json(result),
+        "certificate": certificate_json(certificate, registry),
+        "files": {name: file_entry(name, data) for name, data in sorted(files.items()) if name != MANIFEST},
+    }
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    return json_document(manifest)

@@ -1,0 +1,259 @@
+"""EDIFACT MSCONS (UN D.04B, BDEW profile 2.4c) files: one interchange per balancing group and period version.
+
+Layout (one segment per line; docs/export-format.md explains every element):
+
+    UNA:+.? '
+    UNB+UNOC:3+<sender>:ZZ+<group EIC>:ZZ+<YYMMDD>:<HHMM>+<reference>'
+    UNH+1+MSCONS:D:04B:UN:2.4c'
+    BGM+7+<document number>+<9 original | 5 replacement>'
+    DTM+137:<CCYYMMDDHHMM>?+00:303'
+    NAD+MS+<sender>::ZZZ'
+    NAD+MR+<group EIC>::305'
+    UNS+D'
+    NAD+DP'
+    LOC+172+<MaLo-ID>'                 per meter point of the group, by MaLo-ID
+    LIN+<n>'                           import (A+), then export (A-)
+    PIA+5+1-0?:1.29.0:SRW'
+    QTY+<qualifier>:<kWh, 3 decimals>:KWH'
+    DTM+163:<period start>?+00:303'
+    DTM+164:<period end>?+00:303'
+    UNT+<segments UNH..UNT>+1'
+    UNZ+1+<reference>'
+
+Nothing depends on a clock: the preparation time is the end of the period whose seal committed this version,
+and the references are derived from the seal hash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from stromledger.cascade.messages import CORRECTED, MEASURED, MISSING, SUBSTITUTED
+from stromledger.cascade.rows import MeterRow
+from stromledger.crypto import sha256
+
+from .text import FormatError, kwh, parse_kwh
+
+UNA = "UNA:+.? '"
+MESSAGE_TYPE = ("MSCONS", "D", "04B", "UN", "2.4c")
+OBIS_IMPORT = "1-0:1.29.0"  # A+, energy taken from the grid
+OBIS_EXPORT = "1-0:2.29.0"  # A-, energy fed into the grid
+# QTY qualifier per quality flag. A corrected value is a measured value that arrived (or changed) after gate
+# closure: a true value, sent again in a later version (BGM message function 5, replacement).
+QUALIFIERS = {MEASURED: "220", CORRECTED: "220", SUBSTITUTED: "67", MISSING: "Z30"}
+ORIGINAL, REPLACEMENT = "9", "5"
+_SPECIAL = "?':+"
+
+
+def file_name(group: str) -> str:
+    return f"mscons-{group}.edi"
+
+
+def sender_id(chain_id: str) -> str:
+    """The chain id as an EDIFACT party id (at most 35 characters; longer ids are shortened with a hash)."""
+    if len(chain_id) <= 35:
+        return chain_id
+    return f"{chain_id[:26]}-{sha256(chain_id.encode()).hex()[:8]}"
+
+
+def reference(seal_hash: bytes, group: str, period: int, version: int) -> str:
+    """35 upper-case hex characters unique per (seal, group, period, version); the interchange reference is
+    its first 14 (the most UNB allows), the document number all 35."""
+    data = b"stromledger/mscons/1\x00" + seal_hash + group.encode() + period.to_bytes(8, "big") + \
+        version.to_bytes(4, "big")
+    return sha256(data).hex().upper()[:35]
+
+
+def _utc(unix_s: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(unix_s, dt.timezone.utc)
+
+
+def time_303(unix_s: int) -> str:
+    """CCYYMMDDHHMM with the UTC offset, format 303 (before escaping: 202611211000+00)."""
+    return _utc(unix_s).strftime("%Y%m%d%H%M") + "+00"
+
+
+def escape(text: str) -> str:
+    return "".join("?" + c if c in _SPECIAL else c for c in text)
+
+
+def segment(tag: str, *elements: Sequence[str] | str) -> str:
+    parts = [tag]
+    for e in elements:
+        parts.append(escape(e) if isinstance(e, str) else ":".join(escape(c) for c in e))
+    return "+".join(parts) + "'"
+
+
+def build_mscons(*, chain_id: str, group: str, seal_hash: bytes, period: int, version: int, start: int, end: int,
+                 prepared: int, rows: Iterable[MeterRow]) -> bytes:
+    """The MSCONS interchange of one balancing group's meter points (rows in MaLo-ID order)."""
+    sender = sender_id(chain_id)
+    ref = reference(seal_hash, group, period, version)
+    icr = ref[:14]
+    t = _utc(prepared)
+    body = [
+        segment("UNH", "1", MESSAGE_TYPE),
+        segment("BGM", "7", ref, ORIGINAL if version == 1 else REPLACEMENT),
+        segment("DTM", ("137", time_303(prepared), "303")),
+        segment("NAD", "MS", (sender, "", "ZZZ")),
+        segment("NAD", "MR", (group, "", "305")),
+        segment("UNS", "D"),
+        segment("NAD", "DP"),
+    ]
+    t_start, t_end = time_303(start), time_303(end)
+    line = 0
+    for row in rows:
+        body.append(segment("LOC", "172", row.malo_id))
+        for obis, wh in ((OBIS_IMPORT, row.import_wh), (OBIS_EXPORT, row.export_wh)):
+            line += 1
+            body += [
+                segment("LIN", str(line)),
+                segment("PIA", "5", (obis, "SRW")),
+                segment("QTY", (QUALIFIERS[row.quality], kwh(wh), "KWH")),
+                segment("DTM", ("163", t_start, "303")),
+                segment("DTM", ("164", t_end, "303")),
+            ]
+    body.append(segment("UNT", str(len(body) + 1), "1"))
+    lines = [UNA, segment("UNB", ("UNOC", "3"), (sender, "ZZ"), (group, "ZZ"),
+                          (t.strftime("%y%m%d"), t.strftime("%H%M")), icr),
+             *body, segment("UNZ", "1", icr)]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+# -- reading back (for verification) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    number: int  # 1-based position in the file (the UNA service string advice is number 1); also its line
+    tag: str
+    elements: tuple[tuple[str, ...], ...]  # elements after the tag, each a tuple of components
+
+    def get(self, element: int, component: int = 0) -> str:
+        """Component `component` of element `element` (0-based, after the tag); "" when absent."""
+        if element >= len(self.elements) or component >= len(self.elements[element]):
+            return ""
+        return self.elements[element][component]
+
+
+def parse_segments(data: bytes) -> list[Segment]:
+    """Split an interchange into segments. Only the separators UNA:+.? ' are accepted; a line break may
+    follow a segment terminator and nowhere else."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"byte {e.start}: not ASCII") from None
+    if not text.startswith(UNA + "\n"):
+        raise FormatError(f"segment 1: must be the service string advice {UNA}")
+    out: list[Segment] = []
+    elements: list[tuple[str, ...]] = []
+    components: list[str] = []
+    cur: list[str] = []
+    i, n = len(UNA) + 1, len(text)
+    number = 2
+    at_start = True
+    while i < n:
+        c = text[i]
+        if at_start and c == "\n":
+            raise FormatError(f"segment {number}: empty line")
+        at_start = False
+        if c == "?":
+            if i + 1 >= n or text[i + 1] not in _SPECIAL:
+                raise FormatError(f"segment {number}: release character '?' before {text[i + 1:i + 2]!r}")
+            cur.append(text[i + 1])
+            i += 2
+            continue
+        if c == ":":
+            components.append("".join(cur))
+            cur = []
+        elif c == "+":
+            components.append("".join(cur))
+            elements.append(tuple(components))
+            components, cur = [], []
+        elif c == "'":
+            components.append("".join(cur))
+            elements.append(tuple(components))
+            tag = elements[0]
+            if len(tag) != 1 or not (len(tag[0]) == 3 and tag[0].isalpha() and tag[0].isupper()):
+                raise FormatError(f"segment {number}: {'+'.join(':'.join(e) for e in elements)[:30]!r} has no tag")
+            out.append(Segment(number, tag[0], tuple(elements[1:])))
+            elements, components, cur = [], [], []
+            number += 1
+            at_start = True
+            if i + 1 < n and text[i + 1] == "\n":
+                i += 1
+        elif c in "\n\r":
+            raise FormatError(f"segment {number}: a line break inside a segment")
+        else:
+            cur.append(c)
+        i += 1
+    if cur or components or elements:
+        raise FormatError(f"segment {number}: not terminated by '")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    segment: int  # number of the QTY segment
+    malo_id: str
+    obis: str
+    qualifier: str
+    wh: int
+    start: str  # as written, unescaped (e.g. 202611211000+00)
+    end: str
+
+
+def read_quantities(segments: Sequence[Segment]) -> list[Quantity]:
+    """Every QTY of the message with its location (LOC+172), OBIS code (PIA+5) and interval (DTM+163/164).
+    Raises FormatError naming the segment where the structure is broken."""
+    out: list[Quantity] = []
+    malo = obis = ""
+    pending: dict | None = None
+
+    def flush(at: int) -> None:
+        nonlocal pending
+        if pending is not None:
+            if not pending["start"] or not pending["end"]:
+                raise FormatError(f"segment {at}: QTY in segment {pending['segment']} lacks DTM+163 and DTM+164")
+            out.append(Quantity(**pending))
+            pending = None
+
+    for s in segments:
+        if s.tag in ("LOC", "LIN", "PIA", "QTY", "UNT"):
+            flush(s.number)
+        if s.tag == "LOC":
+            if s.get(0) != "172" or not s.get(1):
+                raise FormatError(f"segment {s.number}: expected LOC+172+<MaLo-ID>")
+            malo, obis = s.get(1), ""
+        elif s.tag == "LIN":
+            obis = ""
+        elif s.tag == "PIA":
+            if s.get(0) != "5":
+                raise FormatError(f"segment {s.number}: expected PIA+5 (OBIS code)")
+            obis = s.get(1)
+        elif s.tag == "QTY":
+            if not malo or not obis:
+                raise FormatError(f"segment {s.number}: QTY outside LOC+172 / PIA+5")
+            if s.get(0, 2) != "KWH" or len(s.elements) != 1 or len(s.elements[0]) != 3:
+                raise FormatError(f"segment {s.number}: expected QTY+<qualifier>:<value>:KWH")
+            try:
+                wh = parse_kwh(s.get(0, 1))
+            except FormatError as e:
+                raise FormatError(f"segment {s.number}: {e}") from None
+            pending = dict(segment=s.number, malo_id=malo, obis=obis, qualifier=s.get(0, 0), wh=wh, start="", end="")
+        elif s.tag == "DTM" and pending is not None:
+            if s.get(0, 2) != "303":
+                raise FormatError(f"segment {s.number}: expected date format 303")
+            if s.get(0, 0) == "163":
+                pending["start"] = s.get(0, 1)
+            elif s.get(0, 0) == "164":
+                pending["end"] = s.get(0, 1)
+    flush(segments[-1].number if segments else 0)
+    return out
+
+
+def count_quantities(data: bytes) -> int:
+    """The record count of an MSCONS file in the manifest: its QTY segments."""
+    return sum(1 for s in parse_segments(data) if s.tag == "QTY")

@@ -1,0 +1,131 @@
+"""The CSV and JSON Lines files of an export: their columns (fixed order) and their rows.
+
+Column lists are the single definition of each file's layout: the builder writes them and the verifier
+parses against them. docs/export-format.md describes every column.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from stromledger.cascade.messages import MISMATCHED, ONE_SIDED, QUALITY_NAMES, PeriodResult
+from stromledger.cascade.rows import MeterRow
+from stromledger.periods import Period, format_utc
+from stromledger.registry import SOURCES, Registry
+
+from .text import csv_bytes, json_line
+
+METER_POINTS_CSV = "meter-points.csv"
+METER_POINTS_JSONL = "meter-points.jsonl"
+GROUPS_CSV = "balancing-groups.csv"
+AREAS_CSV = "areas.csv"
+SCHEDULES_CSV = "schedules.csv"
+CHANGES_CSV = "changes.csv"
+
+METER_POINT_COLUMNS = (
+    "period_start", "period_end", "malo_id", "grid_area", "balancing_group", "import_wh", "export_wh", "source",
+    "quality", "version", "seal_hash", "kind", "reading_version", "reading_register", "reading_import_wh",
+    "reading_export_wh", "reading_sig",
+)
+INT_COLUMNS = frozenset(("import_wh", "export_wh", "version", "reading_version", "reading_register",
+                         "reading_import_wh", "reading_export_wh"))
+MIX_COLUMNS = tuple(f"mix_{s}_wh" for s in SOURCES)
+GROUP_COLUMNS = (
+    "period_start", "period_end", "version", "balancing_group", "injection_wh", "withdrawal_wh", "loss_wh",
+    "schedules_in_wh", "schedules_out_wh", "imbalance_wh", *MIX_COLUMNS,
+)
+AREA_COLUMNS = (
+    "period_start", "period_end", "version", "grid_area", "injection_wh", "withdrawal_wh", "exchange_in_wh",
+    "exchange_out_wh", "loss_wh", "loss_balancing_group",
+)
+SCHEDULE_COLUMNS = (
+    "period_start", "period_end", "version", "from_group", "to_group", "status", "wh", "from_signed_wh",
+    "to_signed_wh",
+)
+CHANGE_COLUMNS = ("malo_id", "field", "old", "new")
+# Meter-point columns compared between versions for changes.csv (the others are fixed per period, or differ
+# in every version, like seal_hash).
+CHANGE_FIELDS = tuple(c for c in METER_POINT_COLUMNS if c not in ("period_start", "period_end", "malo_id",
+                                                                  "seal_hash"))
+SCHEDULE_STATUS = {ONE_SIDED: "one_sided", MISMATCHED: "mismatched"}
+QUALITY_BY_NAME = {name: q for q, name in QUALITY_NAMES.items()}
+
+
+def interval(period: Period) -> tuple[str, str]:
+    return format_utc(period.start), format_utc(period.end)
+
+
+def meter_record(period: Period, seal_hash: bytes, row: MeterRow) -> dict:
+    """One meter point's exported fields, typed (str or int), keyed by column."""
+    start, end = interval(period)
+    return {
+        "period_start": start, "period_end": end, "malo_id": row.malo_id, "grid_area": row.grid_area,
+        "balancing_group": row.balancing_group, "import_wh": row.import_wh, "export_wh": row.export_wh,
+        "source": row.source, "quality": QUALITY_NAMES[row.quality], "version": row.version,
+        "seal_hash": seal_hash.hex(), "kind": row.kind, "reading_version": row.reading_version,
+        "reading_register": int(row.register), "reading_import_wh": row.reading_import,
+        "reading_export_wh": row.reading_export, "reading_sig": row.reading_sig.hex(),
+    }
+
+
+def row_of_record(rec: dict) -> MeterRow:
+    """The MeterRow a (checked) record stands for: the inverse of `meter_record`."""
+    return MeterRow(rec["malo_id"], rec["grid_area"], rec["balancing_group"], rec["version"],
+                    QUALITY_BY_NAME[rec["quality"]], rec["import_wh"], rec["export_wh"], rec["reading_version"],
+                    bool(rec["reading_register"]), rec["reading_import_wh"], rec["reading_export_wh"],
+                    bytes.fromhex(rec["reading_sig"]), rec["kind"], rec["source"])
+
+
+def meter_points_csv(records: Sequence[dict]) -> bytes:
+    return csv_bytes(METER_POINT_COLUMNS, ([r[c] for c in METER_POINT_COLUMNS] for r in records))
+
+
+def meter_points_jsonl(records: Sequence[dict]) -> bytes:
+    return "".join(json_line(r) + "\n" for r in records).encode("utf-8")
+
+
+def groups_csv(period: Period, result: PeriodResult) -> bytes:
+    start, end = interval(period)
+    mix = {m.group: {s.source: s.wh for s in m.sources} for m in result.mix}
+    rows = []
+    for g in result.groups:
+        sources = mix.get(g.group, {})
+        rows.append([start, end, result.version, g.group, g.inj, g.wd, g.loss, g.fpi, g.fpe, g.imb,
+                     *(sources.get(s, 0) for s in SOURCES)])
+    return csv_bytes(GROUP_COLUMNS, rows)
+
+
+def areas_csv(period: Period, result: PeriodResult, registry: Registry) -> bytes:
+    start, end = interval(period)
+    rows = [[start, end, result.version, a.area, a.inj, a.wd, a.exin, a.exout, a.loss,
+             registry.grid_areas[a.area].loss_group] for a in result.areas]
+    return csv_bytes(AREA_COLUMNS, rows)
+
+
+def schedules_csv(period: Period, result: PeriodResult) -> bytes:
+    start, end = interval(period)
+    lines = [(s.from_group, s.to_group, "matched", s.wh, str(s.wh), str(s.wh)) for s in result.schedules]
+    lines += [(i.from_group, i.to_group, SCHEDULE_STATUS.get(i.status, str(i.status)), 0,
+               ";".join(map(str, i.from_wh)), ";".join(map(str, i.to_wh))) for i in result.schedule_issues]
+    lines.sort(key=lambda x: (x[0], x[1]))
+    return csv_bytes(SCHEDULE_COLUMNS, ([start, end, result.version, *x] for x in lines))
+
+
+def changes(previous: Iterable[dict], current: Iterable[dict]) -> list[tuple[str, str, str, str]]:
+    """(malo_id, field, old, new) for every exported field that differs between two versions' records, by
+    MaLo-ID then column order. A meter point present in only one version lists its fields with "" opposite."""
+    old = {r["malo_id"]: r for r in previous}
+    new = {r["malo_id"]: r for r in current}
+    out = []
+    for malo in sorted(old.keys() | new.keys()):
+        a, b = old.get(malo), new.get(malo)
+        for f in CHANGE_FIELDS:
+            va = "" if a is None else str(a[f])
+            vb = "" if b is None else str(b[f])
+            if va != vb:
+                out.append((malo, f, va, vb))
+    return out
+
+
+def changes_csv(lines: Iterable[tuple[str, str, str, str]]) -> bytes:
+    return csv_bytes(CHANGE_COLUMNS, lines)

@@ -1,0 +1,115 @@
+"""Writing an export directory atomically, and reading one back. The only file I/O of the export package.
+
+    <base>/exports/<period start, UTC, ISO 8601 basic: 20261121T100000Z>/v<version>/<files>
+
+A billing system never sees half an export: the files are written and fsynced in a hidden sibling directory
+(`.v<version>.tmp-<pid>`), which is then renamed into place in one step. An export that already exists with
+identical bytes is left alone; one with different bytes is an ExportConflict (an export never changes).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+from .build import ExportError
+from .manifest import MANIFEST
+
+EXPORTS_DIR = "exports"
+
+
+class ExportConflict(ExportError):
+    """A different export is already stored under the same period and version."""
+
+
+def period_dir_name(start_utc: str) -> str:
+    """'2026-11-21T10:00:00Z' -> '20261121T100000Z' (no colons: valid on every file system)."""
+    return start_utc.replace("-", "").replace(":", "")
+
+
+def export_path(base_dir: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
+    """Where `files` (an export, with its manifest) belong under `base_dir`."""
+    try:
+        m = json.loads(files[MANIFEST])
+        start, version = m["period"]["start"], m["version"]
+    except (KeyError, TypeError, ValueError):
+        raise ExportError("the files have no readable manifest.json") from None
+    if type(version) is not int or version < 1 or type(start) is not str:
+        raise ExportError("the manifest's period start or version is malformed")
+    return Path(base_dir) / EXPORTS_DIR / period_dir_name(start) / f"v{version}"
+
+
+def _check_name(name: str) -> None:
+    if not name or name.startswith(".") or "/" in name or "\\" in name or name in (".", ".."):
+        raise ExportError(f"{name!r} is not a plain file name")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_export(directory: str | os.PathLike[str]) -> dict[str, bytes]:
+    """Every entry of an export directory by name. A subdirectory or other non-file appears as `name/` with
+    empty content, so verification reports it rather than overlooking it."""
+    out: dict[str, bytes] = {}
+    for entry in sorted(Path(directory).iterdir()):
+        out[entry.name if entry.is_file() else entry.name + "/"] = entry.read_bytes() if entry.is_file() else b""
+    return out
+
+
+def _same(directory: Path, files: Mapping[str, bytes]) -> bool:
+    try:
+        return read_export(directory) == dict(files)
+    except OSError:
+        return False
+
+
+def write_export(base_dir: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
+    """Write an export under `<base_dir>/exports/<period start>/v<version>/` atomically; return its path.
+    Idempotent for identical bytes; raises ExportConflict if a different export is already there."""
+    for name in files:
+        _check_name(name)
+    target = export_path(base_dir, files)
+    if target.exists():
+        if _same(target, files):
+            return target
+        raise ExportConflict(f"{target} already holds a different export of this period and version")
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{target.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by a crash of this process id; nobody reads hidden directories
+    tmp.mkdir()
+    try:
+        for name, data in sorted(files.items()):
+            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            if _same(target, files):  # another writer (another process) got there first, with the same bytes
+                return target
+            raise ExportConflict(f"{target} already holds a different export of this period and version") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    _fsync_dir(parent)
+    _fsync_dir(parent.parent)
+    return target

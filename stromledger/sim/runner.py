@@ -1,0 +1,350 @@
+"""The discrete-event simulator: n validators running the real consensus machine, real Ed25519 signatures,
+a simulated network and a virtual clock (integer milliseconds), all driven by one seeded random stream.
+
+No threads, no trio, no wall clock: a run is a pure function of its `SimConfig`, and `trace_hash` (a
+sha256 over every event in processing order) proves it: the same seed gives the same hash.
+
+Each validator is a `SimNode`; a byzantine validator is two nodes (twins) that share its key but not a sign
+guard, and whose applications build different values, so they propose and vote different things.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import heapq
+import random
+from collections import Counter
+from typing import Optional
+
+from stromledger.consensus import (Broadcast, Commit, CommitReceived, Consensus, Decide, EvidenceFound,
+                                   MemorySignGuard, Precommit, Prevote, Proposal, ProposalReceived, Rejected,
+                                   RequestValue, ScheduleTimeout, SendCommit, StartHeight, TimeoutFired,
+                                   ValidateValue, ValueChecked, ValueReady, VoteReceived, value_hash)
+from stromledger.consensus.evidence import DuplicateVoteEvidence
+from stromledger.crypto import SigningKey
+
+from .apps import RejectingApp, SimpleApp
+from .scenario import FaultPlan, SimConfig, draw_plan, height_budget
+
+# queue entry kinds, in tie-break order at equal times
+_CRASH, _RESTART, _START, _DELIVER, _APP, _TIMER = range(6)
+_KIND_OF_MSG = {Proposal: 0, Prevote: 1, Precommit: 2}
+
+
+@dataclasses.dataclass
+class Decision:
+    node: int
+    validator: int
+    height: int
+    value_hash: bytes
+    value: bytes
+    round: int
+    time: int
+    commit: Commit
+
+
+@dataclasses.dataclass
+class SimNode:
+    """One running instance. Its guard, decided commits, evidence and WAL model its disk: they survive a
+    crash; the machine, timers and pending application answers do not."""
+
+    id: int
+    validator: int
+    key: SigningKey
+    honest: bool
+    twin: str  # "" for honest nodes, "A" or "B" for a byzantine validator's twins
+    app: SimpleApp
+    guard: MemorySignGuard = dataclasses.field(default_factory=MemorySignGuard)
+    commits: dict[int, Commit] = dataclasses.field(default_factory=dict)
+    evidence: dict[bytes, DuplicateVoteEvidence] = dataclasses.field(default_factory=dict)
+    wal: list = dataclasses.field(default_factory=list)
+    machine: Optional[Consensus] = None
+    incarnation: int = 0
+    crash_token: int = -1
+    round_at_heal: int = 0
+
+
+@dataclasses.dataclass
+class SimResult:
+    config: SimConfig
+    plan: FaultPlan
+    validator_keys: list[bytes]
+    trace_hash: str
+    end_time: int
+    decisions: list[Decision]
+    honest_signed: dict[tuple[int, int, int, int], set[bytes]]  # (validator, h, r, kind) -> signed digests
+    conflicts_seen: list[tuple[int, bytes, int, int, int]]  # (node, validator key, h, r, kind)
+    nodes: list[SimNode]
+    messages: int
+    dropped: int
+    machine_drops: Counter
+    events: int
+
+    def honest_nodes(self) -> list[SimNode]:
+        return [n for n in self.nodes if n.honest]
+
+
+class Simulation:
+    def __init__(self, config: SimConfig):
+        self.config = config
+        self.plan = draw_plan(config)
+        self.rng = random.Random(config.seed)
+        n = config.validators
+        self.keys = [SigningKey.from_label(f"sim-validator-{i}") for i in range(n)]
+        self.validator_keys = [k.public for k in self.keys]
+        self.last_height = config.first_height + config.heights - 1
+        self.nodes: list[SimNode] = []
+        for v in range(n):
+            twins = ("A", "B") if v in self.plan.byzantine else ("",)
+            for twin in twins:
+                app_cls = RejectingApp if config.reject_every else SimpleApp
+                kwargs = {"every": config.reject_every} if config.reject_every else {}
+                app = app_cls(config.seed, v, config.value_bytes, salt=twin, **kwargs)
+                self.nodes.append(SimNode(len(self.nodes), v, self.keys[v], twin == "", twin, app))
+        self.by_key: dict[bytes, list[SimNode]] = {}
+        for node in self.nodes:
+            self.by_key.setdefault(node.key.public, []).append(node)
+        self.links = [[self._linked(a, b) for b in self.nodes] for a in self.nodes]
+        self.queue: list = []
+        self.seq = 0
+        self.now = 0
+        self.trace = hashlib.sha256()
+        self.decisions: list[Decision] = []
+        self.honest_signed: dict[tuple[int, int, int, int], set[bytes]] = {}
+        self.first_seen: dict[tuple, bytes] = {}
+        self.conflicts_seen: list[tuple[int, bytes, int, int, int]] = []
+        self.digests: dict[object, bytes] = {}
+        self.messages = self.dropped = self.events = 0
+        self.machine_drops: Counter = Counter()
+        self.undecided = {(node.id, h) for node in self.nodes if node.honest
+                          for h in range(config.first_height, self.last_height + 1)}
+
+    # -- topology and faults ---------------------------------------------------------------------------------
+
+    def _linked(self, a: SimNode, b: SimNode) -> bool:
+        if a is b or a.validator == b.validator:
+            return False  # twins never talk to each other
+        if a.honest and b.honest or self.plan.byzantine_mode == "both":
+            return True
+        if not a.honest and not b.honest:
+            return a.twin == b.twin
+        byz, honest = (a, b) if b.honest else (b, a)
+        return (honest.validator in self.plan.half_a) == (byz.twin == "A")
+
+    def _partitioned(self, a: SimNode, b: SimNode) -> bool:
+        for p in self.plan.partitions:
+            if p.start <= self.now < p.end and (a.validator in p.side) != (b.validator in p.side):
+                return True
+        return False
+
+    def _delay(self) -> int:
+        lo, hi = self.config.delay_ms
+        d = self.rng.randint(lo, hi)
+        if self.rng.randrange(1000) < self.config.slow_permille:
+            d += self.rng.randint(0, self.config.slow_ms)
+        return d
+
+    def _faulty(self) -> bool:
+        return self.now < self.plan.heal_at
+
+    # -- the event queue -------------------------------------------------------------------------------------
+
+    def _push(self, at: int, kind: int, node: int, payload) -> None:
+        self.seq += 1
+        heapq.heappush(self.queue, (at, kind, self.seq, node, payload))
+
+    def run(self) -> SimResult:
+        cfg = self.config
+        for node in self.nodes:
+            for h in range(cfg.first_height, self.last_height + 1):
+                skew = self.rng.randint(0, 20)
+                self._push(self._due_time(h) + skew, _START, node.id, StartHeight(h))
+        for i, c in enumerate(self.plan.crashes):
+            for node in self.nodes:
+                if node.validator == c.validator:
+                    self._push(c.at, _CRASH, node.id, i)
+                    self._push(c.restart_at, _RESTART, node.id, i)
+        for node in self.nodes:
+            self._boot(node, replay=False)
+        deadline = None
+        while self.queue and self.undecided:
+            at, kind, _, node_id, payload = heapq.heappop(self.queue)
+            if deadline is None and at >= self.plan.heal_at:
+                deadline = self._heal()
+            if deadline is not None and at > deadline:
+                break
+            self.now = at
+            self.events += 1
+            self._process(kind, self.nodes[node_id], payload)
+        if deadline is None:
+            self._heal()
+        return SimResult(cfg, self.plan, self.validator_keys, self.trace.hexdigest(), self.now, self.decisions,
+                         self.honest_signed, self.conflicts_seen, self.nodes, self.messages, self.dropped,
+                         self.machine_drops, self.events)
+
+    def _due_time(self, height: int) -> int:
+        return (height - self.config.first_height) * self.config.height_interval_ms
+
+    def _heal(self) -> int:
+        """Note each node's round as the faults end; return when the run gives up (the liveness bound)."""
+        for node in self.nodes:
+            node.round_at_heal = node.machine.round if node.machine is not None else 0
+        r = max((n.round_at_heal for n in self.nodes if n.honest), default=0)
+        start = max(self.plan.heal_at, self._due_time(self.last_height))
+        return start + self.config.heights * height_budget(self.config, r)
+
+    def _process(self, kind: int, node: SimNode, payload) -> None:
+        if kind == _DELIVER:
+            event, digest = payload
+            self._trace(b"D", node.id, digest)
+            if node.machine is None:
+                return
+            if isinstance(event, VoteReceived) and node.honest:
+                self._note_vote_seen(node, event.vote)
+            if not isinstance(event, CommitReceived) and event_height(event) >= node.machine.height:
+                node.wal.append(event)
+            self._feed(node, event)
+        elif kind in (_TIMER, _APP):
+            incarnation, event = payload
+            if node.machine is None or incarnation != node.incarnation:
+                return
+            self._trace(b"T" if kind == _TIMER else b"A", node.id, describe(event))
+            self._feed(node, event)
+        elif kind == _START:
+            self._trace(b"S", node.id, b"%d" % payload.height)
+            if node.machine is not None:
+                self._feed(node, payload)
+        elif kind == _CRASH:
+            self._trace(b"C", node.id, b"%d" % payload)
+            if node.machine is not None:
+                node.machine = None
+                node.incarnation += 1
+                node.crash_token = payload
+        elif kind == _RESTART:
+            self._trace(b"R", node.id, b"%d" % payload)
+            if node.machine is None and node.crash_token == payload:
+                self._boot(node, replay=self.plan.crashes[payload].replay_wal)
+
+    def _trace(self, tag: bytes, node: int, data: bytes) -> None:
+        self.trace.update(b"%s%d:%d:" % (tag, self.now, node))
+        self.trace.update(data)
+
+    # -- nodes -----------------------------------------------------------------------------------------------
+
+    def _boot(self, node: SimNode, replay: bool) -> None:
+        """Start (or restart) a node from its disk: decided commits, sign guard, and maybe its WAL."""
+        cfg = self.config
+        height = max(node.commits) + 1 if node.commits else cfg.first_height
+        recent = [node.commits[h] for h in sorted(node.commits)[-cfg.consensus.commit_window:]]
+        node.machine = Consensus(chain_id=cfg.chain_id, validators=self.validator_keys, key=node.key,
+                                 guard=node.guard, height=height, config=cfg.consensus, recent_commits=recent)
+        node.wal = [e for e in node.wal if event_height(e) >= height] if replay else []
+        for event in list(node.wal):
+            self._feed(node, event)
+        due = max((h for h in range(cfg.first_height, self.last_height + 1) if self._due_time(h) <= self.now),
+                  default=None)
+        if due is not None:
+            self._feed(node, StartHeight(due))
+
+    def _feed(self, node: SimNode, event) -> None:
+        for action in node.machine.handle(event):
+            self._carry_out(node, action)
+
+    def _carry_out(self, node: SimNode, action) -> None:
+        if isinstance(action, Broadcast):
+            self._send(node, action.message, [n for n in self.nodes if self.links[node.id][n.id]])
+        elif isinstance(action, SendCommit):
+            targets = [n for n in self.by_key.get(action.to, ()) if self.links[node.id][n.id]]
+            c = action.commit
+            self._send(node, c, targets, CommitReceived(c.certificate.height, c.value, c.certificate))
+        elif isinstance(action, ScheduleTimeout):
+            self._push(self.now + action.delay_ms, _TIMER, node.id,
+                       (node.incarnation, TimeoutFired(action.height, action.round, action.kind)))
+        elif isinstance(action, RequestValue):
+            value = node.app.build_value(action.height, action.round)
+            self._push(self.now + self._app_delay(), _APP, node.id,
+                       (node.incarnation, ValueReady(action.height, action.round, value)))
+        elif isinstance(action, ValidateValue):
+            verdict = ValueChecked(action.height, value_hash(action.value), node.app.validate(action.height,
+                                                                                               action.value))
+            self._push(self.now + self._app_delay(), _APP, node.id, (node.incarnation, verdict))
+        elif isinstance(action, Decide):
+            self._on_decide(node, action)
+        elif isinstance(action, EvidenceFound):
+            node.evidence[action.evidence.id()] = action.evidence
+        elif isinstance(action, Rejected):
+            self.machine_drops[action.reason] += 1
+
+    def _app_delay(self) -> int:
+        lo, hi = self.config.app_ms
+        if self._faulty() and self.rng.randrange(1000) < self.plan.app_slow_permille:
+            return self.config.consensus.propose_ms + self.rng.randint(0, self.config.consensus.propose_ms)
+        return self.rng.randint(lo, hi)
+
+    def _on_decide(self, node: SimNode, d: Decide) -> None:
+        h = value_hash(d.value)
+        commit = Commit(d.value, d.certificate)
+        node.commits[d.height] = commit
+        node.wal = [e for e in node.wal if event_height(e) > d.height]
+        node.guard.prune_below(d.height)
+        self.decisions.append(Decision(node.id, node.validator, d.height, h, d.value, d.certificate.round,
+                                       self.now, commit))
+        self.undecided.discard((node.id, d.height))
+        self._trace(b"X", node.id, b"%d:" % d.height + h)
+
+    def _send(self, node: SimNode, msg, targets: list[SimNode], event=None) -> None:
+        digest = self.digests.get(msg)
+        if digest is None:
+            digest = self.digests[msg] = hashlib.sha256(msg.encode()).digest()
+        if event is None:
+            event = ProposalReceived(msg, node.key.public) if isinstance(msg, Proposal) else \
+                VoteReceived(msg, node.key.public)
+            if node.honest and msg_author(msg) == node.key.public:
+                key = (node.validator, msg.height, msg.round, _KIND_OF_MSG[type(msg)])
+                self.honest_signed.setdefault(key, set()).add(digest)
+        faulty = self._faulty()
+        for target in targets:
+            if faulty and (self._partitioned(node, target) or self.rng.randrange(1000) < self.plan.loss_permille):
+                self.dropped += 1
+                continue
+            copies = 2 if faulty and self.rng.randrange(1000) < self.plan.dup_permille else 1
+            for _ in range(copies):
+                self.messages += 1
+                self._push(self.now + self._delay(), _DELIVER, target.id, (event, digest))
+
+    def _note_vote_seen(self, node: SimNode, vote) -> None:
+        """Record a conflicting pair of votes that this honest node's machine had in hand at one height."""
+        if vote.height != node.machine.height:
+            return
+        kind = _KIND_OF_MSG[type(vote)]
+        key = (node.id, node.incarnation, vote.validator, vote.height, vote.round, kind)
+        first = self.first_seen.setdefault(key, vote.value_hash or b"")
+        if first != (vote.value_hash or b""):
+            self.conflicts_seen.append((node.id, vote.validator, vote.height, vote.round, kind))
+
+
+def describe(event) -> bytes:
+    """A timer's or an application answer's bytes for the trace."""
+    if isinstance(event, TimeoutFired):
+        return b"%d:%d:%d" % (event.height, event.round, event.kind)
+    if isinstance(event, ValueReady):
+        return b"%d:%d:" % (event.height, event.round) + value_hash(event.value)
+    return b"%d:%d:" % (event.height, event.valid) + event.value_hash
+
+
+def msg_author(msg) -> bytes:
+    return msg.proposer if isinstance(msg, Proposal) else msg.validator
+
+
+def event_height(event) -> int:
+    if isinstance(event, ProposalReceived):
+        return event.proposal.height
+    if isinstance(event, VoteReceived):
+        return event.vote.height
+    return event.height
+
+
+def simulate(config: SimConfig) -> SimResult:
+    """Run one simulation (the checker is separate: `stromledger.sim.checker.check(result)`)."""
+    return Simulation(config).run()

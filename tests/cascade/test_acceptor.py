@@ -1,0 +1,96 @@
+"""The acceptor: per-item verdicts with reasons, idempotence, evidence kept, receipts, the proposer's choice."""
+
+from __future__ import annotations
+
+from stromledger.cascade import Reason, Receipt
+from stromledger.cascade.ledger import READING, SCHEDULE
+from stromledger.cascade.messages import RECEIPT_DOMAIN
+from stromledger.crypto import verify
+
+from .tiny import CHAIN, G, G1, G2, HOUSE1, HOUSE2, MAX_30KW, PV, key, malo
+
+NOW = G + 1
+
+
+def reasons(admission):
+    return [(kind, i, r.reason) for kind, i, r in admission.rejections]
+
+
+def test_admission_reports_every_item(registry, net, ledger):
+    b = net.batch([net.reading(HOUSE1, G, 5), net.reading(malo(99), G, 5), net.reading(PV, G, MAX_30KW + 1),
+                   net.reading(HOUSE2, G, 5), net.reading(HOUSE2, G, 5)],
+                  net.schedule(G1, G2, G, 10) + net.schedule(G1, G2, G, 10, "from"))
+    a = ledger.admit(b, NOW)
+    assert a.refused is None and a.stored and a.digest == b.digest()
+    assert a.accepted == 4 and a.duplicates == 2
+    assert reasons(a) == [(READING, 1, Reason.UNKNOWN_METER_POINT), (READING, 2, Reason.ABOVE_MAX_POWER),
+                          (READING, 4, Reason.DUPLICATE), (SCHEDULE, 2, Reason.DUPLICATE)]
+
+
+def test_whole_batch_refusals(registry, net, ledger):
+    b = net.batch([net.reading(HOUSE1, G, 5)])
+    assert ledger.admit(b, NOW).stored
+    assert ledger.admit(b, NOW).refused.reason == Reason.DUPLICATE
+    assert ledger.admit(b"\x01\x02", NOW).refused.reason == Reason.MALFORMED
+    future = net.batch([net.reading(HOUSE1, NOW + 1, 5)])
+    assert ledger.admit(future, NOW).refused.reason == Reason.PERIOD_IN_FUTURE
+    far = net.batch([], net.schedule(G1, G2, NOW + 500, 5))
+    assert ledger.admit(far, NOW).refused.reason == Reason.PERIOD_IN_FUTURE
+    assert ledger.admit(net.batch([net.reading(HOUSE1, G, 5)], signer=key("x")), NOW).refused.reason == \
+        Reason.WRONG_SIGNER
+
+
+def test_against_the_settled_state(registry, net, ledger):
+    first = net.reading(HOUSE1, G, 5)
+    net.settle(ledger, net.batch([first, net.reading(PV, G, 1, 2, version=2)]))
+    a = ledger.admit(net.batch([first, net.reading(HOUSE1, G, 6), net.reading(PV, G, 1, 2)]), NOW)
+    assert reasons(a) == [(READING, 0, Reason.DUPLICATE), (READING, 1, Reason.CONFLICTING_DUPLICATE),
+                          (READING, 2, Reason.SUPERSEDED)]
+    assert a.stored and a.accepted == 0  # stored anyway: the conflicting reading is evidence for the seal
+    out = ledger.propose()
+    assert len(out.seal.evidence) == 1
+    late = net.batch([], net.schedule(G1, G2, G, 5))
+    a = ledger.admit(late, NOW)
+    assert reasons(a) == [(SCHEDULE, 0, Reason.PERIOD_TOO_OLD), (SCHEDULE, 1, Reason.PERIOD_TOO_OLD)]
+    assert not a.stored
+
+
+def test_conflict_between_pending_batches(registry, net, ledger):
+    ledger.admit(net.batch([net.reading(HOUSE1, G, 5)]), NOW)
+    a = ledger.admit(net.batch([net.reading(HOUSE1, G, 6)]), NOW)
+    assert reasons(a) == [(READING, 0, Reason.CONFLICTING_DUPLICATE)] and a.stored
+
+
+def test_too_old_for_the_next_seal(registry, net, ledger):
+    for _ in range(7):
+        net.settle(ledger)
+    a = ledger.admit(net.batch([net.reading(HOUSE1, G + 1, 5)]), None)
+    assert reasons(a) == [(READING, 0, Reason.PERIOD_TOO_OLD)] and not a.stored
+
+
+def test_receipt_is_signed_and_lists_the_real_problems(registry, net, ledger):
+    b = net.batch([net.reading(HOUSE1, G, 5), net.reading(HOUSE1, G, 5), net.reading(malo(99), G, 1)])
+    a = ledger.admit(b, NOW)
+    validator = key("validator-1")
+    receipt = a.receipt(validator, CHAIN)
+    assert Receipt.decode(receipt.encode()) == receipt
+    assert verify(validator.public, receipt.sig, RECEIPT_DOMAIN, CHAIN, receipt.body())
+    assert (receipt.batch, receipt.accepted, receipt.duplicates) == (b.digest(), 1, 1)
+    assert [(x.index, Reason(x.reason)) for x in receipt.rejected] == [(2, Reason.UNKNOWN_METER_POINT)]
+    refused = ledger.admit(b"junk", NOW).receipt(validator, CHAIN)
+    assert Reason(refused.batch_reason) == Reason.MALFORMED
+
+
+def test_proposer_choice_is_sorted_and_forgets_settled_batches(registry, net, ledger):
+    batches = [net.batch([net.reading(m, G, 1)]) for m in (HOUSE1, HOUSE2, PV)]
+    ahead = net.batch([], net.schedule(G1, G2, G + 1, 4))
+    for b in batches + [ahead]:
+        ledger.admit(b, NOW)
+    chosen = ledger.acceptor.eligible(G)
+    assert [c.digest for c in chosen] == sorted(b.digest() for b in batches)  # `ahead` is not due yet
+    ledger.commit(ledger.propose().seal_bytes)
+    assert set(ledger.acceptor.batches) == {ahead.digest()}
+    assert [c.digest for c in ledger.acceptor.eligible(G + 1)] == [ahead.digest()]
+    ledger.commit(ledger.propose().seal_bytes)
+    assert ledger.acceptor.batches == {}
+    assert ledger.admit(ahead, NOW).refused.reason == Reason.DUPLICATE

@@ -1,0 +1,23 @@
+"""`stromledger sim`: a table, exit 0 without violations, 1 with, 2 when refusing unsafe arguments."""
+
+from nodes.cli import main
+
+
+def test_clean_runs_exit_zero(capsys):
+    assert main(["sim", "--validators", "4", "--byzantine", "1", "--seeds", "3", "--faults", "drop"]) == 0
+    out = capsys.readouterr().out
+    assert "heights decided by all honest" in out and "18 / 18" in out
+    assert "violations: agreement" in out
+
+
+def test_refuses_byzantine_beyond_the_bound(capsys):
+    assert main(["sim", "--validators", "4", "--byzantine", "2", "--seeds", "1"]) == 2
+    assert "--allow-unsafe" in capsys.readouterr().out
+
+
+def test_unsafe_runs_find_violations_and_exit_nonzero(capsys):
+    args = ["sim", "--validators", "4", "--byzantine", "2", "--seeds", "4", "--byzantine-mode", "split",
+            "--allow-unsafe"]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "agreement at height" in out
