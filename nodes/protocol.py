@@ -12,12 +12,7 @@ from __future__ import annotations
 
 from stromledger.codec import U16, U32, U64, Blob, Hash, Message, Seq, Str, message, nested
 from stromledger.consensus.messages import CommitCertificate
-
-CONSENSUS = "/stromledger/consensus/1"
-BATCH = "/stromledger/batch/1"
-SUBMIT = "/stromledger/submit/1"
-SYNC = "/stromledger/sync/1"
-LIGHT = "/stromledger/light/1"
+from stromledger.net.base import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC  # noqa: F401  (re-exported)
 
 MAX_BLOB = 48 * 1024 * 1024
 MAX_SYNC = 64

@@ -33,7 +33,8 @@ Write the export of a committed period from a node's store (the node may keep ru
 index (1994728), a period start in UTC (2026-11-21T10:00:00Z) or an ISO interval
 (2026-11-21T10:00:00Z/PT15M). Without --version the latest committed version is exported; a correction
 (version 2 and up) includes changes.csv against the version before. The export is written under
-<out>/exports/<period start>/v<version>/ (default out: <home>/data) and never overwrites a different one."""
+<out>/exports/<period start, e.g. 20261121T100000Z>/v<version>/ (default out: <home>/data) and never
+overwrites a different one. Check it with `stromledger export verify`."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     v = es.add_parser("verify", help="check an export directory against the genesis file", description=VERIFY_HELP)
     v.add_argument("directory", metavar="DIR", help="the export directory (the one holding manifest.json)")
-    v.add_argument("--genesis", required=True, metavar="FILE", help="the chain's genesis.toml (its meter-point "
-                                                                    "CSV must be next to it)")
+    v.add_argument("--genesis", required=True, metavar="FILE",
+                   help="the chain's genesis.toml (with the meter-point CSV file it names)")
     v.add_argument("--previous", metavar="DIR", help="for a correction: the export of the version before, to "
                                                      "check changes.csv line by line")
     v.add_argument("--json", action="store_true", help="print the result as JSON")

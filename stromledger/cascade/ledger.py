@@ -16,7 +16,7 @@ from stromledger.crypto import SigningKey, sha256
 from stromledger.registry import Registry
 
 from .checks import NO_SIG, CheckedBatch, check_batch, correctable_from
-from .messages import RECEIPT_DOMAIN, Batch, ItemRejection, PeriodSeal, Receipt
+from .messages import MAX_SEAL_BATCHES, RECEIPT_DOMAIN, Batch, ItemRejection, PeriodSeal, Receipt
 from .rejections import Reason, Rejection
 from .rows import REG, REXP, RIMP, RVER, MeterRow, inclusion_proof
 from .settle import Outcome, batch_eligible, build_seal, rebuild_seal
@@ -51,7 +51,7 @@ class Acceptor:
         self.state = state
         self.batches: dict[bytes, CheckedBatch] = {}
         self._readings: dict[int, dict[tuple[str, int], tuple[bool, int, int]]] = {}  # period -> (malo, ver)
-        self._schedules: dict[int, set[tuple]] = {}
+        self._schedules: dict[int, dict[tuple[str, str, bytes], set[int]]] = {}  # (from, to, signer) -> Wh
 
     def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map) -> Admission:
         """Check and remember a batch. `now_period` is the period the clock is in (None: no clock checks, for
@@ -87,18 +87,14 @@ class Acceptor:
             else:
                 out.rejections.append((READING, i, why))
                 out.duplicates += why.harmless
-        new_schedules: list[tuple[int, tuple]] = []
+        new_schedules: list[tuple[int, tuple[str, str, bytes], int]] = []
         for i, (s, verdict) in enumerate(zip(checked.batch.schedules, checked.schedule_verdicts)):
             why = verdict
             if why is None and s.period < next_height:
                 why = Rejection(Reason.PERIOD_TOO_OLD, f"period {s.period} is already sealed")
             if why is None:
                 keep = True
-                key = (s.from_group, s.to_group, s.signer, s.wh)
-                if key in self._schedules.get(s.period, ()) or (s.period, key) in new_schedules:
-                    why = Rejection(Reason.DUPLICATE, "schedule already received")
-                else:
-                    new_schedules.append((s.period, key))
+                why = self._schedule_verdict(s, new_schedules)
             if why is None:
                 out.accepted += 1
             else:
@@ -108,8 +104,8 @@ class Acceptor:
             self.batches[d] = checked
             for period, key, values in new_readings:
                 self._readings.setdefault(period, {})[key] = values
-            for period, key in new_schedules:
-                self._schedules.setdefault(period, set()).add(key)
+            for period, key, wh in new_schedules:
+                self._schedules.setdefault(period, {}).setdefault(key, set()).add(wh)
         out.stored = keep
         return out
 
@@ -142,12 +138,30 @@ class Acceptor:
         return Rejection(Reason.CONFLICTING_DUPLICATE, "differs from a reading received for the same version: "
                                                        "kept as evidence against the meter"), True
 
+    def _schedule_verdict(self, s, new: list) -> Rejection | None:
+        """Duplicate of a pending schedule, or a warning that the other side signed another amount (the
+        schedule is kept either way: the seal reports mismatches)."""
+        pending = self._schedules.get(s.period, {})
+        key = (s.from_group, s.to_group, s.signer)
+        if s.wh in pending.get(key, ()) or (s.period, key, s.wh) in new:
+            return Rejection(Reason.DUPLICATE, "schedule already received")
+        new.append((s.period, key, s.wh))
+        keys = self.registry.group_keys
+        other = keys[s.to_group] if s.signer == keys[s.from_group] else keys[s.from_group]
+        theirs = pending.get((s.from_group, s.to_group, other), set())
+        if other != s.signer and theirs and s.wh not in theirs:
+            return Rejection(Reason.SCHEDULE_MISMATCH, f"the other group's operator signed {sorted(theirs)} Wh: "
+                                                       "neither counts unless both sign the same")
+        return None
+
     def eligible(self, height: int) -> list[CheckedBatch]:
-        """The proposer's choice for `height`: every known batch with something left to settle, by digest."""
+        """The proposer's choice for `height`: every known batch with something left to settle, by digest
+        (at most MAX_SEAL_BATCHES; the rest are still eligible at the next height, as corrections)."""
         lo = correctable_from(self.registry, height)
         settled = self.state.batches
-        return [cb for d, cb in sorted(self.batches.items())
-                if batch_eligible(cb, settled.get(d, (-1, 0))[0], height, lo)]
+        chosen = [cb for d, cb in sorted(self.batches.items())
+                  if batch_eligible(cb, settled.get(d, (-1, 0))[0], height, lo)]
+        return chosen[:MAX_SEAL_BATCHES]
 
     def committed(self) -> None:
         """Forget what the state now settles: fully settled batches and pending keys of sealed periods."""

@@ -24,6 +24,9 @@ RECEIPT_DOMAIN = "stromledger/receipt/1"
 
 MAX_BATCH_READINGS = 100_000
 MAX_BATCH_SCHEDULES = 20_000
+MAX_SEAL_BATCHES = 100_000
+MAX_SEAL_RESULTS = 10_000  # the seal of h plus corrections: the correction window must stay below this
+MAX_SEAL_EVIDENCE = 10_000
 EIC = Str(16)
 MALO = Str(11)
 
@@ -247,9 +250,9 @@ class PeriodSeal(Message):
     registry_hash: Hash
     height: U64  # = the period settled at version 1
     previous: Hash  # hash of the seal at height - 1 (32 zero bytes at the genesis height)
-    batches: Seq(Hash, 100_000)  # digests of the batches settled, ascending
-    results: Seq(PeriodResult, 10_000)  # ascending by period; the last is (height, 1)
-    evidence: Seq(ReadingConflict, 10_000)
+    batches: Seq(Hash, MAX_SEAL_BATCHES)  # digests of the batches settled, ascending
+    results: Seq(PeriodResult, MAX_SEAL_RESULTS)  # ascending by period; the last is (height, 1)
+    evidence: Seq(ReadingConflict, MAX_SEAL_EVIDENCE)
     rejected: Seq(ReasonCount, 64)  # items of the listed batches refused by this seal, by reason
     vote_evidence: Seq(Blob(4096), 256)  # opaque consensus evidence (e.g. DuplicateVoteEvidence), ascending
 

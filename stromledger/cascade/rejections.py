@@ -21,7 +21,7 @@ class Reason(enum.IntEnum):
     CONFLICTING_DUPLICATE = 12  # different values for the same (malo, period, version): kept as evidence
     SUPERSEDED = 13  # a lower version than the one already settled
     REGISTER_WENT_DOWN = 14  # a cumulative register below an earlier (or above a later) reading
-    SCHEDULE_MISMATCH = 15  # the two sides of a schedule disagree (reported in the seal, not counted)
+    SCHEDULE_MISMATCH = 15  # the other side signed another amount (a warning: the seal reports it)
     WRONG_HEIGHT = 16  # a seal for a height that is not the next one, or not linked to the last seal
     MISSING_BATCH = 17  # a seal lists a batch this node does not have (fetch it, then validate again)
     BATCH_NOT_ELIGIBLE = 18  # a seal lists a batch with nothing to settle at its height

@@ -24,14 +24,13 @@ from stromledger.registry import Registry
 
 from .checks import CheckedBatch, check_batch, correctable_from
 from .messages import (
-    CORRECTED, MEASURED, MISMATCHED, MISSING, ONE_SIDED, SUBSTITUTED, Batch, PeriodResult, PeriodSeal, Reading,
+    CORRECTED, MAX_SEAL_BATCHES, MAX_SEAL_EVIDENCE, MEASURED, MISMATCHED, MISSING, ONE_SIDED, SUBSTITUTED, Batch, PeriodResult, PeriodSeal, Reading,
     ReadingConflict, ReasonCount, Schedule, ScheduleIssue, ScheduleLine,
 )
 from .rejections import Reason, Rejection
 from .rows import EXP, IMP, MISSING_V1, QUAL, REG, REXP, RIMP, RSIG, RVER, VER, check_invariants, entry_rows, summarize
 from .state import SettledState
 
-MAX_EVIDENCE = 10_000
 BatchLike = Union[CheckedBatch, Batch]
 
 
@@ -88,6 +87,8 @@ def build_seal(registry: Registry, state: SettledState, height: int, batches: It
     if state.registry_hash != registry.hash:
         raise ValueError("the settled state belongs to another registry")
     checked = sorted((_as_checked(registry, b) for b in batches), key=lambda c: c.digest)
+    if len(checked) > MAX_SEAL_BATCHES:
+        raise ValueError(f"{len(checked)} batches, a seal lists at most {MAX_SEAL_BATCHES}")
     for a, b in zip(checked, checked[1:]):
         if a.digest == b.digest:
             raise NotEligible(a.digest, "listed twice")
@@ -136,7 +137,7 @@ class _Builder:
         results.append(self._result(h, 1, changes[h], matched, issues))
         self.evidence.sort(key=lambda c: (c.conflicting.malo_id, c.conflicting.period, c.conflicting.version,
                                           c.conflicting.encode()))
-        evidence = self.evidence[:MAX_EVIDENCE]
+        evidence = self.evidence[:MAX_SEAL_EVIDENCE]  # the rest is reported when sent again
         conflicts: dict[int, set[tuple]] = {}
         for c in evidence:
             r = c.conflicting

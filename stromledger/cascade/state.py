@@ -68,7 +68,7 @@ class SettledState:
         h = seal.height
         for period, changes in outcome.changes.items():
             if period == h:
-                self.entries[h] = changes
+                self.entries[h] = dict(changes)  # the state never shares a dict with an outcome
             else:
                 self.entries[period].update(changes)
         for r in seal.results:

@@ -15,7 +15,7 @@ Layout (one segment per line; docs/export-format.md explains every element):
     LIN+<n>'                           import (A+), then export (A-)
     PIA+5+1-0?:1.29.0:SRW'
     QTY+<qualifier>:<kWh, 3 decimals>:KWH'
-    DTM+163:<period start>?+00:303'
+    DTM+163:<period start>?+00:303'    (format 304, with seconds, only for periods not on whole minutes)
     DTM+164:<period end>?+00:303'
     UNT+<segments UNH..UNT>+1'
     UNZ+1+<reference>'
@@ -75,6 +75,14 @@ def time_303(unix_s: int) -> str:
     return _utc(unix_s).strftime("%Y%m%d%H%M") + "+00"
 
 
+def dtm(qualifier: str, unix_s: int) -> tuple[str, str, str]:
+    """A DTM composite in UTC: format 303 (CCYYMMDDHHMM+00) for whole minutes, as every production period
+    boundary is; format 304 (CCYYMMDDHHMMSS+00) only for instants within a minute (devnets' short periods)."""
+    if unix_s % 60 == 0:
+        return (qualifier, time_303(unix_s), "303")
+    return (qualifier, _utc(unix_s).strftime("%Y%m%d%H%M%S") + "+00", "304")
+
+
 def escape(text: str) -> str:
     return "".join("?" + c if c in _SPECIAL else c for c in text)
 
@@ -96,13 +104,13 @@ def build_mscons(*, chain_id: str, group: str, seal_hash: bytes, period: int, ve
     body = [
         segment("UNH", "1", MESSAGE_TYPE),
         segment("BGM", "7", ref, ORIGINAL if version == 1 else REPLACEMENT),
-        segment("DTM", ("137", time_303(prepared), "303")),
+        segment("DTM", dtm("137", prepared)),
         segment("NAD", "MS", (sender, "", "ZZZ")),
         segment("NAD", "MR", (group, "", "305")),
         segment("UNS", "D"),
         segment("NAD", "DP"),
     ]
-    t_start, t_end = time_303(start), time_303(end)
+    dtm_start, dtm_end = segment("DTM", dtm("163", start)), segment("DTM", dtm("164", end))
     line = 0
     for row in rows:
         body.append(segment("LOC", "172", row.malo_id))
@@ -112,8 +120,8 @@ def build_mscons(*, chain_id: str, group: str, seal_hash: bytes, period: int, ve
                 segment("LIN", str(line)),
                 segment("PIA", "5", (obis, "SRW")),
                 segment("QTY", (QUALIFIERS[row.quality], kwh(wh), "KWH")),
-                segment("DTM", ("163", t_start, "303")),
-                segment("DTM", ("164", t_end, "303")),
+                dtm_start,
+                dtm_end,
             ]
     body.append(segment("UNT", str(len(body) + 1), "1"))
     lines = [UNA, segment("UNB", ("UNOC", "3"), (sender, "ZZ"), (group, "ZZ"),
@@ -201,8 +209,8 @@ class Quantity:
     obis: str
     qualifier: str
     wh: int
-    start: str  # as written, unescaped (e.g. 202611211000+00)
-    end: str
+    start: tuple[str, str]  # (value as written, unescaped, e.g. 202611211000+00; format code 303 or 304)
+    end: tuple[str, str]
 
 
 def read_quantities(segments: Sequence[Segment]) -> list[Quantity]:
@@ -244,12 +252,12 @@ def read_quantities(segments: Sequence[Segment]) -> list[Quantity]:
                 raise FormatError(f"segment {s.number}: {e}") from None
             pending = dict(segment=s.number, malo_id=malo, obis=obis, qualifier=s.get(0, 0), wh=wh, start="", end="")
         elif s.tag == "DTM" and pending is not None:
-            if s.get(0, 2) != "303":
-                raise FormatError(f"segment {s.number}: expected date format 303")
+            if s.get(0, 2) not in ("303", "304"):
+                raise FormatError(f"segment {s.number}: expected date format 303 or 304")
             if s.get(0, 0) == "163":
-                pending["start"] = s.get(0, 1)
+                pending["start"] = (s.get(0, 1), s.get(0, 2))
             elif s.get(0, 0) == "164":
-                pending["end"] = s.get(0, 1)
+                pending["end"] = (s.get(0, 1), s.get(0, 2))
     flush(segments[-1].number if segments else 0)
     return out
 

@@ -479,7 +479,7 @@ class _Verifier:
         for r in rows:
             by_group.setdefault(r.balancing_group, []).append(r)
         p = self.reg.period(self.report.period)
-        start, end = mscons.time_303(p.start), mscons.time_303(p.end)
+        start, end = mscons.dtm("163", p.start)[1:], mscons.dtm("164", p.end)[1:]
         for name in sorted(n for n in self.good if n.endswith(".edi")):
             want = expected.get(name)
             if want is None:

@@ -30,6 +30,7 @@ _OPTIONAL_MP_FIELDS = {"balancing_group", "area_out", "area_in"}
 _CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MIN_VALIDATORS = 4  # n = 3f + 1 with f >= 1
+MAX_CORRECTION_WINDOW = 9_999  # below the seal's bound on results (cascade.messages.MAX_SEAL_RESULTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +210,9 @@ class _GenesisReader:
             self.error(where, "gate_closure_grace_seconds", "must not be negative")
             grace = None
         window = self._field(chain, "correction_window_periods", where, int)
-        if window is not None and window < 0:
-            self.error(where, "correction_window_periods", "must not be negative")
+        if window is not None and not 0 <= window <= MAX_CORRECTION_WINDOW:
+            self.error(where, "correction_window_periods", f"{window} is outside 0..{MAX_CORRECTION_WINDOW} "
+                                                           "(a seal carries at most that many corrected periods)")
             window = None
         horizon = self._field(chain, "schedule_horizon_periods", where, int, required=False)
         if horizon is None and length:
@@ -261,7 +263,7 @@ class _GenesisReader:
             elif None not in (eic, name, operator, loss):
                 first[eic] = where
                 areas[eic] = GridArea(eic, name, operator, loss)
-        if not areas and not any(d.field == "eic" and "grid_areas" in d.where for d in self.defects):
+        if not doc.get("grid_areas"):
             self.error("[[grid_areas]]", "", "a genesis needs at least one grid area")
         return areas
 
@@ -331,11 +333,12 @@ class _GenesisReader:
         if spec is not None:
             for where, row, file in self._csv_rows(spec):
                 add(check(row, where, file), where, file)
-        for where, row in self._table_rows(doc, "meter_points"):
+        inline = self._table_rows(doc, "meter_points")
+        for where, row in inline:
             self._unknown_fields(row, set(METER_POINT_FIELDS), where)
             add(check(row, where, None), where, None)
-        if not meters and not any("meter" in d.where or "meter" in d.field for d in self.defects):
-            self.warn("[[meter_points]]", "", "no meter points")
+        if spec is None and not inline:
+            self.warn("[[meter_points]]", "", "no meter points (neither [meter_point_file] nor [[meter_points]])")
         return meters
 
     def _csv_rows(self, spec: Any):

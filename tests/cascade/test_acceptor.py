@@ -94,3 +94,12 @@ def test_proposer_choice_is_sorted_and_forgets_settled_batches(registry, net, le
     ledger.commit(ledger.propose().seal_bytes)
     assert ledger.acceptor.batches == {}
     assert ledger.admit(ahead, NOW).refused.reason == Reason.DUPLICATE
+
+
+def test_schedule_mismatch_is_a_warning_and_the_schedule_is_kept(registry, net, ledger):
+    ledger.admit(net.batch([], net.schedule(G1, G2, NOW, 500, "from")), NOW)
+    a = ledger.admit(net.batch([], net.schedule(G1, G2, NOW, 501, "to")), NOW)
+    assert reasons(a) == [(SCHEDULE, 0, Reason.SCHEDULE_MISMATCH)] and a.stored
+    assert "500" in a.rejections[0][2].message
+    b = ledger.admit(net.batch([], net.schedule(G1, G2, NOW, 500, "to")), NOW)
+    assert reasons(b) == [] and b.accepted == 1

@@ -121,7 +121,9 @@ def test_another_certificate_changes_only_the_manifest(tmp_path, registry, commi
     store = make_store(tmp_path / "v4", other)
     path = export_period(store, registry, G, 1, tmp_path / "out")
     mine = read_export(path)
-    theirs = read_export(export_period(make_store(tmp_path / "v1", commits[:1]), registry, G, 1, tmp_path / "o"))
+    first = make_store(tmp_path / "v1", commits[:1])
+    theirs = read_export(export_period(first, registry, G, 1, tmp_path / "o"))
+    first.close()
     assert {n for n in mine if mine[n] != theirs[n]} == {"manifest.json"}
     a, b = json.loads(mine["manifest.json"]), json.loads(theirs["manifest.json"])
     assert a["certificate"] != b["certificate"] and {**a, "certificate": 0} == {**b, "certificate": 0}

@@ -1,0 +1,97 @@
+"""What every node role shares: opening its home, its key, genesis and store, a hardened libp2p network,
+the status file, counters of rejected input, and a clean shutdown on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from stromledger.crypto import SigningKey
+from stromledger.keys import read_key_file
+from stromledger.registry import Registry, load_genesis
+
+from .home import NodeConfig, load_config
+
+PASSPHRASE_ENV = "STROMLEDGER_PASSPHRASE"
+
+
+@dataclass
+class NodeContext:
+    config: NodeConfig
+    key: SigningKey
+    registry: Registry
+    log: logging.Logger
+    rejections: collections.Counter = field(default_factory=collections.Counter)
+    started_at: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def chain_id(self) -> str:
+        return self.registry.chain_id
+
+    def reject(self, reason: str, detail: str, peer: bytes | None = None) -> None:
+        """Every refused input is counted and logged with its reason; the node goes on."""
+        self.rejections[reason] += 1
+        who = f" from {peer.hex()[:12]}" if peer else ""
+        self.log.warning("rejected%s: %s: %s", who, reason, detail)
+
+    def write_status(self, doc: dict[str, Any]) -> None:
+        """Atomically replace data/status.json (what `stromledger status` and the devnet read)."""
+        doc = {
+            "role": self.config.role,
+            "name": self.config.name,
+            "public_key": self.key.public.hex(),
+            "chain_id": self.chain_id,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "updated_at": int(time.time()),
+            "rejections": dict(sorted(self.rejections.items())),
+            **doc,
+        }
+        path = self.config.status_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+
+def open_context(home: str | Path) -> NodeContext:
+    config = load_config(home)
+    key = read_key_file(config.key_path, os.environ.get(PASSPHRASE_ENV))
+    registry = load_genesis(config.genesis_path)
+    log = logging.getLogger(f"stromledger.{config.role}")
+    return NodeContext(config=config, key=key, registry=registry, log=log)
+
+
+def make_network(ctx: NodeContext):
+    from stromledger.net.p2p import P2PNetwork  # imports libp2p: only in a running node
+
+    net = P2PNetwork(ctx.key.seed, listen=ctx.config.listen)
+    for peer in ctx.config.peers:
+        if peer.key != ctx.key.public:
+            net.add_peer(peer.key, peer.address)
+    return net
+
+
+async def until_signalled(cancel_scope: trio.CancelScope, log: logging.Logger) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: shutting down cleanly", signal.Signals(signum).name)
+            cancel_scope.cancel()
+            return
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
