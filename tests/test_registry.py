@@ -291,3 +291,9 @@ def test_cli_genesis_devnet(tmp_path, capsys):
 def test_meter_point_is_a_plain_tuple():
     mp = MeterPoint("41373559241", "consumer", "grid", A1, G1, "op", b"k" * 32, 1)
     assert isinstance(mp, tuple) and mp.area_out == "" and mp.area_in == ""
+
+
+def test_correction_window_fits_in_a_seal(tmp_path):
+    toml = GOOD.replace("correction_window_periods = 4", "correction_window_periods = 10000")
+    registry, defects = check_genesis(write(tmp_path, toml, GOOD_CSV))
+    assert registry is None and ("genesis.toml", "[chain]", "correction_window_periods", "error") in found(defects)

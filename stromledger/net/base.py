@@ -12,6 +12,7 @@ API::
 
     class Network(ABC):
         local_key: PeerKey
+        max_payload: int            # bigger payloads raise FrameTooLarge locally
         stats: Counter[str]
 
         def set_handler(protocol, handler, *, allowed=None) -> None
@@ -32,32 +33,37 @@ Semantics shared by every implementation:
   enqueues into a bounded per-(peer, protocol) queue and *awaits* while that
   queue is full (back-pressure from a slow but live peer). Messages to a peer
   that cannot be reached are dropped (``stats["dropped"]``) so a dead peer never
-  blocks the sender: consensus must tolerate loss anyway. The remote handler
-  gets ``(our_key, payload)``; its return value is ignored.
+  blocks the sender. Delivery is best effort: when a connection breaks, queued
+  or in-flight messages can be lost, and a batch retried on a fresh stream can
+  arrive twice. Consensus tolerates both (messages are signed and idempotent).
+  The remote handler gets ``(our_key, payload)``; its return value is ignored.
 - ``broadcast``: ``send`` to each peer concurrently (our own key is skipped);
   returns once every message is queued.
 - ``request``: request/response on its own stream. Raises ``PeerUnreachable``,
   ``RequestTimeout`` or ``RemoteError`` (see ``errors`` for reason codes). A
   handler answering a request must return bytes; ``None`` becomes
   ``RemoteError("no_response")``, an exception ``RemoteError("handler_error")``.
-- Payloads above the frame limit (default 4 MiB, minus 1 envelope byte) raise
-  ``FrameTooLarge`` locally.
+- Payloads above ``max_payload`` (the frame limit, default 4 MiB, minus the
+  1-byte envelope) raise ``FrameTooLarge`` locally; a peer sending bigger
+  frames gets its stream reset.
 - ``stats``: counters, missing keys read as 0. Common keys: ``frames_in``,
   ``frames_out``, ``bytes_in``, ``bytes_out``, ``writes_out``, ``requests_in``,
   ``requests_out``, ``rejected_unauthorized``, ``rejected_oversize``,
   ``rejected_malformed``, ``handler_errors``, ``dropped``, ``dial_failures``,
-  ``reconnects``.
+  ``reconnects``, ``remote_stream_ends`` (p2p: a peer ended our one-way stream).
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 import trio
 
-from .errors import PeerUnreachable
+from .errors import FrameTooLarge, PeerUnreachable
 
 PeerKey = bytes
 Handler = Callable[[PeerKey, bytes], Awaitable[bytes | None]]
@@ -72,6 +78,8 @@ PROTOCOLS = (CONSENSUS, BATCH, SUBMIT, SYNC, LIGHT)
 
 KEY_SIZE = 32
 
+log = logging.getLogger("stromledger.net")
+
 
 def check_key(key: bytes) -> bytes:
     if not isinstance(key, bytes) or len(key) != KEY_SIZE:
@@ -85,8 +93,29 @@ def check_protocol(protocol: str) -> str:
     return protocol
 
 
+@dataclass(frozen=True)
+class Route:
+    """A protocol's handler and its authorization check."""
+
+    handler: Handler
+    allowed: Allowed | None = None
+
+    def admits(self, peer: PeerKey | None) -> bool:
+        """``peer`` is None when the remote has no Ed25519 identity: never admitted."""
+        if peer is None:
+            return False
+        if self.allowed is None:
+            return True
+        try:
+            return bool(self.allowed(peer))
+        except Exception:
+            log.exception("allowed() raised for %s; refusing", peer.hex()[:16])
+            return False
+
+
 class Network(ABC):
     local_key: PeerKey
+    max_payload: int
     stats: Counter[str]
 
     @abstractmethod
@@ -100,8 +129,10 @@ class Network(ABC):
     async def broadcast(
         self, peers: Iterable[PeerKey], protocol: str, payload: bytes
     ) -> None:
+        if len(payload) > self.max_payload:
+            raise FrameTooLarge(len(payload), self.max_payload)
         # Concurrent, so one peer with a full queue does not hold up the others.
-        targets = {p for p in peers if p != self.local_key}
+        targets = dict.fromkeys(p for p in peers if p != self.local_key)
         async with trio.open_nursery() as nursery:
             for peer in targets:
                 nursery.start_soon(self._send_quietly, peer, protocol, payload)

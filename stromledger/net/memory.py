@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 
 import trio
 
@@ -31,6 +30,7 @@ from .base import (
     Handler,
     Network,
     PeerKey,
+    Route,
     check_key,
     check_protocol,
 )
@@ -41,15 +41,6 @@ from .wire import ENVELOPE_SIZE
 log = logging.getLogger("stromledger.net")
 
 QUEUE_SIZE = 64
-
-
-@dataclass(frozen=True)
-class _Route:
-    handler: Handler
-    allowed: Allowed | None
-
-    def admits(self, peer: PeerKey) -> bool:
-        return self.allowed is None or bool(self.allowed(peer))
 
 
 class MemoryHub:
@@ -98,16 +89,17 @@ class MemoryHub:
 class MemoryNetwork(Network):
     def __init__(self, hub: MemoryHub, key: PeerKey) -> None:
         self.local_key = key
+        self.max_payload = hub.max_frame - ENVELOPE_SIZE
         self.stats: Counter[str] = Counter()
         self.attached = True
         self._hub = hub
-        self._routes: dict[str, _Route] = {}
+        self._routes: dict[str, Route] = {}
         self._queues: dict[tuple[PeerKey, str], trio.MemorySendChannel[bytes]] = {}
 
     def set_handler(
         self, protocol: str, handler: Handler, *, allowed: Allowed | None = None
     ) -> None:
-        self._routes[check_protocol(protocol)] = _Route(handler, allowed)
+        self._routes[check_protocol(protocol)] = Route(handler, allowed)
 
     async def send(self, peer: PeerKey, protocol: str, payload: bytes) -> None:
         self._check_size(payload)
@@ -145,8 +137,8 @@ class MemoryNetwork(Network):
     # -- sender side -------------------------------------------------------
 
     def _check_size(self, payload: bytes) -> None:
-        if len(payload) + ENVELOPE_SIZE > self._hub.max_frame:
-            raise FrameTooLarge(len(payload) + ENVELOPE_SIZE, self._hub.max_frame)
+        if len(payload) > self.max_payload:
+            raise FrameTooLarge(len(payload), self.max_payload)
 
     def _target(self, peer: PeerKey) -> MemoryNetwork | None:
         if peer == self.local_key:
@@ -180,7 +172,7 @@ class MemoryNetwork(Network):
 
     # -- receiver side -----------------------------------------------------
 
-    def _admit(self, peer: PeerKey, protocol: str) -> _Route | None:
+    def _admit(self, peer: PeerKey, protocol: str) -> Route | None:
         route = self._routes.get(protocol)
         if route is None:
             return None
@@ -218,7 +210,7 @@ class MemoryNetwork(Network):
             raise RemoteError("handler_error") from None
         if reply is None:
             raise RemoteError("no_response")
-        if len(reply) + ENVELOPE_SIZE > self._hub.max_frame:
+        if len(reply) > self.max_payload:
             raise RemoteError("response_too_large")
         self._count_out(reply)
         return reply

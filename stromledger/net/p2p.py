@@ -50,7 +50,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from . import wire
-from .base import Allowed, Handler, Network, PeerKey, check_key, check_protocol
+from .base import Allowed, Handler, Network, PeerKey, Route, check_key, check_protocol
 from .errors import (
     FrameError,
     FrameTooLarge,
@@ -78,12 +78,6 @@ ADDR_TTL = 3600  # seconds; we re-set the address before every dial anyway
 
 def _short(key: PeerKey | None) -> str:
     return key.hex()[:16] if key else "?"
-
-
-@dataclass(frozen=True)
-class _Route:
-    handler: Handler
-    allowed: Allowed | None
 
 
 @dataclass
@@ -134,6 +128,7 @@ class P2PNetwork(Network):
     ) -> None:
         key_pair = key_pair_from_seed(seed)
         self.local_key: PeerKey = public_key_of(key_pair)
+        self.max_payload = max_frame - wire.ENVELOPE_SIZE
         self.peer_id = libp2p_id(self.local_key)
         self.stats: Counter[str] = Counter()
         self.listen_addr: str | None = None
@@ -146,10 +141,11 @@ class P2PNetwork(Network):
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._close_timeout = close_timeout
-        self._routes: dict[str, _Route] = {}
+        self._routes: dict[str, Route] = {}
         self._peers: dict[PeerKey, _Peer] = {}
         self._outboxes: dict[tuple[PeerKey, str], _Outbox] = {}
         self._nursery: trio.Nursery | None = None
+        self._running = False
         self._cm: AbstractAsyncContextManager[P2PNetwork] | None = None
         self._used = False
 
@@ -184,21 +180,28 @@ class P2PNetwork(Network):
             log.info("listening on %s as %s", self.listen_addr, self.peer_id)
             try:
                 async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
+                    self._nursery, self._running = nursery, True
                     try:
                         yield self
                     finally:
-                        self._nursery = None
+                        self._running = False
                         nursery.cancel_scope.cancel()
             finally:
-                # Still inside host.run: closing connections after the host
-                # stopped races the swarm's dying nursery ("Nursery is closed
-                # to new arrivals").
+                self._nursery = None
+                # Still inside host.run(): close streams and connections while
+                # the swarm can still run their cleanup tasks ("Nursery is
+                # closed to new arrivals" otherwise), then close the host
+                # ourselves: leaving host.run() stops the swarm by cancelling
+                # it, which cancels its cleanup too, and the TCP listener (a
+                # trio system task) would keep accepting for the rest of the run.
                 with trio.move_on_after(self._close_timeout) as scope:
                     scope.shield = True
-                    await self._shutdown()
+                    await self._disconnect_all()
+                with trio.move_on_after(self._close_timeout) as scope:
+                    scope.shield = True
+                    await self._host.close()
 
-    async def _shutdown(self) -> None:
+    async def _disconnect_all(self) -> None:
         async with trio.open_nursery() as nursery:
             for box in self._outboxes.values():
                 box.rx.close()  # a send() still waiting on a full queue fails now
@@ -208,11 +211,7 @@ class P2PNetwork(Network):
         self._outboxes.clear()
         async with trio.open_nursery() as nursery:
             for pid in list(self._swarm.connections):
-                nursery.start_soon(self._host.disconnect, pid)
-        # Explicitly: leaving host.run() alone stops the swarm by cancelling
-        # it, its cleanup is cancelled too, and the TCP listener (a trio
-        # system task) keeps accepting connections for the rest of the run.
-        await self._host.close()
+                nursery.start_soon(self._drop_connection, pid)
 
     @property
     def _swarm(self) -> Swarm:
@@ -251,7 +250,7 @@ class P2PNetwork(Network):
         return peers
 
     def _peer(self, peer_key: PeerKey) -> _Peer:
-        if self._nursery is None:
+        if not self._running:
             raise PeerUnreachable("closed", "network is not running")
         if peer_key == self.local_key:
             raise PeerUnreachable("self", "cannot send to ourselves")
@@ -323,7 +322,7 @@ class P2PNetwork(Network):
         self, protocol: str, handler: Handler, *, allowed: Allowed | None = None
     ) -> None:
         check_protocol(protocol)
-        self._routes[protocol] = _Route(handler, allowed)
+        self._routes[protocol] = Route(handler, allowed)
 
         async def serve(stream: INetStream) -> None:
             await self._serve(protocol, stream)
@@ -332,15 +331,7 @@ class P2PNetwork(Network):
 
     def _admits(self, protocol: str, peer_key: PeerKey | None) -> bool:
         route = self._routes.get(protocol)
-        if route is None or peer_key is None:
-            return False
-        if route.allowed is None:
-            return True
-        try:
-            return bool(route.allowed(peer_key))
-        except Exception:
-            log.exception("allowed() check for %s raised; refusing", protocol)
-            return False
+        return route is not None and route.admits(peer_key)
 
     async def _serve(self, protocol: str, stream: INetStream) -> None:
         # Runs in the swarm's per-connection nursery: nothing may escape.
@@ -399,14 +390,14 @@ class P2PNetwork(Network):
                 log.debug("refusal notice to %s failed", pid, exc_info=True)
         await self._reset(stream)
 
-    async def _deliver(self, route: _Route, protocol: str, peer: PeerKey, body: bytes) -> None:
+    async def _deliver(self, route: Route, protocol: str, peer: PeerKey, body: bytes) -> None:
         try:
             await route.handler(peer, body)
         except Exception:
             self.stats["handler_errors"] += 1
             log.exception("%s handler failed on a message from %s", protocol, _short(peer))
 
-    async def _answer(self, route: _Route, protocol: str, peer: PeerKey, body: bytes) -> bytes:
+    async def _answer(self, route: Route, protocol: str, peer: PeerKey, body: bytes) -> bytes:
         self.stats["requests_in"] += 1
         try:
             reply = await route.handler(peer, body)
@@ -417,7 +408,7 @@ class P2PNetwork(Network):
         if reply is None:
             log.warning("%s handler returned None for a request", protocol)
             return wire.pack_error("no_response")
-        if len(reply) + wire.ENVELOPE_SIZE > self._max_frame:
+        if len(reply) > self.max_payload:
             log.warning("%s handler reply of %d bytes is too large", protocol, len(reply))
             return wire.pack_error("response_too_large")
         return wire.pack(wire.RESP, reply)
@@ -429,7 +420,7 @@ class P2PNetwork(Network):
         self._peer(peer)
         box = self._outboxes.get((peer, protocol))
         if box is None:
-            assert self._nursery is not None
+            assert self._nursery is not None  # _peer() checked that we run
             box = self._outboxes[(peer, protocol)] = _Outbox(self._queue_size)
             self._nursery.start_soon(self._pump, peer, protocol, box)
         try:
@@ -461,7 +452,7 @@ class P2PNetwork(Network):
                     self.stats["dropped"] += len(batch)
                     log.debug("dropped %d %s frames for %s: %s", len(batch), protocol, _short(peer_key), exc)
                     return
-                assert self._nursery is not None
+                assert self._nursery is not None  # we run inside it
                 self._nursery.start_soon(self._watch, peer_key, protocol, box, box.stream)
             stream = box.stream
             try:

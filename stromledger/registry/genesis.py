@@ -8,14 +8,13 @@ The file layout is documented in docs/domain.md; `write_genesis` (registry/write
 from __future__ import annotations
 
 import csv
-import io
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from stromledger.crypto import sha256
 from stromledger.ids import IdError, parse_eic, parse_malo_id
 from stromledger.periods import parse_utc
 
@@ -355,21 +354,33 @@ class _GenesisReader:
         if rel is None:
             return
         path = self.path.parent / rel
+        file = Path(rel).name
         try:
-            data = path.read_bytes()
+            f = path.open("rb")
         except OSError as e:
             self.error(where, "path", f"cannot read {path}: {e.strerror or e}")
             return
-        actual = sha256(data).hex()
+        digest = hashlib.sha256()
+
+        def lines():  # streamed: a million-row file is hashed and parsed in one pass, never held whole
+            for n, raw in enumerate(f, 1):
+                digest.update(raw)
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    self.error(f"line {n}", "", f"not UTF-8: {e}", file)
+                    yield ""
+
+        with f:
+            source = lines()
+            yield from self._csv_records(csv.reader(source), file)
+            for _ in source:  # the rest, if the header was wrong: the hash covers the whole file
+                pass
+        actual = digest.hexdigest()
         if pinned is not None and actual != pinned:
             self.error(where, "sha256", f"the file {rel} has SHA-256 {actual}, the genesis pins {pinned}")
-        file = Path(rel).name
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            self.error("file", "", f"not UTF-8: {e}", file)
-            return
-        reader = csv.reader(io.StringIO(text, newline=""))
+
+    def _csv_records(self, reader, file: str):
         header = next(reader, None)
         if header is None:
             self.error("line 1", "", "empty file: expected a header row", file)

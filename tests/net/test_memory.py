@@ -186,3 +186,14 @@ async def test_broadcast_skips_self_and_dead_peers_do_not_block() -> None:
             assert nets[A].stats["dropped"] == 5
             with pytest.raises(PeerUnreachable):
                 await nets[A].send(A, CONSENSUS, b"self")
+
+
+@pytest.mark.trio
+async def test_broadcast_refuses_oversize_payload_up_front() -> None:
+    with trio.fail_after(5):
+        async with MemoryHub(max_frame=10) as hub:
+            a, _b = hub.endpoint(A), hub.endpoint(B)
+            assert a.max_payload == 9
+            with pytest.raises(FrameTooLarge):
+                await a.broadcast([B], CONSENSUS, b"x" * 10)
+            await a.broadcast([B], CONSENSUS, b"x" * 9)

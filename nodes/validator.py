@@ -1,0 +1,584 @@
+"""The validator role: a grid operator's node.
+
+It admits signed batches (signatures checked in worker threads: PyNaCl releases the GIL), answers each
+with a signed receipt, pushes admitted batches to the other validators, runs Tendermint on each period's
+PeriodSeal from gate closure on, and on commit stores the seal, its certificate, the period rows and the
+settled state, then writes the billing export. It serves sync (committed seals and batches) and light
+(inclusion proofs) requests to the other roles.
+
+The consensus machine and the cascade are pure; this module is the shell that feeds them time and
+messages. One consensus loop processes events in order; the ledger (the cascade's state) is guarded by a
+lock and its heavy calls run in threads so the network keeps flowing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import trio
+
+from stromledger import merkle
+from stromledger.cascade import Ledger, LedgerError, PeriodSeal, Rejection, SettledState, check_batch, leaf_bytes
+from stromledger.cascade.checks import CheckedBatch, correctable_from
+from stromledger.codec import CodecError, decode
+from stromledger.consensus import events as ev
+from stromledger.consensus.config import ConsensusConfig
+from stromledger.consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_evidence
+from stromledger.consensus.machine import Consensus
+from stromledger.consensus.messages import Commit, CommitCertificate
+from stromledger.crypto import sha256
+from stromledger.export import decode_period_rows, encode_period_rows, export_committed
+from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetError
+from stromledger.periods import format_utc
+from stromledger.store import Store
+
+from .protocol import (
+    MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
+    SyncRequest,
+)
+from .runtime import NodeContext, make_network, until_signalled
+
+EVENT_QUEUE = 4096
+FETCH_TIMEOUT = 5.0
+STATUS_EVERY = 1.0
+
+
+@dataclass
+class CommitInfo:
+    height: int
+    round: int
+    seal: PeriodSeal
+    seal_hash: bytes
+    ms_after_gate: int
+
+
+class Validator:
+    def __init__(self, ctx: NodeContext, store: Store, net: Network, *,
+                 clock: Callable[[], float] = time.time, workers: int = 2,
+                 config: Optional[ConsensusConfig] = None, write_exports: bool = True):
+        self.ctx = ctx
+        self.reg = ctx.registry
+        self.log = ctx.log
+        self.store = store
+        self.net = net
+        self.clock = clock
+        self.validator_keys = list(self.reg.validator_keys())
+        self.config = config or ConsensusConfig(**ctx.config.consensus)
+        self.write_exports = write_exports
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers),
+                                                           thread_name_prefix="verify")
+        self._lock = trio.Lock()  # guards the ledger
+        self._send, self._recv = trio.open_memory_channel[Any](EVENT_QUEUE)
+        self._started_height = -1
+        self._trees: OrderedDict[tuple[int, int], tuple[int, bytes, list[bytes], dict[str, int], merkle.Tree]] = \
+            OrderedDict()
+        self.last_commit: Optional[CommitInfo] = None
+        self.commits = 0
+        self.committed = trio.Condition()  # notified after every commit (tests and the devnet wait on it)
+        self.batches_received = 0
+        self._nursery: Optional[trio.Nursery] = None
+        self.ledger = self._restore_ledger()
+        self.machine = self._make_machine()
+
+    # -- start-up --------------------------------------------------------------------------------------------
+
+    def _restore_ledger(self) -> Ledger:
+        """The settled state after the last commit: the stored snapshot, replaying any later commit."""
+        snap = self.store.latest_state()
+        state = SettledState.decode(snap[1]) if snap else SettledState.genesis(self.reg)
+        ledger = Ledger(self.reg, state)
+        last = self.store.last_height()
+        if last is not None and (state.height is None or state.height < last):
+            # Killed between storing a commit and its snapshot: replay the commits the snapshot lacks.
+            first = ledger.next_height
+            for commit in self.store.commits_from(first, last - first + 1):
+                seal = PeriodSeal.decode(commit.value)
+                for digest in seal.batches:
+                    data = self.store.get_batch(digest)
+                    if data is not None:
+                        ledger.add_fetched(data)
+                ledger.commit(commit.value)
+                self.log.info("replayed committed height %d into the settled state", commit.height)
+            self.store.put_state(ledger.state.height, ledger.state.encode())
+        # Batches admitted earlier that later seals may still settle.
+        lo = correctable_from(self.reg, ledger.next_height)
+        now_period = self._now_period()
+        horizon = max(now_period, ledger.next_height) + self.reg.params.schedule_horizon
+        pending = self.store.batches_for_periods(range(lo, horizon + 1))
+        for digest in pending:
+            data = self.store.get_batch(digest)
+            if data is not None:
+                ledger.admit(data, None)
+        if pending:
+            self.log.info("re-admitted %d stored batches still to settle", len(pending))
+        return ledger
+
+    def _make_machine(self) -> Consensus:
+        h = self.ledger.next_height
+        recent = []
+        for c in self.store.commits_from(max(self.reg.genesis_period, h - self.config.commit_window), 64):
+            recent.append(Commit(c.value, CommitCertificate.decode(c.certificate)))
+        machine = Consensus(chain_id=self.ctx.chain_id, validators=self.validator_keys, key=self.ctx.key,
+                            guard=self.store.sign_guard, height=h, config=self.config, recent_commits=recent)
+        return machine
+
+    # -- running ---------------------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        is_validator = set(self.validator_keys).__contains__
+        is_registered = self.reg.submitter_keys.__contains__
+        self.net.set_handler(CONSENSUS, self._on_consensus, allowed=is_validator)
+        self.net.set_handler(BATCH, self._on_batch, allowed=is_validator)
+        self.net.set_handler(SUBMIT, self._on_submit, allowed=is_registered)
+        self.net.set_handler(SYNC, self._on_sync, allowed=is_registered)
+        self.net.set_handler(LIGHT, self._on_light, allowed=is_registered)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._replay_wal()
+                nursery.start_soon(self._consensus_loop)
+                nursery.start_soon(self._clock_loop)
+                nursery.start_soon(self._catch_up_loop)
+                if self.ctx.config.status_path:
+                    nursery.start_soon(self._status_loop)
+                self.log.info("validator %s up: next height %d (period %s), %d validators, quorum %d",
+                              self.ctx.config.name, self.machine.height, self.reg.period(self.machine.height).iso(),
+                              len(self.validator_keys), self.machine.validators.quorum)
+                task_status.started(self)
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _replay_wal(self) -> None:
+        """Feed the consensus messages received before a restart back in: votes seen are not lost, and the
+        sign guard keeps the machine from signing anything that conflicts with what it signed before."""
+        h = self.machine.height
+        entries = self.store.wal_read(h)
+        for _, data in entries:
+            try:
+                msg = decode(data)
+            except CodecError:
+                continue
+            event = ev.event_for(msg)
+            if event is not None:
+                self._send.send_nowait(event)
+        if entries:
+            self.log.info("replaying %d consensus messages of height %d from the write-ahead log", len(entries), h)
+
+    async def _consensus_loop(self) -> None:
+        async for event in self._recv:
+            for action in self.machine.handle(event):
+                await self._execute(action)
+
+    async def _execute(self, action: Any) -> None:
+        if isinstance(action, ev.Broadcast):
+            await self.net.broadcast(self.validator_keys, CONSENSUS, action.message.encode())
+        elif isinstance(action, ev.ScheduleTimeout):
+            self._nursery.start_soon(self._timer, action)
+        elif isinstance(action, ev.RequestValue):
+            self._nursery.start_soon(self._build_value, action.height, action.round)
+        elif isinstance(action, ev.ValidateValue):
+            self._nursery.start_soon(self._validate_value, action.height, action.round, action.value)
+        elif isinstance(action, ev.Decide):
+            await self._on_decide(action)
+        elif isinstance(action, ev.SendCommit):
+            self._nursery.start_soon(self._send_quietly, action.to, CONSENSUS, action.commit.encode())
+        elif isinstance(action, ev.EvidenceFound):
+            self._on_evidence(action.evidence)
+        elif isinstance(action, ev.Rejected):
+            self.ctx.reject(f"consensus_{action.reason}", action.detail)
+
+    async def _send_quietly(self, peer: bytes, protocol: str, payload: bytes) -> None:
+        try:
+            await self.net.send(peer, protocol, payload)
+        except NetError as e:
+            self.log.debug("send to %s failed: %s", peer.hex()[:12], e)
+
+    async def _timer(self, t: ev.ScheduleTimeout) -> None:
+        await trio.sleep(t.delay_ms / 1000)
+        await self._send.send(ev.TimeoutFired(t.height, t.round, t.kind))
+
+    # -- the clock: a height starts at its gate closure -------------------------------------------------------
+
+    def _now_period(self) -> int:
+        return int(self.clock()) // self.reg.period_seconds
+
+    def _due_height(self) -> int:
+        """The newest period whose gate has closed (period end + grace <= now)."""
+        p = self.reg.params
+        return (int(self.clock()) - p.grace_seconds) // p.period_seconds - 1
+
+    def gate_closure(self, height: int) -> int:
+        return self.reg.period(height).end + self.reg.params.grace_seconds
+
+    async def _clock_loop(self) -> None:
+        while True:
+            due = self._due_height()
+            if due >= self.reg.genesis_period and due > self._started_height:
+                self._started_height = due
+                await self._send.send(ev.StartHeight(due))
+            next_gate = self.gate_closure(max(due + 1, self.reg.genesis_period))
+            await trio.sleep(max(0.01, next_gate - self.clock()))
+
+    # -- the application: build and validate seals ------------------------------------------------------------
+
+    def _pending_vote_evidence(self) -> list[bytes]:
+        return [e.data for e in self.store.pending_evidence(64) if e.kind == "duplicate_vote"]
+
+    def _evidence_ok(self, data: bytes) -> bool:
+        try:
+            verify_evidence(DuplicateVoteEvidence.decode(data), self.validator_keys, self.ctx.chain_id)
+            return True
+        except (CodecError, EvidenceError):
+            return False
+
+    async def _build_value(self, height: int, round: int) -> None:
+        async with self._lock:
+            if self.ledger.next_height != height:
+                self.log.warning("asked to propose height %d but the ledger is at %d", height,
+                                 self.ledger.next_height)
+                return
+            outcome = await trio.to_thread.run_sync(self.ledger.propose, self._pending_vote_evidence())
+        seal = outcome.seal
+        self.log.info("proposing height %d round %d: seal %s, %d batches, %d period results",
+                      height, round, outcome.seal_hash.hex()[:16], len(seal.batches), len(seal.results))
+        await self._send.send(ev.ValueReady(height, round, outcome.seal_bytes))
+
+    async def _validate_value(self, height: int, round: int, value: bytes) -> None:
+        value_hash = sha256(value)
+        valid = False
+        try:
+            if self.ledger.next_height != height:
+                raise _Invalid(f"the ledger is at height {self.ledger.next_height}")
+            await self._fetch_missing(value, self.machine.proposer(round))
+            async with self._lock:
+                rejection = await trio.to_thread.run_sync(self.ledger.validate, value, self._evidence_ok)
+            if rejection is not None:
+                raise _Invalid(str(rejection))
+            valid = True
+        except _Invalid as e:
+            self.log.warning("height %d round %d: proposed seal %s is not valid here: %s", height, round,
+                             value_hash.hex()[:16], e)
+        await self._send.send(ev.ValueChecked(height, value_hash, valid))
+
+    async def _fetch_missing(self, seal_bytes: bytes, first: Optional[bytes] = None) -> None:
+        """Fetch the batches a seal lists that this node lacks: from `first` (the proposer), then the others."""
+        missing = set(self.ledger.missing_batches(seal_bytes))
+        if not missing:
+            return
+        peers = [first] if first and first != self.ctx.key.public else []
+        peers += [k for k in self.validator_keys if k not in peers and k != self.ctx.key.public]
+        for peer in peers:
+            if not missing:
+                break
+            want = sorted(missing)[:MAX_FETCH]
+            try:
+                raw = await self.net.request(peer, BATCH, BatchRequest(tuple(want)).encode(), timeout=FETCH_TIMEOUT)
+                reply = decode(raw)
+            except (NetError, CodecError) as e:
+                self.log.info("fetching %d batches from %s failed: %s", len(want), peer.hex()[:12], e)
+                continue
+            if not isinstance(reply, BatchReply):
+                continue
+            for data in reply.batches:
+                digest = sha256(data)
+                if digest not in missing:
+                    self.ctx.reject("unrequested_batch", "a peer sent a batch that was not asked for", peer)
+                    continue
+                checked = await trio.to_thread.run_sync(self._check, data)
+                if isinstance(checked, Rejection):
+                    self.ctx.reject("invalid_fetched_batch", str(checked), peer)
+                    continue
+                async with self._lock:
+                    self.ledger.add_fetched(checked)
+                self._store_batch(checked, data)
+                missing.discard(digest)
+        if missing:
+            raise _Invalid(f"{len(missing)} listed batches could not be fetched")
+
+    # -- commit -------------------------------------------------------------------------------------------
+
+    async def _on_decide(self, d: ev.Decide) -> None:
+        h, cert = d.height, d.certificate
+        seal_hash = sha256(d.value)
+        # Durable first: whatever happens next, the decision is not lost.
+        await trio.to_thread.run_sync(self.store.put_commit, h, cert.round, d.value, seal_hash, cert.encode(),
+                                      int(self.clock()))
+        try:
+            await self._fetch_missing(d.value)
+        except _Invalid as e:
+            self.log.error("height %d committed, but %s: settlement waits for them", h, e)
+        async with self._lock:
+            try:
+                outcome = await trio.to_thread.run_sync(self.ledger.commit, d.value)
+            except LedgerError as e:
+                self.log.critical("height %d was committed by the validators but this node cannot rebuild it: %s",
+                                  h, e)
+                return
+            rows = {r.period: (r.version, list(self.ledger.rows(r.period))) for r in outcome.seal.results}
+            state = self.ledger.state.encode()
+        await trio.to_thread.run_sync(self._persist_commit, h, rows, state, outcome.seal.vote_evidence)
+        seal = outcome.seal
+        ms_after = int(self.clock() * 1000) - self.gate_closure(h) * 1000
+        self.last_commit = CommitInfo(h, cert.round, seal, seal_hash, ms_after)
+        self.commits += 1
+        self._log_commit(self.last_commit)
+        if self.write_exports:
+            try:
+                await trio.to_thread.run_sync(export_committed, self.store, self.reg, h, self.ctx.config.data_dir)
+            except Exception as e:  # an export problem must never stop settlement
+                self.log.error("export of height %d failed: %s", h, e)
+        async with self.committed:
+            self.committed.notify_all()
+
+    def _persist_commit(self, h: int, rows: dict, state: bytes, vote_evidence: tuple[bytes, ...]) -> None:
+        with self.store.transaction():
+            for period, (version, period_rows) in rows.items():
+                self.store.put_period_result(period, version, h, encode_period_rows(period, version, period_rows))
+            self.store.put_state(h, state)
+            if vote_evidence:
+                self.store.mark_evidence_included([sha256(e) for e in vote_evidence], h)
+        self.store.wal_truncate_below(h + 1)
+
+    def _log_commit(self, c: CommitInfo) -> None:
+        seal = c.seal
+        own = seal.result(c.height)
+        self.log.info("committed period %s (height %d) in round %d, %d ms after gate closure: seal %s",
+                      self.reg.period(c.height).iso(), c.height, c.round, c.ms_after_gate, c.seal_hash.hex()[:16])
+        if own is not None:
+            self.log.info("  %d meter points (%d measured, %d substituted), net export %d Wh, root %s",
+                          own.meter_points, own.measured, own.substituted, own.net_export, own.merkle_root.hex()[:16])
+            for g in own.groups:
+                self.log.info("  balancing group %s: inj %d Wh, wd %d Wh, fpi %d, fpe %d, imbalance %+d Wh",
+                              g.group, g.inj, g.wd, g.fpi, g.fpe, g.imb)
+        for r in seal.results:
+            if r.period != c.height:
+                self.log.info("  correction: period %s now at version %d", self.reg.period(r.period).iso(), r.version)
+
+    def _on_evidence(self, evidence: DuplicateVoteEvidence) -> None:
+        new = self.store.put_evidence("duplicate_vote", evidence.height, evidence.encode(), int(self.clock()))
+        if new:
+            self.log.error("EVIDENCE: validator %s signed two different %s votes at height %d round %d",
+                           evidence.validator.hex()[:16], "prevote" if evidence.kind == 1 else "precommit",
+                           evidence.height, evidence.round)
+
+    # -- catch-up from far behind -----------------------------------------------------------------------------
+
+    async def _catch_up_loop(self) -> None:
+        """A node more than a height behind asks peers for committed seals and feeds them to consensus,
+        which checks each certificate before deciding."""
+        peers = [k for k in self.validator_keys if k != self.ctx.key.public]
+        turn = 0
+        while True:
+            await trio.sleep(max(1.0, self.reg.period_seconds / 2))
+            if not peers or self._due_height() <= self.machine.height:
+                continue
+            peer = peers[turn % len(peers)]
+            turn += 1
+            try:
+                raw = await self.net.request(peer, SYNC, SyncRequest(self.machine.height, 16).encode(),
+                                             timeout=FETCH_TIMEOUT)
+                reply = decode(raw)
+            except (NetError, CodecError):
+                continue
+            if not isinstance(reply, SyncReply):
+                continue
+            for data in reply.commits:
+                try:
+                    commit = Commit.decode(data)
+                except CodecError:
+                    self.ctx.reject("malformed_commit", "in a sync reply", peer)
+                    break
+                await self._send.send(ev.CommitReceived(commit.certificate.height, commit.value, commit.certificate))
+
+    # -- handlers for the network -----------------------------------------------------------------------------
+
+    async def _on_consensus(self, peer: bytes, payload: bytes) -> None:
+        try:
+            msg = decode(payload)
+        except CodecError as e:
+            self.ctx.reject(f"consensus_{e.reason}", str(e), peer)
+            return None
+        event = ev.event_for(msg, peer)
+        if event is None:
+            self.ctx.reject("consensus_unexpected", type(msg).__name__, peer)
+            return None
+        height = getattr(msg, "height", None)
+        if height == self.machine.height:
+            self.store.wal_append(height, "msg", payload)
+        await self._send.send(event)
+        return None
+
+    def _check(self, data: bytes) -> CheckedBatch | Rejection:
+        return check_batch(self.reg, data, map=self._pool.map)
+
+    def _store_batch(self, checked: CheckedBatch, data: bytes) -> None:
+        periods = sorted(set(checked.reading_periods) | set(checked.schedule_periods))
+        self.store.put_batch(checked.digest, data, int(self.clock()), periods)
+
+    async def _on_submit(self, peer: bytes, payload: bytes) -> bytes:
+        checked = await trio.to_thread.run_sync(self._check, payload)
+        async with self._lock:
+            admission = self.ledger.admit(checked if isinstance(checked, CheckedBatch) else payload,
+                                          self._now_period())
+        if admission.stored:
+            # Durable before the receipt leaves: a receipt is a promise not to lose the batch.
+            await trio.to_thread.run_sync(self._store_batch, checked, payload)
+            self.batches_received += 1
+            self._nursery.start_soon(self.net.broadcast, self.validator_keys, BATCH, payload)
+        if admission.refused is not None:
+            self.ctx.reject(f"batch_{admission.refused.reason.name.lower()}", admission.refused.message, peer)
+        for _, index, why in admission.rejections:
+            if not why.harmless:
+                self.ctx.rejections[f"item_{why.reason.name.lower()}"] += 1
+        self.log.info("batch %s from %s: %d accepted, %d duplicates, %d rejected%s",
+                      (admission.digest or b"").hex()[:12], peer.hex()[:12], admission.accepted,
+                      admission.duplicates, len(admission.rejections) - admission.duplicates,
+                      f", refused: {admission.refused}" if admission.refused else "")
+        return admission.receipt(self.ctx.key, self.ctx.chain_id).encode()
+
+    async def _on_batch(self, peer: bytes, payload: bytes) -> Optional[bytes]:
+        try:
+            msg = decode(payload)
+        except CodecError as e:
+            self.ctx.reject(f"batch_{e.reason}", str(e), peer)
+            return ErrorReply("malformed", str(e)[:500]).encode()
+        if isinstance(msg, BatchRequest):
+            return self._batch_reply(msg)
+        # A batch another validator admitted: check it ourselves, keep it if it can be settled.
+        checked = await trio.to_thread.run_sync(self._check, payload)
+        if isinstance(checked, Rejection):
+            self.ctx.reject(f"pushed_{checked.reason.name.lower()}", checked.message, peer)
+            return None
+        async with self._lock:
+            admission = self.ledger.admit(checked, None)
+        if admission.stored:
+            await trio.to_thread.run_sync(self._store_batch, checked, payload)
+            self.batches_received += 1
+        return None
+
+    def _batch_reply(self, req: BatchRequest) -> bytes:
+        found = []
+        for digest in req.digests:
+            data = self.store.get_batch(digest)
+            if data is None:
+                cb = self.ledger.batch(digest)
+                data = cb.batch.encode() if cb else None
+            if data is not None:
+                found.append(data)
+        return BatchReply(tuple(found)).encode()
+
+    async def _on_sync(self, peer: bytes, payload: bytes) -> bytes:
+        try:
+            msg = decode(payload)
+        except CodecError as e:
+            return ErrorReply("malformed", str(e)[:500]).encode()
+        if isinstance(msg, BatchRequest):
+            return self._batch_reply(msg)
+        if not isinstance(msg, SyncRequest):
+            return ErrorReply("unexpected", type(msg).__name__).encode()
+        commits = self.store.commits_from(msg.from_height, min(max(msg.limit, 1), MAX_SYNC))
+        out = tuple(Commit(c.value, CommitCertificate.decode(c.certificate)).encode() for c in commits)
+        return SyncReply(out, self.store.last_height() or 0).encode()
+
+    async def _on_light(self, peer: bytes, payload: bytes) -> bytes:
+        try:
+            req = LightRequest.decode(payload)
+        except CodecError as e:
+            return ErrorReply("malformed", str(e)[:500]).encode()
+        version = self.store.latest_version(req.period)
+        if version is None:
+            return ErrorReply("not_committed", f"period {req.period} is not settled yet").encode()
+        height, seal, leaves, index, tree = self._tree(req.period, version)
+        commit = self.store.get_commit(height)
+        proofs = []
+        for malo in req.malo_ids:
+            i = index.get(malo)
+            if i is not None:
+                proofs.append(LeafProof(malo, i, leaves[i], tuple(tree.proof(i))))
+        return LightReply(height, version, commit.value, CommitCertificate.decode(commit.certificate),
+                          tree.size, tuple(proofs)).encode()
+
+    def _tree(self, period: int, version: int):
+        key = (period, version)
+        if key not in self._trees:
+            result = self.store.get_period_result(period, version)
+            _, _, rows = decode_period_rows(self.reg, result.data)
+            leaves = [leaf_bytes(period, r) for r in rows]
+            index = {r.malo_id: i for i, r in enumerate(rows)}
+            self._trees[key] = (result.height, b"", leaves, index, merkle.Tree(leaves))
+            while len(self._trees) > 8:
+                self._trees.popitem(last=False)
+        return self._trees[key]
+
+    # -- status ------------------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        c = self.last_commit
+        last = None
+        if c is not None:
+            own = c.seal.result(c.height)
+            last = {
+                "height": c.height,
+                "period": self.reg.period(c.height).iso(),
+                "seal_hash": c.seal_hash.hex(),
+                "round": c.round,
+                "ms_after_gate_closure": c.ms_after_gate,
+                "meter_points": own.meter_points if own else 0,
+                "net_export_wh": own.net_export if own else 0,
+                "groups": {g.group: {"inj": g.inj, "wd": g.wd, "fpi": g.fpi, "fpe": g.fpe, "imb": g.imb}
+                           for g in (own.groups if own else ())},
+            }
+        stats = self.net.stats
+        return {
+            "listen": getattr(self.net, "listen_addr", None),
+            "height": self.machine.height,
+            "period": self.reg.period(self.machine.height).iso(),
+            "round": self.machine.round,
+            "step": int(self.machine.step),
+            "last_commit": last,
+            "commits": self.commits,
+            "last_height": self.store.last_height(),
+            "peers": sorted(k.hex() for k in self.net.connected_peers()),
+            "evidence": len(self.store.list_evidence(1000)),
+            "batches": {"received": self.batches_received, "pending": len(self.ledger.acceptor.batches)},
+            "consensus_drops": dict(self.machine.drops),
+            "net": {k: stats[k] for k in sorted(stats)},
+        }
+
+    async def _status_loop(self) -> None:
+        while True:
+            try:
+                self.ctx.write_status(self.status())
+            except OSError as e:
+                self.log.warning("cannot write status: %s", e)
+            await trio.sleep(STATUS_EVERY)
+
+
+class _Invalid(Exception):
+    pass
+
+
+async def run(ctx: NodeContext) -> int:
+    data = ctx.config.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    store = Store.open_home(ctx.config.home)
+    try:
+        store.check_chain(ctx.chain_id, ctx.registry.hash)
+        net = make_network(ctx)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(until_signalled, nursery.cancel_scope, ctx.log)
+            async with net:
+                ctx.log.info("listening on %s", net.listen_addr)
+                validator = Validator(ctx, store, net)
+                ctx.write_status(validator.status())
+                await validator.serve()
+    finally:
+        store.close()
+    ctx.log.info("stopped")
+    return 0
