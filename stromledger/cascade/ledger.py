@@ -76,7 +76,7 @@ class Acceptor:
         lo = correctable_from(reg, next_height)
         out = Admission(d)
         keep = False
-        new_readings: list[tuple[int, tuple[str, int], tuple[bool, int, int]]] = []
+        new_readings: dict[tuple[int, str, int], tuple[bool, int, int]] = {}  # (period, malo, version)
         # Whether the batch is kept must not depend on other pending batches (or the seal would depend on
         # arrival order): an item that only repeats a pending one still keeps its batch.
         for i, (r, verdict) in enumerate(zip(checked.batch.readings, checked.reading_verdicts)):
@@ -87,7 +87,7 @@ class Acceptor:
             else:
                 out.rejections.append((READING, i, why))
                 out.duplicates += why.harmless
-        new_schedules: list[tuple[int, tuple[str, str, bytes], int]] = []
+        new_schedules: set[tuple[int, tuple[str, str, bytes], int]] = set()
         for i, (s, verdict) in enumerate(zip(checked.batch.schedules, checked.schedule_verdicts)):
             why = verdict
             if why is None and s.period < next_height:
@@ -102,14 +102,14 @@ class Acceptor:
                 out.duplicates += why.harmless
         if keep:
             self.batches[d] = checked
-            for period, key, values in new_readings:
-                self._readings.setdefault(period, {})[key] = values
+            for (period, malo, version), values in new_readings.items():
+                self._readings.setdefault(period, {})[malo, version] = values
             for period, key, wh in new_schedules:
                 self._schedules.setdefault(period, {}).setdefault(key, set()).add(wh)
         out.stored = keep
         return out
 
-    def _reading_verdict(self, r, lo: int, new: list) -> tuple[Rejection | None, bool]:
+    def _reading_verdict(self, r, lo: int, new: dict) -> tuple[Rejection | None, bool]:
         """The verdict on a statically valid reading, and whether a seal can still use it (settle it, count
         it as a duplicate of a pending one, or report it as a conflict)."""
         if r.period < lo:
@@ -124,28 +124,25 @@ class Acceptor:
                     return Rejection(Reason.DUPLICATE, "already settled"), False
                 return Rejection(Reason.CONFLICTING_DUPLICATE, "differs from the settled reading of this "
                                                                "version: kept as evidence against the meter"), True
-        key = (r.malo_id, r.version)
-        pending = self._readings.get(r.period, {}).get(key)
+        pending = self._readings.get(r.period, {}).get((r.malo_id, r.version))
         if pending is None:
-            for period, k, v in new:  # within this batch (rare: a meter listed twice)
-                if period == r.period and k == key:
-                    pending = v
+            pending = new.get((r.period, r.malo_id, r.version))  # listed twice in this batch
         if pending is None:
-            new.append((r.period, key, values))
+            new[r.period, r.malo_id, r.version] = values
             return None, True
         if pending == values:
             return Rejection(Reason.DUPLICATE, "already received"), True
         return Rejection(Reason.CONFLICTING_DUPLICATE, "differs from a reading received for the same version: "
                                                        "kept as evidence against the meter"), True
 
-    def _schedule_verdict(self, s, new: list) -> Rejection | None:
+    def _schedule_verdict(self, s, new: set) -> Rejection | None:
         """Duplicate of a pending schedule, or a warning that the other side signed another amount (the
         schedule is kept either way: the seal reports mismatches)."""
         pending = self._schedules.get(s.period, {})
         key = (s.from_group, s.to_group, s.signer)
         if s.wh in pending.get(key, ()) or (s.period, key, s.wh) in new:
             return Rejection(Reason.DUPLICATE, "schedule already received")
-        new.append((s.period, key, s.wh))
+        new.add((s.period, key, s.wh))
         keys = self.registry.group_keys
         other = keys[s.to_group] if s.signer == keys[s.from_group] else keys[s.from_group]
         theirs = pending.get((s.from_group, s.to_group, other), set())

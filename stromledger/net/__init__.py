@@ -22,6 +22,7 @@ from .base import (
 from .errors import (
     FrameError,
     FrameTooLarge,
+    ListenError,
     MalformedMessage,
     NetError,
     PeerUnreachable,
@@ -45,6 +46,7 @@ __all__ = [
     "FrameReader",
     "FrameTooLarge",
     "Handler",
+    "ListenError",
     "MalformedMessage",
     "MemoryHub",
     "MemoryNetwork",

@@ -49,6 +49,12 @@ class MalformedMessage(FrameError):
     reason = "malformed_message"
 
 
+class ListenError(NetError):
+    """Cannot listen on the configured address (reason ``port_in_use``)."""
+
+    reason = "listen_failed"
+
+
 class PeerUnreachable(NetError):
     """No usable connection to the peer.
 

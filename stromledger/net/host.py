@@ -12,9 +12,14 @@
   peer in the peerstore in the background and the swarm retries each failed
   dial three times (~0.7 s) and then blocks the peer for 60 s (negative cache).
 - mDNS, UPnP, bootstrap, observed-address discovery: off.
+- py-libp2p listens with SO_REUSEPORT, so a second node bound to a taken
+  port starts without error and the kernel splits incoming connections
+  between the two. ``check_port_free`` refuses that before we listen.
 """
 
 from __future__ import annotations
+
+import socket
 
 import multiaddr
 from libp2p import new_swarm
@@ -30,6 +35,8 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.transport.tcp.tcp import TCP
+
+from .errors import ListenError
 
 NEGOTIATE_TIMEOUT = 10  # seconds; multistream-select per stream (library wants int)
 
@@ -77,3 +84,24 @@ def security_protocols(host: BasicHost) -> list[str]:
     swarm = host.get_network()
     assert isinstance(swarm, Swarm)
     return [str(p) for p in swarm.upgrader.security_multistream.transports]
+
+
+def check_port_free(listen: multiaddr.Multiaddr) -> None:
+    """Raise ``ListenError("port_in_use")`` if a socket already listens on a fixed port."""
+    try:
+        port = int(listen.value_for_protocol("tcp") or 0)
+        ip = listen.value_for_protocol("ip4")
+    except Exception:
+        return  # not an /ip4/.../tcp/... address: nothing we can probe
+    if port == 0 or not ip:
+        return
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # SO_REUSEADDR (not REUSEPORT): still fails on a listener, but not
+        # on the TIME_WAIT leftovers of a node that just restarted.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((ip, port))
+    except OSError as exc:
+        raise ListenError("port_in_use", f"{listen}: {exc}") from exc
+    finally:
+        probe.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
 import trio
@@ -49,6 +50,7 @@ class MemoryHub:
         self.max_frame = max_frame
         self._endpoints: dict[PeerKey, MemoryNetwork] = {}
         self._ever: set[PeerKey] = set()  # a detached key is a crashed node, not unknown
+        self._queues: list[trio.MemoryReceiveChannel[bytes]] = []
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -61,6 +63,8 @@ class MemoryHub:
         assert self._stack is not None and self._nursery is not None
         self._nursery.cancel_scope.cancel()
         self._nursery = None
+        for rx in self._queues:
+            rx.close()  # a send() waiting on a full queue fails instead of hanging
         return await self._stack.__aexit__(*exc)
 
     def endpoint(self, key: PeerKey) -> MemoryNetwork:
@@ -80,7 +84,14 @@ class MemoryHub:
     def _lookup(self, key: PeerKey) -> MemoryNetwork | None:
         return self._endpoints.get(key)
 
-    def _spawn(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+    def _open_queue(self) -> tuple[trio.MemorySendChannel[bytes], trio.MemoryReceiveChannel[bytes]]:
+        if self._nursery is None:
+            raise PeerUnreachable("closed", "hub is not running")
+        tx, rx = trio.open_memory_channel[bytes](self.queue_size)
+        self._queues.append(rx)
+        return tx, rx
+
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: object) -> None:
         if self._nursery is None:
             raise PeerUnreachable("closed", "hub is not running")
         self._nursery.start_soon(fn, *args)
@@ -109,10 +120,13 @@ class MemoryNetwork(Network):
             return
         queue = self._queues.get((peer, protocol))
         if queue is None:
-            queue, rx = trio.open_memory_channel[bytes](self._hub.queue_size)
+            queue, rx = self._hub._open_queue()
             self._queues[(peer, protocol)] = queue
             self._hub._spawn(self._deliver_all, peer, protocol, rx)
-        await queue.send(payload)  # waits while the queue is full: back-pressure
+        try:
+            await queue.send(payload)  # waits while the queue is full: back-pressure
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise PeerUnreachable("closed", "hub is shutting down") from None
 
     async def request(
         self, peer: PeerKey, protocol: str, payload: bytes, *, timeout: float

@@ -61,7 +61,7 @@ from .errors import (
     TruncatedFrame,
 )
 from .framing import HEADER_SIZE, MAX_FRAME, READ_CHUNK, FrameReader, encode_frame
-from .host import build_host
+from .host import build_host, check_port_free
 from .identity import key_of, key_pair_from_seed, libp2p_id, public_key_of
 
 log = logging.getLogger("stromledger.net")
@@ -175,6 +175,7 @@ class P2PNetwork(Network):
 
     @asynccontextmanager
     async def _lifecycle(self) -> AsyncIterator[P2PNetwork]:
+        check_port_free(self._listen)
         async with self._host.run([self._listen]):
             self.listen_addr = str(self._host.get_transport_addrs()[0])
             log.info("listening on %s as %s", self.listen_addr, self.peer_id)

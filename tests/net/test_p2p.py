@@ -34,6 +34,7 @@ from stromledger.net import (
     SUBMIT,
     SYNC,
     FrameTooLarge,
+    ListenError,
     PeerUnreachable,
     RemoteError,
     RequestTimeout,
@@ -371,10 +372,10 @@ async def test_request_failures_are_typed() -> None:
 
 @pytest.mark.trio
 async def test_send_waits_while_the_peer_does_not_consume() -> None:
-    # py-libp2p's yamux lets up to 16 MiB (its auto-tuned window) sit unread
-    # in a stream; beyond that the pump's write waits, the one-frame queue
-    # fills and send() has to wait. (The release below must come within
-    # yamux's 5 s write-stall limit, or the stream is reset.)
+    # py-libp2p's yamux lets several MiB (its window auto-tunes up to 16 MiB)
+    # sit unread in a stream; beyond that the pump's write waits, the
+    # one-frame queue fills and send() has to wait. 24 MiB is past any window.
+    # (The release below must come within yamux's 5 s write-stall limit.)
     sender, receiver = P2PNetwork(seed(60), queue_size=1), P2PNetwork(seed(61))
     gate = trio.Event()
     inbox = Inbox()
@@ -401,3 +402,17 @@ async def test_send_waits_while_the_peer_does_not_consume() -> None:
                 gate.set()
             await inbox.wait_for(len(big))
             assert [p for _, p in inbox.items] == big
+
+
+@pytest.mark.trio
+async def test_taken_port_is_refused() -> None:
+    # py-libp2p's SO_REUSEPORT listener would happily share the port.
+    first = P2PNetwork(seed(70))
+    with trio.fail_after(TIMEOUT):
+        async with first:
+            assert first.listen_addr is not None
+            second = P2PNetwork(seed(71), listen=first.listen_addr)
+            with pytest.raises(ListenError) as err:
+                async with second:
+                    pass
+            assert err.value.reason == "port_in_use"

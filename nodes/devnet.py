@@ -1,0 +1,580 @@
+"""The local devnet: a fresh chain and its node homes in one directory, every node its own OS process on
+127.0.0.1, watched until the requested periods are settled and verified, then stopped and checked.
+
+    devnet = create_devnet(Path("dn"), DevnetOptions(periods=3), now=int(time.time()))   # writes DIR
+    code = run_devnet(devnet, console)                                                    # 0 = all good
+
+DIR after a run:
+    devnet.json                  the plan: chain id, heights, every node (role, home, port, public key)
+    genesis/devnet.toml          the genesis (keys derived from labels: stromledger.cascade.devnet_genesis)
+    validator-1/ ...             one home per node (config.toml, node.key, genesis copy, data/, node.log)
+    meter-operator-1/ ...        one meter-point light node per meter operator (simulated feed)
+    bg-operator-1/ ...           one balancing-group node per supplier group operator
+
+Success means: no node process died, every validator committed every requested height with the same seal
+hash and a certificate that verifies against the genesis, and every light node verified its readings in
+every requested period.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from stromledger.cascade.devnet_genesis import devnet_key, make_devnet_genesis
+from stromledger.periods import format_utc
+from stromledger.registry import Registry, load_genesis
+
+from .home import Peer, load_config
+from .setup import init_home
+
+HOST = "127.0.0.1"
+STOP_TIMEOUT_S = 10.0  # SIGTERM, then this long for a clean exit, then SIGKILL
+LOG_TAIL_LINES = 30
+
+
+@dataclass(frozen=True)
+class DevnetOptions:
+    validators: int = 4
+    balancing_groups: int = 3
+    meters: int = 200
+    periods: int = 3
+    period_seconds: int = 5
+    seed: int = 1
+
+    def check(self) -> None:
+        if min(self.validators, self.balancing_groups, self.meters, self.periods) < 1:
+            raise ValueError("--validators, --balancing-groups, --meters and --periods must be at least 1")
+        if self.period_seconds < 3:
+            raise ValueError("--period-seconds must be at least 3 (gate closure, consensus and light "
+                             "verification must fit)")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str  # the devnet key label: validator-1, meter-operator-1, bg-operator-1
+    role: str
+    home: Path
+    port: int
+    public_key: bytes
+
+    @property
+    def listen(self) -> str:
+        return f"/ip4/{HOST}/tcp/{self.port}"
+
+
+@dataclass
+class Devnet:
+    directory: Path
+    options: DevnetOptions
+    genesis: Path
+    registry: Registry
+    nodes: list[NodeSpec]
+
+    @property
+    def validators(self) -> list[NodeSpec]:
+        return [n for n in self.nodes if n.role == "validator"]
+
+    @property
+    def light_nodes(self) -> list[NodeSpec]:
+        return [n for n in self.nodes if n.role == "meter-point"]
+
+    @property
+    def group_nodes(self) -> list[NodeSpec]:
+        return [n for n in self.nodes if n.role == "balancing-group"]
+
+    @property
+    def heights(self) -> range:
+        g = self.registry.genesis_period
+        return range(g, g + self.options.periods)
+
+    def gate_closure(self, height: int) -> int:
+        return self.registry.period(height).gate_closure(self.registry.params.grace_seconds)
+
+    def deadline(self) -> int:
+        """Unix time by which everything must be settled and verified: the last period's gate closure plus
+        a generous margin for consensus rounds, slow starts and light-node verification."""
+        L = self.registry.period_seconds
+        return self.gate_closure(self.heights[-1]) + max(45, 6 * L)
+
+
+# -- planning and writing the homes ------------------------------------------------------------------------------
+
+
+def start_margin(options: DevnetOptions) -> int:
+    """Seconds from now to the earliest genesis start: every node process must be up by then."""
+    nodes = options.validators + options.balancing_groups + 2
+    return max(6, 2 + (3 * nodes + 4) // 5)  # about 0.6 s per process on a small, shared machine
+
+
+def genesis_start(now: int, period_seconds: int, margin: int) -> int:
+    """The first period boundary at least `margin` seconds after `now`."""
+    earliest = now + margin
+    return -(-earliest // period_seconds) * period_seconds
+
+
+def grace_seconds(period_seconds: int) -> int:
+    """Gate closure after period end: short, so a devnet period settles quickly (2 s for 5 s periods)."""
+    return max(1, min(period_seconds * 2 // 5, 30))
+
+
+def new_chain_id(now: int) -> str:
+    """Unique per run, so nodes of two devnets never accept each other's messages."""
+    return f"devnet-{format_utc(now).replace('-', '').replace(':', '')}-{os.urandom(3).hex()}"
+
+
+def free_ports(count: int, host: str = HOST) -> list[int]:
+    """`count` distinct TCP ports free on `host` right now. All sockets stay bound until every port is
+    picked, so the ports differ; another program may still take one before the node binds it (rare)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> Devnet:
+    """Write a fresh devnet (genesis, node homes, devnet.json) into `directory`, which must not exist or be
+    empty. `now` (unix s) fixes the genesis start: the first period boundary start_margin() after it."""
+    options.check()
+    directory = Path(directory)
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is not empty: a devnet is written into a new directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    L = options.period_seconds
+    genesis = make_devnet_genesis(directory / "genesis", options.validators, options.balancing_groups,
+                                  options.meters, L, options.seed,
+                                  genesis_start=genesis_start(now, L, start_margin(options)),
+                                  chain_id=new_chain_id(now), grace_seconds=grace_seconds(L))
+    registry = load_genesis(genesis)
+
+    labels = [(f"validator-{i + 1}", "validator") for i in range(len(registry.validators))]
+    labels += [(f"meter-operator-{i + 1}", "meter-point") for i in range(len(registry.meter_operators))]
+    labels += [(f"bg-operator-{i + 1}", "balancing-group") for i in range(options.balancing_groups)]
+    ports = free_ports(len(labels))
+    nodes = [NodeSpec(label, role, directory / label, port, devnet_key(label).public)
+             for (label, role), port in zip(labels, ports)]
+    peers = [Peer(n.public_key, n.listen) for n in nodes if n.role == "validator"]
+    for i, n in enumerate(nodes):
+        init_home(n.home, n.role, genesis, key=devnet_key(n.name), name=n.name, listen=n.listen, peers=peers,
+                  feed="simulated" if n.role == "meter-point" else None,
+                  seed=options.seed + i if n.role == "meter-point" else None)
+    devnet = Devnet(directory, options, genesis, registry, nodes)
+    (directory / "devnet.json").write_text(json.dumps(describe(devnet), indent=2) + "\n")
+    return devnet
+
+
+def describe(devnet: Devnet) -> dict[str, Any]:
+    reg = devnet.registry
+    return {
+        "chain_id": reg.chain_id,
+        "genesis": str(devnet.genesis),
+        "registry_hash": reg.hash.hex(),
+        "period_seconds": reg.period_seconds,
+        "grace_seconds": reg.params.grace_seconds,
+        "genesis_start": format_utc(reg.genesis_period * reg.period_seconds),
+        "heights": [devnet.heights[0], devnet.heights[-1]],
+        "options": dataclasses.asdict(devnet.options),
+        "nodes": [{"name": n.name, "role": n.role, "home": str(n.home), "listen": n.listen,
+                   "public_key": n.public_key.hex()} for n in devnet.nodes],
+    }
+
+
+def load_devnet(directory: str | Path) -> Devnet:
+    """A devnet written by create_devnet, read back from its directory (to inspect one after a run)."""
+    directory = Path(directory)
+    doc = json.loads((directory / "devnet.json").read_text())
+    registry = load_genesis(doc["genesis"])
+    nodes = [NodeSpec(n["name"], n["role"], Path(n["home"]), int(n["listen"].rsplit("/", 1)[1]),
+                      bytes.fromhex(n["public_key"])) for n in doc["nodes"]]
+    return Devnet(directory, DevnetOptions(**doc["options"]), Path(doc["genesis"]), registry, nodes)
+
+
+# -- processes ------------------------------------------------------------------------------------------------
+
+
+class NodeProcess:
+    """One node as an OS process: `python -m nodes node run --home H`, output to H/node.log."""
+
+    def __init__(self, spec: NodeSpec):
+        self.spec = spec
+        self.log_path = spec.home / "node.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.log_path, "ab") as log:
+            # A session of its own: a Ctrl-C in the terminal reaches the devnet, which stops the nodes in order.
+            self.popen = subprocess.Popen([sys.executable, "-m", "nodes", "node", "run", "--home", str(spec.home)],
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                          start_new_session=True)
+        self.killed = False
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll()
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(deque(f, maxlen=lines))
+        except OSError as e:
+            return f"(cannot read {self.log_path}: {e})"
+
+
+def start_nodes(devnet: Devnet) -> list[NodeProcess]:
+    procs = []
+    try:
+        for spec in devnet.nodes:
+            procs.append(NodeProcess(spec))
+    except BaseException:
+        stop_nodes(procs)
+        raise
+    return procs
+
+
+def stop_nodes(procs: list[NodeProcess], timeout: float = STOP_TIMEOUT_S,
+               clock: Callable[[], float] = time.monotonic) -> list[str]:
+    """SIGTERM every running node, wait up to `timeout` for all, SIGKILL the rest. Returns a line per node
+    that had to be killed."""
+    for p in procs:
+        if p.exit_code() is None:
+            try:
+                p.popen.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    end = clock() + timeout
+    for p in procs:
+        try:
+            p.popen.wait(max(0.0, end - clock()))
+        except subprocess.TimeoutExpired:
+            pass
+    killed = []
+    for p in procs:
+        if p.exit_code() is None:
+            p.popen.kill()
+            p.popen.wait()
+            p.killed = True
+            killed.append(f"{p.spec.name} (pid {p.pid}) did not stop within {timeout:.0f} s of SIGTERM: killed")
+    return killed
+
+
+# -- watching the run -------------------------------------------------------------------------------------------
+
+
+def read_status(spec: NodeSpec) -> dict[str, Any]:
+    try:
+        doc = json.loads((spec.home / "data" / "status.json").read_text())
+    except (OSError, ValueError):  # not written yet, or caught between write and rename
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def verified_periods(status: dict[str, Any]) -> tuple[set[int], dict[int, str]]:
+    """(periods verified, period -> failure) from a light node's status.json `verified` section."""
+    section = status.get("verified") or {}
+    ok: set[int] = set()
+    failed: dict[int, str] = {}
+    if not isinstance(section, dict):
+        return ok, failed
+    for p in section.get("periods", ()) or ():
+        if isinstance(p, int):
+            ok.add(p)
+        elif isinstance(p, dict) and isinstance(p.get("period"), int):
+            ok.add(p["period"])
+    failures = section.get("failures") or {}
+    items = failures.items() if isinstance(failures, dict) else (
+        (f.get("period"), f.get("reason", f.get("message", "?"))) for f in failures if isinstance(f, dict))
+    for p, why in items:
+        try:
+            failed[int(p)] = why if isinstance(why, str) else json.dumps(why, default=str)
+        except (TypeError, ValueError):
+            continue
+    return ok, failed
+
+
+@dataclass
+class Progress:
+    """What the devnet has seen so far, from the nodes' status files."""
+
+    committed: dict[int, dict[str, str]] = field(default_factory=dict)  # height -> validator -> seal hash
+    verified: dict[str, set[int]] = field(default_factory=dict)  # light node -> periods
+    failed: dict[str, dict[int, str]] = field(default_factory=dict)  # light node -> period -> failure
+    listening: set[str] = field(default_factory=set)
+    settled: set[int] = field(default_factory=set)  # heights every validator committed
+
+
+def watch(devnet: Devnet, procs: list[NodeProcess], console, *, clock: Callable[[], float] = time.time,
+          sleep: Callable[[float], None] = time.sleep, poll_s: float = 0.5) -> tuple[str, Progress, str]:
+    """Poll the nodes until every requested height is committed by every validator and verified by every
+    light node ("done"), a node process exits ("died"), or the deadline passes ("timeout"). Prints progress.
+    Returns (outcome, progress, detail)."""
+    progress = Progress()
+    heights = set(devnet.heights)
+    deadline = devnet.deadline()
+    genesis_at = devnet.registry.genesis_period * devnet.registry.period_seconds
+    announced_genesis = False
+    names = [v.name for v in devnet.validators]
+    while True:
+        for p in procs:
+            code = p.exit_code()
+            if code is not None:
+                return "died", progress, (f"{p.spec.name} ({p.spec.role}, pid {p.pid}) exited with status {code}; "
+                                          f"last lines of {p.log_path}:\n{p.log_tail()}")
+        now = clock()
+        for spec in devnet.nodes:
+            status = read_status(spec)
+            if spec.name not in progress.listening and status.get("listen"):
+                progress.listening.add(spec.name)
+                console.print(f"  {spec.name:<18} up, listening on {status['listen']}")
+            if spec.role == "validator":
+                _note_commit(devnet, spec, status, progress, console)
+            elif spec.role == "meter-point":
+                _note_verified(devnet, spec, status, progress, console)
+        for h in sorted(heights - progress.settled):
+            seen = progress.committed.get(h, {})
+            if len(seen) == len(names):
+                progress.settled.add(h)
+                same = len(set(seen.values())) == 1
+                console.print(f"[bold]period {devnet.registry.period(h).iso()} (height {h}) committed by all "
+                              f"{len(names)} validators[/], " + ("[green]same seal[/]" if same
+                                                                 else "[red]DIFFERENT SEALS[/]"))
+        if not announced_genesis and now >= genesis_at:
+            announced_genesis = True
+            missing = [s.name for s in devnet.nodes if s.name not in progress.listening]
+            console.print(f"genesis period {devnet.registry.period(devnet.registry.genesis_period).iso()} begins"
+                          + (f"; not yet listening: {', '.join(missing)}" if missing else "; every node is up"))
+        verified_all = all(heights <= progress.verified.get(n.name, set()) | set(progress.failed.get(n.name, {}))
+                           for n in devnet.light_nodes)
+        if progress.settled >= heights and verified_all:
+            return "done", progress, ""
+        if now > deadline:
+            pending = sorted(heights - progress.settled)
+            unverified = {n.name: sorted(heights - progress.verified.get(n.name, set())) for n in devnet.light_nodes}
+            return "timeout", progress, (f"deadline {format_utc(int(deadline))} passed; heights not committed by "
+                                         f"every validator: {pending or 'none'}; periods light nodes have not "
+                                         f"verified: {unverified}")
+        sleep(poll_s)
+
+
+def _note_commit(devnet: Devnet, spec: NodeSpec, status: dict, progress: Progress, console) -> None:
+    last = status.get("last_commit")
+    if not isinstance(last, dict) or not isinstance(last.get("height"), int):
+        return
+    h = last["height"]
+    seen = progress.committed.setdefault(h, {})
+    if spec.name in seen:
+        return
+    seen[spec.name] = str(last.get("seal_hash", ""))
+    if h in devnet.heights:
+        console.print(f"  height {h}: {spec.name} committed seal {seen[spec.name][:16]} (round {last.get('round')}, "
+                      f"{last.get('ms_after_gate_closure')} ms after gate closure)")
+
+
+def _note_verified(devnet: Devnet, spec: NodeSpec, status: dict, progress: Progress, console) -> None:
+    ok, failed = verified_periods(status)
+    before = progress.verified.setdefault(spec.name, set())
+    for p in sorted((ok - before) & set(devnet.heights)):
+        console.print(f"  {spec.name} verified its readings in period {devnet.registry.period(p).iso()}")
+    before |= ok
+    known = progress.failed.setdefault(spec.name, {})
+    for p, why in sorted(failed.items()):
+        if p not in known and p in devnet.heights:
+            console.print(f"  [red]{spec.name} could not verify period {p}: {why}[/]")
+        known.setdefault(p, why)
+
+
+# -- the results, read from the validators' stores after the run -------------------------------------------------
+
+
+@dataclass
+class HeightResult:
+    height: int
+    seals: dict[str, str | None]  # validator -> seal hash (None: not committed)
+    problems: list[str]  # certificate failures, undecodable seals
+    summary: dict[str, Any] | None  # seal_summary of the seal (of the first validator that has it)
+
+    @property
+    def agreed(self) -> bool:
+        hashes = set(self.seals.values())
+        return not self.problems and len(hashes) == 1 and None not in hashes
+
+
+def collect_results(devnet: Devnet) -> list[HeightResult]:
+    """Each requested height as every validator's store has it (the nodes must be stopped)."""
+    from stromledger.store import Store
+
+    from .setup import commit_summary
+
+    per: dict[int, HeightResult] = {h: HeightResult(h, {}, [], None) for h in devnet.heights}
+    for v in devnet.validators:
+        try:
+            store = Store.open_home(v.home)
+        except Exception as e:  # a locked or broken database is a result to report, not a crash
+            for r in per.values():
+                r.seals[v.name] = None
+                r.problems.append(f"{v.name}: cannot open its ledger: {e}")
+            continue
+        with store:
+            for h, r in per.items():
+                commit = store.get_commit(h)
+                if commit is None:
+                    r.seals[v.name] = None
+                    continue
+                summary = commit_summary(commit, devnet.registry)
+                r.seals[v.name] = summary["seal_hash"]
+                if "error" in summary:
+                    r.problems.append(f"{v.name}: {summary['error']}")
+                elif summary.get("certificate") != "valid":
+                    r.problems.append(f"{v.name}: certificate {summary.get('certificate')}")
+                elif bytes.fromhex(summary["seal_hash"]) != bytes(commit.value_hash):
+                    r.problems.append(f"{v.name}: the stored value hash is not the seal's hash")
+                if r.summary is None and "results" in summary:
+                    r.summary = summary
+    return [per[h] for h in devnet.heights]
+
+
+def report(devnet: Devnet, results: list[HeightResult], progress: Progress, console) -> bool:
+    """Print every requested period: its seal, totals, mix, agreement and light verification. True when
+    every validator committed the same valid seal and every light node verified every period."""
+    from rich.table import Table
+
+    from .setup import result_tables
+
+    ok = True
+    for r in results:
+        period = devnet.registry.period(r.height)
+        console.rule(f"period {period.iso()} (height {r.height})")
+        hashes = {h for h in r.seals.values() if h}
+        console.print(f"seal {', '.join(sorted(hashes)) or '-'}")
+        agree = Table(title="validators", title_justify="left")
+        agree.add_column("validator")
+        agree.add_column("seal hash")
+        for name, h in r.seals.items():
+            agree.add_row(name, h or "[red]not committed[/]")
+        console.print(agree)
+        for problem in r.problems:
+            console.print(f"[red]{problem}[/]")
+        if r.summary is not None:
+            own = r.summary["results"][-1]
+            for table in result_tables(own):
+                console.print(table)
+            for extra in r.summary["results"][:-1]:
+                console.print(f"also in this seal: {extra['period_iso']} version {extra['version']} (a correction)")
+            if r.summary["rejected"]:
+                console.print("items refused by the seal: "
+                              + ", ".join(f"{k}: {v}" for k, v in r.summary["rejected"].items()))
+        light = []
+        for n in devnet.light_nodes:
+            if r.height in progress.verified.get(n.name, set()):
+                light.append(f"{n.name} [green]verified[/]")
+            else:
+                why = progress.failed.get(n.name, {}).get(r.height, "not verified")
+                light.append(f"{n.name} [red]{why}[/]")
+                ok = False
+        console.print("light nodes: " + ("; ".join(light) or "none"))
+        if r.agreed:
+            console.print(f"[green]all {len(r.seals)} validators committed the same seal with a valid certificate[/]")
+        else:
+            console.print("[red]the validators do not agree on a valid seal for this period[/]")
+            ok = False
+    return ok
+
+
+def run_devnet(devnet: Devnet, console, *, clock: Callable[[], float] = time.time) -> int:
+    """Start every node, watch until done, stop them, check and print the results. The exit status: 0 when
+    everything settled, agreed and verified; 1 otherwise (a node died, the deadline passed, disagreement);
+    130 on Ctrl-C."""
+    reg = devnet.registry
+    console.print(f"devnet [bold]{reg.chain_id}[/] in {devnet.directory}: {len(devnet.validators)} validators, "
+                  f"{len(devnet.light_nodes)} meter-point nodes, {len(devnet.group_nodes)} balancing-group nodes, "
+                  f"{len(reg.meter_points)} meter points, {reg.period_seconds} s periods "
+                  f"(gate closure +{reg.params.grace_seconds} s)")
+    console.print(f"settling periods {devnet.heights[0]}..{devnet.heights[-1]} from "
+                  f"{format_utc(reg.genesis_period * reg.period_seconds)}; deadline {format_utc(devnet.deadline())}")
+    procs = start_nodes(devnet)
+    for p in procs:
+        console.print(f"  started {p.spec.name:<18} pid {p.pid:<7} {p.spec.role:<16} {p.spec.listen}  "
+                      f"log {p.log_path}")
+    interrupted = False
+    try:
+        outcome, progress, detail = watch(devnet, procs, console, clock=clock)
+    except KeyboardInterrupt:
+        interrupted = True
+        outcome, progress, detail = "interrupted", Progress(), "interrupted (Ctrl-C)"
+    finally:
+        console.print("stopping every node (SIGTERM) ...")
+        for line in stop_nodes(procs):
+            console.print(f"[yellow]{line}[/]")
+    if interrupted:
+        console.print(f"stopped; the node homes stay in {devnet.directory}")
+        return 130
+    if outcome == "died":
+        console.print(f"a node died: {detail}", markup=False, style="red")
+    elif outcome == "timeout":
+        console.print(f"timed out: {detail}", markup=False, style="red")
+    for p in procs:
+        if not p.killed and p.exit_code() not in (0, -signal.SIGTERM):
+            console.print(f"{p.spec.name} exited with status {p.exit_code()} (see {p.log_path})", markup=False,
+                          style="yellow")
+    for p in procs:  # final light-node state: they may have verified more while stopping
+        if p.spec.role == "meter-point":
+            _note_verified(devnet, p.spec, read_status(p.spec), progress, _Quiet())
+    results = collect_results(devnet)
+    good = report(devnet, results, progress, console) and outcome == "done"
+    console.rule()
+    if good:
+        console.print(f"[green bold]devnet OK[/]: {len(results)} period(s) settled, the same seal on every validator, "
+                      f"every light node verified its readings. Homes in {devnet.directory}")
+        return 0
+    console.print(f"[red bold]devnet FAILED[/] ({outcome}). Node homes and logs in {devnet.directory}")
+    return 1
+
+
+class _Quiet:
+    def print(self, *args, **kwargs) -> None:
+        pass
+
+
+def check_homes(devnet: Devnet) -> list[str]:
+    """Problems with the written homes (what the setup test checks): each config loads, names its genesis
+    copy of this chain, its key file (0600) holds the node's key, and it lists every validator as a peer."""
+    from stromledger.keys import read_key_file
+
+    problems = []
+    validators = {v.public_key for v in devnet.validators}
+    for n in devnet.nodes:
+        config = load_config(n.home)
+        if config.role != n.role or config.listen != n.listen:
+            problems.append(f"{n.name}: config role/listen {config.role} {config.listen}")
+        if load_genesis(config.genesis_path).hash != devnet.registry.hash:
+            problems.append(f"{n.name}: genesis copy differs")
+        mode = config.key_path.stat().st_mode & 0o777
+        if mode != 0o600:
+            problems.append(f"{n.name}: key file mode {mode:o}")
+        if read_key_file(config.key_path).public != n.public_key:
+            problems.append(f"{n.name}: key file holds another key")
+        if {p.key for p in config.peers} != validators:
+            problems.append(f"{n.name}: peers are not the validators")
+    return problems
+
+
+__all__ = ["Devnet", "DevnetOptions", "HeightResult", "NodeProcess", "NodeSpec", "Progress", "check_homes",
+           "collect_results", "create_devnet", "describe", "free_ports", "genesis_start", "grace_seconds",
+           "load_devnet", "new_chain_id", "read_status", "report", "run_devnet", "start_margin", "start_nodes",
+           "stop_nodes", "verified_periods", "watch"]
