@@ -35,6 +35,8 @@ from stromledger.cascade.devnet_genesis import devnet_key, make_devnet_genesis
 from stromledger.periods import format_utc
 from stromledger.registry import Registry, load_genesis
 
+from rich.markup import escape
+
 from .home import Peer, load_config
 from .setup import init_home
 
@@ -152,7 +154,7 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
     """Write a fresh devnet (genesis, node homes, devnet.json) into `directory`, which must not exist or be
     empty. `now` (unix s) fixes the genesis start: the first period boundary start_margin() after it."""
     options.check()
-    directory = Path(directory)
+    directory = Path(directory).resolve()  # homes and logs named absolutely, whatever the caller's cwd
     if directory.exists() and any(directory.iterdir()):
         raise FileExistsError(f"{directory} is not empty: a devnet is written into a new directory")
     directory.mkdir(parents=True, exist_ok=True)
@@ -170,10 +172,10 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
     nodes = [NodeSpec(label, role, directory / label, port, devnet_key(label).public)
              for (label, role), port in zip(labels, ports)]
     peers = [Peer(n.public_key, n.listen) for n in nodes if n.role == "validator"]
-    for i, n in enumerate(nodes):
+    for n in nodes:
         init_home(n.home, n.role, genesis, key=devnet_key(n.name), name=n.name, listen=n.listen, peers=peers,
                   feed="simulated" if n.role == "meter-point" else None,
-                  seed=options.seed + i if n.role == "meter-point" else None)
+                  seed=options.seed if n.role == "meter-point" else None)
     devnet = Devnet(directory, options, genesis, registry, nodes)
     (directory / "devnet.json").write_text(json.dumps(describe(devnet), indent=2) + "\n")
     return devnet
@@ -331,29 +333,28 @@ def watch(devnet: Devnet, procs: list[NodeProcess], console, *, clock: Callable[
     announced_genesis = False
     names = [v.name for v in devnet.validators]
     while True:
-        for p in procs:
-            code = p.exit_code()
-            if code is not None:
-                return "died", progress, (f"{p.spec.name} ({p.spec.role}, pid {p.pid}) exited with status {code}; "
-                                          f"last lines of {p.log_path}:\n{p.log_tail()}")
+        dead = [p for p in procs if p.exit_code() is not None]
+        if dead:
+            return "died", progress, "\n".join(
+                f"{p.spec.name} ({p.spec.role}, pid {p.pid}) exited with status {p.exit_code()}; last lines of "
+                f"{p.log_path}:\n{p.log_tail()}" for p in dead)
         now = clock()
+        up, new = [], {}
         for spec in devnet.nodes:
             status = read_status(spec)
             if spec.name not in progress.listening and status.get("listen"):
                 progress.listening.add(spec.name)
-                console.print(f"  {spec.name:<18} up, listening on {status['listen']}")
+                up.append(spec.name)
             if spec.role == "validator":
-                _note_commit(devnet, spec, status, progress, console)
+                _note_commit(spec, status, progress, new)
             elif spec.role == "meter-point":
                 _note_verified(devnet, spec, status, progress, console)
-        for h in sorted(heights - progress.settled):
-            seen = progress.committed.get(h, {})
-            if len(seen) == len(names):
+        if up:
+            console.print(f"  up and listening: {', '.join(up)}")
+        _print_commits(devnet, progress, new, console)
+        for h in heights - progress.settled:
+            if len(progress.committed.get(h, {})) == len(names):
                 progress.settled.add(h)
-                same = len(set(seen.values())) == 1
-                console.print(f"[bold]period {devnet.registry.period(h).iso()} (height {h}) committed by all "
-                              f"{len(names)} validators[/], " + ("[green]same seal[/]" if same
-                                                                 else "[red]DIFFERENT SEALS[/]"))
         if not announced_genesis and now >= genesis_at:
             announced_genesis = True
             missing = [s.name for s in devnet.nodes if s.name not in progress.listening]
@@ -372,18 +373,37 @@ def watch(devnet: Devnet, procs: list[NodeProcess], console, *, clock: Callable[
         sleep(poll_s)
 
 
-def _note_commit(devnet: Devnet, spec: NodeSpec, status: dict, progress: Progress, console) -> None:
+def _note_commit(spec: NodeSpec, status: dict, progress: Progress, new: dict[int, list]) -> None:
     last = status.get("last_commit")
     if not isinstance(last, dict) or not isinstance(last.get("height"), int):
         return
     h = last["height"]
     seen = progress.committed.setdefault(h, {})
-    if spec.name in seen:
-        return
-    seen[spec.name] = str(last.get("seal_hash", ""))
-    if h in devnet.heights:
-        console.print(f"  height {h}: {spec.name} committed seal {seen[spec.name][:16]} (round {last.get('round')}, "
-                      f"{last.get('ms_after_gate_closure')} ms after gate closure)")
+    if spec.name not in seen:
+        seen[spec.name] = str(last.get("seal_hash", ""))
+        new.setdefault(h, []).append((spec.name, last))
+
+
+def _print_commits(devnet: Devnet, progress: Progress, new: dict[int, list], console) -> None:
+    """One line per height with the validators whose commit appeared since the last poll."""
+    for h, entries in sorted(new.items()):
+        if h not in devnet.heights:
+            continue
+        names = ", ".join(name for name, _ in entries)
+        seals = sorted({str(last.get("seal_hash", ""))[:16] for _, last in entries})
+        ms = sorted(last.get("ms_after_gate_closure") for _, last in entries
+                    if isinstance(last.get("ms_after_gate_closure"), int))
+        rounds = sorted({last.get("round") for _, last in entries}, key=str)
+        when = f", {ms[0]}-{ms[-1]} ms after gate closure" if ms else ""
+        seen = progress.committed[h]
+        line = (f"  period {devnet.registry.period(h).iso()} (height {h}): {names} committed seal "
+                f"{'/'.join(seals)} (round {'/'.join(map(str, rounds))}{when})")
+        if len(seen) == len(devnet.validators):
+            same = len(set(seen.values())) == 1
+            line += f"; all {len(seen)} validators, " + ("[green]same seal[/]" if same else "[red]DIFFERENT SEALS[/]")
+        else:
+            line += f"; {len(seen)} of {len(devnet.validators)} validators so far"
+        console.print(line)
 
 
 def _note_verified(devnet: Devnet, spec: NodeSpec, status: dict, progress: Progress, console) -> None:
@@ -452,47 +472,47 @@ def collect_results(devnet: Devnet) -> list[HeightResult]:
 def report(devnet: Devnet, results: list[HeightResult], progress: Progress, console) -> bool:
     """Print every requested period: its seal, totals, mix, agreement and light verification. True when
     every validator committed the same valid seal and every light node verified every period."""
-    from rich.table import Table
-
-    from .setup import result_tables
+    from .setup import result_lines, result_tables
 
     ok = True
     for r in results:
         period = devnet.registry.period(r.height)
+        if not any(r.seals.values()) and not r.problems:
+            console.print(f"[red]period {period.iso()} (height {r.height}): committed by no validator[/]")
+            ok = False
+            continue
         console.rule(f"period {period.iso()} (height {r.height})")
-        hashes = {h for h in r.seals.values() if h}
-        console.print(f"seal {', '.join(sorted(hashes)) or '-'}")
-        agree = Table(title="validators", title_justify="left")
-        agree.add_column("validator")
-        agree.add_column("seal hash")
-        for name, h in r.seals.items():
-            agree.add_row(name, h or "[red]not committed[/]")
-        console.print(agree)
-        for problem in r.problems:
-            console.print(f"[red]{problem}[/]")
+        if r.agreed:
+            console.print(f"seal {next(iter(r.seals.values()))}: [green]the same on all {len(r.seals)} validators, "
+                          "certificates valid[/]")
+        else:
+            ok = False
+            console.print("[red]the validators do not agree on one valid seal:[/]")
+            for name, h in r.seals.items():
+                console.print(f"  {name:<14} {h or 'not committed'}", markup=False)
+            for problem in r.problems:
+                console.print(f"  {problem}", markup=False, style="red")
         if r.summary is not None:
             own = r.summary["results"][-1]
-            for table in result_tables(own):
-                console.print(table)
+            for line in result_lines(own):
+                console.print(line, markup=False)
             for extra in r.summary["results"][:-1]:
-                console.print(f"also in this seal: {extra['period_iso']} version {extra['version']} (a correction)")
+                console.print(f"also settled in this seal: {extra['period_iso']} version {extra['version']} "
+                              "(corrections)")
             if r.summary["rejected"]:
                 console.print("items refused by the seal: "
-                              + ", ".join(f"{k}: {v}" for k, v in r.summary["rejected"].items()))
+                              + ", ".join(f"{k}: {v}" for k, v in r.summary["rejected"].items()), markup=False)
+            for table in result_tables(own):
+                console.print(table)
         light = []
         for n in devnet.light_nodes:
             if r.height in progress.verified.get(n.name, set()):
-                light.append(f"{n.name} [green]verified[/]")
+                light.append(f"{n.name} [green]verified its readings[/]")
             else:
-                why = progress.failed.get(n.name, {}).get(r.height, "not verified")
-                light.append(f"{n.name} [red]{why}[/]")
+                why = progress.failed.get(n.name, {}).get(r.height, "did not verify")
+                light.append(f"{n.name} [red]{escape(why)}[/]")
                 ok = False
         console.print("light nodes: " + ("; ".join(light) or "none"))
-        if r.agreed:
-            console.print(f"[green]all {len(r.seals)} validators committed the same seal with a valid certificate[/]")
-        else:
-            console.print("[red]the validators do not agree on a valid seal for this period[/]")
-            ok = False
     return ok
 
 
@@ -500,6 +520,8 @@ def run_devnet(devnet: Devnet, console, *, clock: Callable[[], float] = time.tim
     """Start every node, watch until done, stop them, check and print the results. The exit status: 0 when
     everything settled, agreed and verified; 1 otherwise (a node died, the deadline passed, disagreement);
     130 on Ctrl-C."""
+    from rich.table import Table
+
     reg = devnet.registry
     console.print(f"devnet [bold]{reg.chain_id}[/] in {devnet.directory}: {len(devnet.validators)} validators, "
                   f"{len(devnet.light_nodes)} meter-point nodes, {len(devnet.group_nodes)} balancing-group nodes, "
@@ -508,9 +530,13 @@ def run_devnet(devnet: Devnet, console, *, clock: Callable[[], float] = time.tim
     console.print(f"settling periods {devnet.heights[0]}..{devnet.heights[-1]} from "
                   f"{format_utc(reg.genesis_period * reg.period_seconds)}; deadline {format_utc(devnet.deadline())}")
     procs = start_nodes(devnet)
+    started = Table(title=f"node processes (each logs to <home>/node.log; homes in {devnet.directory})",
+                    title_justify="left")
+    for col in ("node", "role", "pid", "listen"):
+        started.add_column(col)
     for p in procs:
-        console.print(f"  started {p.spec.name:<18} pid {p.pid:<7} {p.spec.role:<16} {p.spec.listen}  "
-                      f"log {p.log_path}")
+        started.add_row(p.spec.name, p.spec.role, str(p.pid), p.spec.listen)
+    console.print(started)
     interrupted = False
     try:
         outcome, progress, detail = watch(devnet, procs, console, clock=clock)
@@ -528,8 +554,9 @@ def run_devnet(devnet: Devnet, console, *, clock: Callable[[], float] = time.tim
         console.print(f"a node died: {detail}", markup=False, style="red")
     elif outcome == "timeout":
         console.print(f"timed out: {detail}", markup=False, style="red")
+    died_early = detail if outcome == "died" else ""
     for p in procs:
-        if not p.killed and p.exit_code() not in (0, -signal.SIGTERM):
+        if not p.killed and p.exit_code() not in (0, -signal.SIGTERM) and f"{p.spec.name} (" not in died_early:
             console.print(f"{p.spec.name} exited with status {p.exit_code()} (see {p.log_path})", markup=False,
                           style="yellow")
     for p in procs:  # final light-node state: they may have verified more while stopping

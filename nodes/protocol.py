@@ -17,7 +17,7 @@ from stromledger.net.base import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC  # noqa: 
 MAX_BLOB = 48 * 1024 * 1024
 MAX_SYNC = 64
 MAX_FETCH = 256
-MAX_LIGHT_IDS = 10_000
+MAX_LIGHT_IDS = 2_000  # 2000 proofs of a 1M-leaf tree fit well in one 4 MiB frame
 
 
 @message(50)

@@ -550,32 +550,34 @@ def wh(value: int) -> str:
     return f"{value:,}"
 
 
+def result_lines(result: dict[str, Any]) -> list[str]:
+    """One period result from `seal_summary` in a few lines: meter-point quality, net export, schedules,
+    the generation mix."""
+    total = sum(result["mix"].values())
+    mix = ", ".join(f"{source} {wh(v)} Wh ({100 * v / total:.1f} %)"
+                    for source, v in sorted(result["mix"].items(), key=lambda kv: -kv[1])) if total else "none"
+    return [f"meter points {result['meter_points']}: {result['measured']} measured, {result['substituted']} "
+            f"substituted, {result['corrected']} corrected, {result['missing']} missing; net export "
+            f"{wh(result['net_export'])} Wh; schedules {result['schedules']} matched, {result['schedule_issues']} "
+            "not matched",
+            f"generation mix: {mix}"]
+
+
 def result_tables(result: dict[str, Any]) -> list:
-    """Tables of one period result from `seal_summary`: balancing groups, grid areas, generation mix."""
+    """Tables of one period result from `seal_summary`: per balancing group and per grid area."""
     from rich.table import Table
 
     title = f"{result['period_iso'] or result['period']} version {result['version']}"
-    groups = Table(title=f"balancing groups, {title} (Wh; IMB > 0 = long)", title_justify="left")
+    groups = Table(title=f"balancing groups, {title} (Wh; IMB = INJ + FPI - WD - FPE, > 0 = long)",
+                   title_justify="left")
     for col in ("group", "name", "INJ", "WD", "FPI", "FPE", "IMB"):
-        groups.add_column(col, justify="left" if col in ("group", "name") else "right")
+        groups.add_column(col, justify="left" if col in ("group", "name") else "right", no_wrap=col == "group")
     for g in result["groups"]:
-        groups.add_row(g["group"], g["name"], wh(g["inj"]), wh(g["wd"]), wh(g["fpi"]), wh(g["fpe"]),
-                       ("[red]" if g["imb"] < 0 else "") + wh(g["imb"]))
-    areas = Table(title=f"grid areas, {title} (Wh; loss booked to the area's loss group)", title_justify="left")
+        groups.add_row(g["group"], g["name"], wh(g["inj"]), wh(g["wd"]), wh(g["fpi"]), wh(g["fpe"]), wh(g["imb"]))
+    areas = Table(title=f"grid areas, {title} (Wh; the loss is booked to the area's loss group)",
+                  title_justify="left")
     for col in ("area", "name", "INJ", "WD", "exchange in", "exchange out", "loss"):
-        areas.add_column(col, justify="left" if col in ("area", "name") else "right")
+        areas.add_column(col, justify="left" if col in ("area", "name") else "right", no_wrap=col == "area")
     for a in result["areas"]:
         areas.add_row(a["area"], a["name"], wh(a["inj"]), wh(a["wd"]), wh(a["exin"]), wh(a["exout"]), wh(a["loss"]))
-    areas.caption = (f"net export {wh(result['net_export'])} Wh; meter points {result['meter_points']}: "
-                     f"{result['measured']} measured, {result['substituted']} substituted, "
-                     f"{result['corrected']} corrected, {result['missing']} missing; "
-                     f"{result['schedules']} matched schedule(s), {result['schedule_issues']} not matched")
-    areas.caption_justify = "left"
-    mix = Table(title=f"generation mix, {title}", title_justify="left")
-    mix.add_column("source")
-    mix.add_column("Wh", justify="right")
-    mix.add_column("share", justify="right")
-    total = sum(result["mix"].values())
-    for source, value in sorted(result["mix"].items(), key=lambda kv: -kv[1]):
-        mix.add_row(source, wh(value), f"{100 * value / total:.1f} %" if total else "-")
-    return [groups, areas, mix]
+    return [groups, areas]

@@ -267,39 +267,44 @@ class Validator:
         await self._send.send(ev.ValueChecked(height, value_hash, valid))
 
     async def _fetch_missing(self, seal_bytes: bytes, first: Optional[bytes] = None) -> None:
-        """Fetch the batches a seal lists that this node lacks: from `first` (the proposer), then the others."""
+        """Fetch the batches a seal lists that this node lacks: from `first` (the proposer), then the others.
+        A reply holds what fits in one frame, so a peer that made progress is asked again."""
         missing = set(self.ledger.missing_batches(seal_bytes))
-        if not missing:
-            return
         peers = [first] if first and first != self.ctx.key.public else []
         peers += [k for k in self.validator_keys if k not in peers and k != self.ctx.key.public]
         for peer in peers:
-            if not missing:
-                break
-            want = sorted(missing)[:MAX_FETCH]
-            try:
-                raw = await self.net.request(peer, BATCH, BatchRequest(tuple(want)).encode(), timeout=FETCH_TIMEOUT)
-                reply = decode(raw)
-            except (NetError, CodecError) as e:
-                self.log.info("fetching %d batches from %s failed: %s", len(want), peer.hex()[:12], e)
-                continue
-            if not isinstance(reply, BatchReply):
-                continue
-            for data in reply.batches:
-                digest = sha256(data)
-                if digest not in missing:
-                    self.ctx.reject("unrequested_batch", "a peer sent a batch that was not asked for", peer)
-                    continue
-                checked = await trio.to_thread.run_sync(self._check, data)
-                if isinstance(checked, Rejection):
-                    self.ctx.reject("invalid_fetched_batch", str(checked), peer)
-                    continue
-                async with self._lock:
-                    self.ledger.add_fetched(checked)
-                self._store_batch(checked, data)
-                missing.discard(digest)
+            while missing:
+                got = await self._fetch_from(peer, sorted(missing)[:MAX_FETCH], missing)
+                if not got:
+                    break
         if missing:
             raise _Invalid(f"{len(missing)} listed batches could not be fetched")
+
+    async def _fetch_from(self, peer: bytes, want: list[bytes], missing: set[bytes]) -> int:
+        try:
+            raw = await self.net.request(peer, BATCH, BatchRequest(tuple(want)).encode(), timeout=FETCH_TIMEOUT)
+            reply = decode(raw)
+        except (NetError, CodecError) as e:
+            self.log.info("fetching %d batches from %s failed: %s", len(want), peer.hex()[:12], e)
+            return 0
+        if not isinstance(reply, BatchReply):
+            return 0
+        got = 0
+        for data in reply.batches:
+            digest = sha256(data)
+            if digest not in missing:
+                self.ctx.reject("unrequested_batch", "a peer sent a batch that was not asked for", peer)
+                continue
+            checked = await trio.to_thread.run_sync(self._check, data)
+            if isinstance(checked, Rejection):
+                self.ctx.reject("invalid_fetched_batch", str(checked), peer)
+                continue
+            async with self._lock:
+                self.ledger.add_fetched(checked)
+            self._store_batch(checked, data)
+            missing.discard(digest)
+            got += 1
+        return got
 
     # -- commit -------------------------------------------------------------------------------------------
 
@@ -462,15 +467,23 @@ class Validator:
             self.batches_received += 1
         return None
 
+    def _room(self) -> int:
+        """Bytes a reply may fill: the frame limit, less room for the message's own framing."""
+        return getattr(self.net, "max_payload", 4 * 1024 * 1024) - 4096
+
     def _batch_reply(self, req: BatchRequest) -> bytes:
-        found = []
+        found, size = [], 0
         for digest in req.digests:
             data = self.store.get_batch(digest)
             if data is None:
                 cb = self.ledger.batch(digest)
                 data = cb.batch.encode() if cb else None
-            if data is not None:
-                found.append(data)
+            if data is None:
+                continue
+            if found and size + len(data) + 8 > self._room():
+                break  # the asker asks again for the rest
+            found.append(data)
+            size += len(data) + 8
         return BatchReply(tuple(found)).encode()
 
     async def _on_sync(self, peer: bytes, payload: bytes) -> bytes:
@@ -482,9 +495,14 @@ class Validator:
             return self._batch_reply(msg)
         if not isinstance(msg, SyncRequest):
             return ErrorReply("unexpected", type(msg).__name__).encode()
-        commits = self.store.commits_from(msg.from_height, min(max(msg.limit, 1), MAX_SYNC))
-        out = tuple(Commit(c.value, CommitCertificate.decode(c.certificate)).encode() for c in commits)
-        return SyncReply(out, self.store.last_height() or 0).encode()
+        out, size = [], 0
+        for c in self.store.commits_from(msg.from_height, min(max(msg.limit, 1), MAX_SYNC)):
+            data = Commit(c.value, CommitCertificate.decode(c.certificate)).encode()
+            if out and size + len(data) + 8 > self._room():
+                break  # the follower asks again from the next height
+            out.append(data)
+            size += len(data) + 8
+        return SyncReply(tuple(out), self.store.last_height() or 0).encode()
 
     async def _on_light(self, peer: bytes, payload: bytes) -> bytes:
         try:
@@ -496,11 +514,16 @@ class Validator:
             return ErrorReply("not_committed", f"period {req.period} is not settled yet").encode()
         height, seal, leaves, index, tree = self._tree(req.period, version)
         commit = self.store.get_commit(height)
-        proofs = []
+        proofs, size = [], len(commit.value) + len(commit.certificate)
         for malo in req.malo_ids:
             i = index.get(malo)
-            if i is not None:
-                proofs.append(LeafProof(malo, i, leaves[i], tuple(tree.proof(i))))
+            if i is None:
+                continue  # not a meter point of this period: the asker sees it has no proof
+            proof = LeafProof(malo, i, leaves[i], tuple(tree.proof(i)))
+            size += len(proof.leaf) + 34 * len(proof.path) + 32
+            if size > self._room():
+                break  # the rest in another request
+            proofs.append(proof)
         return LightReply(height, version, commit.value, CommitCertificate.decode(commit.certificate),
                           tree.size, tuple(proofs)).encode()
 

@@ -61,7 +61,7 @@ def print_status(doc: dict[str, Any], console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nodes.setup import describe_age, result_tables
+    from nodes.setup import describe_age, result_lines, result_tables
 
     console = console or Console(highlight=False)
     console.width = max(console.width, 120)
@@ -141,6 +141,8 @@ def print_status(doc: dict[str, Any], console=None) -> None:
             console.print(f"  evidence in this seal: {commit['reading_conflicts']} conflicting reading(s), "
                           f"{commit['vote_evidence']} duplicate vote(s)")
             if commit["results"]:
+                for line in result_lines(commit["results"][-1]):
+                    console.print("  " + line, markup=False)
                 for table in result_tables(commit["results"][-1]):
                     console.print(table)
     if ledger["evidence"]:

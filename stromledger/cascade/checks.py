@@ -163,6 +163,12 @@ class CheckedBatch:
     reading_periods: tuple[int, ...]  # distinct periods of its valid readings, ascending
     schedule_periods: tuple[int, ...]
 
+    @classmethod
+    def of(cls, digest: bytes, batch: Batch, reading_verdicts: tuple, schedule_verdicts: tuple) -> CheckedBatch:
+        rp = sorted({r.period for r, v in zip(batch.readings, reading_verdicts) if v is None})
+        sp = sorted({s.period for s, v in zip(batch.schedules, schedule_verdicts) if v is None})
+        return cls(digest, batch, tuple(reading_verdicts), tuple(schedule_verdicts), tuple(rp), tuple(sp))
+
     @property
     def max_period(self) -> int:
         return max(self.reading_periods[-1:] + self.schedule_periods[-1:], default=-1)
@@ -213,6 +219,4 @@ def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable
     sv: list = []
     for part in map(partial(_verdicts, schedule_verdict, registry), _chunks(batch.schedules)):
         sv.extend(part)
-    rp = sorted({r.period for r, v in zip(batch.readings, rv) if v is None})
-    sp = sorted({s.period for s, v in zip(batch.schedules, sv) if v is None})
-    return CheckedBatch(digest, batch, tuple(rv), tuple(sv), tuple(rp), tuple(sp))
+    return CheckedBatch.of(digest, batch, tuple(rv), tuple(sv))

@@ -15,7 +15,7 @@ from stromledger import merkle
 from stromledger.registry import Registry
 
 from .messages import (
-    MISSING, AreaTotal, CellTotal, Checks, GroupMix, GroupTotal, PeriodResult, ScheduleIssue, ScheduleLine,
+    MISSING, QUALITY_NAMES, AreaTotal, CellTotal, Checks, GroupMix, GroupTotal, PeriodResult, ScheduleIssue, ScheduleLine,
     SettledReading, SourceWh,
 )
 from .rejections import Reason, Rejection
@@ -83,13 +83,40 @@ def inclusion_proof(period: int, rows: Iterable[MeterRow], malo_id: str) -> tupl
     return leaves[index], index, len(leaves), merkle.Tree(leaves).proof(index)
 
 
+def _cell_sums(cells: Iterable[CellTotal]) -> tuple[dict, dict, dict, dict]:
+    """Injection and withdrawal summed per area and per group: (area_inj, area_wd, group_inj, group_wd)."""
+    area_inj: dict[str, int] = {}
+    area_wd: dict[str, int] = {}
+    group_inj: dict[str, int] = {}
+    group_wd: dict[str, int] = {}
+    for c in cells:
+        area_inj[c.area] = area_inj.get(c.area, 0) + c.inj
+        area_wd[c.area] = area_wd.get(c.area, 0) + c.wd
+        group_inj[c.group] = group_inj.get(c.group, 0) + c.inj
+        group_wd[c.group] = group_wd.get(c.group, 0) + c.wd
+    return area_inj, area_wd, group_inj, group_wd
+
+
+def _schedule_sums(schedules: Iterable[ScheduleLine]) -> tuple[dict[str, int], dict[str, int]]:
+    """Matched schedules summed per group: (FPI into it, FPE out of it)."""
+    fpi: dict[str, int] = {}
+    fpe: dict[str, int] = {}
+    for s in schedules:
+        fpe[s.from_group] = fpe.get(s.from_group, 0) + s.wh
+        fpi[s.to_group] = fpi.get(s.to_group, 0) + s.wh
+    return fpi, fpe
+
+
 def summarize(registry: Registry, period: int, version: int, rows: Iterable[MeterRow],
               schedules: tuple[ScheduleLine, ...] = (), schedule_issues: tuple[ScheduleIssue, ...] = ()
               ) -> PeriodResult:
     """Aggregate the rows of one period (every meter point once, in MaLo-ID order) into a PeriodResult.
 
     Cell totals sum the non-boundary meter points; boundary meters give each area's exchange; an area's loss
-    is its residual and is withdrawn by its loss group; groups add matched schedules (FPI in, FPE out)."""
+    is its residual and is withdrawn by its loss group; groups add matched schedules (FPI in, FPE out).
+    Rows read back from a file are input like any other: a quality code outside 1-4, or a boundary row for a
+    meter point the registry has no boundary meter for, raises ValueError (other tampering shows as a
+    result that differs from the sealed one)."""
     pack = msgpack.Packer(use_bin_type=True).pack
     mps = registry.meter_points
     leaves: list[bytes] = []
@@ -101,10 +128,15 @@ def summarize(registry: Registry, period: int, version: int, rows: Iterable[Mete
     meter_inj = meter_wd = 0
     for row in rows:
         leaves.append(pack([LEAF_TAG, period, *row[:12]]))
-        quality[row[4]] += 1
+        q = row[4]
+        if q not in QUALITY_NAMES:
+            raise ValueError(f"{row[0]}: quality {q!r} is not one of 1-4")
+        quality[q] += 1
         wd, inj = row[5], row[6]
         if row[12] == "boundary":
-            mp = mps[row[0]]
+            mp = mps.get(row[0])
+            if mp is None or mp.kind != "boundary":
+                raise ValueError(f"{row[0]} is not a boundary meter in the registry")
             if mp.area_out:
                 exout[mp.area_out] += wd
                 exin[mp.area_out] += inj
@@ -125,32 +157,20 @@ def summarize(registry: Registry, period: int, version: int, rows: Iterable[Mete
             k = (row[2], row[13])
             mix[k] = mix.get(k, 0) + inj
 
-    area_inj = dict.fromkeys(registry.grid_areas, 0)
-    area_wd = dict.fromkeys(registry.grid_areas, 0)
-    group_inj = dict.fromkeys(registry.balancing_groups, 0)
-    group_wd = dict.fromkeys(registry.balancing_groups, 0)
-    cell_list = []
-    for (area, group), (n, inj, wd) in sorted(cells.items()):
-        cell_list.append(CellTotal(area, group, n, inj, wd))
-        area_inj[area] = area_inj.get(area, 0) + inj
-        area_wd[area] = area_wd.get(area, 0) + wd
-        group_inj[group] = group_inj.get(group, 0) + inj
-        group_wd[group] = group_wd.get(group, 0) + wd
+    cell_list = [CellTotal(area, group, n, inj, wd) for (area, group), (n, inj, wd) in sorted(cells.items())]
+    area_inj, area_wd, group_inj, group_wd = _cell_sums(cell_list)
     areas = []
     loss_of: dict[str, int] = {}
     for a in registry.grid_areas.values():
-        loss = area_inj[a.eic] + exin[a.eic] - area_wd[a.eic] - exout[a.eic]
+        inj, wd = area_inj.get(a.eic, 0), area_wd.get(a.eic, 0)
+        loss = inj + exin[a.eic] - wd - exout[a.eic]
         loss_of[a.loss_group] = loss_of.get(a.loss_group, 0) + loss
-        areas.append(AreaTotal(a.eic, area_inj[a.eic], area_wd[a.eic], exin[a.eic], exout[a.eic], loss))
-    fpi: dict[str, int] = {}
-    fpe: dict[str, int] = {}
-    for s in schedules:
-        fpe[s.from_group] = fpe.get(s.from_group, 0) + s.wh
-        fpi[s.to_group] = fpi.get(s.to_group, 0) + s.wh
+        areas.append(AreaTotal(a.eic, inj, wd, exin[a.eic], exout[a.eic], loss))
+    fpi, fpe = _schedule_sums(schedules)
     groups = []
     for g in registry.balancing_groups:
         loss = loss_of.get(g, 0)
-        inj, wd, i, e = group_inj[g], group_wd[g] + loss, fpi.get(g, 0), fpe.get(g, 0)
+        inj, wd, i, e = group_inj.get(g, 0), group_wd.get(g, 0) + loss, fpi.get(g, 0), fpe.get(g, 0)
         groups.append(GroupTotal(g, inj, wd, loss, i, e, inj + i - wd - e))
     by_group: dict[str, list[SourceWh]] = {}
     for (g, source), wh in sorted(mix.items()):
@@ -207,15 +227,7 @@ def check_invariants(registry: Registry, r: PeriodResult) -> Rejection | None:
     cell_wd = sum(x.wd for x in r.cells)
     if not (c.meter_inj == c.cell_inj == cell_inj and c.meter_wd == c.cell_wd == cell_wd):
         return bad("attribution: the cells do not sum to the meter points")
-    area_inj: dict[str, int] = {}
-    area_wd: dict[str, int] = {}
-    group_inj: dict[str, int] = {}
-    group_wd: dict[str, int] = {}
-    for x in r.cells:
-        area_inj[x.area] = area_inj.get(x.area, 0) + x.inj
-        area_wd[x.area] = area_wd.get(x.area, 0) + x.wd
-        group_inj[x.group] = group_inj.get(x.group, 0) + x.inj
-        group_wd[x.group] = group_wd.get(x.group, 0) + x.wd
+    area_inj, area_wd, group_inj, group_wd = _cell_sums(r.cells)
     loss_of: dict[str, int] = {}
     for a in r.areas:
         if a.inj != area_inj.get(a.area, 0) or a.wd != area_wd.get(a.area, 0):
@@ -227,11 +239,7 @@ def check_invariants(registry: Registry, r: PeriodResult) -> Rejection | None:
         loss_of[lg] = loss_of.get(lg, 0) + a.loss
     if c.area_residual != 0:
         return bad("area_residual is not 0")
-    fpi: dict[str, int] = {}
-    fpe: dict[str, int] = {}
-    for s in r.schedules:
-        fpe[s.from_group] = fpe.get(s.from_group, 0) + s.wh
-        fpi[s.to_group] = fpi.get(s.to_group, 0) + s.wh
+    fpi, fpe = _schedule_sums(r.schedules)
     mix_of = {m.group: sum(s.wh for s in m.sources) for m in r.mix}
     for g in r.groups:
         if g.inj != group_inj.get(g.group, 0) or g.loss != loss_of.get(g.group, 0) or \

@@ -179,9 +179,6 @@ def unverified(registry: Registry, batch: Batch) -> CheckedBatch:
     Never use it on batches from the network."""
     from .checks import reading_precheck, schedule_precheck
 
-    rv = tuple(reading_precheck(registry, r) for r in batch.readings)
-    sv = tuple(schedule_precheck(registry, s) for s in batch.schedules)
-    rp = tuple(sorted({r.period for r, v in zip(batch.readings, rv) if v is None}))
-    sp = tuple(sorted({s.period for s, v in zip(batch.schedules, sv) if v is None}))
-    return CheckedBatch(batch.digest(), batch, rv, sv, rp, sp)
+    return CheckedBatch.of(batch.digest(), batch, tuple(reading_precheck(registry, r) for r in batch.readings),
+                           tuple(schedule_precheck(registry, s) for s in batch.schedules))
 

@@ -172,6 +172,18 @@ def test_rows_recompute_the_committed_result(registry, net, ledger):
         assert recompute_result(registry, tampered, committed) != committed
 
 
+def test_rows_that_cannot_be_a_settlement_raise(registry, net, ledger):
+    run_periods(net, ledger, 1)
+    committed = ledger.state.results[G]
+    rows = list(ledger.rows(G))
+    with pytest.raises(ValueError, match="quality"):
+        recompute_result(registry, [rows[0]._replace(quality=9)] + rows[1:], committed)
+    fake = rows[0]._replace(kind="boundary")
+    assert registry.meter_points[fake.malo_id].kind != "boundary"
+    with pytest.raises(ValueError, match="boundary"):
+        recompute_result(registry, [fake] + rows[1:], committed)
+
+
 def test_inclusion_proofs(registry, net, ledger):
     run_periods(net, ledger, 3)
     root = ledger.state.results[G + 2].merkle_root

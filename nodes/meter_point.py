@@ -1,0 +1,558 @@
+"""The meter-point light node: a meter operator's node.
+
+Its meters are the registry's meter points whose `meter_operator` is the operator holding this node's key.
+Every period, shortly after the period ends (well before gate closure = end + grace), it takes its meters'
+signed readings for that period from its feed, packs them into batches, keeps each batch in the store's
+outbox and sends it to its validator (the first [[peers]] entry; the others if that one fails, with
+backoff). Each validator receipt is kept; rejected items are logged with their reasons. A batch leaves the
+outbox only with a receipt, so a restart loses nothing.
+
+Once a period is committed it verifies, with nothing but the genesis, that every reading it sent was settled
+exactly as sent (nodes/light.py): the commit certificate, the seal, the period result and each reading's
+Merkle proof. A mismatch is logged at ERROR with the MaLo-ID and what differs, and counted in status.json.
+
+    [meter_point]
+    feed = "simulated"      # or "inbox": signed Batch files dropped into data/inbox/
+    seed = 1                # the simulated feed's seed
+    batch_size = 5000       # readings per batch
+    submit_delay_ms = ...   # after period end (default: a tenth of the grace, at most 1 s)
+
+The submit client (`submit_batch`) and the durable `Outbox` are shared with the balancing-group node and
+the `stromledger submit` command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import trio
+
+from stromledger.cascade import Batch, Reading, Reason, Receipt, make_batch
+from stromledger.cascade.checks import correctable_from
+from stromledger.cascade.messages import RECEIPT_DOMAIN
+from stromledger.codec import CodecError, decode
+from stromledger.crypto import sha256, verify
+from stromledger.net import LIGHT, SUBMIT, NetError, Network
+from stromledger.registry import Registry
+
+from .feed import InboxError, InboxFeed, SimulatedFeed
+from .light import Failure, LightCheck, LightError, latest_readings, verify_light_reply
+from .protocol import MAX_LIGHT_IDS, ErrorReply, LightReply, LightRequest
+from .runtime import NodeContext, make_network, until_signalled
+
+REQUEST_TIMEOUT = 10.0
+MAX_BACKOFF = 30.0
+READING = 1
+
+
+# -- submitting batches ------------------------------------------------------------------------------------
+
+
+class SubmitFailed(Exception):
+    """No validator answered with a valid receipt; the message lists what each one did."""
+
+
+def reason_label(code: int) -> str:
+    try:
+        return Reason(code).label
+    except ValueError:
+        return f"reason_{code}"
+
+
+def receipt_problem(receipt: Receipt, digest: bytes, validator: bytes, chain_id: str) -> Optional[str]:
+    """Why a receipt is not a valid answer from `validator` for the batch `digest` (None when it is)."""
+    if receipt.batch != digest and not (receipt.batch == bytes(32) and receipt.batch_reason):
+        return "the receipt is for another batch"
+    if receipt.validator != validator:
+        return "the receipt is signed by another validator than the one asked"
+    if not verify(receipt.validator, receipt.sig, RECEIPT_DOMAIN, chain_id, receipt.body()):
+        return "the receipt's signature does not verify"
+    return None
+
+
+async def submit_batch(net: Network, validators: Sequence[bytes], data: bytes, chain_id: str, *,
+                       timeout: float = REQUEST_TIMEOUT) -> tuple[bytes, Receipt]:
+    """Send canonical Batch bytes to the validators in order until one answers with a valid signed receipt;
+    returns (that validator's key, the receipt). Raises SubmitFailed if none does."""
+    digest = sha256(data)
+    problems = []
+    for peer in validators:
+        who = peer.hex()[:12]
+        try:
+            raw = await net.request(peer, SUBMIT, data, timeout=timeout)
+            reply = decode(raw)
+        except NetError as e:
+            problems.append(f"{who}: {e}")
+            continue
+        except CodecError as e:
+            problems.append(f"{who}: malformed reply: {e}")
+            continue
+        if isinstance(reply, ErrorReply):
+            problems.append(f"{who}: {reply.reason}: {reply.message}")
+            continue
+        if not isinstance(reply, Receipt):
+            problems.append(f"{who}: unexpected {type(reply).__name__}")
+            continue
+        problem = receipt_problem(reply, digest, peer, chain_id)
+        if problem:
+            problems.append(f"{who}: {problem}")
+            continue
+        return peer, reply
+    raise SubmitFailed("; ".join(problems) or "no validator to send to")
+
+
+def rejected_readings(receipt: Receipt) -> set[int]:
+    """Indices of the batch's readings the receipt rejects (duplicates are not rejections)."""
+    return {r.index for r in receipt.rejected if r.kind == READING}
+
+
+def batch_refused(receipt: Receipt) -> bool:
+    """The whole batch was refused (a batch the validator already has counts as delivered)."""
+    return receipt.batch_reason not in (0, Reason.DUPLICATE)
+
+
+@dataclass
+class Delivery:
+    digest: bytes
+    batch: Batch
+    validator: bytes
+    receipt: Receipt
+    at: float
+
+
+class Outbox:
+    """Batches waiting for a receipt, in the store (`put_outbox`) so that a restart loses none. Each batch is
+    also kept in the store's batches table (the record of what was sent, read back for verification)."""
+
+    def __init__(self, store, net: Network, validators: Sequence[bytes], chain_id: str, log: logging.Logger, *,
+                 clock: Callable[[], float] = time.time, timeout: float = REQUEST_TIMEOUT):
+        self.store = store
+        self.net = net
+        self.validators = list(validators)
+        self.chain_id = chain_id
+        self.log = log
+        self.clock = clock
+        self.timeout = timeout
+        self.backoff = 0.0
+        self.next_try = 0.0
+        self.last_error = ""
+
+    def add(self, batch: Batch) -> bytes:
+        data = batch.encode()
+        digest = sha256(data)
+        periods = sorted({r.period for r in batch.readings} | {s.period for s in batch.schedules})
+        with self.store.transaction():
+            self.store.put_batch(digest, data, int(self.clock()), periods)
+            self.store.put_outbox(digest, data)
+        return digest
+
+    def keys(self) -> set[bytes]:
+        return {bytes(k) for k, _ in self.store.outbox()}
+
+    def __len__(self) -> int:
+        return len(self.store.outbox())
+
+    async def flush(self, force: bool = False) -> list[Delivery]:
+        """Send what waits, oldest first, unless backing off; stops at the first batch no validator takes."""
+        if not force and self.clock() < self.next_try:
+            return []
+        done = []
+        for key, data in self.store.outbox():
+            try:
+                validator, receipt = await submit_batch(self.net, self.validators, data, self.chain_id,
+                                                        timeout=self.timeout)
+            except SubmitFailed as e:
+                self.backoff = min(MAX_BACKOFF, max(0.5, self.backoff * 2))
+                self.next_try = self.clock() + self.backoff
+                self.last_error = str(e)
+                self.log.warning("no validator took batch %s (%d waiting), retrying in %.1f s: %s",
+                                 bytes(key).hex()[:12], len(self), self.backoff, e)
+                break
+            if receipt.batch_reason == Reason.PERIOD_IN_FUTURE:  # the validator's clock is behind ours
+                self.backoff = min(MAX_BACKOFF, max(0.5, self.backoff * 2))
+                self.next_try = self.clock() + self.backoff
+                self.log.warning("validator %s says batch %s is for a future period: retrying in %.1f s",
+                                 validator.hex()[:12], bytes(key).hex()[:12], self.backoff)
+                break
+            with self.store.transaction():
+                self.store.put_receipt(sha256(data), receipt.encode())
+                self.store.drop_outbox(key)
+            self.backoff = 0.0
+            self.last_error = ""
+            done.append(Delivery(sha256(data), Batch.decode(data), validator, receipt, self.clock()))
+        return done
+
+
+def log_receipt(log: logging.Logger, d: Delivery, what: str = "reading") -> None:
+    r = d.receipt
+    who = d.validator.hex()[:12]
+    if batch_refused(r):
+        log.error("validator %s refused batch %s as a whole: %s", who, d.digest.hex()[:12], reason_label(r.batch_reason))
+        return
+    log.info("batch %s: validator %s accepted %d, %d duplicates, %d rejected", d.digest.hex()[:12], who,
+             r.accepted, r.duplicates, len(r.rejected))
+    for item in r.rejected:
+        items = d.batch.readings if item.kind == READING else d.batch.schedules
+        subject = items[item.index] if item.index < len(items) else None
+        if item.kind == READING and subject is not None:
+            where = f"reading of MaLo {subject.malo_id} for period {subject.period}"
+        elif subject is not None:
+            where = f"schedule {subject.from_group} -> {subject.to_group} for period {subject.period}"
+        else:
+            where = f"{what} #{item.index}"
+        log.warning("rejected %s: %s: %s", where, reason_label(item.reason), item.message)
+
+
+# -- asking for proofs -------------------------------------------------------------------------------------
+
+
+class NotCommitted(Exception):
+    pass
+
+
+async def light_request(net: Network, validators: Sequence[bytes], period: int, malo_ids: Sequence[str], *,
+                        timeout: float = REQUEST_TIMEOUT) -> LightReply:
+    """A LightReply for (period, malo_ids) from the first validator that gives one. NotCommitted if the
+    period is not settled yet; NetError-derived SubmitFailed if nobody answers."""
+    payload = LightRequest(period, tuple(malo_ids)).encode()
+    problems = []
+    for peer in validators:
+        try:
+            reply = decode(await net.request(peer, LIGHT, payload, timeout=timeout))
+        except (NetError, CodecError) as e:
+            problems.append(f"{peer.hex()[:12]}: {e}")
+            continue
+        if isinstance(reply, LightReply):
+            return reply
+        if isinstance(reply, ErrorReply) and reply.reason == "not_committed":
+            raise NotCommitted(reply.message)
+        problems.append(f"{peer.hex()[:12]}: {getattr(reply, 'reason', type(reply).__name__)}: "
+                        f"{getattr(reply, 'message', '')}")
+    raise SubmitFailed("; ".join(problems) or "no validator to ask")
+
+
+def own_meters(registry: Registry, key: bytes) -> list[str]:
+    """The meter points read by the meter operator(s) whose key this is, in MaLo-ID order."""
+    names = {o.name for o in registry.meter_operators.values() if o.public_key == key}
+    return [m for m in registry.malo_order if registry.meter_points[m].meter_operator in names]
+
+
+# -- the node ----------------------------------------------------------------------------------------------
+
+
+class MeterPointNode:
+    """The light node's logic, clock injected: `step()` does everything due at `clock()`; the parts
+    (`produce_due`, `take_inbox`, `flush`, `verify_due`) can be called one by one (tests)."""
+
+    def __init__(self, ctx: NodeContext, store, net: Network, *, clock: Callable[[], float] = time.time,
+                 feed: Any = None):
+        self.ctx = ctx
+        self.reg = ctx.registry
+        self.log = ctx.log
+        self.store = store
+        self.net = net
+        self.clock = clock
+        cfg = ctx.config.meter_point
+        self.batch_size = max(1, min(int(cfg.get("batch_size", 5000)), 100_000))
+        grace = self.reg.params.grace_seconds
+        self.submit_delay = float(cfg.get("submit_delay_ms", min(1000, grace * 100))) / 1000
+        self.timeout = float(cfg.get("timeout_ms", REQUEST_TIMEOUT * 1000)) / 1000
+        self.poll = max(0.2, min(5.0, self.reg.period_seconds / 20))
+        self.meters = own_meters(self.reg, ctx.key.public)
+        self.validators = [p.key for p in ctx.config.peers if p.key != ctx.key.public] or \
+            list(self.reg.validator_keys())
+        self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log, clock=clock,
+                             timeout=self.timeout)
+        kind = str(cfg.get("feed", "simulated"))
+        if feed is None:
+            if kind == "simulated":
+                feed = SimulatedFeed(self.reg, int(cfg.get("seed", 1)))
+            elif kind == "inbox":
+                feed = InboxFeed(ctx.config.data_dir / "inbox")
+            else:
+                raise ValueError(f"[meter_point] feed must be \"simulated\" or \"inbox\", not {kind!r}")
+        self.feed = feed
+        self.started = clock()
+        self.next_period = self._meta_int("meter.next_period", self.reg.genesis_period)
+        self.verify_from = self._meta_int("meter.verify_from", self.reg.genesis_period)
+        self.sent_through = self._meta_int("meter.sent_through", self.next_period - 1)
+        self.acked: dict[bytes, float] = {}  # batch digest -> when its receipt came (this run)
+        self.next_poll = 0.0
+        saved = store.get_meta("meter.counters")
+        c = json.loads(saved) if saved else {}
+        self.submitted = {"periods": 0, "readings": 0, "batches": 0, **c.get("submitted", {})}
+        self.receipts = {"accepted": 0, "duplicates": 0, "rejected": {}, **c.get("receipts", {})}
+        self.verified = {"periods": 0, "readings": 0, "failures": 0, "last_period": None, **c.get("verified", {})}
+
+    # -- persistence -------------------------------------------------------------------------------------
+
+    def _meta_int(self, key: str, default: int) -> int:
+        v = self.store.get_meta(key)
+        return int(v.decode()) if v else default
+
+    def _save(self) -> None:
+        counters = {"submitted": self.submitted, "receipts": self.receipts, "verified": self.verified}
+        with self.store.transaction():
+            self.store.set_meta("meter.next_period", str(self.next_period).encode())
+            self.store.set_meta("meter.verify_from", str(self.verify_from).encode())
+            self.store.set_meta("meter.sent_through", str(self.sent_through).encode())
+            self.store.set_meta("meter.counters", json.dumps(counters, sort_keys=True).encode())
+
+    # -- producing readings --------------------------------------------------------------------------------
+
+    def due_period(self, now: float) -> int:
+        """The last period whose readings are due at `now` (it ended at least submit_delay ago)."""
+        return int((now - self.submit_delay) // self.reg.period_seconds) - 1
+
+    def produce_due(self) -> list[int]:
+        """Queue the readings of every period that has ended since the last call (simulated feed)."""
+        if not isinstance(self.feed, SimulatedFeed):
+            return []
+        now = self.clock()
+        last = self.due_period(now)
+        first = max(self.next_period, correctable_from(self.reg, int(now // self.reg.period_seconds) - 1))
+        if first > self.next_period and last >= self.next_period:
+            self.log.warning("skipping periods %d..%d: their correction window has passed", self.next_period,
+                             first - 1)
+        done = []
+        for p in range(first, last + 1):
+            self.produce(p)
+            done.append(p)
+        if last + 1 > self.next_period:
+            self.next_period = last + 1
+            self._save()
+        return done
+
+    def produce(self, period: int) -> list[bytes]:
+        """Sign the period's readings (simulated feed), batch them, put the batches in the outbox."""
+        readings = self.feed.readings(period, self.meters)
+        digests = self.enqueue(readings)
+        self.submitted["periods"] += 1
+        self.next_period = max(self.next_period, period + 1)
+        self._save()
+        self.log.info("period %s: %d readings of %d meters queued in %d batches", self.reg.period(period).iso(),
+                      len(readings), len(self.meters), len(digests))
+        return digests
+
+    def enqueue(self, readings: Sequence[Reading]) -> list[bytes]:
+        digests = []
+        for i in range(0, len(readings), self.batch_size):
+            chunk = readings[i:i + self.batch_size]
+            digests.append(self.outbox.add(make_batch(self.ctx.key, self.reg.chain_id, chunk)))
+        if readings:
+            self.sent_through = max(self.sent_through, max(r.period for r in readings))
+        return digests
+
+    def take_inbox(self) -> int:
+        """Move the operator's dropped Batch files into the outbox (inbox feed). Returns how many."""
+        if not isinstance(self.feed, InboxFeed):
+            return 0
+        n = 0
+        for path in self.feed.pending():
+            try:
+                batch = self.feed.load(path, self.ctx.key, self.reg.chain_id)
+            except (InboxError, OSError) as e:
+                self.log.error("inbox: %s: moved to %s", e, self.feed.refused_dir)
+                self.ctx.reject("inbox_file", str(e))
+                self.feed.mark_refused(path)
+                continue
+            self.outbox.add(batch)
+            if batch.readings:
+                periods = {r.period for r in batch.readings}
+                self.sent_through = max(self.sent_through, max(periods))
+                self.verify_from = min(self.verify_from, min(periods))
+            self.feed.mark_sent(path)
+            self._save()
+            self.log.info("inbox: %s queued (%d readings, %d schedules)", path.name, len(batch.readings),
+                          len(batch.schedules))
+            n += 1
+        return n
+
+    # -- sending -----------------------------------------------------------------------------------------
+
+    async def flush(self, force: bool = False) -> list[Delivery]:
+        deliveries = await self.outbox.flush(force)
+        for d in deliveries:
+            self.acked[d.digest] = d.at
+            r = d.receipt
+            log_receipt(self.log, d)
+            if batch_refused(r):
+                key = f"batch_{reason_label(r.batch_reason)}"
+                self.receipts["rejected"][key] = self.receipts["rejected"].get(key, 0) + 1
+                continue
+            self.submitted["batches"] += 1
+            self.submitted["readings"] += len(d.batch.readings)
+            self.receipts["accepted"] += r.accepted
+            self.receipts["duplicates"] += r.duplicates
+            for item in r.rejected:
+                key = reason_label(item.reason)
+                self.receipts["rejected"][key] = self.receipts["rejected"].get(key, 0) + 1
+        if deliveries:
+            self._save()
+        return deliveries
+
+    # -- verifying -----------------------------------------------------------------------------------------
+
+    def settle_height(self, period: int, acked_at: float) -> int:
+        """The height by which a batch acknowledged at `acked_at` is surely settled: the period's own if it was
+        in well before gate closure, else (a correction) the next seal whose proposal is built after it."""
+        p = self.reg.params
+        gate = self.reg.period(period).gate_closure(p.grace_seconds)
+        margin = min(1.0, p.grace_seconds / 2)
+        if acked_at < gate - margin:
+            return period
+        return max(period, int((acked_at - p.grace_seconds) // p.period_seconds) + 1)
+
+    def expected(self, period: int) -> Optional[tuple[dict[str, Reading], int]]:
+        """The readings of `period` that validators accepted, and the height that must be committed before
+        they are all settled; None while some batch of the period still waits for a receipt."""
+        waiting = self.outbox.keys()
+        readings: list[Reading] = []
+        need = period
+        for digest in self.store.batches_for_periods([period]):
+            if digest in waiting:
+                return None
+            raw = self.store.get_receipt(digest)
+            if raw is None:
+                continue  # never acknowledged (should not happen): nothing to expect
+            receipt = Receipt.decode(raw)
+            if batch_refused(receipt):
+                continue
+            batch = Batch.decode(self.store.get_batch(digest))
+            skip = rejected_readings(receipt)
+            readings.extend(r for i, r in enumerate(batch.readings) if i not in skip and r.period == period)
+            need = max(need, self.settle_height(period, self.acked.setdefault(digest, self.started)))
+        return latest_readings(readings, period), need
+
+    async def verify_due(self) -> list[LightCheck]:
+        """Verify every period in order whose readings are all acknowledged and whose seal is committed."""
+        now = self.clock()
+        if now < self.next_poll:
+            return []
+        checks = []
+        while self.verify_from <= self.sent_through:
+            p = self.verify_from
+            if now < self.reg.period(p).gate_closure(self.reg.params.grace_seconds):
+                break
+            exp = self.expected(p)
+            if exp is None:
+                break
+            sent, need = exp
+            if sent:
+                try:
+                    check = await self.verify_period(p, sent, need)
+                except NotCommitted:
+                    self.next_poll = now + self.poll
+                    break
+                except SubmitFailed as e:
+                    self.log.warning("cannot ask for proofs of period %d: %s", p, e)
+                    self.next_poll = now + max(self.poll, self.outbox.backoff)
+                    break
+                checks.append(check)
+            self.verify_from = p + 1
+            self._save()
+        return checks
+
+    async def verify_period(self, period: int, sent: dict[str, Reading], need: int) -> LightCheck:
+        """Ask for proofs of `sent` in `period` and check them; raises NotCommitted while `need` (the height
+        that settles the last of them) is not committed."""
+        ids = sorted(sent)
+        if need > period:
+            await light_request(self.net, self.validators, need, ids[:1], timeout=self.timeout)
+        total = LightCheck(period, 0, 0)
+        for i in range(0, len(ids), MAX_LIGHT_IDS):
+            chunk = ids[i:i + MAX_LIGHT_IDS]
+            reply = await light_request(self.net, self.validators, period, chunk, timeout=self.timeout)
+            part = {m: sent[m] for m in chunk}
+            try:
+                check = verify_light_reply(self.reg, reply, period, part)
+            except LightError as e:
+                self.log.error("VERIFICATION FAILED for period %s: the validator's proof is invalid: %s; "
+                               "%d readings (MaLo %s...) unproven", self.reg.period(period).iso(), e, len(chunk),
+                               chunk[0])
+                check = LightCheck(period, reply.height, reply.version,
+                                   failures=[Failure(m, f"invalid proof: {e}") for m in chunk])
+            total.height, total.version = check.height, check.version
+            total.verified += check.verified
+            total.failures += check.failures
+        self._record(total)
+        return total
+
+    def _record(self, check: LightCheck) -> None:
+        iso = self.reg.period(check.period).iso()
+        for f in check.failures:
+            self.log.error("VERIFICATION FAILED: MaLo %s, period %s: %s", f.malo_id, iso, f.what)
+        self.verified["periods"] += 1
+        self.verified["readings"] += len(check.verified)
+        self.verified["failures"] += len(check.failures)
+        self.verified["last_period"] = iso
+        if check.failures:
+            self.log.error("period %s: %d of %d readings NOT settled as sent (seal height %d, version %d)", iso,
+                           len(check.failures), len(check.failures) + len(check.verified), check.height,
+                           check.version)
+        else:
+            self.log.info("period %s verified: %d readings settled as sent (seal height %d, version %d)", iso,
+                          len(check.verified), check.height, check.version)
+
+    # -- running -------------------------------------------------------------------------------------------
+
+    async def step(self) -> None:
+        self.produce_due()
+        self.take_inbox()
+        await self.flush()
+        await self.verify_due()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "listen": getattr(self.net, "listen_addr", None),
+            "meters": len(self.meters),
+            "feed": type(self.feed).__name__,
+            "next_period": self.reg.period(self.next_period).iso(),
+            "submitted": dict(self.submitted),
+            "receipts": {**self.receipts, "rejected": dict(sorted(self.receipts["rejected"].items()))},
+            "verified": dict(self.verified),
+            "pending": len(self.outbox),
+            "last_submit_error": self.outbox.last_error or None,
+        }
+
+    async def run(self) -> None:
+        if isinstance(self.feed, SimulatedFeed):
+            self.log.warning("simulated feed: the %d meters sign with DEVNET keys (devnet_key(meter_label(malo))); "
+                             "never use this feed outside a devnet", len(self.meters))
+        self.log.info("meter-point node up: %d meters, validators %s, next period %s", len(self.meters),
+                      ", ".join(v.hex()[:12] for v in self.validators), self.reg.period(self.next_period).iso())
+        tick = max(0.05, min(1.0, self.reg.period_seconds / 20))
+        while True:
+            await self.step()
+            self.ctx.write_status(self.status())
+            now = self.clock()
+            next_due = (self.due_period(now) + 2) * self.reg.period_seconds + self.submit_delay
+            await trio.sleep(max(0.01, min(tick, next_due - now)))
+
+
+async def run(ctx: NodeContext) -> int:
+    from stromledger.store import Store
+
+    ctx.config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store.open_home(ctx.config.home)
+    try:
+        store.check_chain(ctx.chain_id, ctx.registry.hash)
+        net = make_network(ctx)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(until_signalled, nursery.cancel_scope, ctx.log)
+            async with net:
+                node = MeterPointNode(ctx, store, net)
+                ctx.write_status(node.status())
+                await node.run()
+    finally:
+        store.close()
+    ctx.log.info("stopped")
+    return 0
+
+
+__all__ = ["Delivery", "MeterPointNode", "NotCommitted", "Outbox", "SubmitFailed", "batch_refused", "light_request",
+           "log_receipt", "own_meters", "reason_label", "receipt_problem", "rejected_readings", "run", "submit_batch"]
