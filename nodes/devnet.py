@@ -32,10 +32,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stromledger.cascade.devnet_genesis import devnet_key, make_devnet_genesis
-from stromledger.periods import format_utc
+from stromledger.periods import Period, format_utc
 from stromledger.registry import Registry, load_genesis
-
-from rich.markup import escape
 
 from .home import Peer, load_config
 from .setup import init_home
@@ -287,51 +285,68 @@ def read_status(spec: NodeSpec) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def verified_periods(status: dict[str, Any]) -> tuple[set[int], dict[int, str]]:
-    """(periods verified, period -> failure) from a light node's status.json `verified` section."""
-    section = status.get("verified") or {}
-    ok: set[int] = set()
-    failed: dict[int, str] = {}
+def verified_heights(status: dict[str, Any], role: str, heights: range,
+                     period_seconds: int) -> tuple[set[int], list[str]]:
+    """(the requested heights a light or balancing-group node has verified, its verification problems), from
+    its status.json. Both verify in order, so "verified through X" covers every height up to X.
+
+    meter-point: verified = {periods, readings, failures (readings not settled as sent), last_period (ISO)};
+    balancing-group: verified = {heights, last_height, discrepancies}, plus `halted` when it had to stop."""
+    section = status.get("verified")
     if not isinstance(section, dict):
-        return ok, failed
-    for p in section.get("periods", ()) or ():
-        if isinstance(p, int):
-            ok.add(p)
-        elif isinstance(p, dict) and isinstance(p.get("period"), int):
-            ok.add(p["period"])
-    failures = section.get("failures") or {}
-    items = failures.items() if isinstance(failures, dict) else (
-        (f.get("period"), f.get("reason", f.get("message", "?"))) for f in failures if isinstance(f, dict))
-    for p, why in items:
-        try:
-            failed[int(p)] = why if isinstance(why, str) else json.dumps(why, default=str)
-        except (TypeError, ValueError):
-            continue
-    return ok, failed
+        return set(), []
+    through: int | None = None
+    problems: list[str] = []
+    if role == "meter-point":
+        last = section.get("last_period")
+        if isinstance(last, str):
+            try:
+                period = Period.from_iso(last)
+                through = period.index if period.length == period_seconds else None
+            except ValueError:
+                problems.append(f"unreadable verified.last_period {last!r}")
+        failures = section.get("failures")
+        if isinstance(failures, int) and failures > 0:
+            problems.append(f"{failures} reading(s) NOT settled as sent (VERIFICATION FAILED in its node.log)")
+    else:
+        last = section.get("last_height")
+        through = last if isinstance(last, int) else None
+        bad = section.get("discrepancies")
+        if isinstance(bad, int) and bad > 0:
+            problems.append(f"{bad} seal(s) it could not rebuild identically (DISCREPANCY in its node.log)")
+        if status.get("halted"):
+            problems.append(f"halted: {status['halted']}")
+    done = {h for h in heights if through is not None and h <= through}
+    return done, problems
 
 
 @dataclass
 class Progress:
     """What the devnet has seen so far, from the nodes' status files."""
 
-    committed: dict[int, dict[str, str]] = field(default_factory=dict)  # height -> validator -> seal hash
-    verified: dict[str, set[int]] = field(default_factory=dict)  # light node -> periods
-    failed: dict[str, dict[int, str]] = field(default_factory=dict)  # light node -> period -> failure
+    committed: dict[int, dict[str, str]] = field(default_factory=dict)  # height -> validator -> seal hash or "?"
+    verified: dict[str, set[int]] = field(default_factory=dict)  # light/group node -> heights verified
+    problems: dict[str, list[str]] = field(default_factory=dict)  # light/group node -> verification problems
     listening: set[str] = field(default_factory=set)
     settled: set[int] = field(default_factory=set)  # heights every validator committed
+
+    def finished(self, devnet: Devnet) -> bool:
+        heights = set(devnet.heights)
+        followers = devnet.light_nodes + devnet.group_nodes
+        return self.settled >= heights and all(heights <= self.verified.get(n.name, set()) or self.problems.get(n.name)
+                                               for n in followers)
 
 
 def watch(devnet: Devnet, procs: list[NodeProcess], console, *, clock: Callable[[], float] = time.time,
           sleep: Callable[[float], None] = time.sleep, poll_s: float = 0.5) -> tuple[str, Progress, str]:
     """Poll the nodes until every requested height is committed by every validator and verified by every
-    light node ("done"), a node process exits ("died"), or the deadline passes ("timeout"). Prints progress.
-    Returns (outcome, progress, detail)."""
+    light and balancing-group node ("done"), a node process exits ("died"), or the deadline passes
+    ("timeout"). Prints progress as it goes. Returns (outcome, progress, detail)."""
     progress = Progress()
     heights = set(devnet.heights)
     deadline = devnet.deadline()
     genesis_at = devnet.registry.genesis_period * devnet.registry.period_seconds
     announced_genesis = False
-    names = [v.name for v in devnet.validators]
     while True:
         dead = [p for p in procs if p.exit_code() is not None]
         if dead:
@@ -339,84 +354,97 @@ def watch(devnet: Devnet, procs: list[NodeProcess], console, *, clock: Callable[
                 f"{p.spec.name} ({p.spec.role}, pid {p.pid}) exited with status {p.exit_code()}; last lines of "
                 f"{p.log_path}:\n{p.log_tail()}" for p in dead)
         now = clock()
-        up, new = [], {}
-        for spec in devnet.nodes:
-            status = read_status(spec)
-            if spec.name not in progress.listening and status.get("listen"):
-                progress.listening.add(spec.name)
-                up.append(spec.name)
-            if spec.role == "validator":
-                _note_commit(spec, status, progress, new)
-            elif spec.role == "meter-point":
-                _note_verified(devnet, spec, status, progress, console)
-        if up:
-            console.print(f"  up and listening: {', '.join(up)}")
-        _print_commits(devnet, progress, new, console)
-        for h in heights - progress.settled:
-            if len(progress.committed.get(h, {})) == len(names):
-                progress.settled.add(h)
+        poll(devnet, progress, console)
         if not announced_genesis and now >= genesis_at:
             announced_genesis = True
             missing = [s.name for s in devnet.nodes if s.name not in progress.listening]
             console.print(f"genesis period {devnet.registry.period(devnet.registry.genesis_period).iso()} begins"
                           + (f"; not yet listening: {', '.join(missing)}" if missing else "; every node is up"))
-        verified_all = all(heights <= progress.verified.get(n.name, set()) | set(progress.failed.get(n.name, {}))
-                           for n in devnet.light_nodes)
-        if progress.settled >= heights and verified_all:
+        if progress.finished(devnet):
             return "done", progress, ""
         if now > deadline:
             pending = sorted(heights - progress.settled)
-            unverified = {n.name: sorted(heights - progress.verified.get(n.name, set())) for n in devnet.light_nodes}
+            behind = {n.name: sorted(heights - progress.verified.get(n.name, set()))
+                      for n in devnet.light_nodes + devnet.group_nodes
+                      if not heights <= progress.verified.get(n.name, set())}
             return "timeout", progress, (f"deadline {format_utc(int(deadline))} passed; heights not committed by "
-                                         f"every validator: {pending or 'none'}; periods light nodes have not "
-                                         f"verified: {unverified}")
+                                         f"every validator: {pending or 'none'}; heights not verified: "
+                                         f"{behind or 'none'}")
         sleep(poll_s)
 
 
-def _note_commit(spec: NodeSpec, status: dict, progress: Progress, new: dict[int, list]) -> None:
+def poll(devnet: Devnet, progress: Progress, console) -> None:
+    """Read every node's status.json once, update `progress` and print what is new."""
+    up: list[str] = []
+    new: dict[int, list] = {}
+    for spec in devnet.nodes:
+        status = read_status(spec)
+        if spec.name not in progress.listening and status.get("listen"):
+            progress.listening.add(spec.name)
+            up.append(spec.name)
+        if spec.role == "validator":
+            _note_commit(devnet, spec, status, progress, new)
+        else:
+            _note_verified(devnet, spec, status, progress, console)
+    if up:
+        console.print(f"  up and listening: {', '.join(up)}")
+    _print_commits(devnet, progress, new, console)
+    for h in set(devnet.heights) - progress.settled:
+        if len(progress.committed.get(h, {})) == len(devnet.validators):
+            progress.settled.add(h)
+
+
+def _note_commit(devnet: Devnet, spec: NodeSpec, status: dict, progress: Progress, new: dict[int, list]) -> None:
+    """A validator's latest commit (with its seal hash) and, from `last_height`, the heights it committed
+    before that (a validator catching up may commit several between two polls)."""
     last = status.get("last_commit")
     if not isinstance(last, dict) or not isinstance(last.get("height"), int):
         return
-    h = last["height"]
-    seen = progress.committed.setdefault(h, {})
-    if spec.name not in seen:
-        seen[spec.name] = str(last.get("seal_hash", ""))
-        new.setdefault(h, []).append((spec.name, last))
+    top = last["height"]
+    through = status.get("last_height") if isinstance(status.get("last_height"), int) else top
+    for h in devnet.heights:
+        if h > max(top, through):
+            break
+        seen = progress.committed.setdefault(h, {})
+        if spec.name not in seen:
+            seen[spec.name] = str(last.get("seal_hash", "?")) if h == top else "?"
+            new.setdefault(h, []).append((spec.name, last if h == top else {}))
 
 
 def _print_commits(devnet: Devnet, progress: Progress, new: dict[int, list], console) -> None:
     """One line per height with the validators whose commit appeared since the last poll."""
     for h, entries in sorted(new.items()):
-        if h not in devnet.heights:
-            continue
         names = ", ".join(name for name, _ in entries)
-        seals = sorted({str(last.get("seal_hash", ""))[:16] for _, last in entries})
-        ms = sorted(last.get("ms_after_gate_closure") for _, last in entries
+        seals = sorted({str(last["seal_hash"])[:16] for _, last in entries if last.get("seal_hash")})
+        ms = sorted(last["ms_after_gate_closure"] for _, last in entries
                     if isinstance(last.get("ms_after_gate_closure"), int))
-        rounds = sorted({last.get("round") for _, last in entries}, key=str)
-        when = f", {ms[0]}-{ms[-1]} ms after gate closure" if ms else ""
+        rounds = sorted({str(last["round"]) for _, last in entries if "round" in last})
+        detail = ", ".join(x for x in (f"round {'/'.join(rounds)}" if rounds else "",
+                                       f"{ms[0]}-{ms[-1]} ms after gate closure" if ms else "") if x)
+        line = (f"  period {devnet.registry.period(h).iso()} (height {h}): {names} committed"
+                + (f" seal {'/'.join(seals)}" if seals else "") + (f" ({detail})" if detail else ""))
         seen = progress.committed[h]
-        line = (f"  period {devnet.registry.period(h).iso()} (height {h}): {names} committed seal "
-                f"{'/'.join(seals)} (round {'/'.join(map(str, rounds))}{when})")
         if len(seen) == len(devnet.validators):
-            same = len(set(seen.values())) == 1
-            line += f"; all {len(seen)} validators, " + ("[green]same seal[/]" if same else "[red]DIFFERENT SEALS[/]")
+            known = {v for v in seen.values() if v != "?"}
+            verdict = "[red]DIFFERENT SEALS[/]" if len(known) > 1 else "[green]same seal[/]"
+            line += f"; all {len(seen)} validators, {verdict}"
         else:
             line += f"; {len(seen)} of {len(devnet.validators)} validators so far"
         console.print(line)
 
 
 def _note_verified(devnet: Devnet, spec: NodeSpec, status: dict, progress: Progress, console) -> None:
-    ok, failed = verified_periods(status)
+    done, problems = verified_heights(status, spec.role, devnet.heights, devnet.registry.period_seconds)
     before = progress.verified.setdefault(spec.name, set())
-    for p in sorted((ok - before) & set(devnet.heights)):
-        console.print(f"  {spec.name} verified its readings in period {devnet.registry.period(p).iso()}")
-    before |= ok
-    known = progress.failed.setdefault(spec.name, {})
-    for p, why in sorted(failed.items()):
-        if p not in known and p in devnet.heights:
-            console.print(f"  [red]{spec.name} could not verify period {p}: {why}[/]")
-        known.setdefault(p, why)
+    what = "its readings" if spec.role == "meter-point" else "the seal (rebuilt it identically)"
+    for h in sorted(done - before):
+        console.print(f"  {spec.name} verified {what} for period {devnet.registry.period(h).iso()}")
+    before |= done
+    known = progress.problems.setdefault(spec.name, [])
+    for problem in problems:
+        if problem not in known:
+            known.append(problem)
+            console.print(f"  {spec.name}: {problem}", markup=False, style="red")
 
 
 # -- the results, read from the validators' stores after the run -------------------------------------------------
@@ -504,15 +532,22 @@ def report(devnet: Devnet, results: list[HeightResult], progress: Progress, cons
                               + ", ".join(f"{k}: {v}" for k, v in r.summary["rejected"].items()), markup=False)
             for table in result_tables(own):
                 console.print(table)
-        light = []
-        for n in devnet.light_nodes:
-            if r.height in progress.verified.get(n.name, set()):
-                light.append(f"{n.name} [green]verified its readings[/]")
-            else:
-                why = progress.failed.get(n.name, {}).get(r.height, "did not verify")
-                light.append(f"{n.name} [red]{escape(why)}[/]")
-                ok = False
-        console.print("light nodes: " + ("; ".join(light) or "none"))
+        for label, nodes, what in (("light nodes", devnet.light_nodes, "verified its readings"),
+                                   ("balancing-group nodes", devnet.group_nodes, "rebuilt the seal")):
+            if not nodes:
+                continue
+            parts = []
+            for n in nodes:
+                if r.height in progress.verified.get(n.name, set()):
+                    parts.append(f"{n.name} [green]{what}[/]")
+                else:
+                    parts.append(f"{n.name} [red]did not verify[/]")
+                    ok = False
+            console.print(f"{label}: " + "; ".join(parts))
+    for name, problems in sorted(progress.problems.items()):
+        for problem in problems:
+            console.print(f"{name}: {problem}", markup=False, style="red")
+            ok = False
     return ok
 
 
@@ -559,9 +594,7 @@ def run_devnet(devnet: Devnet, console, *, clock: Callable[[], float] = time.tim
         if not p.killed and p.exit_code() not in (0, -signal.SIGTERM) and f"{p.spec.name} (" not in died_early:
             console.print(f"{p.spec.name} exited with status {p.exit_code()} (see {p.log_path})", markup=False,
                           style="yellow")
-    for p in procs:  # final light-node state: they may have verified more while stopping
-        if p.spec.role == "meter-point":
-            _note_verified(devnet, p.spec, read_status(p.spec), progress, _Quiet())
+    poll(devnet, progress, _Quiet())  # what the nodes wrote last, while stopping
     results = collect_results(devnet)
     good = report(devnet, results, progress, console) and outcome == "done"
     console.rule()
@@ -604,4 +637,4 @@ def check_homes(devnet: Devnet) -> list[str]:
 __all__ = ["Devnet", "DevnetOptions", "HeightResult", "NodeProcess", "NodeSpec", "Progress", "check_homes",
            "collect_results", "create_devnet", "describe", "free_ports", "genesis_start", "grace_seconds",
            "load_devnet", "new_chain_id", "read_status", "report", "run_devnet", "start_margin", "start_nodes",
-           "stop_nodes", "verified_periods", "watch"]
+           "stop_nodes", "verified_heights", "watch", "poll"]

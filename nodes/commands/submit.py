@@ -1,0 +1,244 @@
+"""`stromledger submit`: send signed readings to a validator once, and print its receipt."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from stromledger.cascade import Batch, Reading, make_batch, sign_reading
+from stromledger.codec import CodecError
+from stromledger.crypto import SigningKey
+from stromledger.periods import Period, parse_utc
+from stromledger.registry import Registry
+
+PASSPHRASE_ENV = "STROMLEDGER_PASSPHRASE"
+CSV_COLUMNS = ("malo_id", "period", "version", "import_wh", "export_wh", "register")
+TRUE, FALSE = {"1", "true", "yes", "y", "register"}, {"", "0", "false", "no", "n", "interval"}
+
+DESCRIPTION = """\
+Send signed meter readings to a validator and print its receipt: how many readings it accepted, how many
+it already had (duplicates), and each rejected reading with its reason.
+
+Give either canonical Batch files (made by a metering system or by `stromledger submit` itself), or a CSV
+file of readings with --readings and the meters' key files with --meter-keys. The batches are signed with
+the key of the node in --home (a meter operator's, or a balancing-group operator's, node home) and sent to
+the first validator in its config.toml [[peers]]; if that one cannot be reached, to the others in turn.
+
+CSV columns (a header line is required; extra columns are ignored):
+  malo_id     the market location id (11 digits)
+  period      the period's start in UTC (2026-11-21T10:00:00Z), its ISO interval
+              (2026-11-21T10:00:00Z/PT15M) or its index
+  version     1 for the original reading, 2, 3 ... for your corrections (default 1)
+  import_wh   energy taken from the grid in the period (A+, OBIS 1-0:1.29.0), whole Wh
+  export_wh   energy fed into the grid (A-, OBIS 1-0:2.29.0), whole Wh
+  register    true if import_wh/export_wh are the cumulative registers 1.8.0/2.8.0 at the period's end
+              (default false)
+Each reading is signed with the meter's key from --meter-keys DIR/<malo_id>.key (made with
+`stromledger keys gen`; encrypted ones need $STROMLEDGER_PASSPHRASE).
+
+Exit status: 0 if every reading was accepted (or was a duplicate), 1 if the validator rejected anything,
+2 if the input is wrong or no validator could be reached.
+
+Examples:
+  stromledger submit --home ~/mop-node data/inbox/2026-11-21T1000.batch
+  stromledger submit --home ~/mop-node --readings readings.csv --meter-keys ~/meter-keys
+"""
+
+
+class InputError(ValueError):
+    pass
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("submit", help="send signed readings to a validator once and print the receipt",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--home", required=True, help="the node home whose key signs the batches and whose "
+                                                 "[[peers]] are the validators to send to")
+    p.add_argument("files", nargs="*", metavar="FILE", help="canonical Batch files to send")
+    p.add_argument("--readings", metavar="CSV", help="a CSV file of readings to sign and send (columns above)")
+    p.add_argument("--meter-keys", metavar="DIR", help="directory of the meters' key files, <malo_id>.key")
+    p.add_argument("--batch-size", type=int, default=5000, help="readings per batch for --readings "
+                                                                "(default 5000)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each validator (default 30)")
+    p.add_argument("--save", metavar="DIR", help="also write the signed batches to DIR as canonical Batch files")
+    p.set_defaults(func=_main)
+
+
+# -- input -------------------------------------------------------------------------------------------------
+
+
+def parse_period(text: str, registry: Registry) -> int:
+    text = text.strip()
+    length = registry.period_seconds
+    if text.isdigit():
+        return int(text)
+    try:
+        if "/" in text:
+            period = Period.from_iso(text)
+            if period.length != length:
+                raise InputError(f"{text}: this chain's periods are {length} s long")
+            return period.index
+        start = int(parse_utc(text).timestamp())
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    if start % length:
+        raise InputError(f"{text} is not the start of a {length} s period")
+    return start // length
+
+
+def _int(row: dict, name: str, default: str | None = None) -> int:
+    value = (row.get(name) or "").strip() or default
+    if value is None:
+        raise InputError(f"{name} is missing")
+    if not value.isdigit():
+        raise InputError(f"{name} must be a whole non-negative number, not {value!r}")
+    return int(value)
+
+
+def read_readings_csv(path: str | Path, registry: Registry, key_for: Callable[[str], SigningKey]) -> list[Reading]:
+    """Sign every row of a readings CSV with its meter's key; InputError names the first bad line."""
+    readings = []
+    with open(path, newline="") as f:
+        rows = csv.DictReader(f)
+        missing = [c for c in ("malo_id", "period", "import_wh", "export_wh") if c not in (rows.fieldnames or [])]
+        if missing:
+            raise InputError(f"{path}: the header lacks the column(s) {', '.join(missing)}")
+        for line, row in enumerate(rows, start=2):
+            try:
+                malo = (row.get("malo_id") or "").strip()
+                if malo not in registry.meter_points:
+                    raise InputError(f"MaLo {malo!r} is not in the genesis")
+                flag = (row.get("register") or "").strip().lower()
+                if flag not in TRUE | FALSE:
+                    raise InputError(f"register must be true or false, not {flag!r}")
+                readings.append(sign_reading(
+                    key_for(malo), registry.chain_id, malo, parse_period(row.get("period") or "", registry),
+                    _int(row, "import_wh"), _int(row, "export_wh"), version=_int(row, "version", "1"),
+                    register=flag in TRUE))
+            except InputError as e:
+                raise InputError(f"{path} line {line}: {e}") from None
+    return readings
+
+
+def meter_key_loader(directory: str | Path, registry: Registry) -> Callable[[str], SigningKey]:
+    from stromledger.keys import KeyFileError, read_key_file
+
+    cache: dict[str, SigningKey] = {}
+
+    def load(malo: str) -> SigningKey:
+        if malo not in cache:
+            path = Path(directory) / f"{malo}.key"
+            try:
+                key = read_key_file(path, os.environ.get(PASSPHRASE_ENV))
+            except (OSError, KeyFileError, ValueError) as e:
+                raise InputError(f"cannot read the meter key {path}: {e}") from None
+            if key.public != registry.meter_points[malo].meter_key:
+                raise InputError(f"{path} is not the key the genesis lists for MaLo {malo}")
+            cache[malo] = key
+        return cache[malo]
+
+    return load
+
+
+def load_batch_file(path: str | Path, chain_id: str) -> bytes:
+    data = Path(path).read_bytes()
+    try:
+        batch = Batch.decode(data)
+    except CodecError as e:
+        raise InputError(f"{path} is not a canonical Batch file: {e}") from None
+    if batch.chain_id != chain_id:
+        raise InputError(f"{path} is a batch for chain {batch.chain_id!r}, this node is on {chain_id!r}")
+    return data
+
+
+def batches_of(readings: Sequence[Reading], key: SigningKey, chain_id: str, size: int) -> list[bytes]:
+    size = max(1, size)
+    return [make_batch(key, chain_id, readings[i:i + size]).encode() for i in range(0, len(readings), size)]
+
+
+# -- sending -----------------------------------------------------------------------------------------------
+
+
+async def send_all(net, validators: Sequence[bytes], chain_id: str, batches: Sequence[tuple[str, bytes]], *,
+                   timeout: float, out=sys.stdout) -> int:
+    """Submit each (name, batch bytes) and print its receipt; the exit status."""
+    from nodes.meter_point import SubmitFailed, batch_refused, reason_label, submit_batch
+    from stromledger.cascade import Batch as BatchMsg
+
+    status = 0
+    for name, data in batches:
+        try:
+            validator, receipt = await submit_batch(net, validators, data, chain_id, timeout=timeout)
+        except SubmitFailed as e:
+            print(f"{name}: NOT SENT: no validator took it: {e}", file=out)
+            status = 2
+            continue
+        batch = BatchMsg.decode(data)
+        head = f"{name}: batch {receipt.batch.hex()[:16]} -> validator {validator.hex()[:16]}:"
+        if batch_refused(receipt):
+            print(f"{head} REFUSED as a whole: {reason_label(receipt.batch_reason)}", file=out)
+            status = max(status, 1)
+            continue
+        print(f"{head} {receipt.accepted} accepted, {receipt.duplicates} duplicates, "
+              f"{len(receipt.rejected)} rejected", file=out)
+        for item in receipt.rejected:
+            items = batch.readings if item.kind == 1 else batch.schedules
+            if item.kind == 1 and item.index < len(items):
+                what = f"reading {item.index} (MaLo {items[item.index].malo_id}, period {items[item.index].period})"
+            else:
+                what = f"{'reading' if item.kind == 1 else 'schedule'} {item.index}"
+            print(f"  rejected {what}: {reason_label(item.reason)}: {item.message}", file=out)
+        if receipt.rejected:
+            status = max(status, 1)
+    return status
+
+
+def _main(args: argparse.Namespace) -> int:
+    import trio
+
+    from nodes.home import ConfigError
+    from nodes.runtime import make_network, open_context
+    from stromledger.keys import KeyFileError
+    from stromledger.registry import GenesisError
+
+    try:
+        ctx = open_context(args.home)
+    except (ConfigError, KeyFileError, GenesisError, OSError) as e:
+        print(f"cannot open the node home {args.home}: {e}", file=sys.stderr)
+        return 2
+    reg = ctx.registry
+    try:
+        batches = [(str(f), load_batch_file(f, reg.chain_id)) for f in args.files]
+        if args.readings:
+            if not args.meter_keys:
+                raise InputError("--readings needs --meter-keys DIR to sign each reading with its meter's key")
+            readings = read_readings_csv(args.readings, reg, meter_key_loader(args.meter_keys, reg))
+            made = batches_of(readings, ctx.key, reg.chain_id, args.batch_size)
+            batches += [(f"{args.readings}[{i + 1}/{len(made)}]", b) for i, b in enumerate(made)]
+    except (InputError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not batches:
+        print("nothing to send: give Batch files or --readings CSV (see --help)", file=sys.stderr)
+        return 2
+    if args.save:
+        from stromledger.crypto import sha256
+
+        Path(args.save).mkdir(parents=True, exist_ok=True)
+        for _, data in batches:
+            (Path(args.save) / f"{sha256(data).hex()[:16]}.batch").write_bytes(data)
+    validators = [p.key for p in ctx.config.peers if p.key != ctx.key.public]
+    if not validators:
+        print(f"{args.home}/config.toml lists no [[peers]]: no validator to send to", file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        net = make_network(ctx)
+        async with net:
+            return await send_all(net, validators, reg.chain_id, batches, timeout=args.timeout)
+
+    return trio.run(go)
