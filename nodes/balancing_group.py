@@ -134,8 +134,8 @@ class BalancingGroupNode:
         self.timeout = float(cfg.get("timeout_ms", REQUEST_TIMEOUT * 1000)) / 1000
         self.poll = max(0.2, min(5.0, self.reg.period_seconds / 10))
         self.validators = [p.key for p in ctx.config.peers if p.key != key] or list(self.reg.validator_keys())
-        self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log, clock=clock,
-                             timeout=self.timeout)
+        self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log,
+                             period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout)
         self.state = self._load_state()
         v = store.get_meta("bg.next_schedule")
         self.next_schedule = int(v.decode()) if v else self.reg.genesis_period
@@ -217,11 +217,13 @@ class BalancingGroupNode:
             if commit.certificate.height < self.next_height:
                 continue
             if commit.certificate.height > self.next_height:
-                break  # a gap: ask again from our height
+                break  # a gap in this validator's history
             if not await self.process_commit(commit, peer):
                 self._turn += 1  # ask another validator next time
-                break
+                return applied
             applied += 1
+        if not applied and reply.last_height >= self.next_height:
+            self._turn += 1  # it has later heights but not ours: another validator may have it
         return applied
 
     async def process_commit(self, commit: Commit, peer: Optional[bytes] = None) -> bool:

@@ -173,7 +173,8 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
     for n in nodes:
         init_home(n.home, n.role, genesis, key=devnet_key(n.name), name=n.name, listen=n.listen, peers=peers,
                   feed="simulated" if n.role == "meter-point" else None,
-                  seed=options.seed if n.role == "meter-point" else None)
+                  schedules="simulated" if n.role == "balancing-group" else None,
+                  seed=options.seed if n.role != "validator" else None)
     devnet = Devnet(directory, options, genesis, registry, nodes)
     (directory / "devnet.json").write_text(json.dumps(describe(devnet), indent=2) + "\n")
     return devnet
@@ -235,6 +236,17 @@ class NodeProcess:
                 return "".join(deque(f, maxlen=lines))
         except OSError as e:
             return f"(cannot read {self.log_path}: {e})"
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "is still running"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
 
 
 def start_nodes(devnet: Devnet) -> list[NodeProcess]:
@@ -351,7 +363,7 @@ def watch(devnet: Devnet, procs: list[NodeProcess], console, *, clock: Callable[
         dead = [p for p in procs if p.exit_code() is not None]
         if dead:
             return "died", progress, "\n".join(
-                f"{p.spec.name} ({p.spec.role}, pid {p.pid}) exited with status {p.exit_code()}; last lines of "
+                f"{p.spec.name} ({p.spec.role}, pid {p.pid}) {describe_exit(p.exit_code())}; last lines of "
                 f"{p.log_path}:\n{p.log_tail()}" for p in dead)
         now = clock()
         poll(devnet, progress, console)
@@ -420,7 +432,7 @@ def _print_commits(devnet: Devnet, progress: Progress, new: dict[int, list], con
                     if isinstance(last.get("ms_after_gate_closure"), int))
         rounds = sorted({str(last["round"]) for _, last in entries if "round" in last})
         detail = ", ".join(x for x in (f"round {'/'.join(rounds)}" if rounds else "",
-                                       f"{ms[0]}-{ms[-1]} ms after gate closure" if ms else "") if x)
+                                       (f"{ms[0]}" if ms[0] == ms[-1] else f"{ms[0]}-{ms[-1]}") + " ms after gate closure" if ms else "") if x)
         line = (f"  period {devnet.registry.period(h).iso()} (height {h}): {names} committed"
                 + (f" seal {'/'.join(seals)}" if seals else "") + (f" ({detail})" if detail else ""))
         seen = progress.committed[h]
@@ -592,15 +604,16 @@ def run_devnet(devnet: Devnet, console, *, clock: Callable[[], float] = time.tim
     died_early = detail if outcome == "died" else ""
     for p in procs:
         if not p.killed and p.exit_code() not in (0, -signal.SIGTERM) and f"{p.spec.name} (" not in died_early:
-            console.print(f"{p.spec.name} exited with status {p.exit_code()} (see {p.log_path})", markup=False,
-                          style="yellow")
+            console.print(f"{p.spec.name} {describe_exit(p.exit_code())} when asked to stop (see {p.log_path})",
+                          markup=False, style="yellow")
     poll(devnet, progress, _Quiet())  # what the nodes wrote last, while stopping
     results = collect_results(devnet)
     good = report(devnet, results, progress, console) and outcome == "done"
     console.rule()
     if good:
         console.print(f"[green bold]devnet OK[/]: {len(results)} period(s) settled, the same seal on every validator, "
-                      f"every light node verified its readings. Homes in {devnet.directory}")
+                      "every light node verified its readings, every balancing-group node rebuilt every seal. "
+                      f"Homes in {devnet.directory}")
         return 0
     console.print(f"[red bold]devnet FAILED[/] ({outcome}). Node homes and logs in {devnet.directory}")
     return 1

@@ -4,8 +4,9 @@
   `nodes.profiles`. The devnet is a time-lapse: devnet period k (= index - genesis period) stands for the
   simulated quarter-hour `simulated_instant(start, k)`; its energy is power x period length. Boundary meters
   (tie lines) carry the flows that leave each grid area a loss of 2-5 % of its withdrawal; the tie line to
-  the grid outside the network balances the area. Every 10th meter point sends cumulative registers.
-  Meters sign with their devnet keys (`devnet_key(meter_label(malo_id))`): devnet only, never production.
+  the grid outside the network balances the area. Every 10th meter point of each meter operator sends
+  cumulative registers. Meters sign with their devnet keys (`devnet_key(meter_label(malo_id))`): devnet
+  only, never production.
 - `InboxFeed`: an operator drops signed readings as canonical Batch files into `data/inbox/`; the node
   submits them and moves each file to `data/inbox/sent/` (or `data/inbox/refused/` if it is no batch).
 - `devnet_trades`: the schedules the devnet's supplier balancing groups trade, derived from the seed so both
@@ -73,8 +74,13 @@ class SimulatedFeed:
         self.start = start
         self._meter_key = meter_key or (lambda m: devnet_key(meter_label(m)))
         self._keys: dict[str, SigningKey] = {}
-        ordinary = [m for m in registry.malo_order if registry.meter_points[m].kind != "boundary"]
-        self.register_meters = frozenset(ordinary[::register_every]) if register_every > 0 else frozenset()
+        by_operator: dict[str, list[str]] = {}  # every operator's node exercises the register path
+        for m in registry.malo_order:
+            mp = registry.meter_points[m]
+            if mp.kind != "boundary":
+                by_operator.setdefault(mp.meter_operator, []).append(m)
+        self.register_meters = frozenset(m for ms in by_operator.values() for m in ms[::register_every]) \
+            if register_every > 0 else frozenset()
         self._energies: dict[int, dict[str, tuple[int, int]]] = {}
         self._registers: dict[str, tuple[int, int, int]] = {}  # malo -> (period, 1.8.0, 2.8.0) at period end
 

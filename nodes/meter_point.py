@@ -14,7 +14,7 @@ Merkle proof. A mismatch is logged at ERROR with the MaLo-ID and what differs, a
     [meter_point]
     feed = "simulated"      # or "inbox": signed Batch files dropped into data/inbox/
     seed = 1                # the simulated feed's seed
-    batch_size = 5000       # readings per batch
+    batch_size = 5000       # readings per batch (at most 20000: a batch must fit in one network frame)
     submit_delay_ms = ...   # after period end (default: a tenth of the grace, at most 1 s)
 
 The submit client (`submit_batch`) and the durable `Outbox` are shared with the balancing-group node and
@@ -36,7 +36,7 @@ from stromledger.cascade.checks import correctable_from
 from stromledger.cascade.messages import RECEIPT_DOMAIN
 from stromledger.codec import CodecError, decode
 from stromledger.crypto import sha256, verify
-from stromledger.net import LIGHT, SUBMIT, NetError, Network
+from stromledger.net import LIGHT, MAX_FRAME, SUBMIT, FrameTooLarge, NetError, Network
 from stromledger.registry import Registry
 
 from .feed import InboxError, InboxFeed, SimulatedFeed
@@ -47,6 +47,7 @@ from .runtime import NodeContext, make_network, until_signalled
 REQUEST_TIMEOUT = 10.0
 MAX_BACKOFF = 30.0
 READING = 1
+MAX_BATCH = 20_000  # readings per batch: about 150 bytes each, and a batch must fit in one 4 MiB frame
 
 
 # -- submitting batches ------------------------------------------------------------------------------------
@@ -54,6 +55,10 @@ READING = 1
 
 class SubmitFailed(Exception):
     """No validator answered with a valid receipt; the message lists what each one did."""
+
+
+class BatchTooLarge(SubmitFailed):
+    """The batch does not fit in one network frame: no validator will ever take it (split it)."""
 
 
 def reason_label(code: int) -> str:
@@ -85,6 +90,8 @@ async def submit_batch(net: Network, validators: Sequence[bytes], data: bytes, c
         try:
             raw = await net.request(peer, SUBMIT, data, timeout=timeout)
             reply = decode(raw)
+        except FrameTooLarge as e:
+            raise BatchTooLarge(f"{len(data)} bytes: {e}; split it into smaller batches") from None
         except NetError as e:
             problems.append(f"{who}: {e}")
             continue
@@ -129,8 +136,9 @@ class Outbox:
     also kept in the store's batches table (the record of what was sent, read back for verification)."""
 
     def __init__(self, store, net: Network, validators: Sequence[bytes], chain_id: str, log: logging.Logger, *,
-                 clock: Callable[[], float] = time.time, timeout: float = REQUEST_TIMEOUT):
+                 period_seconds: int, clock: Callable[[], float] = time.time, timeout: float = REQUEST_TIMEOUT):
         self.store = store
+        self.period_seconds = period_seconds
         self.net = net
         self.validators = list(validators)
         self.chain_id = chain_id
@@ -140,6 +148,14 @@ class Outbox:
         self.backoff = 0.0
         self.next_try = 0.0
         self.last_error = ""
+        self._keys = {bytes(k) for k, _ in store.outbox()}  # what waits, without reading the batches again
+
+    def _due(self, data: bytes) -> bool:
+        """Whether every reading in the batch is for a period that has begun by our clock (so a validator
+        calling it future has a clock behind ours, and a retry will do)."""
+        batch = Batch.decode(data)
+        now_period = int(self.clock()) // self.period_seconds
+        return all(r.period <= now_period for r in batch.readings) and not batch.schedules
 
     def add(self, batch: Batch) -> bytes:
         data = batch.encode()
@@ -148,13 +164,18 @@ class Outbox:
         with self.store.transaction():
             self.store.put_batch(digest, data, int(self.clock()), periods)
             self.store.put_outbox(digest, data)
+        self._keys.add(digest)
         return digest
 
     def keys(self) -> set[bytes]:
-        return {bytes(k) for k, _ in self.store.outbox()}
+        return set(self._keys)
 
     def __len__(self) -> int:
-        return len(self.store.outbox())
+        return len(self._keys)
+
+    def _drop(self, key: bytes) -> None:
+        self.store.drop_outbox(key)
+        self._keys.discard(bytes(key))
 
     async def flush(self, force: bool = False) -> list[Delivery]:
         """Send what waits, oldest first, unless backing off; stops at the first batch no validator takes."""
@@ -165,6 +186,10 @@ class Outbox:
             try:
                 validator, receipt = await submit_batch(self.net, self.validators, data, self.chain_id,
                                                         timeout=self.timeout)
+            except BatchTooLarge as e:
+                self.log.error("dropping batch %s from the outbox: %s", bytes(key).hex()[:12], e)
+                self._drop(key)
+                continue
             except SubmitFailed as e:
                 self.backoff = min(MAX_BACKOFF, max(0.5, self.backoff * 2))
                 self.next_try = self.clock() + self.backoff
@@ -172,7 +197,7 @@ class Outbox:
                 self.log.warning("no validator took batch %s (%d waiting), retrying in %.1f s: %s",
                                  bytes(key).hex()[:12], len(self), self.backoff, e)
                 break
-            if receipt.batch_reason == Reason.PERIOD_IN_FUTURE:  # the validator's clock is behind ours
+            if receipt.batch_reason == Reason.PERIOD_IN_FUTURE and self._due(data):  # the validator's clock lags
                 self.backoff = min(MAX_BACKOFF, max(0.5, self.backoff * 2))
                 self.next_try = self.clock() + self.backoff
                 self.log.warning("validator %s says batch %s is for a future period: retrying in %.1f s",
@@ -181,6 +206,7 @@ class Outbox:
             with self.store.transaction():
                 self.store.put_receipt(sha256(data), receipt.encode())
                 self.store.drop_outbox(key)
+            self._keys.discard(bytes(key))
             self.backoff = 0.0
             self.last_error = ""
             done.append(Delivery(sha256(data), Batch.decode(data), validator, receipt, self.clock()))
@@ -190,6 +216,9 @@ class Outbox:
 def log_receipt(log: logging.Logger, d: Delivery, what: str = "reading") -> None:
     r = d.receipt
     who = d.validator.hex()[:12]
+    if r.batch_reason == Reason.DUPLICATE:
+        log.info("batch %s: validator %s had it already", d.digest.hex()[:12], who)
+        return
     if batch_refused(r):
         log.error("validator %s refused batch %s as a whole: %s", who, d.digest.hex()[:12], reason_label(r.batch_reason))
         return
@@ -217,7 +246,7 @@ class NotCommitted(Exception):
 async def light_request(net: Network, validators: Sequence[bytes], period: int, malo_ids: Sequence[str], *,
                         timeout: float = REQUEST_TIMEOUT) -> LightReply:
     """A LightReply for (period, malo_ids) from the first validator that gives one. NotCommitted if the
-    period is not settled yet; NetError-derived SubmitFailed if nobody answers."""
+    period is not settled yet; SubmitFailed (with each validator's problem) if none answers."""
     payload = LightRequest(period, tuple(malo_ids)).encode()
     problems = []
     for peer in validators:
@@ -257,7 +286,7 @@ class MeterPointNode:
         self.net = net
         self.clock = clock
         cfg = ctx.config.meter_point
-        self.batch_size = max(1, min(int(cfg.get("batch_size", 5000)), 100_000))
+        self.batch_size = max(1, min(int(cfg.get("batch_size", 5000)), MAX_BATCH))
         grace = self.reg.params.grace_seconds
         self.submit_delay = float(cfg.get("submit_delay_ms", min(1000, grace * 100))) / 1000
         self.timeout = float(cfg.get("timeout_ms", REQUEST_TIMEOUT * 1000)) / 1000
@@ -265,8 +294,8 @@ class MeterPointNode:
         self.meters = own_meters(self.reg, ctx.key.public)
         self.validators = [p.key for p in ctx.config.peers if p.key != ctx.key.public] or \
             list(self.reg.validator_keys())
-        self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log, clock=clock,
-                             timeout=self.timeout)
+        self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log,
+                             period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout)
         kind = str(cfg.get("feed", "simulated"))
         if feed is None:
             if kind == "simulated":
@@ -355,6 +384,9 @@ class MeterPointNode:
         for path in self.feed.pending():
             try:
                 batch = self.feed.load(path, self.ctx.key, self.reg.chain_id)
+                if len(batch.encode()) > MAX_FRAME - 1024:
+                    raise InboxError(f"{path.name} is too large for one network frame ({MAX_FRAME} bytes): "
+                                     f"split it into smaller batches")
             except (InboxError, OSError) as e:
                 self.log.error("inbox: %s: moved to %s", e, self.feed.refused_dir)
                 self.ctx.reject("inbox_file", str(e))
@@ -520,6 +552,9 @@ class MeterPointNode:
         }
 
     async def run(self) -> None:
+        if not self.meters:
+            self.log.warning("no meter point in the genesis is read by the meter operator with key %s",
+                             self.ctx.key.public.hex()[:16])
         if isinstance(self.feed, SimulatedFeed):
             self.log.warning("simulated feed: the %d meters sign with DEVNET keys (devnet_key(meter_label(malo))); "
                              "never use this feed outside a devnet", len(self.meters))
@@ -554,5 +589,5 @@ async def run(ctx: NodeContext) -> int:
     return 0
 
 
-__all__ = ["Delivery", "MeterPointNode", "NotCommitted", "Outbox", "SubmitFailed", "batch_refused", "light_request",
+__all__ = ["BatchTooLarge", "Delivery", "MeterPointNode", "NotCommitted", "Outbox", "SubmitFailed", "batch_refused", "light_request",
            "log_receipt", "own_meters", "reason_label", "receipt_problem", "rejected_readings", "run", "submit_batch"]

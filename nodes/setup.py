@@ -30,11 +30,12 @@ from stromledger.keys import write_key_file
 from stromledger.periods import Period
 from stromledger.registry import GenesisError, Registry, load_genesis
 
-from .home import ROLES, ConfigError, NodeConfig, Peer, load_config
+from .home import ROLES, NodeConfig, Peer, load_config
 
 GENESIS_FILE = "genesis.toml"
 KEY_FILE = "node.key"
 FEEDS = ("simulated", "inbox")
+SCHEDULES = ("none", "simulated")
 DEFAULT_LISTEN = {
     # A validator must be reachable by the other validators on a fixed port; light and balancing-group
     # nodes only dial out, so any free local port does.
@@ -65,7 +66,8 @@ class InitResult:
 def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningKey | None = None,
               key_file: str | Path | None = None, name: str | None = None, listen: str | None = None,
               peers: list[Peer] | tuple[Peer, ...] = (), groups: list[str] | None = None, feed: str | None = None,
-              seed: int | None = None, consensus: dict[str, int] | None = None) -> InitResult:
+              seed: int | None = None, schedules: str | None = None,
+              consensus: dict[str, int] | None = None) -> InitResult:
     """Create a node home (config.toml, node.key, genesis.toml + its meter-point file, data/).
 
     The key is `key` (written to node.key), or copied from `key_file` (kept mode 0600), or an existing
@@ -127,6 +129,8 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
         raise
 
     options: dict[str, Any] = {}
+    if role == "validator" and seed is not None:
+        raise InitError("--seed is a meter-point or balancing-group option")
     if role == "meter-point":
         feed = feed or "inbox"
         if feed not in FEEDS:
@@ -140,7 +144,14 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
     elif feed is not None:
         raise InitError("--feed is a meter-point option")
     if role == "balancing-group":
-        options["balancing_group"] = {"groups": groups}
+        schedules = schedules or "none"
+        if schedules not in SCHEDULES:
+            raise InitError(f"--schedules must be one of {', '.join(SCHEDULES)}, not {schedules!r}")
+        options["balancing_group"] = {"groups": groups, "schedules": schedules}
+        if seed is not None:
+            options["balancing_group"]["seed"] = seed
+    elif schedules is not None:
+        raise InitError("--schedules is a balancing-group option")
     if consensus:
         if role != "validator":
             raise InitError("consensus settings are for validators only")
@@ -304,10 +315,22 @@ def home_status(home: str | Path, now: int) -> dict[str, Any]:
     out["node"] = node_liveness(status, now)
     out["status"] = status
     out["ledger"] = ledger_summary(config.home, registry)
-    if registry is not None and status and status.get("peers"):
-        names = {v.public_key.hex(): v.name for v in registry.validators}
-        out["peer_names"] = [names.get(k, k[:16]) for k in status["peers"]]
+    if registry is not None and status and isinstance(status.get("peers"), list):
+        names = party_names(registry)
+        out["peer_names"] = [names.get(k, f"{k[:16]} (unknown)") for k in status["peers"]]
     return out
+
+
+def party_names(registry: Registry) -> dict[str, str]:
+    """Public key (hex) -> who holds it, for showing peers."""
+    names: dict[str, str] = {}
+    for g in registry.balancing_groups.values():
+        names.setdefault(g.operator_key.hex(), f"operator of {g.eic}")
+    for o in registry.meter_operators.values():
+        names[o.public_key.hex()] = f"meter operator {o.name}"
+    for v in registry.validators:
+        names[v.public_key.hex()] = v.name
+    return names
 
 
 def node_liveness(status: dict | None, now: int) -> dict[str, Any]:
@@ -458,8 +481,8 @@ class _StoreLedger:
         s = self.store.stats()
         return {"path": s["path"], "db_bytes": s["db_bytes"], "wal_bytes": s["wal_bytes"],
                 "last_height": s["last_height"], "commits": s["rows"]["commits"], "batches": s["rows"]["batches"],
-                "unsettled_batches": s["unsettled_batches"], "evidence": s["rows"]["evidence"],
-                "pending_evidence": s["pending_evidence"]}
+                "evidence": s["rows"]["evidence"], "pending_evidence": s["pending_evidence"],
+                "receipts": s["rows"]["receipts"], "outbox": s["rows"]["outbox"]}
 
 
 class _ReadOnlyLedger:
@@ -501,10 +524,9 @@ class _ReadOnlyLedger:
         return {"path": str(self.path), "db_bytes": self.path.stat().st_size,
                 "wal_bytes": wal.stat().st_size if wal.exists() else 0,
                 "last_height": one("SELECT max(height) FROM commits"), "commits": one("SELECT count(*) FROM commits"),
-                "batches": one("SELECT count(*) FROM batches"),
-                "unsettled_batches": one("SELECT count(*) FROM batches WHERE settled_height IS NULL"),
-                "evidence": one("SELECT count(*) FROM evidence"),
-                "pending_evidence": one("SELECT count(*) FROM evidence WHERE included_height IS NULL")}
+                "batches": one("SELECT count(*) FROM batches"), "evidence": one("SELECT count(*) FROM evidence"),
+                "pending_evidence": one("SELECT count(*) FROM evidence WHERE included_height IS NULL"),
+                "receipts": one("SELECT count(*) FROM receipts"), "outbox": one("SELECT count(*) FROM outbox")}
 
 
 @contextlib.contextmanager

@@ -61,7 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="meter-point: where readings come from: inbox = signed batches dropped into "
                         "DIR/data/inbox by the head-end system (default); simulated = made-up readings for a "
                         "devnet")
-    p.add_argument("--seed", type=int, help="meter-point with --feed simulated: seed of the simulated profiles")
+    p.add_argument("--schedules", choices=("none", "simulated"),
+                   help="balancing-group: none = the node only follows and re-verifies the seals (default; send "
+                        "schedules as signed batches); simulated = made-up trades between devnet groups")
+    p.add_argument("--seed", type=int, help="with --feed simulated or --schedules simulated: the seed of the "
+                                            "simulated data")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_init)
 
@@ -81,12 +85,9 @@ def _init(args: argparse.Namespace) -> int:
     if groups and args.role != "balancing-group":
         print("--groups is a balancing-group option", file=sys.stderr)
         return 2
-    if args.seed is not None and args.role != "meter-point":
-        print("--seed is a meter-point option", file=sys.stderr)
-        return 2
     try:
         result = init_home(args.home, args.role, args.genesis, key_file=args.key, name=args.name,
-                           listen=args.listen, peers=peers, groups=groups, feed=args.feed, seed=args.seed)
+                           listen=args.listen, peers=peers, groups=groups, feed=args.feed, seed=args.seed, schedules=args.schedules)
     except InitError as e:
         print(f"init refused: {e}", file=sys.stderr)
         return 1
@@ -109,6 +110,7 @@ def _init(args: argparse.Namespace) -> int:
     print(f"  peers       {len(c.peers)}")
     if c.balancing_group:
         print(f"  groups      {', '.join(c.balancing_group['groups'])}")
+        print(f"  schedules   {c.balancing_group['schedules']}")
     if c.meter_point:
         print(f"  feed        {c.meter_point['feed']}")
     print(f"start it with: stromledger node run --home {c.home}")

@@ -16,7 +16,7 @@ and evidence for every equivocation seen. The same seed always replays the same 
 
 Faults, injected until a drawn moment when the network heals:
   none       a healthy network (5-60 ms delays, some reordering)
-  drop       message loss (5-30%%), duplication, slow application answers
+  drop       message loss (5-30%), duplication, slow application answers
   partition  one or two network partitions that heal
   crash      validators crash and restart from their sign guard and decided heights
   all        all of the above
@@ -26,6 +26,7 @@ vote different values. Consensus tolerates F < N/3; beyond that, the checker mus
 
 Exit status: 0 when no run had a violation, 1 otherwise, 2 for bad arguments.
 Example: stromledger sim --validators 7 --byzantine 2 --seeds 500 --faults all
+Replay one failing run exactly: the same arguments with --seed-base SEED --seeds 1.
 """
 
 

@@ -118,10 +118,13 @@ def print_status(doc: dict[str, Any], console=None) -> None:
         console.print("ledger: no database yet (data/ledger.sqlite3 appears when the node first runs)")
         return
     s = ledger["stats"]
-    console.print(f"ledger: {s['commits']} commit(s) up to height {s['last_height']}, {s['batches']} batch(es) "
-                  f"({s['unsettled_batches']} not yet settled), {s['evidence']} evidence record(s) "
-                  f"({s['pending_evidence']} not yet in a seal), {(s['db_bytes'] + s['wal_bytes']) / 1e6:.1f} MB; "
-                  f"read via {ledger['access']}")
+    parts = [f"{s['commits']} commit(s) up to height {s['last_height']}" if s["commits"] else "no commits",
+             f"{s['batches']} batch(es)", f"{s['evidence']} evidence record(s) ({s['pending_evidence']} not yet "
+             "in a seal)"]
+    if s.get("receipts") or s.get("outbox"):
+        parts.append(f"{s.get('receipts', 0)} receipt(s), {s.get('outbox', 0)} submission(s) waiting for one")
+    console.print(f"ledger: {', '.join(parts)}, {(s['db_bytes'] + s['wal_bytes']) / 1e6:.1f} MB; read via "
+                  f"{ledger['access']}")
     commit = ledger.get("latest_commit")
     if commit:
         if "error" in commit:
@@ -155,8 +158,24 @@ def print_status(doc: dict[str, Any], console=None) -> None:
         console.print(t)
 
 
-def _compact(value: Any, limit: int = 300) -> str:
+def _compact(value: Any, limit: int = 400) -> str:
+    """A status value as an operator reads it: `key value, key value`, nested in braces; markup escaped."""
     from rich.markup import escape
 
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    text = _plain(value)
     return escape(text if len(text) <= limit else text[:limit] + " ...")
+
+
+def _plain(value: Any, nested: bool = False) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        if not value:
+            return "none"
+        inner = ", ".join(f"{k} {_plain(v, True)}" for k, v in value.items())
+        return f"{{{inner}}}" if nested else inner
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v, True) for v in value) if value else "none"
+    return str(value)

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from stromledger.cascade import Batch, Reading, make_batch, sign_reading
+from stromledger.cascade import Batch, Reading, Reason, make_batch, sign_reading
+from stromledger.cascade.checks import NO_SIG
 from stromledger.codec import CodecError
 from stromledger.crypto import SigningKey
 from stromledger.periods import Period, parse_utc
@@ -23,10 +24,11 @@ DESCRIPTION = """\
 Send signed meter readings to a validator and print its receipt: how many readings it accepted, how many
 it already had (duplicates), and each rejected reading with its reason.
 
-Give either canonical Batch files (made by a metering system or by `stromledger submit` itself), or a CSV
-file of readings with --readings and the meters' key files with --meter-keys. The batches are signed with
-the key of the node in --home (a meter operator's, or a balancing-group operator's, node home) and sent to
-the first validator in its config.toml [[peers]]; if that one cannot be reached, to the others in turn.
+Give either canonical Batch files (made by a metering system, or saved by `stromledger submit --save`), or
+a CSV file of readings with --readings and the meters' key files with --meter-keys. New batches (and Batch
+files whose signature is all zeros) are signed with the key of the node in --home (a meter operator's or a
+balancing-group operator's node home); every batch goes to the first validator in its config.toml
+[[peers]], or, if that one cannot be reached, to the others in turn.
 
 CSV columns (a header line is required; extra columns are ignored):
   malo_id     the market location id (11 digits)
@@ -62,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--readings", metavar="CSV", help="a CSV file of readings to sign and send (columns above)")
     p.add_argument("--meter-keys", metavar="DIR", help="directory of the meters' key files, <malo_id>.key")
     p.add_argument("--batch-size", type=int, default=5000, help="readings per batch for --readings "
-                                                                "(default 5000)")
+                                                                "(default 5000, at most 20000)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each validator (default 30)")
     p.add_argument("--save", metavar="DIR", help="also write the signed batches to DIR as canonical Batch files")
     p.set_defaults(func=_main)
@@ -144,7 +146,8 @@ def meter_key_loader(directory: str | Path, registry: Registry) -> Callable[[str
     return load
 
 
-def load_batch_file(path: str | Path, chain_id: str) -> bytes:
+def load_batch_file(path: str | Path, key: SigningKey, chain_id: str) -> bytes:
+    """A Batch file's bytes, as they are; a batch whose signature is all zeros is signed with `key` first."""
     data = Path(path).read_bytes()
     try:
         batch = Batch.decode(data)
@@ -152,11 +155,15 @@ def load_batch_file(path: str | Path, chain_id: str) -> bytes:
         raise InputError(f"{path} is not a canonical Batch file: {e}") from None
     if batch.chain_id != chain_id:
         raise InputError(f"{path} is a batch for chain {batch.chain_id!r}, this node is on {chain_id!r}")
+    if batch.sig == NO_SIG:
+        return make_batch(key, chain_id, batch.readings, batch.schedules).encode()
     return data
 
 
 def batches_of(readings: Sequence[Reading], key: SigningKey, chain_id: str, size: int) -> list[bytes]:
-    size = max(1, size)
+    from nodes.meter_point import MAX_BATCH
+
+    size = max(1, min(size, MAX_BATCH))
     return [make_batch(key, chain_id, readings[i:i + size]).encode() for i in range(0, len(readings), size)]
 
 
@@ -164,8 +171,9 @@ def batches_of(readings: Sequence[Reading], key: SigningKey, chain_id: str, size
 
 
 async def send_all(net, validators: Sequence[bytes], chain_id: str, batches: Sequence[tuple[str, bytes]], *,
-                   timeout: float, out=sys.stdout) -> int:
+                   timeout: float, out=None) -> int:
     """Submit each (name, batch bytes) and print its receipt; the exit status."""
+    out = out or sys.stdout
     from nodes.meter_point import SubmitFailed, batch_refused, reason_label, submit_batch
     from stromledger.cascade import Batch as BatchMsg
 
@@ -179,6 +187,9 @@ async def send_all(net, validators: Sequence[bytes], chain_id: str, batches: Seq
             continue
         batch = BatchMsg.decode(data)
         head = f"{name}: batch {receipt.batch.hex()[:16]} -> validator {validator.hex()[:16]}:"
+        if receipt.batch_reason == Reason.DUPLICATE:
+            print(f"{head} already received earlier: nothing new", file=out)
+            continue
         if batch_refused(receipt):
             print(f"{head} REFUSED as a whole: {reason_label(receipt.batch_reason)}", file=out)
             status = max(status, 1)
@@ -212,7 +223,7 @@ def _main(args: argparse.Namespace) -> int:
         return 2
     reg = ctx.registry
     try:
-        batches = [(str(f), load_batch_file(f, reg.chain_id)) for f in args.files]
+        batches = [(str(f), load_batch_file(f, ctx.key, reg.chain_id)) for f in args.files]
         if args.readings:
             if not args.meter_keys:
                 raise InputError("--readings needs --meter-keys DIR to sign each reading with its meter's key")

@@ -51,10 +51,6 @@ class SimConfig:
             raise ValueError("need validators >= 1, 0 <= byzantine <= validators, heights >= 1")
 
     @property
-    def within_bounds(self) -> bool:
-        return 3 * self.byzantine < self.validators
-
-    @property
     def rounds_allowed(self) -> int:
         return self.liveness_rounds if self.liveness_rounds is not None else self.byzantine + 4
 

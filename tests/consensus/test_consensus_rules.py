@@ -1,6 +1,6 @@
 """The upon-rules of Algorithm 1, one machine at a time: the test plays the other three validators."""
 
-from consensus_harness import CHAIN, H, KEYS, PUBS, Node, Precommit, Prevote, own_votes, sent, timeouts
+from consensus_harness import CHAIN, CONFIG, H, KEYS, PUBS, Node, Precommit, Prevote, own_votes, sent, timeouts
 
 from stromledger.consensus import (Decide, Proposal, Rejected, RequestValue, StartHeight, TimeoutKind,
                                    ValidateValue, sign_proposal, value_hash, verify_certificate)
@@ -257,3 +257,23 @@ def test_start_height_waits_for_the_due_height():
     assert not node.m.started
     out = node.feed(StartHeight(H + 5))  # later heights due: this one is too
     assert node.m.started and [t.kind for t in timeouts(out)] == [TimeoutKind.RESEND, TimeoutKind.PROPOSE]
+
+
+def test_a_follower_without_a_key_decides_and_never_signs():
+    from stromledger.consensus import Consensus
+    follower = Consensus(chain_id=CHAIN, validators=PUBS, key=None, guard=None, height=H)
+    node = Node(3)
+    node.m = follower
+    node.feed(StartHeight(H))
+    node.proposal(0, V)
+    node.verdict(V)
+    node.timeout(TimeoutKind.PROPOSE, 0)
+    out = node.votes(Precommit, 0, V, [0, 1, 2])
+    assert [a.value for a in out if isinstance(a, Decide)] == [V]
+    assert sent(node.log, Prevote) == [] and sent(node.log, Precommit) == []
+
+
+def test_rounds_far_ahead_are_dropped():
+    node = started()
+    node.votes(Prevote, CONFIG.max_round_ahead + 1, None, [0, 1])
+    assert node.m.drops["far_future_round"] == 2 and node.m.round == 0

@@ -1,0 +1,191 @@
+"""`bench ingest`: signed readings through the validator's real ingestion path, next to raw Ed25519 verify.
+
+The path is what `nodes.validator.Validator._on_submit` does with a submitted batch, minus the network:
+  check_batch(registry, bytes, map=pool.map)   decode, batch signature, every reading's checks and signature
+  Ledger.admit(checked, now_period)             duplicates, conflicts, correction window: keep or refuse
+  Store.put_batch(digest, bytes, ...)           durable in SQLite (WAL, synchronous=FULL) before the receipt
+  Admission.receipt(key, chain).encode()        the signed receipt
+The physical limit is PyNaCl's `crypto_sign_open` over the same readings' signing inputs (prepared before
+timing), spread over the same number of threads in the same chunks. Both run interleaved, best of
+`repeat`, so other load on the machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import nacl.bindings as sodium
+
+from stromledger.cascade import Ledger, check_batch
+from stromledger.cascade.checks import decode_batch, reading_precheck
+from stromledger.cascade.messages import BATCH_DOMAIN, READING_DOMAIN
+from stromledger.cascade.synthetic import key_for, make_synthetic
+from stromledger.crypto import signing_input, verify
+
+from .timing import Lap, best, rate, stopwatch
+
+CHUNK = 2048  # check_batch's chunk size: the raw run hands the threads the same amount of work per task
+TARGET_RATIO = 0.8
+
+
+def _raw_chunk(items: list[tuple[bytes, bytes]]) -> int:
+    open_ = sodium.crypto_sign_open
+    for pk, signed in items:
+        open_(signed, pk)
+    return len(items)
+
+
+def raw_verify(messages: list[tuple[bytes, bytes]], pool: concurrent.futures.Executor) -> Lap:
+    chunks = [messages[i:i + CHUNK] for i in range(0, len(messages), CHUNK)]
+    with stopwatch() as lap:
+        done = sum(pool.map(_raw_chunk, chunks))
+    assert done == len(messages)
+    return lap
+
+
+def pipeline(registry, datas: list[bytes], now_period: int, pool: concurrent.futures.Executor, receipt_key,
+             db_dir: Path) -> tuple[Lap, dict[str, float], int]:
+    """One pass of every batch through the ingestion path into a fresh ledger and store. Returns the lap,
+    seconds per stage and the number of readings accepted."""
+    from stromledger.store import Store  # sqlite: only the shell and the bench touch it
+
+    ledger = Ledger(registry)
+    store = Store(db_dir / "ledger.sqlite3")
+    stages = {"check_batch": 0.0, "admit": 0.0, "store": 0.0, "receipt": 0.0}
+    accepted = 0
+    clock = time.perf_counter
+    try:
+        with stopwatch() as lap:
+            for data in datas:
+                t0 = clock()
+                checked = check_batch(registry, data, map=pool.map)
+                t1 = clock()
+                admission = ledger.admit(checked, now_period)
+                t2 = clock()
+                if admission.stored:
+                    periods = sorted(set(checked.reading_periods) | set(checked.schedule_periods))
+                    store.put_batch(checked.digest, data, int(time.time()), periods)
+                t3 = clock()
+                admission.receipt(receipt_key, registry.chain_id).encode()
+                t4 = clock()
+                stages["check_batch"] += t1 - t0
+                stages["admit"] += t2 - t1
+                stages["store"] += t3 - t2
+                stages["receipt"] += t4 - t3
+                accepted += admission.accepted
+    finally:
+        store.close()
+    return lap, stages, accepted
+
+
+def stage_costs(registry, datas: list[bytes], messages: list[tuple[bytes, bytes]]) -> dict[str, float]:
+    """Single-thread cost of each piece of check_batch, in µs per reading, measured one piece at a time on
+    the same data: where the time goes, and which of it holds the GIL."""
+    n = len(messages)
+    chain = registry.chain_id
+    with stopwatch() as lap:
+        batches = [decode_batch(d) for d in datas]
+    decode = lap.wall
+    with stopwatch() as lap:
+        for b in batches:
+            verify(b.submitter, b.sig, BATCH_DOMAIN, chain, b.body())
+    batch_sig = lap.wall
+    readings = [r for b in batches for r in b.readings]
+    with stopwatch() as lap:
+        for r in readings:
+            reading_precheck(registry, r)
+    precheck = lap.wall
+    with stopwatch() as lap:
+        for r in readings:
+            signing_input(READING_DOMAIN, chain, r.body())
+    body = lap.wall
+    with stopwatch() as lap:
+        _raw_chunk(messages)
+    ed25519 = lap.wall
+    us = 1e6 / n
+    return {
+        "decode_batch": decode * us,
+        "batch_signature": batch_sig * us,
+        "precheck": precheck * us,
+        "body_and_signing_input": body * us,
+        "ed25519_verify": ed25519 * us,
+        "gil_held_python": (decode + batch_sig + precheck + body) * us,
+    }
+
+
+def run_ingest(readings: int = 50_000, batch_size: int = 5_000, workers: tuple[int, ...] = (1, 2), repeat: int = 3,
+               seed: int = 1, progress: Callable[[str], None] = lambda s: None) -> dict:
+    setup = {}
+    with stopwatch() as lap:
+        grid = make_synthetic(readings, seed=seed)
+    setup["registry_s"] = lap.wall
+    reg = grid.registry
+    period = reg.genesis_period
+    now_period = period + 1  # readings arrive after their period ended, before gate closure
+    progress(f"signing {readings} readings ...")
+    with stopwatch() as lap:
+        batches = grid.batches(period, size=batch_size)
+    setup["sign_s"] = lap.wall
+    datas = [b.encode() for b in batches]
+    chain = reg.chain_id
+    messages = [(r.meter_key, r.sig + signing_input(READING_DOMAIN, chain, r.body())) for b in batches
+                for r in b.readings]
+    n = len(messages)
+    receipt_key = key_for(seed, "validator-1")
+
+    raw: dict[int, list[Lap]] = {w: [] for w in workers}
+    pipe: dict[int, list[Lap]] = {w: [] for w in workers}
+    stages: dict[int, dict[str, float]] = {}
+    accepted: dict[int, int] = {}
+    with tempfile.TemporaryDirectory(prefix="stromledger-bench-ingest-") as tmp:
+        for rep in range(repeat):
+            for w in workers:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=w, thread_name_prefix="verify") as pool:
+                    list(pool.map(_raw_chunk, [messages[:16]] * w))  # threads started before timing
+                    progress(f"round {rep + 1}/{repeat}: raw verify, {w} thread(s)")
+                    raw[w].append(raw_verify(messages, pool))
+                    progress(f"round {rep + 1}/{repeat}: ingestion path, {w} worker(s)")
+                    db = Path(tmp) / f"w{w}-r{rep}"
+                    lap, st, ok = pipeline(reg, datas, now_period, pool, receipt_key, db)
+                pipe[w].append(lap)
+                if lap is best(pipe[w]):
+                    stages[w], accepted[w] = st, ok
+        progress("stage costs (single thread)")
+        costs = stage_costs(reg, datas, messages)
+
+    rows = []
+    for w in workers:
+        r, p = best(raw[w]), best(pipe[w])
+        raw_rate, pipe_rate = rate(n, r.wall), rate(n, p.wall)
+        rows.append({
+            "workers": w,
+            "raw_verify_per_s": raw_rate,
+            "ingest_per_s": pipe_rate,
+            "ratio": pipe_rate / raw_rate,
+            "raw_cpu_s": r.cpu,
+            "ingest_cpu_s": p.cpu,
+            "ingest_wall_s": p.wall,
+            "raw_wall_s": r.wall,
+            "accepted": accepted[w],
+            "stages_us_per_reading": {k: v * 1e6 / n for k, v in stages[w].items()},
+            "samples_raw_s": [x.wall for x in raw[w]],
+            "samples_ingest_s": [x.wall for x in pipe[w]],
+        })
+    worst = min(row["ratio"] for row in rows)
+    return {
+        "readings": n,
+        "batches": len(datas),
+        "batch_size": batch_size,
+        "batch_bytes": sum(map(len, datas)) // max(1, len(datas)),
+        "repeat": repeat,
+        "setup": setup,
+        "rows": rows,
+        "stage_costs_us_per_reading": costs,
+        "targets": [{"name": f"ingest / raw verify ({row['workers']} worker(s))", "target": f">= {TARGET_RATIO}",
+                     "measured": round(row["ratio"], 3), "met": row["ratio"] >= TARGET_RATIO} for row in rows],
+        "headline": {"ratio_min": worst},
+    }

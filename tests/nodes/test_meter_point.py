@@ -1,0 +1,208 @@
+"""The meter-point light node against a stand-in validator on an in-memory network, time driven by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import pytest
+
+from nodes.commands.submit import InputError, batches_of, meter_key_loader, read_readings_csv, send_all
+from nodes.feed import InboxFeed
+from nodes.meter_point import MeterPointNode, own_meters
+from stromledger.cascade import Batch, SettledReading, make_batch
+from stromledger.cascade.devnet_genesis import devnet_key, meter_label
+from stromledger.keys import write_key_file
+from stromledger.net import MemoryHub
+from stromledger.store import Store
+from test_light import FEED, G, OPERATORS, PS, REG, VKEYS, Clock, StandIn, certify, make_ctx
+
+MP = {"feed": "simulated", "seed": 1, "batch_size": 8}
+
+
+def open_node(hub, tmp_path, clock, name="mop1", **cfg):
+    ctx = make_ctx(tmp_path / name, "meter-point", "meter-operator-1", meter_point={**MP, **cfg})
+    store = Store.open_home(ctx.config.home)
+    store.check_chain(REG.chain_id, REG.hash)
+    hub.detach(ctx.key.public)  # a restarted node takes its key's place on the hub again
+    return MeterPointNode(ctx, store, hub.endpoint(ctx.key.public), clock=clock)
+
+
+async def settle(node: MeterPointNode, v: StandIn, clock: Clock, period: int):
+    """Submit `period` shortly after it ends, seal it after gate closure, verify."""
+    clock.t = (period + 1) * PS + 0.5
+    assert node.produce_due() == [period]
+    await node.flush()
+    clock.t = (period + 1) * PS + 2.5  # gate closure passed
+    assert await node.verify_due() == []  # not committed yet
+    v.seal()
+    clock.t += 1
+    return await node.verify_due()
+
+
+async def test_light_node_verifies_its_readings_after_commit(tmp_path):
+    async with MemoryHub() as hub:
+        clock = Clock(G * PS - 5)
+        v = StandIn(hub.endpoint(VKEYS[0].public), clock)
+        node = open_node(hub, tmp_path, clock)
+        assert node.meters == own_meters(REG, OPERATORS[0].public) and len(node.meters) == 20
+        assert node.produce_due() == []  # before genesis: nothing due
+        checks = await settle(node, v, clock, G)
+        checks += await settle(node, v, clock, G + 1)
+        assert [(c.period, c.ok, len(c.verified)) for c in checks] == [(G, True, 20), (G + 1, True, 20)]
+        registers = [m for m in node.meters if m in node.feed.register_meters]
+        assert registers  # the register path is exercised: baseline at G, energy at G + 1
+        s = node.status()
+        assert s["meters"] == 20 and s["pending"] == 0
+        assert s["submitted"] == {"periods": 2, "readings": 40, "batches": 6}  # batches of 8
+        assert s["receipts"] == {"accepted": 40, "duplicates": 0, "rejected": {}}
+        assert s["verified"] == {"periods": 2, "readings": 40, "failures": 0, "last_period": REG.period(G + 1).iso()}
+        node.ctx.write_status(s)
+        assert json.loads((tmp_path / "mop1" / "data" / "status.json").read_text())["verified"]["readings"] == 40
+        node.store.close()
+
+
+@pytest.mark.parametrize("case", ["tampered_leaf", "wrong_certificate", "missing_reading"])
+async def test_a_validator_that_lies_is_caught(tmp_path, caplog, case):
+    async with MemoryHub() as hub:
+        clock = Clock(G * PS)
+        v = StandIn(hub.endpoint(VKEYS[0].public), clock)
+        node = open_node(hub, tmp_path, clock)
+        victim = node.meters[4]
+        if case == "tampered_leaf":
+            def tamper(reply):
+                proofs = []
+                for p in reply.proofs:
+                    if p.malo_id == victim:
+                        leaf = SettledReading.decode(p.leaf)
+                        p = dataclasses.replace(p, leaf=dataclasses.replace(leaf, export_wh=leaf.export_wh + 7).encode())
+                    proofs.append(p)
+                return dataclasses.replace(reply, proofs=tuple(proofs))
+            v.tamper_light = tamper
+        elif case == "wrong_certificate":
+            v.tamper_light = lambda r: dataclasses.replace(r, certificate=certify(r.height, r.certificate.value_hash,
+                                                                                   signers=(0, 3, 3)))
+        else:
+            v.forget = True  # receipts, but nothing settled
+        with caplog.at_level(logging.ERROR):
+            checks = await settle(node, v, clock, G)
+        failed = {f.malo_id for f in checks[0].failures}
+        if case == "tampered_leaf":
+            assert failed == {victim}
+        else:
+            assert failed == set(node.meters)
+        assert node.status()["verified"]["failures"] == len(failed)
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert any(victim in e and "VERIFICATION FAILED" in e for e in errors)
+        node.store.close()
+
+
+async def test_outbox_survives_a_restart_and_falls_back_to_the_next_validator(tmp_path):
+    async with MemoryHub() as hub:
+        clock = Clock((G + 1) * PS + 0.5)
+        hub.endpoint(VKEYS[0].public)
+        hub.detach(VKEYS[0].public)  # the node's own validator is down; the second one is not up yet
+        node = open_node(hub, tmp_path, clock)
+        assert node.produce_due() == [G]
+        assert await node.flush() == [] and node.status()["pending"] == 3
+        assert "dial_failed" in node.status()["last_submit_error"]  # the reasons are shown
+        assert "unknown_peer" in node.status()["last_submit_error"]
+        node.store.close()  # the node stops with three batches unsent
+
+        v = StandIn(hub.endpoint(VKEYS[1].public), clock, key=VKEYS[1])
+        node = open_node(hub, tmp_path, clock)  # restart
+        assert node.status()["pending"] == 3 and node.produce_due() == []  # nothing produced twice
+        delivered = await node.flush(force=True)
+        assert [d.validator for d in delivered] == [VKEYS[1].public] * 3
+        assert node.status()["pending"] == 0 and node.status()["receipts"]["accepted"] == 20
+        clock.t = (G + 1) * PS + 2.5
+        v.seal()
+        checks = await node.verify_due()
+        assert checks[0].ok and len(checks[0].verified) == 20
+        node.store.close()
+
+
+async def test_outbox_waits_for_a_lagging_validator_and_drops_what_cannot_fit(tmp_path, caplog):
+    async with MemoryHub(max_frame=4000) as hub:
+        clock = Clock((G + 1) * PS + 0.5)
+        behind = Clock(G * PS - 1)  # the validator's clock is still in the period before genesis
+        StandIn(hub.endpoint(VKEYS[0].public), behind)
+        node = open_node(hub, tmp_path, clock)
+        node.produce_due()
+        assert await node.flush() == [] and node.status()["pending"] == 3  # "future period": kept, retried
+        behind.t = clock.t
+        assert len(await node.flush(force=True)) == 3
+        node.outbox.add(make_batch(OPERATORS[0], REG.chain_id, FEED.readings(G, REG.malo_order)))  # one frame of this hub holds 4000 bytes: this batch never fits
+        with caplog.at_level(logging.ERROR):
+            assert await node.flush(force=True) == []
+        assert node.status()["pending"] == 0 and any("split it" in r.getMessage() for r in caplog.records)
+        node.store.close()
+
+
+async def test_inbox_batches_are_sent_and_rejections_counted(tmp_path, caplog):
+    async with MemoryHub() as hub:
+        clock = Clock((G + 1) * PS + 0.5)
+        v = StandIn(hub.endpoint(VKEYS[0].public), clock)
+        node = open_node(hub, tmp_path, clock, feed="inbox")
+        assert isinstance(node.feed, InboxFeed)
+        mine = node.meters[:4]
+        good = FEED.readings(G, mine[:3])
+        forged = dataclasses.replace(FEED.readings(G, mine[3:])[0], import_wh=1)  # signature no longer matches
+        unsigned = Batch(REG.chain_id, OPERATORS[0].public, tuple(good) + (forged,), (), bytes(64))
+        (node.feed.directory / "G.batch").write_bytes(unsigned.encode())
+        assert node.take_inbox() == 1 and (node.feed.sent_dir / "G.batch").exists()
+        with caplog.at_level(logging.WARNING):
+            await node.flush()
+        assert node.status()["receipts"]["rejected"] == {"bad_signature": 1}
+        assert any(mine[3] in r.getMessage() and "bad_signature" in r.getMessage() for r in caplog.records)
+        clock.t = (G + 1) * PS + 2.5
+        v.seal()
+        checks = await node.verify_due()  # the rejected reading is not expected in the seal
+        assert checks[0].ok and checks[0].verified == sorted(mine[:3])
+        node.store.close()
+
+
+async def test_submit_command_signs_a_csv_and_prints_the_receipt(tmp_path, capsys):
+    meters = own_meters(REG, OPERATORS[0].public)[:3]
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for m in meters:
+        write_key_file(keys / f"{m}.key", devnet_key(meter_label(m)))
+    csv = tmp_path / "readings.csv"
+    start = REG.period(G).iso().split("/")[0]
+    csv.write_text("malo_id,period,version,import_wh,export_wh,register\n"
+                   f"{meters[0]},{start},1,12,0,false\n"
+                   f"{meters[1]},{G},1,5,3,\n"
+                   f"{meters[2]},{REG.period(G).iso()},1,{10**9},0,false\n")  # above max power
+    readings = read_readings_csv(csv, REG, meter_key_loader(keys, REG))
+    assert [r.period for r in readings] == [G, G, G] and readings[0].import_wh == 12
+    async with MemoryHub() as hub:
+        clock = Clock((G + 1) * PS + 0.5)
+        StandIn(hub.endpoint(VKEYS[1].public), clock, key=VKEYS[1])
+        net = hub.endpoint(OPERATORS[0].public)
+        batches = [("readings.csv", b) for b in batches_of(readings, OPERATORS[0], REG.chain_id, 5000)]
+        code = await send_all(net, [VKEYS[0].public, VKEYS[1].public], REG.chain_id, batches, timeout=1.0)
+    out = capsys.readouterr().out
+    assert code == 1  # one rejection
+    assert "2 accepted, 0 duplicates, 1 rejected" in out and f"MaLo {meters[2]}" in out and "above_max_power" in out
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"malo_id,period,import_wh,export_wh\n{meters[0]},{G},12,0\n{meters[1]},2026-01-01T00:00:05Z,1,0\n")
+    with pytest.raises(InputError, match="line 3"):
+        read_readings_csv(bad, REG, meter_key_loader(keys, REG))
+    with pytest.raises(InputError, match="not the key"):
+        write_key_file(keys / "other.key", devnet_key("someone"))
+        (keys / f"{meters[0]}.key").unlink()
+        (keys / "other.key").rename(keys / f"{meters[0]}.key")
+        read_readings_csv(csv, REG, meter_key_loader(keys, REG))
+
+
+def test_submit_help_is_there(capsys):
+    from nodes.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["submit", "--help"])
+    out = capsys.readouterr().out
+    assert "--readings" in out and "--meter-keys" in out and "malo_id" in out and "Exit status" in out
+
