@@ -18,7 +18,7 @@ ahead; every 7th period one of them is deliberately one-sided, so the seal's unm
 
     [balancing_group]
     groups = ["11XBRP-A-------X"]   # default: the groups whose operator key is this node's key
-    schedules = "simulated"          # or "none"
+    schedules = "none"               # or "simulated" (devnet trades)
     seed = 1
     schedule_lead = 2                # submit schedules this many periods ahead
 """
@@ -125,7 +125,7 @@ class BalancingGroupNode:
             raise ValueError(f"[balancing_group] groups {unknown} are not in the genesis")
         self.groups: list[str] = sorted(groups)
         self.signs_for = [g for g in self.groups if self.reg.balancing_groups[g].operator_key == key]
-        self.schedule_mode = str(cfg.get("schedules", "simulated"))
+        self.schedule_mode = str(cfg.get("schedules", "none"))  # devnet homes say "simulated"
         if self.schedule_mode not in ("simulated", "none"):
             raise ValueError(f"[balancing_group] schedules must be \"simulated\" or \"none\", "
                              f"not {self.schedule_mode!r}")

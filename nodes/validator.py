@@ -110,7 +110,7 @@ class Validator:
         lo = correctable_from(self.reg, ledger.next_height)
         now_period = self._now_period()
         horizon = max(now_period, ledger.next_height) + self.reg.params.schedule_horizon
-        pending = self.store.batches_for_periods(range(lo, horizon + 1))
+        pending = self.store.batches_for_periods(range(lo, horizon + 1), unsettled_only=True)
         for digest in pending:
             data = self.store.get_batch(digest)
             if data is not None:
@@ -327,7 +327,9 @@ class Validator:
                 return
             rows = {r.period: (r.version, list(self.ledger.rows(r.period))) for r in outcome.seal.results}
             state = self.ledger.state.encode()
-        await trio.to_thread.run_sync(self._persist_commit, h, rows, state, outcome.seal.vote_evidence)
+            # Batches the ledger dropped after this commit have nothing left to settle.
+            done = [d for d in outcome.seal.batches if self.ledger.batch(d) is None]
+        await trio.to_thread.run_sync(self._persist_commit, h, rows, state, outcome.seal.vote_evidence, done)
         seal = outcome.seal
         ms_after = int(self.clock() * 1000) - self.gate_closure(h) * 1000
         self.last_commit = CommitInfo(h, cert.round, seal, seal_hash, ms_after)
@@ -341,8 +343,12 @@ class Validator:
         async with self.committed:
             self.committed.notify_all()
 
-    def _persist_commit(self, h: int, rows: dict, state: bytes, vote_evidence: tuple[bytes, ...]) -> None:
+    def _persist_commit(self, h: int, rows: dict, state: bytes, vote_evidence: tuple[bytes, ...],
+                        settled: list[bytes]) -> None:
+        settled = [d for d in settled if self.store.has_batch(d) and self.store.batch_settled_height(d) is None]
         with self.store.transaction():
+            if settled:
+                self.store.mark_settled(settled, h)
             for period, (version, period_rows) in rows.items():
                 self.store.put_period_result(period, version, h, encode_period_rows(period, version, period_rows))
             self.store.put_state(h, state)

@@ -13,15 +13,17 @@ home per node into DIR, start every node as its own process (validators, one met
 meter operator feeding simulated household, PV, wind and commerce profiles, one balancing-group node per
 supplier group submitting schedules), show each commit as it happens, and after the last requested period
 print per period: the seal hash, the totals per balancing group and per grid area, imbalances, the
-generation mix, whether every validator committed the same seal and whether every light node verified its
-readings with the commit certificate and a Merkle proof.
+generation mix, whether every validator committed the same seal, whether every light node verified its
+readings with the commit certificate and a Merkle proof, and whether every balancing-group node rebuilt
+every seal identically from its batches.
 
 Every node is then stopped (SIGTERM; SIGKILL after 10 s, reported) and its home stays in DIR: look at a
 node with `stromledger status --home DIR/validator-1`, its log in DIR/validator-1/node.log, the billing
 exports in DIR/validator-1/data/exports/.
 
-Exit status: 0 when every period settled with the same seal on every validator and every light node
-verified it; 1 when a node died (its log tail is shown), the deadline passed, or anything disagreed;
+Exit status: 0 when every period settled with the same seal on every validator and every light and
+balancing-group node verified it; 1 when a node died (its log tail is shown), the deadline (the last
+period's gate closure plus at least 45 s) passed, or anything disagreed;
 2 for bad arguments; 130 on Ctrl-C. Free ports are picked at start, so two devnets can run side by side.
 Example: stromledger devnet --dir /tmp/devnet1 --periods 5 --period-seconds 5"""
 
