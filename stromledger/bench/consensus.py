@@ -117,7 +117,7 @@ async def run_cluster(n: int, transport: str = "memory", heights: int = 8, warmu
     from stromledger.store import Store
 
     L = period_seconds
-    margin = margin if margin is not None else (2.0 if transport == "memory" else 3.0 + 0.3 * n)
+    margin = margin if margin is not None else (0.5 + 0.2 * n if transport == "memory" else 1.5 + 0.3 * n)
     start = math.ceil((time.time() + margin) / L) * L
     registry = devnet_registry(validators=n, balancing_groups=2, meters=meters, period_seconds=L,
                                genesis_start=start, chain_id=f"bench-{transport}-{n}", grace_seconds=grace_seconds)
@@ -257,11 +257,18 @@ def run_consensus(memory: tuple[int, ...] = (4, 7, 16), p2p: tuple[int, ...] = (
     import trio
 
     runs = []
-    for transport, sizes in (("memory", memory), ("p2p", p2p)):
-        for n in sizes:
-            progress(f"{n} validators over {transport}")
-            runs.append(trio.run(lambda: run_cluster(n, transport, heights, warmup, period_seconds, grace_seconds,
-                                                      meters, progress=progress)))
+    quiet = logging.getLogger("stromledger.bench")  # the validators' per-batch and per-commit lines
+    level = quiet.level
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        quiet.setLevel(logging.WARNING)
+    try:
+        for transport, sizes in (("memory", memory), ("p2p", p2p)):
+            for n in sizes:
+                progress(f"{n} validators over {transport}")
+                runs.append(trio.run(lambda: run_cluster(n, transport, heights, warmup, period_seconds,
+                                                          grace_seconds, meters, progress=progress)))
+    finally:
+        quiet.setLevel(level)
     targets = []
     for r in runs:
         limit = TARGETS_S.get(r["validators"])

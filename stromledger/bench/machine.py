@@ -73,6 +73,41 @@ def describe_machine() -> dict:
     }
 
 
+def _spin(loops: int) -> None:
+    x = 0
+    for i in range(loops):
+        x += i
+
+
+def parallel_capacity(loops: int = 3_000_000) -> float | None:
+    """How many cores this process really gets right now: the same CPU-bound loop in one forked process,
+    then in two at once; 2.0 = two full cores, 1.0 = the two share one (other load, or a host that gives
+    its virtual CPUs less than a core each). None where fork is unavailable."""
+    import time
+
+    if not hasattr(os, "fork"):
+        return None
+
+    def run(n: int) -> float:
+        t = time.perf_counter()
+        pids = []
+        for _ in range(n):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                try:
+                    _spin(loops)
+                finally:
+                    os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        return time.perf_counter() - t
+
+    one = min(run(1) for _ in range(2))
+    two = min(run(2) for _ in range(2))
+    return round(2 * one / two, 2)
+
+
 def machine_line(m: dict) -> str:
     return (f"{m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), {m['ram_gib']} GiB RAM, "
             f"load {m['load_avg']}, {m['os']}, {m['python']}, PyNaCl {m['pynacl']}, libsodium {m['libsodium']}")

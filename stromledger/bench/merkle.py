@@ -13,7 +13,7 @@ from typing import Callable
 
 from stromledger import merkle
 
-from .timing import best, stopwatch
+from .timing import best, rss_mb, stopwatch
 
 
 def _leaves(n: int, size: int) -> list[bytes]:
@@ -41,8 +41,10 @@ def run_merkle(leaves: int = 1_000_000, leaf_size: int = 133, proofs: int = 2_00
     raw_nodes = _laps(lambda: [sha(x).digest() for x in nodes], repeat)
     progress(f"tree of {n} leaves")
     root_lap = _laps(lambda: merkle.root(data), repeat)
+    rss0 = rss_mb()
     with stopwatch() as tree_lap:
         tree = merkle.Tree(data)
+    rss1 = rss_mb()
     rng = random.Random(seed)
     idx = [rng.randrange(n) for _ in range(proofs)]
     progress(f"{proofs} proofs")
@@ -62,6 +64,8 @@ def run_merkle(leaves: int = 1_000_000, leaf_size: int = 133, proofs: int = 2_00
         "root_s": root_lap.wall,
         "root_leaves_per_s": n / root_lap.wall,
         "tree_build_s": tree_lap.wall,  # keeps every level, for serving proofs
+        # what holding one such Tree costs (a validator caches up to 8 for light requests, leaves besides)
+        "tree_levels_mb": (rss1 - rss0) if rss0 is not None and rss1 is not None else None,
         "raw_sha256_leaves_s": raw_leaves.wall,
         "raw_sha256_leaves_per_s": n / raw_leaves.wall,
         "raw_sha256_nodes_s": raw_nodes.wall,

@@ -21,6 +21,7 @@ from stromledger.consensus import (Broadcast, Commit, CommitReceived, Consensus,
                                    MemorySignGuard, Precommit, Prevote, Proposal, ProposalReceived, Rejected,
                                    RequestValue, ScheduleTimeout, SendCommit, StartHeight, TimeoutFired,
                                    ValidateValue, ValueChecked, ValueReady, VoteReceived, value_hash)
+from stromledger.consensus.app import Application
 from stromledger.consensus.evidence import DuplicateVoteEvidence
 from stromledger.crypto import SigningKey
 
@@ -54,7 +55,7 @@ class SimNode:
     key: SigningKey
     honest: bool
     twin: str  # "" for honest nodes, "A" or "B" for a byzantine validator's twins
-    app: SimpleApp
+    app: Application
     guard: MemorySignGuard = dataclasses.field(default_factory=MemorySignGuard)
     commits: dict[int, Commit] = dataclasses.field(default_factory=dict)
     evidence: dict[bytes, DuplicateVoteEvidence] = dataclasses.field(default_factory=dict)

@@ -3,7 +3,9 @@ violations beyond it. A few hundred seeds in all, across fault kinds."""
 
 import pytest
 
+from stromledger.consensus import Application
 from stromledger.sim import SimConfig, run_checked, run_seeds
+from stromledger.sim.apps import RejectingApp, SimpleApp, SimValue
 
 SWEEPS = [
     # (faults, validators, byzantine, seeds, extra config)
@@ -60,3 +62,14 @@ def test_beyond_the_bound_the_checker_finds_agreement_violations():
     summary = run_seeds(base, range(10))
     assert summary.violations["agreement"] > 0
     assert len(summary.failing_seeds) >= 5
+
+
+def test_sim_apps_implement_the_application_interface():
+    good, picky = SimpleApp(seed=1, builder=2), RejectingApp(seed=1, builder=2, every=1)
+    assert isinstance(good, Application) and isinstance(picky, Application)
+    value = good.build_value(10, 3)
+    assert value == good.build_value(10, 3) != SimpleApp(seed=1, builder=2, salt="A").build_value(10, 3)
+    assert SimValue.decode(value).height == 10
+    assert good.validate(10, value) and not good.validate(11, value) and not good.validate(10, b"junk")
+    bad = picky.build_value(10, 0)
+    assert not good.validate(10, bad) and picky.validate(10, picky.build_value(10, 1))

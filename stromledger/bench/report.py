@@ -1,0 +1,178 @@
+"""Rich tables of benchmark results (what `stromledger bench` prints without --json)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .machine import machine_line
+
+
+def _n(x: float | None, digits: int = 0) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.{digits}f}"
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1000:,.0f}"
+
+
+def _table(title: str, columns: list[str]):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for i, c in enumerate(columns):
+        t.add_column(c, justify="left" if i == 0 else "right")
+    return t
+
+
+def ingest_tables(r: dict) -> list:
+    t = _table(f"ingest: {r['readings']:,} signed readings in batches of {r['batch_size']:,} "
+               f"({r['batch_bytes']:,} bytes each), best of {r['repeat']}, interleaved; cores really available: "
+               f"{r['parallel_capacity']}",
+               ["workers", "raw verify /s", "ingestion path /s", "ratio", "check_batch µs", "admit µs",
+                "store µs", "receipt µs"])
+    for row in r["rows"]:
+        st = row["stages_us_per_reading"]
+        t.add_row(str(row["workers"]), _n(row["raw_verify_per_s"]), _n(row["ingest_per_s"]), f"{row['ratio']:.2f}",
+                  _n(st["check_batch"], 1), _n(st["admit"], 2), _n(st["store"], 2), _n(st["receipt"], 2))
+    c = r["stage_costs_us_per_reading"]
+    s = _table("ingest: single-thread cost per reading, one piece at a time (µs)", ["piece", "µs / reading"])
+    for k, label in (("decode_batch", "Batch.decode (strict, canonical re-encode check)"),
+                     ("batch_signature", "batch signature (body re-encode + verify)"),
+                     ("precheck", "registry checks"), ("body_and_signing_input", "reading body + signing input"),
+                     ("ed25519_verify", "Ed25519 verify (crypto_sign_open)"),
+                     ("gil_held_python", "Python work holding the GIL (sum of the first four)")):
+        s.add_row(label, _n(c[k], 2))
+    return [t, s]
+
+
+def cascade_tables(r: dict) -> list:
+    t = _table(f"cascade: seal of N meter points, steady state (height g+1, {r['skip']:.0%} substituted), one core",
+               ["meter points", "build s", "validate s", "build µs/mp", "validate µs/mp", "linearity",
+                "commit s", "persist s", "seal bytes"])
+    for run, c in zip(r["runs"], r["curve"]):
+        s = run["steady"]
+        t.add_row(_n(run["meter_points"]), _n(s["build_s"], 2), _n(s["validate_s"], 2), _n(s["build_us_per_mp"], 2),
+                  _n(s["validate_us_per_mp"], 2), f"{c['build_linearity']:.2f} / {c['validate_linearity']:.2f}",
+                  _n(s["commit_s"], 3), _n(s["persist_s"], 2), _n(s["seal_bytes"]))
+    p = _table("cascade: after the commit (what Validator._on_decide does), steady state, seconds",
+               ["meter points", "rows", "state.encode", "encode rows", "sqlite write", "state MB", "rows MB",
+                "build+validate peak MB"])
+    for run in r["runs"]:
+        s = run["steady"]
+        q = s["persist"]
+        p.add_row(_n(run["meter_points"]), _n(q["rows_s"], 2), _n(q["state_encode_s"], 2), _n(q["encode_rows_s"], 2),
+                  _n(q["sqlite_write_s"], 2), _n(q["state_bytes"] / 2**20, 1), _n(q["rows_bytes"] / 2**20, 1),
+                  _n(s["build_validate_peak_extra_mb"]))
+    b = _table("cascade: parts of a build, re-run alone (seconds)",
+               ["meter points", "entry rows", "leaf bytes", "merkle root", "summarize (all three + totals)",
+                "invariants"])
+    for run in r["runs"]:
+        x = run["breakdown"]
+        b.add_row(_n(run["meter_points"]), _n(x["entry_rows_s"], 3), _n(x["leaf_bytes_s"], 3),
+                  _n(x["merkle_root_s"], 3), _n(x["summarize_s"], 3), _n(x["check_invariants_s"], 4))
+    return [t, p, b]
+
+
+def merkle_tables(r: dict) -> list:
+    t = _table(f"merkle: {r['leaves']:,} leaves of {r['leaf_bytes']} bytes, best of {r['repeat']}",
+               ["measure", "value"])
+    rows = [
+        ("root: time", f"{r['root_s']:.3f} s"),
+        ("root: leaves / s", _n(r["root_leaves_per_s"])),
+        ("tree with all levels (for proofs): time", f"{r['tree_build_s']:.3f} s"),
+        ("tree with all levels: memory (RSS growth)", f"{_n(r['tree_levels_mb'])} MB"),
+        ("raw SHA-256 of the leaves: time", f"{r['raw_sha256_leaves_s']:.3f} s"),
+        ("raw SHA-256: leaves / s", _n(r["raw_sha256_leaves_per_s"])),
+        ("lower bound: 2N - 1 raw hashes", f"{r['tree_lower_bound_s']:.3f} s"),
+        ("root / lower bound (1.00 = no overhead)", f"{r['root_vs_lower_bound']:.2f}"),
+        ("proof: path length (hashes)", f"{r['proof_path_len_min']}-{r['proof_path_len']}"),
+        ("proof: bytes (path; with the leaf)", f"{r['proof_bytes']} ; {r['proof_with_leaf_bytes']}"),
+        ("proof: extraction µs", _n(r["proof_us"], 1)),
+        ("proof: verification µs", _n(r["verify_us"], 1)),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    return [t]
+
+
+def consensus_tables(r: dict) -> list:
+    t = _table("consensus: real validators, latency per height in ms (median / p95; 'all' = the last validator's "
+               "commit)", ["validators", "network", "heights", "gate→proposal", "proposal→commit",
+                           "proposal→all committed", "gate→all committed", "decide→commit", "rounds>0",
+                           "CPU s/height"])
+    for x in r["runs"]:
+        def mp(key: str) -> str:
+            s = x[key]
+            return f"{_ms(s['median'])} / {_ms(s['p95'])}"
+        t.add_row(str(x["validators"]), x["transport"], str(x["heights"]), mp("gate_to_proposal_s"),
+                  mp("proposal_to_commit_s"), mp("proposal_to_all_committed_s"), mp("gate_to_all_committed_s"),
+                  mp("decide_to_commit_s"), str(x["rounds_max"]), f"{x['cpu_s_per_height']:.2f}")
+    return [t]
+
+
+def sim_tables(r: dict) -> list:
+    t = _table(f"sim: a simulated day ({r['heights']} heights, {r['interval_ms'] // 60000} min apart) of "
+               f"{r['validators']} validators, faults {r['faults']}",
+               ["seed", "simulate s", "check s", "heights / s", "events", "messages", "decided", "violations"])
+    for x in r["runs"]:
+        t.add_row(str(x["seed"]), _n(x["simulate_s"], 2), _n(x["check_s"], 2), _n(x["heights_per_s"], 1),
+                  _n(x["events"]), _n(x["messages"]), f"{x['decisions']}/{x['decisions_expected']}",
+                  str(x["violations"]))
+    s = _table("sim: the Ed25519 floor", ["measure", "value"])
+    s.add_row("Ed25519 verify (µs, this run)", _n(r["ed25519_verify_us"], 1))
+    s.add_row("verifies of the best run x that cost (s)", _n(r["ed25519_lower_bound_s"], 2))
+    s.add_row("share of simulate + check spent in Ed25519", f"{r['crypto_share']:.0%}")
+    return [t, s]
+
+
+def devnet_tables(r: dict) -> list:
+    t = _table("devnet: real node processes (nodes/devnet.py), per size",
+               ["meter points", "outcome", "periods", "measured / period", "ms after gate (median)",
+                "validator peak MB", "light node peak MB", "group node peak MB"])
+    for x in r["processes"]:
+        pk = x["peak_rss_mb"]
+        t.add_row(_n(x["meters"]), x["outcome"], f"{len(x['per_height'])} x {x['period_seconds']} s",
+                  _n(x["measured_per_period_median"]), _n(x["ms_after_gate_median"]),
+                  _n(pk.get("validator", {}).get("max")), _n(pk.get("meter-point", {}).get("max")),
+                  _n(pk.get("balancing-group", {}).get("max")))
+    out = [t]
+    if r["peak_mb_per_100k_by_role"]:
+        s = _table("devnet: peak memory per node per 100k meter points (slope between the sizes)", ["role", "MB"])
+        for role, v in r["peak_mb_per_100k_by_role"].items():
+            s.add_row(role, _n(v))
+        out.append(s)
+    m = _table(f"devnet: a validator's settlement memory in-process, per 100k meter points (window "
+               f"{r['window']} periods)", ["meter points", "registry MB", "per kept period MB", "peak MB",
+                                           f"state at a {r['domain_window']}-period window MB (extrapolated)",
+                                           "state.encode s (full window)", "snapshot MB"])
+    for x in r["inprocess"]:
+        p = x["per_100k"]
+        m.add_row(_n(x["meters"]), _n(p["registry_mb"]), _n(p["per_kept_period_mb"], 1), _n(p["peak_mb"]),
+                  _n(p["state_at_domain_window_mb"]), _n(x["state_encode_s"], 2), _n(x["state_bytes"] / 2**20))
+    out.append(m)
+    return out
+
+
+RENDER: dict[str, Callable[[dict], list]] = {
+    "ingest": ingest_tables, "cascade": cascade_tables, "merkle": merkle_tables, "consensus": consensus_tables,
+    "sim": sim_tables, "devnet": devnet_tables,
+}
+
+
+def targets_table(targets: list[dict]):
+    t = _table("targets", ["target", "wanted", "measured", "met"])
+    for x in targets:
+        t.add_row(x["name"], x["target"], str(x["measured"]), "[green]yes[/]" if x["met"] else "[red]NO[/]")
+    return t
+
+
+def render(result: dict[str, Any], console) -> None:
+    console.print(f"[bold]stromledger bench {result['bench']}[/] at {result['started_at']}, {result['wall_s']:.1f} s")
+    console.print(f"machine: {machine_line(result['machine'])}; load after: {result['load_avg_after']}",
+                  markup=False)
+    for table in RENDER[result["bench"]](result["results"]):
+        console.print(table)
+    if result["targets"]:
+        console.print(targets_table(result["targets"]))
