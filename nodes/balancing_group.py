@@ -49,7 +49,7 @@ from .feed import devnet_trades, own_schedules
 from .light import LightError, verify_commit
 from .meter_point import REQUEST_TIMEOUT, Outbox, batch_refused, log_receipt, reason_label
 from .protocol import MAX_SYNC, BatchReply, BatchRequest, ErrorReply, SyncReply, SyncRequest
-from .runtime import NodeContext, make_network, until_signalled
+from .runtime import NodeContext, run_role
 
 SYNC_LIMIT = 16
 FETCH_CHUNK = 4  # batches per request: a reply must fit in one frame (4 MiB)
@@ -445,23 +445,7 @@ class BalancingGroupNode:
 
 
 async def run(ctx: NodeContext) -> int:
-    from stromledger.store import Store
-
-    ctx.config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store.open_home(ctx.config.home)
-    try:
-        store.check_chain(ctx.chain_id, ctx.registry.hash)
-        net = make_network(ctx)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(until_signalled, nursery.cancel_scope, ctx.log)
-            async with net:
-                node = BalancingGroupNode(ctx, store, net)
-                ctx.write_status(node.status())
-                await node.run()
-    finally:
-        store.close()
-    ctx.log.info("stopped")
-    return 0
+    return await run_role(ctx, BalancingGroupNode)
 
 
 __all__ = ["BalancingGroupNode", "Discrepancy", "FetchFailed", "group_differences", "result_summary", "run"]

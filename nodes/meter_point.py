@@ -42,7 +42,7 @@ from stromledger.registry import Registry
 from .feed import InboxError, InboxFeed, SimulatedFeed
 from .light import Failure, LightCheck, LightError, latest_readings, verify_light_reply
 from .protocol import MAX_LIGHT_IDS, ErrorReply, LightReply, LightRequest
-from .runtime import NodeContext, make_network, until_signalled
+from .runtime import NodeContext, run_role
 
 REQUEST_TIMEOUT = 10.0
 MAX_BACKOFF = 30.0
@@ -570,23 +570,7 @@ class MeterPointNode:
 
 
 async def run(ctx: NodeContext) -> int:
-    from stromledger.store import Store
-
-    ctx.config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store.open_home(ctx.config.home)
-    try:
-        store.check_chain(ctx.chain_id, ctx.registry.hash)
-        net = make_network(ctx)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(until_signalled, nursery.cancel_scope, ctx.log)
-            async with net:
-                node = MeterPointNode(ctx, store, net)
-                ctx.write_status(node.status())
-                await node.run()
-    finally:
-        store.close()
-    ctx.log.info("stopped")
-    return 0
+    return await run_role(ctx, MeterPointNode)
 
 
 __all__ = ["BatchTooLarge", "Delivery", "MeterPointNode", "NotCommitted", "Outbox", "SubmitFailed", "batch_refused", "light_request",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from stromledger.codec import U16, U32, U64, Blob, Hash, Message, Seq, Str, message, nested
 from stromledger.consensus.messages import CommitCertificate
-from stromledger.net.base import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC  # noqa: F401  (re-exported)
 
 MAX_BLOB = 48 * 1024 * 1024
 MAX_SYNC = 64

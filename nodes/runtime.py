@@ -11,7 +11,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import trio
 
@@ -79,6 +79,30 @@ def make_network(ctx: NodeContext):
         if peer.key != ctx.key.public:
             net.add_peer(peer.key, peer.address)
     return net
+
+
+async def run_role(ctx: NodeContext, build: Callable[..., Any]) -> int:
+    """Run a role until SIGINT/SIGTERM: open the store (bound to this chain), start the network, then
+    `build(ctx, store, net)` gives the node object, whose `status()` is written at once and whose `run()`
+    serves until cancelled. The network stops (peers disconnected) before the store closes."""
+    from stromledger.store import Store
+
+    ctx.config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store.open_home(ctx.config.home)
+    try:
+        store.check_chain(ctx.chain_id, ctx.registry.hash)
+        net = make_network(ctx)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(until_signalled, nursery.cancel_scope, ctx.log)
+            async with net:
+                ctx.log.info("listening on %s", net.listen_addr)
+                node = build(ctx, store, net)
+                ctx.write_status(node.status())
+                await node.run()
+    finally:
+        store.close()
+    ctx.log.info("stopped")
+    return 0
 
 
 async def until_signalled(cancel_scope: trio.CancelScope, log: logging.Logger) -> None:

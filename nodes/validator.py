@@ -14,8 +14,6 @@ lock and its heavy calls run in threads so the network keeps flowing.
 from __future__ import annotations
 
 import concurrent.futures
-import logging
-import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -35,14 +33,13 @@ from stromledger.consensus.messages import Commit, CommitCertificate
 from stromledger.crypto import sha256
 from stromledger.export import decode_period_rows, encode_period_rows, export_committed
 from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetError
-from stromledger.periods import format_utc
 from stromledger.store import Store
 
 from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
     SyncRequest,
 )
-from .runtime import NodeContext, make_network, until_signalled
+from .runtime import NodeContext, run_role
 
 EVENT_QUEUE = 4096
 FETCH_TIMEOUT = 5.0
@@ -153,6 +150,9 @@ class Validator:
                 task_status.started(self)
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self) -> None:
+        await self.serve()
 
     def _replay_wal(self) -> None:
         """Feed the consensus messages received before a restart back in: votes seen are not lost, and the
@@ -594,20 +594,4 @@ class _Invalid(Exception):
 
 
 async def run(ctx: NodeContext) -> int:
-    data = ctx.config.data_dir
-    data.mkdir(parents=True, exist_ok=True)
-    store = Store.open_home(ctx.config.home)
-    try:
-        store.check_chain(ctx.chain_id, ctx.registry.hash)
-        net = make_network(ctx)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(until_signalled, nursery.cancel_scope, ctx.log)
-            async with net:
-                ctx.log.info("listening on %s", net.listen_addr)
-                validator = Validator(ctx, store, net)
-                ctx.write_status(validator.status())
-                await validator.serve()
-    finally:
-        store.close()
-    ctx.log.info("stopped")
-    return 0
+    return await run_role(ctx, Validator)

@@ -173,7 +173,6 @@ class _GenesisReader:
         self._unknown_fields(doc, {"chain", "meter_point_file", "validators", "grid_areas", "balancing_groups",
                                    "meter_operators", "meter_points", "assignments"}, "top level")
         params = self._chain(doc)
-        period_seconds = params.period_seconds if params else None
         groups = self._groups(doc)
         areas = self._areas(doc, groups)
         operators = self._operators(doc)

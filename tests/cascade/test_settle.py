@@ -240,9 +240,9 @@ class TestSchedules:
 def test_supplier_switch_moves_the_meter_point(registry, net, ledger):
     for p in range(G, G + 3):
         out = net.settle(ledger, net.batch([net.reading(SWITCH, p, 300)]))
-    before, after = result(out, G + 2), None
+    switched = result(out, G + 2)
     assert registry.group_of(SWITCH, G + 1) == G1 and registry.group_of(SWITCH, G + 2) == G3
-    cells = {(c.area, c.group): c.wd for c in before.cells}
+    cells = {(c.area, c.group): c.wd for c in switched.cells}
     assert cells[(A2, G3)] == 300 and (A2, G1) not in cells
 
 

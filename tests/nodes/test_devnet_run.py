@@ -11,7 +11,6 @@ import os
 import signal
 import time
 
-import pytest
 from rich.console import Console
 
 from nodes.devnet import DevnetOptions, NodeProcess, create_devnet, read_status, run_devnet, start_nodes, stop_nodes
