@@ -110,7 +110,12 @@ class SimulatedFeed:
             return cached
         reg = self.registry
         out = {m: self.meter_energy(m, period) for m in reg.malo_order if m not in reg.boundary}
-        out.update(self.boundary_flows(period, out))
+        settled = out
+        if period == reg.genesis_period:
+            # A meter's first register reading only sets its baseline: the cascade settles 0 Wh for it, so
+            # the tie lines balance the area without that energy (else the area shows a negative loss).
+            settled = {**out, **{m: (0, 0) for m in self.register_meters}}
+        out.update(self.boundary_flows(period, settled))
         if len(self._energies) >= _CACHE:
             self._energies.pop(min(self._energies))
         self._energies[period] = out

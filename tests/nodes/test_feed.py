@@ -55,6 +55,8 @@ def test_boundary_flows_leave_a_loss_of_a_few_percent():
     shares = []
     for p in SPAN:
         e = feed.energies(p)
+        if p == REG.genesis_period:  # first register readings are baselines: the cascade settles 0 Wh
+            e = {**e, **{m: (0, 0) for m in feed.register_meters}}
         for area in REG.grid_areas:
             loss, wd = area_balance(e, area)
             assert loss > 0
