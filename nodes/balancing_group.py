@@ -5,7 +5,9 @@ last height it verified), and for each one:
 1. checks the commit certificate against the genesis validators (a seal without a valid certificate is
    refused and asked for elsewhere);
 2. fetches the batches the seal lists (`BatchRequest`, each checked against its digest);
-3. rebuilds the seal with the cascade from those batches on its own settled state and compares the bytes.
+3. rebuilds the seal with the cascade from those batches on its own settled state and compares the bytes;
+   the certificate of the previous height that the seal carries (`last_commit`) must prove the seal this
+   node followed there (the validators checked it too, but this node trusts no quorum to have done so);
    A certified seal that it cannot rebuild identically is a DISCREPANCY: logged at ERROR with where it
    differs (for its own groups: which totals), counted in status.json; the node then goes on from its own
    recomputation (linked to the certified chain), so one bad seal does not stop it;
@@ -41,7 +43,7 @@ from stromledger.cascade.messages import MISMATCHED
 from stromledger.cascade.rejections import Reason
 from stromledger.cascade.settle import NotEligible, Outcome, batch_eligible, describe_difference
 from stromledger.codec import CodecError, decode
-from stromledger.consensus import Commit
+from stromledger.consensus import Commit, certificate_holds
 from stromledger.crypto import sha256
 from stromledger.net import SYNC, NetError, Network
 
@@ -249,11 +251,13 @@ class BalancingGroupNode:
                 invalid.append(f"batch {digest.hex()[:12]}: {cb}")
             else:
                 checked[digest] = cb
-        outcome = await trio.to_thread.run_sync(rebuild_seal, commit.value, self.reg, self.state, checked)
+        outcome = await trio.to_thread.run_sync(rebuild_seal, commit.value, self.reg, self.state, checked, None,
+                                                self._last_commit_ok)
         if isinstance(outcome, Rejection) and outcome.reason == Reason.MISSING_BATCH and not invalid:
             self.log.warning("height %d: %s", h, outcome)
             return False
-        if isinstance(outcome, Rejection):
+        verified = not isinstance(outcome, Rejection)
+        if not verified:
             reason = "invalid_batch" if invalid else outcome.reason.label
             detail = "; ".join(invalid) if invalid else outcome.message
             outcome = self._discrepancy(h, seal, commit, reason, detail, checked)
@@ -264,9 +268,15 @@ class BalancingGroupNode:
         self._persist(h, commit, fetched)
         self.verified["heights"] += 1
         self.verified["last_height"] = h
-        self._report(outcome.seal, verified=outcome.seal_hash == sha256(commit.value))
+        self._report(outcome.seal, verified=verified)
         self._save_counters()
         return True
+
+    def _last_commit_ok(self, data: bytes) -> bool:
+        """A seal's certificate of the previous height proves the (certified) seal this node followed there."""
+        state = self.state
+        return state.height is not None and certificate_holds(data, state.seal_hash, self.reg.validator_keys(),
+                                                              self.reg.chain_id, state.height)
 
     def _discrepancy(self, h: int, seal: PeriodSeal, commit: Commit, reason: str, detail: str,
                      checked: dict[bytes, CheckedBatch]) -> Optional[Outcome]:
@@ -276,7 +286,7 @@ class BalancingGroupNode:
         usable = [cb for d, cb in sorted(checked.items())
                   if batch_eligible(cb, self.state.batches.get(d, (-1, 0))[0], h, lo)]
         try:
-            ours = build_seal(self.reg, self.state, h, usable, seal.vote_evidence)
+            ours = build_seal(self.reg, self.state, h, usable, seal.vote_evidence, seal.last_commit)
         except (NotEligible, ValueError, AssertionError) as e:
             self.halted = f"height {h}: cannot recompute the seal: {e}"
             self.log.critical("height %d: the certified seal differs (%s: %s) and this node cannot recompute it: "

@@ -3,8 +3,13 @@
 It admits signed batches (signatures checked in worker threads: PyNaCl releases the GIL), answers each
 with a signed receipt, pushes admitted batches to the other validators, runs Tendermint on each period's
 PeriodSeal from gate closure on, and on commit stores the seal, its certificate, the period rows and the
-settled state, then writes the billing export. It serves sync (committed seals and batches) and light
-(inclusion proofs) requests to the other roles.
+settled state, then writes the billing export of the height before. It serves sync (committed seals and
+batches) and light (inclusion proofs) requests to the other roles.
+
+The seal of height h carries the commit certificate of h - 1 (`last_commit`): the proposer puts in the one
+it stored, the others accept it if it proves their own commit of h - 1. Once h commits, that certificate is
+the one every validator exports for h - 1, so their exports are byte-identical; hence an export appears one
+period after its period commits.
 
 The consensus machine and the cascade are pure; this module is the shell that feeds them time and
 messages. One consensus loop processes events in order; the ledger (the cascade's state) is guarded by a
@@ -26,6 +31,7 @@ from stromledger.cascade import Ledger, LedgerError, PeriodSeal, Rejection, Sett
 from stromledger.cascade.checks import CheckedBatch, correctable_from
 from stromledger.codec import CodecError, decode
 from stromledger.consensus import events as ev
+from stromledger.consensus.certificate import certificate_holds
 from stromledger.consensus.config import ConsensusConfig
 from stromledger.consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_evidence
 from stromledger.consensus.machine import Consensus
@@ -237,13 +243,32 @@ class Validator:
         except (CodecError, EvidenceError):
             return False
 
+    def _last_commit_ok(self, data: bytes) -> bool:
+        """A proposed seal's last commit: canonical bytes of a certificate by more than 2/3 of the validators
+        for the seal this node committed last. Called by ledger.validate, under the lock."""
+        state = self.ledger.state
+        return state.height is not None and certificate_holds(data, state.seal_hash, self.validator_keys,
+                                                              self.ctx.chain_id, state.height)
+
+    def _own_last_commit(self, height: int) -> Optional[bytes]:
+        """The certificate this node stored for height - 1 (b"" at the genesis height, None if missing)."""
+        if height == self.reg.genesis_period:
+            return b""
+        previous = self.store.get_commit(height - 1)
+        return None if previous is None else bytes(previous.certificate)
+
     async def _build_value(self, height: int, round: int) -> None:
         async with self._lock:
             if self.ledger.next_height != height:
                 self.log.warning("asked to propose height %d but the ledger is at %d", height,
                                  self.ledger.next_height)
                 return
-            outcome = await trio.to_thread.run_sync(self.ledger.propose, self._pending_vote_evidence())
+            last_commit = self._own_last_commit(height)
+            if last_commit is None:
+                self.log.error("cannot propose height %d: no stored commit of height %d", height, height - 1)
+                return
+            outcome = await trio.to_thread.run_sync(self.ledger.propose, self._pending_vote_evidence(),
+                                                    last_commit)
         seal = outcome.seal
         self.log.info("proposing height %d round %d: seal %s, %d batches, %d period results",
                       height, round, outcome.seal_hash.hex()[:16], len(seal.batches), len(seal.results))
@@ -257,7 +282,8 @@ class Validator:
                 raise _Invalid(f"the ledger is at height {self.ledger.next_height}")
             await self._fetch_missing(value, self.machine.proposer(round))
             async with self._lock:
-                rejection = await trio.to_thread.run_sync(self.ledger.validate, value, self._evidence_ok)
+                rejection = await trio.to_thread.run_sync(self.ledger.validate, value, self._evidence_ok,
+                                                          self._last_commit_ok)
             if rejection is not None:
                 raise _Invalid(str(rejection))
             valid = True
@@ -335,11 +361,13 @@ class Validator:
         self.last_commit = CommitInfo(h, cert.round, seal, seal_hash, ms_after)
         self.commits += 1
         self._log_commit(self.last_commit)
-        if self.write_exports:
+        if self.write_exports and h > self.reg.genesis_period:
+            # The seal of h carries the canonical certificate of h - 1: h - 1 is now final for export.
             try:
-                await trio.to_thread.run_sync(export_committed, self.store, self.reg, h, self.ctx.config.data_dir)
+                await trio.to_thread.run_sync(export_committed, self.store, self.reg, h - 1,
+                                              self.ctx.config.data_dir)
             except Exception as e:  # an export problem must never stop settlement
-                self.log.error("export of height %d failed: %s", h, e)
+                self.log.error("export of height %d failed: %s", h - 1, e)
         async with self.committed:
             self.committed.notify_all()
 

@@ -19,7 +19,8 @@ every seal identically from its batches.
 
 Every node is then stopped (SIGTERM; SIGKILL after 10 s, reported) and its home stays in DIR: look at a
 node with `stromledger status --home DIR/validator-1`, its log in DIR/validator-1/node.log, the billing
-exports in DIR/validator-1/data/exports/.
+exports in DIR/validator-1/data/exports/ (every period but the last: an export is written when the next
+period commits).
 
 Exit status: 0 when every period settled with the same seal on every validator and every light and
 balancing-group node verified it; 1 when a node died (its log tail is shown), the deadline (the last

@@ -32,7 +32,10 @@ PERIOD_HELP = """\
 Write the export of a committed period from a node's store (the node may keep running). PERIOD is a period
 index (1994728), a period start in UTC (2026-11-21T10:00:00Z) or an ISO interval
 (2026-11-21T10:00:00Z/PT15M). Without --version the latest committed version is exported; a correction
-(version 2 and up) includes changes.csv against the version before. The export is written under
+(version 2 and up) includes changes.csv against the version before. A version can be exported once the
+next height after the seal that settled it has committed: that seal carries the commit certificate every
+validator puts in the export (so the newest committed height cannot be exported yet; wait one period).
+The export is written under
 <out>/exports/<period start, e.g. 20261121T100000Z>/v<version>/ (default out: <home>/data) and never
 overwrites a different one. Check it with `stromledger export verify`."""
 

@@ -208,9 +208,10 @@ class Ledger:
             self.acceptor.batches.setdefault(checked.digest, checked)
         return checked
 
-    def propose(self, vote_evidence: Iterable[bytes] = ()) -> Outcome:
+    def propose(self, vote_evidence: Iterable[bytes] = (), last_commit: bytes = b"") -> Outcome:
+        """Build the seal of the next height; `last_commit`: the commit certificate of the height before."""
         h = self.next_height
-        outcome = build_seal(self.registry, self.state, h, self.acceptor.eligible(h), vote_evidence)
+        outcome = build_seal(self.registry, self.state, h, self.acceptor.eligible(h), vote_evidence, last_commit)
         self._outcomes[outcome.seal_hash] = outcome
         return outcome
 
@@ -222,11 +223,14 @@ class Ledger:
             return []
         return [d for d in seal.batches if d not in self.acceptor.batches]
 
-    def validate(self, seal_bytes: bytes, evidence_ok: Callable[[bytes], bool] | None = None) -> Rejection | None:
+    def validate(self, seal_bytes: bytes, evidence_ok: Callable[[bytes], bool] | None = None,
+                 last_commit_ok: Callable[[bytes], bool] | None = None) -> Rejection | None:
+        """None if the proposed seal is what this node builds (see settle.rebuild_seal), else why not."""
         seal_hash = sha256(seal_bytes)
         if seal_hash in self._outcomes:
             return None
-        outcome = rebuild_seal(seal_bytes, self.registry, self.state, self.acceptor.batches, evidence_ok)
+        outcome = rebuild_seal(seal_bytes, self.registry, self.state, self.acceptor.batches, evidence_ok,
+                               last_commit_ok)
         if isinstance(outcome, Rejection):
             return outcome
         self._outcomes[seal_hash] = outcome

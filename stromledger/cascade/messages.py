@@ -5,7 +5,9 @@ reading signed for another chain simply does not verify. A batch names its chain
 refused with that reason before any signature is checked.
 
 The PeriodSeal is the value consensus decides for height h = period index h: the version-1 result of
-period h plus new versions of earlier periods that corrections changed. docs/cascade.md has the layout.
+period h plus new versions of earlier periods that corrections changed. It also carries the commit
+certificate of height h - 1 (`last_commit`, as in Tendermint), so every node agrees on one certificate per
+committed height. docs/cascade.md has the layout.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ MAX_BATCH_SCHEDULES = 20_000
 MAX_SEAL_BATCHES = 100_000
 MAX_SEAL_RESULTS = 10_000  # the seal of h plus corrections: the correction window must stay below this
 MAX_SEAL_EVIDENCE = 10_000
+MAX_LAST_COMMIT = 72 * 1024  # a commit certificate of 1024 validators encodes to about 70 KiB
 EIC = Str(16)
 MALO = Str(11)
 
@@ -255,6 +258,7 @@ class PeriodSeal(Message):
     evidence: Seq(ReadingConflict, MAX_SEAL_EVIDENCE)
     rejected: Seq(ReasonCount, 64)  # items of the listed batches refused by this seal, by reason
     vote_evidence: Seq(Blob(4096), 256)  # opaque consensus evidence (e.g. DuplicateVoteEvidence), ascending
+    last_commit: Blob(MAX_LAST_COMMIT)  # opaque: the commit certificate of height - 1 (b"" at the genesis height)
 
     def hash(self) -> bytes:
         return sha256(self.encode())

@@ -28,6 +28,7 @@ class Reason(enum.IntEnum):
     INVARIANT_VIOLATED = 19
     SEAL_MISMATCH = 20  # rebuilt from the same inputs, the seal came out different
     BAD_EVIDENCE = 21  # consensus evidence in a seal that does not check out
+    BAD_LAST_COMMIT = 22  # a seal's commit certificate of the previous height that does not check out
 
     @property
     def label(self) -> str:

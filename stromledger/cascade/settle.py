@@ -1,7 +1,8 @@
 """Building and validating the PeriodSeal: the cascade from meter point periods up to the network.
 
 `build_seal(registry, state, height, batches)` is a pure function of the registry, the settled state
-(committed history), the height and the batches the proposer chose; it never changes `state`. The result
+(committed history), the height and the batches the proposer chose (plus two opaque inputs from consensus:
+vote evidence and the commit certificate of the previous height); it never changes `state`. The result
 (`Outcome`) holds the seal and the settled entries it changes; `state.apply(registry, outcome)` applies it
 once consensus commits the seal. `validate_seal` rebuilds from the same inputs and compares the bytes.
 
@@ -79,11 +80,15 @@ def _as_checked(registry: Registry, b: BatchLike) -> CheckedBatch:
 
 
 def build_seal(registry: Registry, state: SettledState, height: int, batches: Iterable[BatchLike],
-               vote_evidence: Iterable[bytes] = ()) -> Outcome:
+               vote_evidence: Iterable[bytes] = (), last_commit: bytes = b"") -> Outcome:
     """Build the seal of `height` from the chosen batches (any order; they are settled in digest order).
-    Raises NotEligible if a batch has nothing to settle at this height, ValueError on a wrong height."""
+    `last_commit` (the canonical commit certificate of height - 1, b"" at the genesis height) is carried
+    as given. Raises NotEligible if a batch has nothing to settle at this height, ValueError on a wrong
+    height or a last commit at the genesis height."""
     if height != state.next_height(registry):
         raise ValueError(f"the next seal is for height {state.next_height(registry)}, not {height}")
+    if height == registry.genesis_period and last_commit:
+        raise ValueError("the seal of the genesis height has no previous commit")
     if state.registry_hash != registry.hash:
         raise ValueError("the settled state belongs to another registry")
     checked = sorted((_as_checked(registry, b) for b in batches), key=lambda c: c.digest)
@@ -92,7 +97,7 @@ def build_seal(registry: Registry, state: SettledState, height: int, batches: It
     for a, b in zip(checked, checked[1:]):
         if a.digest == b.digest:
             raise NotEligible(a.digest, "listed twice")
-    return _Builder(registry, state, height).build(checked, tuple(sorted(set(vote_evidence))))
+    return _Builder(registry, state, height).build(checked, tuple(sorted(set(vote_evidence))), bytes(last_commit))
 
 
 class _Builder:
@@ -111,7 +116,7 @@ class _Builder:
 
     # -- the whole seal ----------------------------------------------------------------------------------
 
-    def build(self, batches: list[CheckedBatch], vote_evidence: tuple[bytes, ...]) -> Outcome:
+    def build(self, batches: list[CheckedBatch], vote_evidence: tuple[bytes, ...], last_commit: bytes) -> Outcome:
         h, lo = self.h, self.lo
         progress = {}
         for cb in batches:
@@ -152,6 +157,7 @@ class _Builder:
             evidence=tuple(evidence),
             rejected=tuple(ReasonCount(int(reason), n) for reason, n in sorted(self.rejected.items())),
             vote_evidence=vote_evidence,
+            last_commit=last_commit,
         )
         data = seal.encode()
         return Outcome(seal, data, seal.hash(), changes, progress,
@@ -372,9 +378,12 @@ class _Builder:
 
 
 def rebuild_seal(seal_bytes: bytes, registry: Registry, state: SettledState,
-                 batches: Mapping[bytes, BatchLike], evidence_ok: Callable[[bytes], bool] | None = None
-                 ) -> Outcome | Rejection:
-    """Decode a proposed seal, check it, rebuild it from the same inputs; the outcome if identical."""
+                 batches: Mapping[bytes, BatchLike], evidence_ok: Callable[[bytes], bool] | None = None,
+                 last_commit_ok: Callable[[bytes], bool] | None = None) -> Outcome | Rejection:
+    """Decode a proposed seal, check it, rebuild it from the same inputs; the outcome if identical.
+    `evidence_ok` and `last_commit_ok` judge the opaque consensus inputs (None: no check, for seals that
+    are already committed). With `last_commit_ok`, a seal after the genesis height must carry a last
+    commit, and that commit must satisfy it."""
     try:
         seal = PeriodSeal.decode(seal_bytes)
     except CodecError as e:
@@ -397,12 +406,22 @@ def rebuild_seal(seal_bytes: bytes, registry: Registry, state: SettledState,
         for blob in seal.vote_evidence:
             if not evidence_ok(blob):
                 return Rejection(Reason.BAD_EVIDENCE, "consensus evidence does not verify")
+    if seal.height == registry.genesis_period:
+        if seal.last_commit:
+            return Rejection(Reason.BAD_LAST_COMMIT, "the seal of the genesis height carries a last commit")
+    elif last_commit_ok is not None:
+        if not seal.last_commit:
+            return Rejection(Reason.BAD_LAST_COMMIT, f"no commit certificate of height {seal.height - 1}")
+        if not last_commit_ok(seal.last_commit):
+            return Rejection(Reason.BAD_LAST_COMMIT,
+                             f"the commit certificate of height {seal.height - 1} does not verify")
     for result in seal.results:
         broken = check_invariants(registry, result)
         if broken is not None:
             return broken
     try:
-        outcome = build_seal(registry, state, seal.height, [batches[d] for d in seal.batches], seal.vote_evidence)
+        outcome = build_seal(registry, state, seal.height, [batches[d] for d in seal.batches], seal.vote_evidence,
+                             seal.last_commit)
     except NotEligible as e:
         return Rejection(Reason.BATCH_NOT_ELIGIBLE, str(e))
     if outcome.seal_bytes != bytes(seal_bytes):
@@ -411,15 +430,16 @@ def rebuild_seal(seal_bytes: bytes, registry: Registry, state: SettledState,
 
 
 def validate_seal(seal_bytes: bytes, registry: Registry, state: SettledState, batches: Mapping[bytes, BatchLike],
-                  evidence_ok: Callable[[bytes], bool] | None = None) -> Rejection | None:
+                  evidence_ok: Callable[[bytes], bool] | None = None,
+                  last_commit_ok: Callable[[bytes], bool] | None = None) -> Rejection | None:
     """None if the seal is exactly what this node builds from the same inputs, else why not."""
-    outcome = rebuild_seal(seal_bytes, registry, state, batches, evidence_ok)
+    outcome = rebuild_seal(seal_bytes, registry, state, batches, evidence_ok, last_commit_ok)
     return outcome if isinstance(outcome, Rejection) else None
 
 
 def describe_difference(ours: PeriodSeal, theirs: PeriodSeal) -> str:
     """Where a proposed seal first differs from the rebuilt one (for logs)."""
-    for field in ("batches", "evidence", "rejected", "vote_evidence"):
+    for field in ("batches", "evidence", "rejected", "vote_evidence", "last_commit"):
         if getattr(ours, field) != getattr(theirs, field):
             return f"{field} differ"
     mine = {r.period: r for r in ours.results}

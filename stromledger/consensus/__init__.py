@@ -1,7 +1,7 @@
 """Tendermint BFT consensus, sans-I/O: `Consensus.handle(event) -> list[action]`. See docs/consensus.md."""
 
 from .app import Application
-from .certificate import CertificateError, build_certificate, verify_certificate
+from .certificate import CertificateError, build_certificate, certificate_holds, verify_certificate
 from .config import ConsensusConfig
 from .events import (Action, Broadcast, CommitReceived, Decide, Event, EvidenceFound, ProposalReceived, Rejected,
                      RequestValue, ScheduleTimeout, SendCommit, StartHeight, TimeoutFired, TimeoutKind,
@@ -19,6 +19,6 @@ __all__ = [
     "EvidenceFound", "MemorySignGuard", "Precommit", "Prevote", "Proposal", "ProposalReceived", "Rejected",
     "RequestValue", "ScheduleTimeout", "SendCommit", "SignGuard", "SignRecord", "StartHeight", "Step",
     "TimeoutFired", "TimeoutKind", "ValidateValue", "ValidatorSet", "ValueChecked", "ValueReady", "VoteReceived",
-    "build_certificate", "event_for", "make_evidence", "sign_proposal", "sign_vote", "value_hash",
+    "build_certificate", "certificate_holds", "event_for", "make_evidence", "sign_proposal", "sign_vote", "value_hash",
     "verify_certificate", "verify_evidence", "verify_signature",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional, Sequence
 
+from stromledger.codec import CodecError
 from stromledger.crypto import verify
 
 from .messages import PRECOMMIT_DOMAIN, CommitCertificate, CommitSig, Precommit
@@ -64,3 +65,15 @@ def verify_certificate(cert: CommitCertificate, value_hash: bytes, validators: V
         if not verify(vset.keys[s.validator], s.sig, PRECOMMIT_DOMAIN, chain_id, body):
             raise CertificateError("bad_signature", f"signature of validator {s.validator} does not verify",
                                    s.validator)
+
+
+def certificate_holds(data: bytes, value_hash: bytes, validators: ValidatorSet | Sequence[bytes], chain_id: str,
+                      height: int) -> bool:
+    """Is `data` the canonical encoding of a certificate that verify_certificate accepts for `value_hash` at
+    `height`? What a seal's `last_commit` must be: canonical, so every node exports the very same bytes."""
+    try:
+        cert = CommitCertificate.decode(data)
+        verify_certificate(cert, value_hash, validators, chain_id, height)
+    except (CodecError, CertificateError):
+        return False
+    return cert.encode() == bytes(data)

@@ -1,7 +1,10 @@
-"""Exports of what a node's store holds: `export_committed` (a validator calls it after each commit) and
-`export_period` (on demand, any committed period and version).
+"""Exports of what a node's store holds: `export_committed` (a validator calls it for height h - 1 when
+height h commits) and `export_period` (on demand, any committed period and version).
 
-The seal and its certificate come from the store's commits. The rows of a period result come from the first
+The seal comes from the store's commits. Its certificate is the chain's canonical one: the `last_commit`
+carried by the committed seal of the next height, the same on every node (a node's own stored certificate
+is whichever quorum of precommits it happened to collect, and may differ from another node's). So a height
+is final for export once the next height has committed. The rows of a period result come from the first
 of these that has them:
 1. the store's `period_results` row, if the node keeps the rows there (`period_data.encode_period_rows`);
 2. the node's latest settled-state snapshot, if the period's latest version there is the one wanted;
@@ -33,7 +36,7 @@ Key = tuple[int, int]  # (period, version)
 
 
 class StoreReader(Protocol):
-    def get_commit(self, height: int): ...  # -> row with .value (seal bytes) and .certificate, or None
+    def get_commit(self, height: int): ...  # -> row with .value (seal bytes), or None
     def commits_from(self, height: int, limit: int) -> list: ...
     def last_height(self) -> Optional[int]: ...
     def get_batch(self, digest: bytes) -> Optional[bytes]: ...
@@ -41,18 +44,35 @@ class StoreReader(Protocol):
     def latest_state(self) -> Optional[tuple[int, bytes]]: ...
 
 
-def _decode_commit(commit, height: int) -> tuple[PeriodSeal, bytes, CommitCertificate]:
+def _decode_commit(commit, height: int) -> tuple[PeriodSeal, bytes]:
     try:
-        return PeriodSeal.decode(commit.value), bytes(commit.value), CommitCertificate.decode(commit.certificate)
+        return PeriodSeal.decode(commit.value), bytes(commit.value)
     except CodecError as e:
         raise ExportError(f"the commit at height {height} does not decode: {e}") from None
 
 
-def _load_commit(store: StoreReader, height: int) -> tuple[PeriodSeal, bytes, CommitCertificate]:
+def _load_commit(store: StoreReader, height: int) -> tuple[PeriodSeal, bytes]:
     commit = store.get_commit(height)
     if commit is None:
         raise ExportError(f"no commit at height {height} in this store")
     return _decode_commit(commit, height)
+
+
+def final_commit(store: StoreReader, height: int) -> tuple[PeriodSeal, bytes, CommitCertificate]:
+    """The committed seal at `height` and its canonical certificate, the `last_commit` of the committed seal
+    at height + 1. Raises ExportError while height + 1 is not committed."""
+    seal, seal_bytes = _load_commit(store, height)
+    following = store.get_commit(height + 1)
+    if following is None:
+        raise ExportError(f"height {height} is not final for export until height {height + 1} commits (its "
+                          f"commit certificate is carried by that seal)")
+    next_seal, _ = _decode_commit(following, height + 1)
+    try:
+        cert = CommitCertificate.decode(next_seal.last_commit)
+    except CodecError as e:
+        raise ExportError(f"the seal at height {height + 1} carries no commit certificate of height {height}: "
+                          f"{e}") from None
+    return seal, seal_bytes, cert
 
 
 def committed_rows(store: StoreReader, registry: Registry, wanted: Iterable[Key]) -> dict[Key, list[MeterRow]]:
@@ -97,7 +117,7 @@ def _replayed_rows(store: StoreReader, registry: Registry, wanted: set[Key]) -> 
         for commit in page:
             if commit.height != state.next_height(registry):
                 raise ExportError(f"cannot replay: height {state.next_height(registry)} is not in the store")
-            seal, seal_bytes, _ = _decode_commit(commit, commit.height)
+            seal, seal_bytes = _decode_commit(commit, commit.height)
             batches = {}
             for d in seal.batches:
                 data = store.get_batch(d)
@@ -119,8 +139,9 @@ def _replayed_rows(store: StoreReader, registry: Registry, wanted: set[Key]) -> 
 
 
 def exports_of_seal(store: StoreReader, registry: Registry, height: int) -> dict[Key, dict[str, bytes]]:
-    """The export files of every period result in the committed seal at `height`, by (period, version)."""
-    seal, seal_bytes, cert = _load_commit(store, height)
+    """The export files of every period result in the committed seal at `height`, by (period, version).
+    Needs height + 1 committed (see final_commit)."""
+    seal, seal_bytes, cert = final_commit(store, height)
     keys = [(r.period, r.version) for r in seal.results]
     rows = committed_rows(store, registry, keys + [(p, v - 1) for p, v in keys if v > 1])
     return {(p, v): build_export(registry, seal_bytes, cert, p, rows[p, v], rows.get((p, v - 1)))
@@ -131,8 +152,10 @@ def export_committed(store: StoreReader, registry: Registry, height: int,
                      base_dir: str | os.PathLike[str]) -> list[Path]:
     """Write the export of every period result in the committed seal at `height` (version 1 of period
     `height` and any corrections of earlier periods) under `<base_dir>/exports/`; return their directories.
-    Safe to call again (identical exports are left alone); raises ExportError if the store lacks what an
-    export needs, ExportConflict if a different export of the same period and version is already there."""
+    The certificate is the one the seal at height + 1 carries, so every node writes the same bytes; a
+    validator calls this for height h - 1 when height h commits. Safe to call again (identical exports are
+    left alone); raises ExportError if height + 1 is not committed or the store lacks what an export needs,
+    ExportConflict if a different export of the same period and version is already there."""
     return [write_export(base_dir, files) for files in exports_of_seal(store, registry, height).values()]
 
 
@@ -150,7 +173,7 @@ def _seals_carrying(store: StoreReader, registry: Registry, period: int):
         for commit in page:
             if commit.height > stop:
                 return
-            seal, _, _ = _decode_commit(commit, commit.height)
+            seal, _ = _decode_commit(commit, commit.height)
             r = seal.result(period)
             if r is not None:
                 yield commit.height, r
@@ -182,11 +205,12 @@ def latest_version(store: StoreReader, registry: Registry, period: int) -> int:
 def export_period(store: StoreReader, registry: Registry, period: int, version: int | None,
                   base_dir: str | os.PathLike[str]) -> Path:
     """Write the export of one committed (period, version) (version None: the latest) and return its
-    directory. A correction comes with changes.csv against the previous version."""
+    directory. A correction comes with changes.csv against the previous version. Like export_committed, it
+    needs the seal after the one carrying (period, version) committed."""
     if version is None:
         version = latest_version(store, registry, period)
     height = find_height(store, registry, period, version)
-    seal, seal_bytes, cert = _load_commit(store, height)
+    seal, seal_bytes, cert = final_commit(store, height)
     keys = [(period, version)] + ([(period, version - 1)] if version > 1 else [])
     rows = committed_rows(store, registry, keys)
     files = build_export(registry, seal_bytes, cert, period, rows[period, version], rows.get((period, version - 1)))

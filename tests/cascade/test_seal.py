@@ -63,6 +63,7 @@ def test_a_second_node_rebuilds_the_identical_seal(registry, net):
     (lambda s: reseal(s, rejected=()), Reason.SEAL_MISMATCH),
     (lambda s: reseal(s, evidence=()), Reason.SEAL_MISMATCH),
     (lambda s: reseal(s, vote_evidence=(b"b", b"a")), Reason.MALFORMED),
+    (lambda s: reseal(s, last_commit=b"cert"), Reason.BAD_LAST_COMMIT),  # none exists before genesis
 ])
 def test_refused_seals(registry, net, tamper, expected):
     a, b = two_nodes(registry)
@@ -95,6 +96,34 @@ def test_vote_evidence_passes_through_and_is_checked(registry, net):
     assert b.validate(out.seal_bytes, evidence_ok=lambda blob: True) is None
     c = Ledger(registry)
     assert c.validate(out.seal_bytes, evidence_ok=lambda blob: blob != b"evidence-2").reason == Reason.BAD_EVIDENCE
+
+
+def test_last_commit_passes_through_and_is_checked(registry, net):
+    a, b = two_nodes(registry)
+    with pytest.raises(ValueError, match="genesis"):
+        a.propose(last_commit=b"cert-of-nothing")
+    genesis = a.propose()
+    assert genesis.seal.last_commit == b""
+    b.validate(genesis.seal_bytes, last_commit_ok=lambda cert: False)  # not asked at the genesis height
+    a.commit(genesis.seal_bytes)
+    b.commit(genesis.seal_bytes)
+    out = a.propose(last_commit=b"cert-of-G")
+    assert out.seal.last_commit == b"cert-of-G"
+    assert out.seal_hash != a.propose(last_commit=b"other-cert-of-G").seal_hash  # the seal hash covers it
+    asked = []
+    assert b.validate(out.seal_bytes, last_commit_ok=lambda cert: asked.append(cert) or True) is None
+    assert asked == [b"cert-of-G"]
+    c = Ledger(registry)
+    c.commit(genesis.seal_bytes)
+    wrong = c.validate(out.seal_bytes, last_commit_ok=lambda cert: cert == b"the-real-cert")
+    assert wrong.reason == Reason.BAD_LAST_COMMIT and f"height {G}" in wrong.message
+    empty = c.validate(reseal(out.seal, last_commit=b""), last_commit_ok=lambda cert: True)
+    assert empty.reason == Reason.BAD_LAST_COMMIT
+    # Whatever certificate the check accepts is rebuilt as carried (each makes another seal).
+    assert c.validate(reseal(out.seal, last_commit=b"G-fo-trec"), last_commit_ok=lambda cert: True) is None
+    # Without a check (committed seals: commit, replay) the last commit is taken as it is, even empty.
+    c.commit(reseal(out.seal, last_commit=b""))
+    assert c.state.height == G + 1
 
 
 def test_commit_of_a_seal_this_node_cannot_rebuild_raises(registry, net):

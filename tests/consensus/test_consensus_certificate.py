@@ -7,7 +7,7 @@ from consensus_harness import CHAIN, H, KEYS, PUBS
 
 from stromledger.codec import CodecError
 from stromledger.consensus import (CertificateError, Commit, CommitCertificate, CommitSig, Precommit,
-                                   build_certificate, sign_vote, value_hash, verify_certificate)
+                                   build_certificate, certificate_holds, sign_vote, value_hash, verify_certificate)
 from stromledger.consensus.validators import ValidatorSet
 
 V = b"the period seal"
@@ -96,3 +96,15 @@ def test_decoding_rejects_malformed_certificates():
     cert = cert_of([0, 1, 2])
     with pytest.raises(CodecError):
         CommitCertificate.decode(cert.encode()[:-3])
+
+
+def test_certificate_holds_on_encoded_bytes():
+    data = cert_of([0, 1, 2]).encode()
+    assert certificate_holds(data, VH, PUBS, CHAIN, H)
+    assert not certificate_holds(data, VH, PUBS, CHAIN, H + 1)
+    assert not certificate_holds(data, value_hash(b"another seal"), PUBS, CHAIN, H)
+    assert not certificate_holds(cert_of([0, 1]).encode(), VH, PUBS, CHAIN, H)
+    assert not certificate_holds(data + b"\x00", VH, PUBS, CHAIN, H)
+    assert not certificate_holds(b"", VH, PUBS, CHAIN, H)
+    reversed_signers = dataclasses.replace(cert_of([0, 1, 2]), signatures=cert_of([0, 1, 2]).signatures[::-1])
+    assert not certificate_holds(reversed_signers.encode(), VH, PUBS, CHAIN, H)

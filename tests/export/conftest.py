@@ -30,14 +30,17 @@ def commits(registry):
 
 @pytest.fixture(scope="session")
 def exports(registry, commits):
-    """Every export of the chain by (period, version): built from the seals, certificates and rows."""
+    """Every export of the chain by (period, version) but the last height's (not final yet): built from the
+    seals, the certificates the following seals carry, and the rows."""
+    from stromledger.cascade.messages import PeriodSeal
+    from stromledger.consensus.messages import CommitCertificate
+
     out = {}
     latest: dict[int, list] = {}
-    for c in commits:
-        from stromledger.cascade.messages import PeriodSeal
-
+    for c, following in zip(commits, commits[1:]):
+        cert = CommitCertificate.decode(PeriodSeal.decode(following.seal_bytes).last_commit)
         for r in PeriodSeal.decode(c.seal_bytes).results:
-            out[r.period, r.version] = build_export(registry, c.seal_bytes, c.certificate, r.period, c.rows[r.period],
+            out[r.period, r.version] = build_export(registry, c.seal_bytes, cert, r.period, c.rows[r.period],
                                                     latest.get(r.period))
         latest.update(c.rows)
     return out

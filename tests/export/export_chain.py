@@ -4,7 +4,10 @@ cascade, commit certificates from 3 of 4 validators' precommits, and node stores
 Heights (period indices from G = the genesis period, 2026-11-21T10:00:00Z):
 - G: readings of every meter point but one (MISSING), matched and one-sided schedules;
 - G+1: readings but for one meter point (SUBSTITUTED) and a late reading of period G (version 2 of G);
-- G+2: a meter operator's corrected reading (meter version 2) for period G+1 (version 2 of G+1).
+- G+2: a meter operator's corrected reading (meter version 2) for period G+1 (version 2 of G+1);
+- G+3: plain readings. Its seal carries the certificate of G+2, which makes G+2 final for export.
+
+Each seal after G carries the certificate of the height before (`last_commit`), as a validator proposes it.
 """
 
 from __future__ import annotations
@@ -128,6 +131,8 @@ def batches_for(registry: Registry, height: int) -> list[Batch]:
         fix = readings(registry, G + 1, version=2, override={CORRECTED_AT_G2: (imp + 40, exp + 2)})
         fix = [r for r in fix if r.malo_id == CORRECTED_AT_G2]
         return [make_batch(OPERATOR, chain, readings(registry, G + 2)), make_batch(OPERATOR, chain, fix)]
+    if height == G + 3:
+        return [make_batch(OPERATOR, chain, readings(registry, G + 3))]
     raise ValueError(height)
 
 
@@ -143,16 +148,16 @@ class Commit:
     height: int
     seal_bytes: bytes
     seal_hash: bytes
-    certificate: CommitCertificate
+    certificate: CommitCertificate  # the one this node stored; the seal at height + 1 carries its own choice
     batches: list[Batch]
     rows: dict[int, list]  # period -> rows of its latest version after this commit
     state: bytes  # the ledger's settled state after this commit (what a node snapshots)
 
 
-def run_chain(registry: Registry, heights: int = 3, *, signers: Sequence[int] = (0, 1, 2),
+def run_chain(registry: Registry, heights: int = 4, *, signers: Sequence[int] = (0, 1, 2),
               reverse_batches: bool = False) -> list[Commit]:
-    """Settle `heights` periods with a fresh Ledger; the proposer's batch order can be reversed (the seal
-    must not depend on it)."""
+    """Settle `heights` periods with a fresh Ledger, each certified by `signers` (and that certificate
+    carried by the next seal); the proposer's batch order can be reversed (the seal must not depend on it)."""
     ledger = Ledger(registry)
     out = []
     for h in range(G, G + heights):
@@ -160,7 +165,7 @@ def run_chain(registry: Registry, heights: int = 3, *, signers: Sequence[int] = 
         for b in (reversed(batches) if reverse_batches else batches):
             admission = ledger.admit(b, None)
             assert admission.refused is None, admission.refused
-        outcome = ledger.propose()
+        outcome = ledger.propose(last_commit=out[-1].certificate.encode() if out else b"")
         ledger.commit(outcome.seal_bytes)
         rows = {r.period: list(ledger.rows(r.period)) for r in outcome.seal.results}
         out.append(Commit(h, outcome.seal_bytes, outcome.seal_hash, certify(registry, h, outcome.seal_hash, signers),

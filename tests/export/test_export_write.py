@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -66,7 +68,7 @@ def test_export_committed_writes_every_version(tmp_path, registry, commits, expo
     store = make_store(tmp_path / "home", commits)
     base = tmp_path / "out"
     written = []
-    for c in commits:
+    for c in commits[:-1]:
         written += export_committed(store, registry, c.height, base)
     names = sorted(str(p.relative_to(base / "exports")) for p in written)
     assert names == ["20261121T100000Z/v1", "20261121T100000Z/v2", "20261121T101500Z/v1", "20261121T101500Z/v2",
@@ -82,6 +84,9 @@ def test_export_committed_writes_every_version(tmp_path, registry, commits, expo
     assert "changes.csv" not in v1 and "changes.csv" in v2
     assert verify_export(v2, registry, previous=v1).ok
     assert export_committed(store, registry, G + 1, base) == written[1:3]  # again: unchanged
+    last = commits[-1].height  # no seal carries its certificate yet
+    with pytest.raises(ExportError, match=f"height {last} is not final for export until height {last + 1} commits"):
+        export_committed(store, registry, last, base)
     store.close()
 
 
@@ -101,27 +106,35 @@ def test_rows_from_period_results_state_and_replay_agree(tmp_path, registry, com
 
 
 def test_two_validators_write_identical_exports(tmp_path, registry, commits):
-    # a second validator builds the same seals independently (other ledger, batches in another order) and
-    # keeps no period rows, so its exports come from a replay of its own store
-    other = chain.run_chain(registry, reverse_batches=True)
+    # A second validator builds the same seals independently (other ledger, batches in another order), keeps
+    # no period rows (its exports come from a replay of its own store), and stored another certificate of
+    # every height (validators 2-4 where the first has 1-3). Each export takes the certificate the next seal
+    # carries, the same for both, so the trees are byte-identical all the same.
+    other = [dataclasses.replace(c, certificate=chain.certify(registry, c.height, c.seal_hash, (1, 2, 3)))
+             for c in chain.run_chain(registry, reverse_batches=True)]
     assert [c.seal_bytes for c in other] == [c.seal_bytes for c in commits]
+    assert all(a.certificate != b.certificate for a, b in zip(commits, other))
     one, two = make_store(tmp_path / "v1", commits), make_store(tmp_path / "v2", other, period_rows=False)
-    for c in commits:
+    assert one.get_commit(G).certificate != two.get_commit(G).certificate
+    for c in commits[:-1]:
         export_committed(one, registry, c.height, tmp_path / "out1")
         export_committed(two, registry, c.height, tmp_path / "out2")
+    assert len(list((tmp_path / "out1").rglob("manifest.json"))) == 5
     assert tree(tmp_path / "out1") == tree(tmp_path / "out2")
+    manifest = json.loads((tmp_path / "out2" / "exports" / "20261121T100000Z" / "v1" / "manifest.json").read_bytes())
+    assert manifest["certificate"]["encoded"] == commits[0].certificate.encode().hex()  # not what v2 stored
     one.close()
     two.close()
 
 
 def test_another_certificate_changes_only_the_manifest(tmp_path, registry, commits):
-    import json
-
-    other = chain.run_chain(registry, heights=1, signers=(1, 2, 3))
+    # another chain's seal of G + 1 carried another certificate of G (validators 2-4): the export of G differs
+    # in that certificate only
+    other = chain.run_chain(registry, heights=2, signers=(1, 2, 3))
     store = make_store(tmp_path / "v4", other)
     path = export_period(store, registry, G, 1, tmp_path / "out")
     mine = read_export(path)
-    first = make_store(tmp_path / "v1", commits[:1])
+    first = make_store(tmp_path / "v1", commits[:2])
     theirs = read_export(export_period(first, registry, G, 1, tmp_path / "o"))
     first.close()
     assert {n for n in mine if mine[n] != theirs[n]} == {"manifest.json"}
@@ -176,6 +189,8 @@ def test_cli_period_from_a_running_nodes_home(tmp_path, genesis, registry, commi
                  "--version", "1", "--out", str(tmp_path / "billing")]) == 0
     assert read_export(Path(capsys.readouterr().out.strip())) == exports[G + 1, 1]
     assert main(["export", "period", "--home", str(home), "--period", str(G + 2)]) == 0
+    assert main(["export", "period", "--home", str(home), "--period", str(G + 3)]) == 1  # the newest height
+    assert f"is not final for export until height {G + 4} commits" in capsys.readouterr().err
     assert main(["export", "period", "--home", str(home), "--period", "2026-11-21T10:05:00Z"]) == 2
     assert main(["export", "period", "--home", str(home), "--period", str(G + 9)]) == 1
     assert main(["export", "period", "--home", str(tmp_path / "empty"), "--period", str(G),

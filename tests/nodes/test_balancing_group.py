@@ -115,6 +115,27 @@ async def test_a_certified_seal_not_built_from_its_batches_is_a_discrepancy(tmp_
         bg.store.close()
 
 
+async def test_a_certified_seal_carrying_a_bad_last_commit_is_a_discrepancy(tmp_path):
+    async with MemoryHub() as hub:
+        clock = Clock((G + 3) * PS)
+        v = StandIn(hub.endpoint(VKEYS[0].public), clock)
+        submit_readings(v, G)
+        v.seal()
+        good = v.commits[G]
+        v.served[G] = good  # sync hands out the real certificate of G ...
+        weak = certify(G, good.certificate.value_hash, signers=(0, 1))
+        v.commits[G] = Commit(good.value, weak)  # ... but the seal of G + 1 carries one of 2 of 4 signers
+        submit_readings(v, G + 1)
+        assert PeriodSeal.decode(v.seal().seal_bytes).last_commit == weak.encode()
+        bg = open_bg(hub, tmp_path, clock)
+        assert await bg.sync_once() == 2
+        s = bg.status()
+        assert s["verified"] == {"heights": 2, "last_height": G + 1, "discrepancies": 1}
+        assert [(d["height"], d["reason"]) for d in s["discrepancies"]] == [(G + 1, "bad_last_commit")]
+        assert not s["results"][MY_GROUP]["verified"]
+        bg.store.close()
+
+
 async def test_schedules_of_both_sides_match_in_the_seal(tmp_path):
     async with MemoryHub() as hub:
         clock = Clock(G * PS + 1)

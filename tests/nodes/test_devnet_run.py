@@ -15,6 +15,7 @@ from rich.console import Console
 
 from nodes.devnet import DevnetOptions, NodeProcess, create_devnet, read_status, run_devnet, start_nodes, stop_nodes
 from stromledger.consensus.evidence import DuplicateVoteEvidence
+from stromledger.export import verify_export
 from stromledger.store import Store
 
 
@@ -33,17 +34,34 @@ def last_height(spec) -> int:
     return commit.get("height", -1)
 
 
+def export_trees(spec) -> dict[str, dict[str, bytes]]:
+    """A validator's export directories (exports/<period>/v<N>) by relative path: {file name: bytes}."""
+    base = spec.home / "data" / "exports"
+    return {str(d.relative_to(base)): {f.name: f.read_bytes() for f in sorted(d.iterdir())}
+            for d in sorted(base.glob("*/v*")) if d.is_dir()}
+
+
 def test_small_devnet_settles_agrees_and_verifies(tmp_path):
-    options = DevnetOptions(validators=4, balancing_groups=2, meters=40, periods=2, period_seconds=3, seed=7)
+    # Three periods: the export of a period is written when the next one commits, so the first two have one.
+    options = DevnetOptions(validators=4, balancing_groups=2, meters=40, periods=3, period_seconds=3, seed=7)
     devnet = create_devnet(tmp_path / "devnet", options, int(time.time()))
     out = io.StringIO()
     code = run_devnet(devnet, Console(file=out, width=160, color_system=None))
     text = out.getvalue()
     assert code == 0, text
     assert "devnet OK" in text
-    # Every validator wrote the billing export of every settled period.
-    for v in devnet.validators:
-        assert list((v.home / "data" / "exports").glob("*/v1/manifest.json")), v.name
+    # The validators' exports are byte-identical, manifest and its commit certificate included.
+    trees = {v.name: export_trees(v) for v in devnet.validators}
+    common = set.intersection(*(set(t) for t in trees.values()))
+    assert common, {name: sorted(t) for name, t in trees.items()}
+    first = devnet.validators[0].name
+    for name, tree in trees.items():
+        for directory in sorted(common):
+            assert "manifest.json" in tree[directory], (name, directory)
+            assert tree[directory] == trees[first][directory], f"{name} and {first} differ in {directory}"
+    for directory in sorted(common):
+        report = verify_export(trees[first][directory], devnet.registry)
+        assert report.ok, (directory, str(report))
 
 
 def test_validator_killed_mid_period_catches_up_without_conflicting_signatures(tmp_path):

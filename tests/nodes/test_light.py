@@ -83,7 +83,8 @@ class StandIn:
     def seal(self, drop: frozenset = frozenset()):
         """Propose and commit the next height; with `drop`, the seal lists all batches but those (while its
         results still come from all of them): a seal that is not built from the batches it lists."""
-        outcome = self.ledger.propose()
+        previous = self.commits.get(self.ledger.next_height - 1)  # its certificate goes into the seal
+        outcome = self.ledger.propose(last_commit=previous.certificate.encode() if previous else b"")
         if drop:
             bad = dataclasses.replace(outcome.seal, batches=tuple(d for d in outcome.seal.batches if d not in drop))
             data = bad.encode()
