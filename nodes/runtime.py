@@ -58,9 +58,43 @@ class NodeContext:
         }
         path = self.config.status_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        _replace(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        labels = f'node="{_escape(self.config.name)}",role="{self.config.role}"'
+        _replace(path.with_name("metrics.prom"), "".join(prometheus_lines(doc, labels)))
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+# Status fields whose keys are data (reasons, counters, EICs), not names: they become a `key` label.
+LABELLED = {"rejections", "net", "consensus_drops", "groups", "by_reason", "rejected_by_reason", "results"}
+
+
+def prometheus_lines(doc: dict[str, Any], labels: str, prefix: str = "stromledger") -> list[str]:
+    """Every number in a status document as a Prometheus sample (text format 0.0.4), for node_exporter's
+    textfile collector: `stromledger_last_commit_height{node="validator-1",role="validator"} 123`."""
+    out = []
+    for key, value in sorted(doc.items()):
+        name = f"{prefix}_{''.join(c if c.isalnum() else '_' for c in str(key))}"
+        if isinstance(value, bool) or isinstance(value, int):
+            out.append(f"{name}{{{labels}}} {int(value)}\n")
+        elif isinstance(value, dict) and key in LABELLED:
+            for sub, v in sorted(value.items()):
+                sub_labels = f'{labels},key="{_escape(str(sub))}"'
+                if isinstance(v, (int, bool)):
+                    out.append(f"{name}{{{sub_labels}}} {int(v)}\n")
+                elif isinstance(v, dict):
+                    out.extend(prometheus_lines(v, sub_labels, name))
+        elif isinstance(value, dict):
+            out.extend(prometheus_lines(value, labels, name))
+    return out
 
 
 def open_context(home: str | Path) -> NodeContext:
