@@ -23,6 +23,7 @@ benchmark ran, 1 when it could not, 2 for bad arguments. docs/benchmarks.md show
   sim        simulated heights per second: a simulated day (96 heights) of 16 validators
   devnet     meter points settled per period by real node processes, and peak memory per node per 100k
              meter points
+  show       print the tables of results saved with --save again
   plot       draw the charts (PNG) of results saved with --save
 
 The machine is usually shared: close other work, or compare runs by their load average (printed).
@@ -66,10 +67,12 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("cascade", help="build, validate and commit seals of N meter points")
     s.add_argument("--sizes", type=_ints, default=(10_000, 100_000, 1_000_000),
-                   help="meter point counts (default 10000,100000,1000000: about 3 minutes and 2 GB for 1M)")
+                   help="meter point counts (default 10000,100000,1000000: about 4 minutes and 2 GB for 1M)")
     s.add_argument("--batch-size", type=_positive, default=10_000, help="readings per batch (default 10000)")
     s.add_argument("--skip", type=float, default=0.01, help="share of meters without a reading, substituted "
                                                             "(default 0.01)")
+    s.add_argument("--no-export", dest="export", action="store_false",
+                   help="skip timing the billing export after the commit (about 70 s at 1M meter points)")
     _common(s)
 
     s = sub.add_parser("merkle", help="Merkle tree of N leaves and its proofs vs raw SHA-256")
@@ -113,6 +116,9 @@ def register(subparsers) -> None:
     s.add_argument("--keep", action="store_true", help="keep the devnet directories (default: removed)")
     _common(s)
 
+    s = sub.add_parser("show", help="print the tables of saved results again")
+    s.add_argument("results", nargs="+", type=Path, metavar="FILE", help="JSON files written with --save")
+
     s = sub.add_parser("plot", help="draw the charts of saved results (PNG, no extra packages)")
     s.add_argument("results", nargs="+", type=Path, metavar="FILE", help="JSON files written with --save")
     s.add_argument("--out", type=Path, default=Path("docs/bench"), help="directory for the PNGs (default docs/bench)")
@@ -121,7 +127,7 @@ def register(subparsers) -> None:
 
 _OPTIONS = {
     "ingest": ("readings", "batch_size", "workers", "repeat"),
-    "cascade": ("sizes", "batch_size", "skip"),
+    "cascade": ("sizes", "batch_size", "skip", "export"),
     "merkle": ("leaves", "leaf_bytes", "proofs", "repeat"),
     "consensus": ("memory", "p2p", "heights", "warmup", "period_seconds", "grace_seconds", "meters"),
     "sim": ("validators", "heights", "seeds", "interval_ms", "faults"),
@@ -136,6 +142,14 @@ def _run(args: argparse.Namespace) -> int:
         args.parser.print_help()
         return 2
     err = Console(stderr=True, highlight=False)
+    if args.bench == "show":
+        from stromledger.bench.report import render
+
+        console = Console(highlight=False)
+        console.width = max(console.width, 140)
+        for path in args.results:
+            render(json.loads(path.read_text()), console)
+        return 0
     if args.bench == "plot":
         from stromledger.bench.charts import draw
 

@@ -7,21 +7,26 @@ What is timed, per size N (one reading per meter point, batches of `batch_size`)
   commit     `SettledState.apply`: what `Ledger.commit` does with the cached outcome
   persist    what `Validator._on_decide` does after the commit: the period's rows (`Ledger.rows`), the settled
              state snapshot (`SettledState.encode`), the stored rows (`encode_period_rows`) and both written to
-             a real SQLite store (`put_period_result`, `put_state`, one durable transaction)
+             a real SQLite store (`put_commit`, then `put_period_result` and `put_state` in one durable
+             transaction)
+  export     then (at g + 1, unless export=False) `export_committed` of height g: the billing export files
+             of the height before (final once this seal carries its commit certificate, as the validator
+             exports h - 1 when h commits)
 Height g (the first, genesis) and g + 1 (steady state: a share `skip` of the meters sent nothing and is
 substituted from g) are both built; g + 1 is the headline.
 
 Signatures are NOT part of this benchmark: the validator verifies every signature once, when a batch is
 admitted (`check_batch`, see `bench ingest`), and caches the CheckedBatch by digest; `build_seal` and
 `rebuild_seal` given CheckedBatches re-verify nothing (given raw Batches they would call check_batch
-again). So the readings here carry a fixed placeholder signature and their CheckedBatch is made with
-`synthetic.unverified` (every static check, no Ed25519), which saves generating 1M real signatures.
+again). So the readings here carry a placeholder signature (64 bytes, not Ed25519) and their CheckedBatch
+is made with `synthetic.unverified` (every static check, no Ed25519): no 1M real signatures to generate.
 """
 
 from __future__ import annotations
 
 import gc
 import tempfile
+from hashlib import sha512
 from pathlib import Path
 from typing import Callable
 
@@ -31,17 +36,20 @@ from stromledger.cascade.checks import NO_SIG
 from stromledger.cascade.rows import check_invariants, entry_rows, leaf_bytes, summarize
 from stromledger.cascade.synthetic import key_for, make_synthetic, unverified
 
-from .timing import proc_memory, reset_peak_rss, stopwatch
+from .timing import proc_memory, reset_peak_rss, stopwatch, timed
 
 TARGET_METERS = 1_000_000
 TARGET_SECONDS = 10.0
-PLACEHOLDER_SIG = bytes(range(64))
 
 
 def _batches(grid, period: int, batch_size: int, skip: float) -> list:
+    """Each period's readings as CheckedBatches. Every reading gets its own 64-byte placeholder signature
+    (a hash, not an Ed25519 signature), so the settled state holds one signature object per entry, as it
+    does with real readings."""
     reg = grid.registry
     keys = {m: mp.meter_key for m, mp in reg.meter_points.items()}
-    readings = [Reading(m, period, 1, False, imp, exp, keys[m], PLACEHOLDER_SIG)
+    tag = f"/{period}".encode()
+    readings = [Reading(m, period, 1, False, imp, exp, keys[m], sha512(m.encode() + tag).digest())
                 for m, imp, exp in grid.values(period, skip=skip)]
     chain, submitter = reg.chain_id, grid.submitter.public
     batches = [Batch(chain, submitter, tuple(readings[i:i + batch_size]), (), NO_SIG)
@@ -56,7 +64,7 @@ def _mb(before: dict, after: dict, key: str = "VmHWM") -> float | None:
 
 
 def certificate(reg, height: int, seal_hash: bytes, seed: int) -> bytes:
-    """A real commit certificate of the synthetic validators (quorum of precommits) for the store."""
+    """A real commit certificate of the synthetic validators (quorum of precommits), canonical bytes."""
     from stromledger.consensus.certificate import build_certificate
     from stromledger.consensus.messages import Precommit, sign_vote
     from stromledger.consensus.validators import ValidatorSet
@@ -67,18 +75,37 @@ def certificate(reg, height: int, seal_hash: bytes, seed: int) -> bytes:
     return build_certificate(height, 0, seal_hash, votes, vset).encode()
 
 
-def _height(reg, state: SettledState, height: int, checked: list, db_dir: Path, seed: int) -> dict:
-    from stromledger.export import encode_period_rows
-    from stromledger.store import Store
+def _certificate_ok(reg, height: int):
+    """What a validator checks of a proposed seal's last_commit: a valid certificate of height - 1."""
+    from stromledger.consensus.certificate import CertificateError, verify_certificate
+    from stromledger.consensus.messages import CommitCertificate
+
+    def ok(data: bytes) -> bool:
+        try:
+            cert = CommitCertificate.decode(data)
+            verify_certificate(cert, cert.value_hash, reg.validator_keys(), reg.chain_id, height - 1)
+            return True
+        except (ValueError, CertificateError):
+            return False
+
+    return ok
+
+
+def _height(reg, state: SettledState, height: int, checked: list, store, last_commit: bytes, seed: int,
+            export_dir: Path | None = None) -> tuple[dict, bytes]:
+    """Build, validate, commit and persist one height; export height - 1 (final now: this seal carries its
+    certificate) when `export_dir` is given. Returns the measurements and this height's certificate."""
+    from stromledger.export import encode_period_rows, export_committed
 
     by_digest = {c.digest: c for c in checked}
     gc.collect()
     before = proc_memory()
     peak_reset = reset_peak_rss()
     with stopwatch() as build:
-        outcome = build_seal(reg, state, height, checked)
+        outcome = build_seal(reg, state, height, checked, (), last_commit)
     with stopwatch() as validate:
-        rebuilt = rebuild_seal(outcome.seal_bytes, reg, state, by_digest)
+        rebuilt = rebuild_seal(outcome.seal_bytes, reg, state, by_digest, None,
+                               _certificate_ok(reg, height) if last_commit else None)
     if getattr(rebuilt, "seal_bytes", None) != outcome.seal_bytes:
         raise RuntimeError(f"the rebuilt seal differs: {rebuilt}")
     during = proc_memory()
@@ -91,16 +118,17 @@ def _height(reg, state: SettledState, height: int, checked: list, db_dir: Path, 
     with stopwatch() as rows_enc:
         encoded = {p: encode_period_rows(p, v, rs) for p, (v, rs) in rows.items()}
     cert = certificate(reg, height, outcome.seal_hash, seed)
-    store = Store(db_dir / "ledger.sqlite3")
-    try:
-        with stopwatch() as write:
-            store.put_commit(height, 0, outcome.seal_bytes, outcome.seal_hash, cert, 0)
-            with store.transaction():
-                for p, (v, _) in rows.items():
-                    store.put_period_result(p, v, height, encoded[p])
-                store.put_state(height, snapshot)
-    finally:
-        store.close()
+    with stopwatch() as write:
+        store.put_commit(height, 0, outcome.seal_bytes, outcome.seal_hash, cert, 0)
+        with store.transaction():
+            for p, (v, _) in rows.items():
+                store.put_period_result(p, v, height, encoded[p])
+            store.put_state(height, snapshot)
+    export_s = None
+    if export_dir is not None:  # what the validator then does with write_exports on (Validator._on_decide)
+        with stopwatch() as export_lap:
+            export_committed(store, reg, height - 1, export_dir)
+        export_s = export_lap.wall
     result = outcome.seal.result(height)
     n = result.meter_points
     return {
@@ -120,37 +148,39 @@ def _height(reg, state: SettledState, height: int, checked: list, db_dir: Path, 
             "encode_rows_s": rows_enc.wall,
             "sqlite_write_s": write.wall,
             "state_bytes": len(snapshot),
+            "periods_kept": len(state.entries),  # the snapshot holds every kept period
             "rows_bytes": sum(map(len, encoded.values())),
         },
         "persist_s": rows_lap.wall + snap_lap.wall + rows_enc.wall + write.wall,
+        "export_s": export_s,  # billing export files (CSV, JSONL, MSCONS, manifest) of height - 1
         "build_cpu_s": build.cpu,
         "validate_cpu_s": validate.cpu,
         "build_us_per_mp": build.wall * 1e6 / n,
         "validate_us_per_mp": validate.wall * 1e6 / n,
         "rss_before_mb": before.get("VmRSS"),
         "build_validate_peak_extra_mb": _mb(before, during) if peak_reset else None,
-    }
+    }, cert
 
 
-def breakdown(reg, state: SettledState, period: int) -> dict:
-    """Where a build's time goes, by re-running its parts on the committed entries of `period`: rows from
-    entries, leaf encoding, the Merkle root, all totals (summarize = leaves + root + totals), invariants."""
+def breakdown(reg, state: SettledState, period: int, repeat: int = 2) -> dict:
+    """Where a build's time goes, by re-running its parts on the committed entries of `period` (best of
+    `repeat`): rows from entries, leaf encoding, the Merkle root, all totals (summarize = leaves + root +
+    totals), invariants."""
     entries = state.entries[period]
-    with stopwatch() as rows_lap:
-        rows = list(entry_rows(reg, period, entries))
-    with stopwatch() as leaves_lap:
-        leaves = [leaf_bytes(period, r) for r in rows]
-    with stopwatch() as root_lap:
-        merkle.root(leaves)
-    with stopwatch() as sum_lap:
-        result = summarize(reg, period, 1, rows)
-    with stopwatch() as inv_lap:
-        check_invariants(reg, result)
-    return {"entry_rows_s": rows_lap.wall, "leaf_bytes_s": leaves_lap.wall, "merkle_root_s": root_lap.wall,
-            "summarize_s": sum_lap.wall, "check_invariants_s": inv_lap.wall}
+    rows = list(entry_rows(reg, period, entries))
+    leaves = [leaf_bytes(period, r) for r in rows]
+    result = summarize(reg, period, 1, rows)
+    parts = {
+        "entry_rows_s": lambda: list(entry_rows(reg, period, entries)),
+        "leaf_bytes_s": lambda: [leaf_bytes(period, r) for r in rows],
+        "merkle_root_s": lambda: merkle.root(leaves),
+        "summarize_s": lambda: summarize(reg, period, 1, rows),
+        "check_invariants_s": lambda: check_invariants(reg, result),
+    }
+    return {name: timed(fn, repeat)[0].wall for name, fn in parts.items()}
 
 
-def run_size(meters: int, batch_size: int = 10_000, skip: float = 0.01, seed: int = 1,
+def run_size(meters: int, batch_size: int = 10_000, skip: float = 0.01, seed: int = 1, export: bool = True,
              progress: Callable[[str], None] = lambda s: None) -> dict:
     setup = {}
     progress(f"{meters} meter points: registry")
@@ -163,14 +193,24 @@ def run_size(meters: int, batch_size: int = 10_000, skip: float = 0.01, seed: in
     state = SettledState.genesis(reg)
     heights = []
     with tempfile.TemporaryDirectory(prefix="stromledger-bench-cascade-") as tmp:
-        for h in (g, g + 1):
-            progress(f"{meters} meter points: readings for height {h}")
-            with stopwatch() as lap:
-                checked = _batches(grid, h, batch_size, skip)
-            setup[f"readings_{h - g}_s"] = lap.wall
-            progress(f"{meters} meter points: build, validate, commit height {h}")
-            heights.append(_height(reg, state, h, checked, Path(tmp) / f"h{h - g}", seed))
-            del checked
+        from stromledger.store import Store
+
+        store = Store(Path(tmp) / "ledger.sqlite3")
+        last_commit = b""
+        try:
+            for h in (g, g + 1):
+                progress(f"{meters} meter points: readings for height {h}")
+                with stopwatch() as lap:
+                    checked = _batches(grid, h, batch_size, skip)
+                setup[f"readings_{h - g}_s"] = lap.wall
+                progress(f"{meters} meter points: build, validate, commit height {h}"
+                         + (f", export height {h - 1}" if export and h > g else ""))
+                measured, last_commit = _height(reg, state, h, checked, store, last_commit, seed,
+                                                Path(tmp) / "node" if export and h > g else None)
+                heights.append(measured)
+                del checked
+        finally:
+            store.close()
         progress(f"{meters} meter points: breakdown")
         parts = breakdown(reg, state, g + 1)
     steady = heights[-1]
@@ -179,10 +219,11 @@ def run_size(meters: int, batch_size: int = 10_000, skip: float = 0.01, seed: in
 
 
 def run_cascade(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), batch_size: int = 10_000,
-                skip: float = 0.01, seed: int = 1, progress: Callable[[str], None] = lambda s: None) -> dict:
+                skip: float = 0.01, seed: int = 1, export: bool = True,
+                progress: Callable[[str], None] = lambda s: None) -> dict:
     runs = []
     for n in sizes:
-        runs.append(run_size(n, batch_size, skip, seed, progress))
+        runs.append(run_size(n, batch_size, skip, seed, export, progress))
         gc.collect()
     base = runs[0]["steady"]
     curve = []
@@ -191,7 +232,7 @@ def run_cascade(sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000), batch_siz
         curve.append({
             "meter_points": r["meter_points"],
             "build_s": s["build_s"], "validate_s": s["validate_s"], "commit_s": s["commit_s"],
-            "persist_s": s["persist_s"],
+            "persist_s": s["persist_s"], "export_s": s["export_s"],
             "build_us_per_mp": s["build_us_per_mp"], "validate_us_per_mp": s["validate_us_per_mp"],
             # near-linear: the cost per meter point stays flat (1.0 = exactly linear from the smallest size)
             "build_linearity": s["build_us_per_mp"] / base["build_us_per_mp"],

@@ -14,12 +14,17 @@ def cascade_charts(r: dict) -> dict[str, Chart | Bars]:
                  Series("validate (every other validator)",
                         [(x["meter_points"], x["steady"]["validate_us_per_mp"]) for x in runs]),
                  Series("persist after commit",
-                        [(x["meter_points"], x["steady"]["persist_s"] * 1e6 / x["meter_points"]) for x in runs])],
+                        [(x["meter_points"], x["steady"]["persist_s"] * 1e6 / x["meter_points"]) for x in runs])]
+                + ([Series("billing export after commit",
+                           [(x["meter_points"], x["steady"]["export_s"] * 1e6 / x["meter_points"]) for x in runs])]
+                   if all(x["steady"].get("export_s") for x in runs) else []),
                 x_log=True)
     total = Chart("cascade: seconds per seal", "meter points (log scale)", "seconds (log scale)",
                   [Series("build", [(x["meter_points"], x["steady"]["build_s"]) for x in runs]),
                    Series("validate", [(x["meter_points"], x["steady"]["validate_s"]) for x in runs]),
-                   Series("persist", [(x["meter_points"], x["steady"]["persist_s"]) for x in runs])],
+                   Series("persist", [(x["meter_points"], x["steady"]["persist_s"]) for x in runs])]
+                  + ([Series("export", [(x["meter_points"], x["steady"]["export_s"]) for x in runs])]
+                     if all(x["steady"].get("export_s") for x in runs) else []),
                   x_log=True, y_log=True, refs=[(10.0, "target: 1M in 10 s")])
     return {"cascade_us_per_meter_point.png": per, "cascade_seconds.png": total}
 
@@ -56,15 +61,15 @@ def devnet_charts(r: dict) -> dict[str, Chart | Bars]:
     if procs:
         roles = sorted({role for x in procs for role in x["peak_rss_mb"]})
         out["devnet_peak_rss.png"] = Chart(
-            "devnet: peak resident memory per node process", "meter points (log scale)", "MB (VmHWM)",
+            "devnet: peak resident memory per node process", "meter points", "MB (VmHWM, the largest node)",
             [Series(role, [(x["meters"], x["peak_rss_mb"][role]["max"]) for x in procs if role in x["peak_rss_mb"]])
-             for role in roles], x_log=True)
+             for role in roles])
     if res["inprocess"]:
         out["devnet_state_memory.png"] = Chart(
             f"validator settlement memory per 100k meter points (window {res['window']})", "commits",
-            "MB per 100k meter points (RSS)",
+            "MB per 100k meter points (RSS above the empty interpreter)",
             [Series(f"{x['meters']:,} meter points",
-                    [(s["commit"], s["rss_mb"] * 100_000 / x["meters"]) for s in x["series"]])
+                    [(s["commit"], (s["rss_mb"] - x["start_rss_mb"]) * 100_000 / x["meters"]) for s in x["series"]])
              for x in res["inprocess"]])
     return out
 

@@ -70,11 +70,11 @@ def run_processes(meters: int, periods: int = 3, period_seconds: int = 10, valid
                 break
             done = True
             for v in devnet.validators:
-                seen = _status_commit(read_status(v))
+                status = read_status(v)
+                seen = _status_commit(status)
                 if seen is not None:
                     ms_after.setdefault((v.name, seen[0]), seen[1])
-                last = read_status(v).get("last_height")
-                done &= isinstance(last, int) and last >= heights[-1]
+                done &= (v.name, heights[-1]) in ms_after
             if done:
                 outcome = "done"
                 break
@@ -172,7 +172,7 @@ def run_devnet(meters: tuple[int, ...] = (1_000, 10_000), periods: int = 3, peri
         lo, hi = runs[0], runs[-1]
         for role in hi["peak_rss_mb"]:
             if role in lo["peak_rss_mb"]:
-                d = hi["peak_rss_mb"][role]["max"] - lo["peak_rss_mb"][role]["max"]
-                slope[role] = d / (hi["meters"] - lo["meters"]) * 100_000
+                slope[role] = {k: (hi["peak_rss_mb"][role][k] - lo["peak_rss_mb"][role][k])
+                               / (hi["meters"] - lo["meters"]) * 100_000 for k in ("max", "mean")}
     return {"processes": runs, "inprocess": mem, "peak_mb_per_100k_by_role": slope, "window": window,
             "domain_window": DOMAIN_WINDOW}

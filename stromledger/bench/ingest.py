@@ -6,8 +6,9 @@ The path is what `nodes.validator.Validator._on_submit` does with a submitted ba
   Store.put_batch(digest, bytes, ...)           durable in SQLite (WAL, synchronous=FULL) before the receipt
   Admission.receipt(key, chain).encode()        the signed receipt
 The physical limit is PyNaCl's `crypto_sign_open` over the same readings' signing inputs (prepared before
-timing), spread over the same number of threads in the same chunks. Both run interleaved, best of
-`repeat`, so other load on the machine hits both alike.
+timing), spread over the same number of threads in chunks of check_batch's size, over all readings at
+once (the ingestion path's per-batch barrier is part of its cost). Both run interleaved, best of `repeat`,
+so other load on the machine hits both alike.
 """
 
 from __future__ import annotations

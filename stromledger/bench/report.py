@@ -28,8 +28,8 @@ def _table(title: str, columns: list[str]):
 
 def ingest_tables(r: dict) -> list:
     t = _table(f"ingest: {r['readings']:,} signed readings in batches of {r['batch_size']:,} "
-               f"({r['batch_bytes']:,} bytes each), best of {r['repeat']}, interleaved; cores really available: "
-               f"{r['parallel_capacity']}",
+               f"({r['batch_bytes']:,} bytes each), best of {r['repeat']}, interleaved; parallel capacity "
+               f"{r['parallel_capacity']} (2.0 = two full cores)",
                ["workers", "raw verify /s", "ingestion path /s", "ratio", "check_batch µs", "admit µs",
                 "store µs", "receipt µs"])
     for row in r["rows"]:
@@ -57,14 +57,14 @@ def cascade_tables(r: dict) -> list:
                   _n(s["validate_us_per_mp"], 2), f"{c['build_linearity']:.2f} / {c['validate_linearity']:.2f}",
                   _n(s["commit_s"], 3), _n(s["persist_s"], 2), _n(s["seal_bytes"]))
     p = _table("cascade: after the commit (what Validator._on_decide does), steady state, seconds",
-               ["meter points", "rows", "state.encode", "encode rows", "sqlite write", "state MB", "rows MB",
-                "build+validate peak MB"])
+               ["meter points", "rows", "state.encode", "encode rows", "sqlite write", "export", "state MB",
+                "rows MB", "build+validate peak MB"])
     for run in r["runs"]:
         s = run["steady"]
         q = s["persist"]
         p.add_row(_n(run["meter_points"]), _n(q["rows_s"], 2), _n(q["state_encode_s"], 2), _n(q["encode_rows_s"], 2),
-                  _n(q["sqlite_write_s"], 2), _n(q["state_bytes"] / 2**20, 1), _n(q["rows_bytes"] / 2**20, 1),
-                  _n(s["build_validate_peak_extra_mb"]))
+                  _n(q["sqlite_write_s"], 2), _n(s["export_s"], 2), _n(q["state_bytes"] / 2**20, 1),
+                  _n(q["rows_bytes"] / 2**20, 1), _n(s["build_validate_peak_extra_mb"]))
     b = _table("cascade: parts of a build, re-run alone (seconds)",
                ["meter points", "entry rows", "leaf bytes", "merkle root", "summarize (all three + totals)",
                 "invariants"])
@@ -135,19 +135,21 @@ def sim_tables(r: dict) -> list:
 
 def devnet_tables(r: dict) -> list:
     t = _table("devnet: real node processes (nodes/devnet.py), per size",
-               ["meter points", "outcome", "periods", "measured / period", "ms after gate (median)",
+               ["meter points", "outcome", "periods", "from readings / period (min-max)", "ms after gate (median)",
                 "validator peak MB", "light node peak MB", "group node peak MB"])
     for x in r["processes"]:
         pk = x["peak_rss_mb"]
+        measured = [h["measured"] for h in x["per_height"]]
         t.add_row(_n(x["meters"]), x["outcome"], f"{len(x['per_height'])} x {x['period_seconds']} s",
-                  _n(x["measured_per_period_median"]), _n(x["ms_after_gate_median"]),
+                  f"{_n(min(measured, default=None))}-{_n(max(measured, default=None))}", _n(x["ms_after_gate_median"]),
                   _n(pk.get("validator", {}).get("max")), _n(pk.get("meter-point", {}).get("max")),
                   _n(pk.get("balancing-group", {}).get("max")))
     out = [t]
     if r["peak_mb_per_100k_by_role"]:
-        s = _table("devnet: peak memory per node per 100k meter points (slope between the sizes)", ["role", "MB"])
+        s = _table("devnet: peak memory per node per 100k meter points (slope between the sizes)",
+                   ["role", "MB (the largest node)", "MB (mean of the role)"])
         for role, v in r["peak_mb_per_100k_by_role"].items():
-            s.add_row(role, _n(v))
+            s.add_row(role, _n(v["max"]), _n(v["mean"]))
         out.append(s)
     m = _table(f"devnet: a validator's settlement memory in-process, per 100k meter points (window "
                f"{r['window']} periods)", ["meter points", "registry MB", "per kept period MB", "peak MB",

@@ -27,6 +27,7 @@ def test_ingest(capsys):
         assert row["accepted"] == 300
         assert row["raw_verify_per_s"] > 0 and row["ingest_per_s"] > 0 and row["ratio"] > 0
     assert r["stage_costs_us_per_reading"]["ed25519_verify"] > 0
+    assert "parallel_capacity" in r
 
 
 def test_cascade(capsys, tmp_path):
@@ -35,6 +36,7 @@ def test_cascade(capsys, tmp_path):
     steady = r["runs"][-1]["steady"]
     assert steady["meter_points"] == 400 and steady["substituted"] + steady["measured"] + steady["missing"] == 400
     assert {"build_s", "validate_s", "commit_s", "persist_s"} <= steady.keys()
+    assert steady["export_s"] is not None  # height g exported once g + 1 carries its certificate
     assert main(["bench", "plot", str(tmp_path / "c.json"), "--out", str(tmp_path)]) == 0
     png = (tmp_path / "cascade_seconds.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
@@ -62,11 +64,14 @@ def test_consensus_in_memory_and_p2p(capsys):
         assert x["readings_per_height"] > 0
 
 
-def test_devnet_in_process_memory(capsys):
-    r = _bench(capsys, "devnet", "--meters", "", "--inprocess", "300", "--window", "2")
+def test_devnet_in_process_memory(capsys, tmp_path):
+    saved = tmp_path / "d.json"
+    r = _bench(capsys, "devnet", "--meters", "", "--inprocess", "300", "--window", "2", "--save", str(saved))
     (m,) = r["inprocess"]
     assert m["meters"] == 300 and len(m["series"]) == 4
-    assert m["per_100k"]["registry_mb"] is not None
+    assert m["per_100k"]["registry_mb"] is not None and m["state_bytes"] > 0
+    assert main(["bench", "show", str(saved)]) == 0
+    assert "settlement memory" in capsys.readouterr().out
 
 
 def test_refuses_bad_arguments(capsys):
