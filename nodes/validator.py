@@ -77,6 +77,8 @@ class Validator:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers),
                                                            thread_name_prefix="verify")
         self._lock = trio.Lock()  # guards the ledger
+        self._export_lock = trio.Lock()
+        self.exports = 0
         self._send, self._recv = trio.open_memory_channel[Any](EVENT_QUEUE)
         self._started_height = -1
         self._trees: OrderedDict[tuple[int, int], tuple[int, bytes, list[bytes], dict[str, int], merkle.Tree]] = \
@@ -351,10 +353,8 @@ class Validator:
                 self.log.critical("height %d was committed by the validators but this node cannot rebuild it: %s",
                                   h, e)
                 return
-            rows = {r.period: (r.version, list(self.ledger.rows(r.period))) for r in outcome.seal.results}
-            state = self.ledger.state.encode()
-            # Batches the ledger dropped after this commit have nothing left to settle.
-            done = [d for d in outcome.seal.batches if self.ledger.batch(d) is None]
+            # Seconds at a million meter points: off the event loop, which keeps serving peers meanwhile.
+            rows, state, done = await trio.to_thread.run_sync(self._snapshot, outcome)
         await trio.to_thread.run_sync(self._persist_commit, h, rows, state, outcome.seal.vote_evidence, done)
         seal = outcome.seal
         ms_after = int(self.clock() * 1000) - self.gate_closure(h) * 1000
@@ -363,13 +363,27 @@ class Validator:
         self._log_commit(self.last_commit)
         if self.write_exports and h > self.reg.genesis_period:
             # The seal of h carries the canonical certificate of h - 1: h - 1 is now final for export.
-            try:
-                await trio.to_thread.run_sync(export_committed, self.store, self.reg, h - 1,
-                                              self.ctx.config.data_dir)
-            except Exception as e:  # an export problem must never stop settlement
-                self.log.error("export of height %d failed: %s", h - 1, e)
+            # In the background: a large export must not hold up the next height's consensus.
+            self._nursery.start_soon(self._export, h - 1)
         async with self.committed:
             self.committed.notify_all()
+
+    def _snapshot(self, outcome) -> tuple[dict, bytes, list[bytes]]:
+        """What a commit persists: the rows of every period result, the settled state, and the batches the
+        ledger dropped because nothing is left in them to settle. Runs in a worker thread, under the lock."""
+        rows = {r.period: (r.version, list(self.ledger.rows(r.period))) for r in outcome.seal.results}
+        done = [d for d in outcome.seal.batches if self.ledger.batch(d) is None]
+        return rows, self.ledger.state.encode(), done
+
+    async def _export(self, height: int) -> None:
+        async with self._export_lock:  # one at a time, in height order
+            try:
+                paths = await trio.to_thread.run_sync(export_committed, self.store, self.reg, height,
+                                                      self.ctx.config.data_dir)
+                self.exports += len(paths)
+                self.log.info("exported height %d: %s", height, ", ".join(str(p) for p in paths))
+            except Exception as e:  # an export problem must never stop settlement
+                self.log.error("export of height %d failed: %s", height, e)
 
     def _persist_commit(self, h: int, rows: dict, state: bytes, vote_evidence: tuple[bytes, ...],
                         settled: list[bytes]) -> None:
@@ -482,13 +496,14 @@ class Validator:
         return admission.receipt(self.ctx.key, self.ctx.chain_id).encode()
 
     async def _on_batch(self, peer: bytes, payload: bytes) -> Optional[bytes]:
-        try:
-            msg = decode(payload)
-        except CodecError as e:
-            self.ctx.reject(f"batch_{e.reason}", str(e), peer)
-            return ErrorReply("malformed", str(e)[:500]).encode()
-        if isinstance(msg, BatchRequest):
-            return self._batch_reply(msg)
+        # The tag is the second byte (after the array header): a request is small, a batch is decoded once,
+        # by check_batch, which refuses malformed bytes with their reason.
+        if payload[1:2] == bytes([BatchRequest.TAG]):
+            try:
+                return self._batch_reply(BatchRequest.decode(payload))
+            except CodecError as e:
+                self.ctx.reject(f"batch_request_{e.reason}", str(e), peer)
+                return ErrorReply("malformed", str(e)[:500]).encode()
         # A batch another validator admitted: check it ourselves, keep it if it can be settled.
         checked = await trio.to_thread.run_sync(self._check, payload)
         if isinstance(checked, Rejection):
@@ -569,7 +584,7 @@ class Validator:
             leaves = [leaf_bytes(period, r) for r in rows]
             index = {r.malo_id: i for i, r in enumerate(rows)}
             self._trees[key] = (result.height, b"", leaves, index, merkle.Tree(leaves))
-            while len(self._trees) > 8:
+            while len(self._trees) > 2:  # ~300 MB each at a million meter points
                 self._trees.popitem(last=False)
         return self._trees[key]
 
@@ -604,6 +619,7 @@ class Validator:
             "peers": sorted(k.hex() for k in self.net.connected_peers()),
             "evidence": len(self.store.list_evidence(1000)),
             "batches": {"received": self.batches_received, "pending": len(self.ledger.acceptor.batches)},
+            "exports": self.exports,
             "consensus_drops": dict(self.machine.drops),
             "net": {k: stats[k] for k in sorted(stats)},
         }
