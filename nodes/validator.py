@@ -74,7 +74,8 @@ class Validator:
         self.validator_keys = list(self.reg.validator_keys())
         self.config = config or ConsensusConfig(**ctx.config.consensus)
         self.write_exports = write_exports
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers),
+        self._workers = max(1, workers)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self._workers,
                                                            thread_name_prefix="verify")
         self._lock = trio.Lock()  # guards the ledger
         self._export_lock = trio.Lock()
@@ -468,7 +469,7 @@ class Validator:
         return None
 
     def _check(self, data: bytes) -> CheckedBatch | Rejection:
-        return check_batch(self.reg, data, map=self._pool.map)
+        return check_batch(self.reg, data, map=self._pool.map, parts=self._workers)
 
     def _store_batch(self, checked: CheckedBatch, data: bytes) -> None:
         periods = sorted(set(checked.reading_periods) | set(checked.schedule_periods))

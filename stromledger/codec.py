@@ -97,13 +97,16 @@ class Message:
         specs = cls._decode_fields
         if len(obj) != len(specs):
             raise CodecError("fields", f"{cls.__name__}: expected {len(specs)} fields, got {len(obj)}")
-        values = {}
-        for (name, check), value in zip(specs, obj):
-            try:
-                values[name] = check(value)
-            except CodecError as e:
-                raise CodecError(e.reason, f"{cls.__name__}.{name}: {e}") from None
-        return cls(**values)
+        try:
+            # Positional, in declaration order: no per-message dict (this runs once per reading).
+            return cls(*[check(value) for (_, check), value in zip(specs, obj)])
+        except CodecError:
+            for (name, check), value in zip(specs, obj):  # find the field to name in the error
+                try:
+                    check(value)
+                except CodecError as e:
+                    raise CodecError(e.reason, f"{cls.__name__}.{name}: {e}") from None
+            raise
 
     def encode(self) -> bytes:
         return msgpack.packb([self.TAG, *self.to_wire()], use_bin_type=True)

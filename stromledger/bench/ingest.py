@@ -1,7 +1,7 @@
 """`bench ingest`: signed readings through the validator's real ingestion path, next to raw Ed25519 verify.
 
 The path is what `nodes.validator.Validator._on_submit` does with a submitted batch, minus the network:
-  check_batch(registry, bytes, map=pool.map)   decode, batch signature, every reading's checks and signature
+  check_batch(registry, bytes, map=pool.map, parts=workers)   decode, batch signature, every reading's checks and signature
   Ledger.admit(checked, now_period)             duplicates, conflicts, correction window: keep or refuse
   Store.put_batch(digest, bytes, ...)           durable in SQLite (WAL, synchronous=FULL) before the receipt
   Admission.receipt(key, chain).encode()        the signed receipt
@@ -64,7 +64,7 @@ def pipeline(registry, datas: list[bytes], now_period: int, pool: concurrent.fut
         with stopwatch() as lap:
             for data in datas:
                 t0 = clock()
-                checked = check_batch(registry, data, map=pool.map)
+                checked = check_batch(registry, data, map=pool.map, parts=pool._max_workers)
                 t1 = clock()
                 admission = ledger.admit(checked, now_period)
                 t2 = clock()
