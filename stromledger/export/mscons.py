@@ -83,8 +83,12 @@ def dtm(qualifier: str, unix_s: int) -> tuple[str, str, str]:
     return (qualifier, _utc(unix_s).strftime("%Y%m%d%H%M%S") + "+00", "304")
 
 
+_ESCAPES = str.maketrans({c: "?" + c for c in _SPECIAL})
+
+
 def escape(text: str) -> str:
-    return "".join("?" + c if c in _SPECIAL else c for c in text)
+    """EDIFACT release character before every separator (one C-level pass, not a loop per character)."""
+    return text.translate(_ESCAPES)
 
 
 def segment(tag: str, *elements: Sequence[str] | str) -> str:
