@@ -115,18 +115,15 @@ def build_mscons(*, chain_id: str, group: str, seal_hash: bytes, period: int, ve
         segment("NAD", "DP"),
     ]
     dtm_start, dtm_end = segment("DTM", dtm("163", start)), segment("DTM", dtm("164", end))
+    pia = {obis: segment("PIA", "5", (obis, "SRW")) for obis in (OBIS_IMPORT, OBIS_EXPORT)}
     line = 0
     for row in rows:
         body.append(segment("LOC", "172", row.malo_id))
+        qualifier = QUALIFIERS[row.quality]
         for obis, wh in ((OBIS_IMPORT, row.import_wh), (OBIS_EXPORT, row.export_wh)):
             line += 1
-            body += [
-                segment("LIN", str(line)),
-                segment("PIA", "5", (obis, "SRW")),
-                segment("QTY", (QUALIFIERS[row.quality], kwh(wh), "KWH")),
-                dtm_start,
-                dtm_end,
-            ]
+            # Line numbers, qualifiers and kWh figures hold no separator: written directly, as segment() would.
+            body += [f"LIN+{line}'", pia[obis], f"QTY+{qualifier}:{kwh(wh)}:KWH'", dtm_start, dtm_end]
     body.append(segment("UNT", str(len(body) + 1), "1"))
     lines = [UNA, segment("UNB", ("UNOC", "3"), (sender, "ZZ"), (group, "ZZ"),
                           (t.strftime("%y%m%d"), t.strftime("%H%M")), icr),
