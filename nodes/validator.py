@@ -79,6 +79,9 @@ class Validator:
                                                            thread_name_prefix="verify")
         self._lock = trio.Lock()  # guards the ledger
         self._export_lock = trio.Lock()
+        self._wal_height, self._wal_seen = -1, set()
+        self.settlement_waiting: Optional[int] = None  # a committed height this node cannot apply yet
+        self.settlement_blocked = trio.Event()  # set when that first happens (tests wait on it)  # distinct messages of the current height in the WAL
         self.exports = 0
         self._send, self._recv = trio.open_memory_channel[Any](EVENT_QUEUE)
         self._started_height = -1
@@ -147,8 +150,8 @@ class Validator:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                self._replay_wal()
                 nursery.start_soon(self._consensus_loop)
+                nursery.start_soon(self._replay_wal)
                 nursery.start_soon(self._clock_loop)
                 nursery.start_soon(self._catch_up_loop)
                 if self.ctx.config.status_path:
@@ -163,21 +166,22 @@ class Validator:
     async def run(self) -> None:
         await self.serve()
 
-    def _replay_wal(self) -> None:
+    async def _replay_wal(self) -> None:
         """Feed the consensus messages received before a restart back in: votes seen are not lost, and the
         sign guard keeps the machine from signing anything that conflicts with what it signed before."""
         h = self.machine.height
         entries = self.store.wal_read(h)
+        if entries:
+            self.log.info("replaying %d consensus messages of height %d from the write-ahead log", len(entries), h)
         for _, data in entries:
+            self._wal_seen.add(sha256(data))
             try:
                 msg = decode(data)
             except CodecError:
                 continue
             event = ev.event_for(msg)
             if event is not None:
-                self._send.send_nowait(event)
-        if entries:
-            self.log.info("replaying %d consensus messages of height %d from the write-ahead log", len(entries), h)
+                await self._send.send(event)
 
     async def _consensus_loop(self) -> None:
         async for event in self._recv:
@@ -343,19 +347,7 @@ class Validator:
         # Durable first: whatever happens next, the decision is not lost.
         await trio.to_thread.run_sync(self.store.put_commit, h, cert.round, d.value, seal_hash, cert.encode(),
                                       int(self.clock()))
-        try:
-            await self._fetch_missing(d.value)
-        except _Invalid as e:
-            self.log.error("height %d committed, but %s: settlement waits for them", h, e)
-        async with self._lock:
-            try:
-                outcome = await trio.to_thread.run_sync(self.ledger.commit, d.value)
-            except LedgerError as e:
-                self.log.critical("height %d was committed by the validators but this node cannot rebuild it: %s",
-                                  h, e)
-                return
-            # Seconds at a million meter points: off the event loop, which keeps serving peers meanwhile.
-            rows, state, done = await trio.to_thread.run_sync(self._snapshot, outcome)
+        outcome, rows, state, done = await self._apply_commit(h, d.value)
         await trio.to_thread.run_sync(self._persist_commit, h, rows, state, outcome.seal.vote_evidence, done)
         seal = outcome.seal
         ms_after = int(self.clock() * 1000) - self.gate_closure(h) * 1000
@@ -368,6 +360,28 @@ class Validator:
             self._nursery.start_soon(self._export, h - 1)
         async with self.committed:
             self.committed.notify_all()
+
+    async def _apply_commit(self, h: int, value: bytes):
+        """Apply a decided seal to the ledger. If this node cannot rebuild it yet (a listed batch could not be
+        fetched), settlement waits: it retries with backoff, and the next height is not applied before this
+        one. The network handlers keep serving meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                await self._fetch_missing(value)
+                async with self._lock:
+                    outcome = await trio.to_thread.run_sync(self.ledger.commit, value)
+                    # Seconds at a million meter points: off the event loop, which keeps serving peers.
+                    rows, state, done = await trio.to_thread.run_sync(self._snapshot, outcome)
+                self.settlement_waiting = None
+                return outcome, rows, state, done
+            except (_Invalid, LedgerError) as e:
+                self.log.error("height %d is committed but this node cannot apply it yet (%s); retrying in %.1f s",
+                               h, e, delay)
+                self.settlement_waiting = h
+                self.settlement_blocked.set()
+            await trio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     def _snapshot(self, outcome) -> tuple[dict, bytes, list[bytes]]:
         """What a commit persists: the rows of every period result, the settled state, and the batches the
@@ -464,7 +478,12 @@ class Validator:
             return None
         height = getattr(msg, "height", None)
         if height == self.machine.height:
-            self.store.wal_append(height, "msg", payload)
+            if height != self._wal_height:
+                self._wal_height, self._wal_seen = height, set()
+            digest = sha256(payload)
+            if digest not in self._wal_seen:  # peers resend: log each distinct message once
+                self._wal_seen.add(digest)
+                self.store.wal_append(height, "msg", payload)
         await self._send.send(event)
         return None
 
@@ -621,6 +640,7 @@ class Validator:
             "evidence": len(self.store.list_evidence(1000)),
             "batches": {"received": self.batches_received, "pending": len(self.ledger.acceptor.batches)},
             "exports": self.exports,
+            "settlement_waiting": self.settlement_waiting,
             "consensus_drops": dict(self.machine.drops),
             "net": {k: stats[k] for k in sorted(stats)},
         }
