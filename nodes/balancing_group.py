@@ -51,7 +51,7 @@ from .feed import devnet_trades, own_schedules
 from .light import LightError, verify_commit
 from .meter_point import REQUEST_TIMEOUT, Outbox, batch_refused, log_receipt, reason_label
 from .protocol import MAX_SYNC, BatchReply, BatchRequest, ErrorReply, SyncReply, SyncRequest
-from .runtime import NodeContext, run_role
+from .runtime import NodeContext, RoleNode, run_role
 
 SYNC_LIMIT = 16
 FETCH_CHUNK = 4  # batches per request: a reply must fit in one frame (4 MiB)
@@ -108,17 +108,12 @@ def result_summary(result: PeriodResult, group: str) -> Optional[dict[str, Any]]
     }
 
 
-class BalancingGroupNode:
+class BalancingGroupNode(RoleNode):
     """The group node's logic, clock injected. `step()` does what is due; `sync_once`, `schedule_due` and
     `flush` can be driven one by one (tests)."""
 
     def __init__(self, ctx: NodeContext, store, net: Network, *, clock: Callable[[], float] = time.time):
-        self.ctx = ctx
-        self.reg = ctx.registry
-        self.log = ctx.log
-        self.store = store
-        self.net = net
-        self.clock = clock
+        super().__init__(ctx, store, net, clock)
         cfg = ctx.config.balancing_group
         key = ctx.key.public
         groups = cfg.get("groups") or [g for g, bg in self.reg.balancing_groups.items() if bg.operator_key == key]

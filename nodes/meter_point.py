@@ -42,7 +42,7 @@ from stromledger.registry import Registry
 from .feed import InboxError, InboxFeed, SimulatedFeed
 from .light import Failure, LightCheck, LightError, latest_readings, verify_light_reply
 from .protocol import MAX_LIGHT_IDS, ErrorReply, LightReply, LightRequest
-from .runtime import NodeContext, run_role
+from .runtime import NodeContext, RoleNode, run_role
 
 REQUEST_TIMEOUT = 10.0
 MAX_BACKOFF = 30.0
@@ -273,18 +273,13 @@ def own_meters(registry: Registry, key: bytes) -> list[str]:
 # -- the node ----------------------------------------------------------------------------------------------
 
 
-class MeterPointNode:
+class MeterPointNode(RoleNode):
     """The light node's logic, clock injected: `step()` does everything due at `clock()`; the parts
     (`produce_due`, `take_inbox`, `flush`, `verify_due`) can be called one by one (tests)."""
 
     def __init__(self, ctx: NodeContext, store, net: Network, *, clock: Callable[[], float] = time.time,
                  feed: Any = None):
-        self.ctx = ctx
-        self.reg = ctx.registry
-        self.log = ctx.log
-        self.store = store
-        self.net = net
-        self.clock = clock
+        super().__init__(ctx, store, net, clock)
         cfg = ctx.config.meter_point
         self.batch_size = max(1, min(int(cfg.get("batch_size", 5000)), MAX_BATCH))
         grace = self.reg.params.grace_seconds

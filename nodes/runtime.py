@@ -97,6 +97,19 @@ def prometheus_lines(doc: dict[str, Any], labels: str, prefix: str = "stromledge
     return out
 
 
+class RoleNode:
+    """What every role's node object holds: its context, registry, log, store, network and clock (the
+    clock is injected so tests drive time explicitly)."""
+
+    def __init__(self, ctx: NodeContext, store: Any, net: Any, clock: Callable[[], float] = time.time):
+        self.ctx = ctx
+        self.reg = ctx.registry
+        self.log = ctx.log
+        self.store = store
+        self.net = net
+        self.clock = clock
+
+
 def open_context(home: str | Path) -> NodeContext:
     config = load_config(home)
     key = read_key_file(config.key_path, os.environ.get(PASSPHRASE_ENV))

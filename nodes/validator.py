@@ -45,7 +45,7 @@ from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
     SyncRequest,
 )
-from .runtime import NodeContext, run_role
+from .runtime import NodeContext, RoleNode, run_role
 
 EVENT_QUEUE = 4096
 FETCH_TIMEOUT = 5.0
@@ -61,16 +61,11 @@ class CommitInfo:
     ms_after_gate: int
 
 
-class Validator:
+class Validator(RoleNode):
     def __init__(self, ctx: NodeContext, store: Store, net: Network, *,
                  clock: Callable[[], float] = time.time, workers: int = 2,
                  config: Optional[ConsensusConfig] = None, write_exports: bool = True):
-        self.ctx = ctx
-        self.reg = ctx.registry
-        self.log = ctx.log
-        self.store = store
-        self.net = net
-        self.clock = clock
+        super().__init__(ctx, store, net, clock)
         self.validator_keys = list(self.reg.validator_keys())
         self.config = config or ConsensusConfig(**ctx.config.consensus)
         self.write_exports = write_exports
