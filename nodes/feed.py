@@ -217,6 +217,21 @@ class InboxError(ValueError):
     pass
 
 
+def read_batch_file(path: str | Path, key: SigningKey, chain_id: str) -> Batch:
+    """A canonical Batch file for this chain; one whose signature is all zeros is signed with `key` (the
+    submitter's) first. Raises InboxError with the reason."""
+    path = Path(path)
+    try:
+        batch = Batch.decode(path.read_bytes())
+    except CodecError as e:
+        raise InboxError(f"{path.name} is not a canonical Batch: {e}") from None
+    if batch.chain_id != chain_id:
+        raise InboxError(f"{path.name} is a batch for chain {batch.chain_id!r}, this is {chain_id!r}")
+    if batch.sig == NO_SIG:
+        batch = make_batch(key, chain_id, batch.readings, batch.schedules)
+    return batch
+
+
 class InboxFeed:
     """Canonical Batch files dropped by the operator into `directory`. A batch whose signature is all zeros
     is signed by the node (its submitter key is set to the node's); any other is sent as it is."""
@@ -234,16 +249,7 @@ class InboxFeed:
                       if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".tmp"))
 
     def load(self, path: Path, key: SigningKey, chain_id: str) -> Batch:
-        data = path.read_bytes()
-        try:
-            batch = Batch.decode(data)
-        except CodecError as e:
-            raise InboxError(f"{path.name} is not a canonical Batch: {e}") from None
-        if batch.chain_id != chain_id:
-            raise InboxError(f"{path.name} is a batch for chain {batch.chain_id!r}, this is {chain_id!r}")
-        if batch.sig == NO_SIG:
-            batch = make_batch(key, chain_id, batch.readings, batch.schedules)
-        return batch
+        return read_batch_file(path, key, chain_id)
 
     def mark_sent(self, path: Path) -> Path:
         return self._move(path, self.sent_dir)
@@ -314,6 +320,6 @@ def own_schedules(trades: Iterable[Trade], groups: Iterable[str]) -> list[tuple[
 
 
 __all__ = [
-    "DEVNET_START", "InboxError", "InboxFeed", "SimulatedFeed", "Trade", "battery_power", "devnet_trades",
+    "DEVNET_START", "InboxError", "InboxFeed", "read_batch_file", "SimulatedFeed", "Trade", "battery_power", "devnet_trades",
     "own_schedules", "supplier_groups",
 ]

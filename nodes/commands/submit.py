@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from stromledger.cascade import Batch, Reading, Reason, make_batch, sign_reading
-from stromledger.cascade.checks import NO_SIG
-from stromledger.codec import CodecError
+from stromledger.cascade import Reading, Reason, make_batch, sign_reading
 from stromledger.crypto import SigningKey
 from stromledger.periods import Period, parse_utc
 from stromledger.registry import Registry
+
+from ..feed import InboxError, read_batch_file
 
 PASSPHRASE_ENV = "STROMLEDGER_PASSPHRASE"
 CSV_COLUMNS = ("malo_id", "period", "version", "import_wh", "export_wh", "register")
@@ -147,17 +147,11 @@ def meter_key_loader(directory: str | Path, registry: Registry) -> Callable[[str
 
 
 def load_batch_file(path: str | Path, key: SigningKey, chain_id: str) -> bytes:
-    """A Batch file's bytes, as they are; a batch whose signature is all zeros is signed with `key` first."""
-    data = Path(path).read_bytes()
+    """A Batch file's canonical bytes; a batch whose signature is all zeros is signed with `key` first."""
     try:
-        batch = Batch.decode(data)
-    except CodecError as e:
-        raise InputError(f"{path} is not a canonical Batch file: {e}") from None
-    if batch.chain_id != chain_id:
-        raise InputError(f"{path} is a batch for chain {batch.chain_id!r}, this node is on {chain_id!r}")
-    if batch.sig == NO_SIG:
-        return make_batch(key, chain_id, batch.readings, batch.schedules).encode()
-    return data
+        return read_batch_file(path, key, chain_id).encode()  # canonical: the file's own bytes when signed
+    except InboxError as e:
+        raise InputError(str(e)) from None
 
 
 def batches_of(readings: Sequence[Reading], key: SigningKey, chain_id: str, size: int) -> list[bytes]:
