@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from inbox import Inbox
 
 from stromledger.net import (
     BATCH,
@@ -16,26 +17,6 @@ from stromledger.net import (
 )
 
 A, B, C, D = (bytes([i]) * 32 for i in (1, 2, 3, 4))
-
-
-class Inbox:
-    """Records (peer, payload) per protocol; lets a test wait for a count."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[bytes, bytes]] = []
-        self._waiters: list[tuple[int, trio.Event]] = []
-
-    async def handler(self, peer: bytes, payload: bytes) -> None:
-        self.items.append((peer, payload))
-        for n, event in self._waiters:
-            if len(self.items) >= n:
-                event.set()
-
-    async def wait_for(self, n: int) -> None:
-        if len(self.items) < n:
-            event = trio.Event()
-            self._waiters.append((n, event))
-            await event.wait()
 
 
 async def echo(peer: bytes, payload: bytes) -> bytes:

@@ -15,6 +15,7 @@ import multiaddr
 import pytest
 import trio
 import trio.testing
+from inbox import Inbox
 from libp2p import new_host
 from libp2p.custom_types import TProtocol
 from libp2p.host.basic_host import BasicHost
@@ -50,27 +51,6 @@ TIMEOUT = 10
 
 def seed(i: int) -> bytes:
     return bytes([i]) * 32
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.items: list[tuple[bytes, bytes]] = []
-        self._waiters: list[tuple[int, trio.Event]] = []
-
-    async def handler(self, peer: bytes, payload: bytes) -> None:
-        self.items.append((peer, payload))
-        for n, event in self._waiters:
-            if len(self.items) >= n:
-                event.set()
-
-    async def wait_for(self, n: int) -> None:
-        if len(self.items) < n:
-            event = trio.Event()
-            self._waiters.append((n, event))
-            await event.wait()
-
-    def from_(self, peer: bytes) -> list[bytes]:
-        return [p for k, p in self.items if k == peer]
 
 
 def echo(tag: bytes):  # type: ignore[no-untyped-def]

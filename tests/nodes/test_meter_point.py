@@ -206,3 +206,25 @@ def test_submit_help_is_there(capsys):
     out = capsys.readouterr().out
     assert "--readings" in out and "--meter-keys" in out and "malo_id" in out and "Exit status" in out
 
+
+
+def test_submit_batch_files_are_kept_signed_or_signed_by_the_node(tmp_path):
+    from stromledger.cascade import Batch, make_batch, sign_reading
+    from stromledger.cascade.checks import NO_SIG
+    from stromledger.crypto import SigningKey
+
+    from nodes.commands.submit import load_batch_file
+
+    key, meter = SigningKey.from_label("operator"), SigningKey.from_label("meter")
+    reading = sign_reading(meter, "chain-a", "41373559241", 5, 3, 0)
+    signed = make_batch(key, "chain-a", [reading]).encode()
+    (tmp_path / "signed.batch").write_bytes(signed)
+    assert load_batch_file(tmp_path / "signed.batch", key, "chain-a") == signed
+    unsigned = Batch("chain-a", key.public, (reading,), (), NO_SIG).encode()
+    (tmp_path / "unsigned.batch").write_bytes(unsigned)
+    assert load_batch_file(tmp_path / "unsigned.batch", key, "chain-a") == signed  # Ed25519 is deterministic
+    with pytest.raises(InputError, match="chain"):
+        load_batch_file(tmp_path / "signed.batch", key, "chain-b")
+    (tmp_path / "junk.batch").write_bytes(b"junk")
+    with pytest.raises(InputError, match="canonical"):
+        load_batch_file(tmp_path / "junk.batch", key, "chain-a")
