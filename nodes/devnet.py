@@ -6,7 +6,7 @@
 
 DIR after a run:
     devnet.json                  the plan: chain id, heights, every node (role, home, port, public key)
-    genesis/devnet.toml          the genesis (keys derived from labels: stromledger.cascade.devnet_genesis)
+    genesis/devnet.toml          the genesis (keys derived from labels: nodes.datagen.devnet_genesis)
     validator-1/ ...             one home per node (config.toml, node.key, genesis copy, data/, node.log)
     meter-operator-1/ ...        one meter-point light node per meter operator (simulated feed)
     bg-operator-1/ ...           one balancing-group node per supplier group operator
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from stromledger.cascade.devnet_genesis import devnet_key, make_devnet_genesis
+from nodes.datagen.devnet_genesis import devnet_key, make_devnet_genesis
 from stromledger.periods import Period, format_utc
 from stromledger.registry import Registry, load_genesis
 

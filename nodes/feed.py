@@ -26,7 +26,7 @@ from typing import Callable, Iterable, NamedTuple
 
 from stromledger.cascade import Batch, Reading, make_batch, sign_reading
 from stromledger.cascade.checks import NO_SIG
-from stromledger.cascade.devnet_genesis import devnet_key, meter_label
+from nodes.datagen.devnet_genesis import devnet_key, meter_label
 from stromledger.codec import CodecError
 from stromledger.crypto import SigningKey
 from stromledger.registry import Registry

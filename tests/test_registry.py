@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from nodes.cli import main
-from stromledger.cascade.devnet_genesis import devnet_key, devnet_registry, make_devnet_genesis, meter_label
-from stromledger.cascade.synthetic import eic_for, make_synthetic
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, make_devnet_genesis, meter_label
+from nodes.datagen.synthetic import eic_for, make_synthetic
 from stromledger.crypto import SigningKey, sha256
 from stromledger.ids import make_malo_id
 from stromledger.registry import (

@@ -1,5 +1,5 @@
 """`stromledger bench <name>`: measure a part of the system next to its physical limit; the logic lives in
-stromledger.bench."""
+nodes.bench."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     err = Console(stderr=True, highlight=False)
     if args.bench == "show":
-        from stromledger.bench.report import render
+        from nodes.bench.report import render
 
         console = Console(highlight=False)
         console.width = max(console.width, 140)
@@ -151,15 +151,15 @@ def _run(args: argparse.Namespace) -> int:
             render(json.loads(path.read_text()), console)
         return 0
     if args.bench == "plot":
-        from stromledger.bench.charts import draw
+        from nodes.bench.charts import draw
 
         for path in args.results:
             for png in draw(json.loads(path.read_text()), args.out):
                 err.print(f"wrote {png}")
         return 0
 
-    from stromledger.bench import run
-    from stromledger.bench.report import render
+    from nodes.bench import run
+    from nodes.bench.report import render
 
     options = {k: getattr(args, k) for k in _OPTIONS[args.bench]}
     if args.bench == "merkle":

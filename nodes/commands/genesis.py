@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "devnet", help="write a devnet genesis with deterministic test keys",
         description="Write DIR/devnet.toml and DIR/devnet-meter-points.csv: a local test network whose keys "
                     "come from fixed labels (validator-1, bg-operator-1, meter-<MaLo-ID>, ...; see "
-                    "stromledger.cascade.devnet_genesis). Never use these keys outside a devnet.")
+                    "nodes.datagen.devnet_genesis). Never use these keys outside a devnet.")
     make.add_argument("--dir", type=Path, required=True, help="directory to write into (created if missing)")
     make.add_argument("--validators", type=int, default=4, help="number of validators, two per grid area "
                                                                 "(default 4)")
@@ -63,7 +63,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_devnet(args: argparse.Namespace) -> int:
-    from stromledger.cascade.devnet_genesis import make_devnet_genesis
+    from nodes.datagen.devnet_genesis import make_devnet_genesis
     from stromledger.periods import parse_utc
 
     options = {}

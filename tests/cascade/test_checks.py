@@ -74,7 +74,7 @@ def test_schedule_rejections(registry, net, make, expected):
 
 
 def test_schedule_unknown_group_and_wrong_signer(registry, net):
-    from stromledger.cascade.synthetic import eic_for
+    from nodes.datagen.synthetic import eic_for
     from stromledger.cascade import sign_schedule
 
     unknown = eic_for("NOSUCHBG", 1)

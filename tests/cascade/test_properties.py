@@ -11,7 +11,7 @@ from stromledger.cascade import (
     MISSING, Ledger, Reason, SettledState, build_seal, check_batch, check_invariants, make_batch, sign_reading,
     sign_schedule,
 )
-from stromledger.cascade.synthetic import Synthetic, make_synthetic
+from nodes.datagen.synthetic import Synthetic, make_synthetic
 
 from .tiny import G, HOUSE1, MAX_30KW, REG, Net, make_registry
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from stromledger.cascade import (
     Batch, Ledger, Outcome, Reading, Schedule, make_batch, sign_reading, sign_schedule,
 )
-from stromledger.cascade.synthetic import GENESIS_2026, eic_for
+from nodes.datagen.synthetic import GENESIS_2026, eic_for
 from stromledger.crypto import SigningKey
 from stromledger.ids import make_malo_id
 from stromledger.registry import (

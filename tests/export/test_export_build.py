@@ -196,7 +196,7 @@ def test_devnet_genesis_with_short_periods(tmp_path):
     """The devnet genesis (10 s periods, several areas, tie lines, loss groups): exports verify, and MSCONS
     writes instants within a minute in format 304 (with seconds)."""
     from stromledger.cascade import Ledger, make_batch, sign_reading
-    from stromledger.cascade.devnet_genesis import devnet_key, make_devnet_genesis, meter_label
+    from nodes.datagen.devnet_genesis import devnet_key, make_devnet_genesis, meter_label
     from stromledger.export import verify_export
     from stromledger.registry import load_genesis
 

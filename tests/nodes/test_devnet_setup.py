@@ -19,7 +19,7 @@ from nodes.devnet import (
 )
 from nodes.home import load_config
 from stromledger.cascade import Ledger, make_batch, sign_reading
-from stromledger.cascade.devnet_genesis import devnet_key, meter_label
+from nodes.datagen.devnet_genesis import devnet_key, meter_label
 from stromledger.consensus import Precommit, ValidatorSet, build_certificate, sign_vote
 from stromledger.store import Store
 

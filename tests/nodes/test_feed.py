@@ -9,7 +9,7 @@ from nodes.feed import (
     InboxError, InboxFeed, SimulatedFeed, devnet_trades, own_schedules, supplier_groups,
 )
 from stromledger.cascade import check_reading, make_batch
-from stromledger.cascade.devnet_genesis import devnet_key, devnet_registry
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry
 from stromledger.cascade.messages import Batch
 
 REG = devnet_registry(validators=4, balancing_groups=3, meters=120, period_seconds=10, seed=3)

@@ -15,7 +15,7 @@ from nodes.cli import main
 from nodes.home import load_config, parse_peer
 from nodes.setup import InitError, copy_genesis, home_status, init_home, node_liveness
 from stromledger.cascade import Ledger, make_batch, sign_reading
-from stromledger.cascade.devnet_genesis import devnet_key, make_devnet_genesis, meter_label
+from nodes.datagen.devnet_genesis import devnet_key, make_devnet_genesis, meter_label
 from stromledger.cascade.messages import PeriodSeal
 from stromledger.consensus import Precommit, ValidatorSet, build_certificate, sign_vote
 from stromledger.keys import read_key_file, write_key_file

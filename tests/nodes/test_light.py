@@ -18,7 +18,7 @@ from nodes.protocol import BatchReply, BatchRequest, ErrorReply, LeafProof, Ligh
 from nodes.runtime import NodeContext
 from stromledger import merkle
 from stromledger.cascade import Ledger, SettledReading, leaf_bytes, make_batch, sign_reading
-from stromledger.cascade.devnet_genesis import devnet_key, devnet_registry, meter_label
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, meter_label
 from stromledger.codec import decode
 from stromledger.consensus import Commit, Precommit, ValidatorSet, build_certificate, sign_vote
 from stromledger.crypto import sha256

@@ -12,7 +12,7 @@ from nodes.commands.submit import InputError, batches_of, meter_key_loader, read
 from nodes.feed import InboxFeed
 from nodes.meter_point import MeterPointNode, own_meters
 from stromledger.cascade import Batch, SettledReading, make_batch
-from stromledger.cascade.devnet_genesis import devnet_key, meter_label
+from nodes.datagen.devnet_genesis import devnet_key, meter_label
 from stromledger.keys import write_key_file
 from stromledger.net import MemoryHub
 from stromledger.store import Store

@@ -19,7 +19,7 @@ from nodes.protocol import ErrorReply, LightRequest
 from nodes.runtime import NodeContext
 from nodes.validator import Validator
 from stromledger.cascade import Reason, Receipt, make_batch, sign_reading
-from stromledger.cascade.devnet_genesis import devnet_key, devnet_registry, meter_label
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, meter_label
 from stromledger.codec import decode
 from stromledger.crypto import SigningKey
 from stromledger.net import CONSENSUS, LIGHT, SUBMIT, RemoteError

@@ -13,7 +13,7 @@ from nodes.home import NodeConfig
 from nodes.runtime import NodeContext
 from nodes.validator import Validator
 from stromledger.cascade import Ledger, make_batch, sign_reading
-from stromledger.cascade.devnet_genesis import devnet_key, devnet_registry, meter_label
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, meter_label
 from stromledger.consensus.messages import Prevote, sign_vote
 from stromledger.net import MemoryHub
 from stromledger.store import Store

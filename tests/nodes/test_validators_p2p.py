@@ -15,7 +15,7 @@ from nodes.runtime import NodeContext
 from nodes.validator import Validator
 from stromledger import merkle
 from stromledger.cascade import CORRECTED, MEASURED, PeriodSeal, Receipt, SettledReading, make_batch, sign_reading
-from stromledger.cascade.devnet_genesis import devnet_key, devnet_registry, meter_label
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, meter_label
 from stromledger.codec import decode
 from stromledger.consensus.certificate import verify_certificate
 from stromledger.consensus.config import ConsensusConfig

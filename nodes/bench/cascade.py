@@ -34,7 +34,7 @@ from stromledger import merkle
 from stromledger.cascade import Batch, Reading, SettledState, build_seal, rebuild_seal
 from stromledger.cascade.checks import NO_SIG
 from stromledger.cascade.rows import check_invariants, entry_rows, leaf_bytes, summarize
-from stromledger.cascade.synthetic import key_for, make_synthetic, unverified
+from nodes.datagen.synthetic import key_for, make_synthetic, unverified
 
 from .timing import proc_memory, reset_peak_rss, stopwatch, timed
 

@@ -121,5 +121,5 @@ def make_devnet_genesis(directory: str | Path, validators: int = 4, balancing_gr
     `options` go to devnet_registry (genesis_start, chain_id, grace_seconds, correction_window)."""
     registry = devnet_registry(validators, balancing_groups, meters, period_seconds, seed, **options)
     title = (f"stromledger devnet genesis: {validators} validators, {balancing_groups} balancing groups, "
-             f"{meters} meter points (keys: stromledger.cascade.devnet_genesis, never for production)")
+             f"{meters} meter points (keys: nodes.datagen.devnet_genesis, never for production)")
     return write_genesis(registry, directory, "devnet.toml", "devnet-meter-points.csv", title)

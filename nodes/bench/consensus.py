@@ -91,7 +91,7 @@ async def _submit_loop(client, registry, validator_keys, heights, operator, log)
     import trio
 
     from stromledger.cascade import make_batch, sign_reading
-    from stromledger.cascade.devnet_genesis import devnet_key, meter_label
+    from nodes.datagen.devnet_genesis import devnet_key, meter_label
     from stromledger.net import SUBMIT, NetError
 
     mine = list(registry.meter_points.values())
@@ -115,7 +115,7 @@ async def run_cluster(n: int, transport: str = "memory", heights: int = 8, warmu
 
     from nodes.home import NodeConfig
     from nodes.runtime import NodeContext
-    from stromledger.cascade.devnet_genesis import devnet_key, devnet_registry
+    from nodes.datagen.devnet_genesis import devnet_key, devnet_registry
     from stromledger.consensus.config import ConsensusConfig
     from stromledger.net import MemoryHub
     from stromledger.store import Store
@@ -134,7 +134,7 @@ async def run_cluster(n: int, transport: str = "memory", heights: int = 8, warmu
     config = ConsensusConfig()  # production timeouts: they only matter when a round fails
     marks: dict = {}
     TimedValidator = _timed_validator_class()
-    log = logging.getLogger("stromledger.bench")
+    log = logging.getLogger("nodes.bench")
     cpu = {}
 
     with tempfile.TemporaryDirectory(prefix=f"stromledger-bench-{transport}-{n}-") as tmp:
@@ -163,7 +163,7 @@ async def run_cluster(n: int, transport: str = "memory", heights: int = 8, warmu
                     home = Path(tmp) / f"v{i}"
                     name = f"validator-{i + 1}"
                     cfg = NodeConfig(home=home, role="validator", name=name)
-                    vlog = logging.getLogger(f"stromledger.bench.{name}")
+                    vlog = logging.getLogger(f"nodes.bench.{name}")
                     ctx = NodeContext(config=cfg, key=keys[i], registry=registry, log=vlog)
                     v = TimedValidator(ctx, stores[i], nets[i], config=config, write_exports=False, marks=marks)
                     await nursery.start(v.serve)
@@ -299,7 +299,7 @@ def run_consensus(memory: tuple[int, ...] = (4, 7, 16), p2p: tuple[int, ...] = (
 
     disk = durable_write_ms()
     runs = []
-    quiet = logging.getLogger("stromledger.bench")  # the validators' per-batch and per-commit lines
+    quiet = logging.getLogger("nodes.bench")  # the validators' per-batch and per-commit lines
     level = quiet.level
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         quiet.setLevel(logging.WARNING)

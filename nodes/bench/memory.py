@@ -1,4 +1,4 @@
-"""A validator's settlement memory, measured in a fresh process (`python -m stromledger.bench.memory N W P`).
+"""A validator's settlement memory, measured in a fresh process (`python -m nodes.bench.memory N W P`).
 
 One process per size, so nothing left on the heap by an earlier measurement counts. It builds a registry of
 N meter points with a correction window of W periods, then settles P consecutive periods the way a
@@ -23,7 +23,7 @@ def measure(meters: int, window: int, periods: int, batch_size: int = 10_000, se
     from stromledger.cascade import Ledger
 
     from .cascade import _batches
-    from stromledger.cascade.synthetic import make_synthetic
+    from nodes.datagen.synthetic import make_synthetic
 
     start = proc_memory()
     with stopwatch() as lap:

@@ -1,7 +1,7 @@
 """Benchmarks behind `stromledger bench <name>`: each measures one part of the system next to its physical
 limit measured in the same run, and returns a JSON-ready dict (docs/benchmarks.md shows the numbers).
 
-    from stromledger.bench import run
+    from nodes.bench import run
     result = run("merkle", leaves=1000)      # {"bench", "machine", "options", "results", "targets", ...}
 
 Benchmarks never assert timings; they report them. The shell-level ones (consensus, devnet) import the node

@@ -18,10 +18,10 @@ from .timing import median, stopwatch
 def _verify_us(samples: int = 1000) -> float:
     key = SigningKey.from_label("bench-sim")
     payload = bytes(120)  # about a vote's body
-    sig = key.sign("stromledger/bench/1", "bench", payload)
+    sig = key.sign("nodes/bench/1", "bench", payload)
     with stopwatch() as lap:
         for _ in range(samples):
-            verify(key.public, sig, "stromledger/bench/1", "bench", payload)
+            verify(key.public, sig, "nodes/bench/1", "bench", payload)
     return lap.wall * 1e6 / samples
 
 

@@ -15,8 +15,8 @@ from stromledger.registry import (
     Assignment, BalancingGroup, ChainParams, GridArea, MeterOperator, MeterPoint, Registry, Validator,
 )
 
-from .checks import CheckedBatch, make_batch, sign_reading, sign_schedule
-from .messages import Batch, Reading, Schedule
+from stromledger.cascade.checks import CheckedBatch, make_batch, sign_reading, sign_schedule
+from stromledger.cascade.messages import Batch, Reading, Schedule
 
 GENESIS_2026 = 1_767_225_600  # 2026-01-01T00:00:00Z
 
@@ -177,7 +177,7 @@ def make_synthetic(meters: int, seed: int = 0, *, areas: int = 4, groups: int = 
 def unverified(registry: Registry, batch: Batch) -> CheckedBatch:
     """BENCHMARKS ONLY: a CheckedBatch that trusts every signature, to time settlement without Ed25519.
     Never use it on batches from the network."""
-    from .checks import reading_precheck, schedule_precheck
+    from stromledger.cascade.checks import reading_precheck, schedule_precheck
 
     return CheckedBatch.of(batch.digest(), batch, tuple(reading_precheck(registry, r) for r in batch.readings),
                            tuple(schedule_precheck(registry, s) for s in batch.schedules))

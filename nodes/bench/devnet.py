@@ -9,7 +9,7 @@ processes   the real devnet of `nodes/devnet.py` (every node its own OS process 
             from readings that came in through the light nodes (measured); from /proc/<pid>/status: every
             node's peak resident memory (VmHWM). Memory per 100k meter points is the slope between the
             smallest and the largest size (a node's fixed cost, Python and libp2p, cancels out).
-in-process  a validator's settlement memory in a fresh process per size (`stromledger.bench.memory`): the
+in-process  a validator's settlement memory in a fresh process per size (`nodes.bench.memory`): the
             registry, and the settled state of each period the correction window keeps, at sizes the
             devnet's light nodes cannot feed on this machine (1M).
 
@@ -128,7 +128,7 @@ def run_inprocess(meters: int, window: int = 4, periods: int | None = None,
                   progress: Callable[[str], None] = lambda s: None) -> dict:
     periods = periods if periods is not None else window + 2
     progress(f"in-process validator memory: {meters} meter points, window {window}, {periods} periods")
-    out = subprocess.run([sys.executable, "-m", "stromledger.bench.memory", str(meters), str(window), str(periods)],
+    out = subprocess.run([sys.executable, "-m", "nodes.bench.memory", str(meters), str(window), str(periods)],
                          capture_output=True, text=True, check=True)
     m = json.loads(out.stdout)
     series = m["series"]

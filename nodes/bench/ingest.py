@@ -24,7 +24,7 @@ import nacl.bindings as sodium
 from stromledger.cascade import Ledger, check_batch
 from stromledger.cascade.checks import decode_batch, reading_precheck
 from stromledger.cascade.messages import BATCH_DOMAIN, READING_DOMAIN
-from stromledger.cascade.synthetic import key_for, make_synthetic
+from nodes.datagen.synthetic import key_for, make_synthetic
 from stromledger.crypto import signing_input, verify
 
 from .machine import parallel_capacity
