@@ -82,7 +82,7 @@ def reading_signature(registry: Registry, r: Reading) -> Rejection | None:
     # generic per-field encoders) after the chain's cached signing prefix.
     body = msgpack.packb([Reading.TAG, r.malo_id, r.period, r.version, r.register, r.import_wh, r.export_wh,
                           r.meter_key], use_bin_type=True)
-    if verify_raw(r.meter_key, r.sig, _reading_prefix(registry.chain_id) + body):
+    if verify_raw(r.meter_key, r.sig, _reading_prefix(registry.root_chain_id) + body):
         return None
     return Rejection(Reason.BAD_SIGNATURE, f"reading of {r.malo_id} for period {r.period}")
 
@@ -119,6 +119,8 @@ def reading_verdict(registry: Registry, reading: Reading) -> Rejection | None:
 
 
 def schedule_precheck(registry: Registry, s: Schedule) -> Rejection | None:
+    if not registry.settles_schedules:
+        return Rejection(Reason.WRONG_CHAIN, "schedules are settled by the network chain, not by an area's")
     if s.wh == 0:
         return Rejection(Reason.MALFORMED, "a schedule moves a positive number of Wh")
     if s.from_group == s.to_group:
@@ -135,7 +137,7 @@ def schedule_precheck(registry: Registry, s: Schedule) -> Rejection | None:
 
 
 def schedule_signature(registry: Registry, s: Schedule) -> Rejection | None:
-    if verify(s.signer, s.sig, SCHEDULE_DOMAIN, registry.chain_id, s.body()):
+    if verify(s.signer, s.sig, SCHEDULE_DOMAIN, registry.root_chain_id, s.body()):
         return None
     return Rejection(Reason.BAD_SIGNATURE, f"schedule {s.from_group} -> {s.to_group} for period {s.period}")
 

@@ -29,6 +29,11 @@ class Reason(enum.IntEnum):
     SEAL_MISMATCH = 20  # rebuilt from the same inputs, the seal came out different
     BAD_EVIDENCE = 21  # consensus evidence in a seal that does not check out
     BAD_LAST_COMMIT = 22  # a seal's commit certificate of the previous height that does not check out
+    UNKNOWN_SCOPE = 23  # a checkpoint for an area the genesis does not have
+    BAD_CERTIFICATE = 24  # a checkpoint whose certificate is not its area committee's for that seal
+    MISSING_CHECKPOINT = 25  # a network seal uses an area seal this node has no checkpoint of (fetch it)
+    CHECKPOINT_NOT_ELIGIBLE = 26  # a network seal lists a checkpoint that changes nothing, or two of one height
+    CHECKPOINT_IGNORED = 27  # a network seal settles an area as absent whose certified checkpoint this node holds
 
     @property
     def label(self) -> str:

@@ -6,10 +6,11 @@ from .model import (
     GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, GridArea, MeterOperator,
     MeterPoint, Registry, Validator,
 )
+from .scopes import NETWORK, chain_id, committee, scopes, scopes_of, tie_lines, view
 from .write import genesis_toml, meter_points_csv, write_genesis
 
 __all__ = [
     "GENERATION_SOURCES", "KINDS", "METER_POINT_FIELDS", "SOURCES", "Assignment", "BalancingGroup", "ChainParams",
-    "Defect", "GenesisError", "GridArea", "MeterOperator", "MeterPoint", "Registry", "Validator", "check_genesis",
+    "Defect", "GenesisError", "NETWORK", "chain_id", "committee", "scopes", "scopes_of", "tie_lines", "view", "GridArea", "MeterOperator", "MeterPoint", "Registry", "Validator", "check_genesis",
     "genesis_toml", "load_genesis", "meter_points_csv", "write_genesis",
 ]

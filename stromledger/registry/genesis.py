@@ -26,7 +26,7 @@ from .model import (
 METER_POINT_FIELDS = ("malo_id", "kind", "source", "grid_area", "balancing_group", "meter_operator", "meter_key",
                       "max_power_w", "area_out", "area_in")
 _OPTIONAL_MP_FIELDS = {"balancing_group", "area_out", "area_in"}
-_CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,41}")  # + "/area/<EIC>" fits the codec's 64
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MIN_VALIDATORS = 4  # n = 3f + 1 with f >= 1
 MAX_CORRECTION_WINDOW = 9_999  # below the seal's bound on results (cascade.messages.MAX_SEAL_RESULTS)
@@ -171,7 +171,7 @@ class _GenesisReader:
             self.error("file", "", f"not valid TOML: {e}")
             return None, self.defects
         self._unknown_fields(doc, {"chain", "meter_point_file", "validators", "grid_areas", "balancing_groups",
-                                   "meter_operators", "meter_points", "assignments"}, "top level")
+                                   "meter_operators", "meter_points", "assignments", "network"}, "top level")
         params = self._chain(doc)
         groups = self._groups(doc)
         areas = self._areas(doc, groups)
@@ -180,10 +180,12 @@ class _GenesisReader:
         meters = self._meter_points(doc, areas, groups, operators)
         assignments = self._assignments(doc, meters, groups, params)
         self._areas_without_validator(areas, validators)
+        network = self._network_committee(doc, validators)
+        areas = {eic: self._committee_checked(a, validators) for eic, a in areas.items()}
         if params is None or any(d.severity == "error" for d in self.defects):
             return None, self.defects
         registry = Registry(params, validators, areas.values(), groups.values(), operators.values(),
-                            meters.values(), assignments)
+                            meters.values(), assignments, network_committee=network)
         return registry, self.defects
 
     def _chain(self, doc: dict) -> ChainParams | None:
@@ -196,7 +198,8 @@ class _GenesisReader:
                                      "correction_window_periods", "schedule_horizon_periods"}, where)
         chain_id = self._field(chain, "id", where, str)
         if chain_id is not None and not _CHAIN_ID.fullmatch(chain_id):
-            self.error(where, "id", "1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit")
+            self.error(where, "id", "1-42 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit "
+                                   "(area chains append /area/<EIC>)")
             chain_id = None
         length = self._field(chain, "period_seconds", where, int)
         if length is not None and not 1 <= length <= 86400:
@@ -241,7 +244,7 @@ class _GenesisReader:
         first: dict[str, str] = {}
         loss_of: dict[str, str] = {}
         for where, row in self._table_rows(doc, "grid_areas"):
-            self._unknown_fields(row, {"eic", "name", "operator", "loss_balancing_group"}, where)
+            self._unknown_fields(row, {"eic", "name", "operator", "loss_balancing_group", "committee"}, where)
             eic = self._eic(row, "eic", where)
             name = self._field(row, "name", where, str)
             operator = self._field(row, "operator", where, str)
@@ -260,7 +263,7 @@ class _GenesisReader:
                 self.error(where, "eic", f"duplicate grid area {eic}, first in {first[eic]}")
             elif None not in (eic, name, operator, loss):
                 first[eic] = where
-                areas[eic] = GridArea(eic, name, operator, loss)
+                areas[eic] = GridArea(eic, name, operator, loss, self._names(row, "committee", where))
         if not doc.get("grid_areas"):
             self.error("[[grid_areas]]", "", "a genesis needs at least one grid area")
         return areas
@@ -521,6 +524,50 @@ class _GenesisReader:
             if None not in (malo, group, period):
                 out.append(Assignment(malo, period, group))
         return out
+
+    # -- committees: which validators run which chain (registry/scopes.py) -------------------------------
+
+    def _names(self, row: dict, key: str, where: str) -> tuple[str, ...]:
+        """An optional list of validator names; () when absent (= every validator)."""
+        names = row.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            self.error(where, key, "a list of validator names")
+            return ()
+        seen = set()
+        for n in names:
+            if n in seen:
+                self.error(where, key, f"validator {n!r} is listed twice")
+            seen.add(n)
+        return tuple(names)
+
+    def _check_committee(self, names: tuple[str, ...], validators: list, where: str) -> bool:
+        known = {v.name for v in validators}
+        ok = True
+        for n in names:
+            if n not in known:
+                self.error(where, "committee", f"unknown validator {n!r}")
+                ok = False
+        size = len(names) if names else len(validators)
+        if size < MIN_VALIDATORS:
+            self.warn(where, "committee", f"{size} validator(s): fewer than {MIN_VALIDATORS} tolerate no faulty "
+                                          "validator (n = 3f + 1)")
+        return ok
+
+    def _committee_checked(self, area: GridArea, validators: list) -> GridArea:
+        if area.committee or len(validators) >= MIN_VALIDATORS:  # the whole set was already warned about
+            self._check_committee(area.committee, validators, f"[[grid_areas]] {area.eic}")
+        return area
+
+    def _network_committee(self, doc: dict, validators: list) -> tuple[str, ...]:
+        network = doc.get("network", {})
+        if not isinstance(network, dict):
+            self.error("[network]", "", "must be a table")
+            return ()
+        self._unknown_fields(network, {"committee"}, "[network]")
+        names = self._names(network, "committee", "[network]")
+        if names:
+            self._check_committee(names, validators, "[network]")
+        return names
 
     def _areas_without_validator(self, areas: dict, validators: list) -> None:
         with_validator = {v.grid_area for v in validators}

@@ -38,6 +38,7 @@ class GridArea:
     name: str
     operator: str  # the grid operator (DSO/TSO) by name
     loss_group: str  # EIC of the balancing group that books this area's grid loss
+    committee: tuple[str, ...] = ()  # validator names running this area's chain; () = every validator
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +106,18 @@ class Registry:
         meter_operators: Iterable[MeterOperator],
         meter_points: Iterable[MeterPoint],
         assignments: Iterable[Assignment] = (),
+        *,
+        network_committee: Iterable[str] = (),
+        scope: str = "",
+        root_chain_id: str = "",
     ):
         self.params = params
+        # The genesis registry has scope "" and settles everything; a chain's view (registry/scopes.py) has
+        # scope "network" or an area EIC. Readings and schedules are signed under the genesis chain id
+        # (`root_chain_id`): they are facts about the grid, and the view decides which chain may settle them.
+        self.scope = scope
+        self.root_chain_id = root_chain_id or params.chain_id
+        self.network_committee: tuple[str, ...] = tuple(network_committee)  # () = every validator
         self.validators: tuple[Validator, ...] = tuple(validators)  # genesis order = proposer order
         self.grid_areas: dict[str, GridArea] = {a.eic: a for a in sorted(grid_areas, key=lambda a: a.eic)}
         self.balancing_groups: dict[str, BalancingGroup] = {
@@ -184,6 +195,11 @@ class Registry:
         """The most energy the meter point can move in one direction in `periods` periods (floor, Wh)."""
         return self.meter_points[malo_id].max_power_w * self.params.period_seconds * periods // 3600
 
+    @property
+    def settles_schedules(self) -> bool:
+        """Schedules are settled by the genesis registry's chain and the network chain, never by an area's."""
+        return self.scope in ("", "network")
+
     def validator_keys(self) -> tuple[bytes, ...]:
         return tuple(v.public_key for v in self.validators)
 
@@ -202,6 +218,8 @@ class Registry:
             [[o.name, o.public_key] for o in self.meter_operators.values()],
             [list(self.meter_points[m]) for m in self.malo_order],
             [[a.malo_id, a.from_period, a.group] for a in self.assignments],
+            [[a.eic, list(a.committee)] for a in self.grid_areas.values()],
+            list(self.network_committee),
         ], use_bin_type=True)
 
     @cached_property

@@ -56,7 +56,12 @@ def genesis_toml(registry: Registry, meter_file: str, meter_file_sha256: str, ti
                 f"grid_area = {_s(v.grid_area)}", ""]
     for a in registry.grid_areas.values():
         out += ["[[grid_areas]]", f"eic = {_s(a.eic)}", f"name = {_s(a.name)}", f"operator = {_s(a.operator)}",
-                f"loss_balancing_group = {_s(a.loss_group)}", ""]
+                f"loss_balancing_group = {_s(a.loss_group)}"]
+        if a.committee:
+            out.append(f"committee = [{', '.join(_s(n) for n in a.committee)}]  # validators of this area's chain")
+        out.append("")
+    if registry.network_committee:
+        out += ["[network]", f"committee = [{', '.join(_s(n) for n in registry.network_committee)}]", ""]
     for g in registry.balancing_groups.values():
         loss = "  # loss group" if g.eic in registry.loss_groups else ""
         out += ["[[balancing_groups]]" + loss, f"eic = {_s(g.eic)}", f"name = {_s(g.name)}",

@@ -1,0 +1,117 @@
+"""Area checkpoints: an area chain's committed seal made self-verifying for the network chain.
+
+`make_checkpoint` packs a committed AreaSeal with its certificate and the inclusion proofs of its boundary
+meters; `verify_checkpoint(genesis, data)` checks it with the genesis alone and returns what the network
+level uses (`Certified`): the area's results per period (cells, totals) and each boundary meter's settled
+flow. A checkpoint of an area the genesis does not have, a seal of another chain or registry, a certificate
+not signed by more than 2/3 of that area's committee, a result whose invariants fail, or a missing or wrong
+tie-line proof is refused with its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from stromledger import merkle
+from stromledger.cascade.messages import PeriodResult, PeriodSeal, SettledReading
+from stromledger.cascade.rejections import Reason, Rejection
+from stromledger.cascade.rows import check_invariants
+from stromledger.codec import CodecError
+from stromledger.consensus.certificate import CertificateError, verify_certificate
+from stromledger.consensus.messages import CommitCertificate
+from stromledger.crypto import sha256
+from stromledger.registry import Registry, view
+
+from .messages import Checkpoint, TieProof
+
+# (period, malo_id) -> (leaf bytes, index, tree size, audit path), e.g. Ledger.proof
+ProofSource = Callable[[int, str], tuple[bytes, int, int, list[bytes]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Certified:
+    """A verified checkpoint: what the network level needs of one area seal."""
+
+    area: str
+    height: int
+    seal_hash: bytes
+    results: dict[int, PeriodResult]  # period -> the area's result in this seal
+    ties: dict[int, dict[str, tuple[int, int]]]  # period -> boundary MaLo-ID -> (import_wh, export_wh)
+    data: bytes  # the checkpoint's bytes, to pass on
+
+
+def make_checkpoint(area: str, seal_bytes: bytes, certificate: bytes, proof: ProofSource,
+                    area_registry: Registry) -> Checkpoint:
+    """The checkpoint of a committed area seal. `proof(period, malo)` gives a boundary meter's inclusion proof
+    in the committed result of that period (e.g. the area ledger's `proof`, right after the commit)."""
+    seal = PeriodSeal.decode(seal_bytes)
+    ties = []
+    for r in seal.results:
+        for malo in area_registry.boundary:
+            leaf, index, size, path = proof(r.period, malo)
+            ties.append(TieProof(r.period, leaf, index, size, tuple(path)))
+    return Checkpoint(area, bytes(seal_bytes), bytes(certificate), tuple(ties))
+
+
+def verify_checkpoint(genesis: Registry, data: bytes | Checkpoint) -> Certified | Rejection:
+    try:
+        cp = data if isinstance(data, Checkpoint) else Checkpoint.decode(data)
+        raw = cp.encode() if isinstance(data, Checkpoint) else bytes(data)
+    except CodecError as e:
+        return Rejection(Reason.OVERSIZED if e.reason == "oversized" else Reason.MALFORMED, f"checkpoint: {e}")
+    if cp.area not in genesis.grid_areas:
+        return Rejection(Reason.UNKNOWN_SCOPE, f"checkpoint for {cp.area!r}, which is no grid area of the genesis")
+    area = view(genesis, cp.area)
+    try:
+        seal = PeriodSeal.decode(cp.seal)
+        cert = CommitCertificate.decode(cp.certificate)
+    except CodecError as e:
+        return Rejection(Reason.MALFORMED, f"checkpoint of {cp.area}: {e}")
+    if seal.chain_id != area.chain_id or seal.registry_hash != area.hash:
+        return Rejection(Reason.WRONG_CHAIN, f"checkpoint of {cp.area} carries a seal of chain {seal.chain_id!r} "
+                                             f"(or another registry), expected {area.chain_id!r}")
+    seal_hash = sha256(cp.seal)
+    try:
+        verify_certificate(cert, seal_hash, area.validator_keys(), area.chain_id, seal.height)
+    except CertificateError as e:
+        return Rejection(Reason.BAD_CERTIFICATE, f"checkpoint of {cp.area} height {seal.height}: {e.reason}: {e}")
+    results = {}
+    for r in seal.results:
+        broken = check_invariants(area, r)
+        if broken is not None:
+            return broken
+        results[r.period] = r
+    ties = _tie_flows(area, results, cp.ties)
+    if isinstance(ties, Rejection):
+        return ties
+    return Certified(cp.area, seal.height, seal_hash, results, ties, raw)
+
+
+def _tie_flows(area: Registry, results: dict[int, PeriodResult], proofs: tuple[TieProof, ...]
+               ) -> dict[int, dict[str, tuple[int, int]]] | Rejection:
+    def bad(what: str) -> Rejection:
+        return Rejection(Reason.MALFORMED, f"checkpoint of {area.scope}: {what}")
+
+    flows: dict[int, dict[str, tuple[int, int]]] = {p: {} for p in results}
+    for t in proofs:
+        r = results.get(t.period)
+        if r is None:
+            return bad(f"a tie-line proof for period {t.period}, which the seal has no result for")
+        try:
+            leaf = SettledReading.decode(t.leaf)
+        except CodecError as e:
+            return bad(f"tie-line leaf: {e}")
+        mp = area.meter_points.get(leaf.malo_id)
+        if leaf.period != t.period or mp is None or mp.kind != "boundary":
+            return bad(f"leaf of {leaf.malo_id} period {leaf.period} is no boundary meter of the area")
+        if t.size != r.meter_points or not merkle.verify_inclusion(r.merkle_root, t.leaf, t.index, t.size,
+                                                                   list(t.path)):
+            return bad(f"the proof of {leaf.malo_id} in period {t.period} does not verify against the root")
+        if leaf.malo_id in flows[t.period]:
+            return bad(f"{leaf.malo_id} proved twice for period {t.period}")
+        flows[t.period][leaf.malo_id] = (leaf.import_wh, leaf.export_wh)
+    for p, got in flows.items():
+        if len(got) != len(area.boundary):
+            return bad(f"period {p}: {len(got)} tie-line proofs, the area has {len(area.boundary)} boundary meters")
+    return flows

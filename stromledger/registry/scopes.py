@@ -1,0 +1,107 @@
+"""Scopes: the chains one genesis defines, and the registry view each chain settles with.
+
+A genesis defines one chain per grid area (scope = the area's EIC) and one network chain (scope
+"network"). Each chain has its own chain id, derived from the genesis chain id, and its own committee (the
+validators the genesis names for it; none named = every validator). `view(registry, scope)` is the
+Registry that chain's cascade runs on, so the existing settlement code runs unchanged on every level:
+
+- an area view holds the area, every balancing group, the meter points the area operates and every tie line
+  touching the area (a tie line between two areas is settled by both: the same signed readings, so the
+  network can check that both sides agree). A tie line's side in another area is "outside" in the view (it
+  is booked as exchange with outside the area); it does not settle schedules;
+- the network view holds every area and group and no meter point: its own cascade settles only the
+  schedules; the area results come in as certified checkpoints (cascade/network.py).
+
+Readings and schedules keep the genesis chain id in their signatures (`Registry.root_chain_id`): which
+chain may settle a reading follows from its meter point, so a reading replayed on another area's chain is
+refused as an unknown meter point. Batches, receipts, votes, proposals and certificates are signed under
+the chain's own id and never verify on another chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .model import Registry, Validator
+
+NETWORK = "network"
+AREA_PREFIX = "/area/"
+NETWORK_SUFFIX = "/" + NETWORK
+
+
+def scopes(registry: Registry) -> tuple[str, ...]:
+    """Every chain of the genesis: the areas by EIC, then the network."""
+    return (*registry.grid_areas, NETWORK)
+
+
+def chain_id(registry: Registry, scope: str) -> str:
+    """`<genesis chain id>/area/<EIC>` or `<genesis chain id>/network` (at most 64 characters: the genesis
+    chain id has at most 42)."""
+    _known(registry, scope)
+    root = registry.root_chain_id
+    return root + NETWORK_SUFFIX if scope == NETWORK else root + AREA_PREFIX + scope
+
+
+def committee(registry: Registry, scope: str) -> tuple[Validator, ...]:
+    """The validators of a scope's chain, in genesis order (the proposer order)."""
+    _known(registry, scope)
+    names = registry.network_committee if scope == NETWORK else registry.grid_areas[scope].committee
+    if not names:
+        return registry.validators
+    wanted = set(names)
+    return tuple(v for v in registry.validators if v.name in wanted)
+
+
+def scopes_of(registry: Registry, name: str) -> tuple[str, ...]:
+    """The chains a validator (by name) sits on."""
+    return tuple(s for s in scopes(registry) if any(v.name == name for v in committee(registry, s)))
+
+
+def view(registry: Registry, scope: str) -> Registry:
+    """The registry a scope's chain settles with (cached on the genesis registry)."""
+    if registry.scope:
+        raise ValueError(f"{registry.chain_id} is already a view: views are taken of the genesis registry")
+    cache = registry.__dict__.setdefault("_views", {})
+    got = cache.get(scope)
+    if got is None:
+        got = cache[scope] = _make_view(registry, scope)
+    return got
+
+
+def _make_view(registry: Registry, scope: str) -> Registry:
+    params = replace(registry.params, chain_id=chain_id(registry, scope))
+    members = committee(registry, scope)
+    if scope == NETWORK:
+        return Registry(params, members, registry.grid_areas.values(), registry.balancing_groups.values(),
+                        registry.meter_operators.values(), (), (), scope=NETWORK,
+                        root_chain_id=registry.root_chain_id)
+    meters = []
+    for malo in registry.malo_order:
+        mp = registry.meter_points[malo]
+        if mp.kind == "boundary":
+            if scope not in (mp.grid_area, mp.area_out, mp.area_in):
+                continue
+            mp = mp._replace(area_out=mp.area_out if mp.area_out == scope else "",
+                             area_in=mp.area_in if mp.area_in == scope else "")
+        elif mp.grid_area != scope:
+            continue
+        meters.append(mp)
+    kept = {m.malo_id for m in meters}
+    return Registry(params, members, [registry.grid_areas[scope]], registry.balancing_groups.values(),
+                    registry.meter_operators.values(), meters, [a for a in registry.assignments if a.malo_id in kept],
+                    scope=scope, root_chain_id=registry.root_chain_id)
+
+
+def tie_lines(registry: Registry) -> dict[str, tuple[str, str]]:
+    """Boundary meters between two areas of the genesis: MaLo-ID -> (area_out, area_in)."""
+    out = {}
+    for malo in registry.boundary:
+        mp = registry.meter_points[malo]
+        if mp.area_out and mp.area_in:
+            out[malo] = (mp.area_out, mp.area_in)
+    return out
+
+
+def _known(registry: Registry, scope: str) -> None:
+    if scope != NETWORK and scope not in registry.grid_areas:
+        raise KeyError(f"{scope!r} is neither {NETWORK!r} nor a grid area of the genesis")
