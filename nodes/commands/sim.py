@@ -24,6 +24,13 @@ Faults, injected until a drawn moment when the network heals:
 vote different values. Consensus tolerates F < N/3; beyond that, the checker must find violations, which
 --allow-unsafe lets you watch.
 
+--areas K runs the hierarchy instead: K area committees (N validators each, F byzantine each) and a network
+committee (--network-validators, F byzantine), each on its own chain id. Area decisions reach the network as
+certified checkpoints; the last --stalled areas deliver theirs --stall-ms late, after the network's deadline,
+so they are settled as absent and get a new version later. The checker adds the cross-level invariants:
+every checkpoint the network uses is what that area's honest members decided, certified by its committee;
+no checkpoint is used twice; with an honest network committee every checkpoint that came in time is used.
+
 Exit status: 0 when no run had a violation, 1 otherwise, 2 for bad arguments.
 Example: stromledger sim --validators 7 --byzantine 2 --seeds 500 --faults all
 Replay one failing run exactly: the same arguments with --seed-base SEED --seeds 1.
@@ -45,6 +52,14 @@ def register(subparsers) -> None:
     p.add_argument("--interval-ms", type=int, default=2000, metavar="MS",
                    help="virtual time between heights (default 2000; 900000 is a real 15-minute period)")
     p.add_argument("--value-bytes", type=int, default=256, metavar="B", help="size of proposed values (default 256)")
+    p.add_argument("--areas", type=int, default=0, metavar="K",
+                   help="simulate the hierarchy: K area committees and the network committee (default 0: one chain)")
+    p.add_argument("--network-validators", type=int, default=None, metavar="M",
+                   help="with --areas: validators of the network committee (default N)")
+    p.add_argument("--stalled", type=int, default=1, metavar="S",
+                   help="with --areas: areas whose checkpoints come after the network's deadline (default 1)")
+    p.add_argument("--stall-ms", type=int, default=6000, metavar="MS",
+                   help="with --areas: how late a stalled area's checkpoints come (default 6000)")
     p.add_argument("--allow-unsafe", action="store_true",
                    help="allow F >= N/3, where the checker is expected to find violations")
     p.set_defaults(func=run)
@@ -64,6 +79,8 @@ def run(args) -> int:
                       f"N/3 faulty validators (at most {(n - 1) // 3} here). Pass --allow-unsafe to run beyond "
                       f"the bound and watch the checker find violations.[/]")
         return 2
+    if args.areas:
+        return run_hierarchy(args, console)
     base = SimConfig(seed=args.seed_base, validators=n, byzantine=f, byzantine_mode=args.byzantine_mode,
                      faults=args.faults, heights=args.heights, height_interval_ms=args.interval_ms,
                      value_bytes=args.value_bytes)
@@ -95,3 +112,43 @@ def summary_table(s: Summary, args, seconds: float):
     t.add_row("seeds with violations", f"[red]{len(s.failing_seeds)}[/] ({failing})" if failing else "0")
     t.add_row("wall time", f"{seconds:.1f} s")
     return t
+
+
+def run_hierarchy(args, console) -> int:
+    from rich.table import Table
+
+    from stromledger.sim.hierarchy import HierarchyConfig, run_hierarchy_seeds
+
+    m = args.network_validators or args.validators
+    if args.areas < 1 or not 0 <= args.stalled <= args.areas or m < 1 or args.stall_ms < 0:
+        console.print("[red]Need --areas >= 1, 0 <= --stalled <= K, --network-validators >= 1, --stall-ms >= 0.[/]")
+        return 2
+    if 3 * args.byzantine >= m and not args.allow_unsafe:
+        console.print(f"[red]Refusing --byzantine {args.byzantine} with a network committee of {m}; pass "
+                      "--allow-unsafe to run beyond the bound.[/]")
+        return 2
+    base = HierarchyConfig(seed=args.seed_base, areas=args.areas, validators=args.validators,
+                           byzantine=args.byzantine, network_validators=m, faults=args.faults, heights=args.heights,
+                           stalled=args.stalled, stall_ms=args.stall_ms, height_interval_ms=args.interval_ms,
+                           byzantine_mode=args.byzantine_mode)
+    started = time.perf_counter()
+    s = run_hierarchy_seeds(base, range(args.seed_base, args.seed_base + args.seeds))
+    t = Table(title=f"stromledger sim --areas {args.areas}: committees of {args.validators} (network {m}), "
+                    f"{args.byzantine} byzantine in each, {args.stalled} stalled, faults {args.faults}, "
+                    f"seeds {args.seed_base}..{args.seed_base + args.seeds - 1}")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_row("runs", str(s.runs))
+    t.add_row("network heights decided", str(s.network_heights))
+    t.add_row("areas settled as absent at their period's deadline", str(s.absent))
+    t.add_row("late checkpoints used as a new version", str(s.late_versions))
+    for kind in KINDS:
+        count = s.violations.get(kind, 0)
+        t.add_row(f"violations: {kind}", f"[red]{count}[/]" if count else "0")
+    failing = ", ".join(map(str, s.failing_seeds[:10])) + (" ..." if len(s.failing_seeds) > 10 else "")
+    t.add_row("seeds with violations", f"[red]{len(s.failing_seeds)}[/] ({failing})" if failing else "0")
+    t.add_row("wall time", f"{time.perf_counter() - started:.1f} s")
+    console.print(t)
+    for seed, v in s.examples:
+        console.print(f"  seed {seed}: {v}", markup=False)
+    return 1 if s.failing_seeds else 0

@@ -33,7 +33,6 @@ class Reason(enum.IntEnum):
     BAD_CERTIFICATE = 24  # a checkpoint whose certificate is not its area committee's for that seal
     MISSING_CHECKPOINT = 25  # a network seal uses an area seal this node has no checkpoint of (fetch it)
     CHECKPOINT_NOT_ELIGIBLE = 26  # a network seal lists a checkpoint that changes nothing, or two of one height
-    CHECKPOINT_IGNORED = 27  # a network seal settles an area as absent whose certified checkpoint this node holds
 
     @property
     def label(self) -> str:

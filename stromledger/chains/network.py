@@ -354,7 +354,8 @@ def rebuild_network_seal(seal_bytes: bytes, genesis: Registry, state: NetworkSta
 
 def ignored_checkpoints(seal: NetworkSeal, held: Iterable[Certified]) -> list[str]:
     """The areas the seal settles as absent in its own period although this node holds a certified
-    checkpoint with that period: such a validator prevotes nil (docs/consensus.md)."""
+    checkpoint with that period. Logged, never a reason to prevote nil: validity must not depend on what a
+    validator happens to hold (docs/consensus.md), the area gets a new version at a later height."""
     own = seal.result(seal.height)
     absent = set(own.absent) if own is not None else set()
     return sorted({cp.area for cp in held if cp.area in absent and seal.height in cp.results})
@@ -429,10 +430,6 @@ class NetworkLedger:
                                        self.checkpoints, evidence_ok, last_commit_ok)
         if isinstance(outcome, Rejection):
             return outcome
-        ignored = ignored_checkpoints(outcome.seal, self.checkpoints.values())
-        if ignored:
-            return Rejection(Reason.CHECKPOINT_IGNORED, f"settles {', '.join(ignored)} as absent, but their "
-                                                        "certified checkpoints are here")
         self._outcomes[seal_hash] = outcome
         return None
 

@@ -19,7 +19,7 @@ from stromledger.consensus import CertificateError, EvidenceError, verify_certif
 from .runner import SimResult
 from .scenario import height_budget
 
-KINDS = ("agreement", "validity", "liveness", "double_sign", "evidence")
+KINDS = ("agreement", "validity", "liveness", "double_sign", "evidence", "cross_level")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,3 +21,13 @@ def test_unsafe_runs_find_violations_and_exit_nonzero(capsys):
     assert main(args) == 1
     out = capsys.readouterr().out
     assert "agreement at height" in out
+
+
+def test_hierarchy_runs_with_areas(capsys):
+    assert main(["sim", "--areas", "2", "--byzantine", "1", "--seeds", "2", "--heights", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "violations: cross_level" in out and "settled as absent" in out
+    args = ["sim", "--areas", "2", "--byzantine", "2", "--seeds", "1", "--heights", "2", "--stalled", "0",
+            "--byzantine-mode", "split", "--allow-unsafe"]
+    assert main(args) == 1
+    assert "cross_level" in capsys.readouterr().out
