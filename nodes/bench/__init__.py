@@ -47,6 +47,11 @@ def _devnet(**kw):
     return run_devnet(**kw)
 
 
+def _country(**kw):
+    from .country import run_country
+    return run_country(**kw)
+
+
 BENCHES: dict[str, Callable[..., dict]] = {
     "ingest": _ingest,
     "cascade": _cascade,
@@ -54,6 +59,7 @@ BENCHES: dict[str, Callable[..., dict]] = {
     "consensus": _consensus,
     "sim": _sim,
     "devnet": _devnet,
+    "country": _country,
 }
 
 

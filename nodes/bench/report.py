@@ -163,9 +163,31 @@ def devnet_tables(r: dict) -> list:
     return out
 
 
+def country_tables(r: dict) -> list:
+    t = _table(f"country: K area checkpoints into a network committee of {r['network_validators']} (area "
+               f"committees of {r['area_committee']}, {r['groups']} cells per area; consensus simulated)",
+               ["areas", "cells", "checkpoint KB", "verify all s", "ms / checkpoint", "build s", "validate s",
+                "seal KB", "consensus ms (median / max)", "deadline -> network seal ms"])
+    for x in r["rows"]:
+        t.add_row(_n(x["areas"]), _n(x["cells"]), _n(x["checkpoint_bytes_mean"] / 1024, 1), _n(x["verify_all_s"], 2),
+                  _n(x["verify_per_checkpoint_ms"], 2), _n(x["build_s"], 3), _n(x["validate_s"], 3),
+                  _n(x["network_seal_bytes"] / 1024), f"{_n(x['consensus_median_ms'])} / {_n(x['consensus_max_ms'])}",
+                  _n(x["deadline_to_seal_ms"]))
+    a = _table(f"country: one area validator, per 15-minute period (Ed25519 {r['ed25519_verify_us']:.0f} µs per "
+               f"reading; AreaSeal rebuild {r['settle_us_per_meter']:.1f} µs per meter point, measured at "
+               f"{r['area_meters_measured']:,})",
+               ["meter points", "measured?", "readings / s", "cores: signatures", "cores: settlement",
+                "settle s / period", "area seal after gate s (build + rebuild)"])
+    for x in r["per_area"]:
+        a.add_row(_n(x["meter_points"]), "yes" if x["measured"] else "extrapolated", _n(x["readings_per_s"]),
+                  _n(x["verify_cores"], 2), _n(x["settle_cores"], 3), _n(x["settle_s_per_period"], 1),
+                  _n(x["area_seal_after_gate_s"], 1))
+    return [t, a]
+
+
 RENDER: dict[str, Callable[[dict], list]] = {
     "ingest": ingest_tables, "cascade": cascade_tables, "merkle": merkle_tables, "consensus": consensus_tables,
-    "sim": sim_tables, "devnet": devnet_tables,
+    "sim": sim_tables, "devnet": devnet_tables, "country": country_tables,
 }
 
 

@@ -23,6 +23,8 @@ benchmark ran, 1 when it could not, 2 for bad arguments. docs/benchmarks.md show
   sim        simulated heights per second: a simulated day (96 heights) of 16 validators
   devnet     meter points settled per period by real node processes, and peak memory per node per 100k
              meter points
+  country    gate closure to the national result: 10, 100 and 860 area checkpoints verified and sealed
+             by a network committee of 16 (simulated consensus), and what one area validator carries
   show       print the tables of results saved with --save again
   plot       draw the charts (PNG) of results saved with --save
 
@@ -116,6 +118,18 @@ def register(subparsers) -> None:
     s.add_argument("--keep", action="store_true", help="keep the devnet directories (default: removed)")
     _common(s)
 
+    s = sub.add_parser("country", help="area checkpoints into the network chain; one area validator's load")
+    s.add_argument("--areas", type=_ints, default=(10, 100, 860), help="area counts (default 10,100,860)")
+    s.add_argument("--groups", type=_positive, default=50, help="balancing groups with cells per area (default 50)")
+    s.add_argument("--network-validators", type=_positive, default=16, help="network committee (default 16)")
+    s.add_argument("--meters", type=_positive, default=20_000,
+                   help="area size at which an AreaSeal rebuild is measured (default 20000)")
+    s.add_argument("--area-sizes", type=_ints, default=(100_000, 1_000_000, 5_000_000),
+                   help="area sizes to report one area validator's load for (default 100000,1000000,5000000)")
+    s.add_argument("--heights", type=_positive, default=4, help="simulated network heights per seed (default 4)")
+    s.add_argument("--seeds", type=_positive, default=2, help="simulated runs (default 2)")
+    _common(s)
+
     s = sub.add_parser("show", help="print the tables of saved results again")
     s.add_argument("results", nargs="+", type=Path, metavar="FILE", help="JSON files written with --save")
 
@@ -132,6 +146,7 @@ _OPTIONS = {
     "consensus": ("memory", "p2p", "heights", "warmup", "period_seconds", "grace_seconds", "meters"),
     "sim": ("validators", "heights", "seeds", "interval_ms", "faults"),
     "devnet": ("meters", "periods", "period_seconds", "validators", "inprocess", "window", "keep"),
+    "country": ("areas", "groups", "network_validators", "meters", "area_sizes", "heights", "seeds"),
 }
 
 

@@ -78,3 +78,11 @@ def test_refuses_bad_arguments(capsys):
     with pytest.raises(SystemExit) as e:
         main(["bench", "cascade", "--sizes", "ten"])
     assert e.value.code == 2
+
+
+def test_country(capsys):
+    r = _bench(capsys, "country", "--areas", "2,3", "--groups", "3", "--network-validators", "4", "--meters", "300",
+               "--area-sizes", "300,1000", "--heights", "1", "--seeds", "1")
+    assert [x["areas"] for x in r["rows"]] == [2, 3]
+    assert all(x["cells"] == 3 * x["areas"] and x["consensus_median_ms"] > 0 for x in r["rows"])
+    assert [x["measured"] for x in r["per_area"]] == [True, False]
