@@ -71,3 +71,11 @@ class LightReply(Message):
     certificate: CommitCertificate
     size: U32  # leaves in the period result's tree
     proofs: Seq(LeafProof, MAX_LIGHT_IDS)
+
+
+def chain_protocol(protocol: str, scope: str) -> str:
+    """A protocol id for one chain of a validator process: `/stromledger/consensus/1/<EIC>` or
+    `.../network` (scope "" - the whole genesis as one chain - keeps the plain id). Each chain's handlers
+    are separate routes with their own committee as the allowed peers."""
+    return f"{protocol}/{scope}" if scope else protocol
+

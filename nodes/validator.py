@@ -28,6 +28,7 @@ import trio
 
 from stromledger import merkle
 from stromledger.cascade import Ledger, LedgerError, PeriodSeal, Rejection, SettledState, check_batch, leaf_bytes
+from stromledger.chains import Certified, Checkpoint, NetworkLedger, NetworkSeal, NetworkState, make_checkpoint
 from stromledger.cascade.checks import CheckedBatch, correctable_from
 from stromledger.codec import CodecError, decode
 from stromledger.consensus import events as ev
@@ -39,11 +40,12 @@ from stromledger.consensus.messages import Commit, CommitCertificate
 from stromledger.crypto import sha256
 from stromledger.export import decode_period_rows, encode_period_rows, export_committed
 from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetError
+from stromledger.registry import NETWORK, Registry
 from stromledger.store import Store
 
 from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
-    SyncRequest,
+    SyncRequest, chain_protocol,
 )
 from .runtime import NodeContext, RoleNode, run_role
 
@@ -64,8 +66,20 @@ class CommitInfo:
 class Validator(RoleNode):
     def __init__(self, ctx: NodeContext, store: Store, net: Network, *,
                  clock: Callable[[], float] = time.time, workers: int = 2,
-                 config: Optional[ConsensusConfig] = None, write_exports: bool = True):
+                 config: Optional[ConsensusConfig] = None, write_exports: bool = True,
+                 registry: Optional[Registry] = None, checkpoint_sink: Optional[Callable] = None):
         super().__init__(ctx, store, net, clock)
+        # One chain of this validator process: `registry` is its view (registry/scopes.py; default: the whole
+        # genesis as one chain). Its chain id, committee, protocol ids and store are its own.
+        self.reg = registry or ctx.registry
+        self.chain_id = self.reg.chain_id
+        self.scope = self.reg.scope
+        self.is_network = self.scope == NETWORK
+        self.proto = {p: chain_protocol(p, self.scope) for p in (CONSENSUS, BATCH, SUBMIT, SYNC, LIGHT)}
+        # the network chain's height h starts one grace period after the areas' gate closure: its deadline
+        self._gate_after_end = self.reg.params.grace_seconds * (2 if self.is_network else 1)
+        self.checkpoint_sink = checkpoint_sink  # async callable(bytes): where an area commit's checkpoint goes
+        self._checkpoint: Optional[bytes] = None  # of the last commit, for the sink
         self.validator_keys = list(self.reg.validator_keys())
         self.config = config or ConsensusConfig(**ctx.config.consensus)
         self.write_exports = write_exports
@@ -95,18 +109,29 @@ class Validator(RoleNode):
     def _restore_ledger(self) -> Ledger:
         """The settled state after the last commit: the stored snapshot, replaying any later commit."""
         snap = self.store.latest_state()
-        state = SettledState.decode(snap[1]) if snap else SettledState.genesis(self.reg)
-        ledger = Ledger(self.reg, state)
+        if self.is_network:
+            genesis = self.ctx.registry
+            ledger = NetworkLedger(genesis, NetworkState.decode(snap[1]) if snap else None)
+        else:
+            ledger = Ledger(self.reg, SettledState.decode(snap[1]) if snap else SettledState.genesis(self.reg))
+        state = ledger.state
+        if self.is_network:  # the checkpoints seals may name, before any replay
+            lo = correctable_from(self.reg, ledger.next_height)
+            for digest in self.store.batches_for_periods(range(lo, lo + 4 * self.reg.correction_window + 64),
+                                                         unsettled_only=True):
+                data = self.store.get_batch(digest)
+                if data is not None and is_checkpoint(data):
+                    ledger.add_checkpoint(data)
         last = self.store.last_height()
         if last is not None and (state.height is None or state.height < last):
             # Killed between storing a commit and its snapshot: replay the commits the snapshot lacks.
             first = ledger.next_height
             for commit in self.store.commits_from(first, last - first + 1):
-                seal = PeriodSeal.decode(commit.value)
+                seal = (NetworkSeal if self.is_network else PeriodSeal).decode(commit.value)
                 for digest in seal.batches:
                     data = self.store.get_batch(digest)
                     if data is not None:
-                        ledger.add_fetched(data)
+                        self._add_fetched(ledger, data)
                 ledger.commit(commit.value)
                 self.log.info("replayed committed height %d into the settled state", commit.height)
             self.store.put_state(ledger.state.height, ledger.state.encode())
@@ -118,17 +143,22 @@ class Validator(RoleNode):
         for digest in pending:
             data = self.store.get_batch(digest)
             if data is not None:
-                ledger.admit(data, None)
+                self._add_fetched(ledger, data) if is_checkpoint(data) else ledger.admit(data, None)
         if pending:
             self.log.info("re-admitted %d stored batches still to settle", len(pending))
         return ledger
+
+    @staticmethod
+    def _add_fetched(ledger, data: bytes):
+        """A stored or fetched blob: a batch, or (network chain) an area checkpoint."""
+        return ledger.add_checkpoint(data) if is_checkpoint(data) else ledger.add_fetched(data)
 
     def _make_machine(self) -> Consensus:
         h = self.ledger.next_height
         recent = []
         for c in self.store.commits_from(max(self.reg.genesis_period, h - self.config.commit_window), 64):
             recent.append(Commit(c.value, CommitCertificate.decode(c.certificate)))
-        machine = Consensus(chain_id=self.ctx.chain_id, validators=self.validator_keys, key=self.ctx.key,
+        machine = Consensus(chain_id=self.chain_id, validators=self.validator_keys, key=self.ctx.key,
                             guard=self.store.sign_guard, height=h, config=self.config, recent_commits=recent)
         return machine
 
@@ -137,11 +167,13 @@ class Validator(RoleNode):
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         is_validator = set(self.validator_keys).__contains__
         is_registered = self.reg.submitter_keys.__contains__
-        self.net.set_handler(CONSENSUS, self._on_consensus, allowed=is_validator)
-        self.net.set_handler(BATCH, self._on_batch, allowed=is_validator)
-        self.net.set_handler(SUBMIT, self._on_submit, allowed=is_registered)
-        self.net.set_handler(SYNC, self._on_sync, allowed=is_registered)
-        self.net.set_handler(LIGHT, self._on_light, allowed=is_registered)
+        p = self.proto
+        self.net.set_handler(p[CONSENSUS], self._on_consensus, allowed=is_validator)
+        self.net.set_handler(p[BATCH], self._on_batch, allowed=is_validator)
+        self.net.set_handler(p[SUBMIT], self._on_submit, allowed=is_registered)
+        self.net.set_handler(p[SYNC], self._on_sync, allowed=is_registered)
+        if not self.is_network:
+            self.net.set_handler(p[LIGHT], self._on_light, allowed=is_registered)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -185,7 +217,7 @@ class Validator(RoleNode):
 
     async def _execute(self, action: Any) -> None:
         if isinstance(action, ev.Broadcast):
-            await self.net.broadcast(self.validator_keys, CONSENSUS, action.message.encode())
+            await self.net.broadcast(self.validator_keys, self.proto[CONSENSUS], action.message.encode())
         elif isinstance(action, ev.ScheduleTimeout):
             self._nursery.start_soon(self._timer, action)
         elif isinstance(action, ev.RequestValue):
@@ -195,7 +227,7 @@ class Validator(RoleNode):
         elif isinstance(action, ev.Decide):
             await self._on_decide(action)
         elif isinstance(action, ev.SendCommit):
-            self._nursery.start_soon(self._send_quietly, action.to, CONSENSUS, action.commit.encode())
+            self._nursery.start_soon(self._send_quietly, action.to, self.proto[CONSENSUS], action.commit.encode())
         elif isinstance(action, ev.EvidenceFound):
             self._on_evidence(action.evidence)
         elif isinstance(action, ev.Rejected):
@@ -218,11 +250,10 @@ class Validator(RoleNode):
 
     def _due_height(self) -> int:
         """The newest period whose gate has closed (period end + grace <= now)."""
-        p = self.reg.params
-        return (int(self.clock()) - p.grace_seconds) // p.period_seconds - 1
+        return (int(self.clock()) - self._gate_after_end) // self.reg.period_seconds - 1
 
     def gate_closure(self, height: int) -> int:
-        return self.reg.period(height).end + self.reg.params.grace_seconds
+        return self.reg.period(height).end + self._gate_after_end
 
     async def _clock_loop(self) -> None:
         while True:
@@ -240,7 +271,7 @@ class Validator(RoleNode):
 
     def _evidence_ok(self, data: bytes) -> bool:
         try:
-            verify_evidence(DuplicateVoteEvidence.decode(data), self.validator_keys, self.ctx.chain_id)
+            verify_evidence(DuplicateVoteEvidence.decode(data), self.validator_keys, self.chain_id)
             return True
         except (CodecError, EvidenceError):
             return False
@@ -250,7 +281,7 @@ class Validator(RoleNode):
         for the seal this node committed last. Called by ledger.validate, under the lock."""
         state = self.ledger.state
         return state.height is not None and certificate_holds(data, state.seal_hash, self.validator_keys,
-                                                              self.ctx.chain_id, state.height)
+                                                              self.chain_id, state.height)
 
     def _own_last_commit(self, height: int) -> Optional[bytes]:
         """The certificate this node stored for height - 1 (b"" at the genesis height, None if missing)."""
@@ -298,6 +329,8 @@ class Validator(RoleNode):
         """Fetch the batches a seal lists that this node lacks: from `first` (the proposer), then the others.
         A reply holds what fits in one frame, so a peer that made progress is asked again."""
         missing = set(self.ledger.missing_batches(seal_bytes))
+        if self.is_network:
+            missing |= set(self.ledger.missing_checkpoints(seal_bytes))
         peers = [first] if first and first != self.ctx.key.public else []
         peers += [k for k in self.validator_keys if k not in peers and k != self.ctx.key.public]
         for peer in peers:
@@ -310,7 +343,8 @@ class Validator(RoleNode):
 
     async def _fetch_from(self, peer: bytes, want: list[bytes], missing: set[bytes]) -> int:
         try:
-            raw = await self.net.request(peer, BATCH, BatchRequest(tuple(want)).encode(), timeout=FETCH_TIMEOUT)
+            raw = await self.net.request(peer, self.proto[BATCH], BatchRequest(tuple(want)).encode(),
+                                         timeout=FETCH_TIMEOUT)
             reply = decode(raw)
         except (NetError, CodecError) as e:
             self.log.info("fetching %d batches from %s failed: %s", len(want), peer.hex()[:12], e)
@@ -319,6 +353,9 @@ class Validator(RoleNode):
             return 0
         got = 0
         for data in reply.batches:
+            if self.is_network and is_checkpoint(data):
+                got += await self._fetched_checkpoint(peer, data, missing)
+                continue
             digest = sha256(data)
             if digest not in missing:
                 self.ctx.reject("unrequested_batch", "a peer sent a batch that was not asked for", peer)
@@ -334,6 +371,44 @@ class Validator(RoleNode):
             got += 1
         return got
 
+    async def _fetched_checkpoint(self, peer: bytes, data: bytes, missing: set[bytes]) -> int:
+        async with self._lock:
+            cp = await trio.to_thread.run_sync(self.ledger.add_checkpoint, data)
+        if not isinstance(cp, Certified) or cp.seal_hash not in missing:
+            self.ctx.reject("unrequested_checkpoint", str(cp) if isinstance(cp, Rejection) else "not asked for", peer)
+            return 0
+        self._store_checkpoint(cp)
+        missing.discard(cp.seal_hash)
+        return 1
+
+    # -- checkpoints: area seals into the network chain ----------------------------------------------------
+
+    def _store_checkpoint(self, cp: Certified) -> None:
+        """Kept in the batch table (content-addressed like a batch) with its periods, so a restart re-admits
+        it before replaying commits; peers fetch it by its area seal's hash from the ledger's pool."""
+        digest = sha256(cp.data)
+        if not self.store.has_batch(digest):
+            self.store.put_batch(digest, cp.data, int(self.clock()), sorted(cp.results))
+
+    async def add_checkpoint(self, data: bytes, peer: Optional[bytes] = None) -> Optional[Certified]:
+        """A checkpoint for the network chain (pushed by an area committee member, or from this process's own
+        area chain): verified with the genesis alone, kept and stored if the window can still use it."""
+        async with self._lock:
+            cp = await trio.to_thread.run_sync(self.ledger.add_checkpoint, data)
+        if isinstance(cp, Rejection):
+            self.ctx.reject(f"checkpoint_{cp.reason.name.lower()}", cp.message, peer)
+            return None
+        if cp.seal_hash in self.ledger.checkpoints:
+            await trio.to_thread.run_sync(self._store_checkpoint, cp)
+        return cp
+
+    async def _on_checkpoint(self, peer: bytes, payload: bytes) -> None:
+        await self.add_checkpoint(payload, peer)
+
+    def _checkpoint_of(self, h: int, value: bytes, certificate: bytes) -> bytes:
+        """The checkpoint of this area chain's committed height (under the lock, right after the commit)."""
+        return make_checkpoint(self.scope, value, certificate, self.ledger.proof, self.reg).encode()
+
     # -- commit -------------------------------------------------------------------------------------------
 
     async def _on_decide(self, d: ev.Decide) -> None:
@@ -342,21 +417,23 @@ class Validator(RoleNode):
         # Durable first: whatever happens next, the decision is not lost.
         await trio.to_thread.run_sync(self.store.put_commit, h, cert.round, d.value, seal_hash, cert.encode(),
                                       int(self.clock()))
-        outcome, rows, state, done = await self._apply_commit(h, d.value)
+        outcome, rows, state, done = await self._apply_commit(h, d.value, cert.encode())
         await trio.to_thread.run_sync(self._persist_commit, h, rows, state, outcome.seal.vote_evidence, done)
         seal = outcome.seal
         ms_after = int(self.clock() * 1000) - self.gate_closure(h) * 1000
         self.last_commit = CommitInfo(h, cert.round, seal, seal_hash, ms_after)
         self.commits += 1
         self._log_commit(self.last_commit)
-        if self.write_exports and h > self.reg.genesis_period:
+        if self._checkpoint is not None and self.checkpoint_sink is not None:
+            self._nursery.start_soon(self.checkpoint_sink, self._checkpoint)
+        if self.write_exports and not self.is_network and h > self.reg.genesis_period:
             # The seal of h carries the canonical certificate of h - 1: h - 1 is now final for export.
             # In the background: a large export must not hold up the next height's consensus.
             self._nursery.start_soon(self._export, h - 1)
         async with self.committed:
             self.committed.notify_all()
 
-    async def _apply_commit(self, h: int, value: bytes):
+    async def _apply_commit(self, h: int, value: bytes, certificate: bytes = b""):
         """Apply a decided seal to the ledger. If this node cannot rebuild it yet (a listed batch could not be
         fetched), settlement waits: it retries with backoff, and the next height is not applied before this
         one. The network handlers keep serving meanwhile."""
@@ -368,6 +445,9 @@ class Validator(RoleNode):
                     outcome = await trio.to_thread.run_sync(self.ledger.commit, value)
                     # Seconds at a million meter points: off the event loop, which keeps serving peers.
                     rows, state, done = await trio.to_thread.run_sync(self._snapshot, outcome)
+                    self._checkpoint = None
+                    if self.scope and not self.is_network and certificate:
+                        self._checkpoint = await trio.to_thread.run_sync(self._checkpoint_of, h, value, certificate)
                 self.settlement_waiting = None
                 return outcome, rows, state, done
             except (_Invalid, LedgerError) as e:
@@ -381,7 +461,8 @@ class Validator(RoleNode):
     def _snapshot(self, outcome) -> tuple[dict, bytes, list[bytes]]:
         """What a commit persists: the rows of every period result, the settled state, and the batches the
         ledger dropped because nothing is left in them to settle. Runs in a worker thread, under the lock."""
-        rows = {r.period: (r.version, list(self.ledger.rows(r.period))) for r in outcome.seal.results}
+        rows = {} if self.is_network else \
+            {r.period: (r.version, list(self.ledger.rows(r.period))) for r in outcome.seal.results}
         done = [d for d in outcome.seal.batches if self.ledger.batch(d) is None]
         return rows, self.ledger.state.encode(), done
 
@@ -411,8 +492,15 @@ class Validator(RoleNode):
     def _log_commit(self, c: CommitInfo) -> None:
         seal = c.seal
         own = seal.result(c.height)
-        self.log.info("committed period %s (height %d) in round %d, %d ms after gate closure: seal %s",
-                      self.reg.period(c.height).iso(), c.height, c.round, c.ms_after_gate, c.seal_hash.hex()[:16])
+        self.log.info("%s: committed period %s (height %d) in round %d, %d ms after gate closure: seal %s",
+                      self.scope or "chain", self.reg.period(c.height).iso(), c.height, c.round, c.ms_after_gate,
+                      c.seal_hash.hex()[:16])
+        if self.is_network:
+            for r in seal.results:
+                self.log.info("  network period %s version %d: %d areas in, absent %s, net export %d Wh",
+                              self.reg.period(r.period).iso(), r.version, len(r.areas_used) - len(r.absent),
+                              list(r.absent) or "none", r.net_export)
+            return
         if own is not None:
             self.log.info("  %d meter points (%d measured, %d substituted), net export %d Wh, root %s",
                           own.meter_points, own.measured, own.substituted, own.net_export, own.merkle_root.hex()[:16])
@@ -444,7 +532,7 @@ class Validator(RoleNode):
             peer = peers[turn % len(peers)]
             turn += 1
             try:
-                raw = await self.net.request(peer, SYNC, SyncRequest(self.machine.height, 16).encode(),
+                raw = await self.net.request(peer, self.proto[SYNC], SyncRequest(self.machine.height, 16).encode(),
                                              timeout=FETCH_TIMEOUT)
                 reply = decode(raw)
             except (NetError, CodecError):
@@ -498,7 +586,7 @@ class Validator(RoleNode):
             # Durable before the receipt leaves: a receipt is a promise not to lose the batch.
             await trio.to_thread.run_sync(self._store_batch, checked, payload)
             self.batches_received += 1
-            self._nursery.start_soon(self.net.broadcast, self.validator_keys, BATCH, payload)
+            self._nursery.start_soon(self.net.broadcast, self.validator_keys, self.proto[BATCH], payload)
         if admission.refused is not None:
             self.ctx.reject(f"batch_{admission.refused.reason.name.lower()}", admission.refused.message, peer)
         for _, index, why in admission.rejections:
@@ -508,7 +596,7 @@ class Validator(RoleNode):
                       (admission.digest or b"").hex()[:12], peer.hex()[:12], admission.accepted,
                       admission.duplicates, len(admission.rejections) - admission.duplicates,
                       f", refused: {admission.refused}" if admission.refused else "")
-        return admission.receipt(self.ctx.key, self.ctx.chain_id).encode()
+        return admission.receipt(self.ctx.key, self.chain_id).encode()
 
     async def _on_batch(self, peer: bytes, payload: bytes) -> Optional[bytes]:
         # The tag is the second byte (after the array header): a request is small, a batch is decoded once,
@@ -542,6 +630,8 @@ class Validator(RoleNode):
             if data is None:
                 cb = self.ledger.batch(digest)
                 data = cb.batch.encode() if cb else None
+            if data is None and self.is_network and digest in self.ledger.checkpoints:
+                data = self.ledger.checkpoints[digest].data
             if data is None:
                 continue
             if found and size + len(data) + 8 > self._room():
@@ -616,7 +706,7 @@ class Validator(RoleNode):
                 "seal_hash": c.seal_hash.hex(),
                 "round": c.round,
                 "ms_after_gate_closure": c.ms_after_gate,
-                "meter_points": own.meter_points if own else 0,
+                "meter_points": getattr(own, "meter_points", 0),
                 "net_export_wh": own.net_export if own else 0,
                 "groups": {g.group: {"inj": g.inj, "wd": g.wd, "fpi": g.fpi, "fpe": g.fpe, "imb": g.imb}
                            for g in (own.groups if own else ())},
@@ -624,6 +714,7 @@ class Validator(RoleNode):
         stats = self.net.stats
         return {
             "listen": getattr(self.net, "listen_addr", None),
+            "chain_id": self.chain_id,
             "height": self.machine.height,
             "period": self.reg.period(self.machine.height).iso(),
             "round": self.machine.round,
@@ -651,6 +742,11 @@ class Validator(RoleNode):
 
 class _Invalid(Exception):
     pass
+
+
+def is_checkpoint(data: bytes) -> bool:
+    """An area checkpoint rather than a batch (the tag is the byte after the array header)."""
+    return data[1:2] == bytes([Checkpoint.TAG])
 
 
 async def run(ctx: NodeContext) -> int:

@@ -116,6 +116,14 @@ class NetworkSeal(Message):
     def height(self) -> int:
         return self.base.height
 
+    @property
+    def batches(self):  # the schedule batches it settles (what a node must hold to rebuild it)
+        return self.base.batches
+
+    @property
+    def vote_evidence(self):
+        return self.base.vote_evidence
+
     def hash(self) -> bytes:
         return sha256(self.encode())
 

@@ -381,8 +381,26 @@ class NetworkLedger:
     def next_height(self) -> int:
         return self.state.next_height(self.genesis)
 
+    # -- what a validator shell calls on any chain's ledger (cascade.Ledger's names) ---------------------
+
+    @property
+    def acceptor(self):
+        return self.base.acceptor
+
     def admit(self, batch, now_period, *, map=map):
         return self.base.admit(batch, now_period, map=map)
+
+    def batch(self, digest: bytes):
+        return self.base.batch(digest)
+
+    def add_fetched(self, batch):
+        return self.base.add_fetched(batch)
+
+    def missing_batches(self, seal_bytes: bytes) -> list[bytes]:
+        return self.missing(seal_bytes)[0]
+
+    def missing_checkpoints(self, seal_bytes: bytes) -> list[bytes]:
+        return self.missing(seal_bytes)[1]
 
     def add_checkpoint(self, data) -> Certified | Rejection:
         """Verify a checkpoint (from the genesis alone) and keep it if the window can still use it."""

@@ -1,0 +1,105 @@
+"""Four validator processes in one trio test, each serving two area chains and the network chain on one
+in-memory network: area seals commit, their checkpoints reach the network chain, and the network seal's
+cells are the certified area cells."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+import trio
+
+from nodes.chains import ValidatorChains
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, meter_label
+from nodes.home import NodeConfig
+from nodes.protocol import chain_protocol
+from nodes.runtime import NodeContext
+from stromledger.cascade import PeriodSeal, Receipt, make_batch, sign_reading
+from stromledger.chains import NetworkSeal
+from stromledger.codec import decode
+from stromledger.consensus.config import ConsensusConfig
+from stromledger.net import SUBMIT, MemoryHub
+from stromledger.registry import NETWORK, view
+from stromledger.store import Store
+
+
+@pytest.mark.trio
+async def test_area_chains_checkpoint_into_the_network_chain(tmp_path):
+    start = int(time.time()) + 2
+    genesis = devnet_registry(validators=4, balancing_groups=2, meters=24, period_seconds=1, genesis_start=start,
+                              chain_id="test-chains", grace_seconds=1)
+    areas = list(genesis.grid_areas)
+    assert len(areas) == 2
+    keys = [devnet_key(f"validator-{i}") for i in range(1, 5)]
+    operator = devnet_key("meter-operator-1")
+    config = ConsensusConfig(propose_ms=1500, prevote_ms=500, precommit_ms=500, resend_ms=500)
+    p0 = genesis.genesis_period
+    stores = []
+
+    def opener(i):
+        def open_store(scope):
+            stores.append(Store(tmp_path / f"v{i}" / "chains" / f"{scope}.sqlite3"))
+            return stores[-1]
+        return open_store
+
+    with trio.fail_after(60):
+        async with MemoryHub() as hub:
+            client = hub.endpoint(operator.public)
+            async with trio.open_nursery() as nursery:
+                processes = []
+                for i, key in enumerate(keys):
+                    name = f"validator-{i + 1}"
+                    ctx = NodeContext(config=NodeConfig(home=tmp_path / f"v{i}", role="validator", name=name),
+                                      key=key, registry=genesis, log=logging.getLogger(f"test.{name}"))
+                    chains = ValidatorChains(ctx, hub.endpoint(key.public), opener(i), config=config,
+                                             write_exports=False)
+                    assert set(chains.chains) == {*areas, NETWORK}
+                    await nursery.start(chains.serve)
+                    processes.append(chains)
+
+                # readings signed under the genesis chain id, one batch per area chain, to that chain's protocol
+                await trio.sleep(max(0.0, genesis.period(p0).start - time.time()))  # the period must have begun
+                operated = [m for m in genesis.meter_points.values() if m.meter_operator == next(
+                    o.name for o in genesis.meter_operators.values() if o.public_key == operator.public)]
+                for area in areas:
+                    reg = view(genesis, area)
+                    readings = [sign_reading(devnet_key(meter_label(m.malo_id)), genesis.chain_id, m.malo_id, p0,
+                                             min(10, genesis.max_wh(m.malo_id)), 0)
+                                for m in operated if m.malo_id in reg.meter_points]
+                    batch = make_batch(operator, reg.chain_id, readings)
+                    receipt = decode(await client.request(keys[0].public, chain_protocol(SUBMIT, area),
+                                                          batch.encode(), timeout=5))
+                    assert isinstance(receipt, Receipt) and receipt.accepted == len(readings), receipt
+
+                # every network chain settles period p0 with both areas in (at version 1, or later when an
+                # area's checkpoint missed the network's deadline)
+                for proc in processes:
+                    net = proc.network
+                    while True:
+                        r = net.ledger.state.results.get(p0)
+                        if r is not None and not r.absent:
+                            break
+                        async with net.committed:
+                            await net.committed.wait()
+                nursery.cancel_scope.cancel()
+
+    final = processes[0].network.ledger.state.results[p0]
+    area_cells = []
+    for use in final.areas_used:  # the certified area seal each area's cells came from
+        commit = processes[0].chains[use.area].store.get_commit(use.height)
+        assert commit.value_hash == use.seal_hash
+        area_seal = PeriodSeal.decode(commit.value)
+        assert area_seal.chain_id == f"test-chains/area/{use.area}"
+        assert area_seal.result(p0).version == use.version
+        area_cells += list(area_seal.result(p0).cells)
+    assert list(final.cells) == sorted(area_cells, key=lambda c: (c.area, c.group))
+    for g in final.groups:
+        assert g.inj == sum(c.inj for c in area_cells if c.group == g.group)
+    heights = {p.network.store.last_height() for p in processes}
+    for h in range(p0, min(heights) + 1):
+        hashes = {p.network.store.get_commit(h).value_hash for p in processes}
+        assert len(hashes) == 1, f"network chains disagree at height {h}"
+        NetworkSeal.decode(processes[0].network.store.get_commit(h).value)
+    for s in stores:
+        s.close()
