@@ -247,11 +247,16 @@ def check_network_result(genesis: Registry, r: NetworkResult,
                 return bad(f"area {u.area}: version {u.version}, the certified seal has {part.version}")
             parts[u.area] = part
     else:  # without the checkpoints, trust the cells as listed and re-check the arithmetic
+        cells_of: dict[str, list] = {}
+        ties_of: dict[str, list] = {}
+        for c in r.cells:
+            cells_of.setdefault(c.area, []).append(c)
+        for t in r.ties:
+            ties_of.setdefault(t.source, []).append((t.malo_id, t.fwd, t.back))
         for u in r.areas_used:
             if u.seal_hash != ABSENT:
-                cells = tuple(c for c in r.cells if c.area == u.area)
-                ties = tuple((t.malo_id, t.fwd, t.back) for t in r.ties if t.source == u.area)
-                parts[u.area] = AreaPart(u.height, u.seal_hash, u.version, cells, ties)
+                parts[u.area] = AreaPart(u.height, u.seal_hash, u.version, tuple(cells_of.get(u.area, ())),
+                                         tuple(ties_of.get(u.area, ())))
         if any(c.area not in parts for c in r.cells):
             return bad("cells of an absent area")
     expected = network_result(genesis, r.period, r.version, parts, tuple(r.schedules), tuple(r.schedule_issues))

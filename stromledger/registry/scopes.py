@@ -75,21 +75,30 @@ def _make_view(registry: Registry, scope: str) -> Registry:
         return Registry(params, members, registry.grid_areas.values(), registry.balancing_groups.values(),
                         registry.meter_operators.values(), (), (), scope=NETWORK,
                         root_chain_id=registry.root_chain_id)
-    meters = []
-    for malo in registry.malo_order:
-        mp = registry.meter_points[malo]
-        if mp.kind == "boundary":
-            if scope not in (mp.grid_area, mp.area_out, mp.area_in):
-                continue
-            mp = mp._replace(area_out=mp.area_out if mp.area_out == scope else "",
-                             area_in=mp.area_in if mp.area_in == scope else "")
-        elif mp.grid_area != scope:
-            continue
-        meters.append(mp)
+    meters = _meter_points_by_area(registry)[scope]
     kept = {m.malo_id for m in meters}
     return Registry(params, members, [registry.grid_areas[scope]], registry.balancing_groups.values(),
                     registry.meter_operators.values(), meters, [a for a in registry.assignments if a.malo_id in kept],
                     scope=scope, root_chain_id=registry.root_chain_id)
+
+
+def _meter_points_by_area(registry: Registry) -> dict[str, list]:
+    """Every area's meter points for its view, in MaLo-ID order, from one pass over the genesis (a country
+    has millions of meter points and hundreds of areas). A tie line's side in another area becomes ""."""
+    got = registry.__dict__.get("_by_area")
+    if got is not None:
+        return got
+    by_area: dict[str, list] = {a: [] for a in registry.grid_areas}
+    for malo in registry.malo_order:
+        mp = registry.meter_points[malo]
+        if mp.kind != "boundary":
+            by_area[mp.grid_area].append(mp)
+            continue
+        for area in dict.fromkeys(a for a in (mp.grid_area, mp.area_out, mp.area_in) if a):
+            by_area[area].append(mp._replace(area_out=mp.area_out if mp.area_out == area else "",
+                                             area_in=mp.area_in if mp.area_in == area else ""))
+    registry.__dict__["_by_area"] = by_area
+    return by_area
 
 
 def tie_lines(registry: Registry) -> dict[str, tuple[str, str]]:
