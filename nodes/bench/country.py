@@ -18,7 +18,6 @@ Sizes beyond what was measured are linear extrapolations, and the tables say so.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Callable
 
 from stromledger.cascade import Ledger
@@ -27,13 +26,14 @@ from stromledger.chains.network import NetworkState, build_network_seal, rebuild
 from stromledger.consensus.certificate import build_certificate
 from stromledger.consensus.messages import Precommit, sign_vote
 from stromledger.consensus.validators import ValidatorSet
-from stromledger.crypto import SigningKey, sha256, verify
+from stromledger.crypto import SigningKey
 from stromledger.ids import make_malo_id
 from stromledger.registry import (
-    NETWORK, BalancingGroup, ChainParams, GridArea, MeterOperator, MeterPoint, Registry, Validator, committee, view,
+    BalancingGroup, ChainParams, GridArea, MeterOperator, MeterPoint, Registry, Validator, committee, view,
 )
 from nodes.datagen.synthetic import eic_for
 
+from .sim import _verify_us
 from .timing import median, stopwatch
 
 PERIOD_SECONDS = 900
@@ -112,16 +112,6 @@ def _network_consensus_ms(validators: int, value_bytes: int, app_ms: int, height
                 last[d.height] = max(last.get(d.height, 0), d.time - (d.height - config.first_height) * 60_000)
         latencies += list(last.values())
     return {"median_ms": median(latencies), "max_ms": max(latencies, default=None)}
-
-
-def _verify_us(samples: int = 2000) -> float:
-    key = SigningKey.from_label("bench-country")
-    payload = bytes(90)  # about a reading's body
-    sig = key.sign("nodes/bench/1", "bench", payload)
-    with stopwatch() as lap:
-        for _ in range(samples):
-            verify(key.public, sig, "nodes/bench/1", "bench", payload)
-    return lap.wall * 1e6 / samples
 
 
 def run_country(areas=(10, 100, 860), groups: int = 50, network_validators: int = 16, meters: int = 20_000,

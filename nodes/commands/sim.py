@@ -105,13 +105,17 @@ def summary_table(s: Summary, args, seconds: float):
     t.add_row("messages delivered (total / per run)", f"{s.messages} / {s.messages // max(1, s.runs)}")
     t.add_row("messages lost to faults", str(s.dropped))
     t.add_row("evidence held by honest nodes", str(s.evidence))
-    for kind in KINDS:
-        count = s.violations.get(kind, 0)
-        t.add_row(f"violations: {kind}", f"[red]{count}[/]" if count else "0")
-    failing = ", ".join(map(str, s.failing_seeds[:10])) + (" ..." if len(s.failing_seeds) > 10 else "")
-    t.add_row("seeds with violations", f"[red]{len(s.failing_seeds)}[/] ({failing})" if failing else "0")
+    _violation_rows(t, s.violations, s.failing_seeds, [k for k in KINDS if k != "cross_level"])
     t.add_row("wall time", f"{seconds:.1f} s")
     return t
+
+
+def _violation_rows(t, violations, failing_seeds: list[int], kinds) -> None:
+    for kind in kinds:
+        count = violations.get(kind, 0)
+        t.add_row(f"violations: {kind}", f"[red]{count}[/]" if count else "0")
+    failing = ", ".join(map(str, failing_seeds[:10])) + (" ..." if len(failing_seeds) > 10 else "")
+    t.add_row("seeds with violations", f"[red]{len(failing_seeds)}[/] ({failing})" if failing else "0")
 
 
 def run_hierarchy(args, console) -> int:
@@ -142,11 +146,7 @@ def run_hierarchy(args, console) -> int:
     t.add_row("network heights decided", str(s.network_heights))
     t.add_row("areas settled as absent at their period's deadline", str(s.absent))
     t.add_row("late checkpoints used as a new version", str(s.late_versions))
-    for kind in KINDS:
-        count = s.violations.get(kind, 0)
-        t.add_row(f"violations: {kind}", f"[red]{count}[/]" if count else "0")
-    failing = ", ".join(map(str, s.failing_seeds[:10])) + (" ..." if len(s.failing_seeds) > 10 else "")
-    t.add_row("seeds with violations", f"[red]{len(s.failing_seeds)}[/] ({failing})" if failing else "0")
+    _violation_rows(t, s.violations, s.failing_seeds, KINDS)
     t.add_row("wall time", f"{time.perf_counter() - started:.1f} s")
     console.print(t)
     for seed, v in s.examples:

@@ -107,6 +107,39 @@ def _schedule_sums(schedules: Iterable[ScheduleLine]) -> tuple[dict[str, int], d
     return fpi, fpe
 
 
+def book_boundary(exin: dict[str, int], exout: dict[str, int], mp, fwd: int, back: int) -> None:
+    """A boundary meter's flows as area exchange: `fwd` (its A+) flows from area_out into area_in, `back`
+    (its A-) the other way; a side "" is outside the network (or, in an area's view, outside the area)."""
+    if mp.area_out:
+        exout[mp.area_out] += fwd
+        exin[mp.area_out] += back
+    if mp.area_in:
+        exin[mp.area_in] += fwd
+        exout[mp.area_in] += back
+
+
+def area_and_group_totals(registry: Registry, cells: Iterable[CellTotal], exin: Mapping[str, int],
+                          exout: Mapping[str, int], schedules: Iterable[ScheduleLine]
+                          ) -> tuple[list[AreaTotal], list[GroupTotal]]:
+    """Every registry area (inj and wd from its cells, its exchange, its loss as the residual) and every group
+    (its cells, the losses it books, its matched schedules, its imbalance). The network level uses it too."""
+    area_inj, area_wd, group_inj, group_wd = _cell_sums(cells)
+    areas = []
+    loss_of: dict[str, int] = {}
+    for a in registry.grid_areas.values():
+        inj, wd = area_inj.get(a.eic, 0), area_wd.get(a.eic, 0)
+        loss = inj + exin[a.eic] - wd - exout[a.eic]
+        loss_of[a.loss_group] = loss_of.get(a.loss_group, 0) + loss
+        areas.append(AreaTotal(a.eic, inj, wd, exin[a.eic], exout[a.eic], loss))
+    fpi, fpe = _schedule_sums(schedules)
+    groups = []
+    for g in registry.balancing_groups:
+        loss = loss_of.get(g, 0)
+        inj, wd, i, e = group_inj.get(g, 0), group_wd.get(g, 0) + loss, fpi.get(g, 0), fpe.get(g, 0)
+        groups.append(GroupTotal(g, inj, wd, loss, i, e, inj + i - wd - e))
+    return areas, groups
+
+
 def summarize(registry: Registry, period: int, version: int, rows: Iterable[MeterRow],
               schedules: tuple[ScheduleLine, ...] = (), schedule_issues: tuple[ScheduleIssue, ...] = ()
               ) -> PeriodResult:
@@ -137,12 +170,7 @@ def summarize(registry: Registry, period: int, version: int, rows: Iterable[Mete
             mp = mps.get(row[0])
             if mp is None or mp.kind != "boundary":
                 raise ValueError(f"{row[0]} is not a boundary meter in the registry")
-            if mp.area_out:
-                exout[mp.area_out] += wd
-                exin[mp.area_out] += inj
-            if mp.area_in:
-                exin[mp.area_in] += wd
-                exout[mp.area_in] += inj
+            book_boundary(exin, exout, mp, wd, inj)
             continue
         key = (row[1], row[2])
         c = cells.get(key)
@@ -158,20 +186,7 @@ def summarize(registry: Registry, period: int, version: int, rows: Iterable[Mete
             mix[k] = mix.get(k, 0) + inj
 
     cell_list = [CellTotal(area, group, n, inj, wd) for (area, group), (n, inj, wd) in sorted(cells.items())]
-    area_inj, area_wd, group_inj, group_wd = _cell_sums(cell_list)
-    areas = []
-    loss_of: dict[str, int] = {}
-    for a in registry.grid_areas.values():
-        inj, wd = area_inj.get(a.eic, 0), area_wd.get(a.eic, 0)
-        loss = inj + exin[a.eic] - wd - exout[a.eic]
-        loss_of[a.loss_group] = loss_of.get(a.loss_group, 0) + loss
-        areas.append(AreaTotal(a.eic, inj, wd, exin[a.eic], exout[a.eic], loss))
-    fpi, fpe = _schedule_sums(schedules)
-    groups = []
-    for g in registry.balancing_groups:
-        loss = loss_of.get(g, 0)
-        inj, wd, i, e = group_inj.get(g, 0), group_wd.get(g, 0) + loss, fpi.get(g, 0), fpe.get(g, 0)
-        groups.append(GroupTotal(g, inj, wd, loss, i, e, inj + i - wd - e))
+    areas, groups = area_and_group_totals(registry, cell_list, exin, exout, schedules)
     by_group: dict[str, list[SourceWh]] = {}
     for (g, source), wh in sorted(mix.items()):
         by_group.setdefault(g, []).append(SourceWh(source, wh))

@@ -27,8 +27,9 @@ import msgpack
 
 from stromledger.cascade.checks import CheckedBatch, correctable_from
 from stromledger.cascade.ledger import Ledger, LedgerError
-from stromledger.cascade.messages import AreaTotal, CellTotal, GroupTotal, PeriodSeal, ScheduleIssue, ScheduleLine
+from stromledger.cascade.messages import CellTotal, ScheduleIssue, ScheduleLine
 from stromledger.cascade.rejections import Reason, Rejection
+from stromledger.cascade.rows import area_and_group_totals, book_boundary  # the area level's own, reused
 from stromledger.cascade.settle import BatchLike, NotEligible, build_seal, rebuild_seal
 from stromledger.cascade.state import SettledState, StateError
 from stromledger.codec import CodecError
@@ -169,44 +170,14 @@ def network_result(genesis: Registry, period: int, version: int, parts: Mapping[
         source = next((s for s in sides if s in flows_of and malo in flows_of[s]), "")
         fwd, back = seen[0] if seen else (0, 0)
         disputed = any(v != (fwd, back) for v in seen)
-        if mp.area_out:
-            exout[mp.area_out] += fwd
-            exin[mp.area_out] += back
-        if mp.area_in:
-            exin[mp.area_in] += fwd
-            exout[mp.area_in] += back
+        book_boundary(exin, exout, mp, fwd, back)
         if mp.area_out and not mp.area_in:
             outside_net += fwd - back
         elif mp.area_in and not mp.area_out:
             outside_net += back - fwd
         ties.append(TieFlow(malo, mp.area_out, mp.area_in, source, fwd, back, disputed))
-    area_inj: dict[str, int] = {}
-    area_wd: dict[str, int] = {}
-    group_inj: dict[str, int] = {}
-    group_wd: dict[str, int] = {}
-    for c in cells:
-        area_inj[c.area] = area_inj.get(c.area, 0) + c.inj
-        area_wd[c.area] = area_wd.get(c.area, 0) + c.wd
-        group_inj[c.group] = group_inj.get(c.group, 0) + c.inj
-        group_wd[c.group] = group_wd.get(c.group, 0) + c.wd
-    areas, loss_of = [], {}
-    for a in genesis.grid_areas.values():
-        inj, wd = area_inj.get(a.eic, 0), area_wd.get(a.eic, 0)
-        loss = inj + exin[a.eic] - wd - exout[a.eic]
-        loss_of[a.loss_group] = loss_of.get(a.loss_group, 0) + loss
-        areas.append(AreaTotal(a.eic, inj, wd, exin[a.eic], exout[a.eic], loss))
-    fpi: dict[str, int] = {}
-    fpe: dict[str, int] = {}
-    for s in schedules:
-        fpe[s.from_group] = fpe.get(s.from_group, 0) + s.wh
-        fpi[s.to_group] = fpi.get(s.to_group, 0) + s.wh
+    areas, groups = area_and_group_totals(genesis, cells, exin, exout, schedules)
     net_export = sum(x.exout - x.exin for x in areas)
-    groups = []
-    for g in genesis.balancing_groups:
-        loss = loss_of.get(g, 0)
-        inj, wd = group_inj.get(g, 0), group_wd.get(g, 0) + loss
-        groups.append(GroupTotal(g, inj, wd, loss, fpi.get(g, 0), fpe.get(g, 0),
-                                 inj + fpi.get(g, 0) - wd - fpe.get(g, 0)))
     checks = NetworkChecks(
         cell_inj=sum(c.inj for c in cells), cell_wd=sum(c.wd for c in cells),
         area_residual=sum(abs(x.inj + x.exin - x.wd - x.exout - x.loss) for x in areas),
