@@ -5,7 +5,8 @@ A genesis defines one chain per grid area (scope = the area's EIC) and one netwo
 validators the genesis names for it; none named = every validator). `view(registry, scope)` is the
 Registry that chain's cascade runs on, so the existing settlement code runs unchanged on every level:
 
-- an area view holds the area, every balancing group, the meter points the area operates and every tie line
+- an area view holds the area, the balancing groups its meter points and loss can name, the meter points the
+  area operates and every tie line
   touching the area (a tie line between two areas is settled by both: the same signed readings, so the
   network can check that both sides agree). A tie line's side in another area is "outside" in the view (it
   is booked as exchange with outside the area); it does not settle schedules;
@@ -77,8 +78,13 @@ def _make_view(registry: Registry, scope: str) -> Registry:
                         root_chain_id=registry.root_chain_id)
     meters = _meter_points_by_area(registry)[scope]
     kept = {m.malo_id for m in meters}
-    return Registry(params, members, [registry.grid_areas[scope]], registry.balancing_groups.values(),
-                    registry.meter_operators.values(), meters, [a for a in registry.assignments if a.malo_id in kept],
+    assignments = [a for a in registry.assignments if a.malo_id in kept]
+    area = registry.grid_areas[scope]
+    # the groups the area's cells and loss can name (not all of a country's: the seal lists every group)
+    wanted = {m.balancing_group for m in meters if m.balancing_group} | {a.group for a in assignments}
+    wanted.add(area.loss_group)
+    groups = [g for e, g in registry.balancing_groups.items() if e in wanted]
+    return Registry(params, members, [area], groups, registry.meter_operators.values(), meters, assignments,
                     scope=scope, root_chain_id=registry.root_chain_id)
 
 
