@@ -6,9 +6,8 @@ validators the genesis names for it; none named = every validator). `view(regist
 Registry that chain's cascade runs on, so the existing settlement code runs unchanged on every level:
 
 - an area view holds the area, the balancing groups its meter points and loss can name, the meter points the
-  area operates and every tie line
-  touching the area (a tie line between two areas is settled by both: the same signed readings, so the
-  network can check that both sides agree). A tie line's side in another area is "outside" in the view (it
+  area operates and every tie line touching the area (a tie line between two areas is settled by both: the
+  same signed readings, so the network can check that both sides agree). A tie line's side in another area is "outside" in the view (it
   is booked as exchange with outside the area); it does not settle schedules;
 - the network view holds every area and group and no meter point: its own cascade settles only the
   schedules; the area results come in as certified checkpoints (cascade/network.py).

@@ -16,7 +16,7 @@ from nodes.home import NodeConfig
 from nodes.protocol import chain_protocol
 from nodes.runtime import NodeContext
 from stromledger.cascade import PeriodSeal, Receipt, make_batch, sign_reading
-from stromledger.chains import NetworkSeal
+from stromledger.chains import Checkpoint, NetworkSeal
 from stromledger.codec import decode
 from stromledger.consensus.config import ConsensusConfig
 from stromledger.net import SUBMIT, MemoryHub
@@ -101,5 +101,30 @@ async def test_area_chains_checkpoint_into_the_network_chain(tmp_path):
         hashes = {p.network.store.get_commit(h).value_hash for p in processes}
         assert len(hashes) == 1, f"network chains disagree at height {h}"
         NetworkSeal.decode(processes[0].network.store.get_commit(h).value)
+    for s in stores:
+        s.close()
+
+
+@pytest.mark.trio
+async def test_hostile_checkpoints_get_a_reason_and_change_nothing(tmp_path):
+    genesis = devnet_registry(validators=4, balancing_groups=2, meters=12, period_seconds=60,
+                              genesis_start=int(time.time()) + 3600, chain_id="test-chains-hostile")
+    key = devnet_key("validator-1")
+    ctx = NodeContext(config=NodeConfig(home=tmp_path, role="validator", name="validator-1"), key=key,
+                      registry=genesis, log=logging.getLogger("test.hostile"))
+    stores = []
+
+    def open_store(scope):
+        stores.append(Store(tmp_path / "chains" / f"{scope}.sqlite3"))
+        return stores[-1]
+
+    async with MemoryHub() as hub:
+        chains = ValidatorChains(ctx, hub.endpoint(key.public), open_store, write_exports=False)
+        other = devnet_key("validator-2").public
+        await chains._on_checkpoint(other, b"\x92\x28\xc0")  # the checkpoint tag, then garbage
+        await chains._on_checkpoint(other, b"not msgpack at all")
+        await chains._on_checkpoint(other, Checkpoint("10YDE-NOSUCH--K", b"", b"", ()).encode())
+    assert ctx.rejections["checkpoint_malformed"] == 2 and ctx.rejections["checkpoint_unknown_scope"] == 1
+    assert not chains.network.ledger.checkpoints
     for s in stores:
         s.close()
