@@ -80,6 +80,8 @@ class Validator(RoleNode):
         self._gate_after_end = self.reg.params.grace_seconds * (2 if self.is_network else 1)
         self.checkpoint_sink = checkpoint_sink  # async callable(bytes): where an area commit's checkpoint goes
         self._checkpoint: Optional[bytes] = None  # of the last commit, for the sink
+        # an area chain's billing exports go under data/chains/<EIC>/ (several chains share one data dir)
+        self.export_root = ctx.config.data_dir / "chains" / self.scope if self.scope else ctx.config.data_dir
         self.validator_keys = list(self.reg.validator_keys())
         self.config = config or ConsensusConfig(**ctx.config.consensus)
         self.write_exports = write_exports
@@ -470,7 +472,7 @@ class Validator(RoleNode):
         async with self._export_lock:  # one at a time, in height order
             try:
                 paths = await trio.to_thread.run_sync(export_committed, self.store, self.reg, height,
-                                                      self.ctx.config.data_dir)
+                                                      self.export_root)
                 self.exports += len(paths)
                 self.log.info("exported height %d: %s", height, ", ".join(str(p) for p in paths))
             except Exception as e:  # an export problem must never stop settlement

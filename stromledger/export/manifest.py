@@ -14,7 +14,7 @@ from stromledger.cascade.messages import PeriodResult, PeriodSeal
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
 from stromledger.periods import Period, format_utc
-from stromledger.registry import Registry
+from stromledger.registry import NETWORK, Registry
 
 from .text import json_document
 
@@ -74,6 +74,7 @@ def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, ce
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "scope": registry.scope or NETWORK,  # which chain: an area's EIC, or "network" (the whole genesis)
         "chain_id": seal.chain_id,
         "registry_hash": seal.registry_hash.hex(),
         "height": seal.height,

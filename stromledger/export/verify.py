@@ -27,7 +27,7 @@ from stromledger.codec import CodecError
 from stromledger.consensus.certificate import CertificateError, verify_certificate
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
-from stromledger.registry import Registry
+from stromledger.registry import Registry, view
 
 from . import mscons, tables
 from .build import export_files
@@ -147,6 +147,9 @@ class _Verifier:
 
     def run(self) -> None:
         m = self.manifest()
+        scope = m.get("scope")
+        if not self.reg.scope and isinstance(scope, str) and scope in self.reg.grid_areas:
+            self.reg = view(self.reg, scope)  # an area chain's export: checked against that area's view
         listed = self.listed_files(m)
         seal, seal_bytes, cert, result = self.proof(m)
         self.manifest_fields(m, seal, seal_bytes, cert, result)

@@ -4,6 +4,7 @@ cells are the certified area cells."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -19,6 +20,8 @@ from stromledger.cascade import PeriodSeal, Receipt, make_batch, sign_reading
 from stromledger.chains import Checkpoint, NetworkSeal
 from stromledger.codec import decode
 from stromledger.consensus.config import ConsensusConfig
+from stromledger.export import verify_export
+from stromledger.export.writer import read_export
 from stromledger.net import SUBMIT, MemoryHub
 from stromledger.registry import NETWORK, view
 from stromledger.store import Store
@@ -53,7 +56,7 @@ async def test_area_chains_checkpoint_into_the_network_chain(tmp_path):
                     ctx = NodeContext(config=NodeConfig(home=tmp_path / f"v{i}", role="validator", name=name),
                                       key=key, registry=genesis, log=logging.getLogger(f"test.{name}"))
                     chains = ValidatorChains(ctx, hub.endpoint(key.public), opener(i), config=config,
-                                             write_exports=False)
+                                             write_exports=(i == 0))
                     assert set(chains.chains) == {*areas, NETWORK}
                     await nursery.start(chains.serve)
                     processes.append(chains)
@@ -82,6 +85,11 @@ async def test_area_chains_checkpoint_into_the_network_chain(tmp_path):
                             break
                         async with net.committed:
                             await net.committed.wait()
+                for area in areas:  # an area's export of p0 is written once its height p0 + 1 commits
+                    chain = processes[0].chains[area]
+                    while not chain.exports:
+                        async with chain.committed:
+                            await chain.committed.wait()
                 nursery.cancel_scope.cancel()
 
     final = processes[0].network.ledger.state.results[p0]
@@ -96,6 +104,15 @@ async def test_area_chains_checkpoint_into_the_network_chain(tmp_path):
     assert list(final.cells) == sorted(area_cells, key=lambda c: (c.area, c.group))
     for g in final.groups:
         assert g.inj == sum(c.inj for c in area_cells if c.group == g.group)
+    # each area's export holds only its own meter points and verifies with the genesis alone
+    for area in areas:
+        manifests = sorted((tmp_path / "v0" / "data" / "chains" / area / "exports").rglob("manifest.json"))
+        assert manifests
+        files = read_export(manifests[0].parent)
+        assert json.loads(files["manifest.json"])["scope"] == area
+        report = verify_export(files, genesis)
+        assert report.ok, str(report)
+        assert report.meter_points == len(view(genesis, area).meter_points)
     heights = {p.network.store.last_height() for p in processes}
     for h in range(p0, min(heights) + 1):
         hashes = {p.network.store.get_commit(h).value_hash for p in processes}
