@@ -42,10 +42,13 @@ from stromledger.cascade.checks import CheckedBatch, correctable_from
 from stromledger.cascade.messages import MISMATCHED
 from stromledger.cascade.rejections import Reason
 from stromledger.cascade.settle import NotEligible, Outcome, batch_eligible, describe_difference
+from stromledger.cascade.ledger import LedgerError
+from stromledger.chains import Certified, NetworkLedger, NetworkSeal, NetworkState, verify_checkpoint
 from stromledger.codec import CodecError, decode
-from stromledger.consensus import Commit, certificate_holds
+from stromledger.consensus import CertificateError, Commit, certificate_holds, verify_certificate
 from stromledger.crypto import sha256
 from stromledger.net import SYNC, NetError, Network
+from stromledger.registry import NETWORK, view
 
 from .feed import devnet_trades, own_schedules
 from .light import LightError, verify_commit
@@ -100,7 +103,7 @@ def result_summary(result: PeriodResult, group: str) -> Optional[dict[str, Any]]
     g = next((x for x in result.groups if x.group == group), None)
     if g is None:
         return None
-    mix = next((m for m in result.mix if m.group == group), None)
+    mix = next((m for m in getattr(result, "mix", ()) if m.group == group), None)  # a network result has none
     return {
         "period": result.period, "version": result.version, "inj": g.inj, "wd": g.wd, "loss": g.loss,
         "fpi": g.fpi, "fpe": g.fpe, "imb": g.imb,
@@ -129,6 +132,13 @@ class BalancingGroupNode(RoleNode):
         self.seed = int(cfg.get("seed", 1))
         self.lead = max(0, int(cfg.get("schedule_lead", 2)))
         self.timeout = float(cfg.get("timeout_ms", REQUEST_TIMEOUT * 1000)) / 1000
+        # Which chain it follows: "network", the network chain of a genesis with area chains (what validator
+        # processes run), or "genesis", one chain settling the whole genesis (in-process stand-ins in tests).
+        self.chain = str(cfg.get("chain", "network"))
+        if self.chain not in ("network", "genesis"):
+            raise ValueError(f"[balancing_group] chain must be \"network\" or \"genesis\", not {self.chain!r}")
+        self.net_reg = view(self.reg, NETWORK) if self.chain == "network" else None
+        self.network: Optional[NetworkLedger] = None
         self.poll = max(0.2, min(5.0, self.reg.period_seconds / 10))
         self.validators = [p.key for p in ctx.config.peers if p.key != key] or list(self.reg.validator_keys())
         self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log,
@@ -150,6 +160,13 @@ class BalancingGroupNode(RoleNode):
 
     def _load_state(self) -> SettledState:
         snap = self.store.latest_state()
+        if self.net_reg is not None:
+            try:
+                self.network = NetworkLedger(self.reg, NetworkState.decode(snap[1]) if snap else None)
+            except StateError as e:
+                raise ValueError(f"the stored network state is unreadable ({e}): move data/ledger.sqlite3 away to "
+                                 "verify again from genesis") from None
+            return self.network.state
         if snap is None:
             return SettledState.genesis(self.reg)
         try:
@@ -226,6 +243,8 @@ class BalancingGroupNode(RoleNode):
     async def process_commit(self, commit: Commit, peer: Optional[bytes] = None) -> bool:
         """Verify one commit at the next height and apply it (or our recomputation after a discrepancy).
         False if it proves nothing (bad certificate) or its batches cannot be fetched yet."""
+        if self.network is not None:
+            return await self._process_network_commit(commit, peer)
         h = self.next_height
         try:
             seal = verify_commit(self.reg, commit.value, commit.certificate, h)
@@ -267,11 +286,79 @@ class BalancingGroupNode(RoleNode):
         self._save_counters()
         return True
 
+    async def _process_network_commit(self, commit: Commit, peer: Optional[bytes]) -> bool:
+        """A NetworkSeal: its certificate by the network committee, then its schedule batches and the area
+        checkpoints it uses (each verified with the genesis alone: certificate of the area committee,
+        invariants, tie-line proofs), then the rebuild from them, which runs every cross-level check. A
+        certified seal that does not rebuild stops the node (DISCREPANCY): it has no area data to recompute
+        the network result from."""
+        h, reg = self.next_height, self.net_reg
+        try:
+            verify_certificate(commit.certificate, sha256(commit.value), reg.validator_keys(), reg.chain_id, h)
+            seal = NetworkSeal.decode(commit.value)
+        except (CertificateError, CodecError) as e:
+            self.log.error("REFUSED the network commit for height %d from %s: %s", h, (peer or b"?").hex()[:12], e)
+            self.ctx.reject("commit_" + getattr(e, "reason", "malformed"), f"height {h}: {e}", peer)
+            return False
+        try:
+            fetched = await self.fetch_batches(seal.batches)
+            checkpoints = await self.fetch_checkpoints(seal.checkpoints)
+        except FetchFailed as e:
+            self.log.warning("height %d: cannot get its batches and checkpoints yet: %s", h, e)
+            return False
+        for data in fetched.values():
+            await trio.to_thread.run_sync(self.network.add_fetched, data)
+        for data in checkpoints.values():
+            await trio.to_thread.run_sync(self.network.add_checkpoint, data)
+        why = await trio.to_thread.run_sync(self.network.validate, commit.value, None, self._last_commit_ok)
+        try:
+            if why is not None:
+                raise LedgerError(why)
+            outcome = await trio.to_thread.run_sync(self.network.commit, commit.value)
+        except LedgerError as e:
+            self.halted = f"height {h}: the certified network seal does not rebuild: {e}"
+            self.verified["discrepancies"] += 1
+            self.log.critical("DISCREPANCY at height %d (period %s): %s. Stopped following.", h,
+                              self.reg.period(h).iso(), e)
+            self.ctx.reject("seal_discrepancy", f"height {h}: {e}")
+            return False
+        self.state = self.network.state
+        self._persist(h, commit, {**fetched, **{sha256(d): d for d in checkpoints.values()}})
+        self.verified["heights"] += 1
+        self.verified["last_height"] = h
+        self._report(outcome.seal, verified=True)
+        self._save_counters()
+        return True
+
+    async def fetch_checkpoints(self, seal_hashes) -> dict[bytes, bytes]:
+        """The area checkpoints a network seal names, by area seal hash, from the validators (each verified)."""
+        want = [h for h in seal_hashes if h not in self.network.checkpoints]
+        out: dict[bytes, bytes] = {}
+        while want:
+            peer, reply = await self._ask(BatchRequest(tuple(want[:FETCH_CHUNK])).encode())
+            if not isinstance(reply, BatchReply):
+                self._turn += 1
+                raise FetchFailed(f"{peer.hex()[:12]} answered a checkpoint request with {type(reply).__name__}")
+            got = 0
+            for data in reply.batches:
+                cp = await trio.to_thread.run_sync(verify_checkpoint, self.reg, data)
+                if isinstance(cp, Certified) and cp.seal_hash in want:
+                    out[cp.seal_hash] = bytes(data)
+                    got += 1
+                else:
+                    self.ctx.reject("unrequested_checkpoint", str(cp) if isinstance(cp, Rejection) else
+                                    "a validator sent a checkpoint that was not asked for", peer)
+            if not got:
+                self._turn += 1
+                raise FetchFailed(f"{peer.hex()[:12]} has none of {len(want[:FETCH_CHUNK])} checkpoints")
+            want = [h for h in want if h not in out]
+        return out
+
     def _last_commit_ok(self, data: bytes) -> bool:
         """A seal's certificate of the previous height proves the (certified) seal this node followed there."""
-        state = self.state
-        return state.height is not None and certificate_holds(data, state.seal_hash, self.reg.validator_keys(),
-                                                              self.reg.chain_id, state.height)
+        state, reg = self.state, self.net_reg or self.reg
+        return state.height is not None and certificate_holds(data, state.seal_hash, reg.validator_keys(),
+                                                              reg.chain_id, state.height)
 
     def _discrepancy(self, h: int, seal: PeriodSeal, commit: Commit, reason: str, detail: str,
                      checked: dict[bytes, CheckedBatch]) -> Optional[Outcome]:

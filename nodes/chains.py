@@ -20,11 +20,17 @@ from typing import Any, Callable, Optional
 
 import trio
 
+from stromledger.cascade import Rejection, check_batch, make_batch
+from stromledger.cascade.ledger import READING, SCHEDULE, Admission
+from stromledger.codec import CodecError
 from stromledger.consensus.config import ConsensusConfig
-from stromledger.registry import NETWORK, committee, scopes_of, view
+from stromledger.crypto import sha256
+from stromledger.net import LIGHT, SUBMIT, SYNC
+from stromledger.registry import NETWORK, Registry, committee, scopes_of, view
 
+from .protocol import ErrorReply, LightRequest
 from .runtime import NodeContext
-from .validator import Validator
+from .validator import STATUS_EVERY, Validator
 
 CHECKPOINT = "/stromledger/checkpoint/1"
 
@@ -46,10 +52,20 @@ class ValidatorChains:
             self.chains[scope] = Validator(ctx, open_store(scope), net, clock=clock, config=config, workers=workers,
                                            write_exports=write_exports, registry=view(genesis, scope),
                                            checkpoint_sink=self._deliver)
+        for chain in self.chains.values():
+            chain.writes_status = False  # this process writes one status.json for all its chains
         self.checkpoints_pushed = 0
+        self.routed = 0
         if NETWORK in self.chains:
             validators = frozenset(genesis.validator_keys())  # any area's committee member may push
             net.set_handler(CHECKPOINT, self._on_checkpoint, allowed=validators.__contains__)
+        # The plain protocol ids: clients that know the genesis, not its chains (meter operators, balancing
+        # groups, light and group nodes) talk to the process, which routes to the right chain.
+        registered = genesis.submitter_keys.__contains__
+        net.set_handler(SUBMIT, self._on_submit, allowed=registered)
+        net.set_handler(LIGHT, self._on_light, allowed=registered)
+        if NETWORK in self.chains:
+            net.set_handler(SYNC, self.chains[NETWORK]._on_sync, allowed=registered)
 
     @property
     def network(self) -> Optional[Validator]:
@@ -64,8 +80,65 @@ class ValidatorChains:
     async def _on_checkpoint(self, peer: bytes, payload: bytes) -> None:
         await self.network.add_checkpoint(payload, peer)
 
+    # -- routing the genesis-level protocols ------------------------------------------------------------------
+
+    async def _on_submit(self, peer: bytes, payload: bytes) -> bytes:
+        """A batch signed for the genesis chain: checked once against the genesis (its readings and schedules
+        are signed under the genesis chain id), then its valid items go, re-batched and signed by this
+        validator, to each chain that settles them: readings to their meter point's area (a tie line's to
+        both areas), schedules to the network. The receipt (signed under the genesis chain id) gives each
+        item's verdict from that check; the chains' seals are final, as ever."""
+        genesis = self.ctx.registry
+        checked = await trio.to_thread.run_sync(check_batch, genesis, payload)
+        if isinstance(checked, Rejection):
+            self.ctx.reject(f"batch_{checked.reason.name.lower()}", checked.message, peer)
+            return Admission(sha256(payload), refused=checked).receipt(self.ctx.key, genesis.chain_id).encode()
+        out = Admission(checked.digest)
+        per_scope: dict[str, tuple[list, list]] = {}
+        for i, (r, why) in enumerate(zip(checked.batch.readings, checked.reading_verdicts)):
+            if why is not None:
+                out.rejections.append((READING, i, why))
+                continue
+            out.accepted += 1
+            for scope in chains_of_meter(genesis, r.malo_id):
+                per_scope.setdefault(scope, ([], []))[0].append(r)
+        for i, (sch, why) in enumerate(zip(checked.batch.schedules, checked.schedule_verdicts)):
+            if why is not None:
+                out.rejections.append((SCHEDULE, i, why))
+                continue
+            out.accepted += 1
+            per_scope.setdefault(NETWORK, ([], []))[1].append(sch)
+        for scope, (readings, schedules) in sorted(per_scope.items()):
+            chain = self.chains.get(scope)
+            if chain is None:
+                self.log.warning("batch %s: %d item(s) for chain %s, which this validator does not serve",
+                                 checked.digest.hex()[:12], len(readings) + len(schedules), scope)
+                continue
+            sub = make_batch(self.ctx.key, chain.chain_id, readings, schedules).encode()
+            try:
+                await chain._on_submit(self.ctx.key.public, sub)
+            except RuntimeError as e:  # the chain stopped under us (shutting down): the submitter retries
+                self.log.warning("batch %s not passed to chain %s: %s", checked.digest.hex()[:12], scope, e)
+                return ErrorReply("unavailable", "the validator is shutting down").encode()
+        self.routed += 1
+        return out.receipt(self.ctx.key, genesis.chain_id).encode()
+
+    async def _on_light(self, peer: bytes, payload: bytes) -> bytes:
+        """Inclusion proofs come from the area chain of the requested meter points (one area per request)."""
+        try:
+            req = LightRequest.decode(payload)
+        except CodecError as e:
+            return ErrorReply("malformed", str(e)[:500]).encode()
+        mp = self.ctx.registry.meter_points.get(req.malo_ids[0]) if req.malo_ids else None
+        chain = self.chains.get(mp.grid_area) if mp is not None else None
+        if chain is None:
+            return ErrorReply("wrong_chain", "no area chain of this validator settles these meter points").encode()
+        return await chain._on_light(peer, payload)
+
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            if self.ctx.config.status_path:
+                nursery.start_soon(self._status_loop)
             for chain in self.chains.values():
                 await nursery.start(chain.serve)
             self.log.info("validator %s serves %d chain(s): %s", self.ctx.config.name, len(self.chains),
@@ -76,6 +149,58 @@ class ValidatorChains:
         await self.serve()
 
     def status(self) -> dict[str, Any]:
+        """The network chain's status at the top (the devnet and `stromledger status` read it), every chain's
+        under `chains`."""
         chains = {scope: c.status() for scope, c in self.chains.items()}
         top = chains.get(NETWORK) or next(iter(chains.values()), {})
-        return {**top, "chains": chains, "checkpoints_pushed": self.checkpoints_pushed}
+        return {**top, "chains": chains, "checkpoints_pushed": self.checkpoints_pushed, "batches_routed": self.routed}
+
+    async def _status_loop(self) -> None:
+        while True:
+            try:
+                self.ctx.write_status(self.status())
+            except OSError as e:
+                self.log.warning("cannot write status: %s", e)
+            await trio.sleep(STATUS_EVERY)
+
+
+def chains_of_meter(genesis: Registry, malo_id: str) -> tuple[str, ...]:
+    """The area chains that settle a meter point: its area, and for a tie line also the other side's."""
+    mp = genesis.meter_points[malo_id]
+    return tuple(dict.fromkeys(a for a in (mp.grid_area, mp.area_out, mp.area_in) if a))
+
+
+async def run_chains(ctx: NodeContext) -> int:
+    """The validator role: open one store per chain (the network chain's is the home's data/ledger.sqlite3,
+    an area chain's data/chains/<EIC>.sqlite3, each bound to its chain id and view), start the network, serve
+    every chain until SIGINT/SIGTERM."""
+    from stromledger.store import DB_FILE, Store
+
+    from .runtime import make_network, until_signalled
+
+    genesis = ctx.registry
+    ctx.config.data_dir.mkdir(parents=True, exist_ok=True)
+    stores: list[Store] = []
+
+    def open_store(scope: str) -> Store:
+        path = ctx.config.home / DB_FILE if scope == NETWORK else chain_store_path(ctx.config.data_dir, scope)
+        store = Store(path)
+        stores.append(store)
+        chain = view(genesis, scope)
+        store.check_chain(chain.chain_id, chain.hash)
+        return store
+
+    try:
+        net = make_network(ctx)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(until_signalled, nursery.cancel_scope, ctx.log)
+            async with net:
+                ctx.log.info("listening on %s", net.listen_addr)
+                node = ValidatorChains(ctx, net, open_store)
+                ctx.write_status(node.status())
+                await node.run()
+    finally:
+        for store in stores:
+            store.close()
+    ctx.log.info("stopped")
+    return 0

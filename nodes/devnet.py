@@ -29,7 +29,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from nodes.datagen.devnet_genesis import devnet_key, make_devnet_genesis
 from stromledger.periods import Period, format_utc
@@ -51,10 +51,13 @@ class DevnetOptions:
     periods: int = 3
     period_seconds: int = 5
     seed: int = 1
+    areas: Optional[int] = None  # grid areas, each with its own chain (default validators // 2)
 
     def check(self) -> None:
         if min(self.validators, self.balancing_groups, self.meters, self.periods) < 1:
             raise ValueError("--validators, --balancing-groups, --meters and --periods must be at least 1")
+        if self.areas is not None and self.areas < 1:
+            raise ValueError("--areas must be at least 1")
         if self.period_seconds < 3:
             raise ValueError("--period-seconds must be at least 3 (gate closure, consensus and light "
                              "verification must fit)")
@@ -160,7 +163,8 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
     genesis = make_devnet_genesis(directory / "genesis", options.validators, options.balancing_groups,
                                   options.meters, L, options.seed,
                                   genesis_start=genesis_start(now, L, start_margin(options)),
-                                  chain_id=new_chain_id(now), grace_seconds=grace_seconds(L))
+                                  chain_id=new_chain_id(now), grace_seconds=grace_seconds(L),
+                                  grid_areas=options.areas)
     registry = load_genesis(genesis)
 
     labels = [(f"validator-{i + 1}", "validator") for i in range(len(registry.validators))]
@@ -609,6 +613,12 @@ def run_devnet(devnet: Devnet, console, *, clock: Callable[[], float] = time.tim
     poll(devnet, progress, _Quiet())  # what the nodes wrote last, while stopping
     results = collect_results(devnet)
     good = report(devnet, results, progress, console) and outcome == "done"
+    export_lines, export_problems = check_exports(devnet)
+    for line in export_lines:
+        console.print(line, markup=False)
+    for problem in export_problems:
+        console.print(problem, markup=False, style="red")
+    good = good and not export_problems
     console.rule()
     if good:
         console.print(f"[green bold]devnet OK[/]: {len(results)} period(s) settled, the same seal on every validator, "
@@ -617,6 +627,83 @@ def run_devnet(devnet: Devnet, console, *, clock: Callable[[], float] = time.tim
         return 0
     console.print(f"[red bold]devnet FAILED[/] ({outcome}). Node homes and logs in {devnet.directory}")
     return 1
+
+
+def check_exports(devnet: Devnet) -> tuple[list[str], list[str]]:
+    """(lines, problems) about the first validator's exports: every area and network export verifies with
+    the genesis alone; each area export holds only its area's meter points (and the tie lines touching it);
+    and each network export's balancing-group totals are the sums of the area exports it used (injection,
+    and withdrawal without loss: the cells; the losses too where no tie line is disputed)."""
+    import csv
+    import io
+
+    from stromledger.export import verify_export
+    from stromledger.export.network import NETWORK_AREAS_CSV
+    from stromledger.export.tables import GROUPS_CSV, METER_POINTS_CSV
+    from stromledger.export.writer import read_export
+    from stromledger.registry import view
+
+    reg = devnet.registry
+    data = devnet.validators[0].home / "data"
+    lines, problems = [], []
+
+    def rows(files: dict, name: str) -> list[dict]:
+        return list(csv.DictReader(io.StringIO(files[name].decode("utf-8"))))
+
+    area_exports: dict[tuple[str, str, str], dict] = {}  # (area, period start dir, "v<N>") -> files
+    for area in reg.grid_areas:
+        base = data / "chains" / area / "exports"
+        own = set(view(reg, area).meter_points)
+        for manifest in sorted(base.glob("*/v*/manifest.json")):
+            files = read_export(manifest.parent)
+            report = verify_export(files, reg)
+            where = f"{area} {manifest.parent.parent.name}/{manifest.parent.name}"
+            if not report.ok:
+                problems.append(f"area export {where} does not verify: {report}")
+                continue
+            foreign = sorted(r["malo_id"] for r in rows(files, METER_POINTS_CSV) if r["malo_id"] not in own)
+            if foreign:
+                problems.append(f"area export {where} holds meter points of other areas: {foreign[:3]}")
+            area_exports[area, manifest.parent.parent.name, manifest.parent.name] = files
+    checked = 0
+    for manifest in sorted((data / "exports").glob("*/v*/manifest.json")):
+        files = read_export(manifest.parent)
+        where = f"{manifest.parent.parent.name}/{manifest.parent.name}"
+        report = verify_export(files, reg)
+        if not report.ok:
+            problems.append(f"network export {where} does not verify: {report}")
+            continue
+        sums: dict[str, list[int]] = {}
+        missing = []
+        for a in rows(files, NETWORK_AREAS_CSV):
+            if a["status"] != "used":
+                continue
+            used = area_exports.get((a["grid_area"], manifest.parent.parent.name, f"v{a['area_version']}"))
+            if used is None:
+                missing.append(a["grid_area"])
+                continue
+            for g in rows(used, GROUPS_CSV):
+                s = sums.setdefault(g["balancing_group"], [0, 0, 0])
+                s[0] += int(g["injection_wh"])
+                s[1] += int(g["withdrawal_wh"]) - int(g["loss_wh"])
+                s[2] += int(g["loss_wh"])
+        if missing:
+            lines.append(f"network export {where}: area exports of {', '.join(missing)} not written yet")
+            continue
+        disputed = any(t["disputed"] == "1" for t in rows(files, "ties.csv"))
+        for g in rows(files, GROUPS_CSV):
+            inj, cells_wd, loss = sums.get(g["balancing_group"], [0, 0, 0])
+            if (int(g["injection_wh"]), int(g["withdrawal_wh"]) - int(g["loss_wh"])) != (inj, cells_wd) or \
+                    (not disputed and int(g["loss_wh"]) != loss):
+                problems.append(f"network export {where}: group {g['balancing_group']} is not the sum of the "
+                                f"area exports (injection {g['injection_wh']} vs {inj}, withdrawal without loss "
+                                f"{int(g['withdrawal_wh']) - int(g['loss_wh'])} vs {cells_wd}, loss {g['loss_wh']} "
+                                f"vs {loss})")
+        checked += 1
+    lines[:0] = [f"exports: {len(area_exports)} area and {checked} network export(s) verify with the genesis alone",
+                 "area exports hold only their area's meter points; network group totals = sums of the area "
+                 "exports"]
+    return lines, problems
 
 
 class _Quiet:

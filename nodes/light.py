@@ -25,7 +25,7 @@ from stromledger.cascade.messages import PeriodResult
 from stromledger.codec import CodecError
 from stromledger.consensus import CertificateError, CommitCertificate, verify_certificate
 from stromledger.crypto import sha256
-from stromledger.registry import Registry
+from stromledger.registry import Registry, chain_id, view
 
 from .protocol import LightReply
 
@@ -94,6 +94,20 @@ def period_result(registry: Registry, seal: PeriodSeal, period: int, version: in
     return result
 
 
+def chain_registry(genesis: Registry, seal_bytes: bytes) -> Registry:
+    """The registry a seal is to be checked with: the view of the genesis area chain whose id it names, else
+    the genesis itself. Every candidate comes from the genesis, so a seal can only pick a committee the
+    genesis gives that chain; verify_commit then checks chain id, registry hash and certificate."""
+    try:
+        cid = PeriodSeal.decode(seal_bytes).chain_id
+    except CodecError:
+        return genesis
+    for area in genesis.grid_areas:
+        if chain_id(genesis, area) == cid:
+            return view(genesis, area)
+    return genesis
+
+
 def verify_light_reply(registry: Registry, reply: LightReply, period: int,
                        sent: Mapping[str, Reading]) -> LightCheck:
     """Check a reply to LightRequest(period, sorted(sent)) against the readings that were sent (the latest
@@ -101,6 +115,8 @@ def verify_light_reply(registry: Registry, reply: LightReply, period: int,
     certificate, wrong seal, no result for the period); otherwise returns each meter point's verdict."""
     if reply.height < period:
         raise LightError("wrong_height", f"period {period} cannot be settled by the seal at height {reply.height}")
+    if not registry.scope:  # a genesis: the reply's seal is of the meter points' area chain
+        registry = chain_registry(registry, reply.seal)
     seal = verify_commit(registry, reply.seal, reply.certificate, reply.height)
     result = period_result(registry, seal, period, reply.version)
     if reply.size != result.meter_points:

@@ -23,6 +23,7 @@ the `stromledger submit` command.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -491,8 +492,13 @@ class MeterPointNode(RoleNode):
         if need > period:
             await light_request(self.net, self.validators, need, ids[:1], timeout=self.timeout)
         total = LightCheck(period, 0, 0)
-        for i in range(0, len(ids), MAX_LIGHT_IDS):
-            chunk = ids[i:i + MAX_LIGHT_IDS]
+        mps = self.reg.meter_points
+        chunks = []  # each request asks one area chain (its meter points' area): sorted by area, then MaLo-ID
+        for _, group in itertools.groupby(sorted(ids, key=lambda m: (mps[m].grid_area, m)),
+                                          key=lambda m: mps[m].grid_area):
+            group = list(group)
+            chunks += [group[i:i + MAX_LIGHT_IDS] for i in range(0, len(group), MAX_LIGHT_IDS)]
+        for chunk in chunks:
             reply = await light_request(self.net, self.validators, period, chunk, timeout=self.timeout)
             part = {m: sent[m] for m in chunk}
             try:

@@ -396,17 +396,23 @@ def commit_summary(commit, registry: Registry | None) -> dict[str, Any]:
 
     out: dict[str, Any] = {"height": commit.height, "round": commit.round, "seal_hash": bytes(commit.value_hash).hex(),
                            "committed_at": commit.committed_at}
+    from stromledger.chains import NetworkSeal
+    from stromledger.registry import NETWORK, view
+
+    value = bytes(commit.value)
+    network = value[1:2] == bytes([NetworkSeal.TAG])  # a validator process's home store holds the network chain
     try:
-        seal = PeriodSeal.decode(bytes(commit.value))
+        seal = (NetworkSeal if network else PeriodSeal).decode(value)
     except (CodecError, ValueError) as e:
         out["error"] = f"the stored seal does not decode: {e}"
         return out
     out.update(seal_summary(seal, registry))
+    chain = view(registry, NETWORK) if network and registry is not None else registry
     try:
         cert = CommitCertificate.decode(bytes(commit.certificate))
         out["signatures"] = len(cert.signatures)
         if registry is not None:
-            verify_certificate(cert, seal.hash(), registry.validator_keys(), registry.chain_id, seal.height)
+            verify_certificate(cert, seal.hash(), chain.validator_keys(), chain.chain_id, seal.height)
             out["certificate"] = "valid"
     except (CodecError, ValueError) as e:  # CertificateError is a ValueError
         out["certificate"] = f"INVALID: {e}" if isinstance(e, CertificateError) else f"does not decode: {e}"
@@ -424,16 +430,20 @@ def seal_summary(seal, registry: Registry | None) -> dict[str, Any]:
     results = []
     for r in seal.results:
         mix: dict[str, int] = {}
-        for gm in r.mix:
+        for gm in getattr(r, "mix", ()):  # a network result has no mix (it is in the area seals)
             for s in gm.sources:
                 mix[s.source] = mix.get(s.source, 0) + s.wh
+        if hasattr(r, "absent"):  # a NetworkResult
+            own = {"areas_in": len(r.areas_used) - len(r.absent), "absent": list(r.absent), "cells": len(r.cells),
+                   "disputed_ties": sum(t.disputed for t in r.ties)}
+        else:
+            own = {"meter_points": r.meter_points, "measured": r.measured, "substituted": r.substituted,
+                   "corrected": r.corrected, "missing": r.missing, "merkle_root": r.merkle_root.hex()}
         results.append({
             "period": r.period,
             "period_iso": Period(r.period, length).iso() if length else None,
             "version": r.version,
-            "meter_points": r.meter_points, "measured": r.measured, "substituted": r.substituted,
-            "corrected": r.corrected, "missing": r.missing,
-            "merkle_root": r.merkle_root.hex(),
+            **own,
             "groups": [{"group": g.group, "name": groups[g.group].name if g.group in groups else "",
                         "inj": g.inj, "wd": g.wd, "loss": g.loss, "fpi": g.fpi, "fpe": g.fpe, "imb": g.imb}
                        for g in r.groups],
@@ -445,7 +455,7 @@ def seal_summary(seal, registry: Registry | None) -> dict[str, Any]:
             "net_export": r.net_export,
         })
     rejected = {}
-    for rc in seal.rejected:
+    for rc in getattr(seal, "base", seal).rejected:
         try:
             label = Reason(rc.reason).label
         except ValueError:
@@ -453,8 +463,8 @@ def seal_summary(seal, registry: Registry | None) -> dict[str, Any]:
         rejected[label] = rc.count
     return {"height": seal.height, "period_iso": Period(seal.height, length).iso() if length else None,
             "seal_hash": seal.hash().hex(), "batches": len(seal.batches), "results": results,
-            "reading_conflicts": len(seal.evidence), "vote_evidence": len(seal.vote_evidence),
-            "rejected": rejected}
+            "reading_conflicts": len(getattr(seal, "evidence", ())), "vote_evidence": len(seal.vote_evidence),
+            "rejected": rejected, "checkpoints": len(getattr(seal, "checkpoints", ()))}
 
 
 # -- the ledger database, read-only ----------------------------------------------------------------------------
@@ -575,6 +585,10 @@ def wh(value: int) -> str:
 def result_lines(result: dict[str, Any]) -> list[str]:
     """One period result from `seal_summary` in a few lines: meter-point quality, net export, schedules,
     the generation mix."""
+    if "absent" in result:  # the network chain's result
+        return [f"areas {result['areas_in']} in, absent: {', '.join(result['absent']) or 'none'}; "
+                f"{result['cells']} cells from certified area seals; net export {wh(result['net_export'])} Wh; "
+                f"schedules {result['schedules']} matched, {result['schedule_issues']} not matched"]
     total = sum(result["mix"].values())
     mix = ", ".join(f"{source} {wh(v)} Wh ({100 * v / total:.1f} %)"
                     for source, v in sorted(result["mix"].items(), key=lambda kv: -kv[1])) if total else "none"

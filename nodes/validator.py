@@ -28,7 +28,9 @@ import trio
 
 from stromledger import merkle
 from stromledger.cascade import Ledger, LedgerError, PeriodSeal, Rejection, SettledState, check_batch, leaf_bytes
-from stromledger.chains import Certified, Checkpoint, NetworkLedger, NetworkSeal, NetworkState, make_checkpoint
+from stromledger.chains import (
+    Certified, Checkpoint, NetworkLedger, NetworkSeal, NetworkState, canonical_checkpoints, make_checkpoint,
+)
 from stromledger.cascade.checks import CheckedBatch, correctable_from
 from stromledger.codec import CodecError, decode
 from stromledger.consensus import events as ev
@@ -39,6 +41,8 @@ from stromledger.consensus.machine import Consensus
 from stromledger.consensus.messages import Commit, CommitCertificate
 from stromledger.crypto import sha256
 from stromledger.export import decode_period_rows, encode_period_rows, export_committed
+from stromledger.export.build import ExportError
+from stromledger.export.network import export_network_committed
 from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetError
 from stromledger.registry import NETWORK, Registry
 from stromledger.store import Store
@@ -47,7 +51,7 @@ from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
     SyncRequest, chain_protocol,
 )
-from .runtime import NodeContext, RoleNode, run_role
+from .runtime import NodeContext, RoleNode
 
 EVENT_QUEUE = 4096
 FETCH_TIMEOUT = 5.0
@@ -80,8 +84,12 @@ class Validator(RoleNode):
         self._gate_after_end = self.reg.params.grace_seconds * (2 if self.is_network else 1)
         self.checkpoint_sink = checkpoint_sink  # async callable(bytes): where an area commit's checkpoint goes
         self._checkpoint: Optional[bytes] = None  # of the last commit, for the sink
-        # an area chain's billing exports go under data/chains/<EIC>/ (several chains share one data dir)
-        self.export_root = ctx.config.data_dir / "chains" / self.scope if self.scope else ctx.config.data_dir
+        self.writes_status = True  # a process composing several chains writes one status for all of them
+        self._network_export_waiting: set[int] = set()
+        # the network chain's exports go to data/exports/ (its store is the home's), an area chain's under
+        # data/chains/<EIC>/ (several chains share one data dir)
+        self.export_root = ctx.config.data_dir / "chains" / self.scope if self.scope and not self.is_network \
+            else ctx.config.data_dir
         self.validator_keys = list(self.reg.validator_keys())
         self.config = config or ConsensusConfig(**ctx.config.consensus)
         self.write_exports = write_exports
@@ -183,7 +191,7 @@ class Validator(RoleNode):
                 nursery.start_soon(self._replay_wal)
                 nursery.start_soon(self._clock_loop)
                 nursery.start_soon(self._catch_up_loop)
-                if self.ctx.config.status_path:
+                if self.ctx.config.status_path and self.writes_status:
                     nursery.start_soon(self._status_loop)
                 self.log.info("validator %s up: next height %d (period %s), %d validators, quorum %d",
                               self.ctx.config.name, self.machine.height, self.reg.period(self.machine.height).iso(),
@@ -428,7 +436,7 @@ class Validator(RoleNode):
         self._log_commit(self.last_commit)
         if self._checkpoint is not None and self.checkpoint_sink is not None:
             self._nursery.start_soon(self.checkpoint_sink, self._checkpoint)
-        if self.write_exports and not self.is_network and h > self.reg.genesis_period:
+        if self.write_exports and h > self.reg.genesis_period:
             # The seal of h carries the canonical certificate of h - 1: h - 1 is now final for export.
             # In the background: a large export must not hold up the next height's consensus.
             self._nursery.start_soon(self._export, h - 1)
@@ -471,12 +479,34 @@ class Validator(RoleNode):
     async def _export(self, height: int) -> None:
         async with self._export_lock:  # one at a time, in height order
             try:
-                paths = await trio.to_thread.run_sync(export_committed, self.store, self.reg, height,
-                                                      self.export_root)
+                if self.is_network:
+                    paths = await self._export_network(height)
+                else:
+                    paths = await trio.to_thread.run_sync(export_committed, self.store, self.reg, height,
+                                                          self.export_root)
                 self.exports += len(paths)
                 self.log.info("exported height %d: %s", height, ", ".join(str(p) for p in paths))
             except Exception as e:  # an export problem must never stop settlement
                 self.log.error("export of height %d failed: %s", height, e)
+
+    async def _export_network(self, height: int) -> list:
+        """The network export of `height` and of any earlier height still waiting for its area seals'
+        canonical certificates (they come with the areas' next checkpoints)."""
+        self._network_export_waiting.add(height)
+        paths = []
+        for h in sorted(self._network_export_waiting):
+            checkpoints = canonical_checkpoints(self.ledger.checkpoints.values())
+            try:
+                paths += await trio.to_thread.run_sync(export_network_committed, self.store, self.ctx.registry, h,
+                                                       self.export_root, checkpoints)
+                self._network_export_waiting.discard(h)
+            except ExportError as e:
+                if len(self._network_export_waiting) > 2 * self.reg.correction_window + 8:
+                    self._network_export_waiting.discard(h)  # its checkpoints have left the window: give up
+                    self.log.error("network export of height %d given up: %s", h, e)
+                else:
+                    self.log.info("network export of height %d waits: %s", h, e)
+        return paths
 
     def _persist_commit(self, h: int, rows: dict, state: bytes, vote_evidence: tuple[bytes, ...],
                         settled: list[bytes]) -> None:
@@ -752,4 +782,7 @@ def is_checkpoint(data: bytes) -> bool:
 
 
 async def run(ctx: NodeContext) -> int:
-    return await run_role(ctx, Validator)
+    """A validator process serves every chain the genesis seats it on (nodes/chains.py)."""
+    from .chains import run_chains
+
+    return await run_chains(ctx)

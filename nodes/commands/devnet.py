@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--period-seconds", type=int, default=5, metavar="S",
                    help="settlement period length; each devnet period stands for the next simulated quarter "
                         "hour of the profiles (default 5)")
+    p.add_argument("--areas", type=int, default=2, metavar="K",
+                   help="grid areas, each settled by its own area chain; every validator process also runs the "
+                        "network chain (default 2)")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated network and profiles (default 1)")
     p.set_defaults(func=_devnet)
 
@@ -56,7 +59,8 @@ def _devnet(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     console.width = max(console.width, 120)
     options = DevnetOptions(validators=args.validators, balancing_groups=args.balancing_groups, meters=args.meters,
-                            periods=args.periods, period_seconds=args.period_seconds, seed=args.seed)
+                            periods=args.periods, period_seconds=args.period_seconds, seed=args.seed,
+                            areas=args.areas)
     try:
         devnet = create_devnet(args.dir, options, now=int(time.time()))
     except (ValueError, FileExistsError) as e:

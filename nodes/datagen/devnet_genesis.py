@@ -42,15 +42,16 @@ def meter_label(malo_id: str) -> str:
 
 def devnet_registry(validators: int = 4, balancing_groups: int = 3, meters: int = 200, period_seconds: int = 10,
                     seed: int = 1, *, genesis_start: int = GENESIS_2026, chain_id: str = "stromledger-devnet",
-                    grace_seconds: int | None = None, correction_window: int | None = None) -> Registry:
-    """The devnet registry: `validators // 2` grid areas (at least one) with two validators each (the last
-    takes any odd one), `balancing_groups` supplier groups plus one loss group per area, tie lines between
+                    grace_seconds: int | None = None, correction_window: int | None = None,
+                    grid_areas: int | None = None) -> Registry:
+    """The devnet registry: `grid_areas` grid areas (default `validators // 2`, at least one; each validator
+    is run by one of their operators; every validator sits on every area's committee and the network's), `balancing_groups` supplier groups plus one loss group per area, tie lines between
     neighbouring areas and from each area to the upstream grid outside the network, and `meters` meter
     points in all (households, PV prosumers, commerce, batteries, a few generators)."""
     if validators < 1 or balancing_groups < 1 or meters < 1:
         raise ValueError("a devnet needs at least one validator, balancing group and meter point")
     rng = random.Random(seed)
-    n_areas = max(1, validators // 2)
+    n_areas = max(1, validators // 2) if grid_areas is None else max(1, grid_areas)
     genesis_period = -(-genesis_start // period_seconds)  # the first period starting at or after genesis_start
     grace = grace_seconds if grace_seconds is not None else max(1, period_seconds // 5)
     window = correction_window if correction_window is not None else max(4, 300 // period_seconds)
@@ -68,7 +69,8 @@ def devnet_registry(validators: int = 4, balancing_groups: int = 3, meters: int 
                                 + ("" if i < len(SUPPLIER_NAMES) else f" {i + 1}"),
                                 devnet_key(f"bg-operator-{i + 1}").public) for i in range(balancing_groups)]
     vals = [Validator(f"validator-{i + 1}", devnet_key(f"validator-{i + 1}").public,
-                      areas[min(i // 2, n_areas - 1)].eic) for i in range(validators)]
+                      areas[min(i // 2, n_areas - 1) if grid_areas is None else i * n_areas // validators].eic)
+            for i in range(validators)]
     operators = [MeterOperator(name, devnet_key(f"meter-operator-{i + 1}").public)
                  for i, name in enumerate(METER_OPERATORS)]
 
@@ -118,7 +120,7 @@ def devnet_registry(validators: int = 4, balancing_groups: int = 3, meters: int 
 def make_devnet_genesis(directory: str | Path, validators: int = 4, balancing_groups: int = 3, meters: int = 200,
                         period_seconds: int = 10, seed: int = 1, **options) -> Path:
     """Write a devnet genesis (devnet.toml + devnet-meter-points.csv) into `directory`; return its path.
-    `options` go to devnet_registry (genesis_start, chain_id, grace_seconds, correction_window)."""
+    `options` go to devnet_registry (genesis_start, chain_id, grace_seconds, correction_window, grid_areas)."""
     registry = devnet_registry(validators, balancing_groups, meters, period_seconds, seed, **options)
     title = (f"stromledger devnet genesis: {validators} validators, {balancing_groups} balancing groups, "
              f"{meters} meter points (keys: nodes.datagen.devnet_genesis, never for production)")

@@ -6,7 +6,7 @@ network chain, whose NetworkSeal settles balancing groups, schedules and the net
 results. docs/cascade.md ("The network level") and docs/consensus.md ("Chains") have the rules.
 """
 
-from .checkpoint import Certified, make_checkpoint, verify_checkpoint
+from .checkpoint import Certified, canonical_checkpoints, make_checkpoint, verify_checkpoint
 from .messages import ABSENT, AreaUse, Checkpoint, NetworkChecks, NetworkResult, NetworkSeal, TieFlow, TieProof
 from .network import (
     AreaPart, NetworkLedger, NetworkOutcome, NetworkState, build_network_seal, check_network_result,
@@ -14,7 +14,7 @@ from .network import (
 )
 
 __all__ = [
-    "ABSENT", "AreaPart", "AreaUse", "Certified", "Checkpoint", "NetworkChecks", "NetworkLedger", "NetworkOutcome",
+    "ABSENT", "AreaPart", "AreaUse", "Certified", "canonical_checkpoints", "Checkpoint", "NetworkChecks", "NetworkLedger", "NetworkOutcome",
     "NetworkResult", "NetworkSeal", "NetworkState", "TieFlow", "TieProof", "build_network_seal",
     "check_network_result", "ignored_checkpoints", "make_checkpoint", "network_result", "rebuild_network_seal",
     "verify_checkpoint",

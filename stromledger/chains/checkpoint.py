@@ -115,3 +115,25 @@ def _tie_flows(area: Registry, results: dict[int, PeriodResult], proofs: tuple[T
         if len(got) != len(area.boundary):
             return bad(f"period {p}: {len(got)} tie-line proofs, the area has {len(area.boundary)} boundary meters")
     return flows
+
+
+def canonical_checkpoints(pool) -> dict[bytes, bytes | None]:
+    """Area seal hash -> the checkpoint's bytes with the area chain's canonical certificate: the one the
+    area's next seal carries as `last_commit` (each member's own certificate of a height may differ; exports
+    must not). None where the next area seal's checkpoint is not here yet."""
+    pool = list(pool)
+    canonical: dict[tuple[str, bytes], bytes] = {}
+    for cp in pool:
+        seal = PeriodSeal.decode(Checkpoint.decode(cp.data).seal)
+        if seal.last_commit:
+            canonical[cp.area, bytes(seal.previous)] = bytes(seal.last_commit)
+    out: dict[bytes, bytes | None] = {}
+    for cp in pool:
+        cert = canonical.get((cp.area, cp.seal_hash))
+        if cert is None:
+            out[cp.seal_hash] = None
+        else:
+            c = Checkpoint.decode(cp.data)
+            out[cp.seal_hash] = Checkpoint(c.area, c.seal, cert, c.ties).encode()
+    return out
+

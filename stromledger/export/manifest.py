@@ -14,24 +14,27 @@ from stromledger.cascade.messages import PeriodResult, PeriodSeal
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
 from stromledger.periods import Period, format_utc
-from stromledger.registry import NETWORK, Registry
+from stromledger.registry import Registry
 
 from .text import json_document
 
 MANIFEST = "manifest.json"
 FORMAT = "stromledger-export"
 FORMAT_VERSION = 1
+GENESIS_SCOPE = "genesis"  # the scope of a chain that settles the whole genesis (one-chain stand-ins in tests)
 
 
 def count_records(name: str, data: bytes) -> int:
     """Records of a file as the manifest counts them: CSV data lines (without the header), JSON Lines
-    lines, MSCONS quantities (QTY segments, one per line)."""
+    lines, MSCONS quantities (QTY segments, one per line), one per binary message."""
     if name.endswith(".csv"):
         return max(data.count(b"\n") - 1, 0)
     if name.endswith(".jsonl"):
         return data.count(b"\n")
     if name.endswith(".edi"):
         return sum(1 for line in data.split(b"\n") if line.startswith(b"QTY+"))
+    if name.endswith(".bin"):
+        return 1  # one encoded message (a network export's area checkpoint)
     raise ValueError(f"no record count defined for {name}")
 
 
@@ -74,7 +77,7 @@ def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, ce
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "scope": registry.scope or NETWORK,  # which chain: an area's EIC, or "network" (the whole genesis)
+        "scope": registry.scope or GENESIS_SCOPE,  # an area's EIC (network exports: export/network.py)
         "chain_id": seal.chain_id,
         "registry_hash": seal.registry_hash.hex(),
         "height": seal.height,

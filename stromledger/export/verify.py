@@ -82,13 +82,26 @@ def verify_export(files: Mapping[str, bytes], registry: Registry,
                   previous: Mapping[str, bytes] | None = None) -> Report:
     """Check an export (`{file name: bytes}`, as `read_export` gives) against the registry of the genesis.
     `previous`: the export of version - 1 of the same period, to check changes.csv completely (without it,
-    each listed change is checked against the current rows only). The report lists every problem found."""
+    each listed change is checked against the current rows only). The report lists every problem found.
+    A network chain's export (manifest `scope` "network") is checked by export/network.py."""
+    if _scope(files) == "network":
+        from .network import verify_network_export  # it builds on this module
+
+        return verify_network_export(files, registry)
     v = _Verifier(files, registry, previous)
     try:
         v.run()
     except _Stop:
         pass
     return v.report
+
+
+def _scope(files: Mapping[str, bytes]) -> str | None:
+    try:
+        m = parse_json(files[MANIFEST].decode("utf-8"))
+    except (KeyError, UnicodeDecodeError, FormatError):
+        return None
+    return m.get("scope") if isinstance(m, dict) else None
 
 
 def _where_line(line: int, malo: str = "", column: str = "") -> str:

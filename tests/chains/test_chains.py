@@ -192,3 +192,30 @@ def test_late_area_is_absent_then_a_new_version(genesis):
     # a stale checkpoint changes nothing: it is not eligible
     assert net.useful_checkpoints(net.next_height) == []
     assert isinstance(NetworkSeal.decode(second.seal_bytes), NetworkSeal)
+
+
+def test_network_export_verifies_with_the_genesis_alone_and_catches_tampering(genesis):
+    from stromledger.consensus.messages import CommitCertificate
+    from stromledger.export import verify_export
+    from stromledger.export.network import checkpoint_file, network_export_files
+
+    a1, a2 = Area(genesis, A1), Area(genesis, A2)
+    readings(a1, G)
+    readings(a2, G)
+    net = NetworkLedger(genesis)
+    for area in (a1, a2):
+        net.add_checkpoint(area.seal()[0])
+    outcome = net.propose()
+    cert = CommitCertificate.decode(certify(genesis, NETWORK, outcome.seal_bytes, G))
+    pool = {h: cp.data for h, cp in net.checkpoints.items()}
+    files = network_export_files(genesis, outcome.seal_bytes, cert, G, pool)
+    assert verify_export(files, genesis).ok, str(verify_export(files, genesis))
+    assert b'"scope": "network"' in files["manifest.json"]
+    tampered = dict(files)
+    tampered["balancing-groups.csv"] = files["balancing-groups.csv"].replace(b",1,", b",2,", 1)
+    assert [p.reason for p in verify_export(tampered, genesis).problems] == ["file_mismatch"]
+    gone = {k: v for k, v in files.items() if k != checkpoint_file(A2)}
+    assert verify_export(gone, genesis).problems[0].reason.startswith("checkpoint_")
+    swapped = dict(files)
+    swapped[checkpoint_file(A2)] = files[checkpoint_file(A1)]
+    assert not verify_export(swapped, genesis).ok

@@ -21,7 +21,7 @@ MY_GROUP = GROUPS[0]  # bg-operator-1's
 
 
 def open_bg(hub, tmp_path, clock, label="bg-operator-1", **cfg):
-    ctx = make_ctx(tmp_path / label, "balancing-group", label, balancing_group={"schedules": "none", **cfg})
+    ctx = make_ctx(tmp_path / label, "balancing-group", label, balancing_group={"schedules": "none", "chain": "genesis", **cfg})
     store = Store.open_home(ctx.config.home)
     store.check_chain(REG.chain_id, REG.hash)
     hub.detach(ctx.key.public)

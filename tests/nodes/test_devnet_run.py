@@ -7,6 +7,7 @@ These tests wait on other OS processes, so they poll the nodes' status files and
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import time
@@ -35,10 +36,11 @@ def last_height(spec) -> int:
 
 
 def export_trees(spec) -> dict[str, dict[str, bytes]]:
-    """A validator's export directories (exports/<period>/v<N>) by relative path: {file name: bytes}."""
-    base = spec.home / "data" / "exports"
+    """A validator's export directories by relative path: {file name: bytes}: the network chain's
+    (exports/<period>/v<N>) and every area chain's (chains/<EIC>/exports/<period>/v<N>)."""
+    base = spec.home / "data"
     return {str(d.relative_to(base)): {f.name: f.read_bytes() for f in sorted(d.iterdir())}
-            for d in sorted(base.glob("*/v*")) if d.is_dir()}
+            for d in sorted([*base.glob("exports/*/v*"), *base.glob("chains/*/exports/*/v*")]) if d.is_dir()}
 
 
 def test_small_devnet_settles_agrees_and_verifies(tmp_path):
@@ -50,6 +52,7 @@ def test_small_devnet_settles_agrees_and_verifies(tmp_path):
     text = out.getvalue()
     assert code == 0, text
     assert "devnet OK" in text
+    assert "network group totals = sums of the area exports" in text
     # The validators' exports are byte-identical, manifest and its commit certificate included.
     trees = {v.name: export_trees(v) for v in devnet.validators}
     common = set.intersection(*(set(t) for t in trees.values()))
@@ -59,9 +62,12 @@ def test_small_devnet_settles_agrees_and_verifies(tmp_path):
         for directory in sorted(common):
             assert "manifest.json" in tree[directory], (name, directory)
             assert tree[directory] == trees[first][directory], f"{name} and {first} differ in {directory}"
+    scopes = set()
     for directory in sorted(common):
         report = verify_export(trees[first][directory], devnet.registry)
         assert report.ok, (directory, str(report))
+        scopes.add(json.loads(trees[first][directory]["manifest.json"])["scope"])
+    assert scopes == {"network", *devnet.registry.grid_areas}  # every chain exported, verified by the genesis
 
 
 def test_validator_killed_mid_period_catches_up_without_conflicting_signatures(tmp_path):
