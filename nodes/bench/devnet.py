@@ -44,7 +44,6 @@ def run_processes(meters: int, periods: int = 3, period_seconds: int = 10, valid
                   workdir: str | None = None, keep: bool = False,
                   progress: Callable[[str], None] = lambda s: None) -> dict:
     from nodes.devnet import DevnetOptions, create_devnet, read_status, start_nodes, stop_nodes
-    from stromledger.cascade import PeriodSeal
     from stromledger.store import Store
 
     base = Path(tempfile.mkdtemp(prefix=f"stromledger-bench-devnet-{meters}-", dir=workdir))
@@ -89,19 +88,20 @@ def run_processes(meters: int, periods: int = 3, period_seconds: int = 10, valid
     for h in heights:
         seals, result = set(), None
         for v in devnet.validators:
-            with Store.open_home(v.home) as store:
+            with Store.open_home(v.home) as store:  # the network chain's
                 c = store.get_commit(h)
             if c is not None:
                 seals.add(bytes(c.value_hash))
-                result = result or PeriodSeal.decode(c.value).result(h)
+        if seals:  # meter points are counted by the area chains (the first validator's)
+            result = _area_totals(devnet.validators[0].home, devnet.registry, h)
         ms = sorted(x for (name, hh), x in ms_after.items() if hh == h)
         per_height.append({
             "height": h,
             "committed_by": sum(1 for v in devnet.validators if (v.name, h) in ms_after) if ms else 0,
             "same_seal": len(seals) == 1,
-            "meter_points": result.meter_points if result else 0,
-            "measured": result.measured if result else 0,
-            "substituted": result.substituted if result else 0,
+            "meter_points": result["meter_points"] if result else 0,
+            "measured": result["measured"] if result else 0,
+            "substituted": result["substituted"] if result else 0,
             "ms_after_gate_closure": ms,
         })
     if not keep:
@@ -176,3 +176,22 @@ def run_devnet(meters: tuple[int, ...] = (1_000, 10_000), periods: int = 3, peri
                                / (hi["meters"] - lo["meters"]) * 100_000 for k in ("max", "mean")}
     return {"processes": runs, "inprocess": mem, "peak_mb_per_100k_by_role": slope, "window": window,
             "domain_window": DOMAIN_WINDOW}
+
+
+def _area_totals(home, registry, height: int) -> dict:
+    """Meter points, measured and substituted of `height` summed over the area chains' committed seals."""
+    from stromledger.cascade import PeriodSeal
+    from stromledger.store import Store
+
+    from nodes.chains import chain_store_path
+
+    out = {"meter_points": 0, "measured": 0, "substituted": 0}
+    for area in registry.grid_areas:
+        with Store(chain_store_path(home / "data", area)) as store:
+            c = store.get_commit(height)
+        r = PeriodSeal.decode(c.value).result(height) if c is not None else None
+        if r is not None:
+            for k in out:
+                out[k] += getattr(r, k)
+    return out
+

@@ -18,14 +18,16 @@ from typing import Iterator
 
 from stromledger.export import ExportError, export_period, read_export, verify_export
 from stromledger.periods import Period, parse_utc
-from stromledger.registry import GenesisError, Registry, load_genesis
+from stromledger.registry import GenesisError, Registry, load_genesis, view
 
 VERIFY_HELP = """\
 Check an export directory (exports/<period start>/v<version>/) with nothing but the chain's genesis file:
 the commit certificate (more than 2/3 of the genesis validators signed the seal), every file's SHA-256 and
 record count from manifest.json, that the seal in the manifest has the seal hash, that the meter-point rows
 recompute the sealed totals and Merkle root, that CSV and JSON Lines agree, and that the MSCONS quantities
-match. Exit status 0: valid. 1: invalid, with each problem as FILE: WHERE: REASON: DETAIL. 2: the directory
+match. An area chain's export (manifest scope = the area's EIC) is checked against that area's view of the
+genesis; a network export (scope "network") by its committee's certificate, the area checkpoints it carries
+and the cross-level checks. Exit status 0: valid. 1: invalid, with each problem as FILE: WHERE: REASON: DETAIL. 2: the directory
 or the genesis file cannot be read."""
 
 PERIOD_HELP = """\
@@ -62,7 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--period", required=True, metavar="PERIOD", help="index, UTC start or ISO interval")
     e.add_argument("--version", type=int, metavar="V", help="settlement version (default: the latest)")
     e.add_argument("--genesis", metavar="FILE", help="genesis file (default: the one in the home's config.toml)")
-    e.add_argument("--out", metavar="DIR", help="base directory of exports/ (default: <home>/data)")
+    e.add_argument("--out", metavar="DIR", help="base directory of exports/ (default: <home>/data, or "
+                                                "<home>/data/chains/<EIC> with --area)")
+    e.add_argument("--area", metavar="EIC", help="a validator home: export from this grid area's chain (the "
+                                                 "network chain's exports are written by the node itself)")
     e.set_defaults(func=_period)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -133,11 +138,14 @@ def _genesis_of_home(home: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _open_store(home: Path) -> Iterator[object]:
-    """The home's store; when a running node holds it, a consistent snapshot copy (SQLite's backup API)."""
+def _open_store(home: Path, area: str | None = None) -> Iterator[object]:
+    """The home's store (or an area chain's, in a validator home); when a running node holds it, a consistent
+    snapshot copy (SQLite's backup API)."""
     from stromledger.store import DB_FILE, Store, StoreLocked
 
-    path = home / DB_FILE
+    from nodes.chains import chain_store_path
+
+    path = chain_store_path(home / "data", area) if area else home / DB_FILE
     if not path.exists():
         raise ExportError(f"no ledger database at {path}: is {home} a node home?")
     try:
@@ -180,11 +188,20 @@ def _period(args: argparse.Namespace) -> int:
         print(f"--period: {e}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else home / "data"
+    if args.area:
+        if args.area not in registry.grid_areas:
+            print(f"--area: {args.area} is not a grid area of the genesis", file=sys.stderr)
+            return 2
+        out = Path(args.out) if args.out else home / "data" / "chains" / args.area
+        registry = view(registry, args.area)
     try:
-        with _open_store(home) as store:
+        with _open_store(home, args.area) as store:
             path = export_period(store, registry, period, args.version, out)
     except ExportError as e:
-        print(f"cannot export period {period}: {e}", file=sys.stderr)
+        hint = "" if args.area or "NetworkSeal" not in str(e) else \
+            " (a validator home's ledger is the network chain, whose exports the node writes to data/exports; " \
+            "--area EIC exports from an area chain)"
+        print(f"cannot export period {period}: {e}{hint}", file=sys.stderr)
         return 1
     print(path)
     return 0
