@@ -29,7 +29,7 @@ from stromledger.net import LIGHT, SUBMIT, SYNC
 from stromledger.registry import NETWORK, Registry, committee, scopes_of, view
 
 from .protocol import ErrorReply, LightRequest
-from .runtime import NodeContext
+from .runtime import NodeContext, serve_until_signalled, write_status_every
 from .validator import STATUS_EVERY, Validator
 
 CHECKPOINT = "/stromledger/checkpoint/1"
@@ -156,12 +156,7 @@ class ValidatorChains:
         return {**top, "chains": chains, "checkpoints_pushed": self.checkpoints_pushed, "batches_routed": self.routed}
 
     async def _status_loop(self) -> None:
-        while True:
-            try:
-                self.ctx.write_status(self.status())
-            except OSError as e:
-                self.log.warning("cannot write status: %s", e)
-            await trio.sleep(STATUS_EVERY)
+        await write_status_every(self.ctx, self.status, STATUS_EVERY)
 
 
 def chains_of_meter(genesis: Registry, malo_id: str) -> tuple[str, ...]:
@@ -176,8 +171,6 @@ async def run_chains(ctx: NodeContext) -> int:
     every chain until SIGINT/SIGTERM."""
     from stromledger.store import DB_FILE, Store
 
-    from .runtime import make_network, until_signalled
-
     genesis = ctx.registry
     ctx.config.data_dir.mkdir(parents=True, exist_ok=True)
     stores: list[Store] = []
@@ -191,14 +184,7 @@ async def run_chains(ctx: NodeContext) -> int:
         return store
 
     try:
-        net = make_network(ctx)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(until_signalled, nursery.cancel_scope, ctx.log)
-            async with net:
-                ctx.log.info("listening on %s", net.listen_addr)
-                node = ValidatorChains(ctx, net, open_store)
-                ctx.write_status(node.status())
-                await node.run()
+        await serve_until_signalled(ctx, lambda net: ValidatorChains(ctx, net, open_store))
     finally:
         for store in stores:
             store.close()

@@ -138,18 +138,33 @@ async def run_role(ctx: NodeContext, build: Callable[..., Any]) -> int:
     store = Store.open_home(ctx.config.home)
     try:
         store.check_chain(ctx.chain_id, ctx.registry.hash)
-        net = make_network(ctx)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(until_signalled, nursery.cancel_scope, ctx.log)
-            async with net:
-                ctx.log.info("listening on %s", net.listen_addr)
-                node = build(ctx, store, net)
-                ctx.write_status(node.status())
-                await node.run()
+        await serve_until_signalled(ctx, lambda net: build(ctx, store, net))
     finally:
         store.close()
     ctx.log.info("stopped")
     return 0
+
+
+async def serve_until_signalled(ctx: NodeContext, build: Callable[[Any], Any]) -> None:
+    """Start the network, `build(net)` the node, write its status once, run it until SIGINT/SIGTERM."""
+    net = make_network(ctx)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(until_signalled, nursery.cancel_scope, ctx.log)
+        async with net:
+            ctx.log.info("listening on %s", net.listen_addr)
+            node = build(net)
+            ctx.write_status(node.status())
+            await node.run()
+
+
+async def write_status_every(ctx: NodeContext, status: Callable[[], dict], seconds: float) -> None:
+    """Keep status.json current (what `stromledger status` and the devnet read)."""
+    while True:
+        try:
+            ctx.write_status(status())
+        except OSError as e:
+            ctx.log.warning("cannot write status: %s", e)
+        await trio.sleep(seconds)
 
 
 async def until_signalled(cancel_scope: trio.CancelScope, log: logging.Logger) -> None:

@@ -51,7 +51,7 @@ from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
     SyncRequest, chain_protocol,
 )
-from .runtime import NodeContext, RoleNode
+from .runtime import NodeContext, RoleNode, write_status_every
 
 EVENT_QUEUE = 4096
 FETCH_TIMEOUT = 5.0
@@ -764,12 +764,7 @@ class Validator(RoleNode):
         }
 
     async def _status_loop(self) -> None:
-        while True:
-            try:
-                self.ctx.write_status(self.status())
-            except OSError as e:
-                self.log.warning("cannot write status: %s", e)
-            await trio.sleep(STATUS_EVERY)
+        await write_status_every(self.ctx, self.status, STATUS_EVERY)
 
 
 class _Invalid(Exception):

@@ -38,6 +38,17 @@ def readings(area: Area, period: int, scale: int = 1) -> None:
                      n.reading(TIE, period, 500, 0), n.reading(SWITCH, period, 50)])
 
 
+def both_areas_in(genesis):
+    """Both areas seal period G; the network holds both checkpoints and proposes its first seal."""
+    a1, a2 = Area(genesis, A1), Area(genesis, A2)
+    readings(a1, G)
+    readings(a2, G)
+    net = NetworkLedger(genesis)
+    for area in (a1, a2):
+        assert isinstance(net.add_checkpoint(area.seal()[0]), Certified)
+    return a1, a2, net, net.propose()
+
+
 def test_scopes_views_and_committees(genesis):
     assert scopes(genesis) == (A1, A2, NETWORK)
     assert chain_id(genesis, A1) == "test-chain/area/" + A1 and chain_id(genesis, NETWORK) == "test-chain/network"
@@ -128,13 +139,7 @@ def test_forged_and_foreign_checkpoints_are_refused(genesis):
 
 
 def test_network_seal_from_checkpoints_and_cross_level_invariants(genesis):
-    a1, a2 = Area(genesis, A1), Area(genesis, A2)
-    readings(a1, G)
-    readings(a2, G)
-    net = NetworkLedger(genesis)
-    for area in (a1, a2):
-        assert isinstance(net.add_checkpoint(area.seal()[0]), Certified)
-    outcome = net.propose()
+    a1, a2, net, outcome = both_areas_in(genesis)
     r = outcome.seal.result(G)
     assert r.absent == () and all(u.seal_hash != ABSENT for u in r.areas_used)
     # every cell is the certified area seal's cell; group totals are the sums of the area cells
@@ -199,13 +204,7 @@ def test_network_export_verifies_with_the_genesis_alone_and_catches_tampering(ge
     from stromledger.export import verify_export
     from stromledger.export.network import checkpoint_file, network_export_files
 
-    a1, a2 = Area(genesis, A1), Area(genesis, A2)
-    readings(a1, G)
-    readings(a2, G)
-    net = NetworkLedger(genesis)
-    for area in (a1, a2):
-        net.add_checkpoint(area.seal()[0])
-    outcome = net.propose()
+    _, _, net, outcome = both_areas_in(genesis)
     cert = CommitCertificate.decode(certify(genesis, NETWORK, outcome.seal_bytes, G))
     pool = {h: cp.data for h, cp in net.checkpoints.items()}
     files = network_export_files(genesis, outcome.seal_bytes, cert, G, pool)
