@@ -51,6 +51,9 @@ Semantics shared by every implementation:
   ``requests_out``, ``rejected_unauthorized``, ``rejected_oversize``,
   ``rejected_malformed``, ``handler_errors``, ``dropped``, ``dial_failures``,
   ``reconnects``, ``remote_stream_ends`` (p2p: a peer ended our one-way stream).
+  p2p adds the admission counters: ``refused_unregistered``,
+  ``refused_outsider_slots``, ``refused_address_slots``, ``refused_outsider_protocol``,
+  ``handshakes_failed``, ``rejected_frame_timeout``, ``rejected_over_budget``.
 """
 
 from __future__ import annotations
