@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 from libp2p.abc import INotifee
 from libp2p.custom_types import TProtocol
 from libp2p.host.ping import ID as PING_ID
@@ -139,8 +140,11 @@ async def test_idle_sockets_cannot_take_the_operators_slots() -> None:
     with trio.fail_after(TIMEOUT):
         async with server_and(operator, budgets=budgets) as server:
             port = int(server.listen_addr.rsplit("/", 1)[1])
-            idle = [await trio.open_tcp_stream("127.0.0.1", port, local_address=OUTSIDER_SOURCE)
-                    for _ in range(3)]
+            idle = []
+            for _ in range(3):  # one by one: each has taken its slot before the next connects
+                idle.append(await trio.open_tcp_stream("127.0.0.1", port, local_address=OUTSIDER_SOURCE))
+                await trio.testing.wait_all_tasks_blocked()
+            assert server.outsiders.by_address[OUTSIDER_SOURCE] == 3
             extra = await trio.open_tcp_stream("127.0.0.1", port, local_address=OUTSIDER_SOURCE)
             assert await extra.receive_some(100) == b""  # over the per-address cap: closed at once
             assert server.stats["refused_address_slots"] == 1
@@ -183,6 +187,8 @@ async def test_half_sent_frames_are_bounded_and_dropped_at_their_deadline() -> N
         async with server_and(operator, budgets=budgets) as server:
             assert await operator.request(server.local_key, SUBMIT, b"a", timeout=5) == b"ok:a"  # connected
             first = await _stalled_frame(operator, server, 3 * MiB, 1000)
+            await trio.testing.wait_all_tasks_blocked()  # the server has read its header
+            assert server.inflight.by_peer[operator.local_key] == 3 * MiB
             second = await _stalled_frame(operator, server, 3 * MiB, 1000)
             await _until_reset(second)  # 3 + 3 MiB > the peer's 5 MiB: refused at once
             assert server.stats["rejected_over_budget"] == 1
