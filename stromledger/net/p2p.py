@@ -20,8 +20,9 @@ off, requests fail fast with ``PeerUnreachable("backoff")`` and queued one-way
 messages are dropped). ``add_peer`` again (new or same address) clears the
 backoff. Only the address given here is ever dialed.
 
-Admission, per connection: a peer is *admitted* if one of our routes'
-``allowed`` admits its key or it is in our peer table. Any other peer is an
+Admission, per connection: a peer is *admitted* if ``admit`` (the node's
+registry keys) or one of our routes' ``allowed`` admits its key, or it is
+in our peer table. Any other peer is an
 outsider: right after its Noise handshake it may only negotiate our own
 protocols, each answered (after its first frame, or a short timeout) with
 ``ERR unauthorized``; identify and ping are not offered to it; and its
@@ -65,7 +66,7 @@ from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicat
 
 from . import wire
 from .admission import Budgets, ByteBudget, Outsiders, RefusalLog
-from .base import Allowed, Handler, Network, PeerKey, Route, check_key, check_protocol
+from .base import Allowed, Handler, Network, PeerKey, Route, admitted, check_key, check_protocol
 from .errors import (
     FrameError,
     FrameTimeout,
@@ -152,6 +153,7 @@ class P2PNetwork(Network):
         backoff_cap: float = BACKOFF_CAP,
         close_timeout: float = CLOSE_TIMEOUT,
         budgets: Budgets = Budgets(),
+        admit: Allowed | None = None,
     ) -> None:
         key_pair = key_pair_from_seed(seed)
         self.local_key: PeerKey = public_key_of(key_pair)
@@ -165,6 +167,7 @@ class P2PNetwork(Network):
             handshake_timeout=budgets.handshake_timeout,
         )
         self.budgets = budgets
+        self._admit = admit
         self.outsiders = Outsiders(budgets)
         self.inflight = ByteBudget(budgets.inflight_per_peer, budgets.inflight_total)
         self._refusals = RefusalLog(log, self.stats, budgets.refusal_log_every, trio.current_time)
@@ -295,10 +298,12 @@ class P2PNetwork(Network):
         return peers
 
     def _admits_connection(self, peer_key: PeerKey | None) -> bool:
-        """A peer we dial, or one some protocol of ours admits, may stay connected."""
+        """A peer we dial, one ``admit`` names (the registry) or one some protocol of ours admits."""
         if peer_key is None:
             return False
-        return peer_key in self._peers or any(r.admits(peer_key) for r in self._routes.values())
+        if peer_key in self._peers or admitted(self._admit, peer_key):
+            return True
+        return any(r.admits(peer_key) for r in self._routes.values())
 
     def _peer(self, peer_key: PeerKey) -> _Peer:
         if not self._running:

@@ -69,9 +69,10 @@ class Watch(INotifee):
 
 
 @asynccontextmanager
-async def server_and(*clients: P2PNetwork, budgets: Budgets = Budgets()) -> AsyncIterator[P2PNetwork]:
+async def server_and(*clients: P2PNetwork, budgets: Budgets = Budgets(),
+                     admit=None) -> AsyncIterator[P2PNetwork]:  # type: ignore[no-untyped-def]
     """A server admitting only seed(2) (the operator) on LIGHT and SUBMIT; every client knows where it is."""
-    server = P2PNetwork(seed(1), budgets=budgets)
+    server = P2PNetwork(seed(1), budgets=budgets, admit=admit)
     operator = P2PNetwork(seed(2)).local_key
     for protocol in (LIGHT, SUBMIT):
         server.set_handler(protocol, answer, allowed={operator}.__contains__)
@@ -109,6 +110,18 @@ async def test_outsider_is_refused_with_its_reason_and_disconnected_within_a_sec
             assert server.stats["refused_unregistered"] == 1
             assert server.stats["rejected_unauthorized"] == 1
             assert server.outsiders.total == 0
+
+
+@pytest.mark.trio
+async def test_a_registry_key_stays_connected_even_where_a_protocol_refuses_it() -> None:
+    validator = P2PNetwork(seed(3))  # registered, but not for LIGHT on this server
+    with trio.fail_after(TIMEOUT):
+        async with server_and(validator, admit={validator.local_key}.__contains__) as server:
+            with pytest.raises(RemoteError) as refused:
+                await validator.request(server.local_key, LIGHT, b"hello", timeout=5)
+            assert refused.value.reason == "unauthorized"
+            assert server.connected_peers() == {validator.local_key}
+            assert server.stats["refused_unregistered"] == 0 and server.stats["rejected_unauthorized"] == 1
 
 
 @pytest.mark.trio
