@@ -56,6 +56,7 @@ from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.host.exceptions import StreamFailure
 from libp2p.abc import IMuxedConn, IRawConnection
+from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.swarm import Swarm
@@ -179,6 +180,7 @@ class P2PNetwork(Network):
         self._swarm.set_stream_handler(self._route_stream)
         self._libp2p_upgrade = self._swarm.upgrade_inbound_raw_conn
         self._swarm.upgrade_inbound_raw_conn = self._upgrade_inbound  # type: ignore[method-assign]
+        self._swarm._do_handle_inbound_connection = self._hold_inbound  # type: ignore[method-assign]
         self._no_identify_for_outsiders()
         self._max_frame = max_frame
         self._queue_size = queue_size
@@ -373,6 +375,27 @@ class P2PNetwork(Network):
                 log.debug("disconnect %s failed", pid, exc_info=True)
 
     # -- admission (server side) -------------------------------------------
+
+    async def _hold_inbound(self, read_write_closer: Any, maddr: multiaddr.Multiaddr, failure_event: Any) -> None:
+        """libp2p's inbound handler, holding its inbound slot while the connection lives.
+
+        py-libp2p's own handler waits for the *swarm* to stop after a
+        successful upgrade, so every inbound connection ever accepted keeps
+        one of the 250 inbound slots after it closed: 250 handshakes (an
+        evicted outsider's included) and nobody could connect any more.
+        """
+        raw_conn = RawConnection(read_write_closer, False)
+        try:
+            muxed = await self._swarm.upgrade_inbound_raw_conn(raw_conn, maddr)
+        except Exception as exc:
+            log.debug("inbound connection from %s not upgraded: %r", maddr, exc)
+            await self._quietly(raw_conn.close)
+            return
+        closed = getattr(muxed, "event_closed", None)
+        if isinstance(closed, trio.Event):
+            await closed.wait()
+        else:  # another muxer: libp2p's own behaviour
+            await self._swarm.manager.wait_finished()
 
     async def _upgrade_inbound(self, raw_conn: IRawConnection, maddr: multiaddr.Multiaddr) -> IMuxedConn:
         """libp2p's inbound upgrade (Noise, yamux), inside an outsider slot.
