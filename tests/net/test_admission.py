@@ -24,7 +24,7 @@ from libp2p.identity.identify.identify import ID as IDENTIFY_ID
 from libp2p.network.stream.exceptions import StreamEOF, StreamError
 
 from stromledger.net import LIGHT, SUBMIT, RemoteError
-from stromledger.net.admission import Budgets, RefusalLog
+from stromledger.net.admission import Budgets, ByteBudget, Outsiders, RefusalLog
 from stromledger.net.identity import libp2p_id
 from stromledger.net.p2p import P2PNetwork
 
@@ -237,3 +237,21 @@ def test_budgets_refuse_nonsense() -> None:
         Budgets(frame_deadline=0)
     with pytest.raises(ValueError, match="per_address"):
         Budgets(outsider_slots=2, outsider_slots_per_address=3)
+
+
+def test_outsider_slots_are_shared_and_capped_per_address() -> None:
+    slots = Outsiders(Budgets(outsider_slots=3, outsider_slots_per_address=2))
+    assert [slots.take("10.0.0.1"), slots.take("10.0.0.1"), slots.take("10.0.0.1")] == [None, None, "address_slots"]
+    assert slots.take("10.0.0.2") is None
+    assert slots.take("10.0.0.3") == "outsider_slots"  # all three taken, whoever asks
+    slots.give_back("10.0.0.1")
+    assert slots.take("10.0.0.3") is None and slots.total == 3
+
+
+def test_inflight_bytes_are_bounded_per_peer_and_in_total() -> None:
+    budget = ByteBudget(per_peer=10, total=15)
+    a, b, c = budget.for_peer(b"a"), budget.for_peer(b"b"), budget.for_peer(b"c")
+    assert a.reserve(8) is None and a.reserve(3) == "peer_inflight"
+    assert b.reserve(7) is None and c.reserve(1) == "total_inflight"
+    a.release(8)
+    assert c.reserve(1) is None and budget.total == 8 and dict(budget.by_peer) == {b"b": 7, b"c": 1}
