@@ -22,9 +22,8 @@ backoff. Only the address given here is ever dialed.
 
 Admission, per connection: a peer is *admitted* if ``admit`` (the node's
 registry keys) or one of our routes' ``allowed`` admits its key, or it is
-in our peer table. Any other peer is an
-outsider: right after its Noise handshake it may only negotiate our own
-protocols, each answered (after its first frame, or a short timeout) with
+in our peer table. Any other peer is an outsider: right after its Noise
+handshake it may only negotiate our own protocols, each answered (after its first frame, or a short timeout) with
 ``ERR unauthorized``; identify and ping are not offered to it; and its
 connection is closed once that answer is out, or after ``refusal_grace``.
 Handshaking connections and outsiders share a few slots (``admission``),
@@ -52,10 +51,9 @@ from typing import Any
 
 import multiaddr
 import trio
-from libp2p.abc import INetStream
+from libp2p.abc import IMuxedConn, INetStream, IRawConnection
 from libp2p.custom_types import TProtocol
 from libp2p.host.exceptions import StreamFailure
-from libp2p.abc import IMuxedConn, IRawConnection
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream.exceptions import StreamEOF

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import multiaddr
 import pytest
 import trio
 import trio.testing
@@ -22,6 +23,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.host.ping import ID as PING_ID
 from libp2p.identity.identify.identify import ID as IDENTIFY_ID
 from libp2p.network.stream.exceptions import StreamEOF, StreamError
+from libp2p.peer.peerinfo import PeerInfo
 
 from stromledger.net import LIGHT, SUBMIT, RemoteError
 from stromledger.net.admission import Budgets, ByteBudget, Outsiders, RefusalLog
@@ -136,9 +138,6 @@ async def test_silent_outsider_is_disconnected_and_gets_no_identify_or_ping() ->
         async with server_and(outsider) as server:
             host = outsider.host
             pid = libp2p_id(server.local_key)
-            from libp2p.peer.peerinfo import PeerInfo
-            import multiaddr
-
             await host.connect(PeerInfo(pid, [multiaddr.Multiaddr(server.listen_addr)]))
             for protocol in (PING_ID, IDENTIFY_ID):
                 with pytest.raises(Exception):
