@@ -132,7 +132,8 @@ class BalancingGroupNode(RoleNode):
         self.poll = max(0.2, min(5.0, self.reg.period_seconds / 10))
         self.validators = [p.key for p in ctx.config.peers if p.key != key] or list(self.reg.validator_keys())
         self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log,
-                             period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout)
+                             period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout,
+                             correction_window=self.reg.correction_window)
         self.state = self._load_state()
         v = store.get_meta("bg.next_schedule")
         self.next_schedule = int(v.decode()) if v else self.reg.genesis_period
