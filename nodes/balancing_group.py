@@ -49,6 +49,7 @@ from stromledger.net import SYNC, NetError, Network
 
 from .feed import devnet_trades, own_schedules
 from .light import LightError, verify_commit
+from .health import gate_closed_period, health_fields
 from .meter_point import REQUEST_TIMEOUT, Outbox, batch_refused, log_receipt, reason_label
 from .protocol import MAX_SYNC, BatchReply, BatchRequest, ErrorReply, SyncReply, SyncRequest
 from .runtime import NodeContext, RoleNode, run_role
@@ -436,7 +437,10 @@ class BalancingGroupNode(RoleNode):
             "results": self.results,
             "discrepancies": self.discrepancies[-5:],
             "pending": len(self.outbox),
-            "halted": self.halted,
+            "halted_reason": self.halted,
+            **health_fields(self.net.connected_peers(), self.reg, self.ctx.key.public,
+                            behind_periods=gate_closed_period(self.reg, self.clock()) - self.next_height + 1,
+                            halted=self.halted is not None),
         }
 
     async def run(self) -> None:

@@ -41,6 +41,7 @@ from stromledger.net import LIGHT, MAX_FRAME, SUBMIT, FrameTooLarge, NetError, N
 from stromledger.registry import Registry
 
 from .feed import InboxError, InboxFeed, SimulatedFeed
+from .health import gate_closed_period, health_fields
 from .light import Failure, LightCheck, LightError, latest_readings, verify_light_reply
 from .protocol import MAX_LIGHT_IDS, ErrorReply, LightReply, LightRequest
 from .runtime import NodeContext, RoleNode, run_role
@@ -614,6 +615,9 @@ class MeterPointNode(RoleNode):
             "retrying": self.outbox.retrying(),
             "inbox_held": len(self._inbox_held),
             "last_submit_error": self.outbox.last_error or None,
+            **health_fields(self.net.connected_peers(), self.reg, self.ctx.key.public,
+                            behind_periods=min(self.sent_through, gate_closed_period(self.reg, self.clock()))
+                            - self.verify_from + 1, halted=False),
         }
 
     async def run(self) -> None:

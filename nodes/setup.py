@@ -30,6 +30,7 @@ from stromledger.keys import write_key_file
 from stromledger.periods import Period
 from stromledger.registry import GenesisError, Registry, load_genesis
 
+from .health import genesis_countdown, health_problems
 from .home import ROLES, NodeConfig, Peer, load_config
 
 GENESIS_FILE = "genesis.toml"
@@ -347,9 +348,12 @@ def home_status(home: str | Path, now: int) -> dict[str, Any]:
     out["node"] = node_liveness(status, now)
     out["status"] = status
     out["ledger"] = ledger_summary(config.home, registry)
-    if registry is not None and status and isinstance(status.get("peers"), list):
+    keys = (status or {}).get("peer_keys")
+    if registry is not None and isinstance(keys, list) and out["node"]["running"]:  # a stopped node has no peers
         names = party_names(registry)
-        out["peer_names"] = [names.get(k, f"{k[:16]} (unknown)") for k in status["peers"]]
+        out["peer_names"] = [names.get(k, f"{k[:16]} (unknown)") for k in keys]
+    out["problems"] = health_problems(config.role, out["node"], status, registry, now)
+    out["genesis_countdown"] = genesis_countdown(registry, now)
     return out
 
 
