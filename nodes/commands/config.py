@@ -14,7 +14,7 @@ encrypted one needs $STROMLEDGER_PASSPHRASE), the genesis, that the key is regis
 the configured role, the listen address and peers, and that the ledger database (if any) belongs to this
 genesis. Prints one line per check; every problem is one line saying what to do.
 
-Exit status: 0 the home is fine, 2 a problem was found."""
+Exit status: 0 the home is fine, 1 a problem was found, 2 DIR is not a node home (no config.toml)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -114,4 +114,6 @@ def _check(args: argparse.Namespace) -> int:
         print(f"ok       {line}")
     for line in problems:
         print(f"PROBLEM  {line}", file=sys.stderr)
-    return 2 if problems else 0
+    if problems and not (Path(args.home) / "config.toml").exists():
+        return 2
+    return 1 if problems else 0

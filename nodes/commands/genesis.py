@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from nodes.datagen.devnet_genesis import DEVNET_PERIOD_SECONDS
 from stromledger.periods import format_utc, iso_duration
 from stromledger.registry import Registry, check_genesis
 
@@ -40,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--balancing-groups", type=int, default=3, help="supplier balancing groups, besides one "
                                                                       "loss group per area (default 3)")
     make.add_argument("--meters", type=int, default=200, help="meter points, tie lines included (default 200)")
-    make.add_argument("--period-seconds", type=int, default=10, help="settlement period length (default 10)")
+    make.add_argument("--period-seconds", type=int, default=DEVNET_PERIOD_SECONDS, metavar="SECONDS",
+                      help=f"settlement period length (default {DEVNET_PERIOD_SECONDS}, as `stromledger devnet`)")
     make.add_argument("--seed", type=int, default=1, help="seed for the generated mix (default 1)")
     make.add_argument("--genesis", help="UTC start of the first period, e.g. 2026-01-01T00:00:00Z "
                                         "(default 2026-01-01T00:00:00Z)")

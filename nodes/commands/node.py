@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Runs the validator, balancing-group or meter-point node set up in --home (see "
                     "`stromledger init`). Logs go to stderr; the node keeps data/status.json current for "
                     "`stromledger status`. SIGINT or SIGTERM stops it cleanly; it resumes where it stopped. "
-                    "An encrypted key file needs its passphrase in $STROMLEDGER_PASSPHRASE.")
+                    "An encrypted key file needs its passphrase in $STROMLEDGER_PASSPHRASE. Exit status: 0 "
+                    "stopped cleanly, 1 it could not run (store or port in use, database of another genesis), "
+                    "2 DIR is not a usable node home (config.toml, key or genesis; nothing was started).")
     run.add_argument("--home", required=True, metavar="DIR", help="the node's home directory")
     run.set_defaults(func=_run)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
@@ -36,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         ctx = open_context(args.home)  # config.toml is checked against its schema here, before any port opens
     except (ConfigError, KeyFileError, GenesisError, OSError) as e:
         print(f"cannot start the node in {args.home}: {e}", file=sys.stderr)
-        return 1
+        return 2
     module = importlib.import_module(ROLE_MODULES[ctx.config.role])
     try:
         return int(trio.run(module.run, ctx) or 0)

@@ -60,8 +60,8 @@ from or the to group; a trade counts once both groups' operators signed the same
   period      as above; up to the genesis' schedule_horizon_periods ahead, before the period is sealed
   wh          the energy, whole Wh (at least 1)
 
-Exit status: 0 if every item was accepted (or was a duplicate), 1 if the validator rejected anything,
-2 if the input is wrong or no validator could be reached.
+Exit status: 0 if every item was accepted (or was a duplicate), 1 if the validator rejected anything or
+no validator could be reached, 2 if the input is wrong.
 
 Examples:
   stromledger submit --home ~/mop-node data/inbox/2026-11-21T1000.batch
@@ -230,7 +230,7 @@ async def send_all(net, validators: Sequence[bytes], chain_id: str, batches: Seq
             validator, receipt = await submit_batch(net, validators, data, chain_id, timeout=timeout)
         except SubmitFailed as e:
             print(f"{name}: NOT SENT: no validator took it: {e}", file=out)
-            status = 2
+            status = 1
             continue
         batch = BatchMsg.decode(data)
         head = f"{name}: batch {receipt.batch.hex()[:16]} -> validator {validator.hex()[:16]}:"

@@ -139,7 +139,8 @@ async def test_a_caught_up_commit_has_no_gate_latency(tmp_path, caplog):
     def decided(h: int) -> ev.Decide:
         seal = elsewhere.propose().seal_bytes
         elsewhere.commit(seal)
-        votes = [sign_vote(Precommit, devnet_key(f"validator-{i}"), reg.chain_id, h, 0, sha256(seal)) for i in (2, 3, 4)]
+        votes = [sign_vote(Precommit, devnet_key(f"validator-{i}"), reg.chain_id, h, 0, sha256(seal))
+                 for i in (2, 3, 4)]
         return ev.Decide(h, seal, build_certificate(h, 0, sha256(seal), votes, ValidatorSet(reg.validator_keys())))
 
     key = devnet_key("validator-1")
