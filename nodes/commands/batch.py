@@ -57,17 +57,10 @@ def write_batch_files(batches: list[bytes], out: Path, period_seconds: int) -> l
 
 
 def _make(args: argparse.Namespace) -> int:
-    from nodes.home import ConfigError
-    from nodes.runtime import open_context
-    from stromledger.keys import KeyFileError
-    from stromledger.registry import GenesisError
+    from .submit import InputError, csv_batches, open_home
 
-    from .submit import InputError, csv_batches
-
-    try:
-        ctx = open_context(args.home)
-    except (ConfigError, KeyFileError, GenesisError, OSError) as e:
-        print(f"cannot open the node home {args.home}: {e}", file=sys.stderr)
+    ctx = open_home(args.home)
+    if ctx is None:
         return 2
     if args.out:
         out = Path(args.out)

@@ -281,18 +281,27 @@ def csv_batches(args: argparse.Namespace, ctx) -> list[tuple[str, bytes]]:
     return [(f"{source}[{i + 1}/{len(made)}]", b) for i, b in enumerate(made)]
 
 
-def _main(args: argparse.Namespace) -> int:
-    import trio
-
+def open_home(home: str):
+    """The home's NodeContext (config, key, genesis), or None after saying on stderr why it cannot be used."""
     from nodes.home import ConfigError
-    from nodes.runtime import make_network, open_context
+    from nodes.runtime import open_context
     from stromledger.keys import KeyFileError
     from stromledger.registry import GenesisError
 
     try:
-        ctx = open_context(args.home)
+        return open_context(home)
     except (ConfigError, KeyFileError, GenesisError, OSError) as e:
-        print(f"cannot open the node home {args.home}: {e}", file=sys.stderr)
+        print(f"cannot open the node home {home}: {e}", file=sys.stderr)
+        return None
+
+
+def _main(args: argparse.Namespace) -> int:
+    import trio
+
+    from nodes.runtime import make_network
+
+    ctx = open_home(args.home)
+    if ctx is None:
         return 2
     reg = ctx.registry
     try:
