@@ -195,6 +195,20 @@ async def test_inbox_holds_future_batches_retries_and_keeps_only_final_refusals(
         node.store.close()
 
 
+async def test_a_future_refusal_becomes_final_once_its_period_cannot_settle(tmp_path):
+    async with MemoryHub() as hub:
+        clock = Clock((G + REG.correction_window + 3) * PS)  # G is past the correction window by our clock
+        StandIn(hub.endpoint(VKEYS[0].public), Clock(G * PS - 1))  # a validator whose clock is far behind
+        node = open_node(hub, tmp_path, clock, feed="inbox")
+        (node.feed.directory / "old.batch").write_bytes(
+            make_batch(OPERATORS[0], REG.chain_id, FEED.readings(G, node.meters[:2])).encode())
+        assert node.take_inbox() == 1
+        await node.flush()
+        assert node.status()["retrying"] == 0 and node.feed.pending() == []
+        assert "period_in_future" in (node.feed.refused_dir / "old.batch.reason").read_text()
+        node.store.close()
+
+
 async def test_submit_command_signs_a_csv_and_prints_the_receipt(tmp_path, capsys):
     meters = own_meters(REG, OPERATORS[0].public)[:3]
     keys = tmp_path / "keys"
