@@ -9,12 +9,15 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("protocol", help="wire protocol tools (test vectors)",
-                       description="Tools for implementers of the wire protocol described in docs/protocol.md.")
+                       description="Tools for implementers of the wire protocol described in docs/protocol.md. "
+                                   "Exit status: 2 without an action.")
     ps = p.add_subparsers(dest="protocol_command", metavar="ACTION")
     vectors = ps.add_parser("vectors", help="write the protocol test vectors (docs/vectors/ holds a copy)",
                             description="Write keys, frames, canonical encodings, signing inputs, signatures, "
-                                        "a light reply with its proofs, and the message schemas, as JSON.")
-    vectors.add_argument("--out", required=True, help="directory to write the vector files into")
+                                        "a light reply with its proofs, and the message schemas, as JSON (and "
+                                        "SCHEMAS.md) into DIR, creating it. Exit status: 0 written, 1 DIR cannot "
+                                        "be written.")
+    vectors.add_argument("--out", required=True, metavar="DIR", help="directory to write the vector files into")
     vectors.set_defaults(func=_vectors)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
