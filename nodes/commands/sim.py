@@ -54,7 +54,7 @@ def register(subparsers) -> None:
     p.add_argument("--value-bytes", type=int, default=256, metavar="B", help="size of proposed values (default 256)")
     p.add_argument("--areas", type=int, default=0, metavar="K",
                    help="simulate the hierarchy: K area committees and the network committee (default 0: one chain)")
-    p.add_argument("--network-validators", type=int, default=None, metavar="M",
+    p.add_argument("--network-validators", type=int, default=None, metavar="N",
                    help="with --areas: validators of the network committee (default N)")
     p.add_argument("--stalled", type=int, default=1, metavar="S",
                    help="with --areas: areas whose checkpoints come after the network's deadline (default 1)")
@@ -67,6 +67,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from rich.console import Console
+
+    from nodes.progress import progress_bar
 
     console = Console()
     n, f = args.validators, args.byzantine
@@ -85,7 +87,8 @@ def run(args) -> int:
                      faults=args.faults, heights=args.heights, height_interval_ms=args.interval_ms,
                      value_bytes=args.value_bytes)
     started = time.perf_counter()
-    summary = run_seeds(base, range(args.seed_base, args.seed_base + args.seeds))
+    with progress_bar(f"{args.seeds} seeds", total=args.seeds) as bar:
+        summary = run_seeds(base, range(args.seed_base, args.seed_base + args.seeds), progress=lambda _: bar.advance())
     console.print(summary_table(summary, args, time.perf_counter() - started))
     for seed, v in summary.examples:
         console.print(f"  seed {seed}: {v}")
