@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 import trio
 
-from stromledger.cascade import Rejection, check_batch, make_batch
+from stromledger.cascade import Reason, Receipt, Rejection, check_batch, make_batch
 from stromledger.cascade.ledger import READING, SCHEDULE, Admission
 from stromledger.codec import CodecError
 from stromledger.consensus.config import ConsensusConfig
@@ -116,10 +116,16 @@ class ValidatorChains:
                 continue
             sub = make_batch(self.ctx.key, chain.chain_id, readings, schedules).encode()
             try:
-                await chain._on_submit(self.ctx.key.public, sub)
+                answer = Receipt.decode(await chain._on_submit(self.ctx.key.public, sub))
             except RuntimeError as e:  # the chain stopped under us (shutting down): the submitter retries
                 self.log.warning("batch %s not passed to chain %s: %s", checked.digest.hex()[:12], scope, e)
                 return ErrorReply("unavailable", "the validator is shutting down").encode()
+            if answer.batch_reason:
+                # A chain refused its part as a whole (e.g. a reading for a period that has not begun): so is
+                # the batch, so that the submitter sends it again; parts other chains kept come back as
+                # harmless duplicates.
+                why = Reason(answer.batch_reason)
+                out.refused = Rejection(why, f"chain {scope} refused its part: {why.label}")
         self.routed += 1
         return out.receipt(self.ctx.key, genesis.chain_id).encode()
 

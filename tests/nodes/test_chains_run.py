@@ -16,7 +16,7 @@ from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, meter_labe
 from nodes.home import NodeConfig
 from nodes.protocol import chain_protocol
 from nodes.runtime import NodeContext
-from stromledger.cascade import PeriodSeal, Receipt, make_batch, sign_reading
+from stromledger.cascade import PeriodSeal, Reason, Receipt, make_batch, sign_reading
 from stromledger.chains import Checkpoint, NetworkSeal
 from stromledger.codec import decode
 from stromledger.consensus.config import ConsensusConfig
@@ -143,5 +143,46 @@ async def test_hostile_checkpoints_get_a_reason_and_change_nothing(tmp_path):
         await chains._on_checkpoint(other, Checkpoint("10YDE-NOSUCH--K", b"", b"", ()).encode())
     assert ctx.rejections["checkpoint_malformed"] == 2 and ctx.rejections["checkpoint_unknown_scope"] == 1
     assert not chains.network.ledger.checkpoints
+    for s in stores:
+        s.close()
+
+
+@pytest.mark.trio
+async def test_a_genesis_batch_is_routed_to_its_chains_and_a_refusal_comes_back(tmp_path):
+    start = int(time.time()) - 600  # genesis 10 minutes ago: the current period is settleable
+    genesis = devnet_registry(validators=4, balancing_groups=2, meters=24, period_seconds=60, genesis_start=start,
+                              chain_id="test-chains-route")
+    key = devnet_key("validator-1")
+    operator = devnet_key("meter-operator-1")
+    ctx = NodeContext(config=NodeConfig(home=tmp_path, role="validator", name="validator-1"), key=key,
+                      registry=genesis, log=logging.getLogger("test.route"))
+    stores = []
+
+    def open_store(scope):
+        stores.append(Store(tmp_path / "chains" / f"{scope}.sqlite3"))
+        return stores[-1]
+
+    now_period = int(time.time()) // 60
+    operated = [m for m in genesis.meter_points.values() if m.meter_operator == next(
+        o.name for o in genesis.meter_operators.values() if o.public_key == operator.public)]
+
+    def batch(period):
+        return make_batch(operator, genesis.chain_id, [
+            sign_reading(devnet_key(meter_label(m.malo_id)), genesis.chain_id, m.malo_id, period, 1, 0)
+            for m in operated]).encode()
+
+    async with MemoryHub() as hub:
+        chains = ValidatorChains(ctx, hub.endpoint(key.public), open_store, write_exports=False)
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(chains.serve)
+                receipt = Receipt.decode(await chains._on_submit(operator.public, batch(now_period)))
+                assert receipt.batch_reason == 0 and receipt.accepted == len(operated)
+                kept = {area: len(c.ledger.acceptor.batches) for area, c in chains.chains.items()}
+                areas_hit = {a for m in operated for a in (m.grid_area, m.area_out, m.area_in) if a}
+                assert {a for a, n in kept.items() if n} == areas_hit  # each area chain got its readings
+                early = Receipt.decode(await chains._on_submit(operator.public, batch(now_period + 5)))
+                assert early.batch_reason == int(Reason.PERIOD_IN_FUTURE)  # refused: the operator sends it again
+                nursery.cancel_scope.cancel()
     for s in stores:
         s.close()
