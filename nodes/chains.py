@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 import trio
 
 from stromledger.cascade import Reason, Receipt, Rejection, check_batch, make_batch
+from stromledger.cascade.checks import CheckedBatch
 from stromledger.cascade.ledger import READING, SCHEDULE, Admission
 from stromledger.codec import CodecError
 from stromledger.consensus.config import ConsensusConfig
@@ -114,9 +115,12 @@ class ValidatorChains:
                 self.log.warning("batch %s: %d item(s) for chain %s, which this validator does not serve",
                                  checked.digest.hex()[:12], len(readings) + len(schedules), scope)
                 continue
-            sub = make_batch(self.ctx.key, chain.chain_id, readings, schedules).encode()
+            sub = make_batch(self.ctx.key, chain.chain_id, readings, schedules)
+            data = sub.encode()
+            # every item passed the genesis-level check, which is the view's (same keys, limits, signing id)
+            verdicts = CheckedBatch.of(sha256(data), sub, (None,) * len(readings), (None,) * len(schedules))
             try:
-                answer = Receipt.decode(await chain._on_submit(self.ctx.key.public, sub))
+                answer = Receipt.decode(await chain._on_submit(self.ctx.key.public, data, verdicts))
             except RuntimeError as e:  # the chain stopped under us (shutting down): the submitter retries
                 self.log.warning("batch %s not passed to chain %s: %s", checked.digest.hex()[:12], scope, e)
                 return ErrorReply("unavailable", "the validator is shutting down").encode()

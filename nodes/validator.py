@@ -616,8 +616,11 @@ class Validator(RoleNode):
         periods = sorted(set(checked.reading_periods) | set(checked.schedule_periods))
         self.store.put_batch(checked.digest, data, int(self.clock()), periods)
 
-    async def _on_submit(self, peer: bytes, payload: bytes) -> bytes:
-        checked = await trio.to_thread.run_sync(self._check, payload)
+    async def _on_submit(self, peer: bytes, payload: bytes, checked: Optional[CheckedBatch] = None) -> bytes:
+        """A submitted batch; `checked`: its verdicts when this process already checked every item (the
+        genesis-level router, nodes/chains.py), so no signature is verified twice."""
+        if checked is None:
+            checked = await trio.to_thread.run_sync(self._check, payload)
         async with self._lock:
             admission = self.ledger.admit(checked if isinstance(checked, CheckedBatch) else payload,
                                           self._now_period())
