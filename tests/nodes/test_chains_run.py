@@ -122,21 +122,26 @@ async def test_area_chains_checkpoint_into_the_network_chain(tmp_path):
         s.close()
 
 
-@pytest.mark.trio
-async def test_hostile_checkpoints_get_a_reason_and_change_nothing(tmp_path):
-    genesis = devnet_registry(validators=4, balancing_groups=2, meters=12, period_seconds=60,
-                              genesis_start=int(time.time()) + 3600, chain_id="test-chains-hostile")
+def validator_1(tmp_path, genesis, hub):
+    """validator-1's process (every chain it sits on) on the hub, not yet serving: (ctx, chains, stores)."""
     key = devnet_key("validator-1")
     ctx = NodeContext(config=NodeConfig(home=tmp_path, role="validator", name="validator-1"), key=key,
-                      registry=genesis, log=logging.getLogger("test.hostile"))
+                      registry=genesis, log=logging.getLogger("test.chains"))
     stores = []
 
     def open_store(scope):
         stores.append(Store(tmp_path / "chains" / f"{scope}.sqlite3"))
         return stores[-1]
 
+    return ctx, ValidatorChains(ctx, hub.endpoint(key.public), open_store, write_exports=False), stores
+
+
+@pytest.mark.trio
+async def test_hostile_checkpoints_get_a_reason_and_change_nothing(tmp_path):
+    genesis = devnet_registry(validators=4, balancing_groups=2, meters=12, period_seconds=60,
+                              genesis_start=int(time.time()) + 3600, chain_id="test-chains-hostile")
     async with MemoryHub() as hub:
-        chains = ValidatorChains(ctx, hub.endpoint(key.public), open_store, write_exports=False)
+        ctx, chains, stores = validator_1(tmp_path, genesis, hub)
         other = devnet_key("validator-2").public
         await chains._on_checkpoint(other, b"\x92\x28\xc0")  # the checkpoint tag, then garbage
         await chains._on_checkpoint(other, b"not msgpack at all")
@@ -152,16 +157,7 @@ async def test_a_genesis_batch_is_routed_to_its_chains_and_a_refusal_comes_back(
     start = int(time.time()) - 600  # genesis 10 minutes ago: the current period is settleable
     genesis = devnet_registry(validators=4, balancing_groups=2, meters=24, period_seconds=60, genesis_start=start,
                               chain_id="test-chains-route")
-    key = devnet_key("validator-1")
     operator = devnet_key("meter-operator-1")
-    ctx = NodeContext(config=NodeConfig(home=tmp_path, role="validator", name="validator-1"), key=key,
-                      registry=genesis, log=logging.getLogger("test.route"))
-    stores = []
-
-    def open_store(scope):
-        stores.append(Store(tmp_path / "chains" / f"{scope}.sqlite3"))
-        return stores[-1]
-
     now_period = int(time.time()) // 60
     operated = [m for m in genesis.meter_points.values() if m.meter_operator == next(
         o.name for o in genesis.meter_operators.values() if o.public_key == operator.public)]
@@ -172,7 +168,7 @@ async def test_a_genesis_batch_is_routed_to_its_chains_and_a_refusal_comes_back(
             for m in operated]).encode()
 
     async with MemoryHub() as hub:
-        chains = ValidatorChains(ctx, hub.endpoint(key.public), open_store, write_exports=False)
+        _, chains, stores = validator_1(tmp_path, genesis, hub)
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
                 await nursery.start(chains.serve)
