@@ -128,7 +128,12 @@ def print_status(doc: dict[str, Any], console=None) -> None:
     if status:
         info.add_row("rejected input", ", ".join(f"{k}: {v}" for k, v in rejections.items()) if rejections
                      else "none since start")
-    for key in sorted(set(status) - VALIDATOR_KEYS - COMMON_KEYS - {"unreadable"}):
+    for scope, chain in sorted((status.get("chains") or {}).items()):  # a validator process's chains
+        last = chain.get("last_commit") or {}
+        info.add_row(f"chain {scope}", f"height {chain.get('height')}, last commit {last.get('height', 'none')}"
+                     + (f" seal {str(last.get('seal_hash'))[:16]}..." if last else "")
+                     + f", {chain.get('commits')} commits, {chain.get('exports')} exports")
+    for key in sorted(set(status) - VALIDATOR_KEYS - COMMON_KEYS - {"unreadable", "chains"}):
         info.add_row(key, _compact(status[key]))
     if doc["role"] == "validator" and status.get("net"):
         info.add_row("network", _compact(status["net"]))
