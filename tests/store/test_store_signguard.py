@@ -100,8 +100,8 @@ def test_matches_the_consensus_memory_guard(store):
 def test_records_survive_reopening(tmp_path):
     path = tmp_path / "ledger.sqlite3"
     with Store(path) as s:
-        assert s.sign_guard.check_and_record(9, 1, 2, A)
         assert s.sign_guard.check_and_record(3, 0, 0, A)
+        assert s.sign_guard.check_and_record(9, 1, 2, A)
     with Store(path) as s:
         assert not s.sign_guard.check_and_record(9, 1, 2, B)
         assert s.sign_guard.last() == (9, 1, 2)
