@@ -1,0 +1,115 @@
+"""Byzantine strategies beyond equivocating twins: an adaptive adversary that steers the network and its
+validators into the states where the lock rules matter.
+
+`selective-precommit` ("decided here, locked there"), per height, while the network is faulty:
+
+- one honest validator, the victim (drawn per height from the seed), decides: it gets every precommit;
+  the other honest validators lock on the same value but see too few precommits to decide (the adversary
+  withholds the victim's own precommit from them, as an asynchronous network may, even when re-sent);
+- the byzantine validators send their non-nil votes only to the victim and sign nil votes of the same
+  round for everyone else (equivocation, so evidence is expected);
+- once the victim has decided, its commit answers are withheld (the byzantine validators give none), honest proposals of that height are lost,
+  and the byzantine validators vote for whatever is proposed (ignoring locks) and, when they propose, offer
+  a fresh value instead of the valid one: only the lock keeps the locked validators from deciding it;
+- right after the victim decides, the locked validators crash and restart 300 ms later from their sign
+  guard and WAL: they must come back locked;
+- a byzantine validator also sends a nil prevote 8 rounds ahead with every prevote: only a machine that
+  skips rounds on f instead of f+1 messages follows it.
+
+Within the fault bound every property must hold. Beyond it (F >= n/3) the honest validators that are not
+the victim are too few to stop a fresh value, and the checker finds agreement violations.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Optional
+
+from stromledger.consensus import Consensus, Precommit, Prevote, Proposal, sign_vote
+from stromledger.crypto import SigningKey
+
+from .scenario import Crash
+
+RESTART_MS = 300  # how long the adversary's crashed validator stays down
+PUSH_ROUNDS = 8  # how far ahead a byzantine validator's extra nil prevote claims to be
+
+
+class LockBreaker(Consensus):
+    """A byzantine validator's machine: it never keeps a lock or a valid value. As proposer it always asks
+    its application for a fresh value, and it prevotes every proposal its application accepts. It never
+    decides on precommits (only on a commit an honest validator sends it), so it stays in the height to
+    offer its fresh values to the validators that are locked."""
+
+    def _decide_on_precommits(self) -> bool:
+        return False
+
+    def _start_round(self, round: int) -> None:
+        self._valid_hash, self._valid_round = None, -1
+        super()._start_round(round)
+
+    def _prevote_on_proposal(self) -> bool:
+        self._locked_hash, self._locked_round = None, -1
+        return super()._prevote_on_proposal()
+
+
+class SelectivePrecommit:
+    """The network and the byzantine validators' routing for `selective-precommit` (see the module)."""
+
+    def __init__(self, seed: int, honest: list[int], byzantine_keys: dict[bytes, SigningKey], chain_id: str,
+                 faulty: Callable[[], bool]):
+        self.seed, self.honest, self.byzantine_keys = seed, honest, byzantine_keys
+        self.chain_id, self.faulty = chain_id, faulty
+        self.decided: dict[int, int] = {}  # height -> the round in which the victim decided it
+        self._victims: dict[int, int] = {}
+        self._signed: dict[tuple, object] = {}
+
+    def victim(self, height: int) -> Optional[int]:
+        if not self.honest:
+            return None
+        if height not in self._victims:
+            self._victims[height] = random.Random(f"stromledger-sim-victim/{self.seed}/{height}").choice(self.honest)
+        return self._victims[height]
+
+    def on_decide(self, validator: int, height: int, round: int, now: int) -> list[Crash]:
+        """Note the victim's decision; then crash the locked validators for a moment (each restarts from
+        its sign guard and WAL), so that what they restore of their lock is put to the test."""
+        if validator != self.victim(height) or height in self.decided:
+            return []
+        self.decided[height] = round
+        if not self.faulty():
+            return []
+        locked = [v for v in self.honest if v != validator]
+        return [Crash(v, now + 1 + i, now + RESTART_MS + i, replay_wal=True) for i, v in enumerate(locked)]
+
+    def commit_allowed(self, sender: int, sender_honest: bool, height: int) -> bool:
+        """The victim's commit answers are lost while the network is faulty; byzantine ones never help."""
+        return sender_honest and not (self.faulty() and sender == self.victim(height))
+
+    def route(self, sender_validator: int, sender_honest: bool, msg, target_validator: int) -> list:
+        """What `target_validator` receives when `sender_validator` broadcasts `msg`."""
+        key = self.byzantine_keys.get(getattr(msg, "validator", None) or getattr(msg, "proposer", None))
+        out = [msg]
+        if key is not None and isinstance(msg, Prevote):
+            out.append(self._nil(key, Prevote, msg.height, msg.round + PUSH_ROUNDS))
+        if not self.faulty():
+            return out
+        victim = self.victim(msg.height)
+        to_victim = target_validator == victim
+        decided = self.decided.get(msg.height)
+        if decided is not None and sender_honest and isinstance(msg, Proposal) and sender_validator != victim:
+            return []  # lost: the next proposer may be a byzantine one
+        if to_victim or isinstance(msg, Proposal) or msg.value_hash is None:
+            return out
+        if decided is not None and msg.round > decided:
+            return out  # the rounds after the victim's decision run in the open
+        if key is not None:
+            out[0] = self._nil(key, type(msg), msg.height, msg.round)  # the others get a nil vote
+        elif sender_validator == victim and isinstance(msg, Precommit):
+            return []  # withheld: without it the others see too few precommits for the value to decide
+        return out
+
+    def _nil(self, key: SigningKey, kind: type, height: int, round: int):
+        k = (key.public, kind, height, round)
+        if k not in self._signed:
+            self._signed[k] = sign_vote(kind, key, self.chain_id, height, round, None)
+        return self._signed[k]
