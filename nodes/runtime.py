@@ -32,6 +32,7 @@ class NodeContext:
     log: logging.Logger
     rejections: collections.Counter = field(default_factory=collections.Counter)
     started_at: int = field(default_factory=lambda: int(time.time()))
+    resume_signing_after_restore: bool = False  # the operator's logged override of the sign-guard check
 
     @property
     def chain_id(self) -> str:

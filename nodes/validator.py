@@ -35,12 +35,14 @@ from stromledger.consensus.certificate import certificate_holds
 from stromledger.consensus.config import ConsensusConfig
 from stromledger.consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_evidence
 from stromledger.consensus.machine import Consensus
-from stromledger.consensus.messages import Commit, CommitCertificate
+from stromledger.consensus.messages import Commit, CommitCertificate, Proposal
+from stromledger.consensus.validators import ValidatorSet
 from stromledger.crypto import sha256
 from stromledger.export import decode_period_rows, encode_period_rows, export_committed
 from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetError
 from stromledger.store import Store
 
+from .consensus_guard import ReplyLimiter, WalBudget, admit_consensus, check_sign_guard
 from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
     SyncRequest,
@@ -88,7 +90,11 @@ class Validator(RoleNode):
         self.batches_received = 0
         self._nursery: Optional[trio.Nursery] = None
         self.ledger = self._restore_ledger()
+        check_sign_guard(self.store.sign_guard, self.store, ctx.key.public, ValidatorSet(self.validator_keys),
+                         self.ledger.next_height, ctx.resume_signing_after_restore, self.log)
         self.machine = self._make_machine()
+        self.wal_budget = WalBudget()
+        self._replies = ReplyLimiter(self.config.resend_ms / 1000)
 
     # -- start-up --------------------------------------------------------------------------------------------
 
@@ -185,7 +191,10 @@ class Validator(RoleNode):
 
     async def _execute(self, action: Any) -> None:
         if isinstance(action, ev.Broadcast):
-            await self.net.broadcast(self.validator_keys, CONSENSUS, action.message.encode())
+            payload = action.message.encode()
+            if isinstance(action.message, Proposal) and action.message.proposer == self.ctx.key.public:
+                self._log_to_wal(action.message, payload)  # a restarted proposer re-sends it from there
+            await self.net.broadcast(self.validator_keys, CONSENSUS, payload)
         elif isinstance(action, ev.ScheduleTimeout):
             self._nursery.start_soon(self._timer, action)
         elif isinstance(action, ev.RequestValue):
@@ -195,7 +204,10 @@ class Validator(RoleNode):
         elif isinstance(action, ev.Decide):
             await self._on_decide(action)
         elif isinstance(action, ev.SendCommit):
-            self._nursery.start_soon(self._send_quietly, action.to, CONSENSUS, action.commit.encode())
+            if self._replies.allow(action.to, action.commit.certificate.height, self.clock()):
+                self._nursery.start_soon(self._send_quietly, action.to, CONSENSUS, action.commit.encode())
+            else:
+                self.machine.drops["commit_reply_limited"] += 1
         elif isinstance(action, ev.EvidenceFound):
             self._on_evidence(action.evidence)
         elif isinstance(action, ev.Rejected):
@@ -462,25 +474,33 @@ class Validator(RoleNode):
     # -- handlers for the network -----------------------------------------------------------------------------
 
     async def _on_consensus(self, peer: bytes, payload: bytes) -> None:
-        try:
-            msg = decode(payload)
-        except CodecError as e:
-            self.ctx.reject(f"consensus_{e.reason}", str(e), peer)
+        # Decoded and checked (size, author, proposer, signature) in a worker thread, before the WAL.
+        msg, reason, detail = await trio.to_thread.run_sync(admit_consensus, payload, self.machine.validators,
+                                                            self.ctx.chain_id)
+        if msg is None:
+            self.ctx.reject(f"consensus_{reason}", detail, peer)
             return None
-        event = ev.event_for(msg, peer)
-        if event is None:
-            self.ctx.reject("consensus_unexpected", type(msg).__name__, peer)
-            return None
-        height = getattr(msg, "height", None)
-        if height == self.machine.height:
-            if height != self._wal_height:
-                self._wal_height, self._wal_seen = height, set()
-            digest = sha256(payload)
-            if digest not in self._wal_seen:  # peers resend: log each distinct message once
-                self._wal_seen.add(digest)
-                self.store.wal_append(height, "msg", payload)
-        await self._send.send(event)
+        if not isinstance(msg, Commit):
+            self._log_to_wal(msg, payload)
+        await self._send.send(ev.event_for(msg, peer))
         return None
+
+    def _log_to_wal(self, msg, payload: bytes) -> None:
+        """Keep a message of the current height in the WAL: each distinct one once, within the budget."""
+        height = msg.height
+        if height != self.machine.height:
+            return
+        if height != self._wal_height:
+            self._wal_height, self._wal_seen = height, set()
+        digest = sha256(payload)
+        if digest in self._wal_seen:  # peers resend: log each distinct message once
+            return
+        if not self.wal_budget.admit(height, msg.proposer if isinstance(msg, Proposal) else msg.validator,
+                                     len(payload)):
+            self.machine.drops["wal_budget"] += 1  # still processed, only not kept for a restart
+            return
+        self._wal_seen.add(digest)
+        self.store.wal_append(height, "msg", payload)
 
     def _check(self, data: bytes) -> CheckedBatch | Rejection:
         return check_batch(self.reg, data, map=self._pool.map, parts=self._workers)

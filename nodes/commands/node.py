@@ -22,6 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "`stromledger status`. SIGINT or SIGTERM stops it cleanly; it resumes where it stopped. "
                     "An encrypted key file needs its passphrase in $STROMLEDGER_PASSPHRASE.")
     run.add_argument("--home", required=True, help="the node's home directory")
+    run.add_argument("--resume-signing-after-restore", action="store_true",
+                     help="a validator refuses to sign when its sign guard is empty or behind its store (lost, "
+                          "or restored from a backup); after restoring a backup, and only if the node signed "
+                          "nothing since, pass this once to override that check (it is logged)")
     run.set_defaults(func=_run)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -37,5 +41,17 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigError, KeyFileError, GenesisError, OSError) as e:
         print(f"cannot start the node in {args.home}: {e}", file=sys.stderr)
         return 1
+    from nodes.consensus_guard import StartRefused
+
+    ctx.resume_signing_after_restore = args.resume_signing_after_restore
     module = importlib.import_module(ROLE_MODULES[ctx.config.role])
-    return int(trio.run(module.run, ctx) or 0)
+    try:
+        return int(trio.run(module.run, ctx) or 0)
+    except (StartRefused, BaseExceptionGroup) as e:
+        refused = e if isinstance(e, StartRefused) else e.subgroup(StartRefused)
+        if refused is None:
+            raise
+        while isinstance(refused, BaseExceptionGroup):
+            refused = refused.exceptions[0]
+        print(f"cannot start the node in {args.home}: {refused}", file=sys.stderr)
+        return 1
