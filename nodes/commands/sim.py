@@ -24,7 +24,8 @@ Faults, injected until a drawn moment when the network heals:
   equivocate           each runs as two copies sharing one key that propose and vote different values
   selective-precommit  "decided here, locked there": one honest validator per height gets the precommits
                        and decides, the others stay locked; the byzantine validators then offer fresh
-                       values, the locked ones crash and restart, and byzantine votes push rounds ahead
+                       values (they keep no lock), and the locked validators crash and restart
+  round-push           with every prevote a byzantine validator claims, in a nil prevote, a round 8 ahead
 Consensus tolerates F < N/3; beyond that, the checker must find violations, which --allow-unsafe lets you
 watch.
 

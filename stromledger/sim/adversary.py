@@ -13,8 +13,12 @@ validators into the states where the lock rules matter.
   a fresh value instead of the valid one: only the lock keeps the locked validators from deciding it;
 - right after the victim decides, the locked validators crash and restart 300 ms later from their sign
   guard and WAL: they must come back locked;
-- a byzantine validator also sends a nil prevote 8 rounds ahead with every prevote: only a machine that
-  skips rounds on f instead of f+1 messages follows it.
+After the network heals, the byzantine validators keep their machine (no lock, fresh values) but route
+nothing specially.
+
+`round-push`: the byzantine validators run the same machine and send, with every prevote, a nil prevote
+8 rounds ahead, for the whole run. Only a machine that skips rounds on f instead of f+1 messages follows
+them; beyond the bound (F >= f+1) they push the honest validators from round to round and liveness fails.
 
 Within the fault bound every property must hold. Beyond it (F >= n/3) the honest validators that are not
 the victim are too few to stop a fresh value, and the checker finds agreement violations.
@@ -52,16 +56,51 @@ class LockBreaker(Consensus):
         return super()._prevote_on_proposal()
 
 
-class SelectivePrecommit:
-    """The network and the byzantine validators' routing for `selective-precommit` (see the module)."""
+class Adversary:
+    """Routes every broadcast (`route`), may withhold commit answers and crash validators (`on_decide`)."""
 
     def __init__(self, seed: int, honest: list[int], byzantine_keys: dict[bytes, SigningKey], chain_id: str,
                  faulty: Callable[[], bool]):
         self.seed, self.honest, self.byzantine_keys = seed, honest, byzantine_keys
         self.chain_id, self.faulty = chain_id, faulty
+        self._signed: dict[tuple, object] = {}
+
+    def byzantine_key(self, msg) -> Optional[SigningKey]:
+        return self.byzantine_keys.get(getattr(msg, "validator", None) or getattr(msg, "proposer", None))
+
+    def on_decide(self, validator: int, height: int, round: int, now: int) -> list[Crash]:
+        return []
+
+    def commit_allowed(self, sender: int, sender_honest: bool, height: int) -> bool:
+        return sender_honest  # byzantine validators never help a lagging validator
+
+    def route(self, sender_validator: int, sender_honest: bool, msg, target_validator: int) -> list:
+        return [msg]
+
+    def _nil(self, key: SigningKey, kind: type, height: int, round: int):
+        k = (key.public, kind, height, round)
+        if k not in self._signed:
+            self._signed[k] = sign_vote(kind, key, self.chain_id, height, round, None)
+        return self._signed[k]
+
+
+class RoundPush(Adversary):
+    """`round-push` (see the module)."""
+
+    def route(self, sender_validator: int, sender_honest: bool, msg, target_validator: int) -> list:
+        key = self.byzantine_key(msg)
+        if key is None or not isinstance(msg, Prevote):
+            return [msg]
+        return [msg, self._nil(key, Prevote, msg.height, msg.round + PUSH_ROUNDS)]
+
+
+class SelectivePrecommit(Adversary):
+    """The network and the byzantine validators' routing for `selective-precommit` (see the module)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
         self.decided: dict[int, int] = {}  # height -> the round in which the victim decided it
         self._victims: dict[int, int] = {}
-        self._signed: dict[tuple, object] = {}
 
     def victim(self, height: int) -> Optional[int]:
         if not self.honest:
@@ -83,14 +122,13 @@ class SelectivePrecommit:
 
     def commit_allowed(self, sender: int, sender_honest: bool, height: int) -> bool:
         """The victim's commit answers are lost while the network is faulty; byzantine ones never help."""
-        return sender_honest and not (self.faulty() and sender == self.victim(height))
+        return super().commit_allowed(sender, sender_honest, height) \
+            and not (self.faulty() and sender == self.victim(height))
 
     def route(self, sender_validator: int, sender_honest: bool, msg, target_validator: int) -> list:
         """What `target_validator` receives when `sender_validator` broadcasts `msg`."""
-        key = self.byzantine_keys.get(getattr(msg, "validator", None) or getattr(msg, "proposer", None))
+        key = self.byzantine_key(msg)
         out = [msg]
-        if key is not None and isinstance(msg, Prevote):
-            out.append(self._nil(key, Prevote, msg.height, msg.round + PUSH_ROUNDS))
         if not self.faulty():
             return out
         victim = self.victim(msg.height)
@@ -108,8 +146,5 @@ class SelectivePrecommit:
             return []  # withheld: without it the others see too few precommits for the value to decide
         return out
 
-    def _nil(self, key: SigningKey, kind: type, height: int, round: int):
-        k = (key.public, kind, height, round)
-        if k not in self._signed:
-            self._signed[k] = sign_vote(kind, key, self.chain_id, height, round, None)
-        return self._signed[k]
+
+ADVERSARIES = {"selective-precommit": SelectivePrecommit, "round-push": RoundPush}

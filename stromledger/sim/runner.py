@@ -25,7 +25,7 @@ from stromledger.consensus.app import Application
 from stromledger.consensus.evidence import DuplicateVoteEvidence
 from stromledger.crypto import SigningKey
 
-from .adversary import LockBreaker, SelectivePrecommit
+from .adversary import ADVERSARIES, Adversary, LockBreaker
 from .apps import RejectingApp, SimpleApp
 from .scenario import Crash, FaultPlan, SimConfig, draw_plan, height_budget
 
@@ -110,9 +110,9 @@ class Simulation:
                 if not twinned and byzantine:
                     node.machine_cls = LockBreaker
                 self.nodes.append(node)
-        self.adversary: Optional[SelectivePrecommit] = None
-        if config.strategy == "selective-precommit":
-            self.adversary = SelectivePrecommit(
+        self.adversary: Optional[Adversary] = None
+        if config.strategy in ADVERSARIES:
+            self.adversary = ADVERSARIES[config.strategy](
                 config.seed, [v for v in range(n) if v not in self.plan.byzantine],
                 {self.keys[v].public: self.keys[v] for v in self.plan.byzantine}, config.chain_id, self._faulty)
         self.by_key: dict[bytes, list[SimNode]] = {}

@@ -21,6 +21,7 @@ SIM_SEEDS = 10  # the bound: a mutant must fall within this many seeded runs of 
 
 SIM_KILLERS = {
     "sim:selective-precommit:n4f1": SimConfig(seed=0, validators=4, byzantine=1, strategy="selective-precommit"),
+    "sim:round-push:n4f1": SimConfig(seed=0, validators=4, byzantine=1, strategy="round-push"),
     "sim:twins-all-faults:n4f1": SimConfig(seed=0, validators=4, byzantine=1, faults="all"),
 }
 
@@ -92,7 +93,7 @@ KILLS = [
     ("ignore_locked_round_le_vr", "scenario:newer-pol-unlocks"),
     ("forget_lock_on_restart", "sim:selective-precommit:n4f1"),
     ("forget_lock_on_restart", "scenario:restart-keeps-the-lock"),
-    ("skip_on_f", "sim:selective-precommit:n4f1"),
+    ("skip_on_f", "sim:round-push:n4f1"),
     ("skip_on_f", "scenario:f-messages-do-not-skip"),
     ("quorum_off_by_one", "sim:selective-precommit:n4f1"),
     ("quorum_off_by_one", "scenario:2f-precommits-do-not-decide"),
