@@ -8,11 +8,13 @@ validators into the states where the lock rules matter.
   withholds the victim's own precommit from them, as an asynchronous network may, even when re-sent);
 - the byzantine validators send their non-nil votes only to the victim and sign nil votes of the same
   round for everyone else (equivocation, so evidence is expected);
-- once the victim has decided, its commit answers are withheld (the byzantine validators give none), honest proposals of that height are lost,
-  and the byzantine validators vote for whatever is proposed (ignoring locks) and, when they propose, offer
-  a fresh value instead of the valid one: only the lock keeps the locked validators from deciding it;
+- once the victim has decided, its commit answers are withheld (the byzantine validators give none),
+  honest proposals of that height are lost, and the byzantine validators vote for whatever is proposed
+  (ignoring locks) and, when they propose, offer a fresh value instead of the valid one: only the lock
+  keeps the locked validators from deciding it;
 - right after the victim decides, the locked validators crash and restart 300 ms later from their sign
-  guard and WAL: they must come back locked;
+  guard and WAL: they must come back locked.
+
 After the network heals, the byzantine validators keep their machine (no lock, fresh values) but route
 nothing specially.
 

@@ -5,9 +5,9 @@ File format: the 8-byte magic b"SLSGRD01", then fixed 50-byte records
     height u64 | round u32 | step u8 | nil u8 (1: nil vote) | value hash 32 bytes | crc32 of the 46 before
 
 all big-endian. A record with step 3 is not a signature but the guard's floor (see prune_below): the guard
-signs nothing below its height, nor below the height of its last record. A record is appended with one write and fsync'ed before `check_and_record` returns True,
-so a record that is torn (short, or failing its CRC) at the end of the file was never acknowledged, and
-opening the file drops it. A bad record anywhere else means the file is damaged: opening refuses it, since
+signs nothing new below its height, nor below the height of its last record. A record is appended with one
+write and fsync'ed before `check_and_record` returns True, so a record that is torn (short, or failing its
+CRC) at the end of the file was never acknowledged, and opening the file drops it. A bad record anywhere else means the file is damaged: opening refuses it, since
 forgetting a signature could lead to a double sign. The file is locked (flock) while open, so two node
 processes can never share one guard.
 """

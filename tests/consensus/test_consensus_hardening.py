@@ -3,6 +3,7 @@ equivocating proposer's second proposal, evidence from a late conflicting precom
 that re-sends its proposal, and byte budgets for messages of rounds and heights ahead."""
 
 from consensus_harness import CHAIN, H, KEYS, Node, Precommit, Prevote, proposer_of, sent
+from test_consensus_rules import started
 
 from stromledger.consensus import (Decide, EvidenceFound, ProposalReceived, StartHeight, TimeoutKind,
                                    VoteReceived, sign_proposal, sign_vote, value_hash)
@@ -10,12 +11,6 @@ from stromledger.consensus.config import ConsensusConfig
 from stromledger.consensus.messages import Proposal
 
 V, W = b"value v", b"value w"
-
-
-def started(me: int = 3, **kw) -> Node:
-    node = Node(me, **kw)
-    node.feed(StartHeight(H))
-    return node
 
 
 def test_2f1_precommits_for_an_equivocators_second_proposal_decide():

@@ -4,6 +4,7 @@ test failed on the code before these guards."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -11,7 +12,7 @@ import time
 import pytest
 import trio
 
-from nodes.consensus_guard import (ReplyLimiter, StartRefused, WalBudget, admit_consensus, check_sign_guard,
+from nodes.consensus_guard import (ReplyLimiter, StartRefused, WalBudget, check_sign_guard,
                                    sign_guard_problem)
 from nodes.datagen.devnet_genesis import devnet_key, devnet_registry
 from nodes.home import NodeConfig
@@ -45,13 +46,21 @@ def _keys(registry):
     return [by_public[k] for k in registry.validator_keys()]
 
 
+@contextlib.asynccontextmanager
+async def validator_on_a_hub(tmp_path):
+    """(validator, store, registry, validator signing keys in genesis order), the store closed after."""
+    registry = _registry()
+    store = Store(tmp_path / "ledger.sqlite3")
+    try:
+        async with MemoryHub() as hub:
+            yield _validator(tmp_path, registry, hub, store), store, registry, _keys(registry)
+    finally:
+        store.close()
+
+
 @pytest.mark.trio
 async def test_messages_are_checked_before_the_wal_and_the_wal_is_capped(tmp_path):
-    registry = _registry()
-    keys = _keys(registry)
-    store = Store(tmp_path / "ledger.sqlite3")
-    async with MemoryHub() as hub:
-        v = _validator(tmp_path, registry, hub, store)
+    async with validator_on_a_hub(tmp_path) as (v, store, registry, keys):
         h, chain = v.machine.height, registry.chain_id
         vset = v.machine.validators
         proposer = keys[vset.proposer_index(h, 0)]
@@ -76,7 +85,6 @@ async def test_messages_are_checked_before_the_wal_and_the_wal_is_capped(tmp_pat
         good = sign_vote(Prevote, keys[2], chain, h, 0, None).encode()
         await v._on_consensus(keys[2].public, good)  # other validators' messages still get in
         assert ("msg", good) in store.wal_read(h)
-    store.close()
 
 
 @pytest.mark.trio
@@ -92,23 +100,15 @@ async def test_consensus_payloads_are_decoded_off_the_event_loop(tmp_path, monke
         return decode(data)
     monkeypatch.setattr(nodes.consensus_guard, "decode", spy)
     monkeypatch.setattr(nodes.validator, "decode", spy)
-    registry = _registry()
-    store = Store(tmp_path / "ledger.sqlite3")
-    async with MemoryHub() as hub:
-        v = _validator(tmp_path, registry, hub, store)
-        vote = sign_vote(Prevote, _keys(registry)[2], registry.chain_id, v.machine.height, 0, None)
+    async with validator_on_a_hub(tmp_path) as (v, _, registry, keys):
+        vote = sign_vote(Prevote, keys[2], registry.chain_id, v.machine.height, 0, None)
         await v._on_consensus(vote.validator, vote.encode())
-    store.close()
     assert threads == [False]
 
 
 @pytest.mark.trio
 async def test_replays_of_an_old_message_draw_one_commit_reply(tmp_path):
-    registry = _registry()
-    keys = _keys(registry)
-    store = Store(tmp_path / "ledger.sqlite3")
-    async with MemoryHub() as hub:
-        v = _validator(tmp_path, registry, hub, store)
+    async with validator_on_a_hub(tmp_path) as (v, _, registry, keys):
         sent = []
 
         async def record(peer, protocol, payload):
@@ -121,7 +121,6 @@ async def test_replays_of_an_old_message_draw_one_commit_reply(tmp_path):
                 await v._execute(ev.SendCommit(keys[2].public, commit))
             await v._execute(ev.SendCommit(keys[3].public, commit))  # another peer has its own allowance
         assert sent == [keys[2].public, keys[3].public]
-    store.close()
 
 
 def test_reply_limiter_allows_one_answer_per_peer_and_height_per_interval():
@@ -137,7 +136,8 @@ def test_reply_limiter_allows_one_answer_per_peer_and_height_per_interval():
 def _commit(registry, keys, height: int) -> Commit:
     value = b"a seal"
     votes = [sign_vote(Precommit, k, registry.chain_id, height, 0, value_hash(value)) for k in keys[:3]]
-    return Commit(value, build_certificate(height, 0, value_hash(value), votes, ValidatorSet(registry.validator_keys())))
+    vset = ValidatorSet(registry.validator_keys())
+    return Commit(value, build_certificate(height, 0, value_hash(value), votes, vset))
 
 
 def test_a_guard_empty_or_behind_its_store_refuses_to_sign_unless_overridden(tmp_path, caplog):
