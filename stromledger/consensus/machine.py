@@ -627,12 +627,20 @@ class Consensus:
         self._future_count = Counter({k: n for k, n in self._future_count.items() if k[0] >= self.height})
         self._future_bytes = Counter({k: n for k, n in self._future_bytes.items() if k[0] >= self.height})
         self._last_precommits = self._precommits
+        self._hold_certificate(commit.certificate)
         floor = self.height - self.config.commit_window
         self._answers = Counter({k: n for k, n in self._answers.items() if k[1] >= floor})
         self._enter_height()
         for msg in self._future.pop(self.height, {}):
             self._on_message(msg, verified=True)
         self._maybe_start()
+
+    def _hold_certificate(self, cert: CommitCertificate) -> None:
+        """The decided certificate's precommits join those held for late evidence (its LastCommit)."""
+        held = self._last_precommits.setdefault(cert.round, VoteSet())
+        for s in cert.signatures:
+            held.add(s.validator, Precommit(cert.height, cert.round, cert.value_hash,
+                                            self.validators.keys[s.validator], s.sig))
 
     def _keep_commit(self, commit: Commit) -> None:
         self.commits[commit.certificate.height] = commit

@@ -16,14 +16,14 @@ validators into the states where the lock rules matter.
   guard and WAL: they must come back locked.
 
 After the network heals, the byzantine validators keep their machine (no lock, fresh values) but route
-nothing specially.
+nothing specially. Within the fault bound every property must hold. Beyond it (F >= n/3) the honest
+validators that are not the victim are too few to stop a fresh value, and the checker finds agreement
+violations.
 
-`round-push`: the byzantine validators run the same machine and send, with every prevote, a nil prevote
-8 rounds ahead, for the whole run. Only a machine that skips rounds on f instead of f+1 messages follows
-them; beyond the bound (F >= f+1) they push the honest validators from round to round and liveness fails.
-
-Within the fault bound every property must hold. Beyond it (F >= n/3) the honest validators that are not
-the victim are too few to stop a fresh value, and the checker finds agreement violations.
+`round-push`: the byzantine validators run the same lock-free machine and send, with every prevote, a nil
+prevote 8 rounds ahead, for the whole run. Only a machine that skips rounds on f instead of f+1 messages
+follows them; beyond the bound (F >= f+1) they push the honest validators from round to round and
+liveness fails.
 """
 
 from __future__ import annotations

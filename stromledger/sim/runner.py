@@ -273,6 +273,8 @@ class Simulation:
 
     def _carry_out(self, node: SimNode, action) -> None:
         if isinstance(action, Broadcast):
+            if isinstance(action.message, Proposal) and action.message.height >= node.machine.height:
+                node.wal.append(ProposalReceived(action.message))  # as a validator logs its own proposals
             self._send(node, action.message, [n for n in self.nodes if self.links[node.id][n.id]])
         elif isinstance(action, SendCommit):
             targets = [n for n in self.by_key.get(action.to, ()) if self.links[node.id][n.id]]

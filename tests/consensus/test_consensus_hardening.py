@@ -45,6 +45,19 @@ def test_a_late_conflicting_precommit_of_the_decided_height_is_evidence():
     assert not [a for a in again if isinstance(a, EvidenceFound)]
 
 
+def test_a_late_precommit_conflicting_with_a_caught_up_certificate_is_evidence():
+    """A node that decided by a commit from a peer checks late precommits against that certificate."""
+    from test_consensus_catchup import commit_for
+
+    from stromledger.consensus import CommitReceived
+    node = started()
+    commit = commit_for(H, V, signers=(0, 1, 2))
+    node.feed(CommitReceived(H, commit.value, commit.certificate))
+    assert node.m.height == H + 1
+    out = node.feed(VoteReceived(sign_vote(Precommit, KEYS[2], CHAIN, H, 0, value_hash(W))))
+    assert [a.evidence.validator for a in out if isinstance(a, EvidenceFound)] == [KEYS[2].public]
+
+
 def test_a_proposer_restarted_after_prevoting_resends_its_proposal():
     me = proposer_of(H, 0)
     before = started(me)
