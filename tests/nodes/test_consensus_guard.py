@@ -34,11 +34,11 @@ def _registry():  # genesis in the future: no height starts by itself
                            genesis_start=int(time.time()) + 3600, chain_id="test-guard")
 
 
-def _validator(tmp_path, registry, hub, store, **ctx_kw) -> Validator:
+def _validator(tmp_path, registry, hub, store, clock=time.time) -> Validator:
     key = devnet_key(ME)
     ctx = NodeContext(config=NodeConfig(home=tmp_path, role="validator", name=ME), key=key,
-                      registry=registry, log=logging.getLogger("test.guard"), **ctx_kw)
-    return Validator(ctx, store, hub.endpoint(key.public), write_exports=False)
+                      registry=registry, log=logging.getLogger("test.guard"))
+    return Validator(ctx, store, hub.endpoint(key.public), write_exports=False, clock=clock)
 
 
 def _keys(registry):
@@ -47,13 +47,13 @@ def _keys(registry):
 
 
 @contextlib.asynccontextmanager
-async def validator_on_a_hub(tmp_path):
+async def validator_on_a_hub(tmp_path, clock=time.time):
     """(validator, store, registry, validator signing keys in genesis order), the store closed after."""
     registry = _registry()
     store = Store(tmp_path / "ledger.sqlite3")
     try:
         async with MemoryHub() as hub:
-            yield _validator(tmp_path, registry, hub, store), store, registry, _keys(registry)
+            yield _validator(tmp_path, registry, hub, store, clock), store, registry, _keys(registry)
     finally:
         store.close()
 
@@ -108,7 +108,8 @@ async def test_consensus_payloads_are_decoded_off_the_event_loop(tmp_path, monke
 
 @pytest.mark.trio
 async def test_replays_of_an_old_message_draw_one_commit_reply(tmp_path):
-    async with validator_on_a_hub(tmp_path) as (v, _, registry, keys):
+    now = time.time()  # a fixed clock: however slow the machine, the 300 replays come within one interval
+    async with validator_on_a_hub(tmp_path, clock=lambda: now) as (v, _, registry, keys):
         sent = []
 
         async def record(peer, protocol, payload):
