@@ -121,7 +121,7 @@ async def test_replays_of_an_old_message_draw_one_commit_reply(tmp_path):
             for _ in range(300):
                 await v._execute(ev.SendCommit(keys[2].public, commit))
             await v._execute(ev.SendCommit(keys[3].public, commit))  # another peer has its own allowance
-        assert sent == [keys[2].public, keys[3].public]
+        assert sorted(sent) == sorted([keys[2].public, keys[3].public])  # trio may start them in any order
 
 
 def test_reply_limiter_allows_one_answer_per_peer_and_height_per_interval():
