@@ -28,7 +28,7 @@ SWEEPS = [
 
 
 @pytest.mark.parametrize("faults, n, byzantine, seeds, extra", SWEEPS,
-                         ids=[f"{s[0]}-n{s[1]}-f{s[2]}{'-' + '-'.join(s[4]) if s[4] else ''}" for s in SWEEPS])
+                         ids=[f"{s[0]}-n{s[1]}-f{s[2]}" + "".join(f"-{k}={v}" for k, v in s[4].items()) for s in SWEEPS])
 def test_properties_hold_within_the_fault_bound(faults, n, byzantine, seeds, extra):
     base = SimConfig(seed=0, validators=n, byzantine=byzantine, faults=faults, **extra)
     summary = run_seeds(base, range(1000, 1000 + seeds))
