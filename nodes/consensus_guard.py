@@ -46,7 +46,7 @@ def sign_guard_problem(guard, store, key: bytes, validators: ValidatorSet) -> Op
     last = guard.last()
     if last is None:
         return (f"the sign guard is empty but the store holds commits up to height {last_height}: "
-                f"the guard was lost or restored from a backup")
+                f"the guard was lost or restored from a backup (or this validator only ever caught up)")
     me = validators.index(key)
     for c in store.commits_from(max(0, last_height - CERTIFICATES_CHECKED + 1), CERTIFICATES_CHECKED):
         if c.height > last[0] and any(s.validator == me for s in CommitCertificate.decode(c.certificate).signatures):
