@@ -79,7 +79,7 @@ def test_proposals_for_rounds_ahead_are_bounded_in_bytes():
     """A byzantine proposer sends a large proposal for every round it leads: the node holds at most
     max_ahead_bytes (8 MiB) of them, whatever max_round_ahead (1000 rounds) allows."""
     node = started()
-    budget = node.m.config.max_ahead_bytes
+    budget = 8 * 1024 * 1024  # the default max_ahead_bytes
     byz = 1
     big = bytes(1024 * 1024)
     rounds = [r for r in range(1, 120) if proposer_of(H, r) == byz]
