@@ -25,6 +25,9 @@ Faults, injected until a drawn moment when the network heals:
   selective-precommit  "decided here, locked there": one honest validator per height gets the precommits
                        and decides, the others stay locked; the byzantine validators then offer fresh
                        values (they keep no lock), and the locked validators crash and restart
+  hidden-lock          one honest validator per height is locked on a value the others never saw a
+                       polka for, the others lock on another one, then the byzantine validators fall
+                       silent: only the locked one unlocking on the newer proof-of-lock decides it
   round-push           with every prevote a byzantine validator claims, in a nil prevote, a round 8 ahead
 Consensus tolerates F < N/3; beyond that, the checker must find violations, which --allow-unsafe lets you
 watch.

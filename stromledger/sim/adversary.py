@@ -20,6 +20,13 @@ nothing specially. Within the fault bound every property must hold. Beyond it (F
 validators that are not the victim are too few to stop a fresh value, and the checker finds agreement
 violations.
 
+`hidden-lock`, "locked here, proof-of-lock there", per height while the network is faulty: the victim
+alone sees a polka (its own prevote is withheld from the others, the byzantine validators send it their
+non-nil votes and nil ones to everyone else) and locks; then the others lock on another value in a round
+whose prevotes the victim does not get in time (the byzantine precommits are nil, so nothing decides);
+then the byzantine validators fall silent at that height for good. The height can only decide when the
+victim unlocks on the others' newer proof-of-lock (L28: lockedRound <= vr).
+
 `round-push`: the byzantine validators run the same lock-free machine and send, with every prevote, a nil
 prevote 8 rounds ahead, for the whole run. Only a machine that skips rounds on f instead of f+1 messages
 follows them; beyond the bound (F >= f+1) they push the honest validators from round to round and
@@ -66,6 +73,15 @@ class Adversary:
         self.seed, self.honest, self.byzantine_keys = seed, honest, byzantine_keys
         self.chain_id, self.faulty = chain_id, faulty
         self._signed: dict[tuple, object] = {}
+        self._victims: dict[int, int] = {}
+
+    def victim(self, height: int) -> Optional[int]:
+        """The honest validator this height's attack singles out, drawn from the seed."""
+        if not self.honest:
+            return None
+        if height not in self._victims:
+            self._victims[height] = random.Random(f"stromledger-sim-victim/{self.seed}/{height}").choice(self.honest)
+        return self._victims[height]
 
     def byzantine_key(self, msg) -> Optional[SigningKey]:
         return self.byzantine_keys.get(getattr(msg, "validator", None) or getattr(msg, "proposer", None))
@@ -102,14 +118,6 @@ class SelectivePrecommit(Adversary):
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.decided: dict[int, int] = {}  # height -> the round in which the victim decided it
-        self._victims: dict[int, int] = {}
-
-    def victim(self, height: int) -> Optional[int]:
-        if not self.honest:
-            return None
-        if height not in self._victims:
-            self._victims[height] = random.Random(f"stromledger-sim-victim/{self.seed}/{height}").choice(self.honest)
-        return self._victims[height]
 
     def on_decide(self, validator: int, height: int, round: int, now: int) -> list[Crash]:
         """Note the victim's decision; then crash the locked validators for a moment (each restarts from
@@ -149,4 +157,59 @@ class SelectivePrecommit(Adversary):
         return out
 
 
-ADVERSARIES = {"selective-precommit": SelectivePrecommit, "round-push": RoundPush}
+
+class HiddenLock(Adversary):
+    """`hidden-lock` (see the module): the victim locks on a value nobody else saw a polka for, the others
+    lock on another one that the victim missed, then the byzantine validators fall silent for that height,
+    for good. Only a victim that unlocks on the newer proof-of-lock (L28, lockedRound <= vr) lets the
+    height decide."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.victim_lock: dict[int, tuple[int, bytes]] = {}  # height -> (round, value hash) it locked
+        self.victim_round: dict[int, int] = {}
+        self.others_locked: dict[int, set[int]] = {}  # height -> honest non-victims locked elsewhere
+        self.silent: set[int] = set()  # heights at which the byzantine validators say nothing any more
+
+    def _observe(self, sender: int, msg) -> None:
+        h = msg.height
+        if isinstance(msg, Proposal):
+            return
+        if sender == self.victim(h):
+            self.victim_round[h] = max(self.victim_round.get(h, 0), msg.round)
+            if isinstance(msg, Precommit) and msg.value_hash is not None and self.faulty():
+                self.victim_lock.setdefault(h, (msg.round, msg.value_hash))
+        elif h in self.victim_lock and isinstance(msg, Precommit) and msg.value_hash is not None \
+                and msg.value_hash != self.victim_lock[h][1] and sender in self.honest:
+            others = self.others_locked.setdefault(h, set())
+            others.add(sender)
+            if len(others) == len(self.honest) - 1:
+                self.silent.add(h)
+
+    def route(self, sender_validator: int, sender_honest: bool, msg, target_validator: int) -> list:
+        self._observe(sender_validator, msg)
+        h = msg.height
+        key = None if sender_honest else self.byzantine_key(msg)  # relays by honest nodes pass unchanged
+        if not sender_honest and h in self.silent:
+            return []  # silent for good: the honest validators must decide this height without them
+        if not self.faulty() or h in self.silent:
+            return [msg]
+        victim = self.victim(h)
+        non_nil_vote = not isinstance(msg, Proposal) and msg.value_hash is not None
+        if h not in self.victim_lock:  # phase 1: only the victim sees the polka
+            if key is not None and non_nil_vote and target_validator != victim:
+                return [self._nil(key, type(msg), h, msg.round)]
+            if sender_validator == victim and isinstance(msg, Prevote) and non_nil_vote \
+                    and target_validator != victim:
+                return []
+            return [msg]
+        # phase 2: the others lock on another value in a round the victim misses; nothing decides it
+        if key is not None and isinstance(msg, Precommit) and non_nil_vote:
+            return [self._nil(key, Precommit, h, msg.round)]
+        if target_validator == victim and isinstance(msg, Prevote) and non_nil_vote \
+                and msg.round > self.victim_lock[h][0] and msg.round >= self.victim_round.get(h, 0):
+            return []
+        return [msg]
+
+
+ADVERSARIES = {"selective-precommit": SelectivePrecommit, "round-push": RoundPush, "hidden-lock": HiddenLock}

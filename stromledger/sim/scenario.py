@@ -15,7 +15,7 @@ from stromledger.consensus.config import ConsensusConfig
 
 FAULT_KINDS = ("none", "drop", "partition", "crash", "all")
 BYZANTINE_MODES = ("split", "both")
-STRATEGIES = ("equivocate", "selective-precommit", "round-push")  # see stromledger.sim.adversary
+STRATEGIES = ("equivocate", "selective-precommit", "hidden-lock", "round-push")  # see stromledger.sim.adversary
 
 # Timeouts for simulated networks of 5-60 ms delay: a round without faults takes ~100-300 ms.
 SIM_CONSENSUS = ConsensusConfig(propose_ms=1000, propose_delta_ms=250, prevote_ms=500, prevote_delta_ms=250,
@@ -119,7 +119,7 @@ def draw_plan(config: SimConfig) -> FaultPlan:
             v = rng.choice(honest)
             crashes.append(Crash(v, at, min(heal_at, at + rng.randint(200, 4_000)),
                                  v not in amnesiac or rng.random() < 0.5))
-    if config.strategy == "selective-precommit" and kind == "none":
+    if config.strategy in ("selective-precommit", "hidden-lock") and kind == "none":
         heal_at = rng.randint(span // 2, span)  # the adversary needs a faulty network to act in
     return FaultPlan(heal_at, loss, dup, slow, tuple(partitions), tuple(crashes), byzantine, mode, half_a)
 

@@ -21,6 +21,7 @@ SIM_SEEDS = 10  # the bound: a mutant must fall within this many seeded runs of 
 
 SIM_KILLERS = {
     "sim:selective-precommit:n4f1": SimConfig(seed=0, validators=4, byzantine=1, strategy="selective-precommit"),
+    "sim:hidden-lock:n4f1": SimConfig(seed=0, validators=4, byzantine=1, strategy="hidden-lock"),
     "sim:round-push:n4f1": SimConfig(seed=0, validators=4, byzantine=1, strategy="round-push"),
     "sim:twins-all-faults:n4f1": SimConfig(seed=0, validators=4, byzantine=1, faults="all"),
 }
@@ -90,6 +91,7 @@ SCENARIOS = {
 KILLS = [
     ("ignore_lock", "sim:selective-precommit:n4f1"),
     ("ignore_lock", "scenario:locked-node-prevotes-nil"),
+    ("ignore_locked_round_le_vr", "sim:hidden-lock:n4f1"),
     ("ignore_locked_round_le_vr", "scenario:newer-pol-unlocks"),
     ("forget_lock_on_restart", "sim:selective-precommit:n4f1"),
     ("forget_lock_on_restart", "scenario:restart-keeps-the-lock"),

@@ -24,6 +24,7 @@ SWEEPS = [
     ("none", 4, 1, 30, {"strategy": "selective-precommit"}),  # decided here, locked there
     ("crash", 7, 2, 5, {"strategy": "selective-precommit"}),
     ("none", 4, 1, 20, {"strategy": "round-push"}),
+    ("none", 4, 1, 20, {"strategy": "hidden-lock"}),  # locked here, proof-of-lock there
 ]
 
 
@@ -75,6 +76,15 @@ def test_selective_precommit_decides_here_and_locks_there_and_breaks_beyond_the_
     beyond = run_seeds(SimConfig(seed=0, validators=4, byzantine=2, strategy="selective-precommit"), range(10))
     assert len(beyond.failing_seeds) >= 5 and beyond.violations["agreement"] > 0
     assert within.rounds_max >= 1  # some non-victims really were held back past round 0
+
+
+def test_hidden_lock_is_undone_by_the_newer_proof_of_lock_and_beyond_the_bound_stalls():
+    """The victim is locked on a value the others never saw a polka for; with the byzantine validators
+    silent, the height decides only because the victim unlocks on the others' newer proof-of-lock."""
+    within = run_seeds(SimConfig(seed=0, validators=4, byzantine=1, strategy="hidden-lock"), range(5))
+    assert within.failing_seeds == [] and within.rounds_max >= 2
+    beyond = run_seeds(SimConfig(seed=0, validators=4, byzantine=2, strategy="hidden-lock"), range(5))
+    assert beyond.violations["liveness"] > 0
 
 
 def test_round_push_moves_honest_validators_only_beyond_the_bound():
