@@ -27,6 +27,15 @@ config.toml:
 
     [balancing_group]               # balancing-group nodes only
     groups = ["11XBRP-A-------X"]   # EICs of the balancing groups this operator holds
+
+    [api]                           # the operator HTTP API, /metrics and the dashboard (nodes/api/)
+    listen = "127.0.0.1:0"          # HOST:PORT; port 0 picks a free port (api_url in data/status.json); "" = off
+    token = ""                      # non-empty: every request needs `Authorization: Bearer <token>`
+
+    [log]
+    format = "text"                 # text | json (one JSON object per line); --log-format overrides it
+    [log.levels]                    # per logger; libp2p and multiaddr stay at WARNING unless named here
+    "stromledger.validator" = "DEBUG"
 """
 
 from __future__ import annotations
@@ -63,6 +72,8 @@ class NodeConfig:
     consensus: dict[str, int] = dataclasses.field(default_factory=dict)
     meter_point: dict[str, Any] = dataclasses.field(default_factory=dict)
     balancing_group: dict[str, Any] = dataclasses.field(default_factory=dict)
+    api: dict[str, str] = dataclasses.field(default_factory=lambda: dict(API_DEFAULTS))
+    log: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(LOG_DEFAULTS))
 
     @property
     def data_dir(self) -> Path:
@@ -93,6 +104,9 @@ class NodeConfig:
         for section in ("consensus", "meter_point", "balancing_group"):
             if getattr(self, section):
                 doc[section] = getattr(self, section)
+        for section, defaults in (("api", API_DEFAULTS), ("log", LOG_DEFAULTS)):
+            if getattr(self, section) != defaults:
+                doc[section] = getattr(self, section)
         return tomli_w.dumps(doc)
 
     def save(self) -> Path:
@@ -110,7 +124,8 @@ def load_config(home: str | Path) -> NodeConfig:
         raise ConfigError(f"{path} not found: create the home with `stromledger init`") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
-    known = {"role", "name", "genesis", "key_file", "listen", "peers", "consensus", "meter_point", "balancing_group"}
+    known = {"role", "name", "genesis", "key_file", "listen", "peers", "consensus", "meter_point", "balancing_group",
+             "api", "log"}
     unknown = set(doc) - known
     if unknown:
         raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
@@ -142,7 +157,54 @@ def load_config(home: str | Path) -> NodeConfig:
         consensus=dict(consensus),
         meter_point=dict(doc.get("meter_point", {})),
         balancing_group=dict(doc.get("balancing_group", {})),
+        api=api_section(path, doc.get("api", {})),
+        log=log_section(path, doc.get("log", {})),
     )
+
+
+# -- the operator sections: [api] and [log] (issue 14) ------------------------------------------------------------
+
+API_DEFAULTS = {"listen": "127.0.0.1:0", "token": ""}
+LOG_DEFAULTS: dict[str, Any] = {"format": "text", "levels": {}}
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def api_section(path: Path, section: Any) -> dict[str, str]:
+    """[api]: listen = "HOST:PORT" (port 0 = any free port, "" = no API), token = "" (no bearer token)."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [api] must be a table")
+    unknown = set(section) - set(API_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings in [api]: {sorted(unknown)}")
+    out = {**API_DEFAULTS, **section}
+    for key, value in out.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: api.{key} must be a string")
+    if out["listen"]:
+        host, _, port = out["listen"].rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"{path}: api.listen must be HOST:PORT (e.g. 127.0.0.1:8080), got {out['listen']!r}")
+    return out
+
+
+def log_section(path: Path, section: Any) -> dict[str, Any]:
+    """[log]: format = "text" | "json", and [log.levels] mapping logger names to levels."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [log] must be a table")
+    unknown = set(section) - set(LOG_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings in [log]: {sorted(unknown)}")
+    fmt = section.get("format", LOG_DEFAULTS["format"])
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"{path}: log.format must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")
+    levels = section.get("levels", {})
+    if not isinstance(levels, dict):
+        raise ConfigError(f"{path}: [log.levels] must be a table of logger = \"LEVEL\"")
+    for name, level in levels.items():
+        if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"{path}: log.levels.{name} must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return {"format": fmt, "levels": {name: level.upper() for name, level in levels.items()}}
 
 
 def parse_peer(text: str) -> Peer:

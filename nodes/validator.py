@@ -205,7 +205,7 @@ class Validator(RoleNode):
         try:
             await self.net.send(peer, protocol, payload)
         except NetError as e:
-            self.log.debug("send to %s failed: %s", peer.hex()[:12], e)
+            self.log.debug("send to %s failed: %s", self.ctx.peer_name(peer), e)
 
     async def _timer(self, t: ev.ScheduleTimeout) -> None:
         await trio.sleep(t.delay_ms / 1000)
@@ -313,7 +313,7 @@ class Validator(RoleNode):
             raw = await self.net.request(peer, BATCH, BatchRequest(tuple(want)).encode(), timeout=FETCH_TIMEOUT)
             reply = decode(raw)
         except (NetError, CodecError) as e:
-            self.log.info("fetching %d batches from %s failed: %s", len(want), peer.hex()[:12], e)
+            self.log.info("fetching %d batches from %s failed: %s", len(want), self.ctx.peer_name(peer), e)
             return 0
         if not isinstance(reply, BatchReply):
             return 0
@@ -348,6 +348,10 @@ class Validator(RoleNode):
         ms_after = int(self.clock() * 1000) - self.gate_closure(h) * 1000
         self.last_commit = CommitInfo(h, cert.round, seal, seal_hash, ms_after)
         self.commits += 1
+        if h >= self._due_height() and self.gate_closure(h) >= self.ctx.started_at:
+            # Live heights only: one replayed while catching up (a later gate has closed, or it closed
+            # before this process started) would measure the outage, not consensus.
+            self.ctx.metrics.commit_latency.observe(max(0, ms_after) / 1000)
         self._log_commit(self.last_commit)
         if self.write_exports and h > self.reg.genesis_period:
             # The seal of h carries the canonical certificate of h - 1: h - 1 is now final for export.
@@ -505,7 +509,7 @@ class Validator(RoleNode):
             if not why.harmless:
                 self.ctx.rejections[f"item_{why.reason.name.lower()}"] += 1
         self.log.info("batch %s from %s: %d accepted, %d duplicates, %d rejected%s",
-                      (admission.digest or b"").hex()[:12], peer.hex()[:12], admission.accepted,
+                      (admission.digest or b"").hex()[:12], self.ctx.peer_name(peer), admission.accepted,
                       admission.duplicates, len(admission.rejections) - admission.duplicates,
                       f", refused: {admission.refused}" if admission.refused else "")
         return admission.receipt(self.ctx.key, self.ctx.chain_id).encode()
@@ -573,13 +577,18 @@ class Validator(RoleNode):
             req = LightRequest.decode(payload)
         except CodecError as e:
             return ErrorReply("malformed", str(e)[:500]).encode()
-        version = self.store.latest_version(req.period)
+        return self.light_reply(req.period, req.malo_ids).encode()
+
+    def light_reply(self, period: int, malo_ids) -> LightReply | ErrorReply:
+        """The seal that settled `period` at its latest version, its certificate and the inclusion proofs of
+        `malo_ids` (as many as fit in one frame): what light clients verify, over libp2p or HTTP."""
+        version = self.store.latest_version(period)
         if version is None:
-            return ErrorReply("not_committed", f"period {req.period} is not settled yet").encode()
-        height, seal, leaves, index, tree = self._tree(req.period, version)
+            return ErrorReply("not_committed", f"period {period} is not settled yet")
+        height, seal, leaves, index, tree = self._tree(period, version)
         commit = self.store.get_commit(height)
         proofs, size = [], len(commit.value) + len(commit.certificate)
-        for malo in req.malo_ids:
+        for malo in malo_ids:
             i = index.get(malo)
             if i is None:
                 continue  # not a meter point of this period: the asker sees it has no proof
@@ -589,7 +598,7 @@ class Validator(RoleNode):
                 break  # the rest in another request
             proofs.append(proof)
         return LightReply(height, version, commit.value, CommitCertificate.decode(commit.certificate),
-                          tree.size, tuple(proofs)).encode()
+                          tree.size, tuple(proofs))
 
     def _tree(self, period: int, version: int):
         key = (period, version)
@@ -633,12 +642,21 @@ class Validator(RoleNode):
             "last_height": self.store.last_height(),
             "peers": sorted(k.hex() for k in self.net.connected_peers()),
             "evidence": len(self.store.list_evidence(1000)),
+            **self._health(),
             "batches": {"received": self.batches_received, "pending": len(self.ledger.acceptor.batches)},
             "exports": self.exports,
             "settlement_waiting": self.settlement_waiting,
             "consensus_drops": dict(self.machine.drops),
             "net": {k: stats[k] for k in sorted(stats)},
         }
+
+    def _health(self) -> dict[str, Any]:
+        """The health fields every validator reports (names agreed with the `status` command's checks)."""
+        connected = self.net.connected_peers()
+        online = sum(1 for k in self.validator_keys if k == self.ctx.key.public or k in connected)
+        behind = max(0, self._due_height() - self.machine.height + 1)
+        return {"quorum": online >= self.machine.validators.quorum, "catching_up": behind > 1,
+                "behind_periods": behind, "halted": False}
 
     async def _status_loop(self) -> None:
         while True:

@@ -37,5 +37,9 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigError, KeyFileError, GenesisError, OSError) as e:
         print(f"cannot start the node in {args.home}: {e}", file=sys.stderr)
         return 1
+    from nodes.logs import configure_logging
+
+    log = ctx.config.log  # the home's [log] section; --log-format and --log-level still win
+    configure_logging(args.log_format or log["format"], args.log_level, log["levels"])
     module = importlib.import_module(ROLE_MODULES[ctx.config.role])
     return int(trio.run(module.run, ctx) or 0)
