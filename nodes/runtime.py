@@ -102,6 +102,8 @@ class RoleNode:
         self.store = store
         self.net = net
         self.clock = clock
+        # /metrics reads this node's live status and network counters at scrape time.
+        ctx.metrics.bind(lambda: ctx.status_document(self.status()), lambda: dict(getattr(net, "stats", {})))
 
 
 def open_context(home: str | Path) -> NodeContext:
@@ -138,7 +140,6 @@ async def run_role(ctx: NodeContext, build: Callable[..., Any]) -> int:
             async with net:
                 ctx.log.info("listening on %s", net.listen_addr)
                 node = build(ctx, store, net)
-                ctx.metrics.bind(lambda: ctx.status_document(node.status()), lambda: dict(net.stats))
                 if ctx.config.api["listen"]:
                     from .api.server import start_api  # starlette and hypercorn: only in a running node
 

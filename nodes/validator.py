@@ -431,7 +431,7 @@ class Validator(RoleNode):
         new = self.store.put_evidence("duplicate_vote", evidence.height, evidence.encode(), int(self.clock()))
         if new:
             self.log.error("EVIDENCE: validator %s signed two different %s votes at height %d round %d",
-                           evidence.validator.hex()[:16], "prevote" if evidence.kind == 1 else "precommit",
+                           self.ctx.peer_name(evidence.validator), "prevote" if evidence.kind == 1 else "precommit",
                            evidence.height, evidence.round)
 
     # -- catch-up from far behind -----------------------------------------------------------------------------

@@ -98,17 +98,20 @@ async function refresh() {
     document.getElementById("last-seal-height").textContent = last.height;
     document.getElementById("last-seal-period").textContent = last.period;
   }
-  fill(document.getElementById("seals"), seals.seals.map((s) => [num(s.height), s.period, el("td", s.seal_hash.slice(0, 16) + "…"), num(s.round), s.signers.map((v) => v.name).join(", ")]));
+  fill(document.getElementById("seals"), seals.seals.map((s) => [num(s.height), s.period, el("td", s.seal_hash, "hash"), num(s.round), s.signers.map((v) => v.name).join(", ")]));
   fill(document.getElementById("validators"), validators.validators.map((v) => [v.name + (v.this_node ? " (this node)" : ""), v.grid_area, yesNo(v.online), yesNo(v.signed_last)]));
   drawImbalance(imbalance.points, imbalance.group_names);
   const mix = imbalance.points.length ? imbalance.points[imbalance.points.length - 1].mix : {};
   fill(document.getElementById("mix"), Object.entries(mix).map(([source, wh]) => [source, num(wh)]));
   const health = ["peers", "quorum", "catching_up", "behind_periods", "halted", "settlement_waiting"]
-    .filter((k) => k in status).map((k) => [k, Array.isArray(status[k]) ? status[k].length : JSON.stringify(status[k])]);
+    .filter((k) => k in status).map((k) => [k, Array.isArray(status[k]) ? status[k].length + " connected"
+      : status[k] === null ? "no" : typeof status[k] === "boolean" ? (status[k] ? "yes" : "no") : String(status[k])]);
   fill(document.getElementById("health"), health);
   const rejections = Object.entries(status.rejections || {});
   fill(document.getElementById("rejections"), rejections.length ? rejections.map(([r, n]) => [r, num(n)]) : [["none since start", ""]]);
-  fill(document.getElementById("evidence"), evidence.evidence.map((e) => [e.kind, num(e.height), e.included_height ?? "pending", e.hash.slice(0, 16) + "…"]));
+  fill(document.getElementById("evidence"), evidence.evidence.length
+    ? evidence.evidence.map((e) => [e.kind, num(e.height), e.included_height ?? "pending", e.hash.slice(0, 16) + "…"])
+    : [["none", "", "", ""]]);
   document.getElementById("updated").textContent = "updated " + new Date().toISOString().slice(11, 19) + " UTC";
 }
 

@@ -1,0 +1,130 @@
+"""The operator surface without a devnet: the [api] and [log] config sections, log formats and levels, and
+the API of one in-process validator (bearer token, read-only, JSON reasons, /openapi.json = docs/)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+
+from nodes.api.openapi import openapi_document
+from nodes.api.server import start_api
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry
+from nodes.home import ConfigError, NodeConfig, load_config
+from nodes.logs import JsonFormatter, configure_logging
+from nodes.runtime import NodeContext
+from nodes.validator import Validator
+from stromledger.net.p2p import P2PNetwork
+from stromledger.store import Store
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def write_config(home: Path, extra: str) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text('role = "validator"\nname = "v"\n' + extra)
+    return home
+
+
+def test_api_and_log_sections_have_defaults_and_refuse_typos(tmp_path):
+    config = load_config(write_config(tmp_path / "a", ""))
+    assert config.api == {"listen": "127.0.0.1:0", "token": ""}
+    assert config.log == {"format": "text", "levels": {}}
+    config = load_config(write_config(tmp_path / "b", '[api]\nlisten = "0.0.0.0:8080"\ntoken = "s3cret"\n'
+                                                      '[log]\nformat = "json"\n[log.levels]\nlibp2p = "debug"\n'))
+    assert config.api == {"listen": "0.0.0.0:8080", "token": "s3cret"}
+    assert config.log == {"format": "json", "levels": {"libp2p": "DEBUG"}}
+    assert load_config(config.home).api == config.api  # and back from what to_toml writes
+    config.save()
+    assert load_config(config.home).log == config.log
+    for extra, reason in (('[api]\nlisten = "8080"\n', "api.listen must be HOST:PORT"),
+                          ('[api]\nport = 8080\n', "unknown settings in [api]: ['port']"),
+                          ('[api]\ntoken = 5\n', "api.token must be a string"),
+                          ('[log]\nformat = "xml"\n', "log.format must be one of text, json"),
+                          ('[log.levels]\n"stromledger" = "LOUD"\n', "log.levels.stromledger must be one of")):
+        with pytest.raises(ConfigError, match=reason.replace("[", r"\[").replace("]", r"\]")) as e:
+            load_config(write_config(tmp_path / "bad", extra))
+        assert "\n" not in str(e.value)
+
+
+def test_logs_as_json_lines_and_libp2p_held_at_warning():
+    record = logging.LogRecord("stromledger.validator", logging.INFO, __file__, 1, "committed %d", (7,), None)
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["logger"] == "stromledger.validator" and doc["level"] == "INFO" and doc["msg"] == "committed 7"
+    assert doc["ts"].endswith("Z")
+    try:
+        configure_logging("json", "DEBUG", {"stromledger.api": "error"})
+        assert logging.getLogger("libp2p").level == logging.WARNING
+        assert logging.getLogger("multiaddr").level == logging.WARNING
+        assert logging.getLogger("stromledger.api").level == logging.ERROR
+        configure_logging("text", "INFO", {"libp2p": "DEBUG"})
+        assert logging.getLogger("libp2p").level == logging.DEBUG
+    finally:
+        for name in ("libp2p", "multiaddr", "stromledger.api"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        configure_logging("text", "WARNING")
+
+
+def test_served_openapi_document_is_the_one_in_docs():
+    assert openapi_document() == json.loads((DOCS / "openapi.json").read_text())
+
+
+def fetch(url: str, token: str | None = None, method: str = "GET") -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.mark.trio
+async def test_api_of_a_validator_with_a_token(tmp_path):
+    now = int(time.time())
+    registry = devnet_registry(validators=4, balancing_groups=1, meters=8, period_seconds=60,
+                               genesis_start=now - 120, chain_id="test-api")
+    key = devnet_key("validator-1")
+    config = NodeConfig(home=tmp_path, role="validator", name="validator-1",
+                        api={"listen": "127.0.0.1:0", "token": "s3cret"})
+    ctx = NodeContext(config=config, key=key, registry=registry, log=logging.getLogger("test.api"))
+    store = Store(tmp_path / "ledger.sqlite3")
+    net = P2PNetwork(key.seed)
+
+    async def get(path: str, token: str | None = "s3cret", method: str = "GET") -> tuple[int, bytes]:
+        return await trio.to_thread.run_sync(fetch, url + path, token, method)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            validator = Validator(ctx, store, net, write_exports=False)
+            url = await start_api(nursery, validator)
+
+            assert (await get("/status", token=None))[0] == 401
+            assert json.loads((await get("/status", token="wrong"))[1])["error"] == "unauthorized"
+            code, body = await get("/status")
+            status = json.loads(body)
+            assert code == 200 and status["name"] == "validator-1" and status["chain_id"] == "test-api"
+            assert status["quorum"] is False and status["peers"] == []  # alone: no quorum
+            code, body = await get("/metrics")
+            fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
+            assert fams["stromledger_quorum"].samples[0].value == 0
+            assert all(f.type != "unknown" and f.documentation for f in fams.values())
+            assert (await get("/status", method="POST"))[0] == 405  # read-only
+            code, body = await get("/no/such/thing")
+            assert code == 404 and json.loads(body)["error"] == "not_found"
+            code, body = await get("/chains/default/seals")
+            assert code == 200 and json.loads(body)["seals"] == []
+            code, body = await get(f"/chains/default/proofs/5?malo={sorted(registry.meter_points)[0]}")
+            assert code == 404 and json.loads(body)["error"] == "not_committed"
+            code, body = await get("/")
+            assert code == 200 and b'id="last-seal-hash"' in body
+            assert (await get("/static/dashboard.js"))[0] == 200
+            nursery.cancel_scope.cancel()
+    store.close()
