@@ -170,13 +170,17 @@ LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+def _check_table(path: Path, name: str, section: Any, known: dict[str, Any]) -> None:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    unknown = set(section) - set(known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings in [{name}]: {sorted(unknown)}")
+
+
 def api_section(path: Path, section: Any) -> dict[str, str]:
     """[api]: listen = "HOST:PORT" (port 0 = any free port, "" = no API), token = "" (no bearer token)."""
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: [api] must be a table")
-    unknown = set(section) - set(API_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown settings in [api]: {sorted(unknown)}")
+    _check_table(path, "api", section, API_DEFAULTS)
     out = {**API_DEFAULTS, **section}
     for key, value in out.items():
         if not isinstance(value, str):
@@ -190,11 +194,7 @@ def api_section(path: Path, section: Any) -> dict[str, str]:
 
 def log_section(path: Path, section: Any) -> dict[str, Any]:
     """[log]: format = "text" | "json", and [log.levels] mapping logger names to levels."""
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: [log] must be a table")
-    unknown = set(section) - set(LOG_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown settings in [log]: {sorted(unknown)}")
+    _check_table(path, "log", section, LOG_DEFAULTS)
     fmt = section.get("format", LOG_DEFAULTS["format"])
     if fmt not in LOG_FORMATS:
         raise ConfigError(f"{path}: log.format must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")

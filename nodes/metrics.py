@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Optional
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from stromledger import __version__
+
+# No `<name>_created` series: they double the families and nothing here needs a counter's creation time.
+disable_created_metrics()
 
 # Commit latency from gate closure: a devnet commits within a second, a 15-minute production period within
 # a few; the buckets cover both and a slow round (seconds).
@@ -50,12 +53,14 @@ class NodeMetrics:
     def __init__(self, node: str, role: str, chain: str):
         self.labels = {"node": node, "role": role, "chain": chain}
         self.registry = CollectorRegistry(auto_describe=False)
-        self.commit_latency = Histogram(
-            "stromledger_commit_latency_seconds",
-            "Seconds from a height's gate closure to this validator's commit; live heights only (commits "
-            "replayed while catching up are not observed).",
-            labelnames=list(self.labels), buckets=LATENCY_BUCKETS, registry=self.registry,
-        ).labels(**self.labels)
+        self.commit_latency: Optional[Any] = None  # validators only: other roles commit nothing
+        if role == "validator":
+            self.commit_latency = Histogram(
+                "stromledger_commit_latency_seconds",
+                "Seconds from a height's gate closure to this validator's commit; live heights only (commits "
+                "replayed while catching up are not observed).",
+                labelnames=list(self.labels), buckets=LATENCY_BUCKETS, registry=self.registry,
+            ).labels(**self.labels)
         self._status: Callable[[], dict[str, Any]] = dict
         self._snapshot: Optional[dict[str, Any]] = None
         self._net_stats: Callable[[], dict[str, int]] = dict
