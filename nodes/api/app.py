@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import trio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -131,6 +132,7 @@ class _Api:
     def __init__(self, source: NodeSource, metrics: NodeMetrics):
         self.source = source
         self._metrics = metrics
+        self._hashes: dict[str, str] = {}
 
     def _chain(self, request: Request) -> ChainView:
         chain = self.source.chain(request.path_params["chain"])
@@ -318,6 +320,12 @@ class _Api:
     async def exports(self, request: Request) -> Response:
         """The export index: per period the latest version written here, its files with sha256 and size."""
         chain = self._chain(request)
+        # Hashing can read hundreds of MB at a million meter points: in a worker thread, off the node's loop
+        # (it touches only files, never node state).
+        index = await trio.to_thread.run_sync(self._export_index, chain)
+        return JSONResponse({"chain_id": chain.chain_id, "exports": index})
+
+    def _export_index(self, chain: ChainView) -> list[dict[str, Any]]:
         periods = []
         base = chain.exports_dir
         for d in sorted(base.iterdir()) if base.is_dir() else ():
@@ -325,12 +333,12 @@ class _Api:
             if not EXPORT_DIR.match(d.name) or not versions:
                 continue
             version, path = versions[-1]
-            files = [{"name": f.name, "bytes": f.stat().st_size, "sha256": _sha256_file(f),
+            files = [{"name": f.name, "bytes": f.stat().st_size, "sha256": self._file_hash(f),
                       "url": f"/chains/{chain.chain_id}/exports/{d.name}/v{version}/{f.name}"}
                      for f in sorted(path.iterdir()) if f.is_file() and EXPORT_FILE.match(f.name)]
             periods.append({"period_dir": d.name, "latest_version": version, "versions": [v for v, _ in versions],
                             "files": files})
-        return JSONResponse({"chain_id": chain.chain_id, "exports": periods})
+        return periods
 
     @_handler
     async def export_file(self, request: Request) -> Response:
@@ -343,6 +351,13 @@ class _Api:
         if not path.is_file():
             raise _BadRequest(404, "no_export", f"no export file {p['period_dir']}/{p['version']}/{p['name']}")
         return FileResponse(path)
+
+    def _file_hash(self, path: Path) -> str:
+        """sha256 of an export file; an export directory never changes once written, so each is read once."""
+        key = str(path)
+        if key not in self._hashes:
+            self._hashes[key] = _sha256_file(path)
+        return self._hashes[key]
 
 
 def _sha256_file(path: Path) -> str:

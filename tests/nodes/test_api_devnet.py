@@ -7,6 +7,7 @@ One devnet serves every test of this module; waits poll against a deadline (othe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -163,3 +164,32 @@ def test_dashboard_in_headless_chromium_shows_the_seal_hash_of_the_api(devnet, c
         subprocess.run([chromium, *flags, "--window-size=1400,1450", "--hide-scrollbars", f"--screenshot={shot}",
                         url + "/"], capture_output=True, timeout=120)
         assert Path(shot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_export_index_and_files_and_the_other_roles(devnet, capsys):
+    url = api_url(devnet.validators[0], capsys)
+
+    def index() -> list:
+        return get_json(url + "/chains/default/exports")["exports"]
+
+    wait_for("the first export", lambda: bool(index()), time.time() + 60)
+    first = index()[0]
+    names = {f["name"] for f in first["files"]}
+    assert "manifest.json" in names and first["latest_version"] == 1
+    for f in first["files"]:
+        status, body = get(url + f["url"])
+        assert status == 200 and hashlib.sha256(body).hexdigest() == f["sha256"] and len(body) == f["bytes"]
+
+    bg = api_url(devnet.group_nodes[0], capsys)
+    assert get_json(bg + "/status")["role"] == "balancing-group"
+    status, page = get(bg + "/")
+    assert status == 200 and b'id="last-seal-hash"' in page
+    seals = get_json(bg + "/chains/default/seals?limit=2")["seals"]
+    assert seals and seals[0]["seal_hash"] == get_json(url + f"/chains/default/seals/{seals[0]['height']}")["seal_hash"]
+    status, body = get(bg + f"/chains/default/proofs/{devnet.registry.genesis_period}?malo=x", accept_error=True)
+    assert (status, json.loads(body)["error"]) == (404, "no_proofs")
+
+    light = api_url(devnet.light_nodes[0], capsys)
+    assert get_json(light + "/status")["role"] == "meter-point"
+    status, body = get(light + "/", accept_error=True)
+    assert (status, json.loads(body)["error"]) == (404, "no_dashboard")
