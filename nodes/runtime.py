@@ -21,6 +21,7 @@ from stromledger.registry import Registry, load_genesis
 
 from .home import NodeConfig, load_config
 from .metrics import NodeMetrics
+from .setup import party_names
 
 PASSPHRASE_ENV = "STROMLEDGER_PASSPHRASE"
 
@@ -35,7 +36,7 @@ class NodeContext:
     started_at: int = field(default_factory=lambda: int(time.time()))
     api_url: Optional[str] = None  # where the operator API listens, once it does
     metrics: Optional[NodeMetrics] = None
-    _names: Optional[dict[str, str]] = None
+    _names: Optional[dict[str, str]] = field(default=None, init=False, repr=False)  # public key hex -> name
 
     def __post_init__(self) -> None:
         if self.metrics is None:
@@ -55,8 +56,6 @@ class NodeContext:
         """A peer as logs and the API name it: its registry name (validator-2, meter operator X, operator
         of EIC), else the first 12 hex digits of its key and "(unknown)"."""
         if self._names is None:
-            from .setup import party_names
-
             self._names = party_names(self.registry)
         return self._names.get(key.hex()) or f"{key.hex()[:12]} (unknown)"
 
@@ -144,7 +143,6 @@ async def run_role(ctx: NodeContext, build: Callable[..., Any]) -> int:
                     from .api.server import start_api  # starlette and hypercorn: only in a running node
 
                     ctx.api_url = await start_api(nursery, node)
-                    ctx.log.info("operator API on %s (dashboard at /, metrics at /metrics)", ctx.api_url)
                 ctx.write_status(node.status())
                 await node.run()
     finally:

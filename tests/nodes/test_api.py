@@ -128,3 +128,28 @@ async def test_api_of_a_validator_with_a_token(tmp_path):
             assert (await get("/static/dashboard.js"))[0] == 200
             nursery.cancel_scope.cancel()
     store.close()
+
+
+@pytest.mark.trio
+async def test_an_api_address_in_use_is_one_log_line_and_the_node_goes_on(tmp_path, caplog):
+    registry = devnet_registry(validators=4, balancing_groups=1, meters=8, period_seconds=60,
+                               genesis_start=int(time.time()) - 120, chain_id="test-api-busy")
+    key = devnet_key("validator-1")
+    with trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = NodeConfig(home=tmp_path, role="validator", name="validator-1",
+                            api={"listen": f"127.0.0.1:{port}", "token": ""})
+        ctx = NodeContext(config=config, key=key, registry=registry, log=logging.getLogger("test.api.busy"))
+        store = Store(tmp_path / "ledger.sqlite3")
+        net = P2PNetwork(key.seed)
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(net.run)
+                validator = Validator(ctx, store, net, write_exports=False)
+                assert await start_api(nursery, validator) is None
+                nursery.cancel_scope.cancel()
+        store.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "test.api.busy"]
+    assert len(lines) == 1 and f"cannot serve the operator API on 127.0.0.1:{port}" in lines[0]
