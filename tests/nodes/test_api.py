@@ -153,3 +153,26 @@ async def test_an_api_address_in_use_is_one_log_line_and_the_node_goes_on(tmp_pa
         store.close()
     lines = [r.getMessage() for r in caplog.records if r.name == "test.api.busy"]
     assert len(lines) == 1 and f"cannot serve the operator API on 127.0.0.1:{port}" in lines[0]
+
+
+def test_metrics_textfile_is_typed_and_labelled_like_the_endpoint(tmp_path):
+    registry = devnet_registry(validators=4, balancing_groups=1, meters=8, period_seconds=60,
+                               genesis_start=int(time.time()) - 120, chain_id="test-textfile")
+    ctx = NodeContext(config=NodeConfig(home=tmp_path, role="balancing-group", name="bg-1"),
+                      key=devnet_key("bg-operator-1"), registry=registry, log=logging.getLogger("test.textfile"))
+    ctx.rejections["commit_wrong_chain"] += 2
+    ctx.write_status({"next_height": 12, "halted": "height 11: cannot recompute the seal", "pending": 0,
+                      "verified": {"heights": 3, "last_height": 11, "discrepancies": 1},
+                      "schedules": {"rejected_by_reason": {"unknown_group": 4}}})
+    text = (tmp_path / "data" / "metrics.prom").read_text()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    assert all(f.type != "unknown" and f.documentation for f in fams.values())
+    labels = {"node": "bg-1", "role": "balancing-group", "chain": "test-textfile"}
+
+    def value(name: str, **extra) -> float:
+        return next(s.value for s in fams[name].samples if s.labels == {**labels, **extra})
+
+    assert value("stromledger_halted") == 1 and value("stromledger_discrepancies") == 1
+    assert value("stromledger_rejections", reason="commit_wrong_chain") == 2
+    assert value("stromledger_refused_by_validators", reason="unknown_group") == 4
+    assert "stromledger_commit_latency_seconds" not in fams and "stromledger_quorum" not in fams  # not its role
