@@ -27,6 +27,17 @@ from stromledger.store import Store
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
+def context(home: Path, chain_id: str, role: str = "validator", name: str = "validator-1",
+            api: dict | None = None) -> NodeContext:
+    """A node context on a small devnet registry whose genesis period began two minutes ago."""
+    registry = devnet_registry(validators=4, balancing_groups=1, meters=8, period_seconds=60,
+                               genesis_start=int(time.time()) - 120, chain_id=chain_id)
+    label = name if role == "validator" else "bg-operator-1"
+    config = NodeConfig(home=home, role=role, name=name, api=api or {"listen": "127.0.0.1:0", "token": ""})
+    return NodeContext(config=config, key=devnet_key(label), registry=registry,
+                       log=logging.getLogger(f"test.{chain_id}"))
+
+
 def write_config(home: Path, extra: str) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text('role = "validator"\nname = "v"\n' + extra)
@@ -87,15 +98,10 @@ def fetch(url: str, token: str | None = None, method: str = "GET") -> tuple[int,
 
 @pytest.mark.trio
 async def test_api_of_a_validator_with_a_token(tmp_path):
-    now = int(time.time())
-    registry = devnet_registry(validators=4, balancing_groups=1, meters=8, period_seconds=60,
-                               genesis_start=now - 120, chain_id="test-api")
-    key = devnet_key("validator-1")
-    config = NodeConfig(home=tmp_path, role="validator", name="validator-1",
-                        api={"listen": "127.0.0.1:0", "token": "s3cret"})
-    ctx = NodeContext(config=config, key=key, registry=registry, log=logging.getLogger("test.api"))
+    ctx = context(tmp_path, "test-api", api={"listen": "127.0.0.1:0", "token": "s3cret"})
+    registry = ctx.registry
     store = Store(tmp_path / "ledger.sqlite3")
-    net = P2PNetwork(key.seed)
+    net = P2PNetwork(ctx.key.seed)
 
     async def get(path: str, token: str | None = "s3cret", method: str = "GET") -> tuple[int, bytes]:
         return await trio.to_thread.run_sync(fetch, url + path, token, method)
@@ -132,18 +138,13 @@ async def test_api_of_a_validator_with_a_token(tmp_path):
 
 @pytest.mark.trio
 async def test_an_api_address_in_use_is_one_log_line_and_the_node_goes_on(tmp_path, caplog):
-    registry = devnet_registry(validators=4, balancing_groups=1, meters=8, period_seconds=60,
-                               genesis_start=int(time.time()) - 120, chain_id="test-api-busy")
-    key = devnet_key("validator-1")
     with trio.socket.socket() as taken:
         await taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = NodeConfig(home=tmp_path, role="validator", name="validator-1",
-                            api={"listen": f"127.0.0.1:{port}", "token": ""})
-        ctx = NodeContext(config=config, key=key, registry=registry, log=logging.getLogger("test.api.busy"))
+        ctx = context(tmp_path, "test-api-busy", api={"listen": f"127.0.0.1:{port}", "token": ""})
         store = Store(tmp_path / "ledger.sqlite3")
-        net = P2PNetwork(key.seed)
+        net = P2PNetwork(ctx.key.seed)
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
                 await nursery.start(net.run)
@@ -151,15 +152,12 @@ async def test_an_api_address_in_use_is_one_log_line_and_the_node_goes_on(tmp_pa
                 assert await start_api(nursery, validator) is None
                 nursery.cancel_scope.cancel()
         store.close()
-    lines = [r.getMessage() for r in caplog.records if r.name == "test.api.busy"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "test.test-api-busy"]
     assert len(lines) == 1 and f"cannot serve the operator API on 127.0.0.1:{port}" in lines[0]
 
 
 def test_metrics_textfile_is_typed_and_labelled_like_the_endpoint(tmp_path):
-    registry = devnet_registry(validators=4, balancing_groups=1, meters=8, period_seconds=60,
-                               genesis_start=int(time.time()) - 120, chain_id="test-textfile")
-    ctx = NodeContext(config=NodeConfig(home=tmp_path, role="balancing-group", name="bg-1"),
-                      key=devnet_key("bg-operator-1"), registry=registry, log=logging.getLogger("test.textfile"))
+    ctx = context(tmp_path, "test-textfile", role="balancing-group", name="bg-1")
     ctx.rejections["commit_wrong_chain"] += 2
     ctx.write_status({"next_height": 12, "halted": "height 11: cannot recompute the seal", "pending": 0,
                       "verified": {"heights": 3, "last_height": 11, "discrepancies": 1},
