@@ -125,8 +125,8 @@ class _StatusCollector:
         if isinstance(peers, list):
             peers = len(peers)
         if _is_number(peers):
-            yield gauge("peers", "Registry peers this node is connected to (validators, and on a validator also light and "
-                                 "balancing-group nodes).", peers)
+            yield gauge("peers", "Registry peers this node is connected to (validators, and on a validator also "
+                                 "light and balancing-group nodes).", peers)
         if "halted" in doc:
             yield gauge("halted", "1 when the node stopped following the chain (see its log), else 0.",
                         bool(doc["halted"]))
