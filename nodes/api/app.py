@@ -329,8 +329,10 @@ class _Api:
         periods = []
         base = chain.exports_dir
         for d in sorted(base.iterdir()) if base.is_dir() else ():
+            if not (EXPORT_DIR.match(d.name) and d.is_dir()):
+                continue  # index.jsonl, temporary directories
             versions = sorted((int(v.name[1:]), v) for v in d.iterdir() if EXPORT_VERSION.match(v.name) and v.is_dir())
-            if not EXPORT_DIR.match(d.name) or not versions:
+            if not versions:
                 continue
             version, path = versions[-1]
             files = [{"name": f.name, "bytes": f.stat().st_size, "sha256": self._file_hash(f),

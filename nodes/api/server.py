@@ -21,9 +21,9 @@ async def start_api(nursery: trio.Nursery, node: Any) -> Optional[str]:
 
     ctx = node.ctx
     source = NodeSource(node)
-    app = create_app(source, ctx.metrics, ctx.config.api["token"])
+    app = create_app(source, ctx.metrics, ctx.config.api_token)
     config = Config()
-    config.bind = [ctx.config.api["listen"]]
+    config.bind = [ctx.config.api_listen]
     config.accesslog = None  # requests are not node events
     config.errorlog = logging.getLogger("hypercorn.error")  # through the node's log set-up (text or JSON)
     config.graceful_timeout = 1.0

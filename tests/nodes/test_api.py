@@ -46,23 +46,22 @@ def write_config(home: Path, extra: str) -> Path:
 
 def test_api_and_log_sections_have_defaults_and_refuse_typos(tmp_path):
     config = load_config(write_config(tmp_path / "a", ""))
-    assert config.api == {"listen": "127.0.0.1:0", "token": ""}
-    assert config.log == {"format": "text", "levels": {}}
+    assert (config.api_listen, config.api_token, config.log_format, config.log_levels) == ("127.0.0.1:0", "", "text", {})
     config = load_config(write_config(tmp_path / "b", '[api]\nlisten = "0.0.0.0:8080"\ntoken = "s3cret"\n'
                                                       '[log]\nformat = "json"\n[log.levels]\nlibp2p = "debug"\n'))
-    assert config.api == {"listen": "0.0.0.0:8080", "token": "s3cret"}
-    assert config.log == {"format": "json", "levels": {"libp2p": "DEBUG"}}
-    assert load_config(config.home).api == config.api  # and back from what to_toml writes
-    config.save()
-    assert load_config(config.home).log == config.log
-    for extra, reason in (('[api]\nlisten = "8080"\n', "api.listen must be HOST:PORT"),
-                          ('[api]\nport = 8080\n', "unknown settings in [api]: ['port']"),
-                          ('[api]\ntoken = 5\n', "api.token must be a string"),
-                          ('[log]\nformat = "xml"\n', "log.format must be one of text, json"),
-                          ('[log.levels]\n"stromledger" = "LOUD"\n', "log.levels.stromledger must be one of")):
-        with pytest.raises(ConfigError, match=reason.replace("[", r"\[").replace("]", r"\]")) as e:
+    assert (config.api_listen, config.api_token) == ("0.0.0.0:8080", "s3cret")
+    assert (config.log_format, config.log_levels) == ("json", {"libp2p": "DEBUG"})
+    config.save()  # and back from what `init` writes (inline table for the levels)
+    again = load_config(config.home)
+    assert (again.api, again.log) == (config.api, config.log)
+    for extra, reason in (('[api]\nlisten = "8080"\n', "[api]: listen must be HOST:PORT"),
+                          ('[api]\nport = 8080\n', "[api]: unknown key 'port'; allowed: listen, token"),
+                          ('[api]\ntoken = 5\n', "[api]: token must be a string"),
+                          ('[log]\nformat = "xml"\n', "[log]: format must be one of text, json"),
+                          ('[log.levels]\n"stromledger" = "LOUD"\n', "[log]: levels must be a table of logger = level")):
+        with pytest.raises(ConfigError) as e:
             load_config(write_config(tmp_path / "bad", extra))
-        assert "\n" not in str(e.value)
+        assert reason in str(e.value) and "\n" not in str(e.value)
 
 
 def test_logs_as_json_lines_and_libp2p_held_at_warning():
@@ -117,7 +116,7 @@ async def test_api_of_a_validator_with_a_token(tmp_path):
             code, body = await get("/status")
             status = json.loads(body)
             assert code == 200 and status["name"] == "validator-1" and status["chain_id"] == "test-api"
-            assert status["quorum"] is False and status["peers"] == []  # alone: no quorum
+            assert status["quorum"] is False and status["peers"] == 0  # alone: no quorum
             code, body = await get("/metrics")
             fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
             assert fams["stromledger_quorum"].samples[0].value == 0

@@ -104,7 +104,7 @@ async function refresh() {
   const mix = imbalance.points.length ? imbalance.points[imbalance.points.length - 1].mix : {};
   fill(document.getElementById("mix"), Object.entries(mix).map(([source, wh]) => [source, num(wh)]));
   const health = ["peers", "quorum", "catching_up", "behind_periods", "halted", "settlement_waiting"]
-    .filter((k) => k in status).map((k) => [k, Array.isArray(status[k]) ? status[k].length + " connected"
+    .filter((k) => k in status).map((k) => [k, k === "peers" ? status[k] + " connected"
       : status[k] === null ? "no" : typeof status[k] === "boolean" ? (status[k] ? "yes" : "no") : String(status[k])]);
   fill(document.getElementById("health"), health);
   const rejections = Object.entries(status.rejections || {});
