@@ -54,7 +54,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """One config.toml key: its type ("str", "int" = whole number >= 0, "list" = list of strings, "levels" =
-    a table of logger name = log level), its default (None: computed, see `help`), what it means, and the values allowed (empty: any)."""
+    a table of logger name = log level), its default (None: computed, see `help`), what it means, and the
+    values allowed (empty: any)."""
     kind: str
     default: Any
     help: str

@@ -466,8 +466,8 @@ class MeterPointNode(RoleNode):
     def _inbox_answered(self, path: Path, receipt: Receipt) -> None:
         """A queued inbox file's batch has its final answer: to sent/ if taken, to refused/ with the reason."""
         if batch_refused(receipt):
-            reason = (f"validator {self.ctx.peer_name(receipt.validator)} refused batch {receipt.batch.hex()[:12]} as a "
-                      f"whole: {reason_label(receipt.batch_reason)}")
+            reason = (f"validator {self.ctx.peer_name(receipt.validator)} refused batch "
+                      f"{receipt.batch.hex()[:12]} as a whole: {reason_label(receipt.batch_reason)}")
             dest = self.feed.mark_refused(path, reason)
             self.log.error("inbox: %s: %s; moved to %s", path.name, reason, dest)
         else:
