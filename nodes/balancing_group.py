@@ -134,7 +134,7 @@ class BalancingGroupNode(RoleNode):
         self.validators = [p.key for p in ctx.config.peers if p.key != key] or list(self.reg.validator_keys())
         self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log,
                              period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout,
-                             correction_window=self.reg.correction_window)
+                             correction_window=self.reg.correction_window, name=ctx.peer_name)
         self.state = self._load_state()
         v = store.get_meta("bg.next_schedule")
         self.next_schedule = int(v.decode()) if v else self.reg.genesis_period
@@ -187,11 +187,11 @@ class BalancingGroupNode(RoleNode):
             try:
                 reply = decode(await self.net.request(peer, SYNC, payload, timeout=self.timeout))
             except (NetError, CodecError) as e:
-                problems.append(f"{peer.hex()[:12]}: {e}")
+                problems.append(f"{self.ctx.peer_name(peer)}: {e}")
                 self._turn += 1
                 continue
             if isinstance(reply, ErrorReply):
-                problems.append(f"{peer.hex()[:12]}: {reply.reason}: {reply.message}")
+                problems.append(f"{self.ctx.peer_name(peer)}: {reply.reason}: {reply.message}")
                 self._turn += 1
                 continue
             return peer, reply
@@ -204,7 +204,7 @@ class BalancingGroupNode(RoleNode):
         peer, reply = await self._ask(SyncRequest(self.next_height, SYNC_LIMIT).encode())
         if not isinstance(reply, SyncReply):
             self._turn += 1
-            raise FetchFailed(f"{peer.hex()[:12]} answered a sync request with {type(reply).__name__}")
+            raise FetchFailed(f"{self.ctx.peer_name(peer)} answered a sync request with {type(reply).__name__}")
         applied = 0
         for data in reply.commits[:MAX_SYNC]:
             try:
@@ -232,7 +232,8 @@ class BalancingGroupNode(RoleNode):
         try:
             seal = verify_commit(self.reg, commit.value, commit.certificate, h)
         except LightError as e:
-            self.log.error("REFUSED the commit for height %d from %s: %s", h, (peer or b"?").hex()[:12], e)
+            self.log.error("REFUSED the commit for height %d from %s: %s", h,
+                           self.ctx.peer_name(peer) if peer else "?", e)
             self.ctx.reject(f"commit_{e.reason}", f"height {h}: {e}", peer)
             return False
         try:
@@ -335,7 +336,7 @@ class BalancingGroupNode(RoleNode):
                 raise
             if not isinstance(reply, BatchReply):
                 self._turn += 1
-                raise FetchFailed(f"{peer.hex()[:12]} answered a batch request with {type(reply).__name__}")
+                raise FetchFailed(f"{self.ctx.peer_name(peer)} answered a batch request with {type(reply).__name__}")
             got = 0
             for data in reply.batches:
                 d = sha256(data)
@@ -346,7 +347,7 @@ class BalancingGroupNode(RoleNode):
                     self.ctx.reject("unrequested_batch", "a validator sent a batch that was not asked for", peer)
             if not got:
                 self._turn += 1
-                raise FetchFailed(f"{peer.hex()[:12]} has none of {len(ask)} listed batches")
+                raise FetchFailed(f"{self.ctx.peer_name(peer)} has none of {len(ask)} listed batches")
             want = [d for d in want if d not in out]
         return out
 
@@ -397,7 +398,7 @@ class BalancingGroupNode(RoleNode):
     async def flush(self, force: bool = False) -> None:
         deliveries = await self.outbox.flush(force)
         for d in deliveries:
-            log_receipt(self.log, d, "schedule")
+            log_receipt(self.log, d, "schedule", name=self.ctx.peer_name)
             r = d.receipt
             if batch_refused(r):
                 self.schedules["rejected"] += len(d.batch.schedules)
@@ -446,7 +447,7 @@ class BalancingGroupNode(RoleNode):
     async def run(self) -> None:
         self.log.info("balancing-group node up: groups %s, following from height %d, validators %s",
                       ", ".join(self.groups) or "none", self.next_height,
-                      ", ".join(v.hex()[:12] for v in self.validators))
+                      ", ".join(self.ctx.peer_name(v) for v in self.validators))
         tick = max(0.05, min(1.0, self.reg.period_seconds / 20))
         while True:
             await self.step()

@@ -340,6 +340,7 @@ class Progress:
     verified: dict[str, set[int]] = field(default_factory=dict)  # light/group node -> heights verified
     problems: dict[str, list[str]] = field(default_factory=dict)  # light/group node -> verification problems
     listening: set[str] = field(default_factory=set)
+    api_urls: dict[str, str] = field(default_factory=dict)  # node -> its operator API (dashboard at /)
     settled: set[int] = field(default_factory=set)  # heights every validator committed
 
     def finished(self, devnet: Devnet) -> bool:
@@ -394,6 +395,11 @@ def poll(devnet: Devnet, progress: Progress, console) -> None:
         if spec.name not in progress.listening and status.get("listen"):
             progress.listening.add(spec.name)
             up.append(spec.name)
+        if spec.name not in progress.api_urls and isinstance(status.get("api_url"), str):
+            progress.api_urls[spec.name] = status["api_url"]
+            if spec.role != "meter-point":
+                console.print(f"  dashboard of {spec.name}: {status['api_url']}/  (API: /status, /metrics, "
+                              "/openapi.json)", markup=False)
         if spec.role == "validator":
             _note_commit(devnet, spec, status, progress, new)
         else:

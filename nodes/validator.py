@@ -221,7 +221,7 @@ class Validator(RoleNode):
         try:
             await self.net.send(peer, protocol, payload)
         except NetError as e:
-            self.log.debug("send to %s failed: %s", peer.hex()[:12], e)
+            self.log.debug("send to %s failed: %s", self.ctx.peer_name(peer), e)
 
     async def _timer(self, t: ev.ScheduleTimeout) -> None:
         await trio.sleep(t.delay_ms / 1000)
@@ -329,7 +329,7 @@ class Validator(RoleNode):
             raw = await self.net.request(peer, BATCH, BatchRequest(tuple(want)).encode(), timeout=FETCH_TIMEOUT)
             reply = decode(raw)
         except (NetError, CodecError) as e:
-            self.log.info("fetching %d batches from %s failed: %s", len(want), peer.hex()[:12], e)
+            self.log.info("fetching %d batches from %s failed: %s", len(want), self.ctx.peer_name(peer), e)
             return 0
         if not isinstance(reply, BatchReply):
             return 0
@@ -366,6 +366,10 @@ class Validator(RoleNode):
         ms_after = int(self.clock() * 1000) - self.gate_closure(h) * 1000 if h == self._started_height else None
         self.last_commit = CommitInfo(h, cert.round, seal, seal_hash, ms_after)
         self.commits += 1
+        if ms_after is not None and self.gate_closure(h) >= self.ctx.started_at:
+            # Live heights only: one decided while catching up (ms_after None), or whose gate closed before
+            # this process started, would measure the outage, not consensus.
+            self.ctx.metrics.commit_latency.observe(max(0, ms_after) / 1000)
         self._log_commit(self.last_commit)
         if self.write_exports and h > self.reg.genesis_period:
             # The seal of h carries the canonical certificate of h - 1: h - 1 is now final for export.
@@ -447,8 +451,8 @@ class Validator(RoleNode):
         new = self.store.put_evidence("duplicate_vote", evidence.height, evidence.encode(), int(self.clock()))
         if new:
             self.log.error("EVIDENCE: validator %s signed two different %s votes at height %d round %d",
-                           evidence.validator.hex()[:16], "prevote" if evidence.kind == 1 else "precommit",
-                           evidence.height, evidence.round)
+                           self.ctx.peer_name(evidence.validator),
+                           "prevote" if evidence.kind == 1 else "precommit", evidence.height, evidence.round)
 
     # -- catch-up from far behind -----------------------------------------------------------------------------
 
@@ -533,7 +537,7 @@ class Validator(RoleNode):
             if not why.harmless:
                 self.ctx.rejections[f"item_{why.reason.name.lower()}"] += 1
         self.log.info("batch %s from %s: %d accepted, %d duplicates, %d rejected%s",
-                      (admission.digest or b"").hex()[:12], peer.hex()[:12], admission.accepted,
+                      (admission.digest or b"").hex()[:12], self.ctx.peer_name(peer), admission.accepted,
                       admission.duplicates, len(admission.rejections) - admission.duplicates,
                       f", refused: {admission.refused}" if admission.refused else "")
         return admission.receipt(self.ctx.key, self.ctx.chain_id).encode()
@@ -601,13 +605,18 @@ class Validator(RoleNode):
             req = LightRequest.decode(payload)
         except CodecError as e:
             return ErrorReply("malformed", str(e)[:500]).encode()
-        version = self.store.latest_version(req.period)
+        return self.light_reply(req.period, req.malo_ids).encode()
+
+    def light_reply(self, period: int, malo_ids) -> LightReply | ErrorReply:
+        """The seal that settled `period` at its latest version, its certificate and the inclusion proofs of
+        `malo_ids` (as many as fit in one frame): what light clients verify, over libp2p or HTTP."""
+        version = self.store.latest_version(period)
         if version is None:
-            return ErrorReply("not_committed", f"period {req.period} is not settled yet").encode()
-        height, seal, leaves, index, tree = self._tree(req.period, version)
+            return ErrorReply("not_committed", f"period {period} is not settled yet")
+        height, seal, leaves, index, tree = self._tree(period, version)
         commit = self.store.get_commit(height)
         proofs, size = [], len(commit.value) + len(commit.certificate)
-        for malo in req.malo_ids:
+        for malo in malo_ids:
             i = index.get(malo)
             if i is None:
                 continue  # not a meter point of this period: the asker sees it has no proof
@@ -617,7 +626,7 @@ class Validator(RoleNode):
                 break  # the rest in another request
             proofs.append(proof)
         return LightReply(height, version, commit.value, CommitCertificate.decode(commit.certificate),
-                          tree.size, tuple(proofs)).encode()
+                          tree.size, tuple(proofs))
 
     def _tree(self, period: int, version: int):
         key = (period, version)

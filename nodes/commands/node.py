@@ -45,6 +45,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cannot start the node in {args.home}: {e}", file=sys.stderr)
         return 2
     ctx.resume_signing_after_restore = args.resume_signing_after_restore
+    from nodes.logs import configure_logging
+
+    # The home's [log] section; --log-format and --log-level on the command line still win.
+    configure_logging(args.log_format or ctx.config.log_format, args.log_level, ctx.config.log_levels)
     module = importlib.import_module(ROLE_MODULES[ctx.config.role])
     try:
         return int(trio.run(module.run, ctx) or 0)

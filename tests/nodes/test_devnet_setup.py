@@ -268,6 +268,21 @@ def test_poll_counts_heights_a_validator_committed_between_polls(devnet):
     assert progress.committed[first]["validator-1"] == "?"  # committed, its hash known from the store later
 
 
+def test_poll_prints_each_dashboard_url_once(devnet):
+    for n in devnet.nodes:
+        write_status(n, {"listen": n.listen, "api_url": f"http://127.0.0.1:{n.port + 1}"})
+    console, buf = recording()
+    progress = Progress()
+    poll(devnet, progress, console)
+    poll(devnet, progress, console)
+    text = buf.getvalue()
+    v = devnet.validators[0]
+    assert text.count(f"dashboard of {v.name}: http://127.0.0.1:{v.port + 1}/") == 1
+    assert f"dashboard of {devnet.group_nodes[0].name}" in text
+    assert "dashboard of meter-operator" not in text  # light nodes serve the API, not a dashboard
+    assert set(progress.api_urls) == {n.name for n in devnet.nodes}
+
+
 def test_node_process_command_line(devnet, monkeypatch):
     seen = {}
 
