@@ -103,3 +103,44 @@ def test_schedule_mismatch_is_a_warning_and_the_schedule_is_kept(registry, net, 
     assert "500" in a.rejections[0][2].message
     b = ledger.admit(net.batch([], net.schedule(G1, G2, NOW, 500, "to")), NOW)
     assert reasons(b) == [] and b.accepted == 1
+
+
+def test_one_reading_in_300_distinct_batches_is_held_and_listed_once(registry, net, ledger):
+    one = net.reading(HOUSE1, G, 5)
+    # each batch made distinct by a junk reading for an unknown meter point: all 300 carry nothing new
+    batches = [net.batch([one, net.reading(malo(99), G, i + 1)]) for i in range(300)]
+    admissions = [ledger.admit(b, NOW) for b in batches]
+    assert sum(a.stored for a in admissions) >= 1 and all(a.refused is None for a in admissions)
+    lowest = min(b.digest() for b in batches)
+    assert list(ledger.acceptor.batches) == [lowest]
+    assert list(ledger.propose().seal.batches) == [lowest]
+
+
+def test_the_held_set_does_not_depend_on_arrival_order(registry, net):
+    from stromledger.cascade import Ledger
+    a = net.batch([net.reading(HOUSE1, G, 5), net.reading(HOUSE2, G, 7)])
+    b = net.batch([net.reading(HOUSE1, G, 5)])
+    c = net.batch([net.reading(HOUSE2, G, 7), net.reading(PV, G, 1)])
+    held = set()
+    for order in ([a, b, c], [c, b, a], [b, c, a], [a, c, b]):
+        ledger = Ledger(registry)
+        for x in order:
+            ledger.admit(x, NOW)
+        held.add(tuple(sorted(ledger.acceptor.batches)))
+    assert len(held) == 1
+
+
+def test_a_submitter_over_its_quota_is_refused_until_the_next_period(registry, net):
+    from stromledger.cascade import Ledger
+    from stromledger.cascade.ledger import SubmitterQuota
+    ledger = Ledger(registry, quota=SubmitterQuota(batches=2, items=3))
+    assert ledger.admit(net.batch([net.reading(HOUSE1, G, 5)]), NOW).stored
+    assert ledger.admit(net.batch([net.reading(HOUSE2, G, 5)]), NOW).stored
+    third = net.batch([net.reading(PV, G, 1)])
+    refused = ledger.admit(third, NOW).refused
+    assert refused.reason == Reason.OVERSIZED and "quota" in refused.message
+    assert ledger.admit(third, NOW + 1).stored  # a new period, a new quota
+    big = net.batch([net.reading(HOUSE1, G, 6, version=2), net.reading(HOUSE2, G, 6, version=2),
+                     net.reading(PV, G, 2, version=2), net.reading(HOUSE1, G, 7, version=3)])
+    assert "new items" in ledger.admit(big, NOW + 1).refused.message
+    assert ledger.admit(big, None).stored  # fetched to validate a seal: no clock, no quota
