@@ -271,11 +271,35 @@ class Ledger:
         return checked
 
     def propose(self, vote_evidence: Iterable[bytes] = (), last_commit: bytes = b"") -> Outcome:
-        """Build the seal of the next height; `last_commit`: the commit certificate of the height before."""
+        """Build the seal of the next height; `last_commit`: the commit certificate of the height before.
+        Never fails on what batches hold: a batch whose totals do not fit the seal's fields is dropped."""
         h = self.next_height
-        outcome = build_seal(self.registry, self.state, h, self.acceptor.eligible(h), vote_evidence, last_commit)
+        vote_evidence = tuple(vote_evidence)
+        chosen = self.acceptor.eligible(h)
+        try:
+            outcome = build_seal(self.registry, self.state, h, chosen, vote_evidence, last_commit)
+        except OverflowError:
+            outcome = self._propose_without_overflow(h, chosen, vote_evidence, last_commit)
         self._outcomes[outcome.seal_hash] = outcome
         return outcome
+
+    def _propose_without_overflow(self, h: int, chosen: list[CheckedBatch], vote_evidence: tuple,
+                                  last_commit: bytes) -> Outcome:
+        """The genesis and schedule bounds keep every total encodable; should a registry built otherwise let
+        totals overflow anyway, the batches that do it are found by halving and forgotten, not crashed on."""
+        kept: list[CheckedBatch] = []
+        todo = [chosen]
+        while todo:
+            part = todo.pop()
+            try:
+                build_seal(self.registry, self.state, h, kept + part, vote_evidence, last_commit)
+                kept += part
+            except OverflowError:
+                if len(part) == 1:
+                    self.acceptor.batches.pop(part[0].digest, None)
+                else:
+                    todo += [part[len(part) // 2:], part[:len(part) // 2]]  # the first half is tried first
+        return build_seal(self.registry, self.state, h, kept, vote_evidence, last_commit)
 
     def missing_batches(self, seal_bytes: bytes) -> list[bytes]:
         """The batches a proposed seal lists that this node must fetch before it can validate it."""
