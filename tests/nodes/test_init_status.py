@@ -347,3 +347,47 @@ def test_status_reports_a_forged_certificate(validator_home, registry):
         store.put_commit(h, 0, seal, seal_hash, cert.encode(), START)
     last = home_status(validator_home.home, now=START)["ledger"]["latest_commit"]
     assert last["certificate"].startswith("INVALID") and "insufficient" in last["certificate"]
+
+
+def test_init_never_writes_over_a_file_in_the_home(tmp_path, genesis, keys):
+    # a genesis whose meter-point file is named node.key would have replaced the node's registered key
+    hostile = tmp_path / "g" / "genesis.toml"
+    hostile.parent.mkdir()
+    (hostile.parent / "node.key").write_bytes((genesis.parent / "devnet-meter-points.csv").read_bytes())
+    hostile.write_text(genesis.read_text().replace('path = "devnet-meter-points.csv"', 'path = "node.key"'))
+    home = tmp_path / "val"
+    home.mkdir()
+    (home / "node.key").write_bytes(keys["validator-1"].read_bytes())
+    os.chmod(home / "node.key", 0o600)
+    before = (home / "node.key").read_bytes()
+    with pytest.raises(InitError, match="would overwrite"):
+        init_home(home, "validator", hostile)
+    assert (home / "node.key").read_bytes() == before and not (home / "config.toml").exists()
+    code = main(["init", "--role", "validator", "--home", str(tmp_path / "v2"), "--genesis", str(hostile),
+                 "--key", str(keys["validator-1"])])
+    assert code == 1 and not (tmp_path / "v2").exists()
+
+
+@pytest.mark.parametrize("content", ["[1]", "null", '{"public_key": 5}', '{"public_key": "00"}', "\xff\xfe",
+                                     '{"format": "stromledger-ed25519-v1", "type": "ed25519", "public_key": "'
+                                     + "00" * 32 + '", "seed": "zz"}'])
+def test_malformed_key_files_are_one_line_errors(tmp_path, genesis, capsys, content):
+    path = tmp_path / "bad.key"
+    path.write_bytes(content.encode("latin-1"))
+    os.chmod(path, 0o600)
+    for args in (["keys", "show", str(path)], ["keys", "show", "--check", str(path)],
+                 ["init", "--role", "validator", "--home", str(tmp_path / "h"), "--genesis", str(genesis),
+                  "--key", str(path)]):
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and "bad.key" in err, err
+
+
+def test_init_with_a_key_readable_by_others_says_so(tmp_path, genesis, capsys):
+    loose = tmp_path / "loose.key"
+    write_key_file(loose, devnet_key("validator-1"))
+    os.chmod(loose, 0o644)
+    assert main(["init", "--role", "validator", "--home", str(tmp_path / "v"), "--genesis", str(genesis),
+                 "--key", str(loose)]) == 0
+    err = capsys.readouterr().err
+    assert "readable by others (mode 644)" in err and err.count("\n") == 2  # and the no --peer warning
