@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -41,6 +40,7 @@ from stromledger.export import decode_period_rows, encode_period_rows, export_co
 from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetError
 from stromledger.store import Store
 
+from .proof_trees import ProofTrees
 from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
     SyncRequest,
@@ -80,8 +80,7 @@ class Validator(RoleNode):
         self.exports = 0
         self._send, self._recv = trio.open_memory_channel[Any](EVENT_QUEUE)
         self._started_height = -1
-        self._trees: OrderedDict[tuple[int, int], tuple[int, bytes, list[bytes], dict[str, int], merkle.Tree]] = \
-            OrderedDict()
+        self._trees = ProofTrees(self._build_tree)
         self.last_commit: Optional[CommitInfo] = None
         self.commits = 0
         self.committed = trio.Condition()  # notified after every commit (tests and the devnet wait on it)
@@ -576,7 +575,7 @@ class Validator(RoleNode):
         version = self.store.latest_version(req.period)
         if version is None:
             return ErrorReply("not_committed", f"period {req.period} is not settled yet").encode()
-        height, seal, leaves, index, tree = self._tree(req.period, version)
+        height, seal, leaves, index, tree = await self._trees.get(req.period, version)
         commit = self.store.get_commit(height)
         proofs, size = [], len(commit.value) + len(commit.certificate)
         for malo in req.malo_ids:
@@ -591,17 +590,13 @@ class Validator(RoleNode):
         return LightReply(height, version, commit.value, CommitCertificate.decode(commit.certificate),
                           tree.size, tuple(proofs)).encode()
 
-    def _tree(self, period: int, version: int):
-        key = (period, version)
-        if key not in self._trees:
-            result = self.store.get_period_result(period, version)
-            _, _, rows = decode_period_rows(self.reg, result.data)
-            leaves = [leaf_bytes(period, r) for r in rows]
-            index = {r.malo_id: i for i, r in enumerate(rows)}
-            self._trees[key] = (result.height, b"", leaves, index, merkle.Tree(leaves))
-            while len(self._trees) > 2:  # ~300 MB each at a million meter points
-                self._trees.popitem(last=False)
-        return self._trees[key]
+    def _build_tree(self, period: int, version: int) -> tuple[int, bytes, list[bytes], dict[str, int], merkle.Tree]:
+        """Runs in a worker thread (see ProofTrees)."""
+        result = self.store.get_period_result(period, version)
+        _, _, rows = decode_period_rows(self.reg, result.data)
+        leaves = [leaf_bytes(period, r) for r in rows]
+        index = {r.malo_id: i for i, r in enumerate(rows)}
+        return result.height, b"", leaves, index, merkle.Tree(leaves)
 
     # -- status ------------------------------------------------------------------------------------------------
 
