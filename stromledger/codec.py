@@ -181,6 +181,11 @@ def nested(cls: type) -> type:
     return cls
 
 
+def registered() -> dict[int, type[Message]]:
+    """Every message type registered so far, by tag (for fuzzing every decoder)."""
+    return dict(_REGISTRY)
+
+
 def decode(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     """Decode any registered message from canonical bytes, or raise CodecError."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
