@@ -523,8 +523,8 @@ class Validator(RoleNode):
         if isinstance(checked, Rejection):
             self.ctx.reject(f"pushed_{checked.reason.name.lower()}", checked.message, peer)
             return None
-        async with self._lock:
-            admission = self.ledger.admit(checked, None)
+        async with self._lock:  # a byzantine validator's pushes count against the batch's submitter's quota
+            admission = self.ledger.admit(checked, None, quota_period=self._now_period())
         if admission.stored:
             await trio.to_thread.run_sync(self._store_batch, checked, payload)
             self.batches_received += 1

@@ -223,25 +223,27 @@ def decode(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
 
 
 def _array_header(u: msgpack.Unpacker, data: bytes) -> int:
-    at = u.tell()
     try:
         return u.read_array_header()
     except msgpack.OutOfData:
         raise
-    except (ValueError, msgpack.UnpackException):
-        raise _misplaced(data, at, "expected array") from None
+    except (ValueError, msgpack.UnpackException) as e:  # the unpacker stays at the offending header
+        raise _misplaced(data, u.tell(), "array", e) from None
 
 
 _NIL = 0xC0
+_NOT_A_VALUE = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF, 0xC1}  # maps are refused anywhere; 0xc1 is unused
 
 
-def _misplaced(data: bytes, at: int, expected: str) -> CodecError:
-    """The error for an unexpected value at offset `at`: maps and bytes that are no msgpack are malformed
-    anywhere, anything else is the wrong type for this field."""
-    head = data[at]
-    if 0x80 <= head <= 0x8F or head in (0xDE, 0xDF, 0xC1):
-        return CodecError("malformed", f"not msgpack: {'a map' if head != 0xC1 else 'byte 0xc1'} at offset {at}")
-    return CodecError("type", f"{expected} at offset {at}")
+def _misplaced(data: bytes, at: int, expected: str, error: Exception) -> CodecError:
+    """The error for a value at offset `at` that could not be read as `expected` ("array" or "scalar"): a
+    wrong type, or bytes that are no msgpack value here (a map, byte 0xc1, a string over the bound)."""
+    head = data[at] if at < len(data) else None
+    if expected == "array" and head is not None and head not in _NOT_A_VALUE:
+        return CodecError("type", f"expected array at offset {at}")
+    if expected == "scalar" and "max_array_len" in str(error):  # (the offset is not reliable after it)
+        return CodecError("type", "expected a scalar, got an array")
+    return CodecError("malformed", f"not msgpack: {error}")
 
 
 def _reader(tp: Any) -> Callable[[msgpack.Unpacker, bytes], Any]:
@@ -271,11 +273,11 @@ def _reader(tp: Any) -> Callable[[msgpack.Unpacker, bytes], Any]:
     check = _checker(tp)
 
     def read_scalar(u: msgpack.Unpacker, data: bytes) -> Any:
-        at = u.tell()
         try:
             value = u.unpack()
-        except ValueError:  # a container header where a scalar belongs (max_array_len/max_map_len are 0)
-            raise _misplaced(data, at, "expected a scalar, got an array") from None
+        except ValueError as e:  # a container where a scalar belongs (max_array_len and max_map_len are 0),
+            # or a string over max_str_len
+            raise _misplaced(data, u.tell(), "scalar", e) from None
         return check(value)
     return read_scalar
 

@@ -77,9 +77,11 @@ class Acceptor:
         self._used: dict[bytes, list[int]] = {}  # submitter -> [batches, items] kept in period `_used_period`
         self._used_period: int | None = None
 
-    def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map) -> Admission:
+    def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map,
+              quota_period: int | None = None) -> Admission:
         """Check and remember a batch. `now_period` is the period the clock is in (None: no clock checks, for
-        batches fetched from peers to validate a seal). Stored if it is the lowest-digest carrier of anything a
+        batches fetched from peers to validate a seal); the submitter's quota is counted in `now_period`, or
+        in `quota_period` without clock checks (batches other validators push), or not at all. Stored if it is the lowest-digest carrier of anything a
         seal can still use (settle it or report it as evidence), within its submitter's quota."""
         reg = self.registry
         checked = batch if isinstance(batch, CheckedBatch) else check_batch(reg, batch, map=map)
@@ -128,8 +130,9 @@ class Acceptor:
         won = [(period, item) for period, item in items if d < self._carrier.get(period, {}).get(item, _NO_DIGEST)]
         if not won:
             return out
-        if now_period is not None:
-            out.refused = self._over_quota(checked.batch.submitter, now_period, len(won))
+        quota_period = now_period if now_period is not None else quota_period
+        if quota_period is not None:
+            out.refused = self._over_quota(checked.batch.submitter, quota_period, len(won))
             if out.refused:
                 return out
         for period, item in won:
@@ -257,8 +260,9 @@ class Ledger:
     def next_height(self) -> int:
         return self.state.next_height(self.registry)
 
-    def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map) -> Admission:
-        return self.acceptor.admit(batch, now_period, map=map)
+    def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map,
+              quota_period: int | None = None) -> Admission:
+        return self.acceptor.admit(batch, now_period, map=map, quota_period=quota_period)
 
     def batch(self, digest: bytes) -> CheckedBatch | None:
         return self.acceptor.batches.get(digest)

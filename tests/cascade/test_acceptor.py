@@ -144,6 +144,7 @@ def test_a_submitter_over_its_quota_is_refused_until_the_next_period(registry, n
     big = net.batch([net.reading(HOUSE1, G, 6, version=2), net.reading(HOUSE2, G, 6, version=2),
                      net.reading(PV, G, 2, version=2), net.reading(HOUSE1, G, 7, version=3)])
     assert "new items" in ledger.admit(big, NOW + 1).refused.message
+    assert ledger.admit(big, None, quota_period=NOW + 1).refused  # pushed by another validator: counted
     assert ledger.admit(big, None).stored  # fetched to validate a seal: no clock, no quota
 
 
