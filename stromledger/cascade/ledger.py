@@ -220,6 +220,11 @@ class Acceptor:
                   if batch_eligible(cb, settled.get(d, (-1, 0))[0], height, lo)]
         return chosen[:MAX_SEAL_BATCHES]
 
+    def forget(self, digest: bytes) -> None:
+        """Drop a batch a seal cannot carry. Its items stay claimed: copies of them are refused too."""
+        self.batches.pop(digest, None)
+        self._carries.pop(digest, None)
+
     def committed(self) -> None:
         """Forget what the state now settles: fully settled batches and pending keys of sealed periods."""
         h = self.state.height
@@ -300,7 +305,7 @@ class Ledger:
                 kept += part
             except OverflowError:
                 if len(part) == 1:
-                    self.acceptor.batches.pop(part[0].digest, None)
+                    self.acceptor.forget(part[0].digest)
                 else:
                     todo += [part[len(part) // 2:], part[:len(part) // 2]]  # the first half is tried first
         return build_seal(self.registry, self.state, h, kept, vote_evidence, last_commit)
