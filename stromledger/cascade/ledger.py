@@ -221,7 +221,8 @@ class Acceptor:
         return chosen[:MAX_SEAL_BATCHES]
 
     def forget(self, digest: bytes) -> None:
-        """Drop a batch a seal cannot carry. Its items stay claimed: copies of them are refused too."""
+        """Drop a batch a seal cannot carry. Its items stay claimed by it: a copy with a higher digest is not
+        held either."""
         self.batches.pop(digest, None)
         self._carries.pop(digest, None)
 
