@@ -81,8 +81,9 @@ class Acceptor:
               quota_period: int | None = None) -> Admission:
         """Check and remember a batch. `now_period` is the period the clock is in (None: no clock checks, for
         batches fetched from peers to validate a seal); the submitter's quota is counted in `now_period`, or
-        in `quota_period` without clock checks (batches other validators push), or not at all. Stored if it is the lowest-digest carrier of anything a
-        seal can still use (settle it or report it as evidence), within its submitter's quota."""
+        in `quota_period` without clock checks (batches other validators push), or not at all. Stored if it
+        is the lowest-digest carrier of anything a seal can still use (settle it or report it as evidence),
+        within its submitter's quota."""
         reg = self.registry
         checked = batch if isinstance(batch, CheckedBatch) else check_batch(reg, batch, map=map)
         if isinstance(checked, Rejection):
@@ -139,7 +140,7 @@ class Acceptor:
             carriers = self._carrier.setdefault(period, {})
             held = carriers.get(item)
             carriers[item] = d
-            if held is not None:
+            if held in self._carries:  # (not after `forget`)
                 self._carries[held] -= 1
                 if not self._carries[held]:  # everything it holds, a lower-digest batch holds too
                     del self._carries[held]
