@@ -350,3 +350,18 @@ def test_a_deeply_nested_toml_array_is_one_error(tmp_path, capsys):
     registry, defects = check_genesis(path)
     assert registry is None and defects[0].where == "file" and "nested too deeply" in defects[0].message
     assert main(["genesis", "check", str(path)]) == 1
+
+
+def test_counts_are_bounded_by_what_a_period_result_lists(tmp_path, monkeypatch):
+    from stromledger.cascade.messages import PeriodResult
+    from stromledger.codec import MaxLen
+    from stromledger.registry import genesis
+
+    bounds = {name: next(m.n for m in hint.__metadata__ if isinstance(m, MaxLen))
+              for name, hint in __import__("typing").get_type_hints(PeriodResult, include_extras=True).items()
+              if name in ("areas", "groups", "cells")}
+    assert bounds == {"areas": genesis.MAX_GRID_AREAS, "groups": genesis.MAX_BALANCING_GROUPS,
+                      "cells": genesis.MAX_CELLS}
+    monkeypatch.setattr(genesis, "MAX_BALANCING_GROUPS", 1)  # the small genesis has two (one loss group)
+    registry, defects = check_genesis(write(tmp_path, GOOD, GOOD_CSV))
+    assert registry is None and any("2 balancing groups, more than the 1" in str(d) for d in defects)

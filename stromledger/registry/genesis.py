@@ -36,6 +36,9 @@ MAX_GRACE_SECONDS = 86_400
 MAX_SCHEDULE_HORIZON = 1_000_000  # periods
 MAX_POWER_W = 10**11  # 100 GW: more than any single connection (the largest power stations are about 8 GW)
 MAX_TOTAL_WH = 2**61  # the whole registry's max energy in one period, one direction
+# A period's result lists every grid area, balancing group and (area, group) cell: at most this many each
+# (the bounds of cascade.messages.PeriodResult, which tests/test_registry.py keeps equal to these).
+MAX_GRID_AREAS, MAX_BALANCING_GROUPS, MAX_CELLS = 10_000, 100_000, 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +193,7 @@ class _GenesisReader:
         assignments = self._assignments(doc, meters, groups, params)
         self._areas_without_validator(areas, validators)
         self._total_energy(meters, params)
+        self._counts(areas, groups, meters, assignments)
         if params is None or any(d.severity == "error" for d in self.defects):
             return None, self.defects
         registry = Registry(params, validators, areas.values(), groups.values(), operators.values(),
@@ -546,6 +550,16 @@ class _GenesisReader:
         if total > MAX_TOTAL_WH:
             self.error("meter points", "max_power_w", f"together {total} Wh in one period, above the bound of "
                                                       f"{MAX_TOTAL_WH} Wh (2**61) that keeps every total encodable")
+
+    def _counts(self, areas: dict, groups: dict, meters: dict[str, MeterPoint], assignments: list) -> None:
+        """No more areas, groups and cells than a period's result can list."""
+        cells = {(mp.grid_area, mp.balancing_group) for mp in meters.values() if mp.balancing_group}
+        cells |= {(meters[a.malo_id].grid_area, a.group) for a in assignments}
+        for what, n, bound in (("grid areas", len(areas), MAX_GRID_AREAS),
+                               ("balancing groups", len(groups), MAX_BALANCING_GROUPS),
+                               ("(grid area, balancing group) cells", len(cells), MAX_CELLS)):
+            if n > bound:
+                self.error("registry", "", f"{n} {what}, more than the {bound} a period's result can list")
 
     def _areas_without_validator(self, areas: dict, validators: list) -> None:
         with_validator = {v.grid_area for v in validators}
