@@ -250,7 +250,7 @@ def test_liveness_from_status_json():
 def test_status_with_a_fabricated_status_file(validator_home, registry, capsys):
     v2 = registry.validators[1].public_key.hex()
     write_status(validator_home, listen="/ip4/127.0.0.1/tcp/41001", height=START // 10 + 3, round=1, step=2,
-                 period="2026-...", commits=2, last_height=START // 10 + 2, peers=[v2, "ab" * 32],
+                 period="2026-...", commits=2, last_height=START // 10 + 2, peer_keys=[v2, "ab" * 32], peers=1,
                  evidence=0, batches={"received": 5, "pending": 1},
                  last_commit={"height": START // 10 + 2, "period": "p", "seal_hash": "cd" * 32, "round": 0,
                               "ms_after_gate_closure": 120},
@@ -375,10 +375,10 @@ def test_malformed_key_files_are_one_line_errors(tmp_path, genesis, capsys, cont
     path = tmp_path / "bad.key"
     path.write_bytes(content.encode("latin-1"))
     os.chmod(path, 0o600)
-    for args in (["keys", "show", str(path)], ["keys", "show", "--check", str(path)],
-                 ["init", "--role", "validator", "--home", str(tmp_path / "h"), "--genesis", str(genesis),
-                  "--key", str(path)]):
-        assert main(args) == 1
+    for code, args in ((2, ["keys", "show", str(path)]), (2, ["keys", "show", "--check", str(path)]),
+                       (1, ["init", "--role", "validator", "--home", str(tmp_path / "h"), "--genesis", str(genesis),
+                            "--key", str(path)])):
+        assert main(args) == code
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err and "bad.key" in err, err
 
