@@ -162,9 +162,7 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
             raise InitError("consensus settings are for validators only")
         options["consensus"] = dict(consensus)
 
-    meter_file = _genesis_copy(Path(genesis))[1]
-    if meter_file is not None:
-        _check_free(home, meter_file)
+    _check_free(home, Path(genesis))
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     (home / "data").mkdir(exist_ok=True, mode=0o700)
     if origin in ("given", "generated"):
@@ -280,27 +278,34 @@ def _genesis_copy(genesis: Path) -> tuple[str, tuple[Path, Path] | None]:
     return text, (src, rel)
 
 
-def _check_free(home: Path, meter_file: tuple[Path, Path]) -> None:
-    """init never writes over a file in the home: the meter-point file may not take a name init writes
-    (node.key, config.toml, ...) nor that of a file already there."""
+def _check_free(home: Path, genesis: Path, *, replacing: bool = False) -> None:
+    """The genesis' meter-point file may not take the name of a file the home needs (node.key, config.toml,
+    ...), nor, unless `replacing` an old genesis copy (genesis adopt), that of any file already there."""
+    meter_file = _genesis_copy(genesis)[1]
+    if meter_file is None:
+        return
     rel = meter_file[1]
-    if rel.parts[0] in _HOME_FILES or (home / rel).exists():
+    if rel.parts[0] in _HOME_FILES or (not replacing and (home / rel).exists()):
         raise InitError(f"the genesis' meter-point file {rel} would overwrite {home / rel} in the home: rename "
                         "the meter-point file (and its path in the genesis)")
 
 
-def copy_genesis(genesis: Path, home: Path) -> Path:
+def copy_genesis(genesis: Path, home: Path, *, replacing: bool = False) -> Path:
     """Copy the genesis to <home>/genesis.toml with the meter-point file it pins beside it (see
-    _genesis_copy); an existing file is never replaced (FileExistsError)."""
+    _genesis_copy). An existing file is never replaced (FileExistsError), except by `replacing` (genesis
+    adopt, which has archived the old copy)."""
     text, meter_file = _genesis_copy(genesis)
+    mode = "w" if replacing else "x"
     if meter_file is not None:
         src, rel = meter_file
+        if rel.parts[0] in _HOME_FILES:
+            raise InitError(f"the genesis' meter-point file may not be named {rel}")
         dest = home / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with src.open("rb") as f, dest.open("xb") as out:
+        with src.open("rb") as f, dest.open(mode + "b") as out:
             shutil.copyfileobj(f, out)
     path = home / GENESIS_FILE
-    with path.open("x") as out:
+    with path.open(mode) as out:
         out.write(text)
     return path
 
@@ -315,6 +320,7 @@ def adopt_genesis(home: str | Path, genesis: str | Path, stamp: str) -> Path:
     config = load_config(home)
     registry = _load_registry(Path(genesis))
     _check_registered(registry, config.role, _public_key_of(config.key_path), config.balancing_group.get("groups"))
+    _check_free(config.home, Path(genesis), replacing=True)
     db = config.home / DB_FILE
     if db.exists():
         try:
@@ -329,7 +335,7 @@ def adopt_genesis(home: str | Path, genesis: str | Path, stamp: str) -> Path:
         os.replace(config.data_dir, archive / "data")
     if config.genesis_path.exists():
         shutil.copyfile(config.genesis_path, archive / config.genesis_path.name)
-    copy_genesis(Path(genesis), config.home)
+    copy_genesis(Path(genesis), config.home, replacing=True)
     if config.genesis != GENESIS_FILE:
         config.genesis = GENESIS_FILE
         config.save()

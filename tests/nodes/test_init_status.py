@@ -349,12 +349,18 @@ def test_status_reports_a_forged_certificate(validator_home, registry):
     assert last["certificate"].startswith("INVALID") and "insufficient" in last["certificate"]
 
 
+def meter_file_named_node_key(genesis, directory):
+    """The same chain, its meter-point file renamed node.key."""
+    hostile = directory / "genesis.toml"
+    directory.mkdir()
+    (directory / "node.key").write_bytes((genesis.parent / "devnet-meter-points.csv").read_bytes())
+    hostile.write_text(genesis.read_text().replace('path = "devnet-meter-points.csv"', 'path = "node.key"'))
+    return hostile
+
+
 def test_init_never_writes_over_a_file_in_the_home(tmp_path, genesis, keys):
     # a genesis whose meter-point file is named node.key would have replaced the node's registered key
-    hostile = tmp_path / "g" / "genesis.toml"
-    hostile.parent.mkdir()
-    (hostile.parent / "node.key").write_bytes((genesis.parent / "devnet-meter-points.csv").read_bytes())
-    hostile.write_text(genesis.read_text().replace('path = "devnet-meter-points.csv"', 'path = "node.key"'))
+    hostile = meter_file_named_node_key(genesis, tmp_path / "g")
     home = tmp_path / "val"
     home.mkdir()
     (home / "node.key").write_bytes(keys["validator-1"].read_bytes())
@@ -366,6 +372,15 @@ def test_init_never_writes_over_a_file_in_the_home(tmp_path, genesis, keys):
     code = main(["init", "--role", "validator", "--home", str(tmp_path / "v2"), "--genesis", str(hostile),
                  "--key", str(keys["validator-1"])])
     assert code == 1 and not (tmp_path / "v2").exists()
+
+
+def test_genesis_adopt_never_writes_over_the_node_key(tmp_path, genesis, keys):
+    from nodes.setup import adopt_genesis
+    home = init_home(tmp_path / "val", "validator", genesis, key_file=keys["validator-1"]).config.home
+    before = (home / "node.key").read_bytes()
+    with pytest.raises(InitError, match="would overwrite"):
+        adopt_genesis(home, meter_file_named_node_key(genesis, tmp_path / "g"), "x")
+    assert (home / "node.key").read_bytes() == before and not (home / "data.x").exists()
 
 
 @pytest.mark.parametrize("content", ["[1]", "null", '{"public_key": 5}', '{"public_key": "00"}', "\xff\xfe",
