@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -44,6 +43,7 @@ from stromledger.store import Store
 
 from .consensus_guard import ReplyLimiter, WalBudget, admit_consensus, check_sign_guard
 from .health import health_fields
+from .proof_trees import ProofTrees
 from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
     SyncRequest,
@@ -85,8 +85,7 @@ class Validator(RoleNode):
         self.exports = 0
         self._send, self._recv = trio.open_memory_channel[Any](EVENT_QUEUE)
         self._started_height = -1
-        self._trees: OrderedDict[tuple[int, int], tuple[int, bytes, list[bytes], dict[str, int], merkle.Tree]] = \
-            OrderedDict()
+        self._trees = ProofTrees(self._build_tree)
         self.last_commit: Optional[CommitInfo] = None
         self.commits = 0
         self.committed = trio.Condition()  # notified after every commit (tests and the devnet wait on it)
@@ -556,8 +555,8 @@ class Validator(RoleNode):
         if isinstance(checked, Rejection):
             self.ctx.reject(f"pushed_{checked.reason.name.lower()}", checked.message, peer)
             return None
-        async with self._lock:
-            admission = self.ledger.admit(checked, None)
+        async with self._lock:  # a byzantine validator's pushes count against the batch's submitter's quota
+            admission = self.ledger.admit(checked, None, quota_period=self._now_period())
         if admission.stored:
             await trio.to_thread.run_sync(self._store_batch, checked, payload)
             self.batches_received += 1
@@ -605,15 +604,15 @@ class Validator(RoleNode):
             req = LightRequest.decode(payload)
         except CodecError as e:
             return ErrorReply("malformed", str(e)[:500]).encode()
-        return self.light_reply(req.period, req.malo_ids).encode()
+        return (await self.light_reply(req.period, req.malo_ids)).encode()
 
-    def light_reply(self, period: int, malo_ids) -> LightReply | ErrorReply:
+    async def light_reply(self, period: int, malo_ids) -> LightReply | ErrorReply:
         """The seal that settled `period` at its latest version, its certificate and the inclusion proofs of
         `malo_ids` (as many as fit in one frame): what light clients verify, over libp2p or HTTP."""
         version = self.store.latest_version(period)
         if version is None:
             return ErrorReply("not_committed", f"period {period} is not settled yet")
-        height, seal, leaves, index, tree = self._tree(period, version)
+        height, seal, leaves, index, tree = await self._trees.get(period, version)
         commit = self.store.get_commit(height)
         proofs, size = [], len(commit.value) + len(commit.certificate)
         for malo in malo_ids:
@@ -628,17 +627,13 @@ class Validator(RoleNode):
         return LightReply(height, version, commit.value, CommitCertificate.decode(commit.certificate),
                           tree.size, tuple(proofs))
 
-    def _tree(self, period: int, version: int):
-        key = (period, version)
-        if key not in self._trees:
-            result = self.store.get_period_result(period, version)
-            _, _, rows = decode_period_rows(self.reg, result.data)
-            leaves = [leaf_bytes(period, r) for r in rows]
-            index = {r.malo_id: i for i, r in enumerate(rows)}
-            self._trees[key] = (result.height, b"", leaves, index, merkle.Tree(leaves))
-            while len(self._trees) > 2:  # ~300 MB each at a million meter points
-                self._trees.popitem(last=False)
-        return self._trees[key]
+    def _build_tree(self, period: int, version: int) -> tuple[int, bytes, list[bytes], dict[str, int], merkle.Tree]:
+        """Runs in a worker thread (see ProofTrees)."""
+        result = self.store.get_period_result(period, version)
+        _, _, rows = decode_period_rows(self.reg, result.data)
+        leaves = [leaf_bytes(period, r) for r in rows]
+        index = {r.malo_id: i for i, r in enumerate(rows)}
+        return result.height, b"", leaves, index, merkle.Tree(leaves)
 
     # -- status ------------------------------------------------------------------------------------------------
 

@@ -253,7 +253,7 @@ class _Api:
                 parse_malo_id(m)
             except IdError as e:
                 raise _BadRequest(400, "bad_malo", f"{m[:20]!r}: {e}") from None
-        reply = chain.light_reply(period, tuple(sorted(set(malo_ids))))
+        reply = await chain.light_reply(period, tuple(sorted(set(malo_ids))))
         if isinstance(reply, ErrorReply):
             raise _BadRequest(404 if reply.reason == "not_committed" else 400, reply.reason, reply.message)
         cert = reply.certificate

@@ -20,7 +20,7 @@ class ChainView:
     registry: Registry
     store: Any  # stromledger.store.Store, read from the node's own trio thread
     exports_dir: Path
-    light_reply: Optional[Callable[[int, tuple[str, ...]], Any]]  # (period, malo_ids) -> LightReply | ErrorReply
+    light_reply: Optional[Callable[[int, tuple[str, ...]], Any]]  # async (period, malo_ids) -> LightReply | ErrorReply
 
 
 class NodeSource:

@@ -47,6 +47,11 @@ def _devnet(**kw):
     return run_devnet(**kw)
 
 
+def _attack(**kw):
+    from .attack import run_attack
+    return run_attack(**kw)
+
+
 BENCHES: dict[str, Callable[..., dict]] = {
     "ingest": _ingest,
     "cascade": _cascade,
@@ -54,6 +59,7 @@ BENCHES: dict[str, Callable[..., dict]] = {
     "consensus": _consensus,
     "sim": _sim,
     "devnet": _devnet,
+    "attack": _attack,
 }
 
 

@@ -23,6 +23,9 @@ benchmark ran, 1 when it could not, 2 for bad arguments. docs/benchmarks.md show
   sim        simulated heights per second: a simulated day (96 heights) of 16 validators
   devnet     meter points settled per period by real node processes, and peak memory per node per 100k
              meter points
+  attack     hostile input: every decoder fuzzed (crashes and non-canonical acceptances must be 0), header
+             bombs (time and peak memory next to an honest batch of the same size), one reading in many
+             batches (batches held and listed)
   show       print the tables of results saved with --save again
   plot       draw the charts (PNG) of results saved with --save
 
@@ -116,6 +119,14 @@ def register(subparsers) -> None:
     s.add_argument("--keep", action="store_true", help="keep the devnet directories (default: removed)")
     _common(s)
 
+    s = sub.add_parser("attack", help="fuzz every decoder, header bombs, duplicate batches")
+    s.add_argument("--inputs", type=_positive, default=200_000, help="mutated messages decoded (default 200000)")
+    s.add_argument("--bomb-mib", type=_positive, default=4, help="size of each header bomb in MiB (default 4)")
+    s.add_argument("--duplicates", type=_positive, default=300, help="distinct batches carrying one reading "
+                                                                     "(default 300)")
+    s.add_argument("--seed", type=int, default=1, help="seed of the generated inputs (default 1)")
+    _common(s)
+
     s = sub.add_parser("show", help="print the tables of saved results again")
     s.add_argument("results", nargs="+", type=Path, metavar="FILE", help="JSON files written with --save")
 
@@ -132,6 +143,7 @@ _OPTIONS = {
     "consensus": ("memory", "p2p", "heights", "warmup", "period_seconds", "grace_seconds", "meters"),
     "sim": ("validators", "heights", "seeds", "interval_ms", "faults"),
     "devnet": ("meters", "periods", "period_seconds", "validators", "inprocess", "window", "keep"),
+    "attack": ("inputs", "bomb_mib", "duplicates", "seed"),
 }
 
 

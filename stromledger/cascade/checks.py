@@ -26,6 +26,10 @@ from .rejections import Reason, Rejection
 
 NO_SIG = bytes(64)
 MAX_BATCH_BYTES = 24 * 1024 * 1024
+# 10 TWh in one period between two groups: with at most 100,000 groups (a seal's bound) the schedule sums of
+# a group stay below 2**60, and with the genesis bound on meter energy (registry.genesis.MAX_TOTAL_WH) no
+# total of a seal can overflow its I64/U64 field.
+MAX_SCHEDULE_WH = 10**13
 _CHUNK = 2048
 
 
@@ -121,6 +125,8 @@ def reading_verdict(registry: Registry, reading: Reading) -> Rejection | None:
 def schedule_precheck(registry: Registry, s: Schedule) -> Rejection | None:
     if s.wh == 0:
         return Rejection(Reason.MALFORMED, "a schedule moves a positive number of Wh")
+    if s.wh > MAX_SCHEDULE_WH:
+        return Rejection(Reason.OVERSIZED, f"a schedule of {s.wh} Wh, at most {MAX_SCHEDULE_WH} Wh")
     if s.from_group == s.to_group:
         return Rejection(Reason.MALFORMED, "a schedule is between two different balancing groups")
     keys = registry.group_keys

@@ -424,6 +424,8 @@ def rebuild_seal(seal_bytes: bytes, registry: Registry, state: SettledState,
                              seal.last_commit)
     except NotEligible as e:
         return Rejection(Reason.BATCH_NOT_ELIGIBLE, str(e))
+    except OverflowError:
+        return Rejection(Reason.INVARIANT_VIOLATED, "a total of the listed batches does not fit its field")
     if outcome.seal_bytes != bytes(seal_bytes):
         return Rejection(Reason.SEAL_MISMATCH, describe_difference(outcome.seal, seal))
     return outcome

@@ -30,6 +30,15 @@ _CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MIN_VALIDATORS = 4  # n = 3f + 1 with f >= 1
 MAX_CORRECTION_WINDOW = 9_999  # below the seal's bound on results (cascade.messages.MAX_SEAL_RESULTS)
+# Bounds on every number in a genesis, so that no valid genesis can overflow the encoding: a seal's totals are
+# U64/I64 sums over all meter points (and schedules, bounded in cascade.checks), kept below 2**61 here.
+MAX_GRACE_SECONDS = 86_400
+MAX_SCHEDULE_HORIZON = 1_000_000  # periods
+MAX_POWER_W = 10**11  # 100 GW: more than any single connection (the largest power stations are about 8 GW)
+MAX_TOTAL_WH = 2**61  # the whole registry's max energy in one period, one direction
+# A period's result lists every grid area, balancing group and (area, group) cell: at most this many each
+# (the bounds of cascade.messages.PeriodResult, which tests/test_registry.py keeps equal to these).
+MAX_GRID_AREAS, MAX_BALANCING_GROUPS, MAX_CELLS = 10_000, 100_000, 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +179,9 @@ class _GenesisReader:
         except tomllib.TOMLDecodeError as e:
             self.error("file", "", f"not valid TOML: {e}")
             return None, self.defects
+        except RecursionError:
+            self.error("file", "", "not usable TOML: arrays or tables nested too deeply")
+            return None, self.defects
         self._unknown_fields(doc, {"chain", "meter_point_file", "validators", "grid_areas", "balancing_groups",
                                    "meter_operators", "meter_points", "assignments"}, "top level")
         params = self._chain(doc)
@@ -180,6 +192,8 @@ class _GenesisReader:
         meters = self._meter_points(doc, areas, groups, operators)
         assignments = self._assignments(doc, meters, groups, params)
         self._areas_without_validator(areas, validators)
+        self._total_energy(meters, params)
+        self._counts(areas, groups, meters, assignments)
         if params is None or any(d.severity == "error" for d in self.defects):
             return None, self.defects
         registry = Registry(params, validators, areas.values(), groups.values(), operators.values(),
@@ -204,8 +218,8 @@ class _GenesisReader:
             length = None
         start = self._instant(chain, "genesis", where, length)
         grace = self._field(chain, "gate_closure_grace_seconds", where, int)
-        if grace is not None and grace < 0:
-            self.error(where, "gate_closure_grace_seconds", "must not be negative")
+        if grace is not None and not 0 <= grace <= MAX_GRACE_SECONDS:
+            self.error(where, "gate_closure_grace_seconds", f"{grace} is outside 0..{MAX_GRACE_SECONDS}")
             grace = None
         window = self._field(chain, "correction_window_periods", where, int)
         if window is not None and not 0 <= window <= MAX_CORRECTION_WINDOW:
@@ -215,8 +229,9 @@ class _GenesisReader:
         horizon = self._field(chain, "schedule_horizon_periods", where, int, required=False)
         if horizon is None and length:
             horizon = max(1, 2 * 86400 // length)  # two days ahead by default
-        elif horizon is not None and horizon < 0:
-            self.error(where, "schedule_horizon_periods", "must not be negative")
+        elif horizon is not None and not 0 <= horizon <= MAX_SCHEDULE_HORIZON:
+            self.error(where, "schedule_horizon_periods", f"{horizon} is outside 0..{MAX_SCHEDULE_HORIZON}")
+            horizon = None
         if None in (chain_id, length, start, grace, window, horizon):
             return None
         return ChainParams(chain_id, start // length, length, grace, window, horizon)
@@ -302,7 +317,9 @@ class _GenesisReader:
                 names[name] = where
                 keys[key] = where
                 validators.append(Validator(name, key, area))
-        if len(rows) < MIN_VALIDATORS:
+        if not rows:
+            self.error("[[validators]]", "", "no validators: nothing could ever seal a period")
+        elif len(rows) < MIN_VALIDATORS:
             self.warn("[[validators]]", "", f"{len(rows)} validator(s): fewer than {MIN_VALIDATORS} tolerate "
                                             "no faulty validator (n = 3f + 1)")
         return validators
@@ -446,6 +463,9 @@ class _GenesisReader:
             if power is not None and power <= 0:
                 self.error(where, "max_power_w", "must be positive", file)
                 power = None
+            elif power is not None and power > MAX_POWER_W:
+                self.error(where, "max_power_w", f"{power} W is above the bound of {MAX_POWER_W} W", file)
+                power = None
             out = self._eic(row, "area_out", where, "Y", file, required=False) or ""
             into = self._eic(row, "area_in", where, "Y", file, required=False) or ""
             for field, value in (("area_out", out), ("area_in", into)):
@@ -521,6 +541,25 @@ class _GenesisReader:
             if None not in (malo, group, period):
                 out.append(Assignment(malo, period, group))
         return out
+
+    def _total_energy(self, meters: dict[str, MeterPoint], params: ChainParams | None) -> None:
+        """Every meter point at full power in one period must still fit the seal's totals."""
+        if params is None:
+            return
+        total = sum(mp.max_power_w for mp in meters.values()) * params.period_seconds // 3600
+        if total > MAX_TOTAL_WH:
+            self.error("meter points", "max_power_w", f"together {total} Wh in one period, above the bound of "
+                                                      f"{MAX_TOTAL_WH} Wh (2**61) that keeps every total encodable")
+
+    def _counts(self, areas: dict, groups: dict, meters: dict[str, MeterPoint], assignments: list) -> None:
+        """No more areas, groups and cells than a period's result can list."""
+        cells = {(mp.grid_area, mp.balancing_group) for mp in meters.values() if mp.balancing_group}
+        cells |= {(meters[a.malo_id].grid_area, a.group) for a in assignments}
+        for what, n, bound in (("grid areas", len(areas), MAX_GRID_AREAS),
+                               ("balancing groups", len(groups), MAX_BALANCING_GROUPS),
+                               ("(grid area, balancing group) cells", len(cells), MAX_CELLS)):
+            if n > bound:
+                self.error("registry", "", f"{n} {what}, more than the {bound} a period's result can list")
 
     def _areas_without_validator(self, areas: dict, validators: list) -> None:
         with_validator = {v.grid_area for v in validators}

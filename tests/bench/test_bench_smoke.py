@@ -78,3 +78,10 @@ def test_refuses_bad_arguments(capsys):
     with pytest.raises(SystemExit) as e:
         main(["bench", "cascade", "--sizes", "ten"])
     assert e.value.code == 2
+
+
+def test_attack(capsys):
+    r = _bench(capsys, "attack", "--inputs", "200", "--bomb-mib", "1", "--duplicates", "20")
+    assert r["fuzz"]["crashes"] == 0 and r["fuzz"]["non_canonical_accepted"] == 0
+    assert all(b["verdict"].startswith("refused") for b in r["bombs"]) and r["baseline"]["verdict"] == "ok"
+    assert r["duplicates"]["held"] == 1 and r["duplicates"]["listed"] == 1
