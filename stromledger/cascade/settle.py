@@ -321,7 +321,8 @@ class _Builder:
     def _schedule(self, s: Schedule, keys: dict[str, bytes]) -> None:
         pair = (s.from_group, s.to_group)
         new = False
-        for side, key in ((self.from_side, keys[s.from_group]), (self.to_side, keys[s.to_group])):
+        # an external party has no key: only the network group's side of such a schedule gets values
+        for side, key in ((self.from_side, keys.get(s.from_group)), (self.to_side, keys.get(s.to_group))):
             if s.signer == key:
                 values = side.setdefault(pair, set())
                 new |= s.wh not in values
@@ -331,10 +332,19 @@ class _Builder:
 
     def _match_schedules(self) -> tuple[tuple[ScheduleLine, ...], tuple[ScheduleIssue, ...]]:
         matched, issues = [], []
+        external = self.reg.external_parties
         for pair in sorted(self.from_side.keys() | self.to_side.keys()):
             a = self.from_side.get(pair, set())
             b = self.to_side.get(pair, set())
-            if len(a) == 1 and a == b:
+            if pair[0] in external or pair[1] in external:
+                # signed by the network group alone: one value counts, two or more are MISMATCHED
+                signed = a | b
+                if len(signed) == 1:
+                    matched.append(ScheduleLine(pair[0], pair[1], next(iter(signed))))
+                else:
+                    issues.append(ScheduleIssue(pair[0], pair[1], MISMATCHED, tuple(sorted(a))[:8],
+                                                tuple(sorted(b))[:8]))
+            elif len(a) == 1 and a == b:
                 matched.append(ScheduleLine(pair[0], pair[1], next(iter(a))))
             else:
                 status = MISMATCHED if a and b else ONE_SIDED

@@ -19,8 +19,8 @@ from stromledger.ids import IdError, parse_eic, parse_malo_id
 from stromledger.periods import parse_utc
 
 from .model import (
-    GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, GridArea, MeterOperator,
-    MeterPoint, Registry, Validator,
+    GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, ExternalParty, GridArea,
+    MeterOperator, MeterPoint, Registry, Validator,
 )
 
 METER_POINT_FIELDS = ("malo_id", "kind", "source", "grid_area", "balancing_group", "meter_operator", "meter_key",
@@ -171,7 +171,8 @@ class _GenesisReader:
             self.error("file", "", f"not valid TOML: {e}")
             return None, self.defects
         self._unknown_fields(doc, {"chain", "meter_point_file", "validators", "grid_areas", "balancing_groups",
-                                   "meter_operators", "meter_points", "assignments"}, "top level")
+                                   "meter_operators", "meter_points", "assignments", "external_parties"},
+                            "top level")
         params = self._chain(doc)
         groups = self._groups(doc)
         areas = self._areas(doc, groups)
@@ -179,11 +180,12 @@ class _GenesisReader:
         validators = self._validators(doc, areas)
         meters = self._meter_points(doc, areas, groups, operators)
         assignments = self._assignments(doc, meters, groups, params)
+        externals = self._external_parties(doc, areas, groups)
         self._areas_without_validator(areas, validators)
         if params is None or any(d.severity == "error" for d in self.defects):
             return None, self.defects
         registry = Registry(params, validators, areas.values(), groups.values(), operators.values(),
-                            meters.values(), assignments)
+                            meters.values(), assignments, externals.values())
         return registry, self.defects
 
     def _chain(self, doc: dict) -> ChainParams | None:
@@ -235,6 +237,22 @@ class _GenesisReader:
                 first[eic] = where
                 groups[eic] = BalancingGroup(eic, name, key)
         return groups
+
+    def _external_parties(self, doc: dict, areas: dict, groups: dict) -> dict[str, ExternalParty]:
+        """Market parties outside the network (exchange, other control areas) that schedules may name."""
+        parties: dict[str, ExternalParty] = {}
+        for where, row in self._table_rows(doc, "external_parties"):
+            self._unknown_fields(row, {"eic", "name"}, where)
+            eic = self._eic(row, "eic", where, object_type=None)
+            name = self._field(row, "name", where, str)
+            if eic is not None and (eic in areas or eic in groups):
+                self.error(where, "eic", f"{eic} is already a grid area or balancing group of the network; "
+                                         "an external party is outside it")
+            elif eic is not None and eic in parties:
+                self.error(where, "eic", f"duplicate external party {eic}")
+            elif None not in (eic, name):
+                parties[eic] = ExternalParty(eic, name)
+        return parties
 
     def _areas(self, doc: dict, groups: dict[str, BalancingGroup]) -> dict[str, GridArea]:
         areas: dict[str, GridArea] = {}

@@ -48,6 +48,16 @@ class BalancingGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class ExternalParty:
+    """A market party outside the network that balancing groups trade with: a power exchange, a balancing
+    group or TSO of another control area. It holds no key here: a schedule to or from it is signed by the
+    in-network group's operator alone, and it is energy leaving (to it) or entering (from it) the network."""
+
+    eic: str  # any valid EIC (exchanges are usually X- or Y-coded)
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class MeterOperator:
     name: str
     public_key: bytes  # submits batches of its meters' readings
@@ -105,6 +115,7 @@ class Registry:
         meter_operators: Iterable[MeterOperator],
         meter_points: Iterable[MeterPoint],
         assignments: Iterable[Assignment] = (),
+        external_parties: Iterable[ExternalParty] = (),
     ):
         self.params = params
         self.validators: tuple[Validator, ...] = tuple(validators)  # genesis order = proposer order
@@ -126,6 +137,8 @@ class Registry:
         for a in self.grid_areas.values():
             self.loss_groups[a.loss_group] = self.loss_groups.get(a.loss_group, ()) + (a.eic,)
         self.group_keys: dict[str, bytes] = {g.eic: g.operator_key for g in self.balancing_groups.values()}
+        self.external_parties: dict[str, ExternalParty] = {
+            x.eic: x for x in sorted(external_parties, key=lambda x: x.eic)}
         self.submitter_keys: frozenset[bytes] = frozenset(
             [v.public_key for v in self.validators]
             + [o.public_key for o in self.meter_operators.values()]
@@ -192,7 +205,7 @@ class Registry:
     def canonical_bytes(self) -> bytes:
         """The registry's content as one canonical msgpack array; see docs/domain.md for the layout."""
         p = self.params
-        return msgpack.packb([
+        content = [
             REGISTRY_HASH_DOMAIN,
             [p.chain_id, p.genesis_period, p.period_seconds, p.grace_seconds, p.correction_window,
              p.schedule_horizon],
@@ -202,7 +215,10 @@ class Registry:
             [[o.name, o.public_key] for o in self.meter_operators.values()],
             [list(self.meter_points[m]) for m in self.malo_order],
             [[a.malo_id, a.from_period, a.group] for a in self.assignments],
-        ], use_bin_type=True)
+        ]
+        if self.external_parties:  # appended only when present: registries without them keep their hash
+            content.append([[x.eic, x.name] for x in self.external_parties.values()])
+        return msgpack.packb(content, use_bin_type=True)
 
     @cached_property
     def hash(self) -> bytes:

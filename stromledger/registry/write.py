@@ -61,6 +61,10 @@ def genesis_toml(registry: Registry, meter_file: str, meter_file_sha256: str, ti
         loss = "  # loss group" if g.eic in registry.loss_groups else ""
         out += ["[[balancing_groups]]" + loss, f"eic = {_s(g.eic)}", f"name = {_s(g.name)}",
                 f"operator_key = {_s(g.operator_key.hex())}", ""]
+    if registry.external_parties:
+        out += ["# Market parties outside the network: schedules to/from them are signed by the group alone.", ""]
+    for x in registry.external_parties.values():
+        out += ["[[external_parties]]", f"eic = {_s(x.eic)}", f"name = {_s(x.name)}", ""]
     for o in registry.meter_operators.values():
         out += ["[[meter_operators]]", f"name = {_s(o.name)}", f"public_key = {_s(o.public_key.hex())}", ""]
     if registry.assignments:
