@@ -19,6 +19,7 @@ every requested period.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from nodes.datagen.devnet_genesis import devnet_key, make_devnet_genesis
 from stromledger.periods import Period, format_utc
@@ -51,6 +53,7 @@ class DevnetOptions:
     periods: int = 3
     period_seconds: int = 5
     seed: int = 1
+    start: str = ""  # the simulated quarter hour of the first period, e.g. 2026-06-21T00:00 ("": its real time)
 
     def check(self) -> None:
         if min(self.validators, self.balancing_groups, self.meters, self.periods) < 1:
@@ -58,6 +61,10 @@ class DevnetOptions:
         if self.period_seconds < 3:
             raise ValueError("--period-seconds must be at least 3 (gate closure, consensus and light "
                              "verification must fit)")
+        if self.start:
+            from .feed import parse_start
+
+            parse_start(self.start)
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,8 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
         init_home(n.home, n.role, genesis, key=devnet_key(n.name), name=n.name, listen=n.listen, peers=peers,
                   feed="simulated" if n.role == "meter-point" else None,
                   schedules="simulated" if n.role == "balancing-group" else None,
-                  seed=options.seed if n.role != "validator" else None)
+                  seed=options.seed if n.role != "validator" else None,
+                  start=(options.start or None) if n.role != "validator" else None)
     devnet = Devnet(directory, options, genesis, registry, nodes)
     (directory / "devnet.json").write_text(json.dumps(describe(devnet), indent=2) + "\n")
     return devnet
@@ -509,6 +517,15 @@ def collect_results(devnet: Devnet) -> list[HeightResult]:
     return [per[h] for h in devnet.heights]
 
 
+def simulated_time(devnet: Devnet, height: int) -> str:
+    """The simulated quarter hour (local time of the profiles) a devnet period stands for."""
+    from .feed import default_start, parse_start
+
+    start = parse_start(devnet.options.start) if devnet.options.start else default_start(devnet.registry)
+    t = start + dt.timedelta(minutes=15 * (height - devnet.registry.genesis_period))
+    return t.astimezone(ZoneInfo("Europe/Berlin")).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
 def report(devnet: Devnet, results: list[HeightResult], progress: Progress, console) -> bool:
     """Print every requested period: its seal, totals, mix, agreement and light verification. True when
     every validator committed the same valid seal and every light node verified every period."""
@@ -521,7 +538,7 @@ def report(devnet: Devnet, results: list[HeightResult], progress: Progress, cons
             console.print(f"[red]period {period.iso()} (height {r.height}): committed by no validator[/]")
             ok = False
             continue
-        console.rule(f"period {period.iso()} (height {r.height})")
+        console.rule(f"period {period.iso()} (height {r.height}), simulated {simulated_time(devnet, r.height)}")
         if r.agreed:
             console.print(f"seal {next(iter(r.seals.values()))}: [green]the same on all {len(r.seals)} validators, "
                           "certificates valid[/]")

@@ -66,7 +66,7 @@ class InitResult:
 def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningKey | None = None,
               key_file: str | Path | None = None, name: str | None = None, listen: str | None = None,
               peers: list[Peer] | tuple[Peer, ...] = (), groups: list[str] | None = None, feed: str | None = None,
-              seed: int | None = None, schedules: str | None = None,
+              seed: int | None = None, schedules: str | None = None, start: str | None = None,
               consensus: dict[str, int] | None = None) -> InitResult:
     """Create a node home (config.toml, node.key, genesis.toml + its meter-point file, data/).
 
@@ -138,6 +138,8 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
         options["meter_point"] = {"feed": feed}
         if seed is not None:
             options["meter_point"]["seed"] = seed
+        if start is not None:
+            options["meter_point"]["start"] = start
         if feed == "simulated":
             warnings.append("--feed simulated signs made-up readings with the devnet's label-derived meter keys: "
                             "for a devnet only")
@@ -150,6 +152,8 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
         options["balancing_group"] = {"groups": groups, "schedules": schedules}
         if seed is not None:
             options["balancing_group"]["seed"] = seed
+        if start is not None:
+            options["balancing_group"]["start"] = start
     elif schedules is not None:
         raise InitError("--schedules is a balancing-group option")
     if consensus:
@@ -585,17 +589,25 @@ def result_lines(result: dict[str, Any]) -> list[str]:
             f"generation mix: {mix}"]
 
 
+def imbalance_share(group: dict[str, Any]) -> str:
+    """|IMB| as a share of the group's throughput (the larger of what came in, INJ + FPI, and what went out,
+    WD + FPE)."""
+    throughput = max(group["inj"] + group["fpi"], group["wd"] + group["fpe"])
+    return f"{100 * abs(group['imb']) / throughput:.1f}" if throughput else "-"
+
+
 def result_tables(result: dict[str, Any]) -> list:
     """Tables of one period result from `seal_summary`: per balancing group and per grid area."""
     from rich.table import Table
 
     title = f"{result['period_iso'] or result['period']} version {result['version']}"
-    groups = Table(title=f"balancing groups, {title} (Wh; IMB = INJ + FPI - WD - FPE, > 0 = long)",
-                   title_justify="left")
-    for col in ("group", "name", "INJ", "WD", "FPI", "FPE", "IMB"):
+    groups = Table(title=f"balancing groups, {title} (Wh; IMB = INJ + FPI - WD - FPE, > 0 = long; IMB % of the "
+                         "group's throughput)", title_justify="left")
+    for col in ("group", "name", "INJ", "WD", "FPI", "FPE", "IMB", "IMB %"):
         groups.add_column(col, justify="left" if col in ("group", "name") else "right", no_wrap=col == "group")
     for g in result["groups"]:
-        groups.add_row(g["group"], g["name"], wh(g["inj"]), wh(g["wd"]), wh(g["fpi"]), wh(g["fpe"]), wh(g["imb"]))
+        groups.add_row(g["group"], g["name"], wh(g["inj"]), wh(g["wd"]), wh(g["fpi"]), wh(g["fpe"]), wh(g["imb"]),
+                       imbalance_share(g))
     areas = Table(title=f"grid areas, {title} (Wh; the loss is booked to the area's loss group)",
                   title_justify="left")
     for col in ("area", "name", "INJ", "WD", "exchange in", "exchange out", "loss"):

@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="settlement period length; each devnet period stands for the next simulated quarter "
                         "hour of the profiles (default 5)")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated network and profiles (default 1)")
+    p.add_argument("--start", default="", metavar="TIME",
+                   help="the simulated quarter hour of the first period, e.g. 2026-06-21T00:00 (UTC); periods "
+                        "follow as consecutive quarter hours (default: the real time at genesis)")
     p.set_defaults(func=_devnet)
 
 
@@ -56,7 +59,8 @@ def _devnet(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     console.width = max(console.width, 120)
     options = DevnetOptions(validators=args.validators, balancing_groups=args.balancing_groups, meters=args.meters,
-                            periods=args.periods, period_seconds=args.period_seconds, seed=args.seed)
+                            periods=args.periods, period_seconds=args.period_seconds, seed=args.seed,
+                            start=args.start)
     try:
         devnet = create_devnet(args.dir, options, now=int(time.time()))
     except (ValueError, FileExistsError) as e:
