@@ -47,7 +47,7 @@ from stromledger.consensus import Commit, certificate_holds
 from stromledger.crypto import sha256
 from stromledger.net import SYNC, NetError, Network
 
-from .feed import SimulatedFeed, devnet_trades, own_schedules, parse_start
+from .feed import SimulatedFeed, devnet_trades, own_schedules
 from .light import LightError, verify_commit
 from .meter_point import REQUEST_TIMEOUT, Outbox, batch_refused, log_receipt, reason_label
 from .protocol import MAX_SYNC, BatchReply, BatchRequest, ErrorReply, SyncReply, SyncRequest
@@ -128,8 +128,7 @@ class BalancingGroupNode(RoleNode):
                              f"not {self.schedule_mode!r}")
         self.seed = int(cfg.get("seed", 1))
         # the devnet's groups schedule their forecast of what the simulated meters of their portfolio do
-        self.feed = SimulatedFeed(self.reg, self.seed, register_every=0,
-                                  start=parse_start(str(cfg["start"])) if cfg.get("start") else None) \
+        self.feed = SimulatedFeed.from_config(self.reg, cfg, register_every=0) \
             if self.schedule_mode == "simulated" else None
         self.lead = max(0, int(cfg.get("schedule_lead", 2)))
         self.timeout = float(cfg.get("timeout_ms", REQUEST_TIMEOUT * 1000)) / 1000

@@ -43,6 +43,9 @@ from .setup import init_home
 HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 10.0  # SIGTERM, then this long for a clean exit, then SIGKILL
 LOG_TAIL_LINES = 30
+ENERGY_CACHE = "simulated-energies.npz"
+SCHEDULE_LEAD = 2  # the balancing-group nodes schedule this many periods ahead
+PROFILE_SECONDS = 6  # computing the simulated energies before the nodes start (demandlib, pvlib, windpowerlib)
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ class Devnet:
 def start_margin(options: DevnetOptions) -> int:
     """Seconds from now to the earliest genesis start: every node process must be up by then."""
     nodes = options.validators + options.balancing_groups + 2
-    return max(6, 2 + (3 * nodes + 4) // 5)  # about 0.6 s per process on a small, shared machine
+    return max(6, 2 + (3 * nodes + 4) // 5) + PROFILE_SECONDS  # about 0.6 s per process on a shared machine
 
 
 def genesis_start(now: int, period_seconds: int, margin: int) -> int:
@@ -169,6 +172,7 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
                                   genesis_start=genesis_start(now, L, start_margin(options)),
                                   chain_id=new_chain_id(now), grace_seconds=grace_seconds(L))
     registry = load_genesis(genesis)
+    simulated = write_simulated_energies(directory / "genesis", registry, options)
 
     labels = [(f"validator-{i + 1}", "validator") for i in range(len(registry.validators))]
     labels += [(f"meter-operator-{i + 1}", "meter-point") for i in range(len(registry.meter_operators))]
@@ -182,10 +186,23 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
                   feed="simulated" if n.role == "meter-point" else None,
                   schedules="simulated" if n.role == "balancing-group" else None,
                   seed=options.seed if n.role != "validator" else None,
-                  start=(options.start or None) if n.role != "validator" else None)
+                  simulated=simulated if n.role != "validator" else None)
     devnet = Devnet(directory, options, genesis, registry, nodes)
     (directory / "devnet.json").write_text(json.dumps(describe(devnet), indent=2) + "\n")
     return devnet
+
+
+def write_simulated_energies(directory: Path, registry: Registry, options: DevnetOptions) -> dict[str, str]:
+    """Compute the simulated meters' energies of the devnet's periods once (the profiles take seconds per
+    process) into DIR/simulated-energies.npz; the node config options that point the feeds to it."""
+    from .feed import SimulatedFeed, parse_start
+
+    simulated = {"start": options.start} if options.start else {}
+    feed = SimulatedFeed(registry, options.seed, start=parse_start(options.start) if options.start else None)
+    path = directory / ENERGY_CACHE
+    g = registry.genesis_period
+    feed.save_energies(path, range(g, g + options.periods + SCHEDULE_LEAD + 2))
+    return {**simulated, "energies": str(path)}
 
 
 def describe(devnet: Devnet) -> dict[str, Any]:

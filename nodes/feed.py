@@ -22,6 +22,7 @@ Floats stay inside this module: what leaves it is integer Wh, which is what mete
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -68,6 +69,7 @@ class SimulatedFeed:
     (registry, seed) alone: that is how the boundary meters know the area totals."""
 
     def __init__(self, registry: Registry, seed: int = 1, *, start: dt.datetime | None = None,
+                 energies: str | Path | None = None,
                  register_every: int = REGISTER_EVERY,
                  meter_key: Callable[[str], SigningKey] | None = None):
         self.registry = registry
@@ -76,6 +78,7 @@ class SimulatedFeed:
         malos, specs = meter_specs(registry, seed)
         self._order = malos
         self.profiles = Profiles(specs, seed, self.start)
+        self._computed: dict[int, dict[str, tuple[int, int]]] = self._load_energies(energies) if energies else {}
         self._meter_key = meter_key or (lambda m: devnet_key(meter_label(m)))
         self._keys: dict[str, SigningKey] = {}
         by_operator: dict[str, list[str]] = {}  # every operator's node exercises the register path
@@ -89,6 +92,58 @@ class SimulatedFeed:
         self._registers: dict[str, tuple[int, int, int]] = {}  # malo -> (period, 1.8.0, 2.8.0) at period end
 
     # -- energies -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, registry: Registry, cfg: dict, **options) -> SimulatedFeed:
+        """The feed a node's [meter_point] or [balancing_group] table describes: seed, start, energies."""
+        start = parse_start(str(cfg["start"])) if cfg.get("start") else None
+        return cls(registry, int(cfg.get("seed", 1)), start=start, energies=cfg.get("energies") or None, **options)
+
+    # -- the energies computed once per devnet ---------------------------------------------------------------
+
+    def _cache_key(self) -> bytes:
+        parts = [self.registry.hash.hex(), str(self.seed), self.start.isoformat()]
+        return hashlib.sha256("/".join(parts).encode()).digest()
+
+    def save_energies(self, path: str | Path, periods: range) -> Path:
+        """Write the ordinary meter points' energies of `periods` to `path` (.npz), for feeds of the same
+        registry, seed and start to load instead of computing the profiles again."""
+        import numpy as np
+
+        rows = [self._meter_energies(p) for p in periods]
+        imp = np.array([[r[m][0] for m in self._order] for r in rows], dtype=np.int64).reshape(len(rows), -1)
+        exp = np.array([[r[m][1] for m in self._order] for r in rows], dtype=np.int64).reshape(len(rows), -1)
+        path = Path(path)
+        with open(path, "wb") as f:
+            np.savez(f, key=np.frombuffer(self._cache_key(), dtype=np.uint8), first=np.int64(periods.start),
+                     imp=imp, exp=exp)
+        return path
+
+    def _load_energies(self, path: str | Path) -> dict[int, dict[str, tuple[int, int]]]:
+        """Energies saved by save_energies for this registry, seed and start; {} (compute them) otherwise."""
+        import numpy as np
+
+        try:
+            with np.load(path) as data:
+                if data["key"].tobytes() != self._cache_key():
+                    log.warning("simulated energies %s are for another registry, seed or start: computing them", path)
+                    return {}
+                first, imp, exp = int(data["first"]), data["imp"].tolist(), data["exp"].tolist()
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("cannot read the simulated energies %s (%s): computing them", path, e)
+            return {}
+        return {first + k: dict(zip(self._order, zip(i, x))) for k, (i, x) in enumerate(zip(imp, exp))}
+
+    def _meter_energies(self, period: int) -> dict[str, tuple[int, int]]:
+        """(import Wh, export Wh) of every ordinary (non-boundary) meter point in `period`, capped at what its
+        connection allows."""
+        got = self._computed.get(period)
+        if got is not None:
+            return got
+        reg = self.registry
+        imp, exp = self.profiles.energy_wh(period - reg.genesis_period)
+        caps = [reg.max_wh(m) for m in self._order]
+        return {m: (min(i, cap), min(e, cap)) for m, i, e, cap in zip(self._order, imp.tolist(), exp.tolist(), caps)}
 
     def instant(self, period: int) -> dt.datetime:
         """The simulated quarter hour that `period` stands for."""
@@ -104,9 +159,7 @@ class SimulatedFeed:
         if cached is not None:
             return cached
         reg = self.registry
-        imp, exp = self.profiles.energy_wh(period - reg.genesis_period)
-        caps = [reg.max_wh(m) for m in self._order]
-        out = {m: (min(i, cap), min(e, cap)) for m, i, e, cap in zip(self._order, imp.tolist(), exp.tolist(), caps)}
+        out = dict(self._meter_energies(period))
         settled = out
         if period == reg.genesis_period:
             # A meter's first register reading only sets its baseline: the cascade settles 0 Wh for it, so

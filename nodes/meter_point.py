@@ -15,6 +15,7 @@ Merkle proof. A mismatch is logged at ERROR with the MaLo-ID and what differs, a
     feed = "simulated"      # or "inbox": signed Batch files dropped into data/inbox/
     seed = 1                # the simulated feed's seed
     start = "2026-06-21T00:00"  # optional: the simulated quarter hour of the genesis period (default: its real time)
+    energies = "simulated-energies.npz"  # optional: energies the devnet computed once for all its nodes
     batch_size = 5000       # readings per batch (at most 20000: a batch must fit in one network frame)
     submit_delay_ms = ...   # after period end (default: a tenth of the grace, at most 1 s)
 
@@ -40,7 +41,7 @@ from stromledger.crypto import sha256, verify
 from stromledger.net import LIGHT, MAX_FRAME, SUBMIT, FrameTooLarge, NetError, Network
 from stromledger.registry import Registry
 
-from .feed import InboxError, InboxFeed, SimulatedFeed, parse_start
+from .feed import InboxError, InboxFeed, SimulatedFeed
 from .light import Failure, LightCheck, LightError, latest_readings, verify_light_reply
 from .protocol import MAX_LIGHT_IDS, ErrorReply, LightReply, LightRequest
 from .runtime import NodeContext, RoleNode, run_role
@@ -295,8 +296,7 @@ class MeterPointNode(RoleNode):
         kind = str(cfg.get("feed", "simulated"))
         if feed is None:
             if kind == "simulated":
-                feed = SimulatedFeed(self.reg, int(cfg.get("seed", 1)),
-                                     start=parse_start(str(cfg["start"])) if cfg.get("start") else None)
+                feed = SimulatedFeed.from_config(self.reg, cfg)
             elif kind == "inbox":
                 feed = InboxFeed(ctx.config.data_dir / "inbox")
             else:

@@ -66,7 +66,7 @@ class InitResult:
 def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningKey | None = None,
               key_file: str | Path | None = None, name: str | None = None, listen: str | None = None,
               peers: list[Peer] | tuple[Peer, ...] = (), groups: list[str] | None = None, feed: str | None = None,
-              seed: int | None = None, schedules: str | None = None, start: str | None = None,
+              seed: int | None = None, schedules: str | None = None, simulated: dict[str, str] | None = None,
               consensus: dict[str, int] | None = None) -> InitResult:
     """Create a node home (config.toml, node.key, genesis.toml + its meter-point file, data/).
 
@@ -138,8 +138,7 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
         options["meter_point"] = {"feed": feed}
         if seed is not None:
             options["meter_point"]["seed"] = seed
-        if start is not None:
-            options["meter_point"]["start"] = start
+        options["meter_point"].update(simulated or {})  # the simulated feed's start and energy cache
         if feed == "simulated":
             warnings.append("--feed simulated signs made-up readings with the devnet's label-derived meter keys: "
                             "for a devnet only")
@@ -152,8 +151,7 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
         options["balancing_group"] = {"groups": groups, "schedules": schedules}
         if seed is not None:
             options["balancing_group"]["seed"] = seed
-        if start is not None:
-            options["balancing_group"]["start"] = start
+        options["balancing_group"].update(simulated or {})
     elif schedules is not None:
         raise InitError("--schedules is a balancing-group option")
     if consensus:

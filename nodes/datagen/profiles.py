@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -125,12 +126,18 @@ def wind_power(capacity_w: int, speed_at_reference: np.ndarray) -> np.ndarray:
 
 
 def _ar1(innovations: np.ndarray, phi: float, start: float) -> np.ndarray:
-    """A stationary unit-variance AR(1) path continuing from `start`."""
-    from scipy.signal import lfilter
-
-    scale = np.sqrt(1.0 - phi * phi)
-    out, _ = lfilter([scale], [1.0, -phi], innovations, zi=[phi * start])
+    """A stationary unit-variance AR(1) path continuing from `start` (a plain loop: a chunk is 96 steps)."""
+    scale = math.sqrt(1.0 - phi * phi)
+    out = np.empty(len(innovations))
+    x = start
+    for i, shock in enumerate(innovations.tolist()):
+        x = phi * x + scale * shock
+        out[i] = x
     return out
+
+
+def _normal_cdf(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.array([math.erf(v / math.sqrt(2.0)) for v in z.tolist()]))
 
 
 def _day_of_year(times: pd.DatetimeIndex) -> np.ndarray:
@@ -190,8 +197,6 @@ class Weather:
 
 
 def weather(times: pd.DatetimeIndex, seed: int, chunk: int, state: tuple[float, float, float]) -> Weather:
-    from scipy.special import ndtr
-
     rng = _rng(seed, chunk, 1)
     shocks = rng.standard_normal((3, len(times)))
     cloud = _ar1(shocks[0], CLOUD_STEP_CORRELATION, state[0])
@@ -201,7 +206,7 @@ def weather(times: pd.DatetimeIndex, seed: int, chunk: int, state: tuple[float, 
     # winter is windier: the Weibull scale swings +-18 % over the year around the annual mean
     season = 1.0 + 0.18 * np.cos(2 * np.pi * (_day_of_year(times) - 15) / 365.25)
     scale = WIND_MEAN_SPEED / 0.8862 * season  # mean of Weibull(k=2) = scale x Gamma(1.5)
-    u = np.clip(ndtr(wind), 1e-9, 1 - 1e-9)
+    u = np.clip(_normal_cdf(wind), 1e-9, 1 - 1e-9)
     speed = scale * (-np.log1p(-u)) ** (1.0 / WIND_WEIBULL_K)
     return Weather(csi, speed, temperature_c(times, temp), (cloud[-1], wind[-1], temp[-1]))
 

@@ -56,7 +56,9 @@ def test_one_home_per_validator_meter_operator_and_supplier_group(devnet):
     for n in devnet.nodes:
         assert (n.home / "node.key").stat().st_mode & 0o777 == 0o600
         assert load_config(n.home).name == n.name
-    assert load_config(devnet.light_nodes[0].home).meter_point == {"feed": "simulated", "seed": 3}
+    energies = str(devnet.directory / "genesis" / "simulated-energies.npz")  # computed once for every node
+    assert load_config(devnet.light_nodes[0].home).meter_point == {"feed": "simulated", "seed": 3, "energies": energies}
+    assert load_config(devnet.group_nodes[0].home).balancing_group["energies"] == energies
     assert load_config(devnet.group_nodes[1].home).balancing_group["schedules"] == "simulated"
 
 
