@@ -45,7 +45,7 @@ STOP_TIMEOUT_S = 10.0  # SIGTERM, then this long for a clean exit, then SIGKILL
 LOG_TAIL_LINES = 30
 ENERGY_CACHE = "simulated-energies.npz"
 SCHEDULE_LEAD = 2  # the balancing-group nodes schedule this many periods ahead
-PROFILE_SECONDS = 6  # computing the simulated energies before the nodes start (demandlib, pvlib, windpowerlib)
+PROFILE_SECONDS = 10  # computing the simulated energies before the nodes start (demandlib, pvlib, windpowerlib)
 
 
 @dataclass(frozen=True)

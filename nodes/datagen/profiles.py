@@ -211,6 +211,20 @@ def weather(times: pd.DatetimeIndex, seed: int, chunk: int, state: tuple[float, 
     return Weather(csi, speed, temperature_c(times, temp), (cloud[-1], wind[-1], temp[-1]))
 
 
+def weather_days(seed: int, start: dt.datetime, days: int) -> tuple[pd.DatetimeIndex, Weather]:
+    """The weather of `days` consecutive chunks from `start`, as Profiles sees it (for statistics)."""
+    begin = pd.Timestamp(start).tz_convert("UTC").floor("15min")
+    state = (0.0, 0.0, 0.0)
+    parts = []
+    for c in range(days):
+        w = weather(pd.date_range(begin + pd.Timedelta(days=c), periods=STEPS, freq="15min"), seed, c, state)
+        state = w.state
+        parts.append(w)
+    times = pd.date_range(begin, periods=STEPS * days, freq="15min")
+    return times, Weather(*(np.concatenate([getattr(w, f) for w in parts]) for f in
+                            ("clear_sky_index", "wind_speed", "temperature")), state)
+
+
 def slp_power(times: pd.DatetimeIndex) -> np.ndarray:
     """(len(SLP_CLASSES), len(times)) W per kWh/a, looked up in local time (DST days included)."""
     local = times.tz_convert(TZ).tz_localize(None)
