@@ -15,12 +15,13 @@ the same. A devnet period stands for a simulated quarter hour: its genesis scale
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 
 from stromledger.registry import MeterPoint, Registry
 
-from .profiles import QUARTER_S, SLP_CLASSES, TURBINES, MeterSpec, unit
+from .profiles import QUARTER_S, SLP_CLASSES, TURBINES, MeterSpec
 
 # Connection capacities (W) that name a consumer class; other consumers go by size.
 HEAT_PUMP_W = (9_000, 12_000)
@@ -33,6 +34,7 @@ PV_ROOF_KWP = (6, 8, 10, 12, 15)
 
 # Annual energy ranges (kWh/a) per class; sources in docs/realistic-data.md.
 HOUSEHOLD_KWH = ((1_300, 2_100, 0.41), (2_300, 3_300, 0.34), (3_200, 4_300, 0.12), (3_900, 5_600, 0.13))  # 1-4+ persons
+HOUSEHOLD_SIZES = tuple(((lo, hi), share) for lo, hi, share in HOUSEHOLD_KWH)
 HEAT_PUMP_KWH = (3_000, 6_500)
 WALLBOX_KWH = (1_500, 3_500)
 BUSINESS_KWH = (10_000, 100_000)  # standard-load-profile customers: below 100,000 kWh/a
@@ -70,9 +72,12 @@ def _between(lo: float, hi: float, u: float) -> float:
 
 def spec_for(mp: MeterPoint, capacity_w: int, seed: int) -> MeterSpec:
     """What is behind meter point `mp` whose real connection capacity is `capacity_w`."""
-    u = lambda *what: unit("spec", seed, mp.malo_id, *what)  # noqa: E731 - a draw per property
-    household = MeterSpec("h0_dyn", _between(*_pick(tuple((r[:2], r[2]) for r in HOUSEHOLD_KWH), u("size")),
-                                             u("kwh")))
+    digest = hashlib.sha256(f"spec/{seed}/{mp.malo_id}".encode()).digest()  # four independent draws
+    draws = dict(zip(("size", "kwh", "farm", "g"), (int.from_bytes(digest[i:i + 8], "big") / 2**64
+                                                     for i in range(0, 32, 8))))
+    draws["l"] = draws["g"]
+    u = draws.__getitem__
+    household = MeterSpec("h0_dyn", _between(*_pick(HOUSEHOLD_SIZES, u("size")), u("kwh")))
     if mp.kind == "consumer":
         if capacity_w in HEAT_PUMP_W:
             return MeterSpec("heat_pump", _between(*HEAT_PUMP_KWH, u("kwh")))
@@ -144,10 +149,12 @@ def _counts(n: int, shares: list[float]) -> list[int]:
 
 
 def customer_mix(n: int, rng: random.Random) -> list[tuple[str, str, int]]:
-    """(kind, source, real capacity W) of `n` meter points: the customers, then the plants sized to them."""
+    """(kind, source, real capacity W) of `n` meter points: the customers, then the plants sized to them (one
+    plant per source and 2,500 meter points: wind parks of whole turbines, PV parks, biogas, small hydro)."""
     if n < 1:
         return []
-    plants_room = max(0, min(4, n - 1))  # small grids still get their plants
+    per_source = max(1, n // 2_500)
+    plants_room = max(0, min(4 * per_source, n - 1))
     counts = _counts(n - plants_room, [s for s, *_ in CONSUMER_MIX])
     if n - plants_room >= 20 and counts[-1] == 0:  # every area of 20+ points has an industrial customer
         counts[0] -= 1
@@ -158,7 +165,7 @@ def customer_mix(n: int, rng: random.Random) -> list[tuple[str, str, int]]:
     load_mwh = sum(_expected_kwh(*m) for m in out) / 1000
     plants = []
     for source in ("wind", "pv", "biomass", "hydro"):
-        mw = load_mwh * GENERATION_SHARE[source] / FULL_LOAD_H[source]  # the capacity the share needs
+        mw = load_mwh * GENERATION_SHARE[source] / FULL_LOAD_H[source] / per_source  # the capacity of one plant
         if source == "wind":
             rated = 2_300_000 if mw >= 1.6 else 800_000
             units = round(mw * 1e6 / rated) or (1 if mw * 1e6 >= 0.5 * rated else 0)
@@ -166,10 +173,11 @@ def customer_mix(n: int, rng: random.Random) -> list[tuple[str, str, int]]:
         else:
             capacity = round(mw * 1e6, -4 if source == "pv" else -3)  # 10 kW / 1 kW steps
         if capacity >= 50_000:
-            plants.append(("producer", source, int(capacity)))
+            plants += [("producer", source, int(capacity))] * per_source
     out += plants[:plants_room]
-    out += [(k, s, rng.choice(caps)) for _, k, s, caps in CONSUMER_MIX[:1]] * (n - len(out))
-    return out[:n]
+    household = CONSUMER_MIX[0]
+    out += [(household[1], household[2], rng.choice(household[3])) for _ in range(n - len(out))]
+    return out
 
 
 __all__ = ["CONSUMER_MIX", "customer_mix", "meter_specs", "real_capacity", "spec_for", "time_lapse", "SLP_CLASSES",
