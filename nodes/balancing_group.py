@@ -128,7 +128,7 @@ class BalancingGroupNode(RoleNode):
                              f"not {self.schedule_mode!r}")
         self.seed = int(cfg.get("seed", 1))
         # the devnet's groups schedule their forecast of what the simulated meters of their portfolio do
-        self.feed = SimulatedFeed.from_config(self.reg, cfg, register_every=0) \
+        self.feed = SimulatedFeed.from_config(self.reg, cfg) \
             if self.schedule_mode == "simulated" else None
         self.lead = max(0, int(cfg.get("schedule_lead", 2)))
         self.timeout = float(cfg.get("timeout_ms", REQUEST_TIMEOUT * 1000)) / 1000

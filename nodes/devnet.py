@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import signal
 import socket
@@ -33,10 +34,11 @@ from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from nodes.datagen.devnet_genesis import devnet_key, make_devnet_genesis
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, make_devnet_genesis
 from stromledger.periods import Period, format_utc
 from stromledger.registry import Registry, load_genesis
 
+from .feed import parse_start
 from .home import Peer, load_config
 from .setup import init_home
 
@@ -45,7 +47,6 @@ STOP_TIMEOUT_S = 10.0  # SIGTERM, then this long for a clean exit, then SIGKILL
 LOG_TAIL_LINES = 30
 ENERGY_CACHE = "simulated-energies.npz"
 SCHEDULE_LEAD = 2  # the balancing-group nodes schedule this many periods ahead
-PROFILE_SECONDS = 10  # computing the simulated energies before the nodes start (demandlib, pvlib, windpowerlib)
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,6 @@ class DevnetOptions:
             raise ValueError("--period-seconds must be at least 3 (gate closure, consensus and light "
                              "verification must fit)")
         if self.start:
-            from .feed import parse_start
-
             parse_start(self.start)
 
 
@@ -124,7 +123,7 @@ class Devnet:
 def start_margin(options: DevnetOptions) -> int:
     """Seconds from now to the earliest genesis start: every node process must be up by then."""
     nodes = options.validators + options.balancing_groups + 2
-    return max(6, 2 + (3 * nodes + 4) // 5) + PROFILE_SECONDS  # about 0.6 s per process on a shared machine
+    return max(6, 2 + (3 * nodes + 4) // 5)  # about 0.6 s per process on a small, shared machine
 
 
 def genesis_start(now: int, period_seconds: int, margin: int) -> int:
@@ -167,12 +166,16 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
         raise FileExistsError(f"{directory} is not empty: a devnet is written into a new directory")
     directory.mkdir(parents=True, exist_ok=True)
     L = options.period_seconds
+    began = time.monotonic()
+    start = parse_start(options.start) if options.start else dt.datetime.fromtimestamp(now - now % 900, dt.timezone.utc)
+    options = dataclasses.replace(options, start=start.isoformat())
+    simulated = write_simulated_energies(directory, options)
+    prepared = math.ceil(time.monotonic() - began)  # the profiles took this long: the genesis waits for them
     genesis = make_devnet_genesis(directory / "genesis", options.validators, options.balancing_groups,
                                   options.meters, L, options.seed,
-                                  genesis_start=genesis_start(now, L, start_margin(options)),
+                                  genesis_start=genesis_start(now + prepared, L, start_margin(options)),
                                   chain_id=new_chain_id(now), grace_seconds=grace_seconds(L))
     registry = load_genesis(genesis)
-    simulated = write_simulated_energies(directory / "genesis", registry, options)
 
     labels = [(f"validator-{i + 1}", "validator") for i in range(len(registry.validators))]
     labels += [(f"meter-operator-{i + 1}", "meter-point") for i in range(len(registry.meter_operators))]
@@ -192,17 +195,18 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
     return devnet
 
 
-def write_simulated_energies(directory: Path, registry: Registry, options: DevnetOptions) -> dict[str, str]:
+def write_simulated_energies(directory: Path, options: DevnetOptions) -> dict[str, str]:
     """Compute the simulated meters' energies of the devnet's periods once (the profiles take seconds per
-    process) into DIR/simulated-energies.npz; the node config options that point the feeds to it."""
-    from .feed import SimulatedFeed, parse_start
+    process) into DIR/simulated-energies.npz; the node config options that point the feeds to it. The meter
+    points do not depend on the genesis time, so this runs before the genesis is fixed."""
+    from .feed import SimulatedFeed
 
-    simulated = {"start": options.start} if options.start else {}
-    feed = SimulatedFeed(registry, options.seed, start=parse_start(options.start) if options.start else None)
+    registry = devnet_registry(options.validators, options.balancing_groups, options.meters, options.period_seconds,
+                               options.seed)
+    feed = SimulatedFeed(registry, options.seed, start=parse_start(options.start))
     path = directory / ENERGY_CACHE
-    g = registry.genesis_period
-    feed.save_energies(path, range(g, g + options.periods + SCHEDULE_LEAD + 2))
-    return {**simulated, "energies": str(path)}
+    feed.save_energies(path, range(options.periods + SCHEDULE_LEAD + 2))
+    return {"start": options.start, "energies": str(path)}
 
 
 def describe(devnet: Devnet) -> dict[str, Any]:
@@ -536,7 +540,7 @@ def collect_results(devnet: Devnet) -> list[HeightResult]:
 
 def simulated_time(devnet: Devnet, height: int) -> str:
     """The simulated quarter hour (local time of the profiles) a devnet period stands for."""
-    from .feed import default_start, parse_start
+    from .feed import default_start
 
     start = parse_start(devnet.options.start) if devnet.options.start else default_start(devnet.registry)
     t = start + dt.timedelta(minutes=15 * (height - devnet.registry.genesis_period))

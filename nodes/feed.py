@@ -102,37 +102,40 @@ class SimulatedFeed:
     # -- the energies computed once per devnet ---------------------------------------------------------------
 
     def _cache_key(self) -> bytes:
-        parts = [self.registry.hash.hex(), str(self.seed), self.start.isoformat()]
-        return hashlib.sha256("/".join(parts).encode()).digest()
+        """What the energies depend on: the meter points (not the genesis time), the seed and the start."""
+        points = repr([self.registry.meter_points[m] for m in self._order])
+        return hashlib.sha256(f"{points}/{self.seed}/{self.start.isoformat()}".encode()).digest()
 
-    def save_energies(self, path: str | Path, periods: range) -> Path:
-        """Write the ordinary meter points' energies of `periods` to `path` (.npz), for feeds of the same
-        registry, seed and start to load instead of computing the profiles again."""
+    def save_energies(self, path: str | Path, steps: range) -> Path:
+        """Write the ordinary meter points' energies of the periods `steps` after genesis to `path` (.npz), for
+        feeds of the same meter points, seed and start to load instead of computing the profiles again."""
         import numpy as np
 
-        rows = [self._meter_energies(p) for p in periods]
+        g = self.registry.genesis_period
+        rows = [self._meter_energies(g + k) for k in steps]
         imp = np.array([[r[m][0] for m in self._order] for r in rows], dtype=np.int64).reshape(len(rows), -1)
         exp = np.array([[r[m][1] for m in self._order] for r in rows], dtype=np.int64).reshape(len(rows), -1)
         path = Path(path)
         with open(path, "wb") as f:
-            np.savez(f, key=np.frombuffer(self._cache_key(), dtype=np.uint8), first=np.int64(periods.start),
+            np.savez(f, key=np.frombuffer(self._cache_key(), dtype=np.uint8), first=np.int64(steps.start),
                      imp=imp, exp=exp)
         return path
 
     def _load_energies(self, path: str | Path) -> dict[int, dict[str, tuple[int, int]]]:
-        """Energies saved by save_energies for this registry, seed and start; {} (compute them) otherwise."""
+        """Energies saved by save_energies for these meter points, seed and start; {} (compute them) otherwise."""
         import numpy as np
 
         try:
             with np.load(path) as data:
                 if data["key"].tobytes() != self._cache_key():
-                    log.warning("simulated energies %s are for another registry, seed or start: computing them", path)
+                    log.warning("simulated energies %s are for other meter points, seed or start: computing them", path)
                     return {}
                 first, imp, exp = int(data["first"]), data["imp"].tolist(), data["exp"].tolist()
         except (OSError, ValueError, KeyError) as e:
             log.warning("cannot read the simulated energies %s (%s): computing them", path, e)
             return {}
-        return {first + k: dict(zip(self._order, zip(i, x))) for k, (i, x) in enumerate(zip(imp, exp))}
+        g = self.registry.genesis_period
+        return {g + first + k: dict(zip(self._order, zip(i, x))) for k, (i, x) in enumerate(zip(imp, exp))}
 
     def _meter_energies(self, period: int) -> dict[str, tuple[int, int]]:
         """(import Wh, export Wh) of every ordinary (non-boundary) meter point in `period`, capped at what its
@@ -353,8 +356,10 @@ def portfolio_wh(registry: Registry, feed: SimulatedFeed, period: int) -> dict[s
     plants feed in, as the feed produces it."""
     net = dict.fromkeys(supplier_groups(registry), 0)
     overrides = registry.group_overrides(period)
+    # a register meter's first reading is its baseline: the cascade settles 0 Wh for it in the genesis period
+    baseline = feed.register_meters if period == registry.genesis_period else frozenset()
     for m, (imp, exp) in feed.energies(period).items():
-        if m in registry.boundary:
+        if m in registry.boundary or m in baseline:
             continue
         g = overrides.get(m, registry.meter_points[m].balancing_group)
         if g in net:

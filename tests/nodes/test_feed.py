@@ -82,7 +82,7 @@ def test_pv_follows_the_sun_from_the_chosen_start():
 
 def test_energies_computed_once_load_the_same(tmp_path):
     feed = SimulatedFeed(REG, seed=1)
-    path = feed.save_energies(tmp_path / "e.npz", range(G, G + 5))
+    path = feed.save_energies(tmp_path / "e.npz", range(5))
     loaded = SimulatedFeed(REG, seed=1, energies=path)
     assert all(loaded.energies(p) == feed.energies(p) for p in range(G, G + 7))  # beyond the file: computed
     other = SimulatedFeed(REG, seed=2, energies=path)  # another seed: the file does not apply
