@@ -123,7 +123,8 @@ class Devnet:
 def start_margin(options: DevnetOptions) -> int:
     """Seconds from now to the earliest genesis start: every node process must be up by then."""
     nodes = options.validators + options.balancing_groups + 2
-    return max(6, 2 + (3 * nodes + 4) // 5)  # about 0.6 s per process on a small, shared machine
+    feeds = options.balancing_groups + 2  # these also import numpy and pandas for the simulated feed: ~1 s each
+    return max(6, 2 + (3 * nodes + 4) // 5) + (feeds + 1) // 2  # about 0.6 s per process on a shared machine
 
 
 def genesis_start(now: int, period_seconds: int, margin: int) -> int:
