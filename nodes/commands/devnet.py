@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from nodes.datagen.devnet_genesis import DEVNET_PERIOD_SECONDS
+
 DESCRIPTION = """\
 Run a complete local network on 127.0.0.1 and check that it settles: write a fresh genesis (a unique chain
 id, the first period a few seconds from now, keys derived from labels: never use them elsewhere) and a
@@ -43,11 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                                         "(default 200)")
     p.add_argument("--periods", type=int, default=3, metavar="N", help="periods to settle before stopping "
                                                                        "(default 3)")
-    p.add_argument("--period-seconds", type=int, default=5, metavar="S",
-                   help="settlement period length; each devnet period carries the energy of the next "
-                        "simulated quarter hour (default 5)")
+    p.add_argument("--period-seconds", type=int, default=DEVNET_PERIOD_SECONDS, metavar="SECONDS",
+                   help="settlement period length; each devnet period carries the energy of the next simulated "
+                        f"quarter hour (default {DEVNET_PERIOD_SECONDS}, as `stromledger genesis devnet`)")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated network and profiles (default 1)")
-    p.add_argument("--start", default="", metavar="TIME",
+    p.add_argument("--start", default="", metavar="UTC",
                    help="the simulated quarter hour of the first period, e.g. 2026-06-21T00:00 (UTC); periods "
                         "follow as consecutive quarter hours (default: the real time at genesis)")
     p.set_defaults(func=_devnet)
