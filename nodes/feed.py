@@ -57,12 +57,14 @@ def default_start(registry: Registry) -> dt.datetime:
 
 
 def parse_start(text: str) -> dt.datetime:
-    """A simulated start such as 2026-06-21T00:00 (UTC unless it names an offset). Raises ValueError."""
+    """A simulated start such as 2026-06-21T00:00 (UTC unless it names an offset), floored to its quarter
+    hour. Raises ValueError."""
     try:
         t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"start {text!r} is not a time like 2026-06-21T00:00") from None
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    t = t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t.replace(minute=t.minute - t.minute % 15, second=0, microsecond=0)
 
 
 class SimulatedFeed:

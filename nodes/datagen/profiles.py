@@ -275,11 +275,11 @@ class Profiles:
         self.pv_kwp = np.array([s.pv_kwp for s in specs])
         self.battery = np.flatnonzero([s.battery_kwh > 0 for s in specs])
         self.wallboxes = np.flatnonzero([s.load_class == "wallbox" for s in specs])
-        self.generators: dict[tuple[str, int], np.ndarray] = {}
+        plants: dict[tuple[str, int], list[int]] = {}  # plants of one source and rating share one profile
         for i, s in enumerate(specs):
             if s.generator and s.rated_w > 0:
-                self.generators.setdefault((s.generator, s.rated_w), []).append(i)  # type: ignore[arg-type]
-        self.generators = {k: np.array(v) for k, v in self.generators.items()}
+                plants.setdefault((s.generator, s.rated_w), []).append(i)
+        self.generators = {k: np.array(v) for k, v in plants.items()}
         self.aux = np.array([0.005 * s.rated_w if s.generator else 0.0 for s in specs])  # a plant's standstill need
         self._chunks: dict[int, dict[str, np.ndarray]] = {}
         self._states: dict[int, tuple] = {-1: ((0.0, 0.0, 0.0), np.array([0.3 * specs[i].battery_kwh * 1000
