@@ -34,6 +34,7 @@ from typing import Iterable, Mapping, Sequence
 
 from stromledger.cascade.messages import CORRECTED, MEASURED, MISSING, SUBSTITUTED
 from stromledger.crypto import sha256
+from stromledger.ids import IdError, make_market_partner_id, parse_market_partner_id  # noqa: F401
 
 from .mscons import UNA, dtm, segment
 from .text import kwh
@@ -62,23 +63,13 @@ ORIGINAL, REPLACEMENT = "9", "5"
 # -- market-partner ids ------------------------------------------------------------------------------------
 
 
-def market_partner_check_digit(first12: str) -> int:
-    """The 13th digit of a BDEW code number (GS1 mod 10: weights 1, 3, 1, ... from the left)."""
-    total = sum(int(c) * (3 if i % 2 else 1) for i, c in enumerate(first12))
-    return (10 - total % 10) % 10
-
-
 def market_partner_problem(text: object) -> str | None:
     """Why `text` is not a 13-digit market-partner id, or None."""
-    if not isinstance(text, str) or len(text) != 13 or not text.isascii() or not text.isdigit():
-        return f"{text!r} is not 13 digits"
-    if int(text[12]) != market_partner_check_digit(text[:12]):
-        return f"{text} has check digit {text[12]}, expected {market_partner_check_digit(text[:12])}"
-    return None
-
-
-def make_market_partner_id(first12: str) -> str:
-    return first12 + str(market_partner_check_digit(first12))
+    try:
+        parse_market_partner_id(text)
+        return None
+    except IdError as e:
+        return str(e)
 
 
 # -- series ------------------------------------------------------------------------------------------------

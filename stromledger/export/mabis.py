@@ -96,3 +96,45 @@ def schedules_csv(registry: Registry, periods: Sequence[int], results: Mapping[i
             external = int(s.from_group in registry.external_parties or s.to_group in registry.external_parties)
             lines.append([start, end, r.version, s.from_group, s.to_group, external, s.wh])
     return csv_bytes(SCHEDULE_COLUMNS, lines)
+
+
+# -- aggregation levels ------------------------------------------------------------------------------------
+
+# As Energinet's opengeh-wholesale aggregates: per grid area, per (area, balance-responsible party), per
+# (area, supplier) and per (area, supplier, BRP). The BRP's series is its balancing group's.
+LEVELS = ("area", "area_brp", "area_supplier", "area_supplier_brp")
+AGGREGATION_COLUMNS = ("level", "period_start", "period_end", "version", "grid_area", "supplier",
+                       "balancing_group", "meter_points", "withdrawal_wh", "injection_wh", "missing_values")
+
+
+def aggregate(registry: Registry, period: int, rows: Sequence) -> dict[str, dict[tuple[str, str, str], list[int]]]:
+    """level -> (area, supplier, group) -> [meter points, withdrawal Wh, injection Wh, missing values], over
+    the period's non-boundary rows; the key's parts a level does not split by are "". A meter point without
+    a supplier in the registry counts under supplier ""."""
+    out: dict[str, dict[tuple[str, str, str], list[int]]] = {level: {} for level in LEVELS}
+    for r in rows:
+        if not r.balancing_group:
+            continue
+        supplier = registry.supplier_of(r.malo_id, period)
+        a, g = r.grid_area, r.balancing_group
+        for level, key in (("area", (a, "", "")), ("area_brp", (a, "", g)), ("area_supplier", (a, supplier, "")),
+                           ("area_supplier_brp", (a, supplier, g))):
+            acc = out[level].setdefault(key, [0, 0, 0, 0])
+            acc[0] += 1
+            acc[1] += r.import_wh
+            acc[2] += r.export_wh
+            acc[3] += r.quality == MISSING
+    return out
+
+
+def aggregations_csv(registry: Registry, periods: Sequence[int], rows_by_period: Mapping[int, Sequence],
+                     versions: Mapping[int, int]) -> bytes:
+    """Every aggregation level of every period, levels in LEVELS order, keys sorted."""
+    lines = []
+    for p in periods:
+        start, end = interval(registry.period(p))
+        levels = aggregate(registry, p, rows_by_period[p])
+        for level in LEVELS:
+            for (area, supplier, group), v in sorted(levels[level].items()):
+                lines.append([level, start, end, versions[p], area, supplier, group, *v])
+    return csv_bytes(AGGREGATION_COLUMNS, lines)

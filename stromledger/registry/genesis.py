@@ -15,17 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from stromledger.ids import IdError, parse_eic, parse_malo_id
+from stromledger.ids import IdError, parse_eic, parse_malo_id, parse_market_partner_id
 from stromledger.periods import parse_utc
 
 from .model import (
     GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, ExternalParty, GridArea,
-    MeterOperator, MeterPoint, Registry, Validator,
+    MeterOperator, MeterPoint, Registry, Supplier, Validator,
 )
 
 METER_POINT_FIELDS = ("malo_id", "kind", "source", "grid_area", "balancing_group", "meter_operator", "meter_key",
                       "max_power_w", "area_out", "area_in")
 _OPTIONAL_MP_FIELDS = {"balancing_group", "area_out", "area_in"}
+SUPPLIER_FIELD = "supplier"  # an optional column: the meter point's supplier (market-partner id)
 _CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MIN_VALIDATORS = 4  # n = 3f + 1 with f >= 1
@@ -171,21 +172,23 @@ class _GenesisReader:
             self.error("file", "", f"not valid TOML: {e}")
             return None, self.defects
         self._unknown_fields(doc, {"chain", "meter_point_file", "validators", "grid_areas", "balancing_groups",
-                                   "meter_operators", "meter_points", "assignments", "external_parties"},
+                                   "meter_operators", "meter_points", "assignments", "external_parties",
+                                   "suppliers"},
                             "top level")
         params = self._chain(doc)
         groups = self._groups(doc)
         areas = self._areas(doc, groups)
         operators = self._operators(doc)
         validators = self._validators(doc, areas)
-        meters = self._meter_points(doc, areas, groups, operators)
-        assignments = self._assignments(doc, meters, groups, params)
+        suppliers = self._suppliers(doc, groups)
+        meters = self._meter_points(doc, areas, groups, operators, suppliers)
+        assignments = self._assignments(doc, meters, groups, params, suppliers)
         externals = self._external_parties(doc, areas, groups)
         self._areas_without_validator(areas, validators)
         if params is None or any(d.severity == "error" for d in self.defects):
             return None, self.defects
         registry = Registry(params, validators, areas.values(), groups.values(), operators.values(),
-                            meters.values(), assignments, externals.values())
+                            meters.values(), assignments, externals.values(), suppliers.values())
         return registry, self.defects
 
     def _chain(self, doc: dict) -> ChainParams | None:
@@ -253,6 +256,37 @@ class _GenesisReader:
             elif None not in (eic, name):
                 parties[eic] = ExternalParty(eic, name)
         return parties
+
+    def _suppliers(self, doc: dict, groups: dict) -> dict[str, Supplier]:
+        """Suppliers (LF), each in the balancing group of its balance-responsible party (BKV)."""
+        suppliers: dict[str, Supplier] = {}
+        for where, row in self._table_rows(doc, "suppliers"):
+            self._unknown_fields(row, {"id", "name", "balancing_group"}, where)
+            ident = self._field(row, "id", where, str)
+            if ident is not None:
+                try:
+                    parse_market_partner_id(ident)
+                except IdError as e:
+                    self.error(where, "id", str(e))
+                    ident = None
+            name = self._field(row, "name", where, str)
+            group = self._eic(row, "balancing_group", where)
+            if group is not None and group not in groups:
+                self.error(where, "balancing_group", f"unknown balancing group {group}")
+                group = None
+            if ident is not None and ident in suppliers:
+                self.error(where, "id", f"duplicate supplier {ident}")
+            elif None not in (ident, name, group):
+                suppliers[ident] = Supplier(ident, name, group)
+        return suppliers
+
+    def _supplier_problem(self, suppliers: dict, supplier: str, group: str) -> str | None:
+        if supplier not in suppliers:
+            return f"unknown supplier {supplier!r} (not in [[suppliers]])"
+        if suppliers[supplier].balancing_group != group:
+            return (f"supplier {supplier} delivers in balancing group {suppliers[supplier].balancing_group}, "
+                    f"not {group}")
+        return None
 
     def _areas(self, doc: dict, groups: dict[str, BalancingGroup]) -> dict[str, GridArea]:
         areas: dict[str, GridArea] = {}
@@ -327,11 +361,12 @@ class _GenesisReader:
 
     # -- meter points: inline rows and the pinned CSV file ------------------------------------------------
 
-    def _meter_points(self, doc: dict, areas: dict, groups: dict, operators: dict) -> dict[str, MeterPoint]:
+    def _meter_points(self, doc: dict, areas: dict, groups: dict, operators: dict,
+                      suppliers: dict) -> dict[str, MeterPoint]:
         meters: dict[str, MeterPoint] = {}
         first: dict[str, str] = {}
         key_owner: dict[bytes, str] = {}
-        check = self._meter_point_checker(areas, groups, operators)
+        check = self._meter_point_checker(areas, groups, operators, suppliers)
 
         def add(mp: MeterPoint | None, where: str, file: str | None) -> None:
             if mp is None:
@@ -351,7 +386,7 @@ class _GenesisReader:
                 add(check(row, where, file), where, file)
         inline = self._table_rows(doc, "meter_points")
         for where, row in inline:
-            self._unknown_fields(row, set(METER_POINT_FIELDS), where)
+            self._unknown_fields(row, set(METER_POINT_FIELDS) | {SUPPLIER_FIELD}, where)
             add(check(row, where, None), where, None)
         if spec is None and not inline:
             self.warn("[[meter_points]]", "", "no meter points (neither [meter_point_file] nor [[meter_points]])")
@@ -404,7 +439,7 @@ class _GenesisReader:
             return
         header = [h.strip() for h in header]
         missing = [f for f in METER_POINT_FIELDS if f not in header]
-        unknown = [h for h in header if h not in METER_POINT_FIELDS]
+        unknown = [h for h in header if h not in METER_POINT_FIELDS and h != SUPPLIER_FIELD]
         if missing or unknown or len(set(header)) != len(header):
             self.error("line 1", "", f"header must be the columns {','.join(METER_POINT_FIELDS)} "
                                      f"(missing {missing}, unknown {unknown})", file)
@@ -418,7 +453,7 @@ class _GenesisReader:
                 continue
             yield line, dict(zip(header, (c.strip() for c in cells))), file
 
-    def _meter_point_checker(self, areas: dict, groups: dict, operators: dict
+    def _meter_point_checker(self, areas: dict, groups: dict, operators: dict, suppliers: dict
                              ) -> Callable[[dict, str, str | None], MeterPoint | None]:
         interned: dict[str, str] = {}  # one str object per distinct EIC/source/kind across a million rows
 
@@ -492,22 +527,30 @@ class _GenesisReader:
                     self.error(where, "balancing_group", "assigned to no balancing group: every consumer, "
                                                          "producer and prosumer needs one from genesis on", file)
                     ok = False
+            supplier = row.get(SUPPLIER_FIELD) or ""
+            if supplier:
+                problem = (f"a {kind} meter point has no supplier" if kind == "boundary"
+                           else self._supplier_problem(suppliers, supplier, group))
+                if problem:
+                    self.error(where, SUPPLIER_FIELD, problem, file)
+                    ok = False
             if not ok or None in (malo, kind, source, area, operator, key, power):
                 return None
             i = interned.setdefault
             return MeterPoint(malo, i(kind, kind), i(source, source), i(area, area), i(group, group),
-                              i(operator, operator), key, power, i(out, out), i(into, into))
+                              i(operator, operator), key, power, i(out, out), i(into, into), i(supplier, supplier))
 
         return check
 
     # -- supplier switches and completeness ---------------------------------------------------------------
 
-    def _assignments(self, doc: dict, meters: dict, groups: dict, params: ChainParams | None) -> list[Assignment]:
+    def _assignments(self, doc: dict, meters: dict, groups: dict, params: ChainParams | None,
+                     suppliers: dict) -> list[Assignment]:
         out: list[Assignment] = []
         first: dict[tuple[str, int], str] = {}
         length = params.period_seconds if params else None
         for where, row in self._table_rows(doc, "assignments"):
-            self._unknown_fields(row, {"malo_id", "balancing_group", "from"}, where)
+            self._unknown_fields(row, {"malo_id", "balancing_group", "from", "supplier"}, where)
             malo = self._field(row, "malo_id", where, str)
             if malo is not None and malo not in meters:
                 try:
@@ -536,8 +579,14 @@ class _GenesisReader:
                     self.error(where, "from", f"{malo} already switches at this period in {first[malo, period]}")
                     continue
                 first[malo, period] = where
-            if None not in (malo, group, period):
-                out.append(Assignment(malo, period, group))
+            supplier = self._field(row, "supplier", where, str, required=False) or ""
+            if supplier and group is not None:
+                problem = self._supplier_problem(suppliers, supplier, group)
+                if problem:
+                    self.error(where, "supplier", problem)
+                    supplier = None
+            if None not in (malo, group, period, supplier):
+                out.append(Assignment(malo, period, group, supplier))
         return out
 
     def _areas_without_validator(self, areas: dict, validators: list) -> None:

@@ -58,6 +58,16 @@ class ExternalParty:
 
 
 @dataclass(frozen=True, slots=True)
+class Supplier:
+    """A supplier (Lieferant, LF): sells the energy of its meter points and belongs to the balancing group
+    (Bilanzkreis) of a balance-responsible party (BKV, the group's operator), which balances that energy."""
+
+    id: str  # 13-digit market-partner id (BDEW code number)
+    name: str
+    balancing_group: str  # EIC of the group its meter points are balanced in
+
+
+@dataclass(frozen=True, slots=True)
 class MeterOperator:
     name: str
     public_key: bytes  # submits batches of its meters' readings
@@ -81,15 +91,18 @@ class MeterPoint(NamedTuple):
     max_power_w: int  # connection capacity; no period may exceed max_power_w * period_seconds / 3600 Wh
     area_out: str = ""
     area_in: str = ""
+    supplier: str = ""  # market-partner id of its supplier from genesis on ("" if the registry names none)
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class Assignment:
-    """A supplier switch: from `from_period` on, meter point `malo_id` is in balancing group `group`."""
+    """A supplier switch: from `from_period` on, meter point `malo_id` is in balancing group `group` (and
+    supplied by `supplier`, the market-partner id of a supplier of that group, when the registry names one)."""
 
     malo_id: str
     from_period: int
     group: str
+    supplier: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +129,7 @@ class Registry:
         meter_points: Iterable[MeterPoint],
         assignments: Iterable[Assignment] = (),
         external_parties: Iterable[ExternalParty] = (),
+        suppliers: Iterable[Supplier] = (),
     ):
         self.params = params
         self.validators: tuple[Validator, ...] = tuple(validators)  # genesis order = proposer order
@@ -139,6 +153,14 @@ class Registry:
         self.group_keys: dict[str, bytes] = {g.eic: g.operator_key for g in self.balancing_groups.values()}
         self.external_parties: dict[str, ExternalParty] = {
             x.eic: x for x in sorted(external_parties, key=lambda x: x.eic)}
+        self.suppliers: dict[str, Supplier] = {x.id: x for x in sorted(suppliers, key=lambda x: x.id)}
+        supplier_switches: dict[str, tuple[list[int], list[str]]] = {}
+        for a in self.assignments:
+            if a.supplier:
+                periods, names = supplier_switches.setdefault(a.malo_id, ([], []))
+                periods.append(a.from_period)
+                names.append(a.supplier)
+        self._supplier_switches = supplier_switches
         self.submitter_keys: frozenset[bytes] = frozenset(
             [v.public_key for v in self.validators]
             + [o.public_key for o in self.meter_operators.values()]
@@ -193,6 +215,15 @@ class Registry:
             self._overrides_cache[period] = cached
         return cached
 
+    def supplier_of(self, malo_id: str, period: int) -> str:
+        """The market-partner id of a meter point's supplier in a period ("" when the registry names none)."""
+        sw = self._supplier_switches.get(malo_id)
+        if sw is not None:
+            i = bisect.bisect_right(sw[0], period)
+            if i:
+                return sw[1][i - 1]
+        return self.meter_points[malo_id].supplier
+
     def max_wh(self, malo_id: str, periods: int = 1) -> int:
         """The most energy the meter point can move in one direction in `periods` periods (floor, Wh)."""
         return self.meter_points[malo_id].max_power_w * self.params.period_seconds * periods // 3600
@@ -213,11 +244,17 @@ class Registry:
             [[a.eic, a.name, a.operator, a.loss_group] for a in self.grid_areas.values()],
             [[g.eic, g.name, g.operator_key] for g in self.balancing_groups.values()],
             [[o.name, o.public_key] for o in self.meter_operators.values()],
-            [list(self.meter_points[m]) for m in self.malo_order],
+            [list(self.meter_points[m][:10]) for m in self.malo_order],
             [[a.malo_id, a.from_period, a.group] for a in self.assignments],
         ]
-        if self.external_parties:  # appended only when present: registries without them keep their hash
-            content.append([[x.eic, x.name] for x in self.external_parties.values()])
+        # Later additions are appended, tagged, only when present: registries without them keep their hash.
+        if self.external_parties:
+            content.append(["external_parties", [[x.eic, x.name] for x in self.external_parties.values()]])
+        if self.suppliers:
+            content.append(["suppliers", [[x.id, x.name, x.balancing_group] for x in self.suppliers.values()],
+                            [[m, self.meter_points[m].supplier] for m in self.malo_order
+                             if self.meter_points[m].supplier],
+                            [[a.malo_id, a.from_period, a.supplier] for a in self.assignments if a.supplier]])
         return msgpack.packb(content, use_bin_type=True)
 
     @cached_property

@@ -13,7 +13,7 @@ from pathlib import Path
 from stromledger.crypto import sha256
 from stromledger.periods import format_utc
 
-from .genesis import METER_POINT_FIELDS
+from .genesis import METER_POINT_FIELDS, SUPPLIER_FIELD
 from .model import Registry
 
 
@@ -24,11 +24,12 @@ def _s(text: str) -> str:
 def meter_points_csv(registry: Registry) -> bytes:
     buf = io.StringIO(newline="")
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(METER_POINT_FIELDS)
+    extra = (SUPPLIER_FIELD,) if registry.suppliers else ()  # the optional column only when there are suppliers
+    w.writerow(METER_POINT_FIELDS + extra)
     for malo in registry.malo_order:
         m = registry.meter_points[malo]
         w.writerow([m.malo_id, m.kind, m.source, m.grid_area, m.balancing_group, m.meter_operator,
-                    m.meter_key.hex(), m.max_power_w, m.area_out, m.area_in])
+                    m.meter_key.hex(), m.max_power_w, m.area_out, m.area_in] + ([m.supplier] if extra else []))
     return buf.getvalue().encode()
 
 
@@ -65,13 +66,17 @@ def genesis_toml(registry: Registry, meter_file: str, meter_file_sha256: str, ti
         out += ["# Market parties outside the network: schedules to/from them are signed by the group alone.", ""]
     for x in registry.external_parties.values():
         out += ["[[external_parties]]", f"eic = {_s(x.eic)}", f"name = {_s(x.name)}", ""]
+    for x in registry.suppliers.values():
+        out += ["[[suppliers]]", f"id = {_s(x.id)}", f"name = {_s(x.name)}",
+                f"balancing_group = {_s(x.balancing_group)}", ""]
     for o in registry.meter_operators.values():
         out += ["[[meter_operators]]", f"name = {_s(o.name)}", f"public_key = {_s(o.public_key.hex())}", ""]
     if registry.assignments:
         out += ["# Supplier switches: from the given period start on, the meter point is in another group.", ""]
     for a in registry.assignments:
         out += ["[[assignments]]", f"malo_id = {_s(a.malo_id)}", f"balancing_group = {_s(a.group)}",
-                f"from = {_s(format_utc(a.from_period * L))}", ""]
+                f"from = {_s(format_utc(a.from_period * L))}"] + ([f"supplier = {_s(a.supplier)}"] if a.supplier else [])
+        out.append("")
     return "\n".join(out)
 
 

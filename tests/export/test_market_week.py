@@ -20,7 +20,8 @@ from stromledger.export import edi, mabis, tables
 from stromledger.ids import make_eic, make_malo_id
 from stromledger.periods import local_day_periods, parse_utc
 from stromledger.registry import (
-    Assignment, BalancingGroup, ChainParams, ExternalParty, GridArea, MeterOperator, MeterPoint, Registry, Validator,
+    Assignment, BalancingGroup, ChainParams, ExternalParty, GridArea, MeterOperator, MeterPoint, Registry, Supplier,
+    Validator, check_genesis, load_genesis, write_genesis,
 )
 
 from nodes.datagen.synthetic import eic_for
@@ -62,6 +63,7 @@ REG_GAP = range(100, 104)  # the register meter sends nothing in these periods (
 OUTAGE = range(200, 208)  # HOUSE2 sends nothing: substitutes
 LATE = 400  # HOUSE1's reading of this period arrives two periods later: a corrected version
 PARTNER = {eic: edi.make_market_partner_id(f"99{n:010d}") for n, eic in enumerate((A1, A2, G1, G2, G3, L1, L2), 1)}
+S1, S2, S3, S4 = (edi.make_market_partner_id(f"99000000010{n}") for n in range(1, 5))  # suppliers (LF)
 
 
 def week_registry() -> Registry:
@@ -71,16 +73,22 @@ def week_registry() -> Registry:
     validators = [Validator(f"v{i}", key(f"validator-{i}").public, (A1, A1, A2, A2)[i - 1]) for i in range(1, 5)]
     op = MeterOperator("Test Metering", key("meter-operator").public)
 
-    def mp(m, kind, source, area, group, power, out="", into=""):
-        return MeterPoint(m, kind, source, area, group, op.name, key(m).public, power, out, into)
+    def mp(m, kind, source, area, group, power, out="", into="", supplier=""):
+        return MeterPoint(m, kind, source, area, group, op.name, key(m).public, power, out, into, supplier)
 
-    points = [mp(HOUSE1, "consumer", "grid", A1, G1, 30_000), mp(HOUSE2, "consumer", "grid", A2, G2, 30_000),
-              mp(PV, "prosumer", "pv", A1, G2, 30_000), mp(WIND, "producer", "wind", A2, G3, 3_000_000),
-              mp(REG, "consumer", "grid", A1, G1, 30_000), mp(TIE, "boundary", "grid", A1, "", 10_000_000, A1, A2),
-              mp(UP, "boundary", "grid", A1, "", 10_000_000, "", A1), mp(SWITCH, "consumer", "grid", A2, G1, 30_000)]
-    switch = Assignment(SWITCH, G0 + 96 * SWITCH_DAY, G3)
+    points = [mp(HOUSE1, "consumer", "grid", A1, G1, 30_000, supplier=S1),
+              mp(HOUSE2, "consumer", "grid", A2, G2, 30_000, supplier=S3),
+              mp(PV, "prosumer", "pv", A1, G2, 30_000, supplier=S3),
+              mp(WIND, "producer", "wind", A2, G3, 3_000_000, supplier=S4),
+              mp(REG, "consumer", "grid", A1, G1, 30_000, supplier=S2),
+              mp(TIE, "boundary", "grid", A1, "", 10_000_000, A1, A2),
+              mp(UP, "boundary", "grid", A1, "", 10_000_000, "", A1),
+              mp(SWITCH, "consumer", "grid", A2, G1, 30_000, supplier=S2)]
+    switch = Assignment(SWITCH, G0 + 96 * SWITCH_DAY, G3, S4)  # a supplier switch: S2 (in G1) to S4 (in G3)
     externals = [ExternalParty(EXCHANGE, "Power exchange"), ExternalParty(NEIGHBOUR, "Other control area")]
-    return Registry(params, validators, areas, groups, [op], points, [switch], externals)
+    suppliers = [Supplier(S1, "Stadtwerke", G1), Supplier(S2, "Oekostrom", G1), Supplier(S3, "Grundversorger", G2),
+                 Supplier(S4, "Windhandel", G3)]
+    return Registry(params, validators, areas, groups, [op], points, [switch], externals, suppliers)
 
 
 def readings(net: Net, k: int) -> list:
@@ -142,6 +150,7 @@ def day_files(reg, rows, results, day):
     return periods, malo, {
         "series.csv": mabis.series_csv(reg, periods, rows_as_lists(rows, periods), versions, losses),
         "schedules.csv": mabis.schedules_csv(reg, periods, results),
+        "aggregations.csv": mabis.aggregations_csv(reg, periods, rows_as_lists(rows, periods), versions),
         **mabis.series_mscons(reg, periods, rows_as_lists(rows, periods), versions, PARTNER, prepared),
     }
 
@@ -260,6 +269,27 @@ def test_every_total_is_reproduced_from_the_day_files(week):
                 if len(complete) == len(members):
                     assert sum(malo_values[p, m][edi.OBIS_IMPORT] for m in members) == int(v["withdrawal_wh"])
                     assert sum(malo_values[p, m][edi.OBIS_EXPORT] for m in members) == int(v["injection_wh"])
+        # the aggregation levels: area = sealed area, area x BRP = sealed cells, suppliers add up to both
+        levels: dict[tuple[int, str], dict[tuple[str, str, str], tuple[int, int, int]]] = {}
+        for line in read_csv(files["aggregations.csv"]):
+            levels.setdefault((at[line["period_start"]], line["level"]), {})[
+                line["grid_area"], line["supplier"], line["balancing_group"]] = (
+                int(line["meter_points"]), int(line["withdrawal_wh"]), int(line["injection_wh"]))
+        for p in periods:
+            r = results[p]
+            assert levels[p, "area"] == {(a.area, "", ""): (n, a.wd, a.inj) for a in r.areas
+                                         for n in [sum(c.meter_points for c in r.cells if c.area == a.area)]}
+            assert levels[p, "area_brp"] == {(c.area, "", c.group): (c.meter_points, c.wd, c.inj) for c in r.cells}
+            for fine, coarse, keep in (("area_supplier_brp", "area_brp", (0, 2)), ("area_supplier", "area", (0,)),
+                                       ("area_supplier_brp", "area_supplier", (0, 1))):
+                summed: dict = {}
+                for k, v in levels[p, fine].items():
+                    key_ = tuple(k[i] if i in keep else "" for i in range(3))
+                    summed[key_] = tuple(x + y for x, y in zip(summed.get(key_, (0, 0, 0)), v))
+                assert summed == levels[p, coarse]
+            assert "" not in {k[1] for k in levels[p, "area_supplier"]}  # every meter point has its supplier
+            switched = day >= DAYS[SWITCH_DAY]
+            assert (A2, S4 if switched else S2, G3 if switched else G1) in levels[p, "area_supplier_brp"]
         # missing quarter hours of left-out MaLo-days are exactly the series' missing_values
         missing = sum(int(line["missing_values"]) for line in series)
         assert missing == sum(n for _, n in malo.incomplete)
@@ -301,3 +331,20 @@ def test_market_partner_ids_are_checked():
     assert "check digit" in edi.market_partner_problem(wrong)
     with pytest.raises(ValueError, match="recipient"):
         edi.build_interchange([], sender=PARTNER[A1], recipient=EXCHANGE, pi="13025", prepared=0)
+
+
+def test_suppliers_in_the_genesis(tmp_path):
+    reg = week_registry()
+    loaded = load_genesis(write_genesis(reg, tmp_path))
+    assert loaded.hash == reg.hash and loaded.suppliers == reg.suppliers
+    assert loaded.supplier_of(SWITCH, G0) == S2 and loaded.supplier_of(SWITCH, G0 + 96 * SWITCH_DAY) == S4
+    path = tmp_path / "genesis.toml"
+    text = path.read_text()
+    # a supplier of another group than the switch's, and a supplier id with a wrong check digit
+    bad = text.replace(f'supplier = "{S4}"', f'supplier = "{S1}"') + \
+        f'\n[[suppliers]]\nid = "{S1[:12]}{(int(S1[12]) + 1) % 10}"\nname = "x"\nbalancing_group = "{G1}"\n'
+    path.write_text(bad)
+    registry, defects = check_genesis(path)
+    assert registry is None
+    assert {(d.where.split(" #")[0], d.field) for d in defects} == {("[[assignments]]", "supplier"),
+                                                                    ("[[suppliers]]", "id")}
