@@ -39,7 +39,7 @@ GROUP_COLUMNS = (
 )
 AREA_COLUMNS = (
     "period_start", "period_end", "version", "grid_area", "injection_wh", "withdrawal_wh", "exchange_in_wh",
-    "exchange_out_wh", "loss_wh", "loss_balancing_group", "missing_values",
+    "exchange_out_wh", "loss_wh", "loss_balancing_group", "missing_values", "loss_implausible",
 )
 SCHEDULE_COLUMNS = (
     "period_start", "period_end", "version", "from_group", "to_group", "status", "wh", "from_signed_wh",
@@ -128,7 +128,8 @@ def groups_csv(period: Period, result: PeriodResult, missing: dict[str, int]) ->
 def areas_csv(period: Period, result: PeriodResult, registry: Registry, missing: dict[str, int]) -> bytes:
     start, end = interval(period)
     rows = [[start, end, result.version, a.area, a.inj, a.wd, a.exin, a.exout, a.loss,
-             registry.grid_areas[a.area].loss_group, missing.get(a.area, 0)] for a in result.areas]
+             registry.grid_areas[a.area].loss_group, missing.get(a.area, 0), int(a.area in result.implausible_loss)]
+            for a in result.areas]
     return csv_bytes(AREA_COLUMNS, rows)
 
 

@@ -19,7 +19,7 @@ from stromledger.ids import IdError, parse_eic, parse_malo_id, parse_market_part
 from stromledger.periods import parse_utc
 
 from .model import (
-    GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, ExternalParty, GridArea,
+    DEFAULT_LOSS_PLAUSIBILITY_PERCENT, GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, ExternalParty, GridArea,
     MeterOperator, MeterPoint, Registry, Supplier, Validator,
 )
 
@@ -198,7 +198,8 @@ class _GenesisReader:
             self.error(where, "", "missing: the [chain] table names the chain and its periods")
             return None
         self._unknown_fields(chain, {"id", "genesis", "period_seconds", "gate_closure_grace_seconds",
-                                     "correction_window_periods", "schedule_horizon_periods"}, where)
+                                     "correction_window_periods", "schedule_horizon_periods",
+                                     "loss_plausibility_percent"}, where)
         chain_id = self._field(chain, "id", where, str)
         if chain_id is not None and not _CHAIN_ID.fullmatch(chain_id):
             self.error(where, "id", "1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit")
@@ -222,9 +223,15 @@ class _GenesisReader:
             horizon = max(1, 2 * 86400 // length)  # two days ahead by default
         elif horizon is not None and horizon < 0:
             self.error(where, "schedule_horizon_periods", "must not be negative")
-        if None in (chain_id, length, start, grace, window, horizon):
+        plausible = self._field(chain, "loss_plausibility_percent", where, int, required=False)
+        if plausible is None:
+            plausible = DEFAULT_LOSS_PLAUSIBILITY_PERCENT
+        elif not 1 <= plausible <= 100:
+            self.error(where, "loss_plausibility_percent", f"{plausible} is outside 1..100")
+            plausible = None
+        if None in (chain_id, length, start, grace, window, horizon, plausible):
             return None
-        return ChainParams(chain_id, start // length, length, grace, window, horizon)
+        return ChainParams(chain_id, start // length, length, grace, window, horizon, plausible)
 
     def _groups(self, doc: dict) -> dict[str, BalancingGroup]:
         groups: dict[str, BalancingGroup] = {}

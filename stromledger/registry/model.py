@@ -23,6 +23,7 @@ SOURCES = GENERATION_SOURCES + ("grid",)
 KINDS = ("consumer", "producer", "prosumer", "boundary")
 
 REGISTRY_HASH_DOMAIN = "stromledger/registry/1"
+DEFAULT_LOSS_PLAUSIBILITY_PERCENT = 10  # distribution grids lose a few percent; ten is far outside that
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,9 @@ class ChainParams:
     grace_seconds: int  # gate closure = period end + grace
     correction_window: int  # a seal at height h may still correct periods h - correction_window .. h - 1
     schedule_horizon: int  # schedules may be submitted up to this many periods ahead
+    # An area's grid loss is implausible when |loss| exceeds this share (percent) of the energy through the
+    # area, max(inj + exin, wd + exout); such areas are flagged in every result, never corrected.
+    loss_plausibility_percent: int = DEFAULT_LOSS_PLAUSIBILITY_PERCENT
 
 
 class Registry:
@@ -248,6 +252,8 @@ class Registry:
             [[a.malo_id, a.from_period, a.group] for a in self.assignments],
         ]
         # Later additions are appended, tagged, only when present: registries without them keep their hash.
+        if p.loss_plausibility_percent != DEFAULT_LOSS_PLAUSIBILITY_PERCENT:
+            content.append(["loss_plausibility_percent", p.loss_plausibility_percent])
         if self.external_parties:
             content.append(["external_parties", [[x.eic, x.name] for x in self.external_parties.values()]])
         if self.suppliers:

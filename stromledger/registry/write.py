@@ -14,7 +14,7 @@ from stromledger.crypto import sha256
 from stromledger.periods import format_utc
 
 from .genesis import METER_POINT_FIELDS, SUPPLIER_FIELD
-from .model import Registry
+from .model import DEFAULT_LOSS_PLAUSIBILITY_PERCENT, Registry
 
 
 def _s(text: str) -> str:
@@ -46,6 +46,8 @@ def genesis_toml(registry: Registry, meter_file: str, meter_file_sha256: str, ti
            f"gate_closure_grace_seconds = {p.grace_seconds}  # readings after period end + grace are corrections",
            f"correction_window_periods = {p.correction_window}  # how many periods back a correction is accepted",
            f"schedule_horizon_periods = {p.schedule_horizon}  # how far ahead schedules may be sent",
+           *([f"loss_plausibility_percent = {p.loss_plausibility_percent}  # a larger area loss is flagged"]
+             if p.loss_plausibility_percent != DEFAULT_LOSS_PLAUSIBILITY_PERCENT else []),
            "",
            "# The meter points, one per CSV row; the genesis pins the file's SHA-256.",
            "[meter_point_file]",
