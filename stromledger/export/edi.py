@@ -52,10 +52,12 @@ OBIS_IMPORT = "1-1:1.29.0"
 OBIS_EXPORT = "1-1:2.29.0"
 TRUE_VALUE, SUBSTITUTE_VALUE = "220", "67"
 QUALIFIER = {MEASURED: TRUE_VALUE, CORRECTED: TRUE_VALUE, SUBSTITUTED: SUBSTITUTE_VALUE}
-# STS+Z32 (substitution method) with the method per value. stromledger substitutes the previous quarter hour's
-# settled value (cascade.md); its code is our reading of the code list and appears only here.
+# STS+Z32 (substitution method) with the method per value, read from the settled row (cascade.md): a register
+# meter's gap spread between two register readings (the row's register flag), else the previous quarter
+# hour's value carried forward. The codes are our reading of the code list and appear only here.
 STS_SUBSTITUTION = "Z32"
 METHOD_PREVIOUS_VALUE = "Z88"
+METHOD_REGISTER_SPREAD = "Z89"
 LOC_MALO, LOC_GROUP, LOC_AREA = "172", "107", "237"
 ORIGINAL, REPLACEMENT = "9", "5"
 
@@ -84,6 +86,7 @@ class Value:
     wh: int | None
     quality: int
     version: int
+    method: str = ""  # the substitution method of a substitute (STS), "" otherwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +127,8 @@ def _message(n: int, series: DaySeries, *, sender: str, recipient: str, pi: str,
         for v in values:
             out += [f"QTY+{QUALIFIER[v.quality]}:{kwh(v.wh)}:KWH'", segment("DTM", dtm("163", v.start)),
                     segment("DTM", dtm("164", v.end))]
-            if v.quality == SUBSTITUTED:
-                out.append(segment("STS", STS_SUBSTITUTION, "", METHOD_PREVIOUS_VALUE))
+            if v.method:
+                out.append(segment("STS", STS_SUBSTITUTION, "", v.method))
     out.append(segment("UNT", str(len(out) + 1), str(n)))
     return out
 
@@ -173,8 +176,9 @@ def malo_day_series(malo: str, periods: Sequence[tuple[int, int]], rows: Sequenc
     imports, exports = [], []
     for (start, end), r in zip(periods, rows, strict=True):
         known = r.quality != MISSING
-        imports.append(Value(start, end, r.import_wh if known else None, r.quality, r.version))
-        exports.append(Value(start, end, r.export_wh if known else None, r.quality, r.version))
+        method = "" if r.quality != SUBSTITUTED else METHOD_REGISTER_SPREAD if r.register else METHOD_PREVIOUS_VALUE
+        imports.append(Value(start, end, r.import_wh if known else None, r.quality, r.version, method))
+        exports.append(Value(start, end, r.export_wh if known else None, r.quality, r.version, method))
     return DaySeries(((LOC_MALO, malo),), periods[0][0], periods[-1][1], tuple(imports), tuple(exports))
 
 

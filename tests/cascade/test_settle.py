@@ -146,20 +146,23 @@ class TestRegisters:
         assert entry(ledger, G, REG)[:4] == (1, MISSING, 0, 0)  # the first register reading is the baseline
         net.settle(ledger, net.batch([self.reg(net, G + 1, r2)]))
         assert entry(ledger, G + 1, REG)[:4] == (1, MEASURED, 500, 0)
-        net.settle(ledger)  # no reading: a register meter is substituted with 0, the next reading catches up
+        net.settle(ledger)  # no reading: the register meter's value is missing (not 0) until the next reading
         assert entry(ledger, G + 2, REG)[:4] == (1, MISSING, 0, 0)
-        net.settle(ledger, net.batch([self.reg(net, G + 3, r3)]))
-        assert entry(ledger, G + 3, REG)[:4] == (1, MEASURED, 1000, 0)
+        out = net.settle(ledger, net.batch([self.reg(net, G + 3, r3 + 1)]))
+        # the gap's energy is spread over the gap (the odd Wh to the earliest period), never all in one period
+        assert entry(ledger, G + 3, REG)[:4] == (1, MEASURED, 500, 0)
+        assert entry(ledger, G + 2, REG)[:4] == (2, SUBSTITUTED, 501, 0)
+        assert [(r.period, r.version) for r in out.seal.results] == [(G + 2, 2), (G + 3, 1)]
         total = sum(entry(ledger, p, REG)[2] for p in range(G, G + 4))
-        assert total == r3 - r1
+        assert total == r3 + 1 - r1
 
         # the missing reading arrives late: both neighbours get new versions, the sum stays r3 - r1
         out = net.settle(ledger, net.batch([self.reg(net, G + 2, 1_000_800)]))
-        assert [(r.period, r.version) for r in out.seal.results] == [(G + 2, 2), (G + 3, 2), (G + 4, 1)]
-        assert entry(ledger, G + 2, REG)[:4] == (2, CORRECTED, 300, 0)
-        assert entry(ledger, G + 3, REG)[:4] == (2, CORRECTED, 700, 0)
+        assert [(r.period, r.version) for r in out.seal.results] == [(G + 2, 3), (G + 3, 2), (G + 4, 1)]
+        assert entry(ledger, G + 2, REG)[:4] == (3, CORRECTED, 300, 0)
+        assert entry(ledger, G + 3, REG)[:4] == (2, CORRECTED, 701, 0)
         assert G not in ledger.state.entries  # left the window (its energy was the 0 of the baseline)
-        assert sum(entry(ledger, p, REG)[2] for p in range(G + 1, G + 4)) == r3 - r1
+        assert sum(entry(ledger, p, REG)[2] for p in range(G + 1, G + 4)) == r3 + 1 - r1
 
     def test_a_register_never_goes_down(self, registry, net, ledger):
         net.settle(ledger, net.batch([self.reg(net, G, 5000, 100)]))
@@ -171,7 +174,8 @@ class TestRegisters:
         # a late reading between two others must lie between them
         out = net.settle(ledger, net.batch([self.reg(net, G + 2, 7001, 100)]))
         assert rejected(out) == {Reason.REGISTER_WENT_DOWN: 1}
-        assert entry(ledger, G + 3, REG)[:4] == (1, MEASURED, 2000, 0)
+        assert entry(ledger, G + 3, REG)[:4] == (1, MEASURED, 666, 0)  # 2000 Wh spread over G+1..G+3
+        assert sum(entry(ledger, p, REG)[2] for p in range(G + 1, G + 4)) == 2000
 
     def test_register_rise_is_bounded_by_max_power_over_the_gap(self, registry, net, ledger):
         net.settle(ledger, net.batch([self.reg(net, G, 0)]))
@@ -179,7 +183,7 @@ class TestRegisters:
         out = net.settle(ledger, net.batch([self.reg(net, G + 2, 2 * MAX_30KW + 1)]))
         assert rejected(out) == {Reason.ABOVE_MAX_POWER: 1}
         out = net.settle(ledger, net.batch([self.reg(net, G + 3, 3 * MAX_30KW)]))
-        assert rejected(out) == {} and entry(ledger, G + 3, REG)[2] == 3 * MAX_30KW
+        assert rejected(out) == {} and [entry(ledger, p, REG)[2] for p in range(G + 1, G + 4)] == [MAX_30KW] * 3
 
     def test_an_interval_reading_breaks_the_register_chain(self, registry, net, ledger):
         net.settle(ledger, net.batch([self.reg(net, G, 100)]))

@@ -189,6 +189,7 @@ def test_every_total_is_reproduced_from_the_day_files(week):
     reg, rows, results = week
     assert sorted(results) == list(range(G0, G0 + 672))
     substitutes = incomplete_days = 0
+    methods = {edi.METHOD_PREVIOUS_VALUE: 0, edi.METHOD_REGISTER_SPREAD: 0}
     for day in DAYS:
         periods, malo, files = day_files(reg, rows, results, day)
         assert len(periods) == 96
@@ -196,6 +197,8 @@ def test_every_total_is_reproduced_from_the_day_files(week):
         malo_values: dict[tuple[int, str], dict[str, int]] = {}
         starts = {edi.dtm("163", reg.period(p).start)[1]: p for p in periods}
         for name, data in malo.files.items():
+            for method in methods:
+                methods[method] += data.decode().count(f"STS+Z32++{method}'")
             for msg in check_interchange(data.decode(), edi.PI_MALO_LOAD_PROFILE):
                 substitutes += sum(v[4] for v in msg["lines"][edi.OBIS_IMPORT])
             for loc, obis, q, wh, start in pydifact_values(data):
@@ -294,8 +297,11 @@ def test_every_total_is_reproduced_from_the_day_files(week):
         missing = sum(int(line["missing_values"]) for line in series)
         assert missing == sum(n for _, n in malo.incomplete)
         incomplete_days += bool(malo.incomplete)
-    assert substitutes == len(OUTAGE)  # HOUSE2's outage: one STS per substituted quarter hour
-    assert incomplete_days == 2  # the register meter's baseline (day 0) and its gap (day 1) are not sent as 0
+    # HOUSE2's outage and the register meter's gap (spread over it): one STS per substituted quarter hour
+    assert substitutes == len(OUTAGE) + len(REG_GAP)
+    # the method per value, both directions: carried forward (the outage), spread between register readings
+    assert methods == {edi.METHOD_PREVIOUS_VALUE: 2 * len(OUTAGE), edi.METHOD_REGISTER_SPREAD: 2 * len(REG_GAP)}
+    assert incomplete_days == 1  # the register meter's first reading is its baseline: day 0 is not sent
 
 
 def test_the_supplier_switch_moves_the_malo_to_the_new_recipient(week):
