@@ -31,6 +31,7 @@ from .messages import (
 from .rejections import Reason, Rejection
 from .rows import EXP, IMP, MISSING_V1, QUAL, REG, REXP, RIMP, RSIG, RVER, VER, check_invariants, entry_rows, summarize
 from .state import SettledState
+from .substitution import comparable_period, substitute
 
 BatchLike = Union[CheckedBatch, Batch]
 
@@ -383,6 +384,7 @@ class _Builder:
         now = self.overlay[self.h]
         before_state = self.state.entries.get(self.h - 1, {})
         before_overlay = self.overlay.get(self.h - 1, {})
+        day_before = comparable_period(self.reg, self.h)
         out: dict[str, tuple] = {}
         for malo in self.reg.malo_order:
             e = now.get(malo)
@@ -393,7 +395,10 @@ class _Builder:
             if prev is None or prev[REG] or prev[QUAL] == MISSING:
                 out[malo] = MISSING_V1
             else:
-                out[malo] = (1, SUBSTITUTED, prev[IMP], prev[EXP], 0, False, 0, 0, b"")
+                same = None if day_before is None else self._entry(day_before, malo)
+                comparable = None if same is None or same[REG] or same[QUAL] == MISSING else (same[IMP], same[EXP])
+                imp, exp = substitute(self.reg, malo, self.h, (prev[IMP], prev[EXP]), comparable)
+                out[malo] = (1, SUBSTITUTED, imp, exp, 0, False, 0, 0, b"")
         return out
 
     def _close_corrected_period(self, period: int) -> dict[str, tuple]:

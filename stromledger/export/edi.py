@@ -53,10 +53,11 @@ OBIS_EXPORT = "1-1:2.29.0"
 TRUE_VALUE, SUBSTITUTE_VALUE = "220", "67"
 QUALIFIER = {MEASURED: TRUE_VALUE, CORRECTED: TRUE_VALUE, SUBSTITUTED: SUBSTITUTE_VALUE}
 # STS+Z32 (substitution method) with the method per value, read from the settled row (cascade.md): a register
-# meter's gap spread between two register readings (the row's register flag), else the previous quarter
-# hour's value carried forward. The codes are our reading of the code list and appear only here.
+# meter's gap spread between two register readings (the row's register flag), else an estimate by the
+# cascade's substitution rule (comparable day, else the previous quarter hour; PV zero in the dark; capped).
+# The codes are our reading of the code list and appear only here.
 STS_SUBSTITUTION = "Z32"
-METHOD_PREVIOUS_VALUE = "Z88"
+METHOD_ESTIMATE = "Z88"
 METHOD_REGISTER_SPREAD = "Z89"
 LOC_MALO, LOC_GROUP, LOC_AREA = "172", "107", "237"
 ORIGINAL, REPLACEMENT = "9", "5"
@@ -176,7 +177,7 @@ def malo_day_series(malo: str, periods: Sequence[tuple[int, int]], rows: Sequenc
     imports, exports = [], []
     for (start, end), r in zip(periods, rows, strict=True):
         known = r.quality != MISSING
-        method = "" if r.quality != SUBSTITUTED else METHOD_REGISTER_SPREAD if r.register else METHOD_PREVIOUS_VALUE
+        method = "" if r.quality != SUBSTITUTED else METHOD_REGISTER_SPREAD if r.register else METHOD_ESTIMATE
         imports.append(Value(start, end, r.import_wh if known else None, r.quality, r.version, method))
         exports.append(Value(start, end, r.export_wh if known else None, r.quality, r.version, method))
     return DaySeries(((LOC_MALO, malo),), periods[0][0], periods[-1][1], tuple(imports), tuple(exports))

@@ -66,11 +66,12 @@ def test_substitution_carries_the_previous_period_forward(registry, net, ledger)
     r = result(out, G + 1)
     assert (r.measured, r.substituted, r.missing) == (1, 7, 0)
     assert entry(ledger, G + 1, HOUSE1)[:4] == (1, MEASURED, 42, 0)
-    assert entry(ledger, G + 1, PV)[:4] == (1, SUBSTITUTED, 100, 3000)
+    assert entry(ledger, G + 1, WIND)[:4] == (1, SUBSTITUTED, 0, 5000)
+    assert entry(ledger, G + 1, PV)[:4] == (1, SUBSTITUTED, 100, 0)  # 00:15 UTC on 1 January: PV feeds in nothing
     assert entry(ledger, G + 1, PV)[RVER] == 0  # no reading behind a substitute
     out = net.settle(ledger)  # nothing at all: substitutes of substitutes, and of the measured 42
     assert entry(ledger, G + 2, HOUSE1)[:4] == (1, SUBSTITUTED, 42, 0)
-    assert entry(ledger, G + 2, PV)[:4] == (1, SUBSTITUTED, 100, 3000)
+    assert entry(ledger, G + 2, WIND)[:4] == (1, SUBSTITUTED, 0, 5000)
 
 
 def test_late_reading_and_meter_correction_make_new_versions(registry, net, ledger):
@@ -82,7 +83,7 @@ def test_late_reading_and_meter_correction_make_new_versions(registry, net, ledg
     assert entry(ledger, G, HOUSE1)[VER] == 1  # untouched meter points keep their version
     assert result(out, G).corrected == 1 and group(result(out, G), G2).inj == 2000
     # the new period's substitute already sees the corrected value
-    assert entry(ledger, G + 1, PV)[:4] == (1, SUBSTITUTED, 10, 2000)
+    assert entry(ledger, G + 1, PV)[:4] == (1, SUBSTITUTED, 10, 0)  # its import; no PV export in the dark
 
     out = net.settle(ledger, net.batch([net.reading(PV, G, 10, 2500, version=2)]))
     assert [(r.period, r.version) for r in out.seal.results] == [(G, 3), (G + 2, 1)]

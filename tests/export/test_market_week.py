@@ -189,7 +189,7 @@ def test_every_total_is_reproduced_from_the_day_files(week):
     reg, rows, results = week
     assert sorted(results) == list(range(G0, G0 + 672))
     substitutes = incomplete_days = 0
-    methods = {edi.METHOD_PREVIOUS_VALUE: 0, edi.METHOD_REGISTER_SPREAD: 0}
+    methods = {edi.METHOD_ESTIMATE: 0, edi.METHOD_REGISTER_SPREAD: 0}
     for day in DAYS:
         periods, malo, files = day_files(reg, rows, results, day)
         assert len(periods) == 96
@@ -300,7 +300,7 @@ def test_every_total_is_reproduced_from_the_day_files(week):
     # HOUSE2's outage and the register meter's gap (spread over it): one STS per substituted quarter hour
     assert substitutes == len(OUTAGE) + len(REG_GAP)
     # the method per value, both directions: carried forward (the outage), spread between register readings
-    assert methods == {edi.METHOD_PREVIOUS_VALUE: 2 * len(OUTAGE), edi.METHOD_REGISTER_SPREAD: 2 * len(REG_GAP)}
+    assert methods == {edi.METHOD_ESTIMATE: 2 * len(OUTAGE), edi.METHOD_REGISTER_SPREAD: 2 * len(REG_GAP)}
     assert incomplete_days == 1  # the register meter's first reading is its baseline: day 0 is not sent
 
 
