@@ -237,15 +237,16 @@ class _GenesisReader:
         groups: dict[str, BalancingGroup] = {}
         first: dict[str, str] = {}
         for where, row in self._table_rows(doc, "balancing_groups"):
-            self._unknown_fields(row, {"eic", "name", "operator_key"}, where)
+            self._unknown_fields(row, {"eic", "name", "operator_key", "market_partner_id"}, where)
             eic = self._eic(row, "eic", where)
             name = self._field(row, "name", where, str)
             key = self._key(row, "operator_key", where)
+            partner = self._market_partner_id(row, where)
             if eic is not None and eic in first:
                 self.error(where, "eic", f"duplicate balancing group {eic}, first in {first[eic]}")
-            elif None not in (eic, name, key):
+            elif None not in (eic, name, key, partner):
                 first[eic] = where
-                groups[eic] = BalancingGroup(eic, name, key)
+                groups[eic] = BalancingGroup(eic, name, key, partner)
         return groups
 
     def _external_parties(self, doc: dict, areas: dict, groups: dict) -> dict[str, ExternalParty]:
@@ -264,18 +265,24 @@ class _GenesisReader:
                 parties[eic] = ExternalParty(eic, name)
         return parties
 
+    def _market_partner_id(self, row: dict, where: str, field: str = "market_partner_id",
+                           required: bool = False) -> str | None:
+        """A 13-digit market-partner id ("" when optional and absent), or None after reporting the defect."""
+        text = self._field(row, field, where, str, required=required)
+        if text is None:
+            return None if required else ""
+        try:
+            return parse_market_partner_id(text)
+        except IdError as e:
+            self.error(where, field, str(e))
+            return None
+
     def _suppliers(self, doc: dict, groups: dict) -> dict[str, Supplier]:
         """Suppliers (LF), each in the balancing group of its balance-responsible party (BKV)."""
         suppliers: dict[str, Supplier] = {}
         for where, row in self._table_rows(doc, "suppliers"):
             self._unknown_fields(row, {"id", "name", "balancing_group"}, where)
-            ident = self._field(row, "id", where, str)
-            if ident is not None:
-                try:
-                    parse_market_partner_id(ident)
-                except IdError as e:
-                    self.error(where, "id", str(e))
-                    ident = None
+            ident = self._market_partner_id(row, where, "id", required=True)
             name = self._field(row, "name", where, str)
             group = self._eic(row, "balancing_group", where)
             if group is not None and group not in groups:
@@ -300,7 +307,8 @@ class _GenesisReader:
         first: dict[str, str] = {}
         loss_of: dict[str, str] = {}
         for where, row in self._table_rows(doc, "grid_areas"):
-            self._unknown_fields(row, {"eic", "name", "operator", "loss_balancing_group"}, where)
+            self._unknown_fields(row, {"eic", "name", "operator", "loss_balancing_group", "market_partner_id"}, where)
+            partner = self._market_partner_id(row, where)
             eic = self._eic(row, "eic", where)
             name = self._field(row, "name", where, str)
             operator = self._field(row, "operator", where, str)
@@ -317,9 +325,9 @@ class _GenesisReader:
                 loss_of.setdefault(loss, eic or "?")
             if eic is not None and eic in first:
                 self.error(where, "eic", f"duplicate grid area {eic}, first in {first[eic]}")
-            elif None not in (eic, name, operator, loss):
+            elif None not in (eic, name, operator, loss, partner):
                 first[eic] = where
-                areas[eic] = GridArea(eic, name, operator, loss)
+                areas[eic] = GridArea(eic, name, operator, loss, partner)
         if not doc.get("grid_areas"):
             self.error("[[grid_areas]]", "", "a genesis needs at least one grid area")
         return areas

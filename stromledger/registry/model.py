@@ -39,6 +39,7 @@ class GridArea:
     name: str
     operator: str  # the grid operator (DSO/TSO) by name
     loss_group: str  # EIC of the balancing group that books this area's grid loss
+    market_partner_id: str = ""  # the grid operator's 13-digit market-partner id (sender of market messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ class BalancingGroup:
     eic: str  # Y-EIC
     name: str
     operator_key: bytes  # the balance responsible party's key: signs schedules
+    market_partner_id: str = ""  # the balance-responsible party's (BKV) 13-digit market-partner id
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +256,10 @@ class Registry:
         # Later additions are appended, tagged, only when present: registries without them keep their hash.
         if p.loss_plausibility_percent != DEFAULT_LOSS_PLAUSIBILITY_PERCENT:
             content.append(["loss_plausibility_percent", p.loss_plausibility_percent])
+        ids = sorted((x.eic, x.market_partner_id) for x in [*self.grid_areas.values(),
+                                                            *self.balancing_groups.values()] if x.market_partner_id)
+        if ids:
+            content.append(["market_partner_ids", [list(x) for x in ids]])
         if self.external_parties:
             content.append(["external_parties", [[x.eic, x.name] for x in self.external_parties.values()]])
         if self.suppliers:

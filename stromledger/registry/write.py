@@ -21,6 +21,10 @@ def _s(text: str) -> str:
     return json.dumps(text)  # a JSON string of ASCII is a valid TOML basic string
 
 
+def _partner(market_partner_id: str) -> list[str]:
+    return [f"market_partner_id = {_s(market_partner_id)}"] if market_partner_id else []
+
+
 def meter_points_csv(registry: Registry) -> bytes:
     buf = io.StringIO(newline="")
     w = csv.writer(buf, lineterminator="\n")
@@ -59,11 +63,11 @@ def genesis_toml(registry: Registry, meter_file: str, meter_file_sha256: str, ti
                 f"grid_area = {_s(v.grid_area)}", ""]
     for a in registry.grid_areas.values():
         out += ["[[grid_areas]]", f"eic = {_s(a.eic)}", f"name = {_s(a.name)}", f"operator = {_s(a.operator)}",
-                f"loss_balancing_group = {_s(a.loss_group)}", ""]
+                f"loss_balancing_group = {_s(a.loss_group)}", *_partner(a.market_partner_id), ""]
     for g in registry.balancing_groups.values():
         loss = "  # loss group" if g.eic in registry.loss_groups else ""
         out += ["[[balancing_groups]]" + loss, f"eic = {_s(g.eic)}", f"name = {_s(g.name)}",
-                f"operator_key = {_s(g.operator_key.hex())}", ""]
+                f"operator_key = {_s(g.operator_key.hex())}", *_partner(g.market_partner_id), ""]
     if registry.external_parties:
         out += ["# Market parties outside the network: schedules to/from them are signed by the group alone.", ""]
     for x in registry.external_parties.values():

@@ -16,7 +16,8 @@ from edifact_structure import check_interchange
 from stromledger.cascade import Ledger, MeterRow, check_invariants
 from stromledger.cascade.checks import sign_schedule
 from stromledger.cascade.messages import MEASURED, MISSING, SUBSTITUTED
-from stromledger.export import edi, mabis, tables
+from stromledger.export import edi, tables
+from stromledger.export.market_day import market_day_files
 from stromledger.ids import make_eic, make_malo_id
 from stromledger.periods import local_day_periods, parse_utc
 from stromledger.registry import (
@@ -68,8 +69,9 @@ S1, S2, S3, S4 = (edi.make_market_partner_id(f"99000000010{n}") for n in range(1
 
 def week_registry() -> Registry:
     params = ChainParams("week-chain", G0, 900, 60, 8, 192)
-    groups = [BalancingGroup(g, f"group {g}", key(g).public) for g in (G1, G2, G3, L1, L2)]
-    areas = [GridArea(A1, "Area one", "Grid One GmbH", L1), GridArea(A2, "Area two", "Grid Two GmbH", L2)]
+    groups = [BalancingGroup(g, f"group {g}", key(g).public, PARTNER[g]) for g in (G1, G2, G3, L1, L2)]
+    areas = [GridArea(A1, "Area one", "Grid One GmbH", L1, PARTNER[A1]),
+             GridArea(A2, "Area two", "Grid Two GmbH", L2, PARTNER[A2])]
     validators = [Validator(f"v{i}", key(f"validator-{i}").public, (A1, A1, A2, A2)[i - 1]) for i in range(1, 5)]
     op = MeterOperator("Test Metering", key("meter-operator").public)
 
@@ -138,25 +140,9 @@ def week():
 
 def day_files(reg, rows, results, day):
     periods = [p.index for p in local_day_periods(day, length=900)]
-    first = rows[periods[0]]
-    recipient = {m: PARTNER[r.balancing_group] for m, r in first.items() if r.balancing_group}
-    sender = {m: PARTNER[reg.meter_points[m].grid_area] for m in recipient}
-    prepared = reg.period(periods[-1]).end + 3600
-    versions = {p: results[p].version for p in periods}
-    losses = {p: {a.area: a.loss for a in results[p].areas} for p in periods}
-    by_period = [rows[p] for p in periods]
-    malo = edi.malo_day_files([(reg.period(p).start, reg.period(p).end) for p in periods], by_period, recipient,
-                              sender, prepared)
-    return periods, malo, {
-        "series.csv": mabis.series_csv(reg, periods, rows_as_lists(rows, periods), versions, losses),
-        "schedules.csv": mabis.schedules_csv(reg, periods, results),
-        "aggregations.csv": mabis.aggregations_csv(reg, periods, rows_as_lists(rows, periods), versions),
-        **mabis.series_mscons(reg, periods, rows_as_lists(rows, periods), versions, PARTNER, prepared),
-    }
-
-
-def rows_as_lists(rows, periods):
-    return {p: list(rows[p].values()) for p in periods}
+    market = market_day_files(reg, day, rows, results, reg.period(periods[-1]).end + 3600)
+    malo = {n: d for n, d in market.files.items() if n.startswith("mscons-")}
+    return periods, edi.MaloDays(malo, market.incomplete), {n: d for n, d in market.files.items() if n not in malo}
 
 
 def read_csv(data: bytes) -> list[dict]:
@@ -310,8 +296,8 @@ def test_the_supplier_switch_moves_the_malo_to_the_new_recipient(week):
     after = day_files(reg, rows, results, DAYS[SWITCH_DAY])[1].files
     to = {name: data for name, data in after.items() if SWITCH in data.decode()}
     was = {name: data for name, data in before.items() if SWITCH in data.decode()}
-    assert [n.split("-")[-1][:-4] for n in was] == [PARTNER[G1]]
-    assert [n.split("-")[-1][:-4] for n in to] == [PARTNER[G3]]
+    assert [n.split("-")[-1][:-4] for n in was] == [S2]  # the MaLo's supplier receives its values
+    assert [n.split("-")[-1][:-4] for n in to] == [S4]
 
 
 @pytest.mark.parametrize("day, quarter_hours", [(dt.date(2026, 3, 29), 92), (dt.date(2026, 10, 25), 100),
@@ -347,10 +333,22 @@ def test_suppliers_in_the_genesis(tmp_path):
     path = tmp_path / "genesis.toml"
     text = path.read_text()
     # a supplier of another group than the switch's, and a supplier id with a wrong check digit
-    bad = text.replace(f'supplier = "{S4}"', f'supplier = "{S1}"') + \
+    bad = text.replace(f'supplier = "{S4}"', f'supplier = "{S1}"').replace(
+        f'market_partner_id = "{PARTNER[A1]}"', f'market_partner_id = "{PARTNER[A1][:12]}x"') + \
         f'\n[[suppliers]]\nid = "{S1[:12]}{(int(S1[12]) + 1) % 10}"\nname = "x"\nbalancing_group = "{G1}"\n'
     path.write_text(bad)
     registry, defects = check_genesis(path)
     assert registry is None
-    assert {(d.where.split(" #")[0], d.field) for d in defects} == {("[[assignments]]", "supplier"),
-                                                                    ("[[suppliers]]", "id")}
+    assert {("[[assignments]]", "supplier"), ("[[suppliers]]", "id"), ("[[grid_areas]]", "market_partner_id")} <= \
+        {(d.where.split(" #")[0], d.field) for d in defects}  # (the area's meter points follow it)
+
+
+def test_market_day_files_need_every_market_partner_id(week):
+    reg, rows, results = week
+    plain = Registry(reg.params, reg.validators, [GridArea(a.eic, a.name, a.operator, a.loss_group)
+                                                  for a in reg.grid_areas.values()],
+                     reg.balancing_groups.values(), reg.meter_operators.values(), reg.meter_points.values())
+    with pytest.raises(ValueError, match="has no market_partner_id"):
+        market_day_files(plain, DAYS[0], rows, results, 0)
+    with pytest.raises(ValueError, match="not settled"):
+        market_day_files(reg, DAYS[0] - dt.timedelta(days=1), rows, results, 0)
