@@ -49,6 +49,7 @@ from stromledger.net import SYNC, NetError, Network
 
 from .feed import devnet_trades, own_schedules
 from .light import LightError, verify_commit
+from .health import gate_closed_period, health_fields
 from .meter_point import REQUEST_TIMEOUT, Outbox, batch_refused, log_receipt, reason_label
 from .protocol import MAX_SYNC, BatchReply, BatchRequest, ErrorReply, SyncReply, SyncRequest
 from .runtime import NodeContext, RoleNode, run_role
@@ -132,7 +133,8 @@ class BalancingGroupNode(RoleNode):
         self.poll = max(0.2, min(5.0, self.reg.period_seconds / 10))
         self.validators = [p.key for p in ctx.config.peers if p.key != key] or list(self.reg.validator_keys())
         self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log,
-                             period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout)
+                             period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout,
+                             correction_window=self.reg.correction_window)
         self.state = self._load_state()
         v = store.get_meta("bg.next_schedule")
         self.next_schedule = int(v.decode()) if v else self.reg.genesis_period
@@ -435,7 +437,10 @@ class BalancingGroupNode(RoleNode):
             "results": self.results,
             "discrepancies": self.discrepancies[-5:],
             "pending": len(self.outbox),
-            "halted": self.halted,
+            "halted_reason": self.halted,
+            **health_fields(self.net.connected_peers(), self.reg, self.ctx.key.public,
+                            behind_periods=gate_closed_period(self.reg, self.clock()) - self.next_height + 1,
+                            halted=self.halted is not None),
         }
 
     async def run(self) -> None:

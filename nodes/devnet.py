@@ -327,7 +327,7 @@ def verified_heights(status: dict[str, Any], role: str, heights: range,
         if isinstance(bad, int) and bad > 0:
             problems.append(f"{bad} seal(s) it could not rebuild identically (DISCREPANCY in its node.log)")
         if status.get("halted"):
-            problems.append(f"halted: {status['halted']}")
+            problems.append(f"halted: {status.get('halted_reason') or status['halted']}")
     done = {h for h in heights if through is not None and h <= through}
     return done, problems
 

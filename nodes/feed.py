@@ -8,7 +8,8 @@
   cumulative registers. Meters sign with their devnet keys (`devnet_key(meter_label(malo_id))`): devnet
   only, never production.
 - `InboxFeed`: an operator drops signed readings as canonical Batch files into `data/inbox/`; the node
-  submits them and moves each file to `data/inbox/sent/` (or `data/inbox/refused/` if it is no batch).
+  submits each once its periods have ended and moves it to `data/inbox/sent/` when a validator took it, or
+  to `data/inbox/refused/` (its reason in NAME.reason) when the refusal is final.
 - `devnet_trades`: the schedules the devnet's supplier balancing groups trade, derived from the seed so both
   sides of a trade compute the same (from, to, period, Wh) without talking to each other.
 
@@ -246,7 +247,7 @@ class InboxFeed:
     def pending(self) -> list[Path]:
         """Files waiting, oldest name first (hidden and partial `.tmp` files are skipped)."""
         return sorted(p for p in self.directory.iterdir()
-                      if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".tmp"))
+                      if p.is_file() and not p.name.startswith(".") and not p.name.endswith((".tmp", ".reason")))
 
     def load(self, path: Path, key: SigningKey, chain_id: str) -> Batch:
         return read_batch_file(path, key, chain_id)
@@ -254,8 +255,11 @@ class InboxFeed:
     def mark_sent(self, path: Path) -> Path:
         return self._move(path, self.sent_dir)
 
-    def mark_refused(self, path: Path) -> Path:
-        return self._move(path, self.refused_dir)
+    def mark_refused(self, path: Path, reason: str) -> Path:
+        """Move a file whose refusal is final to refused/, with its one-line reason beside it (NAME.reason)."""
+        dest = self._move(path, self.refused_dir)
+        dest.with_name(dest.name + ".reason").write_text(reason.rstrip("\n") + "\n")
+        return dest
 
     @staticmethod
     def _move(path: Path, directory: Path) -> Path:

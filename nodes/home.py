@@ -5,7 +5,8 @@
     <home>/genesis.toml    the chain's genesis (and the meter-point file it pins)
     <home>/data/           ledger.sqlite3, exports/, and the status.json a running node keeps current
 
-config.toml:
+config.toml (checked against SCHEMA below: an unknown key or a wrong type in any section is a one-line
+ConfigError; `init` writes every setting of the role, commented):
 
     role = "validator"              # validator | balancing-group | meter-point
     name = "validator-1"            # for logs and status only
@@ -39,6 +40,74 @@ from typing import Any
 import tomli_w
 
 ROLES = ("validator", "balancing-group", "meter-point")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One config.toml key: its type ("str", "int" = whole number >= 0, "list" = list of strings), its
+    default (None: computed, see `help`), what it means, and the values allowed (empty: any)."""
+    kind: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+
+    def problem(self, value: Any) -> str | None:
+        if self.kind == "int" and (type(value) is not int or value < 0):
+            return f"must be a whole number >= 0, not {value!r}"
+        if self.kind == "str" and not isinstance(value, str):
+            return f"must be a string, not {value!r}"
+        if self.kind == "list" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return f"must be a list of strings, not {value!r}"
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(self.choices)}, not {value!r}"
+        return None
+
+
+def _consensus_settings() -> dict[str, Setting]:
+    from stromledger.consensus.config import ConsensusConfig
+
+    helps = {"propose_ms": "wait this long for the round's proposal (building or validating a seal)",
+             "propose_delta_ms": "... plus this much per further round", "resend_ms": "re-send own votes this often"}
+    return {f.name: Setting("int", f.default, helps.get(f.name, "milliseconds" if f.name.endswith("_ms") else
+                                                         "a bound against hostile peers (rarely changed)"))
+            for f in dataclasses.fields(ConsensusConfig)}
+
+
+# Every key config.toml may hold, by section ("" = the top level; "peers" = each [[peers]] table). Another
+# section is one more entry here (and its role in SECTION_ROLES if only one role reads it).
+SCHEMA: dict[str, dict[str, Setting]] = {
+    "": {
+        "role": Setting("str", None, "validator | balancing-group | meter-point", ROLES),
+        "name": Setting("str", None, "for logs and status only (default: the home directory's name)"),
+        "genesis": Setting("str", "genesis.toml", "the chain's genesis, relative to the home"),
+        "key_file": Setting("str", "node.key", "this node's Ed25519 key file, relative to the home"),
+        "listen": Setting("str", "/ip4/127.0.0.1/tcp/0", "TCP multiaddr; port 0 = any free port"),
+    },
+    "peers": {
+        "key": Setting("str", None, "the validator's public key (64 hex characters), as in the genesis"),
+        "address": Setting("str", None, "its multiaddr, e.g. /ip4/192.0.2.10/tcp/7411"),
+    },
+    "consensus": _consensus_settings(),
+    "meter_point": {
+        "feed": Setting("str", "simulated", "inbox = signed Batch files dropped into data/inbox/; simulated = "
+                                            "devnet readings", ("simulated", "inbox")),
+        "seed": Setting("int", 1, "the simulated feed's seed"),
+        "batch_size": Setting("int", 5000, "readings per batch sent (at most 20000)"),
+        "submit_delay_ms": Setting("int", None, "send a period's readings this long after it ends (default: a "
+                                                "tenth of the gate-closure grace, at most 1000)"),
+        "timeout_ms": Setting("int", 10000, "per request to a validator"),
+    },
+    "balancing_group": {
+        "groups": Setting("list", None, "EICs of the balancing groups this node serves (default: every group "
+                                        "its key operates)"),
+        "schedules": Setting("str", "none", "none = send schedules yourself; simulated = devnet trades",
+                             ("none", "simulated")),
+        "seed": Setting("int", 1, "the simulated schedules' seed"),
+        "schedule_lead": Setting("int", 2, "simulated schedules: this many periods ahead"),
+        "timeout_ms": Setting("int", 10000, "per request to a validator"),
+    },
+}
+SECTION_ROLES = {"consensus": "validator", "meter_point": "meter-point", "balancing_group": "balancing-group"}
 
 
 class ConfigError(Exception):
@@ -81,19 +150,23 @@ class NodeConfig:
         return self.data_dir / "status.json"
 
     def to_toml(self) -> str:
-        doc: dict[str, Any] = {
-            "role": self.role,
-            "name": self.name,
-            "genesis": self.genesis,
-            "key_file": self.key_file,
-            "listen": self.listen,
-        }
-        if self.peers:
-            doc["peers"] = [{"key": p.key.hex(), "address": p.address} for p in self.peers]
-        for section in ("consensus", "meter_point", "balancing_group"):
-            if getattr(self, section):
-                doc[section] = getattr(self, section)
-        return tomli_w.dumps(doc)
+        """config.toml with every setting the role reads, each commented: the ones set as values, the others
+        as commented-out defaults (what `init` writes)."""
+        top = {"role": self.role, "name": self.name, "genesis": self.genesis, "key_file": self.key_file,
+               "listen": self.listen}
+        lines = ["# stromledger node configuration; docs/operations.md section 4 describes every setting.",
+                 "# Changes take effect at the next start; `stromledger config check --home DIR` checks this file.",
+                 ""]
+        lines += _commented(SCHEMA[""], top)
+        for p in self.peers:
+            lines += ["", "[[peers]]  # a validator this node connects to (a validator lists the others)"]
+            lines += _commented(SCHEMA["peers"], {"key": p.key.hex(), "address": p.address})
+        for section, role in SECTION_ROLES.items():
+            values = getattr(self, section)
+            if values or role == self.role:
+                lines += ["", f"[{section}]  # {role} nodes only"]
+                lines += _commented(SCHEMA[section], values)
+        return "\n".join(lines) + "\n"
 
     def save(self) -> Path:
         path = self.home / "config.toml"
@@ -102,6 +175,8 @@ class NodeConfig:
 
 
 def load_config(home: str | Path) -> NodeConfig:
+    """Read and check <home>/config.toml against SCHEMA: an unknown key, a wrong type or a value not allowed
+    is a one-line ConfigError naming the file, the section, the key and what is allowed."""
     home = Path(home)
     path = home / "config.toml"
     try:
@@ -109,40 +184,88 @@ def load_config(home: str | Path) -> NodeConfig:
     except FileNotFoundError:
         raise ConfigError(f"{path} not found: create the home with `stromledger init`") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    known = {"role", "name", "genesis", "key_file", "listen", "peers", "consensus", "meter_point", "balancing_group"}
-    unknown = set(doc) - known
-    if unknown:
-        raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
-    role = doc.get("role")
-    if role not in ROLES:
-        raise ConfigError(f"{path}: role must be one of {', '.join(ROLES)}, got {role!r}")
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read it: {e}") from None
+    tables = [name for name in SCHEMA if name]
+    top = {k: v for k, v in doc.items() if k not in tables}
+    _check_table(path, "", top)
+    if "role" not in doc:
+        raise ConfigError(f"{path}: role is missing; allowed: {', '.join(ROLES)}")
     peers = []
-    for i, p in enumerate(doc.get("peers", [])):
+    raw_peers = doc.get("peers", [])
+    if not isinstance(raw_peers, list):
+        raise ConfigError(f"{path}: peers must be [[peers]] tables with key and address")
+    for i, p in enumerate(raw_peers):
+        if not isinstance(p, dict):
+            raise ConfigError(f"{path}: [[peers]] #{i + 1} must be a table with key and address")
+        _check_table(path, "peers", p, where=f"[[peers]] #{i + 1}")
         try:
             key = bytes.fromhex(p["key"])
-            address = str(p["address"])
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError(f"{path}: peers[{i}] needs key (hex) and address (multiaddr)") from None
+            address = p["address"]
+        except KeyError as e:
+            raise ConfigError(f"{path}: [[peers]] #{i + 1}: {e.args[0]} is missing (needs key and address)") from None
+        except ValueError:
+            raise ConfigError(f"{path}: [[peers]] #{i + 1} key is not hex") from None
         if len(key) != 32:
-            raise ConfigError(f"{path}: peers[{i}].key is not a 32-byte Ed25519 public key")
+            raise ConfigError(f"{path}: [[peers]] #{i + 1} key is not a 32-byte Ed25519 public key (64 hex digits)")
         peers.append(Peer(key, address))
-    consensus = doc.get("consensus", {})
-    for k, v in consensus.items():
-        if type(v) is not int:
-            raise ConfigError(f"{path}: consensus.{k} must be an integer (milliseconds)")
+    sections = {}
+    for name in tables:
+        if name == "peers":
+            continue
+        table = doc.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {name} must be a [{name}] table")
+        _check_table(path, name, table)
+        sections[name] = dict(table)
+    if sections["consensus"]:
+        from stromledger.consensus.config import ConsensusConfig
+
+        try:
+            ConsensusConfig(**sections["consensus"])
+        except ValueError as e:
+            raise ConfigError(f"{path}: [consensus] {e}") from None
     return NodeConfig(
         home=home,
-        role=role,
-        name=str(doc.get("name", home.name)),
-        genesis=str(doc.get("genesis", "genesis.toml")),
-        key_file=str(doc.get("key_file", "node.key")),
-        listen=str(doc.get("listen", "/ip4/127.0.0.1/tcp/0")),
+        role=doc["role"],
+        name=doc.get("name", home.name),
+        genesis=doc.get("genesis", "genesis.toml"),
+        key_file=doc.get("key_file", "node.key"),
+        listen=doc.get("listen", "/ip4/127.0.0.1/tcp/0"),
         peers=peers,
-        consensus=dict(consensus),
-        meter_point=dict(doc.get("meter_point", {})),
-        balancing_group=dict(doc.get("balancing_group", {})),
+        **sections,
     )
+
+
+def _check_table(path: Path, section: str, table: dict[str, Any], where: str = "") -> None:
+    schema = SCHEMA[section]
+    where = where or (f"[{section}]" if section else "top level")
+    for key, value in table.items():
+        setting = schema.get(key)
+        if setting is None:
+            allowed = list(schema) + ([f"[{t}]" for t in SCHEMA if t and t != "peers"] + ["[[peers]]"]
+                                        if not section else [])
+            raise ConfigError(f"{path}: {where}: unknown key {key!r}; allowed: {', '.join(allowed)}")
+        problem = setting.problem(value)
+        if problem:
+            raise ConfigError(f"{path}: {where}: {key} {problem}")
+
+
+def _commented(schema: dict[str, Setting], values: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, setting in schema.items():
+        if key in values:
+            lines.append(f"{key} = {_toml_value(values[key])}  # {setting.help}")
+        elif setting.default is not None:
+            lines.append(f"# {key} = {_toml_value(setting.default)}  # {setting.help}")
+        else:
+            lines.append(f"# {key}: {setting.help}")
+    return lines
+
+
+def _toml_value(value: Any) -> str:
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
 def parse_peer(text: str) -> Peer:

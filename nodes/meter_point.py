@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import trio
@@ -40,6 +41,7 @@ from stromledger.net import LIGHT, MAX_FRAME, SUBMIT, FrameTooLarge, NetError, N
 from stromledger.registry import Registry
 
 from .feed import InboxError, InboxFeed, SimulatedFeed
+from .health import gate_closed_period, health_fields
 from .light import Failure, LightCheck, LightError, latest_readings, verify_light_reply
 from .protocol import MAX_LIGHT_IDS, ErrorReply, LightReply, LightRequest
 from .runtime import NodeContext, RoleNode, run_role
@@ -136,8 +138,10 @@ class Outbox:
     also kept in the store's batches table (the record of what was sent, read back for verification)."""
 
     def __init__(self, store, net: Network, validators: Sequence[bytes], chain_id: str, log: logging.Logger, *,
-                 period_seconds: int, clock: Callable[[], float] = time.time, timeout: float = REQUEST_TIMEOUT):
+                 period_seconds: int, clock: Callable[[], float] = time.time, timeout: float = REQUEST_TIMEOUT,
+                 correction_window: Optional[int] = None):
         self.store = store
+        self.correction_window = correction_window  # periods; None: a future batch is retried forever
         self.period_seconds = period_seconds
         self.net = net
         self.validators = list(validators)
@@ -148,14 +152,18 @@ class Outbox:
         self.backoff = 0.0
         self.next_try = 0.0
         self.last_error = ""
+        self._retry: dict[bytes, tuple[float, float]] = {}  # batch refused as future -> (next try, backoff)
         self._keys = {bytes(k) for k, _ in store.outbox()}  # what waits, without reading the batches again
 
-    def _due(self, data: bytes) -> bool:
-        """Whether every reading in the batch is for a period that has begun by our clock (so a validator
-        calling it future has a clock behind ours, and a retry will do)."""
+    def _can_still_settle(self, data: bytes) -> bool:
+        """Whether some item of the batch is for a period a seal may still settle by our clock: a refusal as
+        `period_in_future` (the validator's clock lags, or a schedule beyond the horizon) is then retried."""
+        if self.correction_window is None:
+            return True
         batch = Batch.decode(data)
-        now_period = int(self.clock()) // self.period_seconds
-        return all(r.period <= now_period for r in batch.readings) and not batch.schedules
+        periods = [r.period for r in batch.readings] + [s.period for s in batch.schedules]
+        oldest_settleable = int(self.clock()) // self.period_seconds - 1 - self.correction_window
+        return bool(periods) and max(periods) >= oldest_settleable
 
     def add(self, batch: Batch) -> bytes:
         data = batch.encode()
@@ -176,18 +184,28 @@ class Outbox:
     def _drop(self, key: bytes) -> None:
         self.store.drop_outbox(key)
         self._keys.discard(bytes(key))
+        self._retry.pop(bytes(key), None)
+
+    def retrying(self) -> int:
+        """Batches a validator refused as `period_in_future` that wait for their next try."""
+        return len(self._retry)
 
     async def flush(self, force: bool = False) -> list[Delivery]:
-        """Send what waits, oldest first, unless backing off; stops at the first batch no validator takes."""
+        """Send what waits, oldest first, unless backing off; stops at the first batch no validator takes.
+        A batch refused as `period_in_future` stays, retried with its own back-off, while it can still settle;
+        every other answer is final: the receipt is kept and the batch leaves the outbox."""
         if not force and self.clock() < self.next_try:
             return []
         done = []
         for key, data in self.store.outbox():
+            key = bytes(key)
+            if not force and self.clock() < self._retry.get(key, (0.0, 0.0))[0]:
+                continue
             try:
                 validator, receipt = await submit_batch(self.net, self.validators, data, self.chain_id,
                                                         timeout=self.timeout)
             except BatchTooLarge as e:
-                self.log.error("dropping batch %s from the outbox: %s", bytes(key).hex()[:12], e)
+                self.log.error("dropping batch %s from the outbox: %s", key.hex()[:12], e)
                 self._drop(key)
                 continue
             except SubmitFailed as e:
@@ -195,20 +213,21 @@ class Outbox:
                 self.next_try = self.clock() + self.backoff
                 self.last_error = str(e)
                 self.log.warning("no validator took batch %s (%d waiting), retrying in %.1f s: %s",
-                                 bytes(key).hex()[:12], len(self), self.backoff, e)
+                                 key.hex()[:12], len(self), self.backoff, e)
                 break
-            if receipt.batch_reason == Reason.PERIOD_IN_FUTURE and self._due(data):  # the validator's clock lags
-                self.backoff = min(MAX_BACKOFF, max(0.5, self.backoff * 2))
-                self.next_try = self.clock() + self.backoff
-                self.log.warning("validator %s says batch %s is for a future period: retrying in %.1f s",
-                                 validator.hex()[:12], bytes(key).hex()[:12], self.backoff)
-                break
+            self.backoff = 0.0
+            self.last_error = ""
+            if receipt.batch_reason == Reason.PERIOD_IN_FUTURE and self._can_still_settle(data):
+                backoff = min(MAX_BACKOFF, max(0.5, self._retry.get(key, (0.0, 0.0))[1] * 2))
+                self._retry[key] = (self.clock() + backoff, backoff)
+                self.log.warning("validator %s says batch %s is for a future period (is its clock behind?): "
+                                 "retrying in %.1f s", validator.hex()[:12], key.hex()[:12], backoff)
+                continue
             with self.store.transaction():
                 self.store.put_receipt(sha256(data), receipt.encode())
                 self.store.drop_outbox(key)
-            self._keys.discard(bytes(key))
-            self.backoff = 0.0
-            self.last_error = ""
+            self._keys.discard(key)
+            self._retry.pop(key, None)
             done.append(Delivery(sha256(data), Batch.decode(data), validator, receipt, self.clock()))
         return done
 
@@ -290,7 +309,8 @@ class MeterPointNode(RoleNode):
         self.validators = [p.key for p in ctx.config.peers if p.key != ctx.key.public] or \
             list(self.reg.validator_keys())
         self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log,
-                             period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout)
+                             period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout,
+                             correction_window=self.reg.correction_window)
         kind = str(cfg.get("feed", "simulated"))
         if feed is None:
             if kind == "simulated":
@@ -305,6 +325,8 @@ class MeterPointNode(RoleNode):
         self.verify_from = self._meta_int("meter.verify_from", self.reg.genesis_period)
         self.sent_through = self._meta_int("meter.sent_through", self.next_period - 1)
         self.acked: dict[bytes, float] = {}  # batch digest -> when its receipt came (this run)
+        self.inbox_files: dict[bytes, Path] = {}  # batch digest -> its inbox file, while it waits for an answer
+        self._inbox_held: dict[str, tuple] = {}  # inbox file name -> ((mtime, size), newest reading, schedule)
         self.next_poll = 0.0
         saved = store.get_meta("meter.counters")
         c = json.loads(saved) if saved else {}
@@ -372,32 +394,76 @@ class MeterPointNode(RoleNode):
         return digests
 
     def take_inbox(self) -> int:
-        """Move the operator's dropped Batch files into the outbox (inbox feed). Returns how many."""
+        """Queue the operator's dropped Batch files (inbox feed) whose periods are due: readings once their
+        period has ended (a validator refuses earlier ones), schedules within the schedule horizon. A file
+        stays in the inbox until its batch has a final answer (`_inbox_answered`). Returns how many were
+        queued."""
         if not isinstance(self.feed, InboxFeed):
             return 0
+        now = self.clock()
+        due, horizon = self.due_period(now), int(now) // self.reg.period_seconds + self.reg.params.schedule_horizon
+        queued = set(self.inbox_files.values())
         n = 0
         for path in self.feed.pending():
+            if path in queued:
+                continue
             try:
+                stamp = path.stat().st_mtime_ns, path.stat().st_size
+                held = self._inbox_held.get(path.name)
+                if held and held[0] == stamp and not self._inbox_ready(held[1], held[2], due, horizon):
+                    continue  # unchanged and still not due: not read again
                 batch = self.feed.load(path, self.ctx.key, self.reg.chain_id)
-                if len(batch.encode()) > MAX_FRAME - 1024:
+                data = batch.encode()
+                if len(data) > MAX_FRAME - 1024:
                     raise InboxError(f"{path.name} is too large for one network frame ({MAX_FRAME} bytes): "
                                      f"split it into smaller batches")
             except (InboxError, OSError) as e:
                 self.log.error("inbox: %s: moved to %s", e, self.feed.refused_dir)
                 self.ctx.reject("inbox_file", str(e))
-                self.feed.mark_refused(path)
+                self._inbox_held.pop(path.name, None)
+                self.feed.mark_refused(path, str(e))
                 continue
-            self.outbox.add(batch)
-            if batch.readings:
-                periods = {r.period for r in batch.readings}
-                self.sent_through = max(self.sent_through, max(periods))
-                self.verify_from = min(self.verify_from, min(periods))
-            self.feed.mark_sent(path)
-            self._save()
+            newest_reading = max((r.period for r in batch.readings), default=None)
+            newest_schedule = max((s.period for s in batch.schedules), default=None)
+            if not self._inbox_ready(newest_reading, newest_schedule, due, horizon):
+                if path.name not in self._inbox_held:
+                    self.log.info("inbox: %s held until its periods are due (readings up to %s, schedules up "
+                                  "to %s)", path.name, _iso(self.reg, newest_reading), _iso(self.reg, newest_schedule))
+                self._inbox_held[path.name] = (stamp, newest_reading, newest_schedule)
+                continue
+            self._inbox_held.pop(path.name, None)
+            digest = sha256(data)
+            answered = self.store.get_receipt(digest)
+            if answered is not None:  # answered before a restart, but the file was not moved yet
+                self._inbox_answered(path, Receipt.decode(answered))
+                continue
+            if digest not in self.outbox.keys():
+                self.outbox.add(batch)
+                if batch.readings:
+                    periods = {r.period for r in batch.readings}
+                    self.sent_through = max(self.sent_through, max(periods))
+                    self.verify_from = min(self.verify_from, min(periods))
+                self._save()
+            self.inbox_files[digest] = path
             self.log.info("inbox: %s queued (%d readings, %d schedules)", path.name, len(batch.readings),
                           len(batch.schedules))
             n += 1
         return n
+
+    @staticmethod
+    def _inbox_ready(newest_reading: Optional[int], newest_schedule: Optional[int], due: int, horizon: int) -> bool:
+        return (newest_reading is None or newest_reading <= due) and \
+            (newest_schedule is None or newest_schedule <= horizon)
+
+    def _inbox_answered(self, path: Path, receipt: Receipt) -> None:
+        """A queued inbox file's batch has its final answer: to sent/ if taken, to refused/ with the reason."""
+        if batch_refused(receipt):
+            reason = (f"validator {receipt.validator.hex()[:12]} refused batch {receipt.batch.hex()[:12]} as a "
+                      f"whole: {reason_label(receipt.batch_reason)}")
+            dest = self.feed.mark_refused(path, reason)
+            self.log.error("inbox: %s: %s; moved to %s", path.name, reason, dest)
+        else:
+            self.feed.mark_sent(path)
 
     # -- sending -----------------------------------------------------------------------------------------
 
@@ -405,6 +471,9 @@ class MeterPointNode(RoleNode):
         deliveries = await self.outbox.flush(force)
         for d in deliveries:
             self.acked[d.digest] = d.at
+            path = self.inbox_files.pop(d.digest, None)
+            if path is not None:
+                self._inbox_answered(path, d.receipt)
             r = d.receipt
             log_receipt(self.log, d)
             if batch_refused(r):
@@ -543,7 +612,12 @@ class MeterPointNode(RoleNode):
             "receipts": {**self.receipts, "rejected": dict(sorted(self.receipts["rejected"].items()))},
             "verified": dict(self.verified),
             "pending": len(self.outbox),
+            "retrying": self.outbox.retrying(),
+            "inbox_held": len(self._inbox_held),
             "last_submit_error": self.outbox.last_error or None,
+            **health_fields(self.net.connected_peers(), self.reg, self.ctx.key.public,
+                            behind_periods=min(self.sent_through, gate_closed_period(self.reg, self.clock()))
+                            - self.verify_from + 1, halted=False),
         }
 
     async def run(self) -> None:
@@ -562,6 +636,10 @@ class MeterPointNode(RoleNode):
             now = self.clock()
             next_due = (self.due_period(now) + 2) * self.reg.period_seconds + self.submit_delay
             await trio.sleep(max(0.01, min(tick, next_due - now)))
+
+
+def _iso(registry: Registry, period: Optional[int]) -> str:
+    return "none" if period is None else registry.period(period).iso()
 
 
 async def run(ctx: NodeContext) -> int:

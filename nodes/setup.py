@@ -30,6 +30,7 @@ from stromledger.keys import write_key_file
 from stromledger.periods import Period
 from stromledger.registry import GenesisError, Registry, load_genesis
 
+from .health import genesis_countdown, health_problems
 from .home import ROLES, NodeConfig, Peer, load_config
 
 GENESIS_FILE = "genesis.toml"
@@ -279,6 +280,38 @@ def copy_genesis(genesis: Path, home: Path) -> Path:
     return path
 
 
+def adopt_genesis(home: str | Path, genesis: str | Path, stamp: str) -> Path:
+    """Start a stopped node home on another genesis: check the new genesis and that the home's key is
+    registered in it for the home's role, move data/ (ledger, exports, inbox) and the old genesis copy to
+    data.<stamp>/ (kept, never deleted), copy the new genesis in and create an empty data/. Returns the
+    archive directory. InitError says why not (the node runs, the key is not in the new genesis, ...)."""
+    from stromledger.store import DB_FILE, Store, StoreLocked
+
+    config = load_config(home)
+    registry = _load_registry(Path(genesis))
+    _check_registered(registry, config.role, _public_key_of(config.key_path), config.balancing_group.get("groups"))
+    db = config.home / DB_FILE
+    if db.exists():
+        try:
+            Store(db).close()
+        except StoreLocked as e:
+            raise InitError(f"{e} Stop the node before changing its genesis.") from None
+    archive = config.home / f"data.{stamp}"
+    if archive.exists():
+        raise InitError(f"{archive} exists already")
+    archive.mkdir()
+    if config.data_dir.exists():
+        os.replace(config.data_dir, archive / "data")
+    if config.genesis_path.exists():
+        shutil.copyfile(config.genesis_path, archive / config.genesis_path.name)
+    copy_genesis(Path(genesis), config.home)
+    if config.genesis != GENESIS_FILE:
+        config.genesis = GENESIS_FILE
+        config.save()
+    config.data_dir.mkdir()
+    return archive
+
+
 def _check_home(config: NodeConfig, registry: Registry, public: bytes) -> None:
     """The written home reads back as written: the config round-trips, the genesis copy is the same chain,
     the key file holds the checked key."""
@@ -315,9 +348,12 @@ def home_status(home: str | Path, now: int) -> dict[str, Any]:
     out["node"] = node_liveness(status, now)
     out["status"] = status
     out["ledger"] = ledger_summary(config.home, registry)
-    if registry is not None and status and isinstance(status.get("peers"), list):
+    keys = (status or {}).get("peer_keys")
+    if registry is not None and isinstance(keys, list) and out["node"]["running"]:  # a stopped node has no peers
         names = party_names(registry)
-        out["peer_names"] = [names.get(k, f"{k[:16]} (unknown)") for k in status["peers"]]
+        out["peer_names"] = [names.get(k, f"{k[:16]} (unknown)") for k in keys]
+    out["problems"] = health_problems(config.role, out["node"], status, registry, now)
+    out["genesis_countdown"] = genesis_countdown(registry, now)
     return out
 
 

@@ -41,6 +41,7 @@ from stromledger.export import decode_period_rows, encode_period_rows, export_co
 from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetError
 from stromledger.store import Store
 
+from .health import health_fields
 from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
     SyncRequest,
@@ -50,6 +51,7 @@ from .runtime import NodeContext, RoleNode, run_role
 EVENT_QUEUE = 4096
 FETCH_TIMEOUT = 5.0
 STATUS_EVERY = 1.0
+MESH_EVERY = 5.0  # seconds between attempts to reach validators that are not connected
 
 
 @dataclass
@@ -58,7 +60,7 @@ class CommitInfo:
     round: int
     seal: PeriodSeal
     seal_hash: bytes
-    ms_after_gate: int
+    ms_after_gate: Optional[int]  # None: decided while catching up, not at its gate closure
 
 
 class Validator(RoleNode):
@@ -76,6 +78,7 @@ class Validator(RoleNode):
         self._export_lock = trio.Lock()
         self._wal_height, self._wal_seen = -1, set()
         self.settlement_waiting: Optional[int] = None  # a committed height this node cannot apply yet
+        self._waiting_since: Optional[tuple[int, float]] = None  # (that height, since when), for `halted`
         self.settlement_blocked = trio.Event()  # set when that first happens (tests wait on it)  # distinct messages of the current height in the WAL
         self.exports = 0
         self._send, self._recv = trio.open_memory_channel[Any](EVENT_QUEUE)
@@ -149,6 +152,7 @@ class Validator(RoleNode):
                 nursery.start_soon(self._replay_wal)
                 nursery.start_soon(self._clock_loop)
                 nursery.start_soon(self._catch_up_loop)
+                nursery.start_soon(self._mesh_loop)
                 if self.ctx.config.status_path:
                     nursery.start_soon(self._status_loop)
                 self.log.info("validator %s up: next height %d (period %s), %d validators, quorum %d",
@@ -345,7 +349,9 @@ class Validator(RoleNode):
         outcome, rows, state, done = await self._apply_commit(h, d.value)
         await trio.to_thread.run_sync(self._persist_commit, h, rows, state, outcome.seal.vote_evidence, done)
         seal = outcome.seal
-        ms_after = int(self.clock() * 1000) - self.gate_closure(h) * 1000
+        # Latency after gate closure only for a height this node started at its gate closure; a height decided
+        # while catching up (replayed from peers' commits) says nothing about settlement speed.
+        ms_after = int(self.clock() * 1000) - self.gate_closure(h) * 1000 if h == self._started_height else None
         self.last_commit = CommitInfo(h, cert.round, seal, seal_hash, ms_after)
         self.commits += 1
         self._log_commit(self.last_commit)
@@ -411,8 +417,10 @@ class Validator(RoleNode):
     def _log_commit(self, c: CommitInfo) -> None:
         seal = c.seal
         own = seal.result(c.height)
-        self.log.info("committed period %s (height %d) in round %d, %d ms after gate closure: seal %s",
-                      self.reg.period(c.height).iso(), c.height, c.round, c.ms_after_gate, c.seal_hash.hex()[:16])
+        when = "caught up from the other validators" if c.ms_after_gate is None else \
+            f"{c.ms_after_gate} ms after gate closure"
+        self.log.info("committed period %s (height %d) in round %d, %s: seal %s",
+                      self.reg.period(c.height).iso(), c.height, c.round, when, c.seal_hash.hex()[:16])
         if own is not None:
             self.log.info("  %d meter points (%d measured, %d substituted), net export %d Wh, root %s",
                           own.meter_points, own.measured, own.substituted, own.net_export, own.merkle_root.hex()[:16])
@@ -622,6 +630,7 @@ class Validator(RoleNode):
                            for g in (own.groups if own else ())},
             }
         stats = self.net.stats
+        connected = self.net.connected_peers()
         return {
             "listen": getattr(self.net, "listen_addr", None),
             "height": self.machine.height,
@@ -631,14 +640,41 @@ class Validator(RoleNode):
             "last_commit": last,
             "commits": self.commits,
             "last_height": self.store.last_height(),
-            "peers": sorted(k.hex() for k in self.net.connected_peers()),
+            "peer_keys": sorted(k.hex() for k in connected),
             "evidence": len(self.store.list_evidence(1000)),
             "batches": {"received": self.batches_received, "pending": len(self.ledger.acceptor.batches)},
             "exports": self.exports,
-            "settlement_waiting": self.settlement_waiting,
             "consensus_drops": dict(self.machine.drops),
             "net": {k: stats[k] for k in sorted(stats)},
+            **self.health(connected),
         }
+
+    def health(self, connected: set[bytes]) -> dict[str, Any]:
+        """The health fields of status.json (nodes/health.py). Halted: a committed height it could not apply
+        for more than a period."""
+        waiting = self.settlement_waiting
+        if waiting is None or (self._waiting_since or (None,))[0] != waiting:
+            self._waiting_since = None if waiting is None else (waiting, self.clock())
+        halted = waiting is not None and self.clock() - self._waiting_since[1] > self.reg.period_seconds
+        due = self._due_height()
+        behind = due - self.machine.height + 1 if due >= self.reg.genesis_period else 0
+        return health_fields(connected, self.reg, self.ctx.key.public, behind_periods=behind, halted=halted,
+                             settlement_waiting=waiting)
+
+    async def _mesh_loop(self) -> None:
+        """Keep connected to the other validators, also before the genesis time (so the mesh can be checked
+        before launch, and `quorum` in status.json means something): ask each one not connected for the
+        commits from the current height on, a cheap request that opens the connection."""
+        others = [k for k in self.validator_keys if k != self.ctx.key.public]
+        while True:
+            missing = [k for k in others if k not in self.net.connected_peers()]
+            for peer in missing:
+                try:
+                    await self.net.request(peer, SYNC, SyncRequest(self.machine.height, 1).encode(),
+                                           timeout=FETCH_TIMEOUT)
+                except NetError:
+                    pass
+            await trio.sleep(MESH_EVERY)
 
     async def _status_loop(self) -> None:
         while True:

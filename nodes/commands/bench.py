@@ -170,13 +170,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.bench == "cascade" and not (0 <= options["skip"] < 1):
         err.print("--skip is a share between 0 and 1")
         return 2
+    from nodes.progress import progress_bar
+
     try:
-        result = run(args.bench, progress=lambda s: err.print(f"[dim]{s}[/]"), **options)
+        with progress_bar(f"bench {args.bench}", console=err) as bar:
+            result = run(args.bench, progress=bar.step, **options)
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a benchmark that cannot run says why
         err.print(f"[red]bench {args.bench} failed: {type(e).__name__}: {e}[/]")
-        if args.log_level.upper() == "DEBUG":
+        if args.log_level == "DEBUG":
             raise
         return 1
     text = json.dumps(result, indent=2)

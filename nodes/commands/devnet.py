@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from nodes.datagen.devnet_genesis import DEVNET_PERIOD_SECONDS
+
 DESCRIPTION = """\
 Run a complete local network on 127.0.0.1 and check that it settles: write a fresh genesis (a unique chain
 id, the first period a few seconds from now, keys derived from labels: never use them elsewhere) and a
@@ -41,9 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                                         "(default 200)")
     p.add_argument("--periods", type=int, default=3, metavar="N", help="periods to settle before stopping "
                                                                        "(default 3)")
-    p.add_argument("--period-seconds", type=int, default=5, metavar="S",
+    p.add_argument("--period-seconds", type=int, default=DEVNET_PERIOD_SECONDS, metavar="SECONDS",
                    help="settlement period length; each devnet period stands for the next simulated quarter "
-                        "hour of the profiles (default 5)")
+                        f"hour of the profiles (default {DEVNET_PERIOD_SECONDS}, as `stromledger genesis devnet`)")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated network and profiles (default 1)")
     p.set_defaults(func=_devnet)
 

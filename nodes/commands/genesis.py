@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from nodes.datagen.devnet_genesis import DEVNET_PERIOD_SECONDS
 from stromledger.periods import format_utc, iso_duration
 from stromledger.registry import Registry, check_genesis
 
@@ -40,11 +41,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--balancing-groups", type=int, default=3, help="supplier balancing groups, besides one "
                                                                       "loss group per area (default 3)")
     make.add_argument("--meters", type=int, default=200, help="meter points, tie lines included (default 200)")
-    make.add_argument("--period-seconds", type=int, default=10, help="settlement period length (default 10)")
+    make.add_argument("--period-seconds", type=int, default=DEVNET_PERIOD_SECONDS, metavar="SECONDS",
+                      help=f"settlement period length (default {DEVNET_PERIOD_SECONDS}, as `stromledger devnet`)")
     make.add_argument("--seed", type=int, default=1, help="seed for the generated mix (default 1)")
     make.add_argument("--genesis", help="UTC start of the first period, e.g. 2026-01-01T00:00:00Z "
                                         "(default 2026-01-01T00:00:00Z)")
     make.set_defaults(func=run_devnet)
+    adopt = sub.add_parser(
+        "adopt", help="start a stopped node home on a new genesis (re-genesis), keeping the old data",
+        description="Re-genesis a node home: check FILE and that the home's key is registered in it for the "
+                    "home's role, then move DIR/data (ledger, exports, inbox) and the old genesis copy to "
+                    "DIR/data.<UTC time>/ (kept for reference, never deleted), copy FILE (and its meter-point "
+                    "CSV) into the home and create an empty data/. config.toml and the key stay. The node must "
+                    "be stopped. Exit status 0 done, 1 refused (nothing changed), 2 DIR is not a node home.")
+    adopt.add_argument("--home", required=True, metavar="DIR", help="the node's home directory")
+    adopt.add_argument("--genesis", required=True, metavar="FILE", type=Path, help="the new genesis TOML file")
+    adopt.set_defaults(func=run_adopt)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -80,6 +92,26 @@ def run_devnet(args: argparse.Namespace) -> int:
         print(f"cannot make that devnet: {e}")
         return 2
     print(path)
+    return 0
+
+
+def run_adopt(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import sys
+
+    from nodes.home import ConfigError
+    from nodes.setup import InitError, adopt_genesis
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        archive = adopt_genesis(args.home, args.genesis, stamp)
+    except ConfigError as e:
+        print(f"{args.home} is not a node home: {e}", file=sys.stderr)
+        return 2
+    except (InitError, OSError) as e:
+        print(f"adopt refused: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.home} now uses {args.genesis}; its previous data and genesis are in {archive}")
     return 0
 
 

@@ -18,13 +18,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "receipts, and is the node's libp2p identity. Put the printed public key in the "
                                    "genesis (validators, balancing groups, meter operators, meters).")
     ks = p.add_subparsers(dest="keys_command", metavar="ACTION")
-    gen = ks.add_parser("gen", help="create a new key file (mode 0600; never overwrites)")
-    gen.add_argument("--out", required=True, help="path of the key file to create")
+    gen = ks.add_parser("gen", help="create a new key file (mode 0600; never overwrites)",
+                        description="Create a new Ed25519 key file at FILE (mode 0600 from the first byte; an "
+                                    "existing file is never overwritten) and print its public key (64 hex "
+                                    "characters): that is what goes into the genesis. With --encrypt the key is "
+                                    "stored encrypted with the passphrase in $STROMLEDGER_PASSPHRASE. Exit "
+                                    "status: 0 created, 1 FILE exists or cannot be written, 2 no passphrase "
+                                    "for --encrypt.")
+    gen.add_argument("--out", required=True, metavar="FILE", help="path of the key file to create")
     gen.add_argument("--encrypt", action="store_true",
                      help=f"encrypt the key with the passphrase in ${PASSPHRASE_ENV} (scrypt + ChaCha20-Poly1305)")
     gen.set_defaults(func=_gen)
-    show = ks.add_parser("show", help="print the public key of a key file")
-    show.add_argument("file")
+    show = ks.add_parser("show", help="print the public key of a key file",
+                         description="Print the public key a key file holds; with --check also open the key "
+                                     "and check it matches.")
+    show.add_argument("file", metavar="FILE")
     show.add_argument("--check", action="store_true",
                       help=f"also open the key (needs ${PASSPHRASE_ENV} if encrypted) and check it matches")
     show.set_defaults(func=_show)
@@ -42,6 +50,9 @@ def _gen(args: argparse.Namespace) -> int:
     except FileExistsError:
         print(f"{args.out} exists: refusing to overwrite a key", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"cannot write {args.out}: {e}", file=sys.stderr)
+        return 1
     print(key.public.hex())
     return 0
 
@@ -54,6 +65,6 @@ def _show(args: argparse.Namespace) -> int:
             public = read_public_key(args.file)
     except (OSError, KeyError, ValueError, KeyFileError) as e:
         print(f"cannot read {args.file}: {e}", file=sys.stderr)
-        return 1
+        return 2
     print(public.hex())
     return 0

@@ -20,8 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Runs the validator, balancing-group or meter-point node set up in --home (see "
                     "`stromledger init`). Logs go to stderr; the node keeps data/status.json current for "
                     "`stromledger status`. SIGINT or SIGTERM stops it cleanly; it resumes where it stopped. "
-                    "An encrypted key file needs its passphrase in $STROMLEDGER_PASSPHRASE.")
-    run.add_argument("--home", required=True, help="the node's home directory")
+                    "An encrypted key file needs its passphrase in $STROMLEDGER_PASSPHRASE. Exit status: 0 "
+                    "stopped cleanly, 1 it could not run (store or port in use, database of another genesis), "
+                    "2 DIR is not a usable node home (config.toml, key or genesis; nothing was started).")
+    run.add_argument("--home", required=True, metavar="DIR", help="the node's home directory")
     run.set_defaults(func=_run)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -33,9 +35,42 @@ def _run(args: argparse.Namespace) -> int:
     from stromledger.registry import GenesisError
 
     try:
-        ctx = open_context(args.home)
+        ctx = open_context(args.home)  # config.toml is checked against its schema here, before any port opens
     except (ConfigError, KeyFileError, GenesisError, OSError) as e:
         print(f"cannot start the node in {args.home}: {e}", file=sys.stderr)
-        return 1
+        return 2
     module = importlib.import_module(ROLE_MODULES[ctx.config.role])
-    return int(trio.run(module.run, ctx) or 0)
+    try:
+        return int(trio.run(module.run, ctx) or 0)
+    except BaseException as e:  # noqa: B036 - known conditions become one line; anything else stays loud
+        known = known_failure(e, ctx)
+        if known is None:
+            raise
+        print(f"cannot run the node in {args.home}: {known}", file=sys.stderr)
+        return 1
+
+
+def known_failure(error: BaseException, ctx) -> str | None:
+    """A one-line message with what to do for the conditions an operator meets (store in use, port in use,
+    database of another genesis or a newer version); None for anything else."""
+    from stromledger.net import ListenError
+    from stromledger.store import SchemaTooNew, StoreLocked, WrongChain
+
+    if isinstance(error, BaseExceptionGroup):
+        for leaf in error.exceptions:
+            found = known_failure(leaf, ctx)
+            if found:
+                return found
+        return None
+    if isinstance(error, StoreLocked):
+        return f"{error} Stop that node first: never run two nodes on one home."
+    if isinstance(error, ListenError):
+        return (f"cannot listen on {ctx.config.listen}: the port is in use by another process (is the node already "
+                f"running?); stop it, or change `listen` in {ctx.config.home / 'config.toml'}")
+    if isinstance(error, WrongChain):
+        from .config import REGENESIS_HINT
+
+        return f"{str(error).split(': wrong --home', 1)[0]}: {REGENESIS_HINT}"
+    if isinstance(error, SchemaTooNew):
+        return f"{error}: run the newer stromledger that wrote it, or restore the pre-upgrade backup"
+    return None

@@ -53,6 +53,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from rich.console import Console
 
+    from nodes.progress import progress_bar
+
     console = Console()
     n, f = args.validators, args.byzantine
     if n < 1 or f < 0 or f > n or args.seeds < 1 or args.heights < 1 or args.interval_ms < 0 \
@@ -68,7 +70,8 @@ def run(args) -> int:
                      faults=args.faults, heights=args.heights, height_interval_ms=args.interval_ms,
                      value_bytes=args.value_bytes)
     started = time.perf_counter()
-    summary = run_seeds(base, range(args.seed_base, args.seed_base + args.seeds))
+    with progress_bar(f"{args.seeds} seeds", total=args.seeds) as bar:
+        summary = run_seeds(base, range(args.seed_base, args.seed_base + args.seeds), progress=lambda _: bar.advance())
     console.print(summary_table(summary, args, time.perf_counter() - started))
     for seed, v in summary.examples:
         console.print(f"  seed {seed}: {v}")

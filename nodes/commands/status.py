@@ -25,11 +25,18 @@ Show a node's state from its home directory; works whether the node runs or not,
   evidence     conflicting readings and duplicate votes found, and refused input counted by reason
   role data    what a meter-point or balancing-group node reports (submissions, verified periods, ...)
 
-Energy is in Wh, exact. --json prints the same as one JSON object (for monitoring).
-Exit status: 0 the node is running, 1 it is stopped, stale or never started, 2 DIR is not a node home."""
+  health       what is wrong, one line each: not running, stale, no quorum (a validator not connected to
+               enough other validators: periods cannot settle), behind (2 or more periods whose gate has
+               closed are not settled / verified / followed; "catching up" when it can), halted; before the
+               genesis time, "genesis in N min" (validators connect to each other before it)
+
+Energy is in Wh, exact. --json prints the same as one JSON object (for monitoring; `problems` lists the
+health lines).
+Exit status: 0 the node is running and healthy, 1 it is not (stopped, never started, stale, no quorum,
+behind, halted: the reasons are printed), 2 DIR is not a node home."""
 
 VALIDATOR_KEYS = {"listen", "height", "period", "round", "step", "last_commit", "commits", "last_height", "peers",
-                  "evidence", "batches", "consensus_drops", "net"}
+                  "peer_keys", "evidence", "batches", "consensus_drops", "net"}
 COMMON_KEYS = {"role", "name", "public_key", "chain_id", "pid", "started_at", "updated_at", "rejections"}
 
 
@@ -54,7 +61,7 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2, sort_keys=True, default=str))
     else:
         print_status(doc)
-    return 0 if doc["node"]["running"] else 1
+    return 1 if doc["problems"] else 0
 
 
 def print_status(doc: dict[str, Any], console=None) -> None:
@@ -82,6 +89,10 @@ def print_status(doc: dict[str, Any], console=None) -> None:
     if state == "stale":
         line += " (the process exists but does not update its status: is it stuck? see node.log)"
     info.add_row("state", line)
+    problems = doc.get("problems") or []
+    info.add_row("health", "[green]ok[/]" if not problems else "[red]" + _compact("; ".join(problems)) + "[/]")
+    if doc.get("genesis_countdown"):
+        info.add_row("genesis", doc["genesis_countdown"])
     info.add_row("listen", str(status.get("listen") or f"{doc['listen_configured']} (configured)"))
     if "unreadable" in status:
         info.add_row("status.json", f"[red]{_compact(status['unreadable'])}")
@@ -91,12 +102,22 @@ def print_status(doc: dict[str, Any], console=None) -> None:
                                    f"{status.get('round')}, step {status.get('step')}")
         last = status.get("last_commit")
         if last:
+            ms = last.get("ms_after_gate_closure")
             info.add_row("last commit", f"height {last['height']} ({last['period']}) seal {last['seal_hash'][:16]}..."
-                                        f" round {last['round']}, {last.get('ms_after_gate_closure')} ms after gate "
-                                        f"closure")
+                                        f" round {last['round']}, " + (f"{ms} ms after gate closure" if ms is not None
+                                                                        else "caught up from the other validators"))
         info.add_row("commits", f"{status.get('commits')} since start, ledger up to height {status.get('last_height')}")
-        peers = doc.get("peer_names") or []
-        info.add_row("peers", f"{len(peers)} connected" + (f": {', '.join(peers)}" if peers else ""))
+        if node["running"]:
+            peers = doc.get("peer_names") or []
+            info.add_row("peers", f"{len(peers)} connected" + (f": {', '.join(peers)}" if peers else "")
+                         + ("" if status.get("quorum", True) else " [red](no quorum)[/]"))
+        else:
+            info.add_row("peers", "none connected (the node is not running)")
+        behind = status.get("behind_periods")
+        if node["running"] and isinstance(behind, int) and behind > 0:
+            info.add_row("settled up to", f"{behind} period(s) with closed gates not settled yet"
+                         + (f", catching up: ledger at height {status.get('last_height')}"
+                            if status.get("catching_up") else ""))
         b = status.get("batches") or {}
         info.add_row("batches", f"{b.get('received')} received since start, {b.get('pending')} waiting for a seal")
         info.add_row("evidence", str(status.get("evidence")))

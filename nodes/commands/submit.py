@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from stromledger.cascade import Reading, Reason, make_batch, sign_reading
+from stromledger.cascade import Batch, Reading, Reason, Schedule, make_batch, sign_reading, sign_schedule
 from stromledger.crypto import SigningKey
 from stromledger.periods import Period, parse_utc
 from stromledger.registry import Registry
@@ -18,19 +18,30 @@ from ..feed import InboxError, read_batch_file
 
 PASSPHRASE_ENV = "STROMLEDGER_PASSPHRASE"
 CSV_COLUMNS = ("malo_id", "period", "version", "import_wh", "export_wh", "register")
+SCHEDULE_COLUMNS = ("from_group", "to_group", "period", "wh")
+SKIPS_VERIFICATION = ("note: submit sends straight to a validator, past the meter-point node: no node verifies these "
+                      "readings against the seal with Merkle proofs. To have them verified, write them into the "
+                      "node's inbox instead: stromledger batch make --home DIR --readings CSV --meter-keys DIR")
 TRUE, FALSE = {"1", "true", "yes", "y", "register"}, {"", "0", "false", "no", "n", "interval"}
 
 DESCRIPTION = """\
-Send signed meter readings to a validator and print its receipt: how many readings it accepted, how many
-it already had (duplicates), and each rejected reading with its reason.
+Send signed meter readings or schedules to a validator once and print its receipt: how many items it
+accepted, how many it already had (duplicates), and each rejected item with its reason.
 
-Give either canonical Batch files (made by a metering system, or saved by `stromledger submit --save`), or
-a CSV file of readings with --readings and the meters' key files with --meter-keys. New batches (and Batch
-files whose signature is all zeros) are signed with the key of the node in --home (a meter operator's or a
-balancing-group operator's node home); every batch goes to the first validator in its config.toml
-[[peers]], or, if that one cannot be reached, to the others in turn.
+This goes straight to the validator, past the meter-point node: no node verifies these readings against the
+seal with Merkle proofs afterwards. For readings that should be verified, and for periods that have not
+ended yet, write batch files into the meter-point node's inbox instead (`stromledger batch make`): the node
+holds them until their period has ended, retries, and verifies them once sealed.
 
-CSV columns (a header line is required; extra columns are ignored):
+Give canonical Batch files (made by a metering system, `stromledger batch make`, or saved by
+`stromledger submit --save`), a CSV file of readings with --readings and the meters' key files with
+--meter-keys, and/or a CSV file of schedules with --schedules. Batches are signed with the key of the node
+in --home (a meter operator's or a balancing-group operator's node home); Batch files whose signature is all
+zeros are signed with it too. Each batch holds one period, so a period that has not begun is refused alone.
+Every batch goes to the first validator in the home's config.toml [[peers]], or, if that one cannot be
+reached, to the others in turn.
+
+Readings CSV columns (a header line is required; extra columns are ignored):
   malo_id     the market location id (11 digits)
   period      the period's start in UTC (2026-11-21T10:00:00Z), its ISO interval
               (2026-11-21T10:00:00Z/PT15M) or its index
@@ -42,12 +53,20 @@ CSV columns (a header line is required; extra columns are ignored):
 Each reading is signed with the meter's key from --meter-keys DIR/<malo_id>.key (made with
 `stromledger keys gen`; encrypted ones need $STROMLEDGER_PASSPHRASE).
 
-Exit status: 0 if every reading was accepted (or was a duplicate), 1 if the validator rejected anything,
-2 if the input is wrong or no validator could be reached.
+Schedules CSV columns (balancing-group operators; signed with the --home node's key, which must operate the
+from or the to group; a trade counts once both groups' operators signed the same line):
+  from_group  the EIC of the balancing group the energy leaves
+  to_group    the EIC of the balancing group it goes to
+  period      as above; up to the genesis' schedule_horizon_periods ahead, before the period is sealed
+  wh          the energy, whole Wh (at least 1)
+
+Exit status: 0 if every item was accepted (or was a duplicate), 1 if the validator rejected anything or
+no validator could be reached, 2 if the input is wrong.
 
 Examples:
   stromledger submit --home ~/mop-node data/inbox/2026-11-21T1000.batch
   stromledger submit --home ~/mop-node --readings readings.csv --meter-keys ~/meter-keys
+  stromledger submit --home ~/brp-node --schedules trades.csv
 """
 
 
@@ -58,13 +77,10 @@ class InputError(ValueError):
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("submit", help="send signed readings to a validator once and print the receipt",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--home", required=True, help="the node home whose key signs the batches and whose "
-                                                 "[[peers]] are the validators to send to")
+    p.add_argument("--home", required=True, metavar="DIR", help="the node home whose key signs the batches and "
+                                                               "whose [[peers]] are the validators to send to")
     p.add_argument("files", nargs="*", metavar="FILE", help="canonical Batch files to send")
-    p.add_argument("--readings", metavar="CSV", help="a CSV file of readings to sign and send (columns above)")
-    p.add_argument("--meter-keys", metavar="DIR", help="directory of the meters' key files, <malo_id>.key")
-    p.add_argument("--batch-size", type=int, default=5000, help="readings per batch for --readings "
-                                                                "(default 5000, at most 20000)")
+    add_input_options(p)
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each validator (default 30)")
     p.add_argument("--save", metavar="DIR", help="also write the signed batches to DIR as canonical Batch files")
     p.set_defaults(func=_main)
@@ -126,6 +142,34 @@ def read_readings_csv(path: str | Path, registry: Registry, key_for: Callable[[s
     return readings
 
 
+def read_schedules_csv(path: str | Path, registry: Registry, key: SigningKey) -> list[Schedule]:
+    """Sign every row of a schedules CSV (from_group, to_group, period, wh) with the balancing-group operator's
+    `key`, which must operate one of the two groups; InputError names the first bad line."""
+    schedules = []
+    with open(path, newline="") as f:
+        rows = csv.DictReader(f)
+        missing = [c for c in SCHEDULE_COLUMNS if c not in (rows.fieldnames or [])]
+        if missing:
+            raise InputError(f"{path}: the header lacks the column(s) {', '.join(missing)}")
+        for line, row in enumerate(rows, start=2):
+            try:
+                frm, to = (row.get("from_group") or "").strip(), (row.get("to_group") or "").strip()
+                for eic in (frm, to):
+                    if eic not in registry.balancing_groups:
+                        raise InputError(f"balancing group {eic!r} is not in the genesis")
+                if key.public not in (registry.group_keys[frm], registry.group_keys[to]):
+                    raise InputError(f"this node's key operates neither {frm} nor {to}: only their operators sign "
+                                     f"a schedule between them")
+                wh = _int(row, "wh")
+                if frm == to or wh == 0:
+                    raise InputError("a schedule needs two different groups and at least 1 Wh")
+                schedules.append(sign_schedule(key, registry.chain_id, frm, to,
+                                               parse_period(row.get("period") or "", registry), wh))
+            except InputError as e:
+                raise InputError(f"{path} line {line}: {e}") from None
+    return schedules
+
+
 def meter_key_loader(directory: str | Path, registry: Registry) -> Callable[[str], SigningKey]:
     from stromledger.keys import KeyFileError, read_key_file
 
@@ -154,11 +198,20 @@ def load_batch_file(path: str | Path, key: SigningKey, chain_id: str) -> bytes:
         raise InputError(str(e)) from None
 
 
-def batches_of(readings: Sequence[Reading], key: SigningKey, chain_id: str, size: int) -> list[bytes]:
+def batches_of(readings: Sequence[Reading], key: SigningKey, chain_id: str, size: int,
+               schedules: Sequence[Schedule] = ()) -> list[bytes]:
+    """Signed batches of at most `size` items, each for ONE period (a validator refuses a batch whole when one
+    of its periods has not begun, so one period still to come must not hold back the others), by period."""
     from nodes.meter_point import MAX_BATCH
 
     size = max(1, min(size, MAX_BATCH))
-    return [make_batch(key, chain_id, readings[i:i + size]).encode() for i in range(0, len(readings), size)]
+    out = []
+    for period in sorted({r.period for r in readings} | {s.period for s in schedules}):
+        mine = [r for r in readings if r.period == period]
+        out += [make_batch(key, chain_id, mine[i:i + size]).encode() for i in range(0, len(mine), size)]
+        theirs = [s for s in schedules if s.period == period]
+        out += [make_batch(key, chain_id, (), theirs[i:i + size]).encode() for i in range(0, len(theirs), size)]
+    return out
 
 
 # -- sending -----------------------------------------------------------------------------------------------
@@ -177,7 +230,7 @@ async def send_all(net, validators: Sequence[bytes], chain_id: str, batches: Seq
             validator, receipt = await submit_batch(net, validators, data, chain_id, timeout=timeout)
         except SubmitFailed as e:
             print(f"{name}: NOT SENT: no validator took it: {e}", file=out)
-            status = 2
+            status = 1
             continue
         batch = BatchMsg.decode(data)
         head = f"{name}: batch {receipt.batch.hex()[:16]} -> validator {validator.hex()[:16]}:"
@@ -202,33 +255,63 @@ async def send_all(net, validators: Sequence[bytes], chain_id: str, batches: Seq
     return status
 
 
-def _main(args: argparse.Namespace) -> int:
-    import trio
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """The CSV inputs `submit` and `batch make` share."""
+    p.add_argument("--readings", metavar="CSV", help="a CSV file of readings to sign (columns above)")
+    p.add_argument("--meter-keys", metavar="DIR", help="directory of the meters' key files, <malo_id>.key")
+    p.add_argument("--schedules", metavar="CSV", help="a CSV file of schedules (from_group, to_group, period, wh) "
+                                                      "to sign with this node's key (a balancing-group operator's)")
+    p.add_argument("--batch-size", type=int, default=5000, metavar="N",
+                   help="items per batch (default 5000, at most 20000); every batch holds one period")
 
+
+def csv_batches(args: argparse.Namespace, ctx) -> list[tuple[str, bytes]]:
+    """(name, signed Batch bytes) for --readings and --schedules, one period per batch; InputError if wrong."""
+    reg = ctx.registry
+    readings: list[Reading] = []
+    schedules: list[Schedule] = []
+    if args.readings:
+        if not args.meter_keys:
+            raise InputError("--readings needs --meter-keys DIR to sign each reading with its meter's key")
+        readings = read_readings_csv(args.readings, reg, meter_key_loader(args.meter_keys, reg))
+    if args.schedules:
+        schedules = read_schedules_csv(args.schedules, reg, ctx.key)
+    made = batches_of(readings, ctx.key, reg.chain_id, args.batch_size, schedules)
+    source = " + ".join(str(f) for f in (args.readings, args.schedules) if f)
+    return [(f"{source}[{i + 1}/{len(made)}]", b) for i, b in enumerate(made)]
+
+
+def open_home(home: str):
+    """The home's NodeContext (config, key, genesis), or None after saying on stderr why it cannot be used."""
     from nodes.home import ConfigError
-    from nodes.runtime import make_network, open_context
+    from nodes.runtime import open_context
     from stromledger.keys import KeyFileError
     from stromledger.registry import GenesisError
 
     try:
-        ctx = open_context(args.home)
+        return open_context(home)
     except (ConfigError, KeyFileError, GenesisError, OSError) as e:
-        print(f"cannot open the node home {args.home}: {e}", file=sys.stderr)
+        print(f"cannot open the node home {home}: {e}", file=sys.stderr)
+        return None
+
+
+def _main(args: argparse.Namespace) -> int:
+    import trio
+
+    from nodes.runtime import make_network
+
+    ctx = open_home(args.home)
+    if ctx is None:
         return 2
     reg = ctx.registry
     try:
         batches = [(str(f), load_batch_file(f, ctx.key, reg.chain_id)) for f in args.files]
-        if args.readings:
-            if not args.meter_keys:
-                raise InputError("--readings needs --meter-keys DIR to sign each reading with its meter's key")
-            readings = read_readings_csv(args.readings, reg, meter_key_loader(args.meter_keys, reg))
-            made = batches_of(readings, ctx.key, reg.chain_id, args.batch_size)
-            batches += [(f"{args.readings}[{i + 1}/{len(made)}]", b) for i, b in enumerate(made)]
+        batches += csv_batches(args, ctx)
     except (InputError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not batches:
-        print("nothing to send: give Batch files or --readings CSV (see --help)", file=sys.stderr)
+        print("nothing to send: give Batch files, --readings CSV or --schedules CSV (see --help)", file=sys.stderr)
         return 2
     if args.save:
         from stromledger.crypto import sha256
@@ -240,6 +323,8 @@ def _main(args: argparse.Namespace) -> int:
     if not validators:
         print(f"{args.home}/config.toml lists no [[peers]]: no validator to send to", file=sys.stderr)
         return 2
+    if any(Batch.decode(b).readings for _, b in batches):
+        print(SKIPS_VERIFICATION, file=sys.stderr)
 
     async def go() -> int:
         net = make_network(ctx)

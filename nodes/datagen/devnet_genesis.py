@@ -40,6 +40,9 @@ def meter_label(malo_id: str) -> str:
     return f"meter-{malo_id}"
 
 
+DEVNET_PERIOD_SECONDS = 5  # the default period length of every devnet command (`devnet`, `genesis devnet`)
+
+
 def devnet_registry(validators: int = 4, balancing_groups: int = 3, meters: int = 200, period_seconds: int = 10,
                     seed: int = 1, *, genesis_start: int = GENESIS_2026, chain_id: str = "stromledger-devnet",
                     grace_seconds: int | None = None, correction_window: int | None = None) -> Registry:

@@ -1,6 +1,7 @@
 """Writing an export directory atomically, and reading one back. The only file I/O of the export package.
 
     <base>/exports/<period start, UTC, ISO 8601 basic: 20261121T100000Z>/v<version>/<files>
+    <base>/exports/index.jsonl     the latest version of every exported period, one JSON line per period
 
 A billing system never sees half an export: the files are written and fsynced in a hidden sibling directory
 (`.v<version>.tmp-<pid>`), which is then renamed into place in one step. An export that already exists with
@@ -20,6 +21,7 @@ from .build import ExportError
 from .manifest import MANIFEST
 
 EXPORTS_DIR = "exports"
+INDEX = "index.jsonl"
 
 
 class ExportConflict(ExportError):
@@ -82,6 +84,12 @@ def write_export(base_dir: str | os.PathLike[str], files: Mapping[str, bytes]) -
         if _same(target, files):
             return target
         raise ExportConflict(f"{target} already holds a different export of this period and version")
+    _write_new(target, files)
+    update_index(base_dir, files)
+    return target
+
+
+def _write_new(target: Path, files: Mapping[str, bytes]) -> None:
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".{target.name}.tmp-{os.getpid()}"
@@ -105,11 +113,74 @@ def write_export(base_dir: str | os.PathLike[str], files: Mapping[str, bytes]) -
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
             if _same(target, files):  # another writer (another process) got there first, with the same bytes
-                return target
+                return
             raise ExportConflict(f"{target} already holds a different export of this period and version") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     _fsync_dir(parent)
     _fsync_dir(parent.parent)
-    return target
+
+
+def index_entry(files: Mapping[str, bytes]) -> dict:
+    """An export's line in index.jsonl: its period, version, height, seal hash and directory (relative to
+    exports/)."""
+    m = json.loads(files[MANIFEST])
+    start, version = m["period"]["start"], m["version"]
+    return {"period_start": start, "period_end": m["period"]["end"], "version": version, "height": m["height"],
+            "seal_hash": m["seal_hash"], "path": f"{period_dir_name(start)}/v{version}"}
+
+
+def read_index(base_dir: str | os.PathLike[str]) -> list[dict]:
+    """The entries of <base>/exports/index.jsonl, by period start (empty if there is none yet)."""
+    try:
+        text = (Path(base_dir) / EXPORTS_DIR / INDEX).read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+def update_index(base_dir: str | os.PathLike[str], files: Mapping[str, bytes]) -> None:
+    """Record an export in index.jsonl if it is the highest version of its period there. The file is
+    replaced atomically (written aside, fsynced, renamed) under a lock, so a reader sees the old or the new
+    index, never half of one. Missing (older homes), it is rebuilt from the export directories first."""
+    import fcntl
+
+    exports = Path(base_dir) / EXPORTS_DIR
+    entry = index_entry(files)
+    fd = os.open(exports / ".index.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if (exports / INDEX).exists():
+            entries = {e["period_start"]: e for e in read_index(base_dir)}
+        else:
+            entries = {e["period_start"]: e for e in _scan(exports)}
+        old = entries.get(entry["period_start"])
+        if old is not None and old["version"] >= entry["version"] and (exports / INDEX).exists():
+            return
+        if old is None or old["version"] < entry["version"]:
+            entries[entry["period_start"]] = entry
+        text = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n"
+                       for _, e in sorted(entries.items()))
+        tmp = exports / f".{INDEX}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, exports / INDEX)
+        _fsync_dir(exports)
+    finally:
+        os.close(fd)
+
+
+def _scan(exports: Path) -> list[dict]:
+    """The highest version of every period directory under exports/ (to rebuild a missing index)."""
+    latest: dict[str, dict] = {}
+    for manifest in sorted(exports.glob(f"*/v*/{MANIFEST}")):
+        try:
+            e = index_entry({MANIFEST: manifest.read_bytes()})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not an export: the verifier is the place to report it
+        if e["period_start"] not in latest or latest[e["period_start"]]["version"] < e["version"]:
+            latest[e["period_start"]] = e
+    return list(latest.values())

@@ -9,7 +9,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import export_chain as chain  # noqa: E402
 
-from stromledger.export import build_export  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -30,20 +29,8 @@ def commits(registry):
 
 @pytest.fixture(scope="session")
 def exports(registry, commits):
-    """Every export of the chain by (period, version) but the last height's (not final yet): built from the
-    seals, the certificates the following seals carry, and the rows."""
-    from stromledger.cascade.messages import PeriodSeal
-    from stromledger.consensus.messages import CommitCertificate
-
-    out = {}
-    latest: dict[int, list] = {}
-    for c, following in zip(commits, commits[1:]):
-        cert = CommitCertificate.decode(PeriodSeal.decode(following.seal_bytes).last_commit)
-        for r in PeriodSeal.decode(c.seal_bytes).results:
-            out[r.period, r.version] = build_export(registry, c.seal_bytes, cert, r.period, c.rows[r.period],
-                                                    latest.get(r.period))
-        latest.update(c.rows)
-    return out
+    """Every export of the chain by (period, version) but the last height's (not final yet)."""
+    return chain.final_exports(registry, commits)
 
 
 @pytest.fixture(scope="session")

@@ -192,3 +192,43 @@ def fill_store(store, commits: list[Commit], *, period_rows: bool = True, state:
                                         encode_period_rows(r.period, r.version, c.rows[r.period]))
         if state:
             store.put_state(c.height, c.state)
+
+
+def final_exports(registry: Registry, commits: list[Commit]) -> dict[tuple[int, int], dict[str, bytes]]:
+    """Every export of the chain by (period, version) but the last height's (not final yet): built from the
+    seals, the certificates the following seals carry, and the rows."""
+    from stromledger.cascade.messages import PeriodSeal
+    from stromledger.export import build_export
+
+    out = {}
+    latest: dict[int, list] = {}
+    for c, following in zip(commits, commits[1:]):
+        cert = CommitCertificate.decode(PeriodSeal.decode(following.seal_bytes).last_commit)
+        for r in PeriodSeal.decode(c.seal_bytes).results:
+            out[r.period, r.version] = build_export(registry, c.seal_bytes, cert, r.period, c.rows[r.period],
+                                                    latest.get(r.period))
+        latest.update(c.rows)
+    return out
+
+
+def write_samples(directory: Path) -> list[Path]:
+    """The sample exports under docs/samples/: this chain's genesis (genesis/) and its final exports
+    (exports/<period>/v1, v2 and exports/index.jsonl), as a validator writes them."""
+    import shutil
+
+    from stromledger.export import write_export
+
+    directory = Path(directory)
+    for old in ("genesis", "exports"):
+        shutil.rmtree(directory / old, ignore_errors=True)
+    _, registry = write_registry(directory / "genesis")
+    paths = [write_export(directory, files) for _, files in sorted(final_exports(registry, run_chain(registry)).items())]
+    (directory / "exports" / ".index.lock").unlink(missing_ok=True)
+    return paths
+
+
+if __name__ == "__main__":  # python tests/export/export_chain.py docs/samples  (after an export format change)
+    import sys
+
+    for p in write_samples(Path(sys.argv[1])):
+        print(p)

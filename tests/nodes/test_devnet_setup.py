@@ -172,7 +172,7 @@ def test_watch_reports_a_dead_node_with_its_log(devnet):
     proc.popen.wait()
     outcome, _, detail = watch(devnet, [proc], quiet(), clock=lambda: NOW, sleep=pytest.fail)
     assert outcome == "died"
-    assert f"validator-1 (validator, pid {proc.pid}) exited with status 1;" in detail
+    assert f"validator-1 (validator, pid {proc.pid}) exited with status 2;" in detail  # not a usable home
     assert "cannot start the node" in detail and "role must be one of" in detail  # the tail of node.log
 
 

@@ -250,7 +250,7 @@ def test_liveness_from_status_json():
 def test_status_with_a_fabricated_status_file(validator_home, registry, capsys):
     v2 = registry.validators[1].public_key.hex()
     write_status(validator_home, listen="/ip4/127.0.0.1/tcp/41001", height=START // 10 + 3, round=1, step=2,
-                 period="2026-...", commits=2, last_height=START // 10 + 2, peers=[v2, "ab" * 32],
+                 period="2026-...", commits=2, last_height=START // 10 + 2, peer_keys=[v2, "ab" * 32], peers=1,
                  evidence=0, batches={"received": 5, "pending": 1},
                  last_commit={"height": START // 10 + 2, "period": "p", "seal_hash": "cd" * 32, "round": 0,
                               "ms_after_gate_closure": 120},

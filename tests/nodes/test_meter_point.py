@@ -151,15 +151,61 @@ async def test_inbox_batches_are_sent_and_rejections_counted(tmp_path, caplog):
         forged = dataclasses.replace(FEED.readings(G, mine[3:])[0], import_wh=1)  # signature no longer matches
         unsigned = Batch(REG.chain_id, OPERATORS[0].public, tuple(good) + (forged,), (), bytes(64))
         (node.feed.directory / "G.batch").write_bytes(unsigned.encode())
-        assert node.take_inbox() == 1 and (node.feed.sent_dir / "G.batch").exists()
+        assert node.take_inbox() == 1 and not (node.feed.sent_dir / "G.batch").exists()  # waits for its answer
         with caplog.at_level(logging.WARNING):
             await node.flush()
+        assert (node.feed.sent_dir / "G.batch").exists()
         assert node.status()["receipts"]["rejected"] == {"bad_signature": 1}
         assert any(mine[3] in r.getMessage() and "bad_signature" in r.getMessage() for r in caplog.records)
         clock.t = (G + 1) * PS + 2.5
         v.seal()
         checks = await node.verify_due()  # the rejected reading is not expected in the seal
         assert checks[0].ok and checks[0].verified == sorted(mine[:3])
+        node.store.close()
+
+
+async def test_inbox_holds_future_batches_retries_and_keeps_only_final_refusals(tmp_path):
+    """Day one: a file for the coming period was sent at once, refused as future, and lost in sent/."""
+    async with MemoryHub() as hub:
+        clock = Clock((G + 1) * PS + 0.5)  # period G has ended, G + 1 runs
+        behind = Clock(G * PS - 1)  # the validator's clock is still before G
+        StandIn(hub.endpoint(VKEYS[0].public), behind)
+        node = open_node(hub, tmp_path, clock, feed="inbox")
+        mine = node.meters[:3]
+        inbox = node.feed
+        (inbox.directory / "next.batch").write_bytes(make_batch(OPERATORS[0], REG.chain_id,
+                                                                FEED.readings(G + 1, mine)).encode())
+        (inbox.directory / "now.batch").write_bytes(make_batch(OPERATORS[0], REG.chain_id,
+                                                               FEED.readings(G, mine)).encode())
+        stranger = make_batch(devnet_key("nobody"), REG.chain_id, FEED.readings(G, mine))  # no registered submitter
+        (inbox.directory / "stranger.batch").write_bytes(stranger.encode())
+        assert node.take_inbox() == 2  # now + stranger; next waits until G + 1 has ended
+        assert [p.name for p in inbox.pending()] == ["next.batch", "now.batch", "stranger.batch"]
+        assert node.status()["inbox_held"] == 1
+        await node.flush()  # the lagging validator calls "now" future: kept and retried; stranger is final
+        assert [p.name for p in inbox.pending()] == ["next.batch", "now.batch"]
+        assert (inbox.refused_dir / "stranger.batch").exists()
+        assert "wrong_signer" in (inbox.refused_dir / "stranger.batch.reason").read_text()
+        assert node.status()["retrying"] == 1 and node.status()["pending"] == 1
+        behind.t = clock.t = (G + 2) * PS + 0.5  # both periods have ended, the validator's clock caught up
+        assert node.take_inbox() == 1
+        await node.flush(force=True)
+        assert inbox.pending() == [] and sorted(p.name for p in inbox.sent_dir.iterdir()) == ["next.batch", "now.batch"]
+        assert node.status()["receipts"]["accepted"] == 6 and node.status()["retrying"] == 0
+        node.store.close()
+
+
+async def test_a_future_refusal_becomes_final_once_its_period_cannot_settle(tmp_path):
+    async with MemoryHub() as hub:
+        clock = Clock((G + REG.correction_window + 3) * PS)  # G is past the correction window by our clock
+        StandIn(hub.endpoint(VKEYS[0].public), Clock(G * PS - 1))  # a validator whose clock is far behind
+        node = open_node(hub, tmp_path, clock, feed="inbox")
+        (node.feed.directory / "old.batch").write_bytes(
+            make_batch(OPERATORS[0], REG.chain_id, FEED.readings(G, node.meters[:2])).encode())
+        assert node.take_inbox() == 1
+        await node.flush()
+        assert node.status()["retrying"] == 0 and node.feed.pending() == []
+        assert "period_in_future" in (node.feed.refused_dir / "old.batch.reason").read_text()
         node.store.close()
 
 
