@@ -121,7 +121,8 @@ def open_context(home: str | Path) -> NodeContext:
 def make_network(ctx: NodeContext):
     from stromledger.net.p2p import P2PNetwork  # imports libp2p: only in a running node
 
-    net = P2PNetwork(ctx.key.seed, listen=ctx.config.listen)
+    # Registered keys may connect from the start, before the role has set its protocol handlers.
+    net = P2PNetwork(ctx.key.seed, listen=ctx.config.listen, admit=ctx.registry.submitter_keys.__contains__)
     for peer in ctx.config.peers:
         if peer.key != ctx.key.public:
             net.add_peer(peer.key, peer.address)

@@ -481,6 +481,8 @@ def seal_summary(seal, registry: Registry | None) -> dict[str, Any]:
             "schedules": len(r.schedules),
             "schedule_issues": len(r.schedule_issues),
             "net_export": r.net_export,
+            "external_net": r.checks.external_net,
+            "implausible_loss": list(r.implausible_loss),
         })
     rejected = {}
     for rc in seal.rejected:
@@ -620,7 +622,9 @@ def result_lines(result: dict[str, Any]) -> list[str]:
             f"substituted, {result['corrected']} corrected, {result['missing']} missing; net export "
             f"{wh(result['net_export'])} Wh; schedules {result['schedules']} matched, {result['schedule_issues']} "
             "not matched",
-            f"generation mix: {mix}"]
+            f"generation mix: {mix}"] + (
+        [f"implausible grid loss (over the genesis' loss_plausibility_percent of throughput) in "
+         f"{', '.join(result['implausible_loss'])}"] if result.get("implausible_loss") else [])
 
 
 def imbalance_share(group: dict[str, Any]) -> str:

@@ -234,6 +234,7 @@ class PeriodResult(Message):
     schedule_issues: Seq(ScheduleIssue, 1_000_000)
     net_export: I64  # sum over areas of (exout - exin): the exchange with outside the network
     checks: Checks
+    implausible_loss: Seq(EIC, 10_000)  # areas whose |loss| exceeds the registry's share of their throughput
 
 
 @nested

@@ -107,6 +107,13 @@ def _schedule_sums(schedules: Iterable[ScheduleLine]) -> tuple[dict[str, int], d
     return fpi, fpe
 
 
+def implausible_loss(registry: Registry, areas: Iterable[AreaTotal]) -> tuple[str, ...]:
+    """The areas whose grid loss is implausible: |loss| above `loss_plausibility_percent` of the energy through
+    the area (what enters, inj + exin, or what leaves, wd + exout, whichever is larger). Integer-exact."""
+    pct = registry.params.loss_plausibility_percent
+    return tuple(a.area for a in areas if abs(a.loss) * 100 > pct * max(a.inj + a.exin, a.wd + a.exout))
+
+
 def external_net(registry: Registry, schedules: Iterable[ScheduleLine]) -> int:
     """Matched schedules to external parties minus those from them: what the groups sold out of the network
     (invariants 3 and 4)."""
@@ -202,6 +209,7 @@ def summarize(registry: Registry, period: int, version: int, rows: Iterable[Mete
         corrected=quality[3], missing=quality[4], merkle_root=merkle.root(leaves), cells=tuple(cell_list),
         areas=tuple(areas), groups=tuple(groups), mix=tuple(mixes), schedules=tuple(schedules),
         schedule_issues=tuple(schedule_issues), net_export=net_export, checks=checks,
+        implausible_loss=implausible_loss(registry, areas),
     )
 
 
@@ -260,6 +268,8 @@ def check_invariants(registry: Registry, r: PeriodResult) -> Rejection | None:
             return bad(f"group {g.group}: FPI/FPE are not the sums of its matched schedules")
         if g.imb != g.inj + g.fpi - g.wd - g.fpe:
             return bad(f"group {g.group}: imb != inj + fpi - wd - fpe")
+    if tuple(r.implausible_loss) != implausible_loss(registry, r.areas):
+        return bad("the areas flagged for an implausible loss are not the ones the registry's share gives")
     # 3. schedules net out, but for the external ones
     external = registry.external_parties
     for s in r.schedules:

@@ -51,6 +51,9 @@ Semantics shared by every implementation:
   ``requests_out``, ``rejected_unauthorized``, ``rejected_oversize``,
   ``rejected_malformed``, ``handler_errors``, ``dropped``, ``dial_failures``,
   ``reconnects``, ``remote_stream_ends`` (p2p: a peer ended our one-way stream).
+  p2p adds the admission counters: ``refused_unregistered``,
+  ``refused_outsider_slots``, ``refused_address_slots``, ``refused_outsider_protocol``,
+  ``handshakes_failed``, ``rejected_frame_timeout``, ``rejected_over_budget``.
 """
 
 from __future__ import annotations
@@ -102,15 +105,18 @@ class Route:
 
     def admits(self, peer: PeerKey | None) -> bool:
         """``peer`` is None when the remote has no Ed25519 identity: never admitted."""
-        if peer is None:
-            return False
-        if self.allowed is None:
-            return True
-        try:
-            return bool(self.allowed(peer))
-        except Exception:
-            log.exception("allowed() raised for %s; refusing", peer.hex()[:16])
-            return False
+        return self.allowed is None and peer is not None or admitted(self.allowed, peer)
+
+
+def admitted(allowed: Allowed | None, peer: PeerKey | None) -> bool:
+    """Does the check ``allowed`` admit ``peer``? No check, no key, or a check that raises: no."""
+    if peer is None or allowed is None:
+        return False
+    try:
+        return bool(allowed(peer))
+    except Exception:
+        log.exception("allowed() raised for %s; refusing", peer.hex()[:16])
+        return False
 
 
 class Network(ABC):

@@ -43,6 +43,21 @@ class TruncatedFrame(FrameError):
     reason = "truncated_frame"
 
 
+class FrameTimeout(FrameError):
+    """A frame began but did not complete within the per-frame read deadline."""
+
+    reason = "frame_timeout"
+
+
+class OverBudget(FrameError):
+    """A frame would take the peer's or the node's in-flight bytes above their budget.
+
+    Reasons: ``peer_inflight``, ``total_inflight``.
+    """
+
+    reason = "over_budget"
+
+
 class MalformedMessage(FrameError):
     """A whole frame arrived but its content is not a valid envelope."""
 

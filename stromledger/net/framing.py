@@ -8,6 +8,15 @@ has buffered, up to ``n``), so frames must be reassembled here. ``FrameReader``
 wraps anything with ``async read(n) -> bytes`` that returns ``b""`` at end of
 stream; it checks the declared length against ``max_size`` *before* buffering
 the body, so a peer cannot make us allocate an arbitrary amount of memory.
+
+Two optional bounds for a server reading untrusted peers (issue 19, finding 4):
+
+- ``deadline``: once the first byte of a frame arrived, the whole frame must arrive within this many
+  seconds (``FrameTimeout``). Waiting *between* frames is not bounded: a long-lived one-way stream may
+  be idle.
+- ``allowance``: the declared size is reserved from a byte budget before the body is buffered
+  (``OverBudget`` if it does not fit) and released when the next frame is read or ``release()`` is called,
+  so the frame stays counted while its handler runs.
 """
 
 from __future__ import annotations
@@ -16,7 +25,9 @@ import struct
 from collections.abc import Iterable
 from typing import Protocol
 
-from .errors import FrameTooLarge, TruncatedFrame
+import trio
+
+from .errors import FrameTimeout, FrameTooLarge, OverBudget, TruncatedFrame
 
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
@@ -26,6 +37,14 @@ READ_CHUNK = 64 * 1024
 
 class ByteSource(Protocol):
     async def read(self, n: int) -> bytes: ...
+
+
+class Allowance(Protocol):
+    """A share of a byte budget: ``reserve`` returns None or why the bytes do not fit."""
+
+    def reserve(self, n: int) -> str | None: ...
+
+    def release(self, n: int) -> None: ...
 
 
 def encode_frame(payload: bytes, *, max_size: int = MAX_FRAME) -> bytes:
@@ -50,7 +69,13 @@ class FrameReader:
     """
 
     def __init__(
-        self, source: ByteSource, *, max_size: int = MAX_FRAME, chunk: int = READ_CHUNK
+        self,
+        source: ByteSource,
+        *,
+        max_size: int = MAX_FRAME,
+        chunk: int = READ_CHUNK,
+        deadline: float | None = None,
+        allowance: Allowance | None = None,
     ) -> None:
         if max_size < 0 or max_size >= 1 << 32:
             raise ValueError("max_size must fit in a u32")
@@ -59,20 +84,44 @@ class FrameReader:
         self._chunk = chunk
         self._buf = bytearray()
         self._eof = False
+        self._deadline = deadline
+        self._allowance = allowance
+        self._held = 0
 
     @property
     def buffered(self) -> int:
         """Bytes read from the source but not yet returned as a frame."""
         return len(self._buf)
 
+    def release(self) -> None:
+        """Give back the bytes reserved for the last frame (its handler is done with it)."""
+        if self._allowance is not None and self._held:
+            self._allowance.release(self._held)
+        self._held = 0
+
     async def read_frame(self) -> bytes | None:
-        if not await self._fill(HEADER_SIZE):
-            if self._buf:
-                raise TruncatedFrame(detail=f"{len(self._buf)} bytes of a header")
+        self.release()
+        if not await self._fill(1):  # idle between frames: no deadline
             return None
+        if self._deadline is None:
+            return await self._read_rest()
+        try:
+            with trio.fail_after(self._deadline):
+                return await self._read_rest()
+        except trio.TooSlowError:
+            raise FrameTimeout(detail=f"a frame not complete after {self._deadline}s") from None
+
+    async def _read_rest(self) -> bytes:
+        if not await self._fill(HEADER_SIZE):
+            raise TruncatedFrame(detail=f"{len(self._buf)} bytes of a header")
         (size,) = HEADER.unpack_from(self._buf)
         if size > self._max_size:
             raise FrameTooLarge(size, self._max_size)
+        if self._allowance is not None:
+            refused = self._allowance.reserve(size)
+            if refused is not None:
+                raise OverBudget(refused, f"a frame of {size} bytes")
+            self._held = size
         end = HEADER_SIZE + size
         if not await self._fill(end):
             raise TruncatedFrame(detail=f"{len(self._buf) - HEADER_SIZE} of {size} bytes")
@@ -86,6 +135,7 @@ class FrameReader:
     async def __anext__(self) -> bytes:
         payload = await self.read_frame()
         if payload is None:
+            self.release()
             raise StopAsyncIteration
         return payload
 

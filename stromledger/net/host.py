@@ -4,6 +4,8 @@
   TLS, SECIO and unencrypted ``/plaintext/2.0.0``; a host built with them
   accepts a plaintext dialer. We pass exactly one security transport.
 - Muxer: yamux only (the default also offers mplex).
+- ``handshake_timeout``: an inbound connection must finish Noise and yamux
+  within it (libp2p's default is 10 s), so idle sockets free their slot soon.
 - Transport: TCP only.
 - ``max_connections_per_peer=1``: the default (3) makes dials race extra
   connections (~250 ms per dial instead of ~10 ms).
@@ -49,12 +51,14 @@ class _ManualDialing(AutoConnector):
 
 
 def build_host(
-    key_pair: KeyPair, listen: multiaddr.Multiaddr, *, dial_timeout: float
+    key_pair: KeyPair, listen: multiaddr.Multiaddr, *, dial_timeout: float,
+    handshake_timeout: float,
 ) -> BasicHost:
     noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
     config = ConnectionConfig(
         max_connections_per_peer=1,
         dial_timeout=dial_timeout,
+        inbound_upgrade_timeout=handshake_timeout,
         outbound_stream_protocol_negotiation_timeout=NEGOTIATE_TIMEOUT,
         inbound_stream_protocol_negotiation_timeout=NEGOTIATE_TIMEOUT,
     )

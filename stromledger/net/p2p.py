@@ -20,10 +20,20 @@ off, requests fail fast with ``PeerUnreachable("backoff")`` and queued one-way
 messages are dropped). ``add_peer`` again (new or same address) clears the
 backoff. Only the address given here is ever dialed.
 
-Authorization: the remote key comes from the peer id that Noise
+Admission, per connection: a peer is *admitted* if ``admit`` (the node's
+registry keys) or one of our routes' ``allowed`` admits its key, or it is
+in our peer table. Any other peer is an outsider: right after its Noise
+handshake it may only negotiate our own protocols, each answered (after its first frame, or a short timeout) with
+``ERR unauthorized``; identify and ping are not offered to it; and its
+connection is closed once that answer is out, or after ``refusal_grace``.
+Handshaking connections and outsiders share a few slots (``admission``),
+so they cannot take the connection slots registry keys need.
+
+Authorization, per stream: the remote key comes from the peer id that Noise
 authenticated (see ``identity``); ``allowed`` runs on it when a stream opens
-and for every frame. Unauthorized, oversized and malformed input resets only
-that stream and is counted; the node keeps serving everyone else.
+and for every frame. Unauthorized, oversized, slow (a frame not complete
+within its deadline), over-budget and malformed input resets only that
+stream and is counted; the node keeps serving everyone else.
 
 Lifecycle: the object is used once. ``async with net`` (or ``run``) starts
 the host; on exit our tasks are cancelled, outbound streams closed and peers
@@ -41,20 +51,27 @@ from typing import Any
 
 import multiaddr
 import trio
-from libp2p.abc import INetStream
+from libp2p.abc import IMuxedConn, INetStream, IRawConnection
 from libp2p.custom_types import TProtocol
 from libp2p.host.exceptions import StreamFailure
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.network.exceptions import SwarmException
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
+from libp2p.protocol_muxer.multiselect import Multiselect
+from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 
 from . import wire
-from .base import Allowed, Handler, Network, PeerKey, Route, check_key, check_protocol
+from .admission import Budgets, ByteBudget, Outsiders, RefusalLog
+from .base import Allowed, Handler, Network, PeerKey, Route, admitted, check_key, check_protocol
 from .errors import (
     FrameError,
+    FrameTimeout,
     FrameTooLarge,
     MalformedMessage,
+    OverBudget,
     PeerUnreachable,
     RemoteError,
     RequestTimeout,
@@ -74,6 +91,7 @@ BACKOFF_BASE = 0.1
 BACKOFF_CAP = 30.0
 CLOSE_TIMEOUT = 2.0
 ADDR_TTL = 3600  # seconds; we re-set the address before every dial anyway
+REFUSED_FIRST_FRAME = 64 * 1024  # a refused stream's first frame is read up to this size, then answered
 
 
 def _short(key: PeerKey | None) -> str:
@@ -89,6 +107,14 @@ class _Peer:
     retry_at: float = 0.0  # trio clock
     dialed_before: bool = False
     lock: trio.Lock = field(default_factory=trio.Lock)
+
+
+@dataclass
+class _Eviction:
+    """An outsider's connection on its way out: refusals under way, and whether one was answered."""
+
+    active: int = 0
+    answered: trio.Event = field(default_factory=trio.Event)
 
 
 class _Outbox:
@@ -125,6 +151,8 @@ class P2PNetwork(Network):
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
         close_timeout: float = CLOSE_TIMEOUT,
+        budgets: Budgets = Budgets(),
+        admit: Allowed | None = None,
     ) -> None:
         key_pair = key_pair_from_seed(seed)
         self.local_key: PeerKey = public_key_of(key_pair)
@@ -133,7 +161,25 @@ class P2PNetwork(Network):
         self.stats: Counter[str] = Counter()
         self.listen_addr: str | None = None
         self._listen = multiaddr.Multiaddr(listen)
-        self._host = build_host(key_pair, self._listen, dial_timeout=dial_timeout)
+        self._host = build_host(
+            key_pair, self._listen, dial_timeout=dial_timeout,
+            handshake_timeout=budgets.handshake_timeout,
+        )
+        self.budgets = budgets
+        self._admit = admit
+        self.outsiders = Outsiders(budgets)
+        self.inflight = ByteBudget(budgets.inflight_per_peer, budgets.inflight_total)
+        self._refusals = RefusalLog(log, self.stats, budgets.refusal_log_every, trio.current_time)
+        self._evictions: dict[ID, _Eviction] = {}
+        self._outsider_select = Multiselect()
+        # Every inbound connection passes our slot check; every inbound
+        # stream passes the admission check before libp2p's own protocols.
+        self._host_stream_handler = self._host._swarm_stream_handler
+        self._swarm.set_stream_handler(self._route_stream)
+        self._libp2p_upgrade = self._swarm.upgrade_inbound_raw_conn
+        self._swarm.upgrade_inbound_raw_conn = self._upgrade_inbound  # type: ignore[method-assign]
+        self._swarm._do_handle_inbound_connection = self._hold_inbound  # type: ignore[method-assign]
+        self._no_identify_for_outsiders()
         self._max_frame = max_frame
         self._queue_size = queue_size
         self._batch_bytes = batch_bytes
@@ -242,13 +288,22 @@ class P2PNetwork(Network):
             peer.addr, peer.failures, peer.retry_at = maddr, 0, 0.0
 
     def connected_peers(self) -> set[PeerKey]:
+        """Admitted peers with an open connection (an outsider being refused is not one)."""
         peers = set()
         for pid, conns in list(self._swarm.connections.items()):
             if any(not c.is_closed for c in conns):
                 key = key_of(pid)
-                if key is not None:
+                if key is not None and self._admits_connection(key):
                     peers.add(key)
         return peers
+
+    def _admits_connection(self, peer_key: PeerKey | None) -> bool:
+        """A peer we dial, one ``admit`` names (the registry) or one some protocol of ours admits."""
+        if peer_key is None:
+            return False
+        if peer_key in self._peers or admitted(self._admit, peer_key):
+            return True
+        return any(r.admits(peer_key) for r in self._routes.values())
 
     def _peer(self, peer_key: PeerKey) -> _Peer:
         if not self._running:
@@ -317,6 +372,123 @@ class P2PNetwork(Network):
             except Exception:
                 log.debug("disconnect %s failed", pid, exc_info=True)
 
+    # -- admission (server side) -------------------------------------------
+
+    async def _hold_inbound(self, read_write_closer: Any, maddr: multiaddr.Multiaddr, failure_event: Any) -> None:
+        """libp2p's inbound handler, holding its inbound slot while the connection lives.
+
+        py-libp2p's own handler waits for the *swarm* to stop after a
+        successful upgrade, so every inbound connection ever accepted keeps
+        one of the 250 inbound slots after it closed: 250 handshakes (an
+        evicted outsider's included) and nobody could connect any more.
+        """
+        raw_conn = RawConnection(read_write_closer, False)
+        try:
+            muxed = await self._swarm.upgrade_inbound_raw_conn(raw_conn, maddr)
+        except Exception as exc:
+            log.debug("inbound connection from %s not upgraded: %r", maddr, exc)
+            await self._quietly(raw_conn.close)
+            return
+        closed = getattr(muxed, "event_closed", None)
+        if isinstance(closed, trio.Event):
+            await closed.wait()
+        else:  # another muxer: libp2p's own behaviour
+            await self._swarm.manager.wait_finished()
+
+    async def _upgrade_inbound(self, raw_conn: IRawConnection, maddr: multiaddr.Multiaddr) -> IMuxedConn:
+        """libp2p's inbound upgrade (Noise, yamux), inside an outsider slot.
+
+        The slot is given back once the peer proves an admitted key, or once
+        an outsider's connection has been closed by ``_evict``.
+        """
+        remote = raw_conn.get_remote_address() if hasattr(raw_conn, "get_remote_address") else None
+        address = str(remote[0]) if remote else "?"
+        full = self.outsiders.take(address)
+        if full is not None:
+            self._refusals.count(f"refused_{full}", f"connection from {address} before its handshake")
+            with trio.move_on_after(self._close_timeout):
+                await raw_conn.close()
+            raise SwarmException(f"no free {full.replace('_', ' ')} for {address}")
+        handed_over = False
+        try:
+            try:
+                muxed = await self._libp2p_upgrade(raw_conn, maddr)
+            except Exception:
+                self.stats["handshakes_failed"] += 1  # including the handshake timeout
+                raise
+            pid = muxed.peer_id
+            if not self._admits_connection(key_of(pid)):
+                self._refusals.count("refused_unregistered", f"peer {pid} from {address}")
+                eviction = self._evictions[pid] = _Eviction()
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._evict, pid, address, eviction)
+                    handed_over = True
+                else:  # not serving yet or any more
+                    await self._drop_connection(pid)
+            return muxed
+        finally:
+            if not handed_over:
+                self.outsiders.give_back(address)
+
+    async def _evict(self, pid: ID, address: str, eviction: _Eviction) -> None:
+        """Close an outsider's connection once its refusal is out, or after the grace period."""
+        try:
+            with trio.move_on_after(self.budgets.refusal_grace):
+                await eviction.answered.wait()
+            if eviction.active:  # a refusal is being written: let it finish
+                with trio.move_on_after(self.budgets.first_frame_timeout + self._close_timeout):
+                    await eviction.answered.wait()
+            await self._drop_connection(pid)
+        finally:
+            if self._evictions.get(pid) is eviction:
+                del self._evictions[pid]
+            self.outsiders.give_back(address)
+
+    def _no_identify_for_outsiders(self) -> None:
+        """The host identifies every new peer and pushes its identify to all on changes: outsiders excluded."""
+        host = self._host
+        schedule = host._schedule_identify
+
+        def schedule_identify(peer_id: ID, *, reason: str) -> None:
+            if self._admits_connection(key_of(peer_id)):
+                schedule(peer_id, reason=reason)
+
+        async def push_identify() -> None:
+            from libp2p.identity.identify_push.identify_push import push_identify_to_peers
+
+            peers = {p for p in host.get_connected_peers() if self._admits_connection(key_of(p))}
+            try:
+                await push_identify_to_peers(host, peer_ids=peers)
+            except Exception:
+                log.debug("identify push failed", exc_info=True)
+
+        host._schedule_identify = schedule_identify
+        host._push_identify_to_all_peers = push_identify
+
+    async def _route_stream(self, stream: INetStream) -> None:
+        """Admitted peers reach every protocol (ours, identify, ping); outsiders only a refusal."""
+        pid = stream.muxed_conn.peer_id
+        if self._admits_connection(key_of(pid)):
+            await self._host_stream_handler(stream)
+            return
+        eviction = self._evictions.setdefault(pid, _Eviction())
+        eviction.active += 1
+        try:
+            protocol = None
+            with trio.move_on_after(self.budgets.refusal_grace):
+                protocol, _ = await self._outsider_select.negotiate(MultiselectCommunicator(stream), 1)
+            if protocol is None:
+                self._refusals.count("refused_outsider_protocol", f"a stream from {pid}")
+                await self._reset(stream)
+                return
+            await self._refuse(stream, str(protocol), pid)
+            eviction.answered.set()
+        except Exception as exc:  # "na" for identify/ping, or the peer went away
+            log.debug("outsider stream from %s ended: %r", pid, exc)
+            await self._reset(stream)
+        finally:
+            eviction.active -= 1
+
     # -- handlers (server side) --------------------------------------------
 
     def set_handler(
@@ -329,6 +501,7 @@ class P2PNetwork(Network):
             await self._serve(protocol, stream)
 
         self._host.set_stream_handler(TProtocol(protocol), serve)
+        self._outsider_select.add_handler(TProtocol(protocol), None)
 
     def _admits(self, protocol: str, peer_key: PeerKey | None) -> bool:
         route = self._routes.get(protocol)
@@ -338,16 +511,20 @@ class P2PNetwork(Network):
         # Runs in the swarm's per-connection nursery: nothing may escape.
         pid = stream.muxed_conn.peer_id
         peer_key = key_of(pid)
+        if not self._admits(protocol, peer_key):
+            return await self._refuse(stream, protocol, pid)
+        assert peer_key is not None
+        reader = FrameReader(
+            _StreamSource(stream), max_size=self._max_frame,
+            deadline=self.budgets.frame_deadline, allowance=self.inflight.for_peer(peer_key),
+        )
         try:
-            if not self._admits(protocol, peer_key):
-                return await self._refuse(stream, protocol, pid)
-            reader = FrameReader(_StreamSource(stream), max_size=self._max_frame)
             async for frame in reader:
                 self.stats["frames_in"] += 1
                 self.stats["bytes_in"] += HEADER_SIZE + len(frame)
                 kind, body = wire.unpack(frame)
                 if not self._admits(protocol, peer_key):
-                    return await self._refuse(stream, protocol, pid)
+                    return await self._refuse(stream, protocol, pid, first_frame_read=True)
                 assert peer_key is not None
                 route = self._routes[protocol]
                 if kind == wire.MSG:
@@ -358,33 +535,45 @@ class P2PNetwork(Network):
                 else:
                     raise MalformedMessage(detail=f"kind {kind:#x} from a client")
             await self._close_stream(stream)
-        except FrameTooLarge as exc:
-            self.stats["rejected_oversize"] += 1
-            log.warning("reset %s stream from %s: %s", protocol, pid, exc)
-            await self._reset(stream)
         except TruncatedFrame as exc:
             # The connection went away mid-frame (e.g. the peer shut down).
             log.debug("%s stream from %s ended: %s", protocol, pid, exc)
             await self._reset(stream)
         except FrameError as exc:
-            self.stats["rejected_malformed"] += 1
-            log.warning("reset %s stream from %s: %s", protocol, pid, exc)
+            # Oversized, slow, over budget or malformed: counted by kind.
+            key = {
+                FrameTooLarge: "rejected_oversize", FrameTimeout: "rejected_frame_timeout",
+                OverBudget: "rejected_over_budget",
+            }.get(type(exc), "rejected_malformed")
+            self._refusals.count(key, f"reset {protocol} stream from {pid}: {exc}")
             await self._reset(stream)
         except Exception as exc:
             # Remote reset, connection lost, or a bug here: end this stream only.
             log.debug("%s stream from %s ended: %r", protocol, pid, exc)
             await self._reset(stream)
+        finally:
+            reader.release()
 
-    async def _refuse(self, stream: INetStream, protocol: str, pid: ID) -> None:
-        self.stats["rejected_unauthorized"] += 1
-        log.warning("refused %s stream from unauthorized peer %s", protocol, pid)
-        # Say why, half-close, then reset. The FIN must come before the RST:
-        # py-libp2p's yamux drops unread data when a RST arrives on an open
-        # stream, so the client would lose even the protocol ack and see a
-        # random negotiation failure instead of a clear refusal.
+    async def _refuse(
+        self, stream: INetStream, protocol: str, pid: ID, *, first_frame_read: bool = False
+    ) -> None:
+        self._refusals.count("rejected_unauthorized", f"{protocol} stream from {pid}")
+        # Read the request first (briefly): a client still writing it when
+        # the refusal arrives can lose the answer (js-libp2p 3.x does).
+        # Then say why, half-close, then reset. The FIN must come before the
+        # RST: py-libp2p's yamux drops unread data when a RST arrives on an
+        # open stream, so the client would lose even the protocol ack and see
+        # a random negotiation failure instead of a clear refusal.
         with trio.move_on_after(self._close_timeout) as scope:
             scope.shield = True
             try:
+                if not first_frame_read:
+                    with trio.move_on_after(self.budgets.first_frame_timeout):
+                        first = FrameReader(_StreamSource(stream), max_size=REFUSED_FIRST_FRAME)
+                        try:
+                            await first.read_frame()
+                        except FrameError:
+                            pass  # oversized or cut short: refuse all the same
                 await self._write(stream, wire.pack_error("unauthorized"))
                 await stream.close()
             except Exception:

@@ -104,3 +104,16 @@ def test_genesis_refuses_an_external_party_that_is_inside_the_network(tmp_path, 
     assert registry is None
     assert {(d.where, d.field) for d in defects} == {("[[external_parties]] #3", "eic"),
                                                      ("[[external_parties]] #3", "kind")}
+
+
+def test_an_implausible_area_loss_is_flagged(xreg):
+    net = Net(xreg)
+    # area one: UP brings 10 000 Wh in, HOUSE1 takes 1 000: a loss of 9 000 Wh, 90 % of the throughput
+    r = result(net.settle(Ledger(xreg), net.batch([net.reading(HOUSE1, G, 1000), net.reading(UP, G, 10_000)])), G)
+    a1 = xreg.meter_points[HOUSE1].grid_area
+    assert r.implausible_loss == (a1,)
+    assert check_invariants(xreg, r) is None
+    assert check_invariants(xreg, dataclasses.replace(r, implausible_loss=())).reason == Reason.INVARIANT_VIOLATED
+    # a plausible hour: the loss is within 10 % of what flows through the area
+    r = result(net.settle(Ledger(xreg), net.batch([net.reading(HOUSE1, G, 7_000), net.reading(UP, G, 7_500)])), G)
+    assert r.implausible_loss == ()
