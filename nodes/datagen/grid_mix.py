@@ -2,8 +2,8 @@
 
 The area: a rural area with wind and a small town in the north German plain (the site in profiles.SITE).
 Per 1,000 meter points: about 690 households (BDEW H0), 40 heat pumps and 30 wallboxes on their own meters,
-150 households with rooftop PV (40 of them with a home battery), 85 businesses and farms (G0-G6, L0-L2) and a few
-metered industrial customers; the plants (wind turbines, PV parks, a biogas plant, a small hydro plant) are
+150 households with rooftop PV (40 of them with a home battery), 85 businesses and farms (G0-G6, L0-L2) and about
+4 metered industrial customers sized to take industry's national share (44 %) of the load; the plants (wind turbines, PV parks, a biogas plant, a small hydro plant) are
 sized to the area's load so that local generation covers about 60 % of it, as in many rural German areas.
 Annual energies per class are in the published ranges (docs/realistic-data.md).
 
@@ -28,8 +28,8 @@ HEAT_PUMP_W = (9_000, 12_000)
 WALLBOX_W = (11_000, 22_000)
 HOUSEHOLD_W = (30_000, 43_000)  # 3 x 50 A and 3 x 63 A house connections
 BUSINESS_W = (50_000, 80_000, 120_000, 200_000)
-INDUSTRY_W = (500_000, 1_000_000, 1_600_000)
-INDUSTRY_MIN_W = 400_000
+INDUSTRY_MIN_W = 250_000  # metered (RLM) industry from this connection on; sized to the area (customer_mix)
+INDUSTRY_SHARE = 0.44  # of the area's load: German industry uses about 44 % of the electricity (BDEW)
 PV_ROOF_KWP = (6, 8, 10, 12, 15)
 
 # Annual energy ranges (kWh/a) per class; sources in docs/realistic-data.md.
@@ -37,13 +37,13 @@ HOUSEHOLD_KWH = ((1_300, 2_100, 0.41), (2_300, 3_300, 0.34), (3_200, 4_300, 0.12
 HOUSEHOLD_SIZES = tuple(((lo, hi), share) for lo, hi, share in HOUSEHOLD_KWH)
 HEAT_PUMP_KWH = (3_000, 6_500)
 WALLBOX_KWH = (1_500, 3_500)
-BUSINESS_KWH = (10_000, 100_000)  # standard-load-profile customers: below 100,000 kWh/a
+BUSINESS_KWH = (8_000, 100_000)  # standard-load-profile customers: below 100,000 kWh/a; log-uniform, most small
 FARM_KWH = (8_000, 60_000)
 INDUSTRY_FULL_LOAD_H = (2_500, 5_000)
 G_WEIGHTS = (("g0", 0.40), ("g1", 0.20), ("g2", 0.10), ("g3", 0.05), ("g4", 0.15), ("g5", 0.05), ("g6", 0.05))
 FARM_SHARE = 0.15  # of the businesses
 # Generation sized to the area's load: share of the annual load each source covers (rooftop PV comes on top).
-GENERATION_SHARE = {"wind": 0.30, "pv": 0.10, "biomass": 0.10, "hydro": 0.02}
+GENERATION_SHARE = {"wind": 0.30, "pv": 0.10, "biomass": 0.10, "hydro": 0.02}  # 52 %, with the roofs about 60 %
 FULL_LOAD_H = {"wind": 2_000, "pv": 960, "biomass": 7_700, "hydro": 4_500}
 
 CONSUMER_MIX = (  # (share of the meter points, kind, source, capacities W)
@@ -53,7 +53,6 @@ CONSUMER_MIX = (  # (share of the meter points, kind, source, capacities W)
     (0.110, "prosumer", "pv", tuple(k * 1000 for k in PV_ROOF_KWP)),
     (0.040, "prosumer", "battery", tuple(k * 1000 for k in PV_ROOF_KWP[1:4])),
     (0.086, "consumer", "grid", BUSINESS_W),
-    (0.004, "consumer", "grid", INDUSTRY_W),
 )
 
 
@@ -68,6 +67,10 @@ def _pick(weights: tuple, u: float):
 
 def _between(lo: float, hi: float, u: float) -> float:
     return lo + (hi - lo) * u
+
+
+def _log_between(lo: float, hi: float, u: float) -> float:
+    return lo * (hi / lo) ** u
 
 
 def spec_for(mp: MeterPoint, capacity_w: int, seed: int) -> MeterSpec:
@@ -88,7 +91,7 @@ def spec_for(mp: MeterPoint, capacity_w: int, seed: int) -> MeterSpec:
         if capacity_w < INDUSTRY_MIN_W:
             if u("farm") < FARM_SHARE:
                 return MeterSpec(("l0", "l1", "l2")[int(3 * u("l"))], _between(*FARM_KWH, u("kwh")))
-            return MeterSpec(_pick(G_WEIGHTS, u("g")), _between(*BUSINESS_KWH, u("kwh")))
+            return MeterSpec(_pick(G_WEIGHTS, u("g")), _log_between(*BUSINESS_KWH, u("kwh")))
         return MeterSpec("industry", capacity_w / 1000 * _between(*INDUSTRY_FULL_LOAD_H, u("kwh")))
     if mp.kind == "prosumer":
         kwp = capacity_w / 1000 if capacity_w <= 30_000 else capacity_w / 1000 / 3
@@ -135,7 +138,8 @@ def _expected_kwh(kind: str, source: str, capacity_w: int) -> float:
     if capacity_w < BUSINESS_W[0]:
         return sum((lo + hi) / 2 * w for lo, hi, w in HOUSEHOLD_KWH)
     if capacity_w < INDUSTRY_MIN_W:
-        return (1 - FARM_SHARE) * sum(BUSINESS_KWH) / 2 + FARM_SHARE * sum(FARM_KWH) / 2
+        lo, hi = BUSINESS_KWH
+        return (1 - FARM_SHARE) * (hi - lo) / math.log(hi / lo) + FARM_SHARE * sum(FARM_KWH) / 2
     return capacity_w / 1000 * sum(INDUSTRY_FULL_LOAD_H) / 2
 
 
@@ -155,25 +159,31 @@ def customer_mix(n: int, rng: random.Random) -> list[tuple[str, str, int]]:
         return []
     per_source = max(1, n // 2_500)
     plants_room = max(0, min(4 * per_source, n - 1))
-    counts = _counts(n - plants_room, [s for s, *_ in CONSUMER_MIX])
-    if n - plants_room >= 20 and counts[-1] == 0:  # every area of 20+ points has an industrial customer
-        counts[0] -= 1
-        counts[-1] = 1
+    industry = (max(1, round(n * 0.004)) if n >= 20 else 0) if n - plants_room > 1 else 0
+    counts = _counts(n - plants_room - industry, [s for s, *_ in CONSUMER_MIX])
     out = [(kind, source, rng.choice(caps)) for c, (_, kind, source, caps) in zip(counts, CONSUMER_MIX)
            for _ in range(c)]
+    slp_kwh = sum(_expected_kwh(*m) for m in out)
+    if industry:  # metered industry sized to the area, so it takes its national share of the load
+        each_kwh = slp_kwh * INDUSTRY_SHARE / (1 - INDUSTRY_SHARE) / industry
+        capacity = max(INDUSTRY_MIN_W, round(each_kwh / (sum(INDUSTRY_FULL_LOAD_H) / 2) * 1000, -4))
+        out += [("consumer", "grid", int(capacity))] * industry
     rng.shuffle(out)
     load_mwh = sum(_expected_kwh(*m) for m in out) / 1000
     plants = []
-    for source in ("wind", "pv", "biomass", "hydro"):
-        mw = load_mwh * GENERATION_SHARE[source] / FULL_LOAD_H[source] / per_source  # the capacity of one plant
+    budget_mwh = load_mwh * sum(GENERATION_SHARE.values())  # what the plants may make, all together
+    for source in ("wind", "pv", "biomass", "hydro"):  # wind first: a turbine is the biggest step
+        target = min(load_mwh * GENERATION_SHARE[source], budget_mwh) / per_source  # MWh a year of one plant
         if source == "wind":
-            rated = 2_300_000 if mw >= 1.6 else 800_000
-            units = round(mw * 1e6 / rated) or (1 if mw * 1e6 >= 0.5 * rated else 0)
+            rated = 2_300_000 if target >= 1.6 * FULL_LOAD_H["wind"] else 800_000
+            unit_mwh = rated / 1e6 * FULL_LOAD_H["wind"]
+            units = round(target / unit_mwh) or (1 if target >= 0.35 * unit_mwh else 0)  # a village gets its one
             capacity = units * rated
         else:
-            capacity = round(mw * 1e6, -4 if source == "pv" else -3)  # 10 kW / 1 kW steps
+            capacity = round(target / FULL_LOAD_H[source] * 1e6, -4 if source == "pv" else -3)  # 10 kW / 1 kW
         if capacity >= 50_000:
             plants += [("producer", source, int(capacity))] * per_source
+            budget_mwh -= capacity / 1e6 * FULL_LOAD_H[source] * per_source
     out += plants[:plants_room]
     household = CONSUMER_MIX[0]
     out += [(household[1], household[2], rng.choice(household[3])) for _ in range(n - len(out))]
