@@ -154,3 +154,12 @@ def test_inbox(tmp_path):
         inbox.load(inbox.pending()[1], key, REG.chain_id)
     inbox.mark_sent(inbox.pending()[0])
     assert (inbox.sent_dir / "a.batch").exists() and [p.name for p in inbox.pending()] == ["b.batch"]
+
+
+def test_a_node_config_with_a_bad_simulated_start_is_refused_in_one_line():
+    from nodes.home import SCHEMA
+
+    start = SCHEMA["meter_point"]["start"]
+    assert start.problem("2026-06-21T00:00") is None and start.problem("2026-06-21T00:00Z") is None
+    assert "must be a time like" in start.problem("21.06.2026") and "must be a time" in start.problem(7)
+    assert SCHEMA["balancing_group"]["start"].problem("yesterday")
