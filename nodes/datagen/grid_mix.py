@@ -33,7 +33,7 @@ INDUSTRY_SHARE = 0.44  # of the area's load: German industry uses about 44 % of 
 PV_ROOF_KWP = (6, 8, 10, 12, 15)
 
 # Annual energy ranges (kWh/a) per class; sources in docs/realistic-data.md.
-HOUSEHOLD_KWH = ((1_300, 2_100, 0.41), (2_300, 3_300, 0.34), (3_200, 4_300, 0.12), (3_900, 5_600, 0.13))  # 1-4+ persons
+HOUSEHOLD_KWH = ((1_400, 2_400, 0.41), (2_500, 3_500, 0.34), (3_300, 4_500, 0.12), (4_000, 6_000, 0.13))  # 1-4+ persons
 HOUSEHOLD_SIZES = tuple(((lo, hi), share) for lo, hi, share in HOUSEHOLD_KWH)
 HEAT_PUMP_KWH = (3_000, 6_500)
 WALLBOX_KWH = (1_500, 3_500)
