@@ -47,7 +47,7 @@ from stromledger.consensus import Commit, certificate_holds
 from stromledger.crypto import sha256
 from stromledger.net import SYNC, NetError, Network
 
-from .feed import devnet_trades, own_schedules
+from .feed import SimulatedFeed, devnet_trades, own_schedules
 from .light import LightError, verify_commit
 from .health import gate_closed_period, health_fields
 from .meter_point import REQUEST_TIMEOUT, Outbox, batch_refused, log_receipt, reason_label
@@ -128,6 +128,9 @@ class BalancingGroupNode(RoleNode):
             raise ValueError(f"[balancing_group] schedules must be \"simulated\" or \"none\", "
                              f"not {self.schedule_mode!r}")
         self.seed = int(cfg.get("seed", 1))
+        # the devnet's groups schedule their forecast of what the simulated meters of their portfolio do
+        self.feed = SimulatedFeed.from_config(self.reg, cfg) \
+            if self.schedule_mode == "simulated" else None
         self.lead = max(0, int(cfg.get("schedule_lead", 2)))
         self.timeout = float(cfg.get("timeout_ms", REQUEST_TIMEOUT * 1000)) / 1000
         self.poll = max(0.2, min(5.0, self.reg.period_seconds / 10))
@@ -385,7 +388,7 @@ class BalancingGroupNode(RoleNode):
         last = now_period + self.lead
         done = []
         for p in range(first, last + 1):
-            mine = own_schedules(devnet_trades(self.reg, p, self.seed), self.signs_for)
+            mine = own_schedules(devnet_trades(self.reg, p, self.seed, self.feed), self.signs_for)
             if mine:
                 sched = [sign_schedule(self.ctx.key, self.reg.chain_id, f, t, period, wh) for f, t, period, wh in mine]
                 self.outbox.add(make_batch(self.ctx.key, self.reg.chain_id, (), sched))

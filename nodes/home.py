@@ -41,6 +41,7 @@ ConfigError; `init` writes every setting of the role, commented):
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """One config.toml key: its type ("str", "int" = whole number >= 0, "list" = list of strings, "levels" =
-    a table of logger name = log level), its default (None: computed, see `help`), what it means, and the
-    values allowed (empty: any)."""
+    a table of logger name = log level, "time" = an ISO time such as 2026-06-21T00:00), its default (None:
+    computed, see `help`), what it means, and the values allowed (empty: any)."""
     kind: str
     default: Any
     help: str
@@ -66,6 +67,8 @@ class Setting:
             return f"must be a whole number >= 0, not {value!r}"
         if self.kind == "str" and not isinstance(value, str):
             return f"must be a string, not {value!r}"
+        if self.kind == "time" and not _is_time(value):
+            return f"must be a time like \"2026-06-21T00:00\" (UTC unless it names an offset), not {value!r}"
         if self.kind == "list" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             return f"must be a list of strings, not {value!r}"
         if self.kind == "levels" and not (isinstance(value, dict) and all(
@@ -105,6 +108,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "feed": Setting("str", "simulated", "inbox = signed Batch files dropped into data/inbox/; simulated = "
                                             "devnet readings", ("simulated", "inbox")),
         "seed": Setting("int", 1, "the simulated feed's seed"),
+        "start": Setting("time", None, "simulated feed: the quarter hour the genesis period stands for, e.g. "
+                                      "2026-06-21T00:00 (default: the genesis time)"),
+        "energies": Setting("str", None, "simulated feed: the energies the devnet computed once (.npz)"),
         "batch_size": Setting("int", 5000, "readings per batch sent (at most 20000)"),
         "submit_delay_ms": Setting("int", None, "send a period's readings this long after it ends (default: a "
                                                 "tenth of the gate-closure grace, at most 1000)"),
@@ -113,9 +119,11 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     "balancing_group": {
         "groups": Setting("list", None, "EICs of the balancing groups this node serves (default: every group "
                                         "its key operates)"),
-        "schedules": Setting("str", "none", "none = send schedules yourself; simulated = devnet trades",
+        "schedules": Setting("str", "none", "none = send schedules yourself; simulated = devnet forecast schedules",
                              ("none", "simulated")),
         "seed": Setting("int", 1, "the simulated schedules' seed"),
+        "start": Setting("time", None, "simulated schedules: as [meter_point] start"),
+        "energies": Setting("str", None, "simulated schedules: as [meter_point] energies"),
         "schedule_lead": Setting("int", 2, "simulated schedules: this many periods ahead"),
         "timeout_ms": Setting("int", 10000, "per request to a validator"),
     },
@@ -134,6 +142,14 @@ SCHEMA: dict[str, dict[str, Setting]] = {
 }
 EVERY_ROLE_SECTIONS = ("api", "log")
 SECTION_ROLES = {"consensus": "validator", "meter_point": "meter-point", "balancing_group": "balancing-group"}
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return False
+    return True
 
 
 class ConfigError(Exception):

@@ -14,6 +14,8 @@ Merkle proof. A mismatch is logged at ERROR with the MaLo-ID and what differs, a
     [meter_point]
     feed = "simulated"      # or "inbox": signed Batch files dropped into data/inbox/
     seed = 1                # the simulated feed's seed
+    start = "2026-06-21T00:00"  # optional: the simulated quarter hour of the genesis period (default: its real time)
+    energies = "simulated-energies.npz"  # optional: energies the devnet computed once for all its nodes
     batch_size = 5000       # readings per batch (at most 20000: a batch must fit in one network frame)
     submit_delay_ms = ...   # after period end (default: a tenth of the grace, at most 1 s)
 
@@ -322,7 +324,7 @@ class MeterPointNode(RoleNode):
         kind = str(cfg.get("feed", "simulated"))
         if feed is None:
             if kind == "simulated":
-                feed = SimulatedFeed(self.reg, int(cfg.get("seed", 1)))
+                feed = SimulatedFeed.from_config(self.reg, cfg)
             elif kind == "inbox":
                 feed = InboxFeed(ctx.config.data_dir / "inbox")
             else:

@@ -67,7 +67,7 @@ class InitResult:
 def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningKey | None = None,
               key_file: str | Path | None = None, name: str | None = None, listen: str | None = None,
               peers: list[Peer] | tuple[Peer, ...] = (), groups: list[str] | None = None, feed: str | None = None,
-              seed: int | None = None, schedules: str | None = None,
+              seed: int | None = None, schedules: str | None = None, simulated: dict[str, str] | None = None,
               consensus: dict[str, int] | None = None) -> InitResult:
     """Create a node home (config.toml, node.key, genesis.toml + its meter-point file, data/).
 
@@ -143,6 +143,7 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
         options["meter_point"] = {"feed": feed}
         if seed is not None:
             options["meter_point"]["seed"] = seed
+        options["meter_point"].update(simulated or {})  # the simulated feed's start and energy cache
         if feed == "simulated":
             warnings.append("--feed simulated signs made-up readings with the devnet's label-derived meter keys: "
                             "for a devnet only")
@@ -155,6 +156,7 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
         options["balancing_group"] = {"groups": groups, "schedules": schedules}
         if seed is not None:
             options["balancing_group"]["seed"] = seed
+        options["balancing_group"].update(simulated or {})
     elif schedules is not None:
         raise InitError("--schedules is a balancing-group option")
     if consensus:
@@ -510,6 +512,8 @@ def seal_summary(seal, registry: Registry | None) -> dict[str, Any]:
             "schedules": len(r.schedules),
             "schedule_issues": len(r.schedule_issues),
             "net_export": r.net_export,
+            "external_net": r.checks.external_net,
+            "implausible_loss": list(r.implausible_loss),
         })
     rejected = {}
     for rc in seal.rejected:
@@ -649,7 +653,16 @@ def result_lines(result: dict[str, Any]) -> list[str]:
             f"substituted, {result['corrected']} corrected, {result['missing']} missing; net export "
             f"{wh(result['net_export'])} Wh; schedules {result['schedules']} matched, {result['schedule_issues']} "
             "not matched",
-            f"generation mix: {mix}"]
+            f"generation mix: {mix}"] + (
+        [f"implausible grid loss (over the genesis' loss_plausibility_percent of throughput) in "
+         f"{', '.join(result['implausible_loss'])}"] if result.get("implausible_loss") else [])
+
+
+def imbalance_share(group: dict[str, Any]) -> str:
+    """|IMB| as a share of the group's throughput (the larger of what came in, INJ + FPI, and what went out,
+    WD + FPE)."""
+    throughput = max(group["inj"] + group["fpi"], group["wd"] + group["fpe"])
+    return f"{100 * abs(group['imb']) / throughput:.1f}" if throughput else "-"
 
 
 def result_tables(result: dict[str, Any]) -> list:
@@ -657,12 +670,13 @@ def result_tables(result: dict[str, Any]) -> list:
     from rich.table import Table
 
     title = f"{result['period_iso'] or result['period']} version {result['version']}"
-    groups = Table(title=f"balancing groups, {title} (Wh; IMB = INJ + FPI - WD - FPE, > 0 = long)",
-                   title_justify="left")
-    for col in ("group", "name", "INJ", "WD", "FPI", "FPE", "IMB"):
+    groups = Table(title=f"balancing groups, {title} (Wh; IMB = INJ + FPI - WD - FPE, > 0 = long; IMB % of the "
+                         "group's throughput)", title_justify="left")
+    for col in ("group", "name", "INJ", "WD", "FPI", "FPE", "IMB", "IMB %"):
         groups.add_column(col, justify="left" if col in ("group", "name") else "right", no_wrap=col == "group")
     for g in result["groups"]:
-        groups.add_row(g["group"], g["name"], wh(g["inj"]), wh(g["wd"]), wh(g["fpi"]), wh(g["fpe"]), wh(g["imb"]))
+        groups.add_row(g["group"], g["name"], wh(g["inj"]), wh(g["wd"]), wh(g["fpi"]), wh(g["fpe"]), wh(g["imb"]),
+                       imbalance_share(g))
     areas = Table(title=f"grid areas, {title} (Wh; the loss is booked to the area's loss group)",
                   title_justify="left")
     for col in ("area", "name", "INJ", "WD", "exchange in", "exchange out", "loss"):

@@ -130,12 +130,18 @@ def schedule_precheck(registry: Registry, s: Schedule) -> Rejection | None:
     if s.from_group == s.to_group:
         return Rejection(Reason.MALFORMED, "a schedule is between two different balancing groups")
     keys = registry.group_keys
+    external = registry.external_parties
     for eic in (s.from_group, s.to_group):
-        if eic not in keys:
+        if eic not in keys and eic not in external:
             if not is_valid_eic(eic):
                 return Rejection(Reason.MALFORMED, f"{eic!r} is not a valid EIC")
             return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{eic} is not in the registry")
-    if s.signer != keys[s.from_group] and s.signer != keys[s.to_group]:
+    if s.from_group in external and s.to_group in external:
+        return Rejection(Reason.MALFORMED, "a schedule between two external parties does not touch the network")
+    if s.signer != keys.get(s.from_group) and s.signer != keys.get(s.to_group):
+        if s.from_group in external or s.to_group in external:
+            return Rejection(Reason.WRONG_SIGNER, "a schedule with an external party is signed by the operator "
+                                                  "of the network's group")
         return Rejection(Reason.WRONG_SIGNER, "a schedule is signed by the operator of its from or to group")
     return None
 

@@ -205,7 +205,9 @@ class Acceptor:
             return Rejection(Reason.DUPLICATE, "schedule already received")
         new.add((s.period, key, s.wh))
         keys = self.registry.group_keys
-        other = keys[s.to_group] if s.signer == keys[s.from_group] else keys[s.from_group]
+        other = keys.get(s.to_group) if s.signer == keys.get(s.from_group) else keys.get(s.from_group)
+        if other is None:
+            return None  # an external party signs nothing: the network group's value stands alone
         theirs = pending.get((s.from_group, s.to_group, other), set())
         if other != s.signer and theirs and s.wh not in theirs:
             return Rejection(Reason.SCHEDULE_MISMATCH, f"the other group's operator signed {sorted(theirs)} Wh: "
