@@ -50,7 +50,7 @@ from stromledger.crypto import sha256
 from stromledger.net import SYNC, NetError, Network
 from stromledger.registry import NETWORK, view
 
-from .feed import devnet_trades, own_schedules
+from .feed import SimulatedFeed, devnet_trades, own_schedules
 from .light import LightError, verify_commit
 from .health import gate_closed_period, health_fields
 from .meter_point import REQUEST_TIMEOUT, Outbox, batch_refused, log_receipt, reason_label
@@ -131,6 +131,9 @@ class BalancingGroupNode(RoleNode):
             raise ValueError(f"[balancing_group] schedules must be \"simulated\" or \"none\", "
                              f"not {self.schedule_mode!r}")
         self.seed = int(cfg.get("seed", 1))
+        # the devnet's groups schedule their forecast of what the simulated meters of their portfolio do
+        self.feed = SimulatedFeed.from_config(self.reg, cfg) \
+            if self.schedule_mode == "simulated" else None
         self.lead = max(0, int(cfg.get("schedule_lead", 2)))
         self.timeout = float(cfg.get("timeout_ms", REQUEST_TIMEOUT * 1000)) / 1000
         # Which chain it follows: "network", the network chain of a genesis with area chains (what validator
@@ -144,7 +147,7 @@ class BalancingGroupNode(RoleNode):
         self.validators = [p.key for p in ctx.config.peers if p.key != key] or list(self.reg.validator_keys())
         self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log,
                              period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout,
-                             correction_window=self.reg.correction_window)
+                             correction_window=self.reg.correction_window, name=ctx.peer_name)
         self.state = self._load_state()
         v = store.get_meta("bg.next_schedule")
         self.next_schedule = int(v.decode()) if v else self.reg.genesis_period
@@ -204,11 +207,11 @@ class BalancingGroupNode(RoleNode):
             try:
                 reply = decode(await self.net.request(peer, SYNC, payload, timeout=self.timeout))
             except (NetError, CodecError) as e:
-                problems.append(f"{peer.hex()[:12]}: {e}")
+                problems.append(f"{self.ctx.peer_name(peer)}: {e}")
                 self._turn += 1
                 continue
             if isinstance(reply, ErrorReply):
-                problems.append(f"{peer.hex()[:12]}: {reply.reason}: {reply.message}")
+                problems.append(f"{self.ctx.peer_name(peer)}: {reply.reason}: {reply.message}")
                 self._turn += 1
                 continue
             return peer, reply
@@ -221,7 +224,7 @@ class BalancingGroupNode(RoleNode):
         peer, reply = await self._ask(SyncRequest(self.next_height, SYNC_LIMIT).encode())
         if not isinstance(reply, SyncReply):
             self._turn += 1
-            raise FetchFailed(f"{peer.hex()[:12]} answered a sync request with {type(reply).__name__}")
+            raise FetchFailed(f"{self.ctx.peer_name(peer)} answered a sync request with {type(reply).__name__}")
         applied = 0
         for data in reply.commits[:MAX_SYNC]:
             try:
@@ -251,7 +254,8 @@ class BalancingGroupNode(RoleNode):
         try:
             seal = verify_commit(self.reg, commit.value, commit.certificate, h)
         except LightError as e:
-            self.log.error("REFUSED the commit for height %d from %s: %s", h, (peer or b"?").hex()[:12], e)
+            self.log.error("REFUSED the commit for height %d from %s: %s", h,
+                           self.ctx.peer_name(peer) if peer else "?", e)
             self.ctx.reject(f"commit_{e.reason}", f"height {h}: {e}", peer)
             return False
         try:
@@ -422,7 +426,7 @@ class BalancingGroupNode(RoleNode):
                 raise
             if not isinstance(reply, BatchReply):
                 self._turn += 1
-                raise FetchFailed(f"{peer.hex()[:12]} answered a batch request with {type(reply).__name__}")
+                raise FetchFailed(f"{self.ctx.peer_name(peer)} answered a batch request with {type(reply).__name__}")
             got = 0
             for data in reply.batches:
                 d = sha256(data)
@@ -433,7 +437,7 @@ class BalancingGroupNode(RoleNode):
                     self.ctx.reject("unrequested_batch", "a validator sent a batch that was not asked for", peer)
             if not got:
                 self._turn += 1
-                raise FetchFailed(f"{peer.hex()[:12]} has none of {len(ask)} listed batches")
+                raise FetchFailed(f"{self.ctx.peer_name(peer)} has none of {len(ask)} listed batches")
             want = [d for d in want if d not in out]
         return out
 
@@ -471,7 +475,7 @@ class BalancingGroupNode(RoleNode):
         last = now_period + self.lead
         done = []
         for p in range(first, last + 1):
-            mine = own_schedules(devnet_trades(self.reg, p, self.seed), self.signs_for)
+            mine = own_schedules(devnet_trades(self.reg, p, self.seed, self.feed), self.signs_for)
             if mine:
                 sched = [sign_schedule(self.ctx.key, self.reg.chain_id, f, t, period, wh) for f, t, period, wh in mine]
                 self.outbox.add(make_batch(self.ctx.key, self.reg.chain_id, (), sched))
@@ -484,7 +488,7 @@ class BalancingGroupNode(RoleNode):
     async def flush(self, force: bool = False) -> None:
         deliveries = await self.outbox.flush(force)
         for d in deliveries:
-            log_receipt(self.log, d, "schedule")
+            log_receipt(self.log, d, "schedule", name=self.ctx.peer_name)
             r = d.receipt
             if batch_refused(r):
                 self.schedules["rejected"] += len(d.batch.schedules)
@@ -533,7 +537,7 @@ class BalancingGroupNode(RoleNode):
     async def run(self) -> None:
         self.log.info("balancing-group node up: groups %s, following from height %d, validators %s",
                       ", ".join(self.groups) or "none", self.next_height,
-                      ", ".join(v.hex()[:12] for v in self.validators))
+                      ", ".join(self.ctx.peer_name(v) for v in self.validators))
         tick = max(0.05, min(1.0, self.reg.period_seconds / 20))
         while True:
             await self.step()

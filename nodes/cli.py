@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import pkgutil
 import sys
 
 from stromledger import __version__
 
 from . import commands
+from .logs import configure_logging
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -40,11 +40,14 @@ def log_level(text: str) -> str:
 
 
 def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
-    """--log-level on the top parser and, so it may also follow the subcommand, on every subparser (there
-    without a default, so it does not override one given before the subcommand)."""
+    """--log-level and --log-format on the top parser and, so they may also follow the subcommand, on every
+    subparser (there without a default, so it does not override one given before the subcommand)."""
     parser.add_argument("--log-level", type=log_level, metavar="LEVEL",
                         default="INFO" if top else argparse.SUPPRESS,
                         help="DEBUG, INFO, WARNING or ERROR (default INFO); before or after the command")
+    parser.add_argument("--log-format", choices=("text", "json"), default=None if top else argparse.SUPPRESS,
+                        help="text (default) or json, one object per line; a node's config.toml [log] format "
+                             "applies when this is not given")
 
 
 def subparsers(parser: argparse.ArgumentParser):
@@ -96,11 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-    )
+    configure_logging(args.log_format or "text", args.log_level)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -19,7 +19,9 @@ every requested period.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
+import math
 import os
 import signal
 import socket
@@ -30,17 +32,21 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
+from zoneinfo import ZoneInfo
 
-from nodes.datagen.devnet_genesis import devnet_key, make_devnet_genesis
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, make_devnet_genesis
 from stromledger.periods import Period, format_utc
 from stromledger.registry import Registry, load_genesis
 
+from .feed import parse_start
 from .home import Peer, load_config
 from .setup import init_home
 
 HOST = "127.0.0.1"
 STOP_TIMEOUT_S = 10.0  # SIGTERM, then this long for a clean exit, then SIGKILL
 LOG_TAIL_LINES = 30
+ENERGY_CACHE = "simulated-energies.npz"
+SCHEDULE_LEAD = 2  # the balancing-group nodes schedule this many periods ahead
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class DevnetOptions:
     period_seconds: int = 5
     seed: int = 1
     areas: Optional[int] = None  # grid areas, each with its own chain (default validators // 2)
+    start: str = ""  # the simulated quarter hour of the first period, e.g. 2026-06-21T00:00 ("": its real time)
 
     def check(self) -> None:
         if min(self.validators, self.balancing_groups, self.meters, self.periods) < 1:
@@ -61,6 +68,8 @@ class DevnetOptions:
         if self.period_seconds < 3:
             raise ValueError("--period-seconds must be at least 3 (gate closure, consensus and light "
                              "verification must fit)")
+        if self.start:
+            parse_start(self.start)
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,8 @@ class Devnet:
 def start_margin(options: DevnetOptions) -> int:
     """Seconds from now to the earliest genesis start: every node process must be up by then."""
     nodes = options.validators + options.balancing_groups + 2
-    return max(6, 2 + (3 * nodes + 4) // 5)  # about 0.6 s per process on a small, shared machine
+    feeds = options.balancing_groups + 2  # these also import numpy and pandas for the simulated feed: ~1 s each
+    return max(6, 2 + (3 * nodes + 4) // 5) + (feeds + 1) // 2  # about 0.6 s per process on a shared machine
 
 
 def genesis_start(now: int, period_seconds: int, margin: int) -> int:
@@ -160,9 +170,14 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
         raise FileExistsError(f"{directory} is not empty: a devnet is written into a new directory")
     directory.mkdir(parents=True, exist_ok=True)
     L = options.period_seconds
+    began = time.monotonic()
+    start = parse_start(options.start) if options.start else dt.datetime.fromtimestamp(now - now % 900, dt.timezone.utc)
+    options = dataclasses.replace(options, start=start.isoformat())
+    simulated = write_simulated_energies(directory, options)
+    prepared = math.ceil(time.monotonic() - began)  # the profiles took this long: the genesis waits for them
     genesis = make_devnet_genesis(directory / "genesis", options.validators, options.balancing_groups,
                                   options.meters, L, options.seed,
-                                  genesis_start=genesis_start(now, L, start_margin(options)),
+                                  genesis_start=genesis_start(now + prepared, L, start_margin(options)),
                                   chain_id=new_chain_id(now), grace_seconds=grace_seconds(L),
                                   grid_areas=options.areas)
     registry = load_genesis(genesis)
@@ -178,10 +193,25 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
         init_home(n.home, n.role, genesis, key=devnet_key(n.name), name=n.name, listen=n.listen, peers=peers,
                   feed="simulated" if n.role == "meter-point" else None,
                   schedules="simulated" if n.role == "balancing-group" else None,
-                  seed=options.seed if n.role != "validator" else None)
+                  seed=options.seed if n.role != "validator" else None,
+                  simulated=simulated if n.role != "validator" else None)
     devnet = Devnet(directory, options, genesis, registry, nodes)
     (directory / "devnet.json").write_text(json.dumps(describe(devnet), indent=2) + "\n")
     return devnet
+
+
+def write_simulated_energies(directory: Path, options: DevnetOptions) -> dict[str, str]:
+    """Compute the simulated meters' energies of the devnet's periods once (the profiles take seconds per
+    process) into DIR/simulated-energies.npz; the node config options that point the feeds to it. The meter
+    points do not depend on the genesis time, so this runs before the genesis is fixed."""
+    from .feed import SimulatedFeed
+
+    registry = devnet_registry(options.validators, options.balancing_groups, options.meters, options.period_seconds,
+                               options.seed)
+    feed = SimulatedFeed(registry, options.seed, start=parse_start(options.start))
+    path = directory / ENERGY_CACHE
+    feed.save_energies(path, range(options.periods + SCHEDULE_LEAD + 2))
+    return {"start": options.start, "energies": str(path)}
 
 
 def describe(devnet: Devnet) -> dict[str, Any]:
@@ -344,6 +374,7 @@ class Progress:
     verified: dict[str, set[int]] = field(default_factory=dict)  # light/group node -> heights verified
     problems: dict[str, list[str]] = field(default_factory=dict)  # light/group node -> verification problems
     listening: set[str] = field(default_factory=set)
+    api_urls: dict[str, str] = field(default_factory=dict)  # node -> its operator API (dashboard at /)
     settled: set[int] = field(default_factory=set)  # heights every validator committed
 
     def finished(self, devnet: Devnet) -> bool:
@@ -398,6 +429,11 @@ def poll(devnet: Devnet, progress: Progress, console) -> None:
         if spec.name not in progress.listening and status.get("listen"):
             progress.listening.add(spec.name)
             up.append(spec.name)
+        if spec.name not in progress.api_urls and isinstance(status.get("api_url"), str):
+            progress.api_urls[spec.name] = status["api_url"]
+            if spec.role != "meter-point":
+                console.print(f"  dashboard of {spec.name}: {status['api_url']}/  (API: /status, /metrics, "
+                              "/openapi.json)", markup=False)
         if spec.role == "validator":
             _note_commit(devnet, spec, status, progress, new)
         else:
@@ -513,6 +549,15 @@ def collect_results(devnet: Devnet) -> list[HeightResult]:
     return [per[h] for h in devnet.heights]
 
 
+def simulated_time(devnet: Devnet, height: int) -> str:
+    """The simulated quarter hour (local time of the profiles) a devnet period stands for."""
+    from .feed import default_start
+
+    start = parse_start(devnet.options.start) if devnet.options.start else default_start(devnet.registry)
+    t = start + dt.timedelta(minutes=15 * (height - devnet.registry.genesis_period))
+    return t.astimezone(ZoneInfo("Europe/Berlin")).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
 def report(devnet: Devnet, results: list[HeightResult], progress: Progress, console) -> bool:
     """Print every requested period: its seal, totals, mix, agreement and light verification. True when
     every validator committed the same valid seal and every light node verified every period."""
@@ -525,7 +570,7 @@ def report(devnet: Devnet, results: list[HeightResult], progress: Progress, cons
             console.print(f"[red]period {period.iso()} (height {r.height}): committed by no validator[/]")
             ok = False
             continue
-        console.rule(f"period {period.iso()} (height {r.height})")
+        console.rule(f"period {period.iso()} (height {r.height}), simulated {simulated_time(devnet, r.height)}")
         if r.agreed:
             console.print(f"seal {next(iter(r.seals.values()))}: [green]the same on all {len(r.seals)} validators, "
                           "certificates valid[/]")

@@ -1,8 +1,10 @@
 """Where a meter-point node's readings and a balancing-group node's schedules come from.
 
 - `SimulatedFeed` (the devnet): realistic, deterministic readings for every meter point of the registry, from
-  `nodes.profiles`. The devnet is a time-lapse: devnet period k (= index - genesis period) stands for the
-  simulated quarter-hour `simulated_instant(start, k)`; its energy is power x period length. Boundary meters
+  `nodes.datagen.profiles` (BDEW load profiles, pvlib, windpowerlib; the customer classes of
+  nodes.datagen.grid_mix). The devnet is a time-lapse: devnet period k (= index - genesis period) stands for
+  the simulated quarter hour `start + 15 min x k` and carries that quarter hour's energy (the devnet genesis
+  scales the connection capacities to match). `start` defaults to the genesis time itself. Boundary meters
   (tie lines) carry the flows that leave each grid area a loss of 2-5 % of its withdrawal; the tie line to
   the grid outside the network balances the area. Every 10th meter point of each meter operator sends
   cumulative registers. Meters sign with their devnet keys (`devnet_key(meter_label(malo_id))`): devnet
@@ -10,8 +12,10 @@
 - `InboxFeed`: an operator drops signed readings as canonical Batch files into `data/inbox/`; the node
   submits each once its periods have ended and moves it to `data/inbox/sent/` when a validator took it, or
   to `data/inbox/refused/` (its reason in NAME.reason) when the refusal is final.
-- `devnet_trades`: the schedules the devnet's supplier balancing groups trade, derived from the seed so both
-  sides of a trade compute the same (from, to, period, Wh) without talking to each other.
+- `devnet_trades`: the schedules of the devnet's supplier groups: each buys its forecast of its portfolio
+  (the truth x (1 + e), e an autocorrelated error of a few percent) at the external power exchange, or sells
+  it there when its portfolio feeds in; every 7th period one schedule between two suppliers that only one side
+  signs (the seal reports it). Derived from the registry and seed, so every node computes the same.
 
 Floats stay inside this module: what leaves it is integer Wh, which is what meters and groups sign.
 """
@@ -32,47 +36,52 @@ from stromledger.codec import CodecError
 from stromledger.crypto import SigningKey
 from stromledger.registry import Registry
 
-from .profiles import meter_power, simulated_instant, to_wh
+from nodes.datagen.grid_mix import meter_specs
+from nodes.datagen.profiles import QUARTER_S, Profiles, unit as _unit
 
-DEVNET_START = dt.datetime(2026, 6, 15, 4, 0, tzinfo=dt.timezone.utc)  # a June sunrise: PV shows up early
 REGISTER_EVERY = 10  # every 10th (non-boundary) meter point sends cumulative registers
 LOSS_RANGE = (0.02, 0.05)  # an area's grid loss as a share of its withdrawal
-COMMERCE_W = 50_000  # consumers from this connection size on follow the commerce profile (G0)
-TRADE_W = (40_000, 400_000)  # traded power between two supplier groups, W
+FORECAST_ERROR = 0.03  # standard deviation of a supplier's relative forecast error
+FORECAST_CORRELATION = 0.97  # per quarter hour: errors persist for hours, as weather forecast errors do
+ONE_SIDED_WH = 10_000  # the one-sided schedule's energy
 ONE_SIDED_EVERY = 7  # every 7th period one schedule is signed by one side only (shows up as an issue)
 _CACHE = 8
 
 log = logging.getLogger("stromledger.feed")
 
 
-def _unit(*parts: object) -> float:
-    """A deterministic number in [0, 1) for the given key."""
-    h = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(h[:8], "big") / 2**64
+def default_start(registry: Registry) -> dt.datetime:
+    """The simulated quarter hour of the genesis period: the real time of day when the devnet starts."""
+    t = registry.genesis_period * registry.period_seconds
+    return dt.datetime.fromtimestamp(t - t % QUARTER_S, dt.timezone.utc)
 
 
-def battery_power(max_power_w: int, t: dt.datetime, key: str) -> tuple[float, float]:
-    """A home battery behind a household meter: charges from the grid around midday, discharges in the evening."""
-    imp, exp = meter_power("consumer", "grid", max_power_w, t, key)
-    hour = t.hour + t.minute / 60
-    if 10 <= hour < 15:
-        imp += 0.25 * max_power_w * (0.6 + 0.4 * _unit("bat", key, t.date()))
-    elif 17 <= hour < 22:
-        exp += 0.3 * max_power_w * (0.6 + 0.4 * _unit("bat", key, t.date()))
-    net = imp - exp
-    return (max(net, 0.0), max(-net, 0.0))
+def parse_start(text: str) -> dt.datetime:
+    """A simulated start such as 2026-06-21T00:00 (UTC unless it names an offset), floored to its quarter
+    hour. Raises ValueError."""
+    try:
+        t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"start {text!r} is not a time like 2026-06-21T00:00") from None
+    t = t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t.replace(minute=t.minute - t.minute % 15, second=0, microsecond=0)
 
 
 class SimulatedFeed:
     """Deterministic devnet readings. Any node computes every meter point's value for any period from
     (registry, seed) alone: that is how the boundary meters know the area totals."""
 
-    def __init__(self, registry: Registry, seed: int = 1, *, start: dt.datetime = DEVNET_START,
+    def __init__(self, registry: Registry, seed: int = 1, *, start: dt.datetime | None = None,
+                 energies: str | Path | None = None,
                  register_every: int = REGISTER_EVERY,
                  meter_key: Callable[[str], SigningKey] | None = None):
         self.registry = registry
         self.seed = seed
-        self.start = start
+        self.start = start or default_start(registry)
+        malos, specs = meter_specs(registry, seed)
+        self._order = malos
+        self.profiles = Profiles(specs, seed, self.start)
+        self._computed: dict[int, dict[str, tuple[int, int]]] = self._load_energies(energies) if energies else {}
         self._meter_key = meter_key or (lambda m: devnet_key(meter_label(m)))
         self._keys: dict[str, SigningKey] = {}
         by_operator: dict[str, list[str]] = {}  # every operator's node exercises the register path
@@ -87,22 +96,68 @@ class SimulatedFeed:
 
     # -- energies -----------------------------------------------------------------------------------------
 
+    @classmethod
+    def from_config(cls, registry: Registry, cfg: dict, **options) -> SimulatedFeed:
+        """The feed a node's [meter_point] or [balancing_group] table describes: seed, start, energies."""
+        start = parse_start(str(cfg["start"])) if cfg.get("start") else None
+        return cls(registry, int(cfg.get("seed", 1)), start=start, energies=cfg.get("energies") or None, **options)
+
+    # -- the energies computed once per devnet ---------------------------------------------------------------
+
+    def _cache_key(self) -> bytes:
+        """What the energies depend on: the meter points (not the genesis time), the seed and the start."""
+        points = repr([self.registry.meter_points[m] for m in self._order])
+        return hashlib.sha256(f"{points}/{self.seed}/{self.start.isoformat()}".encode()).digest()
+
+    def save_energies(self, path: str | Path, steps: range) -> Path:
+        """Write the ordinary meter points' energies of the periods `steps` after genesis to `path` (.npz), for
+        feeds of the same meter points, seed and start to load instead of computing the profiles again."""
+        import numpy as np
+
+        g = self.registry.genesis_period
+        rows = [self._meter_energies(g + k) for k in steps]
+        imp = np.array([[r[m][0] for m in self._order] for r in rows], dtype=np.int64).reshape(len(rows), -1)
+        exp = np.array([[r[m][1] for m in self._order] for r in rows], dtype=np.int64).reshape(len(rows), -1)
+        path = Path(path)
+        with open(path, "wb") as f:
+            np.savez(f, key=np.frombuffer(self._cache_key(), dtype=np.uint8), first=np.int64(steps.start),
+                     imp=imp, exp=exp)
+        return path
+
+    def _load_energies(self, path: str | Path) -> dict[int, dict[str, tuple[int, int]]]:
+        """Energies saved by save_energies for these meter points, seed and start; {} (compute them) otherwise."""
+        import numpy as np
+
+        try:
+            with np.load(path) as data:
+                if data["key"].tobytes() != self._cache_key():
+                    log.warning("simulated energies %s are for other meter points, seed or start: computing them", path)
+                    return {}
+                first, imp, exp = int(data["first"]), data["imp"].tolist(), data["exp"].tolist()
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("cannot read the simulated energies %s (%s): computing them", path, e)
+            return {}
+        g = self.registry.genesis_period
+        return {g + first + k: dict(zip(self._order, zip(i, x))) for k, (i, x) in enumerate(zip(imp, exp))}
+
+    def _meter_energies(self, period: int) -> dict[str, tuple[int, int]]:
+        """(import Wh, export Wh) of every ordinary (non-boundary) meter point in `period`, capped at what its
+        connection allows."""
+        got = self._computed.get(period)
+        if got is not None:
+            return got
+        reg = self.registry
+        imp, exp = self.profiles.energy_wh(period - reg.genesis_period)
+        caps = [reg.max_wh(m) for m in self._order]
+        return {m: (min(i, cap), min(e, cap)) for m, i, e, cap in zip(self._order, imp.tolist(), exp.tolist(), caps)}
+
     def instant(self, period: int) -> dt.datetime:
-        return simulated_instant(self.start, period - self.registry.genesis_period)
+        """The simulated quarter hour that `period` stands for."""
+        return self.profiles.instant(period - self.registry.genesis_period)
 
     def meter_energy(self, malo_id: str, period: int) -> tuple[int, int]:
         """(import Wh, export Wh) of an ordinary (non-boundary) meter point in a period."""
-        reg = self.registry
-        mp = reg.meter_points[malo_id]
-        t = self.instant(period)
-        key = f"{self.seed}/{malo_id}"
-        if mp.source == "battery":
-            imp_w, exp_w = battery_power(mp.max_power_w, t, key)
-        else:
-            kind = "commerce" if mp.kind == "consumer" and mp.max_power_w >= COMMERCE_W else mp.kind
-            imp_w, exp_w = meter_power(kind, mp.source, mp.max_power_w, t, key)
-        cap = reg.max_wh(malo_id)
-        return to_wh(imp_w, reg.period_seconds, cap), to_wh(exp_w, reg.period_seconds, cap)
+        return self.energies(period)[malo_id]
 
     def energies(self, period: int) -> dict[str, tuple[int, int]]:
         """Every meter point's (import Wh, export Wh) in `period`, boundary meters included."""
@@ -110,7 +165,7 @@ class SimulatedFeed:
         if cached is not None:
             return cached
         reg = self.registry
-        out = {m: self.meter_energy(m, period) for m in reg.malo_order if m not in reg.boundary}
+        out = dict(self._meter_energies(period))
         settled = out
         if period == reg.genesis_period:
             # A meter's first register reading only sets its baseline: the cascade settles 0 Wh for it, so
@@ -287,28 +342,55 @@ def supplier_groups(registry: Registry) -> list[str]:
     return [g for g in registry.balancing_groups if g not in registry.loss_groups]
 
 
-def devnet_trades(registry: Registry, period: int, seed: int = 1) -> list[Trade]:
-    """The trades between the supplier groups in `period`: for each pair, usually one trade in a direction
-    and of an energy derived from the seed; every ONE_SIDED_EVERY-th period one more schedule in the other
-    direction of one pair, which only its from side signs (the seal reports it as one-sided)."""
+def forecast_error(registry: Registry, group: str, period: int, seed: int = 1) -> float:
+    """The relative error of `group`'s forecast for `period`: an AR(1) path over each simulated day's quarter
+    hours (a day-ahead forecast), standard deviation FORECAST_ERROR."""
+    import numpy as np
+
+    day, q = divmod(period - registry.genesis_period, 96)
+    rng = np.random.default_rng([seed & 0xFFFF_FFFF, day & 0xFFFF_FFFF, 5, int(_unit("group", group) * 2**32)])
+    shocks = rng.standard_normal(q + 1)
+    e = shocks[0]
+    scale = (1 - FORECAST_CORRELATION ** 2) ** 0.5
+    for x in shocks[1:]:
+        e = FORECAST_CORRELATION * e + scale * x
+    return FORECAST_ERROR * float(e)
+
+
+def portfolio_wh(registry: Registry, feed: SimulatedFeed, period: int) -> dict[str, int]:
+    """Each supplier group's net withdrawal (WD - INJ, Wh) in `period`: what its customers take less what its
+    plants feed in, as the feed produces it."""
+    net = dict.fromkeys(supplier_groups(registry), 0)
+    overrides = registry.group_overrides(period)
+    # a register meter's first reading is its baseline: the cascade settles 0 Wh for it in the genesis period
+    baseline = feed.register_meters if period == registry.genesis_period else frozenset()
+    for m, (imp, exp) in feed.energies(period).items():
+        if m in registry.boundary or m in baseline:
+            continue
+        g = overrides.get(m, registry.meter_points[m].balancing_group)
+        if g in net:
+            net[g] += imp - exp
+    return net
+
+
+def devnet_trades(registry: Registry, period: int, seed: int = 1, feed: SimulatedFeed | None = None) -> list[Trade]:
+    """The devnet suppliers' schedules in `period`. With an external party in the registry and the feed: each
+    supplier buys its forecast net withdrawal at the first external party (the exchange), or sells its forecast
+    net injection there. Every ONE_SIDED_EVERY-th period one more schedule between two suppliers that only its
+    from side signs (the seal reports it as one-sided and does not count it)."""
     groups = supplier_groups(registry)
-    pairs = [(a, b) for i, a in enumerate(groups) for b in groups[i + 1:]]
-    seconds = registry.period_seconds
     trades = []
-    reverse = {}
-    for a, b in pairs:
-        if _unit("trade?", seed, period, a, b) < 0.15:
-            reverse[(a, b)] = (a, b)
-            continue  # no trade this period
-        frm, to = (a, b) if _unit("dir", seed, period, a, b) < 0.5 else (b, a)
-        lo, hi = TRADE_W
-        power = lo + (hi - lo) * _unit("wh", seed, period, a, b)
-        trades.append(Trade(frm, to, period, max(1, round(power * seconds / 3600)), False))
-        reverse[(a, b)] = (to, frm)
-    if pairs and period % ONE_SIDED_EVERY == 0:
-        pair = pairs[int(_unit("one-sided", seed, period) * len(pairs))]
-        frm, to = reverse[pair]
-        trades.append(Trade(frm, to, period, max(1, round(TRADE_W[0] * seconds / 3600)), True))
+    if feed is not None and registry.external_parties:
+        exchange = next(iter(registry.external_parties))
+        for g, truth in portfolio_wh(registry, feed, period).items():
+            wh = round(truth * (1 + forecast_error(registry, g, period, seed)))
+            if wh > 0:
+                trades.append(Trade(exchange, g, period, wh, False))
+            elif wh < 0:
+                trades.append(Trade(g, exchange, period, -wh, False))
+    if len(groups) > 1 and period % ONE_SIDED_EVERY == 0:
+        i = int(_unit("one-sided", seed, period) * len(groups))
+        trades.append(Trade(groups[i], groups[(i + 1) % len(groups)], period, ONE_SIDED_WH, True))
     return trades
 
 
@@ -324,6 +406,6 @@ def own_schedules(trades: Iterable[Trade], groups: Iterable[str]) -> list[tuple[
 
 
 __all__ = [
-    "DEVNET_START", "InboxError", "InboxFeed", "read_batch_file", "SimulatedFeed", "Trade", "battery_power", "devnet_trades",
-    "own_schedules", "supplier_groups",
+    "InboxError", "InboxFeed", "read_batch_file", "SimulatedFeed", "Trade", "default_start", "devnet_trades",
+    "forecast_error", "own_schedules", "parse_start", "portfolio_wh", "supplier_groups",
 ]

@@ -28,11 +28,20 @@ ConfigError; `init` writes every setting of the role, commented):
 
     [balancing_group]               # balancing-group nodes only
     groups = ["11XBRP-A-------X"]   # EICs of the balancing groups this operator holds
+
+    [api]                           # every role: the operator HTTP API, /metrics and the dashboard (nodes/api/)
+    listen = "127.0.0.1:0"          # HOST:PORT; port 0 picks a free port (api_url in data/status.json); "" = off
+    token = ""                      # non-empty: every request needs `Authorization: Bearer <token>`
+
+    [log]                           # every role
+    format = "text"                 # text | json (one JSON object per line); --log-format overrides it
+    levels = { libp2p = "INFO" }    # per logger; libp2p and multiaddr stay at WARNING unless named here
 """
 
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -40,12 +49,14 @@ from typing import Any
 import tomli_w
 
 ROLES = ("validator", "balancing-group", "meter-point")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """One config.toml key: its type ("str", "int" = whole number >= 0, "list" = list of strings), its
-    default (None: computed, see `help`), what it means, and the values allowed (empty: any)."""
+    """One config.toml key: its type ("str", "int" = whole number >= 0, "list" = list of strings, "levels" =
+    a table of logger name = log level, "time" = an ISO time such as 2026-06-21T00:00), its default (None:
+    computed, see `help`), what it means, and the values allowed (empty: any)."""
     kind: str
     default: Any
     help: str
@@ -56,8 +67,13 @@ class Setting:
             return f"must be a whole number >= 0, not {value!r}"
         if self.kind == "str" and not isinstance(value, str):
             return f"must be a string, not {value!r}"
+        if self.kind == "time" and not _is_time(value):
+            return f"must be a time like \"2026-06-21T00:00\" (UTC unless it names an offset), not {value!r}"
         if self.kind == "list" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             return f"must be a list of strings, not {value!r}"
+        if self.kind == "levels" and not (isinstance(value, dict) and all(
+                isinstance(v, str) and v.upper() in LOG_LEVELS for v in value.values())):
+            return f"must be a table of logger = level ({', '.join(LOG_LEVELS)}), not {value!r}"
         if self.choices and value not in self.choices:
             return f"must be one of {', '.join(self.choices)}, not {value!r}"
         return None
@@ -92,6 +108,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "feed": Setting("str", "simulated", "inbox = signed Batch files dropped into data/inbox/; simulated = "
                                             "devnet readings", ("simulated", "inbox")),
         "seed": Setting("int", 1, "the simulated feed's seed"),
+        "start": Setting("time", None, "simulated feed: the quarter hour the genesis period stands for, e.g. "
+                                      "2026-06-21T00:00 (default: the genesis time)"),
+        "energies": Setting("str", None, "simulated feed: the energies the devnet computed once (.npz)"),
         "batch_size": Setting("int", 5000, "readings per batch sent (at most 20000)"),
         "submit_delay_ms": Setting("int", None, "send a period's readings this long after it ends (default: a "
                                                 "tenth of the gate-closure grace, at most 1000)"),
@@ -100,14 +119,37 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     "balancing_group": {
         "groups": Setting("list", None, "EICs of the balancing groups this node serves (default: every group "
                                         "its key operates)"),
-        "schedules": Setting("str", "none", "none = send schedules yourself; simulated = devnet trades",
+        "schedules": Setting("str", "none", "none = send schedules yourself; simulated = devnet forecast schedules",
                              ("none", "simulated")),
         "seed": Setting("int", 1, "the simulated schedules' seed"),
+        "start": Setting("time", None, "simulated schedules: as [meter_point] start"),
+        "energies": Setting("str", None, "simulated schedules: as [meter_point] energies"),
         "schedule_lead": Setting("int", 2, "simulated schedules: this many periods ahead"),
         "timeout_ms": Setting("int", 10000, "per request to a validator"),
     },
+    # The operator surface (issue 14), read by every role.
+    "api": {
+        "listen": Setting("str", "127.0.0.1:0", "HTTP API, /metrics and dashboard: HOST:PORT (port 0 = any free "
+                                                "port, in status.json as api_url); empty = no API"),
+        "token": Setting("str", "", "non-empty: every API request needs `Authorization: Bearer <token>`"),
+    },
+    "log": {
+        "format": Setting("str", "text", "text, or json: one object per line (--log-format overrides it)",
+                          ("text", "json")),
+        "levels": Setting("levels", {}, "per logger, e.g. { \"stromledger.validator\" = \"DEBUG\", libp2p = "
+                                        "\"INFO\" }; libp2p, multiaddr and hypercorn stay at WARNING unless named"),
+    },
 }
+EVERY_ROLE_SECTIONS = ("api", "log")
 SECTION_ROLES = {"consensus": "validator", "meter_point": "meter-point", "balancing_group": "balancing-group"}
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return False
+    return True
 
 
 class ConfigError(Exception):
@@ -132,6 +174,25 @@ class NodeConfig:
     consensus: dict[str, int] = dataclasses.field(default_factory=dict)
     meter_point: dict[str, Any] = dataclasses.field(default_factory=dict)
     balancing_group: dict[str, Any] = dataclasses.field(default_factory=dict)
+    api: dict[str, str] = dataclasses.field(default_factory=dict)
+    log: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    # [api] and [log] with their defaults filled in (the raw tables hold only what config.toml sets).
+    @property
+    def api_listen(self) -> str:
+        return self.api.get("listen", SCHEMA["api"]["listen"].default)
+
+    @property
+    def api_token(self) -> str:
+        return self.api.get("token", SCHEMA["api"]["token"].default)
+
+    @property
+    def log_format(self) -> str:
+        return self.log.get("format", SCHEMA["log"]["format"].default)
+
+    @property
+    def log_levels(self) -> dict[str, str]:
+        return {name: level.upper() for name, level in self.log.get("levels", {}).items()}
 
     @property
     def data_dir(self) -> Path:
@@ -166,6 +227,9 @@ class NodeConfig:
             if values or role == self.role:
                 lines += ["", f"[{section}]  # {role} nodes only"]
                 lines += _commented(SCHEMA[section], values)
+        for section in EVERY_ROLE_SECTIONS:
+            lines += ["", f"[{section}]  # every role"]
+            lines += _commented(SCHEMA[section], getattr(self, section))
         return "\n".join(lines) + "\n"
 
     def save(self) -> Path:
@@ -226,6 +290,11 @@ def load_config(home: str | Path) -> NodeConfig:
             ConsensusConfig(**sections["consensus"])
         except ValueError as e:
             raise ConfigError(f"{path}: [consensus] {e}") from None
+    listen = sections["api"].get("listen")
+    if listen:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"{path}: [api]: listen must be HOST:PORT (e.g. 127.0.0.1:8080) or empty, not {listen!r}")
     return NodeConfig(
         home=home,
         role=doc["role"],
@@ -265,6 +334,9 @@ def _commented(schema: dict[str, Setting], values: dict[str, Any]) -> list[str]:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):  # an inline table: tomli_w would write a [section]
+        return "{ " + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in value.items()) + " }" \
+            if value else "{}"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 

@@ -14,6 +14,8 @@ Merkle proof. A mismatch is logged at ERROR with the MaLo-ID and what differs, a
     [meter_point]
     feed = "simulated"      # or "inbox": signed Batch files dropped into data/inbox/
     seed = 1                # the simulated feed's seed
+    start = "2026-06-21T00:00"  # optional: the simulated quarter hour of the genesis period (default: its real time)
+    energies = "simulated-energies.npz"  # optional: energies the devnet computed once for all its nodes
     batch_size = 5000       # readings per batch (at most 20000: a batch must fit in one network frame)
     submit_delay_ms = ...   # after period end (default: a tenth of the grace, at most 1 s)
 
@@ -82,14 +84,20 @@ def receipt_problem(receipt: Receipt, digest: bytes, validator: bytes, chain_id:
     return None
 
 
+def short_key(key: bytes) -> str:
+    """A peer in a log line when its registry name is not at hand (NodeContext.peer_name gives that)."""
+    return key.hex()[:12]
+
+
 async def submit_batch(net: Network, validators: Sequence[bytes], data: bytes, chain_id: str, *,
-                       timeout: float = REQUEST_TIMEOUT) -> tuple[bytes, Receipt]:
+                       timeout: float = REQUEST_TIMEOUT,
+                       name: Callable[[bytes], str] = short_key) -> tuple[bytes, Receipt]:
     """Send canonical Batch bytes to the validators in order until one answers with a valid signed receipt;
     returns (that validator's key, the receipt). Raises SubmitFailed if none does."""
     digest = sha256(data)
     problems = []
     for peer in validators:
-        who = peer.hex()[:12]
+        who = name(peer)
         try:
             raw = await net.request(peer, SUBMIT, data, timeout=timeout)
             reply = decode(raw)
@@ -140,9 +148,10 @@ class Outbox:
 
     def __init__(self, store, net: Network, validators: Sequence[bytes], chain_id: str, log: logging.Logger, *,
                  period_seconds: int, clock: Callable[[], float] = time.time, timeout: float = REQUEST_TIMEOUT,
-                 correction_window: Optional[int] = None):
+                 correction_window: Optional[int] = None, name: Callable[[bytes], str] = short_key):
         self.store = store
         self.correction_window = correction_window  # periods; None: a future batch is retried forever
+        self.name = name
         self.period_seconds = period_seconds
         self.net = net
         self.validators = list(validators)
@@ -204,7 +213,7 @@ class Outbox:
                 continue
             try:
                 validator, receipt = await submit_batch(self.net, self.validators, data, self.chain_id,
-                                                        timeout=self.timeout)
+                                                        timeout=self.timeout, name=self.name)
             except BatchTooLarge as e:
                 self.log.error("dropping batch %s from the outbox: %s", key.hex()[:12], e)
                 self._drop(key)
@@ -222,7 +231,7 @@ class Outbox:
                 backoff = min(MAX_BACKOFF, max(0.5, self._retry.get(key, (0.0, 0.0))[1] * 2))
                 self._retry[key] = (self.clock() + backoff, backoff)
                 self.log.warning("validator %s says batch %s is for a future period (is its clock behind?): "
-                                 "retrying in %.1f s", validator.hex()[:12], key.hex()[:12], backoff)
+                                 "retrying in %.1f s", self.name(validator), key.hex()[:12], backoff)
                 continue
             with self.store.transaction():
                 self.store.put_receipt(sha256(data), receipt.encode())
@@ -233,9 +242,10 @@ class Outbox:
         return done
 
 
-def log_receipt(log: logging.Logger, d: Delivery, what: str = "reading") -> None:
+def log_receipt(log: logging.Logger, d: Delivery, what: str = "reading",
+                name: Callable[[bytes], str] = short_key) -> None:
     r = d.receipt
-    who = d.validator.hex()[:12]
+    who = name(d.validator)
     if r.batch_reason == Reason.DUPLICATE:
         log.info("batch %s: validator %s had it already", d.digest.hex()[:12], who)
         return
@@ -264,7 +274,7 @@ class NotCommitted(Exception):
 
 
 async def light_request(net: Network, validators: Sequence[bytes], period: int, malo_ids: Sequence[str], *,
-                        timeout: float = REQUEST_TIMEOUT) -> LightReply:
+                        timeout: float = REQUEST_TIMEOUT, name: Callable[[bytes], str] = short_key) -> LightReply:
     """A LightReply for (period, malo_ids) from the first validator that gives one. NotCommitted if the
     period is not settled yet; SubmitFailed (with each validator's problem) if none answers."""
     payload = LightRequest(period, tuple(malo_ids)).encode()
@@ -273,13 +283,13 @@ async def light_request(net: Network, validators: Sequence[bytes], period: int, 
         try:
             reply = decode(await net.request(peer, LIGHT, payload, timeout=timeout))
         except (NetError, CodecError) as e:
-            problems.append(f"{peer.hex()[:12]}: {e}")
+            problems.append(f"{name(peer)}: {e}")
             continue
         if isinstance(reply, LightReply):
             return reply
         if isinstance(reply, ErrorReply) and reply.reason == "not_committed":
             raise NotCommitted(reply.message)
-        problems.append(f"{peer.hex()[:12]}: {getattr(reply, 'reason', type(reply).__name__)}: "
+        problems.append(f"{name(peer)}: {getattr(reply, 'reason', type(reply).__name__)}: "
                         f"{getattr(reply, 'message', '')}")
     raise SubmitFailed("; ".join(problems) or "no validator to ask")
 
@@ -311,11 +321,11 @@ class MeterPointNode(RoleNode):
             list(self.reg.validator_keys())
         self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log,
                              period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout,
-                             correction_window=self.reg.correction_window)
+                             correction_window=self.reg.correction_window, name=ctx.peer_name)
         kind = str(cfg.get("feed", "simulated"))
         if feed is None:
             if kind == "simulated":
-                feed = SimulatedFeed(self.reg, int(cfg.get("seed", 1)))
+                feed = SimulatedFeed.from_config(self.reg, cfg)
             elif kind == "inbox":
                 feed = InboxFeed(ctx.config.data_dir / "inbox")
             else:
@@ -459,8 +469,8 @@ class MeterPointNode(RoleNode):
     def _inbox_answered(self, path: Path, receipt: Receipt) -> None:
         """A queued inbox file's batch has its final answer: to sent/ if taken, to refused/ with the reason."""
         if batch_refused(receipt):
-            reason = (f"validator {receipt.validator.hex()[:12]} refused batch {receipt.batch.hex()[:12]} as a "
-                      f"whole: {reason_label(receipt.batch_reason)}")
+            reason = (f"validator {self.ctx.peer_name(receipt.validator)} refused batch "
+                      f"{receipt.batch.hex()[:12]} as a whole: {reason_label(receipt.batch_reason)}")
             dest = self.feed.mark_refused(path, reason)
             self.log.error("inbox: %s: %s; moved to %s", path.name, reason, dest)
         else:
@@ -476,7 +486,7 @@ class MeterPointNode(RoleNode):
             if path is not None:
                 self._inbox_answered(path, d.receipt)
             r = d.receipt
-            log_receipt(self.log, d)
+            log_receipt(self.log, d, name=self.ctx.peer_name)
             if batch_refused(r):
                 key = f"batch_{reason_label(r.batch_reason)}"
                 self.receipts["rejected"][key] = self.receipts["rejected"].get(key, 0) + 1
@@ -559,7 +569,8 @@ class MeterPointNode(RoleNode):
         that settles the last of them) is not committed."""
         ids = sorted(sent)
         if need > period:
-            await light_request(self.net, self.validators, need, ids[:1], timeout=self.timeout)
+            await light_request(self.net, self.validators, need, ids[:1], timeout=self.timeout,
+                                name=self.ctx.peer_name)
         total = LightCheck(period, 0, 0)
         mps = self.reg.meter_points
         chunks = []  # each request asks one area chain (its meter points' area): sorted by area, then MaLo-ID
@@ -568,7 +579,8 @@ class MeterPointNode(RoleNode):
             group = list(group)
             chunks += [group[i:i + MAX_LIGHT_IDS] for i in range(0, len(group), MAX_LIGHT_IDS)]
         for chunk in chunks:
-            reply = await light_request(self.net, self.validators, period, chunk, timeout=self.timeout)
+            reply = await light_request(self.net, self.validators, period, chunk, timeout=self.timeout,
+                                        name=self.ctx.peer_name)
             part = {m: sent[m] for m in chunk}
             try:
                 check = verify_light_reply(self.reg, reply, period, part)
@@ -634,7 +646,7 @@ class MeterPointNode(RoleNode):
             self.log.warning("simulated feed: the %d meters sign with DEVNET keys (devnet_key(meter_label(malo))); "
                              "never use this feed outside a devnet", len(self.meters))
         self.log.info("meter-point node up: %d meters, validators %s, next period %s", len(self.meters),
-                      ", ".join(v.hex()[:12] for v in self.validators), self.reg.period(self.next_period).iso())
+                      ", ".join(self.ctx.peer_name(v) for v in self.validators), self.reg.period(self.next_period).iso())
         tick = max(0.05, min(1.0, self.reg.period_seconds / 20))
         while True:
             await self.step()

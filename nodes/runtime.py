@@ -11,7 +11,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import trio
 
@@ -20,6 +20,8 @@ from stromledger.keys import read_key_file
 from stromledger.registry import Registry, load_genesis
 
 from .home import NodeConfig, load_config
+from .metrics import NodeMetrics
+from .setup import party_names
 
 PASSPHRASE_ENV = "STROMLEDGER_PASSPHRASE"
 
@@ -32,6 +34,14 @@ class NodeContext:
     log: logging.Logger
     rejections: collections.Counter = field(default_factory=collections.Counter)
     started_at: int = field(default_factory=lambda: int(time.time()))
+    resume_signing_after_restore: bool = False  # the operator's logged override of the sign-guard check
+    api_url: Optional[str] = None  # where the operator API listens, once it does
+    metrics: Optional[NodeMetrics] = None
+    _names: Optional[dict[str, str]] = field(default=None, init=False, repr=False)  # public key hex -> name
+
+    def __post_init__(self) -> None:
+        if self.metrics is None:
+            self.metrics = NodeMetrics(self.config.name, self.config.role, self.registry.chain_id)
 
     @property
     def chain_id(self) -> str:
@@ -40,12 +50,19 @@ class NodeContext:
     def reject(self, reason: str, detail: str, peer: bytes | None = None) -> None:
         """Every refused input is counted and logged with its reason; the node goes on."""
         self.rejections[reason] += 1
-        who = f" from {peer.hex()[:12]}" if peer else ""
+        who = f" from {self.peer_name(peer)}" if peer else ""
         self.log.warning("rejected%s: %s: %s", who, reason, detail)
 
-    def write_status(self, doc: dict[str, Any]) -> None:
-        """Atomically replace data/status.json (what `stromledger status` and the devnet read)."""
-        doc = {
+    def peer_name(self, key: bytes) -> str:
+        """A peer as logs and the API name it: its registry name (validator-2, meter operator X, operator
+        of EIC), else the first 12 hex digits of its key and "(unknown)"."""
+        if self._names is None:
+            self._names = party_names(self.registry)
+        return self._names.get(key.hex()) or f"{key.hex()[:12]} (unknown)"
+
+    def status_document(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A role's status() with what every node reports: data/status.json and the API's /status."""
+        return {
             "role": self.config.role,
             "name": self.config.name,
             "public_key": self.key.public.hex(),
@@ -54,47 +71,24 @@ class NodeContext:
             "started_at": self.started_at,
             "updated_at": int(time.time()),
             "rejections": dict(sorted(self.rejections.items())),
+            "api_url": self.api_url,
             **doc,
         }
+
+    def write_status(self, doc: dict[str, Any]) -> None:
+        """Atomically replace data/status.json (what `stromledger status` and the devnet read) and
+        data/metrics.prom (the same numbers for node_exporter's textfile collector)."""
+        doc = self.status_document(doc)
         path = self.config.status_path
         path.parent.mkdir(parents=True, exist_ok=True)
         _replace(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        labels = f'node="{_escape(self.config.name)}",role="{self.config.role}"'
-        _replace(path.with_name("metrics.prom"), "".join(prometheus_lines(doc, labels)))
+        _replace(path.with_name("metrics.prom"), self.metrics.exposition(doc).decode())
 
 
 def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
-
-
-# Status fields whose keys are data (reasons, counters, EICs), not names: they become a `key` label.
-LABELLED = {"rejections", "net", "consensus_drops", "groups", "by_reason", "rejected_by_reason", "results"}
-
-
-def prometheus_lines(doc: dict[str, Any], labels: str, prefix: str = "stromledger") -> list[str]:
-    """Every number in a status document as a Prometheus sample (text format 0.0.4), for node_exporter's
-    textfile collector: `stromledger_last_commit_height{node="validator-1",role="validator"} 123`."""
-    out = []
-    for key, value in sorted(doc.items()):
-        name = f"{prefix}_{''.join(c if c.isalnum() else '_' for c in str(key))}"
-        if isinstance(value, bool) or isinstance(value, int):
-            out.append(f"{name}{{{labels}}} {int(value)}\n")
-        elif isinstance(value, dict) and key in LABELLED:
-            for sub, v in sorted(value.items()):
-                sub_labels = f'{labels},key="{_escape(str(sub))}"'
-                if isinstance(v, (int, bool)):
-                    out.append(f"{name}{{{sub_labels}}} {int(v)}\n")
-                elif isinstance(v, dict):
-                    out.extend(prometheus_lines(v, sub_labels, name))
-        elif isinstance(value, dict):
-            out.extend(prometheus_lines(value, labels, name))
-    return out
 
 
 class RoleNode:
@@ -108,6 +102,8 @@ class RoleNode:
         self.store = store
         self.net = net
         self.clock = clock
+        # /metrics reads this node's live status and network counters at scrape time.
+        ctx.metrics.bind(lambda: ctx.status_document(self.status()), lambda: dict(getattr(net, "stats", {})))
 
 
 def open_context(home: str | Path) -> NodeContext:
@@ -154,6 +150,10 @@ async def serve_until_signalled(ctx: NodeContext, build: Callable[[Any], Any]) -
         async with net:
             ctx.log.info("listening on %s", net.listen_addr)
             node = build(net)
+            if ctx.config.api_listen:
+                from .api.server import start_api  # starlette and hypercorn: only in a running node
+
+                ctx.api_url = await start_api(nursery, node)
             ctx.write_status(node.status())
             await node.run()
 

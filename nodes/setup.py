@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from stromledger.crypto import SigningKey
-from stromledger.keys import write_key_file
+from stromledger.keys import KeyFileError, read_public_key, write_key_file
 from stromledger.periods import Period
 from stromledger.registry import GenesisError, Registry, load_genesis
 
@@ -67,7 +67,7 @@ class InitResult:
 def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningKey | None = None,
               key_file: str | Path | None = None, name: str | None = None, listen: str | None = None,
               peers: list[Peer] | tuple[Peer, ...] = (), groups: list[str] | None = None, feed: str | None = None,
-              seed: int | None = None, schedules: str | None = None,
+              seed: int | None = None, schedules: str | None = None, simulated: dict[str, str] | None = None,
               consensus: dict[str, int] | None = None) -> InitResult:
     """Create a node home (config.toml, node.key, genesis.toml + its meter-point file, data/).
 
@@ -108,6 +108,10 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
         public, origin = key.public, "given"
     elif key_file is not None and not existing:
         public, origin = _public_key_of(Path(key_file)), "copied"
+        loose = Path(key_file).stat().st_mode & 0o077
+        if loose:
+            warnings.append(f"--key {key_file} is readable by others (mode {Path(key_file).stat().st_mode & 0o777:o}): "
+                            "the home's copy is 0600; chmod 600 or delete the original")
     elif existing:
         mode = key_path.stat().st_mode & 0o777
         if mode & 0o077:
@@ -139,6 +143,7 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
         options["meter_point"] = {"feed": feed}
         if seed is not None:
             options["meter_point"]["seed"] = seed
+        options["meter_point"].update(simulated or {})  # the simulated feed's start and energy cache
         if feed == "simulated":
             warnings.append("--feed simulated signs made-up readings with the devnet's label-derived meter keys: "
                             "for a devnet only")
@@ -151,6 +156,7 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
         options["balancing_group"] = {"groups": groups, "schedules": schedules}
         if seed is not None:
             options["balancing_group"]["seed"] = seed
+        options["balancing_group"].update(simulated or {})
     elif schedules is not None:
         raise InitError("--schedules is a balancing-group option")
     if consensus:
@@ -158,6 +164,7 @@ def init_home(home: str | Path, role: str, genesis: str | Path, *, key: SigningK
             raise InitError("consensus settings are for validators only")
         options["consensus"] = dict(consensus)
 
+    _check_free(home, Path(genesis))
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     (home / "data").mkdir(exist_ok=True, mode=0o700)
     if origin in ("given", "generated"):
@@ -237,18 +244,12 @@ def _check_listen(listen: str) -> None:
 def _public_key_of(path: Path) -> bytes:
     """The public key a key file declares, checked against its seed when the seed is not encrypted."""
     try:
-        doc = json.loads(path.read_text())
-        public = bytes.fromhex(doc["public_key"])
-        if len(public) != 32:
-            raise ValueError("public_key is not 32 bytes")
-        if "seed" in doc and SigningKey(bytes.fromhex(doc["seed"])).public != public:
-            raise ValueError("the seed does not match the public key")
+        return read_public_key(path)
     except FileNotFoundError:
         raise InitError(f"--key {path}: no such file") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, KeyFileError) as e:
         raise InitError(f"--key {path} is not a stromledger key file ({e}); create one with "
                         "`stromledger keys gen --out FILE`") from None
-    return public
 
 
 def _copy_key_file(src: Path, dest: Path) -> None:
@@ -258,25 +259,56 @@ def _copy_key_file(src: Path, dest: Path) -> None:
         f.write(data)
 
 
-def copy_genesis(genesis: Path, home: Path) -> Path:
-    """Copy the genesis to <home>/genesis.toml with the meter-point file it pins beside it. A meter-point
-    file outside the genesis' directory tree is copied next to it and the copy's path line rewritten."""
+_HOME_FILES = (KEY_FILE, "config.toml", GENESIS_FILE, "data")
+
+
+def _genesis_copy(genesis: Path) -> tuple[str, tuple[Path, Path] | None]:
+    """The text of the home's genesis copy and (source, path in the home) of the meter-point file it pins. A
+    meter-point file outside the genesis' directory tree goes next to it, the copy's path line rewritten."""
     text = genesis.read_text()
     spec = tomllib.loads(text).get("meter_point_file")
-    if isinstance(spec, dict) and isinstance(spec.get("path"), str):
-        rel = Path(spec["path"])
-        src = genesis.parent / rel
-        if rel.is_absolute() or ".." in rel.parts:
-            new = rel.name
-            text, n = re.subn(r'(?m)^(path\s*=\s*)"[^"\n]*"', lambda m: m.group(1) + json.dumps(new), text, count=1)
-            if n != 1:
-                raise InitError(f"{genesis}: cannot rewrite the meter-point file path for the home's copy")
-            rel = Path(new)
+    if not (isinstance(spec, dict) and isinstance(spec.get("path"), str)):
+        return text, None
+    rel = Path(spec["path"])
+    src = genesis.parent / rel
+    if rel.is_absolute() or ".." in rel.parts:
+        new = rel.name
+        text, n = re.subn(r'(?m)^(path\s*=\s*)"[^"\n]*"', lambda m: m.group(1) + json.dumps(new), text, count=1)
+        if n != 1:
+            raise InitError(f"{genesis}: cannot rewrite the meter-point file path for the home's copy")
+        rel = Path(new)
+    return text, (src, rel)
+
+
+def _check_free(home: Path, genesis: Path, *, replacing: bool = False) -> None:
+    """The genesis' meter-point file may not take the name of a file the home needs (node.key, config.toml,
+    ...), nor, unless `replacing` an old genesis copy (genesis adopt), that of any file already there."""
+    meter_file = _genesis_copy(genesis)[1]
+    if meter_file is None:
+        return
+    rel = meter_file[1]
+    if rel.parts[0] in _HOME_FILES or (not replacing and (home / rel).exists()):
+        raise InitError(f"the genesis' meter-point file {rel} would overwrite {home / rel} in the home: rename "
+                        "the meter-point file (and its path in the genesis)")
+
+
+def copy_genesis(genesis: Path, home: Path, *, replacing: bool = False) -> Path:
+    """Copy the genesis to <home>/genesis.toml with the meter-point file it pins beside it (see
+    _genesis_copy). An existing file is never replaced (FileExistsError), except by `replacing` (genesis
+    adopt, which has archived the old copy)."""
+    text, meter_file = _genesis_copy(genesis)
+    mode = "w" if replacing else "x"
+    if meter_file is not None:
+        src, rel = meter_file
+        if rel.parts[0] in _HOME_FILES:
+            raise InitError(f"the genesis' meter-point file may not be named {rel}")
         dest = home / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
+        with src.open("rb") as f, dest.open(mode + "b") as out:
+            shutil.copyfileobj(f, out)
     path = home / GENESIS_FILE
-    path.write_text(text)
+    with path.open(mode) as out:
+        out.write(text)
     return path
 
 
@@ -290,6 +322,7 @@ def adopt_genesis(home: str | Path, genesis: str | Path, stamp: str) -> Path:
     config = load_config(home)
     registry = _load_registry(Path(genesis))
     _check_registered(registry, config.role, _public_key_of(config.key_path), config.balancing_group.get("groups"))
+    _check_free(config.home, Path(genesis), replacing=True)
     db = config.home / DB_FILE
     if db.exists():
         try:
@@ -304,7 +337,7 @@ def adopt_genesis(home: str | Path, genesis: str | Path, stamp: str) -> Path:
         os.replace(config.data_dir, archive / "data")
     if config.genesis_path.exists():
         shutil.copyfile(config.genesis_path, archive / config.genesis_path.name)
-    copy_genesis(Path(genesis), config.home)
+    copy_genesis(Path(genesis), config.home, replacing=True)
     if config.genesis != GENESIS_FILE:
         config.genesis = GENESIS_FILE
         config.save()
@@ -489,6 +522,8 @@ def seal_summary(seal, registry: Registry | None) -> dict[str, Any]:
             "schedules": len(r.schedules),
             "schedule_issues": len(r.schedule_issues),
             "net_export": r.net_export,
+            "external_net": r.checks.external_net,
+            "implausible_loss": list(getattr(r, "implausible_loss", ())),  # a network result: in the area seals
         })
     rejected = {}
     for rc in getattr(seal, "base", seal).rejected:
@@ -632,7 +667,16 @@ def result_lines(result: dict[str, Any]) -> list[str]:
             f"substituted, {result['corrected']} corrected, {result['missing']} missing; net export "
             f"{wh(result['net_export'])} Wh; schedules {result['schedules']} matched, {result['schedule_issues']} "
             "not matched",
-            f"generation mix: {mix}"]
+            f"generation mix: {mix}"] + (
+        [f"implausible grid loss (over the genesis' loss_plausibility_percent of throughput) in "
+         f"{', '.join(result['implausible_loss'])}"] if result.get("implausible_loss") else [])
+
+
+def imbalance_share(group: dict[str, Any]) -> str:
+    """|IMB| as a share of the group's throughput (the larger of what came in, INJ + FPI, and what went out,
+    WD + FPE)."""
+    throughput = max(group["inj"] + group["fpi"], group["wd"] + group["fpe"])
+    return f"{100 * abs(group['imb']) / throughput:.1f}" if throughput else "-"
 
 
 def result_tables(result: dict[str, Any]) -> list:
@@ -640,12 +684,13 @@ def result_tables(result: dict[str, Any]) -> list:
     from rich.table import Table
 
     title = f"{result['period_iso'] or result['period']} version {result['version']}"
-    groups = Table(title=f"balancing groups, {title} (Wh; IMB = INJ + FPI - WD - FPE, > 0 = long)",
-                   title_justify="left")
-    for col in ("group", "name", "INJ", "WD", "FPI", "FPE", "IMB"):
+    groups = Table(title=f"balancing groups, {title} (Wh; IMB = INJ + FPI - WD - FPE, > 0 = long; IMB % of the "
+                         "group's throughput)", title_justify="left")
+    for col in ("group", "name", "INJ", "WD", "FPI", "FPE", "IMB", "IMB %"):
         groups.add_column(col, justify="left" if col in ("group", "name") else "right", no_wrap=col == "group")
     for g in result["groups"]:
-        groups.add_row(g["group"], g["name"], wh(g["inj"]), wh(g["wd"]), wh(g["fpi"]), wh(g["fpe"]), wh(g["imb"]))
+        groups.add_row(g["group"], g["name"], wh(g["inj"]), wh(g["wd"]), wh(g["fpi"]), wh(g["fpe"]), wh(g["imb"]),
+                       imbalance_share(g))
     areas = Table(title=f"grid areas, {title} (Wh; the loss is booked to the area's loss group)",
                   title_justify="left")
     for col in ("area", "name", "INJ", "WD", "exchange in", "exchange out", "loss"):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -38,7 +37,8 @@ from stromledger.consensus.certificate import certificate_holds
 from stromledger.consensus.config import ConsensusConfig
 from stromledger.consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_evidence
 from stromledger.consensus.machine import Consensus
-from stromledger.consensus.messages import Commit, CommitCertificate
+from stromledger.consensus.messages import Commit, CommitCertificate, Proposal
+from stromledger.consensus.validators import ValidatorSet
 from stromledger.crypto import sha256
 from stromledger.export import decode_period_rows, encode_period_rows, export_committed
 from stromledger.export.build import ExportError
@@ -47,7 +47,9 @@ from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetE
 from stromledger.registry import NETWORK, Registry
 from stromledger.store import Store
 
+from .consensus_guard import ReplyLimiter, WalBudget, admit_consensus, check_sign_guard
 from .health import health_fields
+from .proof_trees import ProofTrees
 from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
     SyncRequest, chain_protocol,
@@ -103,19 +105,22 @@ class Validator(RoleNode):
         self._wal_height, self._wal_seen = -1, set()
         self.settlement_waiting: Optional[int] = None  # a committed height this node cannot apply yet
         self._waiting_since: Optional[tuple[int, float]] = None  # (that height, since when), for `halted`
-        self.settlement_blocked = trio.Event()  # set when that first happens (tests wait on it)  # distinct messages of the current height in the WAL
+        self.settlement_blocked = trio.Event()  # set when that first happens (tests wait on it)
         self.exports = 0
         self._send, self._recv = trio.open_memory_channel[Any](EVENT_QUEUE)
         self._started_height = -1
-        self._trees: OrderedDict[tuple[int, int], tuple[int, bytes, list[bytes], dict[str, int], merkle.Tree]] = \
-            OrderedDict()
+        self._trees = ProofTrees(self._build_tree)
         self.last_commit: Optional[CommitInfo] = None
         self.commits = 0
         self.committed = trio.Condition()  # notified after every commit (tests and the devnet wait on it)
         self.batches_received = 0
         self._nursery: Optional[trio.Nursery] = None
         self.ledger = self._restore_ledger()
+        check_sign_guard(self.store.sign_guard, self.store, ctx.key.public, ValidatorSet(self.validator_keys),
+                         self.ledger.next_height, ctx.resume_signing_after_restore, self.log)
         self.machine = self._make_machine()
+        self.wal_budget = WalBudget()
+        self._replies = ReplyLimiter(self.config.resend_ms / 1000)
 
     # -- start-up --------------------------------------------------------------------------------------------
 
@@ -231,7 +236,10 @@ class Validator(RoleNode):
 
     async def _execute(self, action: Any) -> None:
         if isinstance(action, ev.Broadcast):
-            await self.net.broadcast(self.validator_keys, self.proto[CONSENSUS], action.message.encode())
+            payload = action.message.encode()
+            if isinstance(action.message, Proposal) and action.message.proposer == self.ctx.key.public:
+                self._log_to_wal(action.message, payload)  # a restarted proposer re-sends it from there
+            await self.net.broadcast(self.validator_keys, self.proto[CONSENSUS], payload)
         elif isinstance(action, ev.ScheduleTimeout):
             self._nursery.start_soon(self._timer, action)
         elif isinstance(action, ev.RequestValue):
@@ -241,7 +249,11 @@ class Validator(RoleNode):
         elif isinstance(action, ev.Decide):
             await self._on_decide(action)
         elif isinstance(action, ev.SendCommit):
-            self._nursery.start_soon(self._send_quietly, action.to, self.proto[CONSENSUS], action.commit.encode())
+            if self._replies.allow(action.to, action.commit.certificate.height, self.clock()):
+                self._nursery.start_soon(self._send_quietly, action.to, self.proto[CONSENSUS],
+                                         action.commit.encode())
+            else:
+                self.machine.drops["commit_reply_limited"] += 1
         elif isinstance(action, ev.EvidenceFound):
             self._on_evidence(action.evidence)
         elif isinstance(action, ev.Rejected):
@@ -251,7 +263,7 @@ class Validator(RoleNode):
         try:
             await self.net.send(peer, protocol, payload)
         except NetError as e:
-            self.log.debug("send to %s failed: %s", peer.hex()[:12], e)
+            self.log.debug("send to %s failed: %s", self.ctx.peer_name(peer), e)
 
     async def _timer(self, t: ev.ScheduleTimeout) -> None:
         await trio.sleep(t.delay_ms / 1000)
@@ -361,7 +373,7 @@ class Validator(RoleNode):
                                          timeout=FETCH_TIMEOUT)
             reply = decode(raw)
         except (NetError, CodecError) as e:
-            self.log.info("fetching %d batches from %s failed: %s", len(want), peer.hex()[:12], e)
+            self.log.info("fetching %d batches from %s failed: %s", len(want), self.ctx.peer_name(peer), e)
             return 0
         if not isinstance(reply, BatchReply):
             return 0
@@ -439,6 +451,10 @@ class Validator(RoleNode):
         ms_after = int(self.clock() * 1000) - self.gate_closure(h) * 1000 if h == self._started_height else None
         self.last_commit = CommitInfo(h, cert.round, seal, seal_hash, ms_after)
         self.commits += 1
+        if ms_after is not None and self.gate_closure(h) >= self.ctx.started_at:
+            # Live heights only: one decided while catching up (ms_after None), or whose gate closed before
+            # this process started, would measure the outage, not consensus.
+            self.ctx.metrics.commit_latency.observe(max(0, ms_after) / 1000)
         self._log_commit(self.last_commit)
         if self._checkpoint is not None and self.checkpoint_sink is not None:
             self._nursery.start_soon(self.checkpoint_sink, self._checkpoint)
@@ -554,8 +570,8 @@ class Validator(RoleNode):
         new = self.store.put_evidence("duplicate_vote", evidence.height, evidence.encode(), int(self.clock()))
         if new:
             self.log.error("EVIDENCE: validator %s signed two different %s votes at height %d round %d",
-                           evidence.validator.hex()[:16], "prevote" if evidence.kind == 1 else "precommit",
-                           evidence.height, evidence.round)
+                           self.ctx.peer_name(evidence.validator),
+                           "prevote" if evidence.kind == 1 else "precommit", evidence.height, evidence.round)
 
     # -- catch-up from far behind -----------------------------------------------------------------------------
 
@@ -589,25 +605,33 @@ class Validator(RoleNode):
     # -- handlers for the network -----------------------------------------------------------------------------
 
     async def _on_consensus(self, peer: bytes, payload: bytes) -> None:
-        try:
-            msg = decode(payload)
-        except CodecError as e:
-            self.ctx.reject(f"consensus_{e.reason}", str(e), peer)
+        # Decoded and checked (size, author, proposer, signature) in a worker thread, before the WAL.
+        msg, reason, detail = await trio.to_thread.run_sync(admit_consensus, payload, self.machine.validators,
+                                                            self.chain_id)
+        if msg is None:
+            self.ctx.reject(f"consensus_{reason}", detail, peer)
             return None
-        event = ev.event_for(msg, peer)
-        if event is None:
-            self.ctx.reject("consensus_unexpected", type(msg).__name__, peer)
-            return None
-        height = getattr(msg, "height", None)
-        if height == self.machine.height:
-            if height != self._wal_height:
-                self._wal_height, self._wal_seen = height, set()
-            digest = sha256(payload)
-            if digest not in self._wal_seen:  # peers resend: log each distinct message once
-                self._wal_seen.add(digest)
-                self.store.wal_append(height, "msg", payload)
-        await self._send.send(event)
+        if not isinstance(msg, Commit):
+            self._log_to_wal(msg, payload)
+        await self._send.send(ev.event_for(msg, peer))
         return None
+
+    def _log_to_wal(self, msg, payload: bytes) -> None:
+        """Keep a message of the current height in the WAL: each distinct one once, within the budget."""
+        height = msg.height
+        if height != self.machine.height:
+            return
+        if height != self._wal_height:
+            self._wal_height, self._wal_seen = height, set()
+        digest = sha256(payload)
+        if digest in self._wal_seen:  # peers resend: log each distinct message once
+            return
+        if not self.wal_budget.admit(height, msg.proposer if isinstance(msg, Proposal) else msg.validator,
+                                     len(payload)):
+            self.machine.drops["wal_budget"] += 1  # still processed, only not kept for a restart
+            return
+        self._wal_seen.add(digest)
+        self.store.wal_append(height, "msg", payload)
 
     def _check(self, data: bytes) -> CheckedBatch | Rejection:
         return check_batch(self.reg, data, map=self._pool.map, parts=self._workers)
@@ -635,7 +659,7 @@ class Validator(RoleNode):
             if not why.harmless:
                 self.ctx.rejections[f"item_{why.reason.name.lower()}"] += 1
         self.log.info("batch %s from %s: %d accepted, %d duplicates, %d rejected%s",
-                      (admission.digest or b"").hex()[:12], peer.hex()[:12], admission.accepted,
+                      (admission.digest or b"").hex()[:12], self.ctx.peer_name(peer), admission.accepted,
                       admission.duplicates, len(admission.rejections) - admission.duplicates,
                       f", refused: {admission.refused}" if admission.refused else "")
         return admission.receipt(self.ctx.key, self.chain_id).encode()
@@ -654,8 +678,8 @@ class Validator(RoleNode):
         if isinstance(checked, Rejection):
             self.ctx.reject(f"pushed_{checked.reason.name.lower()}", checked.message, peer)
             return None
-        async with self._lock:
-            admission = self.ledger.admit(checked, None)
+        async with self._lock:  # a byzantine validator's pushes count against the batch's submitter's quota
+            admission = self.ledger.admit(checked, None, quota_period=self._now_period())
         if admission.stored:
             await trio.to_thread.run_sync(self._store_batch, checked, payload)
             self.batches_received += 1
@@ -705,13 +729,18 @@ class Validator(RoleNode):
             req = LightRequest.decode(payload)
         except CodecError as e:
             return ErrorReply("malformed", str(e)[:500]).encode()
-        version = self.store.latest_version(req.period)
+        return (await self.light_reply(req.period, req.malo_ids)).encode()
+
+    async def light_reply(self, period: int, malo_ids) -> LightReply | ErrorReply:
+        """The seal that settled `period` at its latest version, its certificate and the inclusion proofs of
+        `malo_ids` (as many as fit in one frame): what light clients verify, over libp2p or HTTP."""
+        version = self.store.latest_version(period)
         if version is None:
-            return ErrorReply("not_committed", f"period {req.period} is not settled yet").encode()
-        height, seal, leaves, index, tree = self._tree(req.period, version)
+            return ErrorReply("not_committed", f"period {period} is not settled yet")
+        height, seal, leaves, index, tree = await self._trees.get(period, version)
         commit = self.store.get_commit(height)
         proofs, size = [], len(commit.value) + len(commit.certificate)
-        for malo in req.malo_ids:
+        for malo in malo_ids:
             i = index.get(malo)
             if i is None:
                 continue  # not a meter point of this period: the asker sees it has no proof
@@ -721,19 +750,15 @@ class Validator(RoleNode):
                 break  # the rest in another request
             proofs.append(proof)
         return LightReply(height, version, commit.value, CommitCertificate.decode(commit.certificate),
-                          tree.size, tuple(proofs)).encode()
+                          tree.size, tuple(proofs))
 
-    def _tree(self, period: int, version: int):
-        key = (period, version)
-        if key not in self._trees:
-            result = self.store.get_period_result(period, version)
-            _, _, rows = decode_period_rows(self.reg, result.data)
-            leaves = [leaf_bytes(period, r) for r in rows]
-            index = {r.malo_id: i for i, r in enumerate(rows)}
-            self._trees[key] = (result.height, b"", leaves, index, merkle.Tree(leaves))
-            while len(self._trees) > 2:  # ~300 MB each at a million meter points
-                self._trees.popitem(last=False)
-        return self._trees[key]
+    def _build_tree(self, period: int, version: int) -> tuple[int, bytes, list[bytes], dict[str, int], merkle.Tree]:
+        """Runs in a worker thread (see ProofTrees)."""
+        result = self.store.get_period_result(period, version)
+        _, _, rows = decode_period_rows(self.reg, result.data)
+        leaves = [leaf_bytes(period, r) for r in rows]
+        index = {r.malo_id: i for i, r in enumerate(rows)}
+        return result.height, b"", leaves, index, merkle.Tree(leaves)
 
     # -- status ------------------------------------------------------------------------------------------------
 

@@ -9,6 +9,11 @@ Decoding is strict and bounded: the total size, every string, byte string and ar
 field's type and range is checked against its annotation, floats, maps and extension types are refused,
 and the bytes must re-encode to themselves (no second encoding of the same message exists).
 
+Decoding is guided by the message type while it reads: every array header is checked against the field's
+bound (a sequence's MaxLen, a nested message's arity) before a single element is built, and a scalar field
+can never turn into a container. So a few MiB of crafted headers (say, millions of empty arrays where a
+batch expects readings) are refused at the first header instead of first becoming millions of objects.
+
 What is hashed or signed is always `msg.encode()` or, for signed messages, `msg.body()` (the encoding
 without the trailing `sig` field), wrapped by `crypto.signing_input` with a domain tag and the chain id.
 """
@@ -86,6 +91,7 @@ class Message:
     TAG: ClassVar[int] = -1
     _decode_fields: ClassVar[tuple[tuple[str, Callable[[Any], Any]], ...]]
     _wire_fields: ClassVar[tuple[tuple[str, Callable[[Any], Any]], ...]]
+    _read_fields: ClassVar[tuple[tuple[str, Callable[[msgpack.Unpacker, bytes], Any]], ...]]
 
     def to_wire(self) -> list:
         return [enc(getattr(self, name)) for name, enc in self._wire_fields]
@@ -107,6 +113,23 @@ class Message:
                 except CodecError as e:
                     raise CodecError(e.reason, f"{cls.__name__}.{name}: {e}") from None
             raise
+
+    @classmethod
+    def read_from(cls, u: msgpack.Unpacker, data: bytes) -> Any:
+        """Read this message's field array from the stream `u` (fed with `data`), field by field."""
+        return cls._read_body(u, data, _array_header(u, data))
+
+    @classmethod
+    def _read_body(cls, u: msgpack.Unpacker, data: bytes, n: int) -> Any:
+        if n != len(cls._read_fields):
+            raise CodecError("fields", f"{cls.__name__}: expected {len(cls._read_fields)} fields, got {n}")
+        values = []
+        for name, read in cls._read_fields:
+            try:
+                values.append(read(u, data))
+            except CodecError as e:
+                raise CodecError(e.reason, f"{cls.__name__}.{name}: {e}") from None
+        return cls(*values)
 
     def encode(self) -> bytes:
         return msgpack.packb([self.TAG, *self.to_wire()], use_bin_type=True)
@@ -138,6 +161,7 @@ def message(tag: int) -> Callable[[type], type]:
         fields = dataclasses.fields(cls)
         cls._decode_fields = tuple((f.name, _checker(hints[f.name])) for f in fields)
         cls._wire_fields = tuple((f.name, _encoder(hints[f.name])) for f in fields)
+        cls._read_fields = tuple((f.name, _reader(hints[f.name])) for f in fields)
         _REGISTRY[tag] = cls
         return cls
 
@@ -153,7 +177,13 @@ def nested(cls: type) -> type:
     fields = dataclasses.fields(cls)
     cls._decode_fields = tuple((f.name, _checker(hints[f.name])) for f in fields)
     cls._wire_fields = tuple((f.name, _encoder(hints[f.name])) for f in fields)
+    cls._read_fields = tuple((f.name, _reader(hints[f.name])) for f in fields)
     return cls
+
+
+def registered() -> dict[int, type[Message]]:
+    """Every message type registered so far, by tag (for fuzzing every decoder)."""
+    return dict(_REGISTRY)
 
 
 def decode(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
@@ -162,31 +192,94 @@ def decode(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
         raise CodecError("type", "expected bytes")
     if len(data) > max_bytes:
         raise CodecError("oversized", f"{len(data)} bytes > limit {max_bytes}")
+    data = bytes(data)
+    # Containers are only ever opened by the readers (read_array_header, checked against the schema before
+    # any element is read); `unpack` is called for scalar fields only, and with max_array_len=0 it refuses a
+    # container header in a scalar's place before building anything.
+    u = msgpack.Unpacker(None, raw=False, strict_map_key=True, max_buffer_size=max(1, len(data)),
+                         max_str_len=64 * 1024, max_bin_len=16 * 1024 * 1024, max_array_len=0, max_map_len=0,
+                         max_ext_len=0)
+    u.feed(data)
     try:
-        obj = msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            max_str_len=64 * 1024,
-            max_bin_len=16 * 1024 * 1024,
-            max_array_len=4 * 1024 * 1024,
-            max_map_len=0,
-            max_ext_len=0,
-        )
-    except msgpack.ExtraData:
-        raise CodecError("trailing", "bytes after the message") from None
-    except (ValueError, TypeError, msgpack.UnpackException) as e:
+        n = _array_header(u, data)
+        tag = u.unpack() if n else None
+        if type(tag) is not int:
+            raise CodecError("malformed", "a message is an array starting with its tag")
+        cls = _REGISTRY.get(tag)
+        if cls is None:
+            raise CodecError("tag", f"unknown message tag {tag}")
+        msg = cls._read_body(u, data, n - 1)
+    except CodecError:
+        raise
+    except msgpack.OutOfData:
+        raise CodecError("malformed", "not msgpack: truncated") from None
+    except (ValueError, TypeError, IndexError, msgpack.UnpackException) as e:
         raise CodecError("malformed", f"not msgpack: {e}") from None
-    if not isinstance(obj, list) or not obj or type(obj[0]) is not int:
-        raise CodecError("malformed", "a message is an array starting with its tag")
-    cls = _REGISTRY.get(obj[0])
-    if cls is None:
-        raise CodecError("tag", f"unknown message tag {obj[0]}")
-    msg = cls.from_wire(obj[1:])
-    if msg.encode() != bytes(data):
+    if u.tell() != len(data):
+        raise CodecError("trailing", "bytes after the message")
+    if msg.encode() != data:
         raise CodecError("non_canonical", f"{cls.__name__} is not in canonical form")
     return msg
+
+
+def _array_header(u: msgpack.Unpacker, data: bytes) -> int:
+    try:
+        return u.read_array_header()
+    except msgpack.OutOfData:
+        raise
+    except (ValueError, msgpack.UnpackException) as e:  # the unpacker stays at the offending header
+        raise _misplaced(data, u.tell(), "array", e) from None
+
+
+_NIL = 0xC0
+_NOT_A_VALUE = frozenset(range(0x80, 0x90)) | {0xDE, 0xDF, 0xC1}  # maps are refused anywhere; 0xc1 is unused
+
+
+def _misplaced(data: bytes, at: int, expected: str, error: Exception) -> CodecError:
+    """The error for a value at offset `at` that could not be read as `expected` ("array" or "scalar"): a
+    wrong type, or bytes that are no msgpack value here (a map, byte 0xc1, a string over the bound)."""
+    head = data[at] if at < len(data) else None
+    if expected == "array" and head is not None and head not in _NOT_A_VALUE:
+        return CodecError("type", f"expected array at offset {at}")
+    if expected == "scalar" and "max_array_len" in str(error):  # (the offset is not reliable after it)
+        return CodecError("type", "expected a scalar, got an array")
+    return CodecError("malformed", f"not msgpack: {error}")
+
+
+def _reader(tp: Any) -> Callable[[msgpack.Unpacker, bytes], Any]:
+    """How to read a field of annotation `tp` from the stream: arrays header first, scalars via _checker."""
+    base, meta = _split(tp)
+    origin = get_origin(base)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = _reader([a for a in get_args(base) if a is not type(None)][0])
+
+        def read_optional(u: msgpack.Unpacker, data: bytes) -> Any:
+            if data[u.tell()] == _NIL:
+                return u.unpack()
+            return inner(u, data)
+        return read_optional
+    if origin is tuple:
+        item = _reader(get_args(base)[0])
+        limit = (_meta(meta, MaxLen) or MaxLen(DEFAULT_MAX_ITEMS)).n
+
+        def read_seq(u: msgpack.Unpacker, data: bytes) -> tuple:
+            n = _array_header(u, data)
+            if n > limit:
+                raise CodecError("oversized", f"{n} items > {limit}")
+            return tuple([item(u, data) for _ in range(n)])
+        return read_seq
+    if isinstance(base, type) and issubclass(base, Message):
+        return base.read_from
+    check = _checker(tp)
+
+    def read_scalar(u: msgpack.Unpacker, data: bytes) -> Any:
+        try:
+            value = u.unpack()
+        except ValueError as e:  # a container where a scalar belongs (max_array_len and max_map_len are 0),
+            # or a string over max_str_len
+            raise _misplaced(data, u.tell(), "scalar", e) from None
+        return check(value)
+    return read_scalar
 
 
 # -- per-annotation checkers and encoders, built once per class -------------------------------------

@@ -100,6 +100,29 @@ def make_malo_id(first10: str) -> str:
     return first10 + str(malo_check_digit(first10))
 
 
+def market_partner_check_digit(first12: str) -> int:
+    """The 13th digit of a market-partner id (BDEW code number): GS1 mod 10, weights 1, 3, 1, ... from the
+    left."""
+    total = sum(int(c) * (3 if i % 2 else 1) for i, c in enumerate(first12))
+    return (10 - total % 10) % 10
+
+
+def parse_market_partner_id(s: object) -> str:
+    """A 13-digit market-partner id (BDEW/DVGW code number or GS1 GLN), as EDI@Energy addresses parties."""
+    if not isinstance(s, str):
+        raise IdError("market-partner id", "type", f"expected a string, got {type(s).__name__}")
+    if len(s) != 13 or not s.isascii() or not s.isdigit():
+        raise IdError("market-partner id", "length", f"{s!r} is not 13 digits")
+    if int(s[12]) != market_partner_check_digit(s[:12]):
+        raise IdError("market-partner id", "check",
+                      f"{s} has check digit {s[12]}, expected {market_partner_check_digit(s[:12])}")
+    return s
+
+
+def make_market_partner_id(first12: str) -> str:
+    return first12 + str(market_partner_check_digit(first12))
+
+
 def _valid(parse, s: object) -> bool:
     try:
         parse(s)

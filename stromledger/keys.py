@@ -54,25 +54,22 @@ def read_key_file(path: str | os.PathLike, passphrase: str | None = None) -> Sig
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise KeyFileError(f"{path} has mode {mode:o}: a key file must be readable by its owner only (chmod 600)")
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise KeyFileError(f"{path}: not a key file: {e}") from None
+    doc = _read_doc(path)
     if doc.get("format") != FORMAT or doc.get("type") != "ed25519":
         raise KeyFileError(f"{path}: unknown key format {doc.get('format')!r}")
-    public = bytes.fromhex(doc["public_key"])
+    public = _hex_field(path, doc, "public_key", 32)
     if "seed" in doc:
-        key = SigningKey(bytes.fromhex(doc["seed"]))
+        key = SigningKey(_hex_field(path, doc, "seed", 32))
     else:
         if not passphrase:
             raise KeyFileError(f"{path} is encrypted: a passphrase is needed (STROMLEDGER_PASSPHRASE)")
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+        salt, nonce = _hex_field(path, doc, "salt", 16), _hex_field(path, doc, "nonce", 12)
+        ciphertext = _hex_field(path, doc, "ciphertext", 48)  # the 32-byte seed and a 16-byte tag
         try:
-            seed = ChaCha20Poly1305(_kek(passphrase, bytes.fromhex(doc["salt"]))).decrypt(
-                bytes.fromhex(doc["nonce"]), bytes.fromhex(doc["ciphertext"]), public
-            )
+            seed = ChaCha20Poly1305(_kek(passphrase, salt)).decrypt(nonce, ciphertext, public)
         except InvalidTag:
             raise KeyFileError(f"{path}: wrong passphrase") from None
         key = SigningKey(seed)
@@ -82,4 +79,34 @@ def read_key_file(path: str | os.PathLike, passphrase: str | None = None) -> Sig
 
 
 def read_public_key(path: str | os.PathLike) -> bytes:
-    return bytes.fromhex(json.loads(Path(path).read_text())["public_key"])
+    """The public key a key file declares (checked against its seed when the seed is not encrypted); no
+    passphrase needed. Raises KeyFileError (or OSError) with a one-line reason."""
+    path = Path(path)
+    doc = _read_doc(path)
+    public = _hex_field(path, doc, "public_key", 32)
+    if "seed" in doc and SigningKey(_hex_field(path, doc, "seed", 32)).public != public:
+        raise KeyFileError(f"{path}: the seed does not match the public key")
+    return public
+
+
+def _read_doc(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise KeyFileError(f"{path}: not a key file: {e}") from None
+    if not isinstance(doc, dict):
+        raise KeyFileError(f"{path}: not a key file: a JSON object is expected, not {type(doc).__name__}")
+    return doc
+
+
+def _hex_field(path: Path, doc: dict, name: str, size: int) -> bytes:
+    value = doc.get(name)
+    if not isinstance(value, str):
+        raise KeyFileError(f"{path}: not a key file: {name} is missing or not a hex string")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise KeyFileError(f"{path}: not a key file: {name} is not hex") from None
+    if len(raw) != size:
+        raise KeyFileError(f"{path}: not a key file: {name} has {len(raw)} bytes, not {size}")
+    return raw

@@ -297,3 +297,71 @@ def test_correction_window_fits_in_a_seal(tmp_path):
     toml = GOOD.replace("correction_window_periods = 4", "correction_window_periods = 10000")
     registry, defects = check_genesis(write(tmp_path, toml, GOOD_CSV))
     assert registry is None and ("genesis.toml", "[chain]", "correction_window_periods", "error") in found(defects)
+
+
+BIG = 10**30
+
+
+@pytest.mark.parametrize("old, new, field", [
+    ("gate_closure_grace_seconds = 60", f"gate_closure_grace_seconds = {BIG}", "gate_closure_grace_seconds"),
+    ("correction_window_periods = 4", f"correction_window_periods = {BIG}", "correction_window_periods"),
+    ("period_seconds = 900", f"period_seconds = {BIG}", "period_seconds"),
+    ("correction_window_periods = 4", f"correction_window_periods = 4\nschedule_horizon_periods = {BIG}",
+     "schedule_horizon_periods"),
+    ('genesis = "2026-01-01T00:00:00Z"', f"genesis = {BIG}", "genesis"),
+])
+def test_every_number_in_the_chain_table_is_bounded(tmp_path, capsys, old, new, field):
+    path = write(tmp_path, GOOD.replace(old, new), GOOD_CSV)
+    registry, defects = check_genesis(path)
+    assert registry is None and ("genesis.toml", "[chain]", field, "error") in found(defects)
+    assert main(["genesis", "check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "Traceback" not in out and f"[chain], {field}:" in out
+
+
+@pytest.mark.parametrize("power", [2**64 - 1, BIG])
+def test_max_power_is_bounded_so_no_total_can_overflow(tmp_path, capsys, power):
+    path = write(tmp_path, GOOD, GOOD_CSV.replace("30000", str(power)))
+    assert main(["genesis", "check", str(path)]) == 1
+    assert "mp.csv: line 2, max_power_w: " in capsys.readouterr().out
+
+
+def test_the_sum_of_max_power_is_bounded(tmp_path, monkeypatch):
+    # at the real bound (2**61 Wh) it takes a million meters of 100 GW: scaled down here
+    from stromledger.registry import genesis
+    rows = "".join(f"{make_malo_id(f'{6_100_000_000 + i}')},consumer,grid,{A1},{G1},op,{KEY},{10**11},,\n"
+                   for i in range(10))
+    path = write(tmp_path, GOOD, HEADER + "\n" + rows)  # 10 x 25 GWh in a 900 s period
+    monkeypatch.setattr(genesis, "MAX_TOTAL_WH", 250 * 10**9)
+    assert check_genesis(path)[0] is not None
+    monkeypatch.setattr(genesis, "MAX_TOTAL_WH", 250 * 10**9 - 1)
+    registry, defects = check_genesis(path)
+    assert registry is None and ("genesis.toml", "meter points", "max_power_w", "error") in found(defects)
+
+
+def test_a_genesis_without_validators_is_not_usable(tmp_path):
+    toml = GOOD.split("[[validators]]")[0] + "[[grid_areas]]" + GOOD.split("[[grid_areas]]")[1]
+    registry, defects = check_genesis(write(tmp_path, toml, GOOD_CSV))
+    assert registry is None and ("genesis.toml", "[[validators]]", "", "error") in found(defects)
+
+
+def test_a_deeply_nested_toml_array_is_one_error(tmp_path, capsys):
+    path = write(tmp_path, GOOD + "deep = " + "[" * 5000 + "]" * 5000 + "\n", GOOD_CSV)
+    registry, defects = check_genesis(path)
+    assert registry is None and defects[0].where == "file" and "nested too deeply" in defects[0].message
+    assert main(["genesis", "check", str(path)]) == 1
+
+
+def test_counts_are_bounded_by_what_a_period_result_lists(tmp_path, monkeypatch):
+    from stromledger.cascade.messages import PeriodResult
+    from stromledger.codec import MaxLen
+    from stromledger.registry import genesis
+
+    bounds = {name: next(m.n for m in hint.__metadata__ if isinstance(m, MaxLen))
+              for name, hint in __import__("typing").get_type_hints(PeriodResult, include_extras=True).items()
+              if name in ("areas", "groups", "cells")}
+    assert bounds == {"areas": genesis.MAX_GRID_AREAS, "groups": genesis.MAX_BALANCING_GROUPS,
+                      "cells": genesis.MAX_CELLS}
+    monkeypatch.setattr(genesis, "MAX_BALANCING_GROUPS", 1)  # the small genesis has two (one loss group)
+    registry, defects = check_genesis(write(tmp_path, GOOD, GOOD_CSV))
+    assert registry is None and any("2 balancing groups, more than the 1" in str(d) for d in defects)

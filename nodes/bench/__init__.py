@@ -52,6 +52,11 @@ def _country(**kw):
     return run_country(**kw)
 
 
+def _attack(**kw):
+    from .attack import run_attack
+    return run_attack(**kw)
+
+
 BENCHES: dict[str, Callable[..., dict]] = {
     "ingest": _ingest,
     "cascade": _cascade,
@@ -60,6 +65,7 @@ BENCHES: dict[str, Callable[..., dict]] = {
     "sim": _sim,
     "devnet": _devnet,
     "country": _country,
+    "attack": _attack,
 }
 
 

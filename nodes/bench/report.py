@@ -185,9 +185,27 @@ def country_tables(r: dict) -> list:
     return [t, a]
 
 
+def attack_tables(r: dict) -> list:
+    f = r["fuzz"]
+    t = _table(f"attack: {f['inputs']:,} mutated messages of {f['types']} types through codec.decode "
+               f"({_n(f['per_s'])} per second)", ["decoded canonically", "refused (CodecError)", "crashes",
+                                                  "non-canonical accepted", "unmutated that failed"])
+    t.add_row(_n(f["ok"]), _n(f["refused"]), _n(f["crashes"]), _n(f["non_canonical_accepted"]),
+              _n(f["generated_failed"]))
+    b = _table("attack: header bombs, one decode each (peak: traced Python memory)",
+               ["input", "bytes", "ms", "peak MiB", "verdict"])
+    for x in r["bombs"] + [r["baseline"]]:
+        b.add_row(x["bomb"], _n(x["bytes"]), _n(x["ms"], 1), _n(x["peak_mib"], 1), x["verdict"])
+    d = r["duplicates"]
+    u = _table(f"attack: one valid reading in {d['batches']} distinct batches",
+               ["batches", "held", "listed in the seal", "µs per batch"])
+    u.add_row(_n(d["batches"]), _n(d["held"]), _n(d["listed"]), _n(d["us_per_batch"]))
+    return [t, b, u]
+
+
 RENDER: dict[str, Callable[[dict], list]] = {
     "ingest": ingest_tables, "cascade": cascade_tables, "merkle": merkle_tables, "consensus": consensus_tables,
-    "sim": sim_tables, "devnet": devnet_tables, "country": country_tables,
+    "sim": sim_tables, "devnet": devnet_tables, "country": country_tables, "attack": attack_tables,
 }
 
 

@@ -25,6 +25,9 @@ benchmark ran, 1 when it could not, 2 for bad arguments. docs/benchmarks.md show
              meter points
   country    gate closure to the national result: 10, 100 and 860 area checkpoints verified and sealed
              by a network committee of 16 (simulated consensus), and what one area validator carries
+  attack     hostile input: every decoder fuzzed (crashes and non-canonical acceptances must be 0), header
+             bombs (time and peak memory next to an honest batch of the same size), one reading in many
+             batches (batches held and listed)
   show       print the tables of results saved with --save again
   plot       draw the charts (PNG) of results saved with --save
 
@@ -130,6 +133,14 @@ def register(subparsers) -> None:
     s.add_argument("--seeds", type=_positive, default=2, help="simulated runs (default 2)")
     _common(s)
 
+    s = sub.add_parser("attack", help="fuzz every decoder, header bombs, duplicate batches")
+    s.add_argument("--inputs", type=_positive, default=200_000, help="mutated messages decoded (default 200000)")
+    s.add_argument("--bomb-mib", type=_positive, default=4, help="size of each header bomb in MiB (default 4)")
+    s.add_argument("--duplicates", type=_positive, default=300, help="distinct batches carrying one reading "
+                                                                     "(default 300)")
+    s.add_argument("--seed", type=int, default=1, help="seed of the generated inputs (default 1)")
+    _common(s)
+
     s = sub.add_parser("show", help="print the tables of saved results again")
     s.add_argument("results", nargs="+", type=Path, metavar="FILE", help="JSON files written with --save")
 
@@ -147,6 +158,7 @@ _OPTIONS = {
     "sim": ("validators", "heights", "seeds", "interval_ms", "faults"),
     "devnet": ("meters", "periods", "period_seconds", "validators", "inprocess", "window", "keep"),
     "country": ("areas", "groups", "network_validators", "meters", "area_sizes", "heights", "seeds"),
+    "attack": ("inputs", "bomb_mib", "duplicates", "seed"),
 }
 
 

@@ -12,8 +12,10 @@ DESCRIPTION = """\
 Run a complete local network on 127.0.0.1 and check that it settles: write a fresh genesis (a unique chain
 id, the first period a few seconds from now, keys derived from labels: never use them elsewhere) and a
 home per node into DIR, start every node as its own process (validators, one meter-point light node per
-meter operator feeding simulated household, PV, wind and commerce profiles, one balancing-group node per
-supplier group submitting schedules), show each commit as it happens, and after the last requested period
+meter operator feeding the profiles of a German distribution area (BDEW load profiles, pvlib PV,
+windpowerlib wind; each period is the next simulated quarter hour from --start), one balancing-group node per
+supplier group scheduling its forecast at the power exchange), show each commit as it happens, and after the
+last requested period
 print per period: the seal hash, the totals per balancing group and per grid area, imbalances, the
 generation mix, whether every validator committed the same seal, whether every light node verified its
 readings with the commit certificate and a Merkle proof, and whether every balancing-group node rebuilt
@@ -44,12 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--periods", type=int, default=3, metavar="N", help="periods to settle before stopping "
                                                                        "(default 3)")
     p.add_argument("--period-seconds", type=int, default=DEVNET_PERIOD_SECONDS, metavar="SECONDS",
-                   help="settlement period length; each devnet period stands for the next simulated quarter "
-                        f"hour of the profiles (default {DEVNET_PERIOD_SECONDS}, as `stromledger genesis devnet`)")
+                   help="settlement period length; each devnet period carries the energy of the next simulated "
+                        f"quarter hour (default {DEVNET_PERIOD_SECONDS}, as `stromledger genesis devnet`)")
     p.add_argument("--areas", type=int, default=2, metavar="K",
                    help="grid areas, each settled by its own area chain; every validator process also runs the "
                         "network chain (default 2)")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated network and profiles (default 1)")
+    p.add_argument("--start", default="", metavar="UTC",
+                   help="the simulated quarter hour of the first period, e.g. 2026-06-21T00:00 (UTC); periods "
+                        "follow as consecutive quarter hours (default: the real time at genesis)")
     p.set_defaults(func=_devnet)
 
 
@@ -62,7 +67,7 @@ def _devnet(args: argparse.Namespace) -> int:
     console.width = max(console.width, 120)
     options = DevnetOptions(validators=args.validators, balancing_groups=args.balancing_groups, meters=args.meters,
                             periods=args.periods, period_seconds=args.period_seconds, seed=args.seed,
-                            areas=args.areas)
+                            areas=args.areas, start=args.start)
     try:
         devnet = create_devnet(args.dir, options, now=int(time.time()))
     except (ValueError, FileExistsError) as e:

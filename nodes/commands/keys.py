@@ -63,7 +63,10 @@ def _show(args: argparse.Namespace) -> int:
             public = read_key_file(args.file, os.environ.get(PASSPHRASE_ENV)).public
         else:
             public = read_public_key(args.file)
-    except (OSError, KeyError, ValueError, KeyFileError) as e:
+    except KeyFileError as e:  # names the file already
+        print(f"cannot use the key: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
         print(f"cannot read {args.file}: {e}", file=sys.stderr)
         return 2
     print(public.hex())

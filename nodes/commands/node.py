@@ -21,9 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "`stromledger init`). Logs go to stderr; the node keeps data/status.json current for "
                     "`stromledger status`. SIGINT or SIGTERM stops it cleanly; it resumes where it stopped. "
                     "An encrypted key file needs its passphrase in $STROMLEDGER_PASSPHRASE. Exit status: 0 "
-                    "stopped cleanly, 1 it could not run (store or port in use, database of another genesis), "
-                    "2 DIR is not a usable node home (config.toml, key or genesis; nothing was started).")
+                    "stopped cleanly, 1 it could not run (store or port in use, database of another genesis, "
+                    "a validator's sign guard empty or behind its store), 2 DIR is not a usable node home "
+                    "(config.toml, key or genesis; nothing was started).")
     run.add_argument("--home", required=True, metavar="DIR", help="the node's home directory")
+    run.add_argument("--resume-signing-after-restore", action="store_true",
+                     help="a validator refuses to sign when its sign guard is empty or behind its store (lost, "
+                          "or restored from a backup); after restoring a backup, and only if the node signed "
+                          "nothing since, pass this once to override that check (it is logged)")
     run.set_defaults(func=_run)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -39,6 +44,11 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigError, KeyFileError, GenesisError, OSError) as e:
         print(f"cannot start the node in {args.home}: {e}", file=sys.stderr)
         return 2
+    ctx.resume_signing_after_restore = args.resume_signing_after_restore
+    from nodes.logs import configure_logging
+
+    # The home's [log] section; --log-format and --log-level on the command line still win.
+    configure_logging(args.log_format or ctx.config.log_format, args.log_level, ctx.config.log_levels)
     module = importlib.import_module(ROLE_MODULES[ctx.config.role])
     try:
         return int(trio.run(module.run, ctx) or 0)
@@ -53,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
 def known_failure(error: BaseException, ctx) -> str | None:
     """A one-line message with what to do for the conditions an operator meets (store in use, port in use,
     database of another genesis or a newer version); None for anything else."""
+    from nodes.consensus_guard import StartRefused
     from stromledger.net import ListenError
     from stromledger.store import SchemaTooNew, StoreLocked, WrongChain
 
@@ -62,6 +73,8 @@ def known_failure(error: BaseException, ctx) -> str | None:
             if found:
                 return found
         return None
+    if isinstance(error, StartRefused):
+        return str(error)
     if isinstance(error, StoreLocked):
         return f"{error} Stop that node first: never run two nodes on one home."
     if isinstance(error, ListenError):

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from stromledger.sim import FAULT_KINDS, KINDS, SimConfig, Summary, run_seeds
-from stromledger.sim.scenario import BYZANTINE_MODES
+from stromledger.sim.scenario import BYZANTINE_MODES, STRATEGIES
 
 DESCRIPTION = """\
 Run the real consensus code of N validators over a simulated network, once per seed, and check every run
@@ -20,9 +20,17 @@ Faults, injected until a drawn moment when the network heals:
   partition  one or two network partitions that heal
   crash      validators crash and restart from their sign guard and decided heights
   all        all of the above
---byzantine F makes F validators equivocators: each runs as two copies sharing one key that propose and
-vote different values. Consensus tolerates F < N/3; beyond that, the checker must find violations, which
---allow-unsafe lets you watch.
+--byzantine F makes F validators byzantine; --byzantine-strategy says how they attack:
+  equivocate           each runs as two copies sharing one key that propose and vote different values
+  selective-precommit  "decided here, locked there": one honest validator per height gets the precommits
+                       and decides, the others stay locked; the byzantine validators then offer fresh
+                       values (they keep no lock), and the locked validators crash and restart
+  hidden-lock          one honest validator per height is locked on a value the others never saw a
+                       polka for, the others lock on another one, then the byzantine validators fall
+                       silent: only the locked one unlocking on the newer proof-of-lock decides it
+  round-push           with every prevote a byzantine validator claims, in a nil prevote, a round 8 ahead
+Consensus tolerates F < N/3; beyond that, the checker must find violations, which --allow-unsafe lets you
+watch.
 
 --areas K runs the hierarchy instead: K area committees (N validators each, F byzantine each) and a network
 committee (--network-validators, F byzantine), each on its own chain id. Area decisions reach the network as
@@ -49,6 +57,8 @@ def register(subparsers) -> None:
     p.add_argument("--byzantine-mode", choices=BYZANTINE_MODES, default=None,
                    help="split: each copy of an equivocator talks to one half of the honest validators; "
                         "both: both copies talk to everyone (default: drawn per seed)")
+    p.add_argument("--byzantine-strategy", choices=STRATEGIES, default="equivocate",
+                   help="what the byzantine validators do (default equivocate; see above)")
     p.add_argument("--interval-ms", type=int, default=2000, metavar="MS",
                    help="virtual time between heights (default 2000; 900000 is a real 15-minute period)")
     p.add_argument("--value-bytes", type=int, default=256, metavar="B", help="size of proposed values (default 256)")
@@ -84,6 +94,7 @@ def run(args) -> int:
     if args.areas:
         return run_hierarchy(args, console)
     base = SimConfig(seed=args.seed_base, validators=n, byzantine=f, byzantine_mode=args.byzantine_mode,
+                     strategy=args.byzantine_strategy,
                      faults=args.faults, heights=args.heights, height_interval_ms=args.interval_ms,
                      value_bytes=args.value_bytes)
     started = time.perf_counter()
@@ -98,7 +109,8 @@ def run(args) -> int:
 def summary_table(s: Summary, args, seconds: float):
     from rich.table import Table
 
-    t = Table(title=f"stromledger sim: {args.validators} validators, {args.byzantine} byzantine, "
+    t = Table(title=f"stromledger sim: {args.validators} validators, {args.byzantine} byzantine "
+                    f"({args.byzantine_strategy}), "
                     f"faults {args.faults}, seeds {args.seed_base}..{args.seed_base + args.seeds - 1}")
     t.add_column("measure")
     t.add_column("value", justify="right")

@@ -14,21 +14,25 @@ configs/devnet.toml in the repository is its output for the defaults.
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
 from stromledger.crypto import SigningKey
 from stromledger.ids import make_malo_id
 from stromledger.registry import (
-    Assignment, BalancingGroup, ChainParams, GridArea, MeterOperator, MeterPoint, Registry, Validator,
+    Assignment, BalancingGroup, ChainParams, ExternalParty, GridArea, MeterOperator, MeterPoint, Registry, Validator,
     write_genesis,
 )
 
+from .grid_mix import customer_mix, time_lapse
 from .synthetic import GENESIS_2026, eic_for
 
 AREA_NAMES = ("Nordheide", "Suedtal", "Westmark", "Ostaue", "Mittelberg", "Seeland")
 SUPPLIER_NAMES = ("Stadtwerke Nordheide Vertrieb", "Sonnenstrom eG", "Windhandel GmbH", "Regionalenergie AG",
                   "Buergerstrom eG", "Gruenwerk Handel")
+# The power exchange the suppliers buy their forecast portfolio at (an external party: outside the network).
+EXCHANGE = ExternalParty(eic_for("DEVEXCH", 1, "X"), "Strombörse (day-ahead/intraday)")
 METER_OPERATORS = ("Messstellenbetrieb Nordheide", "SmartMeter Service GmbH")
 
 
@@ -48,9 +52,12 @@ def devnet_registry(validators: int = 4, balancing_groups: int = 3, meters: int 
                     grace_seconds: int | None = None, correction_window: int | None = None,
                     grid_areas: int | None = None) -> Registry:
     """The devnet registry: `grid_areas` grid areas (default `validators // 2`, at least one; each validator
-    is run by one of their operators; every validator sits on every area's committee and the network's), `balancing_groups` supplier groups plus one loss group per area, tie lines between
-    neighbouring areas and from each area to the upstream grid outside the network, and `meters` meter
-    points in all (households, PV prosumers, commerce, batteries, a few generators)."""
+    is run by one of their operators; every validator sits on every area's committee and the network's),
+    `balancing_groups` supplier groups plus one loss group per area, tie lines between neighbouring areas and
+    from each area to the upstream grid outside the network, `meters` meter points in all (the customers and
+    plants of grid_mix.customer_mix), and the power exchange as an external party. Connection capacities are
+    scaled by 900 s / `period_seconds`: each period carries a simulated quarter hour's energy
+    (grid_mix.time_lapse)."""
     if validators < 1 or balancing_groups < 1 or meters < 1:
         raise ValueError("a devnet needs at least one validator, balancing group and meter point")
     rng = random.Random(seed)
@@ -87,27 +94,13 @@ def devnet_registry(validators: int = 4, balancing_groups: int = 3, meters: int 
 
     for i, a in enumerate(areas):  # tie lines: to the upstream grid outside, and to the next area
         if len(points) < meters:
-            add("boundary", "grid", a.eic, "", 40_000_000, a.eic, "")
+            add("boundary", "grid", a.eic, "", math.ceil(40_000_000 * time_lapse(period_seconds)), a.eic, "")
         if i + 1 < n_areas and len(points) < meters:
-            add("boundary", "grid", a.eic, "", 20_000_000, a.eic, areas[i + 1].eic)
-    mix = (  # (share, kind, source, power choices in W)
-        (0.55, "consumer", "grid", (11_000, 15_000, 30_000)),  # households
-        (0.22, "prosumer", "pv", (7_000, 10_000, 15_000)),  # rooftop PV
-        (0.10, "consumer", "grid", (50_000, 120_000, 250_000)),  # commerce
-        (0.05, "prosumer", "battery", (5_000, 10_000)),  # home batteries
-        (0.03, "producer", "pv", (750_000, 2_000_000)),  # PV parks
-        (0.02, "producer", "wind", (3_000_000, 4_200_000)),
-        (0.015, "producer", "chp", (500_000,)),
-        (0.01, "producer", "biomass", (800_000,)),
-        (0.005, "producer", "hydro", (300_000,)),
-    )
-    while len(points) < meters:
-        roll, acc = rng.random(), 0.0
-        for share, kind, source, powers in mix:
-            acc += share
-            if roll < acc:
-                break
-        add(kind, source, rng.choice(areas).eic, rng.choice(suppliers).eic, rng.choice(powers))
+            add("boundary", "grid", a.eic, "", math.ceil(20_000_000 * time_lapse(period_seconds)), a.eic,
+                areas[i + 1].eic)
+    lapse = time_lapse(period_seconds)  # a period carries a simulated quarter hour's energy
+    for kind, source, capacity in customer_mix(meters - len(points), rng):
+        add(kind, source, rng.choice(areas).eic, rng.choice(suppliers).eic, math.ceil(capacity * lapse))
 
     # a few supplier switches one day after genesis, so the registry shows how they look
     movable = [p for p in points if p.kind != "boundary"]
@@ -117,7 +110,7 @@ def devnet_registry(validators: int = 4, balancing_groups: int = 3, meters: int 
         for p in rng.sample(movable, min(3, len(movable))):
             others = [g.eic for g in suppliers if g.eic != p.balancing_group]
             assignments.append(Assignment(p.malo_id, switch_at, rng.choice(others)))
-    return Registry(params, vals, areas, suppliers + loss_groups, operators, points, assignments)
+    return Registry(params, vals, areas, suppliers + loss_groups, operators, points, assignments, [EXCHANGE])
 
 
 def make_devnet_genesis(directory: str | Path, validators: int = 4, balancing_groups: int = 3, meters: int = 200,

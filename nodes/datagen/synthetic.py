@@ -7,6 +7,8 @@ schedules and batches for any period, all derived from a seed (no clock, no glob
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import random
 from dataclasses import dataclass, field
 from stromledger.crypto import SigningKey, sha256
@@ -17,6 +19,8 @@ from stromledger.registry import (
 
 from stromledger.cascade.checks import CheckedBatch, make_batch, sign_reading, sign_schedule
 from stromledger.cascade.messages import Batch, Reading, Schedule
+
+from .grid_mix import customer_mix, time_lapse
 
 GENESIS_2026 = 1_767_225_600  # 2026-01-01T00:00:00Z
 
@@ -50,6 +54,8 @@ class Synthetic:
     group_keys: dict[str, SigningKey]  # balancing group EIC -> its operator's key
     shared_meter_keys: int = 0
     _meter_keys: dict[str, SigningKey] = field(default_factory=dict, repr=False)
+    _profiles: object = field(default=None, repr=False)
+    _ordinary: list[str] = field(default_factory=list, repr=False)
 
     def meter_key(self, malo_id: str) -> SigningKey:
         k = self._meter_keys.get(malo_id)
@@ -60,25 +66,40 @@ class Synthetic:
             k = self._meter_keys[malo_id] = key_for(self.seed, label)
         return k
 
-    def values(self, period: int, *, skip: float = 0.0) -> list[tuple[str, int, int]]:
-        """(malo_id, import Wh, export Wh) for the period, each within the meter point's max power; a share
-        `skip` of the meter points sends nothing (they will be substituted)."""
-        rng = random.Random(self.seed * 1_000_003 + period)
-        out = []
+    def energies(self, period: int) -> dict[str, tuple[int, int]]:
+        """Every meter point's (import Wh, export Wh) in `period`: the profiles of its customer class
+        (nodes.datagen.profiles; period k after genesis is the k-th quarter hour from the genesis time), and on
+        each area's first tie line to the outside what the area needs beyond its own generation (plus a 3 %
+        loss). Within each meter point's max power."""
         reg = self.registry
-        for malo in reg.malo_order:
-            mp = reg.meter_points[malo]
-            top = reg.max_wh(malo)
-            if skip and rng.random() < skip:
+        if self._profiles is None:
+            from .grid_mix import meter_specs
+            from .profiles import Profiles
+
+            self._ordinary, specs = meter_specs(reg, self.seed)
+            start = dt.datetime.fromtimestamp(reg.genesis_period * reg.period_seconds, dt.timezone.utc)
+            self._profiles = Profiles(specs, self.seed, start)
+        imp, exp = self._profiles.energy_wh(period - reg.genesis_period)
+        out = {m: (min(i, reg.max_wh(m)), min(e, reg.max_wh(m)))
+               for m, i, e in zip(self._ordinary, imp.tolist(), exp.tolist())}
+        need = dict.fromkeys(reg.grid_areas, 0)
+        for m, (i, e) in out.items():
+            need[reg.meter_points[m].grid_area] += round(i * 1.03) - e
+        for m in reg.boundary:
+            mp = reg.meter_points[m]
+            if mp.area_in:  # a tie between two areas of the network: idle in this data set
+                out[m] = (0, 0)
                 continue
-            if mp.kind == "consumer":
-                imp, exp = rng.randint(0, top // 3), 0
-            elif mp.kind == "producer":
-                imp, exp = rng.randint(0, top // 50), rng.randint(0, top)
-            else:  # prosumers and boundary meters flow both ways (in different parts of the period)
-                imp, exp = rng.randint(0, top // 2), rng.randint(0, top // 2)
-            out.append((malo, imp, exp))
+            into = max(-reg.max_wh(m), min(reg.max_wh(m), need.pop(mp.area_out, 0)))
+            out[m] = (0, into) if into >= 0 else (-into, 0)  # import direction = out of the area
         return out
+
+    def values(self, period: int, *, skip: float = 0.0) -> list[tuple[str, int, int]]:
+        """(malo_id, import Wh, export Wh) for the period in registry order (see `energies`); a share `skip`
+        of the meter points sends nothing (they will be substituted)."""
+        rng = random.Random(self.seed * 1_000_003 + period)
+        energies = self.energies(period)
+        return [(m, *energies[m]) for m in self.registry.malo_order if not (skip and rng.random() < skip)]
 
     def readings(self, period: int, *, skip: float = 0.0, version: int = 1) -> list[Reading]:
         chain = self.registry.chain_id
@@ -117,8 +138,8 @@ def make_synthetic(meters: int, seed: int = 0, *, areas: int = 4, groups: int = 
                    period_seconds: int = 900, correction_window: int = 4, grace_seconds: int = 60,
                    genesis_period: int | None = None, switches: int = 0,
                    shared_meter_keys: int = 0) -> Synthetic:
-    """A registry with `meters` meter points (about 70% households, 20% PV prosumers, 5% batteries, 5%
-    generators, plus per area a tie line to the next area and one to outside the network), `groups` supplier
+    """A registry with `meters` meter points (the customers and plants of a German distribution area, see
+    grid_mix.customer_mix, plus per area a tie line to the next area and one to outside the network), `groups` supplier
     groups plus one loss group per area, and `switches` supplier switches two periods after genesis."""
     if meters < 1 or areas < 1 or groups < 2:
         raise ValueError("need at least one meter point, one area and two groups")
@@ -141,6 +162,8 @@ def make_synthetic(meters: int, seed: int = 0, *, areas: int = 4, groups: int = 
     grid = Synthetic(None, seed, submitter, group_keys, shared_meter_keys)  # type: ignore[arg-type]
     points = []
     n_boundary = min(meters, 2 * areas)
+    lapse = time_lapse(period_seconds)  # a period carries a simulated quarter hour's energy
+    mix = iter(customer_mix(meters - n_boundary, rng))
     for i in range(meters):
         malo = malo_for(i)
         key = grid.meter_key(malo).public
@@ -150,20 +173,12 @@ def make_synthetic(meters: int, seed: int = 0, *, areas: int = 4, groups: int = 
             if out == into:
                 into = ""
             points.append(MeterPoint(malo, "boundary", "grid", area_ids[a], "", operators[0].name, key,
-                                     50_000_000, out, into))
+                                     math.ceil(50_000_000 * max(1, meters // 2_000) * lapse), out, into))
             continue
         area = area_ids[rng.randrange(areas)]
         group = group_ids[rng.randrange(groups)]
-        roll = rng.random()
-        if roll < 0.70:
-            kind, source, power = "consumer", "grid", rng.choice((11_000, 15_000, 30_000, 60_000))
-        elif roll < 0.90:
-            kind, source, power = "prosumer", "pv", rng.choice((10_000, 15_000, 30_000))
-        elif roll < 0.95:
-            kind, source, power = "prosumer", "battery", rng.choice((5_000, 10_000))
-        else:
-            kind, source = "producer", rng.choice(("wind", "chp", "biomass", "hydro"))
-            power = rng.choice((500_000, 2_000_000, 5_000_000))
+        kind, source, capacity = next(mix)
+        power = math.ceil(capacity * lapse)
         points.append(MeterPoint(malo, kind, source, area, group, operators[0].name, key, power))
     assignments = []
     movable = [p for p in points if p.kind != "boundary"]

@@ -26,6 +26,10 @@ from .rejections import Reason, Rejection
 
 NO_SIG = bytes(64)
 MAX_BATCH_BYTES = 24 * 1024 * 1024
+# 10 TWh in one period between two groups: with at most 100,000 groups (a seal's bound) the schedule sums of
+# a group stay below 2**60, and with the genesis bound on meter energy (registry.genesis.MAX_TOTAL_WH) no
+# total of a seal can overflow its I64/U64 field.
+MAX_SCHEDULE_WH = 10**13
 _CHUNK = 2048
 
 
@@ -123,15 +127,23 @@ def schedule_precheck(registry: Registry, s: Schedule) -> Rejection | None:
         return Rejection(Reason.WRONG_CHAIN, "schedules are settled by the network chain, not by an area's")
     if s.wh == 0:
         return Rejection(Reason.MALFORMED, "a schedule moves a positive number of Wh")
+    if s.wh > MAX_SCHEDULE_WH:
+        return Rejection(Reason.OVERSIZED, f"a schedule of {s.wh} Wh, at most {MAX_SCHEDULE_WH} Wh")
     if s.from_group == s.to_group:
         return Rejection(Reason.MALFORMED, "a schedule is between two different balancing groups")
     keys = registry.group_keys
+    external = registry.external_parties
     for eic in (s.from_group, s.to_group):
-        if eic not in keys:
+        if eic not in keys and eic not in external:
             if not is_valid_eic(eic):
                 return Rejection(Reason.MALFORMED, f"{eic!r} is not a valid EIC")
             return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{eic} is not in the registry")
-    if s.signer != keys[s.from_group] and s.signer != keys[s.to_group]:
+    if s.from_group in external and s.to_group in external:
+        return Rejection(Reason.MALFORMED, "a schedule between two external parties does not touch the network")
+    if s.signer != keys.get(s.from_group) and s.signer != keys.get(s.to_group):
+        if s.from_group in external or s.to_group in external:
+            return Rejection(Reason.WRONG_SIGNER, "a schedule with an external party is signed by the operator "
+                                                  "of the network's group")
         return Rejection(Reason.WRONG_SIGNER, "a schedule is signed by the operator of its from or to group")
     return None
 

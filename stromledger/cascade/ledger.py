@@ -26,6 +26,20 @@ READING, SCHEDULE = 1, 2
 Incoming = Union[bytes, Batch, CheckedBatch]
 
 
+@dataclass(frozen=True)
+class SubmitterQuota:
+    """How much one submitter may add to a node's pending batches in one period of the clock. Only batches
+    that add something new count (duplicates are never stored); a batch over the quota is refused whole, and
+    the submitter may send it again in the next period. `items=None`: 100,000 plus two per registered meter
+    point (every meter point's reading and one correction per period)."""
+
+    batches: int = 1_000
+    items: int | None = None
+
+    def item_limit(self, registry: Registry) -> int:
+        return self.items if self.items is not None else 100_000 + 2 * len(registry.meter_points)
+
+
 @dataclass
 class Admission:
     """What a validator answers to a submitted batch. Provisional: the seal re-derives every verdict."""
@@ -46,17 +60,30 @@ class Admission:
 
 
 class Acceptor:
-    def __init__(self, registry: Registry, state: SettledState):
+    """Keeps a batch only if it carries an item (a reading or schedule a seal can still use, by value) that no
+    held batch with a lower digest carries. The kept set is the same whatever order the batches arrive in
+    (a lower-digest batch carrying everything of a held one evicts it), so the seal does not depend on
+    arrival order, and one reading sent in many batches is held, and listed, once."""
+
+    def __init__(self, registry: Registry, state: SettledState, quota: SubmitterQuota = SubmitterQuota()):
         self.registry = registry
         self.state = state
+        self.quota = quota
         self.batches: dict[bytes, CheckedBatch] = {}
         self._readings: dict[int, dict[tuple[str, int], tuple[bool, int, int]]] = {}  # period -> (malo, ver)
         self._schedules: dict[int, dict[tuple[str, str, bytes], set[int]]] = {}  # (from, to, signer) -> Wh
+        self._carrier: dict[int, dict[tuple, bytes]] = {}  # period -> item -> lowest digest of a batch holding it
+        self._carries: dict[bytes, int] = {}  # digest -> number of items it is the lowest carrier of
+        self._used: dict[bytes, list[int]] = {}  # submitter -> [batches, items] kept in period `_used_period`
+        self._used_period: int | None = None
 
-    def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map) -> Admission:
+    def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map,
+              quota_period: int | None = None) -> Admission:
         """Check and remember a batch. `now_period` is the period the clock is in (None: no clock checks, for
-        batches fetched from peers to validate a seal). Stored if anything in it can still be settled or is
-        evidence."""
+        batches fetched from peers to validate a seal); the submitter's quota is counted in `now_period`, or
+        in `quota_period` without clock checks (batches other validators push), or not at all. Stored if it
+        is the lowest-digest carrier of anything a seal can still use (settle it or report it as evidence),
+        within its submitter's quota."""
         reg = self.registry
         checked = batch if isinstance(batch, CheckedBatch) else check_batch(reg, batch, map=map)
         if isinstance(checked, Rejection):
@@ -75,13 +102,14 @@ class Acceptor:
         next_height = self.state.next_height(reg)
         lo = correctable_from(reg, next_height)
         out = Admission(d)
-        keep = False
+        items: set[tuple[int, tuple]] = set()  # (period, item) of everything a seal can still use
         new_readings: dict[tuple[int, str, int], tuple[bool, int, int]] = {}  # (period, malo, version)
-        # Whether the batch is kept must not depend on other pending batches (or the seal would depend on
-        # arrival order): an item that only repeats a pending one still keeps its batch.
+        # An item that repeats a pending one is still collected: whether it keeps this batch is decided by
+        # digest below (the lowest-digest carrier holds it), never by which batch came first.
         for i, (r, verdict) in enumerate(zip(checked.batch.readings, checked.reading_verdicts)):
             why, usable = (verdict, False) if verdict else self._reading_verdict(r, lo, new_readings)
-            keep |= usable
+            if usable:
+                items.add((r.period, (READING, r.malo_id, r.version, r.register, r.import_wh, r.export_wh)))
             if why is None:
                 out.accepted += 1
             else:
@@ -93,21 +121,54 @@ class Acceptor:
             if why is None and s.period < next_height:
                 why = Rejection(Reason.PERIOD_TOO_OLD, f"period {s.period} is already sealed")
             if why is None:
-                keep = True
+                items.add((s.period, (SCHEDULE, s.from_group, s.to_group, s.signer, s.wh)))
                 why = self._schedule_verdict(s, new_schedules)
             if why is None:
                 out.accepted += 1
             else:
                 out.rejections.append((SCHEDULE, i, why))
                 out.duplicates += why.harmless
-        if keep:
-            self.batches[d] = checked
-            for (period, malo, version), values in new_readings.items():
-                self._readings.setdefault(period, {})[malo, version] = values
-            for period, key, wh in new_schedules:
-                self._schedules.setdefault(period, {}).setdefault(key, set()).add(wh)
-        out.stored = keep
+        won = [(period, item) for period, item in items if d < self._carrier.get(period, {}).get(item, _NO_DIGEST)]
+        if not won:
+            return out
+        quota_period = now_period if now_period is not None else quota_period
+        if quota_period is not None:
+            out.refused = self._over_quota(checked.batch.submitter, quota_period, len(won))
+            if out.refused:
+                return out
+        for period, item in won:
+            carriers = self._carrier.setdefault(period, {})
+            held = carriers.get(item)
+            carriers[item] = d
+            if held in self._carries:  # (not after `forget`)
+                self._carries[held] -= 1
+                if not self._carries[held]:  # everything it holds, a lower-digest batch holds too
+                    del self._carries[held]
+                    self.batches.pop(held, None)
+        self._carries[d] = len(won)
+        self.batches[d] = checked
+        for (period, malo, version), values in new_readings.items():
+            self._readings.setdefault(period, {})[malo, version] = values
+        for period, key, wh in new_schedules:
+            self._schedules.setdefault(period, {}).setdefault(key, set()).add(wh)
+        out.stored = True
         return out
+
+    def _over_quota(self, submitter: bytes, now_period: int, items: int) -> Rejection | None:
+        """Count a batch of `items` new items against its submitter's quota for this period, or say why not."""
+        if self._used_period != now_period:
+            self._used_period = now_period
+            self._used.clear()
+        used = self._used.setdefault(submitter, [0, 0])
+        item_limit = self.quota.item_limit(self.registry)
+        if used[0] + 1 > self.quota.batches:
+            return Rejection(Reason.OVERSIZED, f"submitter quota: {self.quota.batches} batches this period")
+        if used[1] + items > item_limit:
+            return Rejection(Reason.OVERSIZED, f"submitter quota: {item_limit} new items this period "
+                                               f"({used[1]} used, this batch adds {items})")
+        used[0] += 1
+        used[1] += items
+        return None
 
     def _reading_verdict(self, r, lo: int, new: dict) -> tuple[Rejection | None, bool]:
         """The verdict on a statically valid reading, and whether a seal can still use it (settle it, count
@@ -144,7 +205,9 @@ class Acceptor:
             return Rejection(Reason.DUPLICATE, "schedule already received")
         new.add((s.period, key, s.wh))
         keys = self.registry.group_keys
-        other = keys[s.to_group] if s.signer == keys[s.from_group] else keys[s.from_group]
+        other = keys.get(s.to_group) if s.signer == keys.get(s.from_group) else keys.get(s.from_group)
+        if other is None:
+            return None  # an external party signs nothing: the network group's value stands alone
         theirs = pending.get((s.from_group, s.to_group, other), set())
         if other != s.signer and theirs and s.wh not in theirs:
             return Rejection(Reason.SCHEDULE_MISMATCH, f"the other group's operator signed {sorted(theirs)} Wh: "
@@ -160,6 +223,12 @@ class Acceptor:
                   if batch_eligible(cb, settled.get(d, (-1, 0))[0], height, lo)]
         return chosen[:MAX_SEAL_BATCHES]
 
+    def forget(self, digest: bytes) -> None:
+        """Drop a batch a seal cannot carry. Its items stay claimed by it: a copy with a higher digest is not
+        held either."""
+        self.batches.pop(digest, None)
+        self._carries.pop(digest, None)
+
     def committed(self) -> None:
         """Forget what the state now settles: fully settled batches and pending keys of sealed periods."""
         h = self.state.height
@@ -168,9 +237,13 @@ class Acceptor:
             through = self.state.batches.get(d, (-1, 0))[0]
             if through >= cb.max_period or cb.max_period < lo:
                 del self.batches[d]
-        for index in (self._readings, self._schedules):
+                self._carries.pop(d, None)
+        for index in (self._readings, self._schedules, self._carrier):
             for period in [p for p in index if p <= h]:
                 del index[period]
+
+
+_NO_DIGEST = b"\xff" * 33  # above every digest: an item no held batch carries
 
 
 class LedgerError(ValueError):
@@ -183,20 +256,22 @@ class Ledger:
     """One node's cascade. Typical flow per height: admit batches as they come; after gate closure the
     proposer calls `propose()`, everyone else `validate(seal_bytes)`; after consensus decides, `commit`."""
 
-    def __init__(self, registry: Registry, state: SettledState | None = None):
+    def __init__(self, registry: Registry, state: SettledState | None = None,
+                 quota: SubmitterQuota = SubmitterQuota()):
         self.registry = registry
         self.state = state or SettledState.genesis(registry)
         if self.state.registry_hash != registry.hash:
             raise ValueError("the settled state belongs to another registry")
-        self.acceptor = Acceptor(registry, self.state)
+        self.acceptor = Acceptor(registry, self.state, quota)
         self._outcomes: dict[bytes, Outcome] = {}  # seal hash -> outcome, for the current height
 
     @property
     def next_height(self) -> int:
         return self.state.next_height(self.registry)
 
-    def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map) -> Admission:
-        return self.acceptor.admit(batch, now_period, map=map)
+    def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map,
+              quota_period: int | None = None) -> Admission:
+        return self.acceptor.admit(batch, now_period, map=map, quota_period=quota_period)
 
     def batch(self, digest: bytes) -> CheckedBatch | None:
         return self.acceptor.batches.get(digest)
@@ -209,11 +284,35 @@ class Ledger:
         return checked
 
     def propose(self, vote_evidence: Iterable[bytes] = (), last_commit: bytes = b"") -> Outcome:
-        """Build the seal of the next height; `last_commit`: the commit certificate of the height before."""
+        """Build the seal of the next height; `last_commit`: the commit certificate of the height before.
+        Never fails on what batches hold: a batch whose totals do not fit the seal's fields is dropped."""
         h = self.next_height
-        outcome = build_seal(self.registry, self.state, h, self.acceptor.eligible(h), vote_evidence, last_commit)
+        vote_evidence = tuple(vote_evidence)
+        chosen = self.acceptor.eligible(h)
+        try:
+            outcome = build_seal(self.registry, self.state, h, chosen, vote_evidence, last_commit)
+        except OverflowError:
+            outcome = self._propose_without_overflow(h, chosen, vote_evidence, last_commit)
         self._outcomes[outcome.seal_hash] = outcome
         return outcome
+
+    def _propose_without_overflow(self, h: int, chosen: list[CheckedBatch], vote_evidence: tuple,
+                                  last_commit: bytes) -> Outcome:
+        """The genesis and schedule bounds keep every total encodable; should a registry built otherwise let
+        totals overflow anyway, the batches that do it are found by halving and forgotten, not crashed on."""
+        kept: list[CheckedBatch] = []
+        todo = [chosen]
+        while todo:
+            part = todo.pop()
+            try:
+                build_seal(self.registry, self.state, h, kept + part, vote_evidence, last_commit)
+                kept += part
+            except OverflowError:
+                if len(part) == 1:
+                    self.acceptor.forget(part[0].digest)
+                else:
+                    todo += [part[len(part) // 2:], part[:len(part) // 2]]  # the first half is tried first
+        return build_seal(self.registry, self.state, h, kept, vote_evidence, last_commit)
 
     def missing_batches(self, seal_bytes: bytes) -> list[bytes]:
         """The batches a proposed seal lists that this node must fetch before it can validate it."""

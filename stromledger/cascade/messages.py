@@ -197,8 +197,11 @@ class Checks(Message):
     """The four invariants, as the numbers that were compared (each comparison integer-exact):
     1. attribution: meter_inj == sum of cell inj, meter_wd == sum of cell wd;
     2. area closure: area_residual == sum over areas of |inj + exin - wd - exout - loss| == 0;
-    3. schedules net out: schedule_net == sum over groups of (fpi - fpe) == 0;
-    4. network: imbalance_sum == sum of imb == net_export."""
+    3. schedules net out: schedule_net == sum over groups of (fpi - fpe) == -external_net (0 without
+       external parties: schedules between the network's groups cancel);
+    4. network: imbalance_sum == sum of imb == net_export - external_net.
+    external_net = matched schedules to external parties - matched schedules from them (positive: the
+    groups sold out of the network)."""
 
     meter_inj: U64
     meter_wd: U64
@@ -208,6 +211,7 @@ class Checks(Message):
     schedule_net: I64
     imbalance_sum: I64
     net_export: I64
+    external_net: I64
 
 
 @nested
@@ -230,6 +234,7 @@ class PeriodResult(Message):
     schedule_issues: Seq(ScheduleIssue, 1_000_000)
     net_export: I64  # sum over areas of (exout - exin): the exchange with outside the network
     checks: Checks
+    implausible_loss: Seq(EIC, 10_000)  # areas whose |loss| exceeds the registry's share of their throughput
 
 
 @nested

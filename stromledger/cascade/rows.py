@@ -140,6 +140,21 @@ def area_and_group_totals(registry: Registry, cells: Iterable[CellTotal], exin: 
     return areas, groups
 
 
+def implausible_loss(registry: Registry, areas: Iterable[AreaTotal]) -> tuple[str, ...]:
+    """The areas whose grid loss is implausible: |loss| above `loss_plausibility_percent` of the energy through
+    the area (what enters, inj + exin, or what leaves, wd + exout, whichever is larger). Integer-exact."""
+    pct = registry.params.loss_plausibility_percent
+    return tuple(a.area for a in areas if abs(a.loss) * 100 > pct * max(a.inj + a.exin, a.wd + a.exout))
+
+
+def external_net(registry: Registry, schedules: Iterable[ScheduleLine]) -> int:
+    """Matched schedules to external parties minus those from them: what the groups sold out of the network
+    (invariants 3 and 4)."""
+    external = registry.external_parties
+    return (sum(s.wh for s in schedules if s.to_group in external)
+            - sum(s.wh for s in schedules if s.from_group in external))
+
+
 def summarize(registry: Registry, period: int, version: int, rows: Iterable[MeterRow],
               schedules: tuple[ScheduleLine, ...] = (), schedule_issues: tuple[ScheduleIssue, ...] = ()
               ) -> PeriodResult:
@@ -202,12 +217,14 @@ def summarize(registry: Registry, period: int, version: int, rows: Iterable[Mete
         schedule_net=sum(g.fpi - g.fpe for g in groups),
         imbalance_sum=sum(g.imb for g in groups),
         net_export=net_export,
+        external_net=external_net(registry, schedules),
     )
     return PeriodResult(
         period=period, version=version, meter_points=len(leaves), measured=quality[1], substituted=quality[2],
         corrected=quality[3], missing=quality[4], merkle_root=merkle.root(leaves), cells=tuple(cell_list),
         areas=tuple(areas), groups=tuple(groups), mix=tuple(mixes), schedules=tuple(schedules),
         schedule_issues=tuple(schedule_issues), net_export=net_export, checks=checks,
+        implausible_loss=implausible_loss(registry, areas),
     )
 
 
@@ -266,13 +283,22 @@ def check_invariants(registry: Registry, r: PeriodResult) -> Rejection | None:
             return bad(f"group {g.group}: FPI/FPE are not the sums of its matched schedules")
         if g.imb != g.inj + g.fpi - g.wd - g.fpe:
             return bad(f"group {g.group}: imb != inj + fpi - wd - fpe")
-    # 3. schedules net out
+    if tuple(r.implausible_loss) != implausible_loss(registry, r.areas):
+        return bad("the areas flagged for an implausible loss are not the ones the registry's share gives")
+    # 3. schedules net out, but for the external ones
+    external = registry.external_parties
+    for s in r.schedules:
+        ends = (s.from_group in registry.balancing_groups) + (s.to_group in registry.balancing_groups)
+        if ends == 0 or ends + (s.from_group in external) + (s.to_group in external) != 2:
+            return bad(f"schedule {s.from_group} -> {s.to_group} does not join a group to a group or an "
+                       "external party")
+    ext = external_net(registry, r.schedules)
     net = sum(g.fpi - g.fpe for g in r.groups)
-    if net != 0 or c.schedule_net != 0:
-        return bad(f"schedules do not net out ({net})")
+    if net != -ext or c.schedule_net != net or c.external_net != ext:
+        return bad(f"schedules do not net out: groups {net}, external {ext}")
     # 4. network reconciliation
     net_export = sum(a.exout - a.exin for a in r.areas)
     imb = sum(g.imb for g in r.groups)
-    if not (imb == c.imbalance_sum == net_export == c.net_export == r.net_export):
-        return bad(f"sum of imbalances {imb} != net export {net_export}")
+    if not (imb == c.imbalance_sum == net_export - ext and net_export == c.net_export == r.net_export):
+        return bad(f"sum of imbalances {imb} != net export {net_export} - external schedules {ext}")
     return None

@@ -31,6 +31,7 @@ from .messages import (
 from .rejections import Reason, Rejection
 from .rows import EXP, IMP, MISSING_V1, QUAL, REG, REXP, RIMP, RSIG, RVER, VER, check_invariants, entry_rows, summarize
 from .state import SettledState
+from .substitution import comparable_period, substitute
 
 BatchLike = Union[CheckedBatch, Batch]
 
@@ -282,6 +283,10 @@ class _Builder:
         nxt = self._next_register(malo, p) if p < self.h else None
         if prev is not None and (r.import_wh < prev[1] or r.export_wh < prev[2]):
             return Reason.REGISTER_WENT_DOWN
+        if nxt is not None and prev is not None and prev[0] + 1 < self.lo:
+            # between two register readings whose gap reaches periods that left the window: re-spreading it
+            # would have to change final periods
+            return Reason.PERIOD_TOO_OLD
         if nxt is not None and (r.import_wh > nxt[1] or r.export_wh > nxt[2]):
             return Reason.REGISTER_WENT_DOWN
         if prev is not None:
@@ -295,13 +300,34 @@ class _Builder:
         return None
 
     def _derive_register_energy(self, malo: str, period: int) -> None:
+        """The energy since the previous register reading, spread evenly over the gap's periods that are still
+        in the window (the reading's own period and the periods without a reading before it): the gap periods
+        become SUBSTITUTED (0 Wh missing before), never all of it in one quarter hour. Integer shares; the
+        remainder goes to the earliest periods, so the shares sum to the register difference exactly."""
         e = self._entry(period, malo)
         prev = self._prev_register(malo, period)
-        if prev is None:
-            energy = (MISSING, 0, 0)  # the first register reading is the baseline: the energy is not known
-        else:
-            energy = (MEASURED, e[RIMP] - prev[1], e[REXP] - prev[2])
-        self._set(period, malo, (0, *energy, *e[RVER:]))
+        if prev is None:  # the first register reading is the baseline: the energy is not known
+            self._set(period, malo, (0, MISSING, 0, 0, *e[RVER:]))
+            self._forget_spread(malo, period)
+            return
+        first = max(prev[0] + 1, self.lo)
+        n = period - first + 1
+        (qi, ri), (qe, re_) = divmod(e[RIMP] - prev[1], n), divmod(e[REXP] - prev[2], n)
+        for i, t in enumerate(range(first, period)):
+            self._set(t, malo, (0, SUBSTITUTED, qi + (i < ri), qe + (i < re_), 0, True, 0, 0, b""))
+        last = n - 1
+        self._set(period, malo, (0, MEASURED, qi + (last < ri), qe + (last < re_), *e[RVER:]))
+
+    def _forget_spread(self, malo: str, period: int) -> None:
+        """A register chain broke before `period`: the gap before it has no spread energy any more."""
+        t = period - 1
+        while t >= self.lo:
+            e = self._entry(t, malo)
+            if e is None or e[RVER]:
+                return
+            if e[QUAL] != MISSING:
+                self._set(t, malo, (0, MISSING, 0, 0, 0, True, 0, 0, b""))
+            t -= 1
 
     # -- schedules ---------------------------------------------------------------------------------------
 
@@ -321,7 +347,8 @@ class _Builder:
     def _schedule(self, s: Schedule, keys: dict[str, bytes]) -> None:
         pair = (s.from_group, s.to_group)
         new = False
-        for side, key in ((self.from_side, keys[s.from_group]), (self.to_side, keys[s.to_group])):
+        # an external party has no key: only the network group's side of such a schedule gets values
+        for side, key in ((self.from_side, keys.get(s.from_group)), (self.to_side, keys.get(s.to_group))):
             if s.signer == key:
                 values = side.setdefault(pair, set())
                 new |= s.wh not in values
@@ -331,10 +358,19 @@ class _Builder:
 
     def _match_schedules(self) -> tuple[tuple[ScheduleLine, ...], tuple[ScheduleIssue, ...]]:
         matched, issues = [], []
+        external = self.reg.external_parties
         for pair in sorted(self.from_side.keys() | self.to_side.keys()):
             a = self.from_side.get(pair, set())
             b = self.to_side.get(pair, set())
-            if len(a) == 1 and a == b:
+            if pair[0] in external or pair[1] in external:
+                # signed by the network group alone: one value counts, two or more are MISMATCHED
+                signed = a | b
+                if len(signed) == 1:
+                    matched.append(ScheduleLine(pair[0], pair[1], next(iter(signed))))
+                else:
+                    issues.append(ScheduleIssue(pair[0], pair[1], MISMATCHED, tuple(sorted(a))[:8],
+                                                tuple(sorted(b))[:8]))
+            elif len(a) == 1 and a == b:
                 matched.append(ScheduleLine(pair[0], pair[1], next(iter(a))))
             else:
                 status = MISMATCHED if a and b else ONE_SIDED
@@ -348,6 +384,7 @@ class _Builder:
         now = self.overlay[self.h]
         before_state = self.state.entries.get(self.h - 1, {})
         before_overlay = self.overlay.get(self.h - 1, {})
+        day_before = comparable_period(self.reg, self.h)
         out: dict[str, tuple] = {}
         for malo in self.reg.malo_order:
             e = now.get(malo)
@@ -358,7 +395,10 @@ class _Builder:
             if prev is None or prev[REG] or prev[QUAL] == MISSING:
                 out[malo] = MISSING_V1
             else:
-                out[malo] = (1, SUBSTITUTED, prev[IMP], prev[EXP], 0, False, 0, 0, b"")
+                same = None if day_before is None else self._entry(day_before, malo)
+                comparable = None if same is None or same[REG] or same[QUAL] == MISSING else (same[IMP], same[EXP])
+                imp, exp = substitute(self.reg, malo, self.h, (prev[IMP], prev[EXP]), comparable)
+                out[malo] = (1, SUBSTITUTED, imp, exp, 0, False, 0, 0, b"")
         return out
 
     def _close_corrected_period(self, period: int) -> dict[str, tuple]:
@@ -369,7 +409,7 @@ class _Builder:
             old = base[malo]
             if e[IMP:] == old[IMP:] and (e[QUAL] == MISSING) == (old[QUAL] == MISSING):
                 continue  # e.g. a register neighbour re-derived to the same energy
-            quality = CORRECTED if e[QUAL] == MEASURED else MISSING
+            quality = {MEASURED: CORRECTED, SUBSTITUTED: SUBSTITUTED}.get(e[QUAL], MISSING)
             changed[malo] = (old[VER] + 1, quality, *e[IMP:])
         return changed
 
@@ -424,6 +464,8 @@ def rebuild_seal(seal_bytes: bytes, registry: Registry, state: SettledState,
                              seal.last_commit)
     except NotEligible as e:
         return Rejection(Reason.BATCH_NOT_ELIGIBLE, str(e))
+    except OverflowError:
+        return Rejection(Reason.INVARIANT_VIOLATED, "a total of the listed batches does not fit its field")
     if outcome.seal_bytes != bytes(seal_bytes):
         return Rejection(Reason.SEAL_MISMATCH, describe_difference(outcome.seal, seal))
     return outcome

@@ -78,7 +78,8 @@ class TieFlow(Message):
 class NetworkChecks(Message):
     """The cross-level invariants as the numbers compared: cells sum to areas and groups (cell_inj, cell_wd);
     every area closes (area_residual == 0); every tie line between two areas nets out (tie_net == 0);
-    schedules net out (schedule_net == 0); the network reconciles (imbalance_sum == net_export)."""
+    schedules net out but for those with external parties (schedule_net == -external_net); the network
+    reconciles (imbalance_sum == net_export - external_net). external_net is as in the cascade's Checks."""
 
     cell_inj: U64
     cell_wd: U64
@@ -87,6 +88,7 @@ class NetworkChecks(Message):
     schedule_net: I64
     imbalance_sum: I64
     net_export: I64
+    external_net: I64
 
 
 @nested

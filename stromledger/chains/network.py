@@ -29,7 +29,7 @@ from stromledger.cascade.checks import CheckedBatch, correctable_from
 from stromledger.cascade.ledger import Ledger, LedgerError
 from stromledger.cascade.messages import CellTotal, ScheduleIssue, ScheduleLine
 from stromledger.cascade.rejections import Reason, Rejection
-from stromledger.cascade.rows import area_and_group_totals, book_boundary  # the area level's own, reused
+from stromledger.cascade.rows import area_and_group_totals, book_boundary, external_net  # the area level's own
 from stromledger.cascade.settle import BatchLike, NotEligible, build_seal, rebuild_seal
 from stromledger.cascade.state import SettledState, StateError
 from stromledger.codec import CodecError
@@ -183,7 +183,7 @@ def network_result(genesis: Registry, period: int, version: int, parts: Mapping[
         area_residual=sum(abs(x.inj + x.exin - x.wd - x.exout - x.loss) for x in areas),
         tie_net=net_export - outside_net,  # lines between two areas: out of one exactly as into the other
         schedule_net=sum(g.fpi - g.fpe for g in groups), imbalance_sum=sum(g.imb for g in groups),
-        net_export=net_export)
+        net_export=net_export, external_net=external_net(genesis, schedules))
     return NetworkResult(period, version, tuple(uses), tuple(absent), tuple(cells), tuple(ties), tuple(areas),
                          tuple(groups), tuple(schedules), tuple(issues), net_export, checks)
 
@@ -238,7 +238,8 @@ def check_network_result(genesis: Registry, r: NetworkResult,
         if getattr(expected, name) != getattr(r, name):
             return bad(f"{name} are not what the certified area results give")
     c = r.checks
-    if c.area_residual != 0 or c.tie_net != 0 or c.schedule_net != 0 or c.imbalance_sum != c.net_export:
+    if c.area_residual != 0 or c.tie_net != 0 or c.schedule_net != -c.external_net or \
+            c.imbalance_sum != c.net_export - c.external_net:
         return bad("the network does not reconcile")
     return None
 

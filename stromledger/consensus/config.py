@@ -20,6 +20,9 @@ class ConsensusConfig:
     future_heights: int = 2  # messages and commits up to this many heights ahead are buffered
     max_buffered_per_validator: int = 16  # per future height
     max_round_ahead: int = 1000  # votes for rounds further ahead than this are dropped
+    # Bytes of messages held per validator for rounds ahead of the current one, and per future height: a
+    # byzantine proposer cannot make a node hold a proposal for each of max_round_ahead rounds.
+    max_ahead_bytes: int = 8 * 1024 * 1024
     commit_window: int = 8  # recent decided heights kept to answer peers that are behind
     # A peer still sending messages of a height we decided is behind: answer its 3rd, 6th, ... message of
     # that height with the commit (its first two may just be its last votes, arriving after our decision).

@@ -6,13 +6,17 @@ Algorithm 1 that a rule implements. Differences from the paper, all for a lossy,
 - valid(v) is asked of the application (ValidateValue -> ValueChecked) and cached per value hash; a rule
   that needs a verdict waits for it, and the propose timeout prevotes nil if it does not come in time.
 - getValue() is RequestValue -> ValueReady; the proposer also runs the propose timeout.
-- A value is known by its hash: the rules that need v [L36, L49] take it from any proposal of the height.
+- A value is known by its hash: the rules that need v [L36, L49] take it from any proposal of the height,
+  including the second proposal of an equivocating proposer (at most two per proposer and round).
 - Round skip [L55] moves to the highest round that f+1 validators have reached (the paper's rule when
   they agree, and it never goes beyond a round an honest validator is in).
 - Own messages are re-broadcast on a resend timer; a node that decided a height answers a late message of
   that height with the commit; messages of the next few heights are buffered.
 - Every signature passes the sign guard first. A restarted machine restores its round, step, own votes
-  and lock from the guard's records (and from its own votes replayed out of a WAL).
+  and lock from the guard's records (mandatory: a WAL does not restore the lock), and adopts its own
+  proposal when the WAL replays it, so that it re-sends it.
+- Messages for rounds ahead of the current one are held within a byte budget per validator, and a late
+  precommit of the height just decided that conflicts with one held is turned into evidence.
 """
 
 from __future__ import annotations
@@ -30,11 +34,17 @@ from .events import (Action, Broadcast, CommitReceived, Decide, Event, EvidenceF
 from .evidence import DuplicateVoteEvidence, make_evidence
 from .messages import (MAX_VALUE_BYTES, Commit, CommitCertificate, Precommit, Prevote, Proposal, Vote, author,
                        sign_proposal, sign_vote, value_hash, verify_signature)
-from .signguard import PRECOMMIT, PREVOTE, PROPOSE, SignGuard, Step, guard_records
+from .signguard import PRECOMMIT, PREVOTE, PROPOSE, SignGuard, Step, guard_records, missing_guard_methods
 from .validators import ValidatorSet
 from .votes import VoteSet
 
 _VOTE_STEP = {Prevote: PREVOTE, Precommit: PRECOMMIT}
+VOTE_WEIGHT = 256  # bytes a held vote is counted as against a byte budget (its encoding is ~170 bytes)
+
+
+def held_bytes(msg) -> int:
+    """What holding `msg` costs, for the byte budgets of messages of future rounds and heights."""
+    return len(msg.value) + VOTE_WEIGHT if isinstance(msg, Proposal) else VOTE_WEIGHT
 
 
 class Consensus:
@@ -54,6 +64,9 @@ class Consensus:
         self.key = key if self.me is not None else None
         if self.key is not None and guard is None:
             raise ValueError("a validator needs a sign guard")
+        missing = missing_guard_methods(guard) if self.key is not None else []
+        if missing:  # without records() a restart forgets the lock; without floor() a rollback double-signs
+            raise ValueError(f"the sign guard {type(guard).__name__} lacks {', '.join(missing)}()")
         self.guard = guard
         if type(height) is not int or height < 0:
             raise ValueError(f"height must be an int >= 0, got {height!r}")
@@ -66,6 +79,8 @@ class Consensus:
             self._keep_commit(c)
         self._future: dict[int, dict[object, None]] = {}  # height -> buffered messages (ordered set)
         self._future_count: Counter[tuple[int, int]] = Counter()  # (height, validator) -> buffered
+        self._future_bytes: Counter[tuple[int, int]] = Counter()  # (height, validator) -> bytes buffered
+        self._last_precommits: dict[int, VoteSet] = {}  # the decided height's precommits, for late evidence
         self._future_commits: dict[int, Commit] = {}
         self._answers: Counter[tuple[bytes, int]] = Counter()
         self._out: list[Action] = []
@@ -129,6 +144,8 @@ class Consensus:
         self._valid_hash: Optional[bytes] = None
         self._valid_round = -1
         self._proposals: dict[int, tuple[Proposal, bytes]] = {}  # round -> (proposal, value hash)
+        self._second: dict[int, bytes] = {}  # round -> value hash of the proposer's conflicting proposal
+        self._ahead: dict[int, dict[int, int]] = {}  # validator -> round -> bytes held for rounds ahead
         self._values: dict[bytes, bytes] = {}  # value hash -> value, from this height's proposals
         self._verdicts: dict[bytes, Optional[bool]] = {}  # None: asked, no answer yet
         self._prevotes: dict[int, VoteSet] = {}
@@ -223,18 +240,59 @@ class Consensus:
         if held is not None and held[0] == p:
             self.drops["duplicate"] += 1
             return
+        if held is not None and p.round in self._second:  # a third proposal: nothing more is kept
+            self.drops["conflicting_proposal"] += 1
+            return
+        if not self._within_round_budget(p, index):
+            return
         if not verified and not verify_signature(p, self.chain_id):
             self._reject("bad_signature", f"proposal of round {p.round} from validator {index}")
             return
-        if held is not None:  # the proposer equivocates; the first proposal stands
+        self._hold_ahead(p, index)
+        if index == self.me:
+            self._adopt_own_proposal(p)
+        if held is not None:
+            # The proposer equivocates. The first proposal stands for L22/L28, but the second one's value
+            # is kept for L36/L49: 2f+1 prevotes or precommits for it must still lock and decide.
             self.drops["conflicting_proposal"] += 1
+            h = value_hash(p.value)
+            self._second[p.round] = h
+            self._learn_value(h, p)
             return
         self._note_round(index, p.round)
         self._accept_proposal(p)
 
+    def _adopt_own_proposal(self, p: Proposal) -> None:
+        """Our own proposal, replayed from the WAL after a restart: re-send it if the guard says we signed
+        it (a proposer restarted after prevoting would otherwise never send it again)."""
+        h = value_hash(p.value)
+        if any((r.round, r.step, r.value_hash) == (p.round, PROPOSE, h)
+               for r in guard_records(self.guard, self.height)):
+            self._own.setdefault((p.round, PROPOSE), p)
+            self._verdicts[h] = True  # our own application built it
+
+    def _within_round_budget(self, msg, index: int) -> bool:
+        """Messages for rounds ahead are bounded in bytes per validator, not only in rounds."""
+        if msg.round <= self.round:
+            return True
+        ahead = self._ahead.get(index, {})
+        used = sum(b for r, b in ahead.items() if r > self.round)
+        if used + held_bytes(msg) > self.config.max_ahead_bytes:
+            self.drops["ahead_budget"] += 1
+            return False
+        return True
+
+    def _hold_ahead(self, msg, index: int) -> None:
+        if msg.round > self.round:
+            ahead = self._ahead.setdefault(index, {})
+            ahead[msg.round] = ahead.get(msg.round, 0) + held_bytes(msg)
+
     def _accept_proposal(self, p: Proposal) -> None:
         h = value_hash(p.value)
         self._proposals[p.round] = (p, h)
+        self._learn_value(h, p)
+
+    def _learn_value(self, h: bytes, p: Proposal) -> None:
         self._values.setdefault(h, p.value)
         if h not in self._verdicts:
             self._verdicts[h] = None
@@ -248,9 +306,12 @@ class Consensus:
         if held is not None and held.holds(index, v):
             self.drops["duplicate"] += 1
             return
+        if not self._within_round_budget(v, index):
+            return
         if not verified and not verify_signature(v, self.chain_id):
             self._reject("bad_signature", f"{type(v).__name__} of round {v.round} from validator {index}")
             return
+        self._hold_ahead(v, index)
         if index == self.me:  # our own vote, echoed back or replayed from a WAL after a restart
             self._adopt_own(v)
         if self._add_vote(v, index):
@@ -307,17 +368,22 @@ class Consensus:
         if msg in buffered:
             self.drops["duplicate"] += 1
             return
-        if self._future_count[(msg.height, index)] >= self.config.max_buffered_per_validator:
+        key = (msg.height, index)
+        if self._future_count[key] >= self.config.max_buffered_per_validator \
+                or self._future_bytes[key] + held_bytes(msg) > self.config.max_ahead_bytes:
             self.drops["buffer_full"] += 1
             return
         if not verified and not verify_signature(msg, self.chain_id):
             self._reject("bad_signature", f"{type(msg).__name__} for height {msg.height} from validator {index}")
             return
         buffered[msg] = None
-        self._future_count[(msg.height, index)] += 1
+        self._future_count[key] += 1
+        self._future_bytes[key] += held_bytes(msg)
 
     def _answer_lagging(self, msg, to: bytes, verified: bool) -> None:
         """A message of a height we decided: its sender is behind. Send it that commit and the next ones."""
+        if isinstance(msg, Precommit) and msg.height == self.height - 1:
+            verified = self._check_late_precommit(msg, verified)
         if msg.height not in self.commits or (self.key is not None and to == self.key.public):
             self.drops["old_height"] += 1
             return
@@ -331,6 +397,20 @@ class Consensus:
         for h in range(msg.height, msg.height + self.config.future_heights + 1):
             if h in self.commits:
                 self._out.append(SendCommit(to, self.commits[h]))
+
+    def _check_late_precommit(self, v: Precommit, verified: bool) -> bool:
+        """A precommit of the height just decided that conflicts with one we hold of that validator is
+        evidence (as CometBFT checks the LastCommit). Returns whether the signature is now verified."""
+        held = self._last_precommits.get(v.round)
+        index = self.validators.index(v.validator)
+        if held is None or held.holds(index, v):
+            return verified
+        if not verified and not verify_signature(v, self.chain_id):
+            return False
+        _, prior = held.add(index, v)
+        if prior is not None:
+            self._record_evidence(make_evidence(prior, v))
+        return True
 
     def _on_commit(self, event: CommitReceived) -> None:
         h = event.height
@@ -545,12 +625,22 @@ class Consensus:
         for h in [h for h in self._future if h < self.height]:
             del self._future[h]
         self._future_count = Counter({k: n for k, n in self._future_count.items() if k[0] >= self.height})
+        self._future_bytes = Counter({k: n for k, n in self._future_bytes.items() if k[0] >= self.height})
+        self._last_precommits = self._precommits
+        self._hold_certificate(commit.certificate)
         floor = self.height - self.config.commit_window
         self._answers = Counter({k: n for k, n in self._answers.items() if k[1] >= floor})
         self._enter_height()
         for msg in self._future.pop(self.height, {}):
             self._on_message(msg, verified=True)
         self._maybe_start()
+
+    def _hold_certificate(self, cert: CommitCertificate) -> None:
+        """The decided certificate's precommits join those held for late evidence (its LastCommit)."""
+        held = self._last_precommits.setdefault(cert.round, VoteSet())
+        for s in cert.signatures:
+            held.add(s.validator, Precommit(cert.height, cert.round, cert.value_hash,
+                                            self.validators.keys[s.validator], s.sig))
 
     def _keep_commit(self, commit: Commit) -> None:
         self.commits[commit.certificate.height] = commit

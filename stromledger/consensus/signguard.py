@@ -8,8 +8,13 @@ Implementations: `MemorySignGuard` here (pure, for tests and the simulator, whos
 surviving a simulated crash), `stromledger.store.file_signguard.FileSignGuard` (an fsync'ed record file) and
 `stromledger.store.SqliteSignGuard` (the node database). A nil vote's value hash is b"".
 
-`records(height)` is optional: a guard that has it lets a restarted machine restore its lock (the value of
-its highest-round non-nil precommit) without a WAL. Without it, a replayed WAL restores the lock.
+`records(height)` is mandatory: it is what restores a restarted machine's lock (the value hash of its
+highest-round non-nil precommit) and round. A replayed WAL does not: it holds received messages, is replayed
+before the height starts, and a round skip bypasses re-deriving the lock from own votes.
+
+Every guard has a floor: `prune_below(h)` forgets the records of heights below h and from then on the guard
+refuses any new record below h, and below the height of the last record it ever made (a validator's heights
+only go up; signing lower again means its state was rolled back). A held record may still be re-sent.
 """
 
 from __future__ import annotations
@@ -42,11 +47,25 @@ class SignGuard(Protocol):
 
     def last(self) -> Optional[tuple[int, int, int]]: ...
 
+    def records(self, height: int) -> list[SignRecord]: ...
+
+    def floor(self) -> int: ...
+
 
 def guard_records(guard: SignGuard, height: int) -> list[SignRecord]:
-    """The guard's records for `height` in (round, step) order, or [] when it cannot list them."""
-    records = getattr(guard, "records", None)
-    return sorted(records(height)) if records is not None else []
+    """The guard's records for `height` in (round, step) order."""
+    return sorted(guard.records(height))
+
+
+def missing_guard_methods(guard: object) -> list[str]:
+    """The methods of the SignGuard interface that `guard` lacks (a guard must have all of them)."""
+    names = ("check_and_record", "last", "records", "floor")
+    return [name for name in names if not callable(getattr(guard, name, None))]
+
+
+def guard_floor(pruned_below: int, last: Optional[tuple[int, int, int]]) -> int:
+    """The lowest height a guard may still sign at: not below a prune, nor below its last record."""
+    return max(pruned_below, last[0] if last is not None else 0)
 
 
 def check_record_args(height: int, round: int, step: int, value_hash: bytes) -> None:
@@ -64,13 +83,16 @@ class MemorySignGuard:
     def __init__(self) -> None:
         self._by_height: dict[int, dict[tuple[int, int], bytes]] = {}
         self._last: Optional[tuple[int, int, int]] = None
+        self._pruned_below = 0
 
     def check_and_record(self, height: int, round: int, step: int, value_hash: bytes) -> bool:
         check_record_args(height, round, step, value_hash)
-        records = self._by_height.setdefault(height, {})
-        known = records.get((round, step))
+        known = self._by_height.get(height, {}).get((round, step))
         if known is not None:
-            return known == value_hash
+            return known == value_hash  # the same again is a re-send
+        if height < self.floor():
+            return False
+        records = self._by_height.setdefault(height, {})
         records[(round, step)] = value_hash
         key = (height, round, int(step))
         if self._last is None or key > self._last:
@@ -83,6 +105,10 @@ class MemorySignGuard:
     def records(self, height: int) -> list[SignRecord]:
         return [SignRecord(height, r, s, v) for (r, s), v in self._by_height.get(height, {}).items()]
 
+    def floor(self) -> int:
+        return guard_floor(self._pruned_below, self._last)
+
     def prune_below(self, height: int) -> int:
+        self._pruned_below = max(self._pruned_below, height)
         old = [h for h in self._by_height if h < height]
         return sum(len(self._by_height.pop(h)) for h in old)

@@ -95,11 +95,12 @@ def export_files(registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: 
     p = registry.period(result.period)
     seal_hash = sha256(seal_bytes)
     records = [tables.meter_record(p, seal_hash, r) for r in rows]
+    missing_by_group, missing_by_area = tables.missing_counts(registry, rows)
     files: dict[str, bytes] = {
         tables.METER_POINTS_CSV: tables.meter_points_csv(records),
         tables.METER_POINTS_JSONL: tables.meter_points_jsonl(records),
-        tables.GROUPS_CSV: tables.groups_csv(p, result),
-        tables.AREAS_CSV: tables.areas_csv(p, result, registry),
+        tables.GROUPS_CSV: tables.groups_csv(p, result, missing_by_group),
+        tables.AREAS_CSV: tables.areas_csv(p, result, registry, missing_by_area),
         tables.SCHEDULES_CSV: tables.schedules_csv(p, result),
     }
     if result.version > 1 and previous is not None:

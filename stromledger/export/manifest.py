@@ -69,7 +69,8 @@ def period_json(period: Period) -> dict:
 def summary_json(result: PeriodResult) -> dict:
     return {"meter_points": result.meter_points, "measured": result.measured, "substituted": result.substituted,
             "corrected": result.corrected, "missing": result.missing, "merkle_root": result.merkle_root.hex(),
-            "net_export_wh": result.net_export}
+            "net_export_wh": result.net_export, "external_schedules_net_wh": result.checks.external_net,
+            "implausible_loss_areas": list(result.implausible_loss)}
 
 
 def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, certificate: CommitCertificate,

@@ -11,7 +11,7 @@ Layout (one segment per line; docs/export-format.md explains every element):
     NAD+MR+<group EIC>::305'
     UNS+D'
     NAD+DP'
-    LOC+172+<MaLo-ID>'                 per meter point of the group, by MaLo-ID
+    LOC+172+<MaLo-ID>'                 per meter point of the group with a value, by MaLo-ID
     LIN+<n>'                           import (A+), then export (A-)
     PIA+5+1-0?:1.29.0:SRW'
     QTY+<qualifier>:<kWh, 3 decimals>:KWH'
@@ -41,8 +41,9 @@ MESSAGE_TYPE = ("MSCONS", "D", "04B", "UN", "2.4c")
 OBIS_IMPORT = "1-0:1.29.0"  # A+, energy taken from the grid
 OBIS_EXPORT = "1-0:2.29.0"  # A-, energy fed into the grid
 # QTY qualifier per quality flag. A corrected value is a measured value that arrived (or changed) after gate
-# closure: a true value, sent again in a later version (BGM message function 5, replacement).
-QUALIFIERS = {MEASURED: "220", CORRECTED: "220", SUBSTITUTED: "67", MISSING: "Z30"}
+# closure: a true value, sent again in a later version (BGM message function 5, replacement). A missing value
+# has no QTY at all (0 would be summed as a real zero); its meter point is left out of the file.
+QUALIFIERS = {MEASURED: "220", CORRECTED: "220", SUBSTITUTED: "67"}
 ORIGINAL, REPLACEMENT = "9", "5"
 _SPECIAL = "?':+"
 
@@ -118,6 +119,8 @@ def build_mscons(*, chain_id: str, group: str, seal_hash: bytes, period: int, ve
     pia = {obis: segment("PIA", "5", (obis, "SRW")) for obis in (OBIS_IMPORT, OBIS_EXPORT)}
     line = 0
     for row in rows:
+        if row.quality == MISSING:
+            continue
         body.append(segment("LOC", "172", row.malo_id))
         qualifier = QUALIFIERS[row.quality]
         for obis, wh in ((OBIS_IMPORT, row.import_wh), (OBIS_EXPORT, row.export_wh)):

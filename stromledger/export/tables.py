@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from stromledger.cascade.messages import MISMATCHED, ONE_SIDED, QUALITY_NAMES, PeriodResult
+from stromledger.cascade.messages import MISMATCHED, MISSING, ONE_SIDED, QUALITY_NAMES, PeriodResult
 from stromledger.cascade.rows import MeterRow
 from stromledger.periods import Period, format_utc
 from stromledger.registry import SOURCES, Registry
@@ -29,14 +29,17 @@ METER_POINT_COLUMNS = (
 )
 INT_COLUMNS = frozenset(("import_wh", "export_wh", "version", "reading_version", "reading_register",
                          "reading_import_wh", "reading_export_wh"))
+# Missing is not zero: a meter point period of quality `missing` has no energy value. These columns are then
+# empty in CSV and null in JSON Lines; the settlement books nothing for it, and the sums below count it.
+ENERGY_COLUMNS = ("import_wh", "export_wh")
 MIX_COLUMNS = tuple(f"mix_{s}_wh" for s in SOURCES)
 GROUP_COLUMNS = (
     "period_start", "period_end", "version", "balancing_group", "injection_wh", "withdrawal_wh", "loss_wh",
-    "schedules_in_wh", "schedules_out_wh", "imbalance_wh", *MIX_COLUMNS,
+    "schedules_in_wh", "schedules_out_wh", "imbalance_wh", *MIX_COLUMNS, "missing_values",
 )
 AREA_COLUMNS = (
     "period_start", "period_end", "version", "grid_area", "injection_wh", "withdrawal_wh", "exchange_in_wh",
-    "exchange_out_wh", "loss_wh", "loss_balancing_group",
+    "exchange_out_wh", "loss_wh", "loss_balancing_group", "missing_values", "loss_implausible",
 )
 SCHEDULE_COLUMNS = (
     "period_start", "period_end", "version", "from_group", "to_group", "status", "wh", "from_signed_wh",
@@ -58,9 +61,11 @@ def interval(period: Period) -> tuple[str, str]:
 def meter_record(period: Period, seal_hash: bytes, row: MeterRow) -> dict:
     """One meter point's exported fields, typed (str or int), keyed by column."""
     start, end = interval(period)
+    known = row.quality != MISSING
     return {
         "period_start": start, "period_end": end, "malo_id": row.malo_id, "grid_area": row.grid_area,
-        "balancing_group": row.balancing_group, "import_wh": row.import_wh, "export_wh": row.export_wh,
+        "balancing_group": row.balancing_group, "import_wh": row.import_wh if known else None,
+        "export_wh": row.export_wh if known else None,
         "source": row.source, "quality": QUALITY_NAMES[row.quality], "version": row.version,
         "seal_hash": seal_hash.hex(), "kind": row.kind, "reading_version": row.reading_version,
         "reading_register": int(row.register), "reading_import_wh": row.reading_import,
@@ -69,36 +74,62 @@ def meter_record(period: Period, seal_hash: bytes, row: MeterRow) -> dict:
 
 
 def row_of_record(rec: dict) -> MeterRow:
-    """The MeterRow a (checked) record stands for: the inverse of `meter_record`."""
+    """The MeterRow a (checked) record stands for: the inverse of `meter_record` (a missing value is booked
+    as nothing, 0 Wh, in the settlement's sums)."""
     return MeterRow(rec["malo_id"], rec["grid_area"], rec["balancing_group"], rec["version"],
-                    QUALITY_BY_NAME[rec["quality"]], rec["import_wh"], rec["export_wh"], rec["reading_version"],
+                    QUALITY_BY_NAME[rec["quality"]], rec["import_wh"] or 0, rec["export_wh"] or 0,
+                    rec["reading_version"],
                     bool(rec["reading_register"]), rec["reading_import_wh"], rec["reading_export_wh"],
                     bytes.fromhex(rec["reading_sig"]), rec["kind"], rec["source"])
 
 
 def meter_points_csv(records: Sequence[dict]) -> bytes:
-    return csv_bytes(METER_POINT_COLUMNS, ([r[c] for c in METER_POINT_COLUMNS] for r in records))
+    return csv_bytes(METER_POINT_COLUMNS, ([_cell(r[c]) for c in METER_POINT_COLUMNS] for r in records))
+
+
+def _cell(value) -> object:
+    return "" if value is None else value
+
+
+def missing_counts(registry: Registry, rows: Iterable[MeterRow]) -> tuple[dict[str, int], dict[str, int]]:
+    """How many meter points lack their value, per balancing group and per grid area (a boundary meter counts
+    for each area it joins): the sums in balancing-groups.csv and areas.csv say how many values they lack."""
+    by_group: dict[str, int] = {}
+    by_area: dict[str, int] = {}
+    for r in rows:
+        if r.quality != MISSING:
+            continue
+        if r.balancing_group:
+            by_group[r.balancing_group] = by_group.get(r.balancing_group, 0) + 1
+            areas = (r.grid_area,)
+        else:
+            mp = registry.meter_points[r.malo_id]
+            areas = tuple(a for a in (mp.area_out, mp.area_in) if a)
+        for a in areas:
+            by_area[a] = by_area.get(a, 0) + 1
+    return by_group, by_area
 
 
 def meter_points_jsonl(records: Sequence[dict]) -> bytes:
     return "".join(json_line(r) + "\n" for r in records).encode("utf-8")
 
 
-def groups_csv(period: Period, result: PeriodResult) -> bytes:
+def groups_csv(period: Period, result: PeriodResult, missing: dict[str, int]) -> bytes:
     start, end = interval(period)
     mix = {m.group: {s.source: s.wh for s in m.sources} for m in getattr(result, "mix", ())}  # network: none
     rows = []
     for g in result.groups:
         sources = mix.get(g.group, {})
         rows.append([start, end, result.version, g.group, g.inj, g.wd, g.loss, g.fpi, g.fpe, g.imb,
-                     *(sources.get(s, 0) for s in SOURCES)])
+                     *(sources.get(s, 0) for s in SOURCES), missing.get(g.group, 0)])
     return csv_bytes(GROUP_COLUMNS, rows)
 
 
-def areas_csv(period: Period, result: PeriodResult, registry: Registry) -> bytes:
+def areas_csv(period: Period, result: PeriodResult, registry: Registry, missing: dict[str, int]) -> bytes:
     start, end = interval(period)
     rows = [[start, end, result.version, a.area, a.inj, a.wd, a.exin, a.exout, a.loss,
-             registry.grid_areas[a.area].loss_group] for a in result.areas]
+             registry.grid_areas[a.area].loss_group, missing.get(a.area, 0), int(a.area in result.implausible_loss)]
+            for a in result.areas]
     return csv_bytes(AREA_COLUMNS, rows)
 
 
@@ -120,8 +151,8 @@ def changes(previous: Iterable[dict], current: Iterable[dict]) -> list[tuple[str
     for malo in sorted(old.keys() | new.keys()):
         a, b = old.get(malo), new.get(malo)
         for f in CHANGE_FIELDS:
-            va = "" if a is None else str(a[f])
-            vb = "" if b is None else str(b[f])
+            va = "" if a is None or a[f] is None else str(a[f])
+            vb = "" if b is None or b[f] is None else str(b[f])
             if va != vb:
                 out.append((malo, f, va, vb))
     return out

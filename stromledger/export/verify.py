@@ -21,7 +21,7 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from stromledger.cascade.messages import QUALITY_NAMES, PeriodResult, PeriodSeal
+from stromledger.cascade.messages import MISSING, QUALITY_NAMES, PeriodResult, PeriodSeal
 from stromledger.cascade.rows import MeterRow, check_invariants, recompute_result
 from stromledger.codec import CodecError
 from stromledger.consensus.certificate import CertificateError, verify_certificate
@@ -386,12 +386,10 @@ class _Verifier:
                               f"has {_short(rec[column])}, expected {value}")
                     bad = True
             try:
-                for column in tables.INT_COLUMNS:
-                    hi = 1 if column == "reading_register" else 2**64 - 1
-                    rec[column] = parse_int(rec[column], f"column {column}", 0, hi)
                 if rec["quality"] not in tables.QUALITY_BY_NAME:
                     raise FormatError(f"column quality: {rec['quality']!r} is not one of "
                                       f"{', '.join(QUALITY_NAMES.values())}")
+                _parse_ints(rec)
                 sig = parse_hex(rec["reading_sig"], "column reading_sig")
                 if len(sig) not in (0, 64):
                     raise FormatError("column reading_sig: a signature is 64 bytes (or empty without a reading)")
@@ -508,7 +506,7 @@ class _Verifier:
                 self.fail("bad_mscons", name, "", str(e))
                 continue
             expect = [(r.malo_id, obis, mscons.QUALIFIERS[r.quality], wh, start, end)
-                      for r in by_group.get(group, [])
+                      for r in by_group.get(group, []) if r.quality != MISSING  # missing is not 0: no QTY
                       for obis, wh in ((mscons.OBIS_IMPORT, r.import_wh), (mscons.OBIS_EXPORT, r.export_wh))]
             bad = False
             for q, e in zip(quantities, expect):
@@ -579,10 +577,23 @@ def _records(data: bytes) -> list[dict]:
     out = []
     for _, cells in csv_lines(data, tables.METER_POINT_COLUMNS):
         rec = dict(zip(tables.METER_POINT_COLUMNS, cells))
-        for column in tables.INT_COLUMNS:
-            rec[column] = int(rec[column])
+        _parse_ints(rec)
         out.append(rec)
     return out
+
+
+def _parse_ints(rec: dict) -> None:
+    """The integer columns of a meter-points.csv record, in place. A `missing` value is empty (None), never 0;
+    any other quality has one."""
+    missing = rec["quality"] == QUALITY_NAMES[MISSING]
+    for column in tables.INT_COLUMNS:
+        if column in tables.ENERGY_COLUMNS and missing:
+            if rec[column] != "":
+                raise FormatError(f"column {column}: a missing value is empty, not {rec[column]!r}")
+            rec[column] = None
+            continue
+        hi = 1 if column == "reading_register" else 2**64 - 1
+        rec[column] = parse_int(rec[column], f"column {column}", 0, hi)
 
 
 def _segment_text(s: mscons.Segment) -> str:

@@ -3,14 +3,15 @@ meter points and supplier switches. See docs/domain.md for the genesis file layo
 
 from .genesis import METER_POINT_FIELDS, Defect, GenesisError, check_genesis, load_genesis
 from .model import (
-    GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, GridArea, MeterOperator,
-    MeterPoint, Registry, Validator,
+    GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, ExternalParty, GridArea,
+    MeterOperator, MeterPoint, Registry, Supplier, Validator,
 )
 from .scopes import NETWORK, chain_id, committee, scopes, scopes_of, tie_lines, view
 from .write import genesis_toml, meter_points_csv, write_genesis
 
 __all__ = [
     "GENERATION_SOURCES", "KINDS", "METER_POINT_FIELDS", "SOURCES", "Assignment", "BalancingGroup", "ChainParams",
-    "Defect", "GenesisError", "NETWORK", "chain_id", "committee", "scopes", "scopes_of", "tie_lines", "view", "GridArea", "MeterOperator", "MeterPoint", "Registry", "Validator", "check_genesis",
+    "Defect", "ExternalParty", "GenesisError", "GridArea", "MeterOperator", "MeterPoint", "NETWORK", "Registry",
+    "Supplier", "Validator", "chain_id", "check_genesis", "committee", "scopes", "scopes_of", "tie_lines", "view",
     "genesis_toml", "load_genesis", "meter_points_csv", "write_genesis",
 ]

@@ -15,21 +15,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from stromledger.ids import IdError, parse_eic, parse_malo_id
+from stromledger.ids import IdError, parse_eic, parse_malo_id, parse_market_partner_id
 from stromledger.periods import parse_utc
 
 from .model import (
-    GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, GridArea, MeterOperator,
-    MeterPoint, Registry, Validator,
+    DEFAULT_LOSS_PLAUSIBILITY_PERCENT, GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, ExternalParty, GridArea,
+    MeterOperator, MeterPoint, Registry, Supplier, Validator,
 )
 
 METER_POINT_FIELDS = ("malo_id", "kind", "source", "grid_area", "balancing_group", "meter_operator", "meter_key",
                       "max_power_w", "area_out", "area_in")
 _OPTIONAL_MP_FIELDS = {"balancing_group", "area_out", "area_in"}
+SUPPLIER_FIELD = "supplier"  # an optional column: the meter point's supplier (market-partner id)
 _CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,41}")  # + "/area/<EIC>" fits the codec's 64
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MIN_VALIDATORS = 4  # n = 3f + 1 with f >= 1
 MAX_CORRECTION_WINDOW = 9_999  # below the seal's bound on results (cascade.messages.MAX_SEAL_RESULTS)
+# Bounds on every number in a genesis, so that no valid genesis can overflow the encoding: a seal's totals are
+# U64/I64 sums over all meter points (and schedules, bounded in cascade.checks), kept below 2**61 here.
+MAX_GRACE_SECONDS = 86_400
+MAX_SCHEDULE_HORIZON = 1_000_000  # periods
+MAX_POWER_W = 10**11  # 100 GW: more than any single connection (the largest power stations are about 8 GW)
+MAX_TOTAL_WH = 2**61  # the whole registry's max energy in one period, one direction
+# A period's result lists every grid area, balancing group and (area, group) cell: at most this many each
+# (the bounds of cascade.messages.PeriodResult, which tests/test_registry.py keeps equal to these).
+MAX_GRID_AREAS, MAX_BALANCING_GROUPS, MAX_CELLS = 10_000, 100_000, 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,22 +180,32 @@ class _GenesisReader:
         except tomllib.TOMLDecodeError as e:
             self.error("file", "", f"not valid TOML: {e}")
             return None, self.defects
+        except RecursionError:
+            self.error("file", "", "not usable TOML: arrays or tables nested too deeply")
+            return None, self.defects
         self._unknown_fields(doc, {"chain", "meter_point_file", "validators", "grid_areas", "balancing_groups",
-                                   "meter_operators", "meter_points", "assignments", "network"}, "top level")
+                                   "meter_operators", "meter_points", "assignments", "external_parties",
+                                   "suppliers", "network"},
+                            "top level")
         params = self._chain(doc)
         groups = self._groups(doc)
         areas = self._areas(doc, groups)
         operators = self._operators(doc)
         validators = self._validators(doc, areas)
-        meters = self._meter_points(doc, areas, groups, operators)
-        assignments = self._assignments(doc, meters, groups, params)
+        suppliers = self._suppliers(doc, groups)
+        meters = self._meter_points(doc, areas, groups, operators, suppliers)
+        assignments = self._assignments(doc, meters, groups, params, suppliers)
+        externals = self._external_parties(doc, areas, groups)
         self._areas_without_validator(areas, validators)
+        self._total_energy(meters, params)
+        self._counts(areas, groups, meters, assignments)
         network = self._network_committee(doc, validators)
         areas = {eic: self._committee_checked(a, validators) for eic, a in areas.items()}
         if params is None or any(d.severity == "error" for d in self.defects):
             return None, self.defects
         registry = Registry(params, validators, areas.values(), groups.values(), operators.values(),
-                            meters.values(), assignments, network_committee=network)
+                            meters.values(), assignments, externals.values(), suppliers.values(),
+                            network_committee=network)
         return registry, self.defects
 
     def _chain(self, doc: dict) -> ChainParams | None:
@@ -195,7 +215,8 @@ class _GenesisReader:
             self.error(where, "", "missing: the [chain] table names the chain and its periods")
             return None
         self._unknown_fields(chain, {"id", "genesis", "period_seconds", "gate_closure_grace_seconds",
-                                     "correction_window_periods", "schedule_horizon_periods"}, where)
+                                     "correction_window_periods", "schedule_horizon_periods",
+                                     "loss_plausibility_percent"}, where)
         chain_id = self._field(chain, "id", where, str)
         if chain_id is not None and not _CHAIN_ID.fullmatch(chain_id):
             self.error(where, "id", "1-42 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit "
@@ -207,8 +228,8 @@ class _GenesisReader:
             length = None
         start = self._instant(chain, "genesis", where, length)
         grace = self._field(chain, "gate_closure_grace_seconds", where, int)
-        if grace is not None and grace < 0:
-            self.error(where, "gate_closure_grace_seconds", "must not be negative")
+        if grace is not None and not 0 <= grace <= MAX_GRACE_SECONDS:
+            self.error(where, "gate_closure_grace_seconds", f"{grace} is outside 0..{MAX_GRACE_SECONDS}")
             grace = None
         window = self._field(chain, "correction_window_periods", where, int)
         if window is not None and not 0 <= window <= MAX_CORRECTION_WINDOW:
@@ -218,33 +239,96 @@ class _GenesisReader:
         horizon = self._field(chain, "schedule_horizon_periods", where, int, required=False)
         if horizon is None and length:
             horizon = max(1, 2 * 86400 // length)  # two days ahead by default
-        elif horizon is not None and horizon < 0:
-            self.error(where, "schedule_horizon_periods", "must not be negative")
-        if None in (chain_id, length, start, grace, window, horizon):
+        elif horizon is not None and not 0 <= horizon <= MAX_SCHEDULE_HORIZON:
+            self.error(where, "schedule_horizon_periods", f"{horizon} is outside 0..{MAX_SCHEDULE_HORIZON}")
+            horizon = None
+        plausible = self._field(chain, "loss_plausibility_percent", where, int, required=False)
+        if plausible is None:
+            plausible = DEFAULT_LOSS_PLAUSIBILITY_PERCENT
+        elif not 1 <= plausible <= 100:
+            self.error(where, "loss_plausibility_percent", f"{plausible} is outside 1..100")
+            plausible = None
+        if None in (chain_id, length, start, grace, window, horizon, plausible):
             return None
-        return ChainParams(chain_id, start // length, length, grace, window, horizon)
+        return ChainParams(chain_id, start // length, length, grace, window, horizon, plausible)
 
     def _groups(self, doc: dict) -> dict[str, BalancingGroup]:
         groups: dict[str, BalancingGroup] = {}
         first: dict[str, str] = {}
         for where, row in self._table_rows(doc, "balancing_groups"):
-            self._unknown_fields(row, {"eic", "name", "operator_key"}, where)
+            self._unknown_fields(row, {"eic", "name", "operator_key", "market_partner_id"}, where)
             eic = self._eic(row, "eic", where)
             name = self._field(row, "name", where, str)
             key = self._key(row, "operator_key", where)
+            partner = self._market_partner_id(row, where)
             if eic is not None and eic in first:
                 self.error(where, "eic", f"duplicate balancing group {eic}, first in {first[eic]}")
-            elif None not in (eic, name, key):
+            elif None not in (eic, name, key, partner):
                 first[eic] = where
-                groups[eic] = BalancingGroup(eic, name, key)
+                groups[eic] = BalancingGroup(eic, name, key, partner)
         return groups
+
+    def _external_parties(self, doc: dict, areas: dict, groups: dict) -> dict[str, ExternalParty]:
+        """Market parties outside the network (exchange, other control areas) that schedules may name."""
+        parties: dict[str, ExternalParty] = {}
+        for where, row in self._table_rows(doc, "external_parties"):
+            self._unknown_fields(row, {"eic", "name"}, where)
+            eic = self._eic(row, "eic", where, object_type=None)
+            name = self._field(row, "name", where, str)
+            if eic is not None and (eic in areas or eic in groups):
+                self.error(where, "eic", f"{eic} is already a grid area or balancing group of the network; "
+                                         "an external party is outside it")
+            elif eic is not None and eic in parties:
+                self.error(where, "eic", f"duplicate external party {eic}")
+            elif None not in (eic, name):
+                parties[eic] = ExternalParty(eic, name)
+        return parties
+
+    def _market_partner_id(self, row: dict, where: str, field: str = "market_partner_id",
+                           required: bool = False) -> str | None:
+        """A 13-digit market-partner id ("" when optional and absent), or None after reporting the defect."""
+        text = self._field(row, field, where, str, required=required)
+        if text is None:
+            return None if required else ""
+        try:
+            return parse_market_partner_id(text)
+        except IdError as e:
+            self.error(where, field, str(e))
+            return None
+
+    def _suppliers(self, doc: dict, groups: dict) -> dict[str, Supplier]:
+        """Suppliers (LF), each in the balancing group of its balance-responsible party (BKV)."""
+        suppliers: dict[str, Supplier] = {}
+        for where, row in self._table_rows(doc, "suppliers"):
+            self._unknown_fields(row, {"id", "name", "balancing_group"}, where)
+            ident = self._market_partner_id(row, where, "id", required=True)
+            name = self._field(row, "name", where, str)
+            group = self._eic(row, "balancing_group", where)
+            if group is not None and group not in groups:
+                self.error(where, "balancing_group", f"unknown balancing group {group}")
+                group = None
+            if ident is not None and ident in suppliers:
+                self.error(where, "id", f"duplicate supplier {ident}")
+            elif None not in (ident, name, group):
+                suppliers[ident] = Supplier(ident, name, group)
+        return suppliers
+
+    def _supplier_problem(self, suppliers: dict, supplier: str, group: str) -> str | None:
+        if supplier not in suppliers:
+            return f"unknown supplier {supplier!r} (not in [[suppliers]])"
+        if suppliers[supplier].balancing_group != group:
+            return (f"supplier {supplier} delivers in balancing group {suppliers[supplier].balancing_group}, "
+                    f"not {group}")
+        return None
 
     def _areas(self, doc: dict, groups: dict[str, BalancingGroup]) -> dict[str, GridArea]:
         areas: dict[str, GridArea] = {}
         first: dict[str, str] = {}
         loss_of: dict[str, str] = {}
         for where, row in self._table_rows(doc, "grid_areas"):
-            self._unknown_fields(row, {"eic", "name", "operator", "loss_balancing_group", "committee"}, where)
+            self._unknown_fields(row, {"eic", "name", "operator", "loss_balancing_group", "market_partner_id",
+                                       "committee"}, where)
+            partner = self._market_partner_id(row, where)
             eic = self._eic(row, "eic", where)
             name = self._field(row, "name", where, str)
             operator = self._field(row, "operator", where, str)
@@ -261,9 +345,10 @@ class _GenesisReader:
                 loss_of.setdefault(loss, eic or "?")
             if eic is not None and eic in first:
                 self.error(where, "eic", f"duplicate grid area {eic}, first in {first[eic]}")
-            elif None not in (eic, name, operator, loss):
+            elif None not in (eic, name, operator, loss, partner):
                 first[eic] = where
-                areas[eic] = GridArea(eic, name, operator, loss, self._names(row, "committee", where))
+                areas[eic] = GridArea(eic, name, operator, loss, market_partner_id=partner,
+                                      committee=self._names(row, "committee", where))
         if not doc.get("grid_areas"):
             self.error("[[grid_areas]]", "", "a genesis needs at least one grid area")
         return areas
@@ -305,18 +390,21 @@ class _GenesisReader:
                 names[name] = where
                 keys[key] = where
                 validators.append(Validator(name, key, area))
-        if len(rows) < MIN_VALIDATORS:
+        if not rows:
+            self.error("[[validators]]", "", "no validators: nothing could ever seal a period")
+        elif len(rows) < MIN_VALIDATORS:
             self.warn("[[validators]]", "", f"{len(rows)} validator(s): fewer than {MIN_VALIDATORS} tolerate "
                                             "no faulty validator (n = 3f + 1)")
         return validators
 
     # -- meter points: inline rows and the pinned CSV file ------------------------------------------------
 
-    def _meter_points(self, doc: dict, areas: dict, groups: dict, operators: dict) -> dict[str, MeterPoint]:
+    def _meter_points(self, doc: dict, areas: dict, groups: dict, operators: dict,
+                      suppliers: dict) -> dict[str, MeterPoint]:
         meters: dict[str, MeterPoint] = {}
         first: dict[str, str] = {}
         key_owner: dict[bytes, str] = {}
-        check = self._meter_point_checker(areas, groups, operators)
+        check = self._meter_point_checker(areas, groups, operators, suppliers)
 
         def add(mp: MeterPoint | None, where: str, file: str | None) -> None:
             if mp is None:
@@ -336,7 +424,7 @@ class _GenesisReader:
                 add(check(row, where, file), where, file)
         inline = self._table_rows(doc, "meter_points")
         for where, row in inline:
-            self._unknown_fields(row, set(METER_POINT_FIELDS), where)
+            self._unknown_fields(row, set(METER_POINT_FIELDS) | {SUPPLIER_FIELD}, where)
             add(check(row, where, None), where, None)
         if spec is None and not inline:
             self.warn("[[meter_points]]", "", "no meter points (neither [meter_point_file] nor [[meter_points]])")
@@ -389,7 +477,7 @@ class _GenesisReader:
             return
         header = [h.strip() for h in header]
         missing = [f for f in METER_POINT_FIELDS if f not in header]
-        unknown = [h for h in header if h not in METER_POINT_FIELDS]
+        unknown = [h for h in header if h not in METER_POINT_FIELDS and h != SUPPLIER_FIELD]
         if missing or unknown or len(set(header)) != len(header):
             self.error("line 1", "", f"header must be the columns {','.join(METER_POINT_FIELDS)} "
                                      f"(missing {missing}, unknown {unknown})", file)
@@ -403,7 +491,7 @@ class _GenesisReader:
                 continue
             yield line, dict(zip(header, (c.strip() for c in cells))), file
 
-    def _meter_point_checker(self, areas: dict, groups: dict, operators: dict
+    def _meter_point_checker(self, areas: dict, groups: dict, operators: dict, suppliers: dict
                              ) -> Callable[[dict, str, str | None], MeterPoint | None]:
         interned: dict[str, str] = {}  # one str object per distinct EIC/source/kind across a million rows
 
@@ -449,6 +537,9 @@ class _GenesisReader:
             if power is not None and power <= 0:
                 self.error(where, "max_power_w", "must be positive", file)
                 power = None
+            elif power is not None and power > MAX_POWER_W:
+                self.error(where, "max_power_w", f"{power} W is above the bound of {MAX_POWER_W} W", file)
+                power = None
             out = self._eic(row, "area_out", where, "Y", file, required=False) or ""
             into = self._eic(row, "area_in", where, "Y", file, required=False) or ""
             for field, value in (("area_out", out), ("area_in", into)):
@@ -477,22 +568,30 @@ class _GenesisReader:
                     self.error(where, "balancing_group", "assigned to no balancing group: every consumer, "
                                                          "producer and prosumer needs one from genesis on", file)
                     ok = False
+            supplier = row.get(SUPPLIER_FIELD) or ""
+            if supplier:
+                problem = (f"a {kind} meter point has no supplier" if kind == "boundary"
+                           else self._supplier_problem(suppliers, supplier, group))
+                if problem:
+                    self.error(where, SUPPLIER_FIELD, problem, file)
+                    ok = False
             if not ok or None in (malo, kind, source, area, operator, key, power):
                 return None
             i = interned.setdefault
             return MeterPoint(malo, i(kind, kind), i(source, source), i(area, area), i(group, group),
-                              i(operator, operator), key, power, i(out, out), i(into, into))
+                              i(operator, operator), key, power, i(out, out), i(into, into), i(supplier, supplier))
 
         return check
 
     # -- supplier switches and completeness ---------------------------------------------------------------
 
-    def _assignments(self, doc: dict, meters: dict, groups: dict, params: ChainParams | None) -> list[Assignment]:
+    def _assignments(self, doc: dict, meters: dict, groups: dict, params: ChainParams | None,
+                     suppliers: dict) -> list[Assignment]:
         out: list[Assignment] = []
         first: dict[tuple[str, int], str] = {}
         length = params.period_seconds if params else None
         for where, row in self._table_rows(doc, "assignments"):
-            self._unknown_fields(row, {"malo_id", "balancing_group", "from"}, where)
+            self._unknown_fields(row, {"malo_id", "balancing_group", "from", "supplier"}, where)
             malo = self._field(row, "malo_id", where, str)
             if malo is not None and malo not in meters:
                 try:
@@ -521,10 +620,34 @@ class _GenesisReader:
                     self.error(where, "from", f"{malo} already switches at this period in {first[malo, period]}")
                     continue
                 first[malo, period] = where
-            if None not in (malo, group, period):
-                out.append(Assignment(malo, period, group))
+            supplier = self._field(row, "supplier", where, str, required=False) or ""
+            if supplier and group is not None:
+                problem = self._supplier_problem(suppliers, supplier, group)
+                if problem:
+                    self.error(where, "supplier", problem)
+                    supplier = None
+            if None not in (malo, group, period, supplier):
+                out.append(Assignment(malo, period, group, supplier))
         return out
 
+    def _total_energy(self, meters: dict[str, MeterPoint], params: ChainParams | None) -> None:
+        """Every meter point at full power in one period must still fit the seal's totals."""
+        if params is None:
+            return
+        total = sum(mp.max_power_w for mp in meters.values()) * params.period_seconds // 3600
+        if total > MAX_TOTAL_WH:
+            self.error("meter points", "max_power_w", f"together {total} Wh in one period, above the bound of "
+                                                      f"{MAX_TOTAL_WH} Wh (2**61) that keeps every total encodable")
+
+    def _counts(self, areas: dict, groups: dict, meters: dict[str, MeterPoint], assignments: list) -> None:
+        """No more areas, groups and cells than a period's result can list."""
+        cells = {(mp.grid_area, mp.balancing_group) for mp in meters.values() if mp.balancing_group}
+        cells |= {(meters[a.malo_id].grid_area, a.group) for a in assignments}
+        for what, n, bound in (("grid areas", len(areas), MAX_GRID_AREAS),
+                               ("balancing groups", len(groups), MAX_BALANCING_GROUPS),
+                               ("(grid area, balancing group) cells", len(cells), MAX_CELLS)):
+            if n > bound:
+                self.error("registry", "", f"{n} {what}, more than the {bound} a period's result can list")
     # -- committees: which validators run which chain (registry/scopes.py) -------------------------------
 
     def _names(self, row: dict, key: str, where: str) -> tuple[str, ...]:

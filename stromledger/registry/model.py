@@ -23,6 +23,7 @@ SOURCES = GENERATION_SOURCES + ("grid",)
 KINDS = ("consumer", "producer", "prosumer", "boundary")
 
 REGISTRY_HASH_DOMAIN = "stromledger/registry/1"
+DEFAULT_LOSS_PLAUSIBILITY_PERCENT = 10  # distribution grids lose a few percent; ten is far outside that
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class GridArea:
     name: str
     operator: str  # the grid operator (DSO/TSO) by name
     loss_group: str  # EIC of the balancing group that books this area's grid loss
+    market_partner_id: str = ""  # the grid operator's 13-digit market-partner id (sender of market messages)
     committee: tuple[str, ...] = ()  # validator names running this area's chain; () = every validator
 
 
@@ -46,6 +48,27 @@ class BalancingGroup:
     eic: str  # Y-EIC
     name: str
     operator_key: bytes  # the balance responsible party's key: signs schedules
+    market_partner_id: str = ""  # the balance-responsible party's (BKV) 13-digit market-partner id
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalParty:
+    """A market party outside the network that balancing groups trade with: a power exchange, a balancing
+    group or TSO of another control area. It holds no key here: a schedule to or from it is signed by the
+    in-network group's operator alone, and it is energy leaving (to it) or entering (from it) the network."""
+
+    eic: str  # any valid EIC (exchanges are usually X- or Y-coded)
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Supplier:
+    """A supplier (Lieferant, LF): sells the energy of its meter points and belongs to the balancing group
+    (Bilanzkreis) of a balance-responsible party (BKV, the group's operator), which balances that energy."""
+
+    id: str  # 13-digit market-partner id (BDEW code number)
+    name: str
+    balancing_group: str  # EIC of the group its meter points are balanced in
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +95,18 @@ class MeterPoint(NamedTuple):
     max_power_w: int  # connection capacity; no period may exceed max_power_w * period_seconds / 3600 Wh
     area_out: str = ""
     area_in: str = ""
+    supplier: str = ""  # market-partner id of its supplier from genesis on ("" if the registry names none)
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class Assignment:
-    """A supplier switch: from `from_period` on, meter point `malo_id` is in balancing group `group`."""
+    """A supplier switch: from `from_period` on, meter point `malo_id` is in balancing group `group` (and
+    supplied by `supplier`, the market-partner id of a supplier of that group, when the registry names one)."""
 
     malo_id: str
     from_period: int
     group: str
+    supplier: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +117,9 @@ class ChainParams:
     grace_seconds: int  # gate closure = period end + grace
     correction_window: int  # a seal at height h may still correct periods h - correction_window .. h - 1
     schedule_horizon: int  # schedules may be submitted up to this many periods ahead
+    # An area's grid loss is implausible when |loss| exceeds this share (percent) of the energy through the
+    # area, max(inj + exin, wd + exout); such areas are flagged in every result, never corrected.
+    loss_plausibility_percent: int = DEFAULT_LOSS_PLAUSIBILITY_PERCENT
 
 
 class Registry:
@@ -106,6 +135,8 @@ class Registry:
         meter_operators: Iterable[MeterOperator],
         meter_points: Iterable[MeterPoint],
         assignments: Iterable[Assignment] = (),
+        external_parties: Iterable[ExternalParty] = (),
+        suppliers: Iterable[Supplier] = (),
         *,
         network_committee: Iterable[str] = (),
         scope: str = "",
@@ -137,6 +168,16 @@ class Registry:
         for a in self.grid_areas.values():
             self.loss_groups[a.loss_group] = self.loss_groups.get(a.loss_group, ()) + (a.eic,)
         self.group_keys: dict[str, bytes] = {g.eic: g.operator_key for g in self.balancing_groups.values()}
+        self.external_parties: dict[str, ExternalParty] = {
+            x.eic: x for x in sorted(external_parties, key=lambda x: x.eic)}
+        self.suppliers: dict[str, Supplier] = {x.id: x for x in sorted(suppliers, key=lambda x: x.id)}
+        supplier_switches: dict[str, tuple[list[int], list[str]]] = {}
+        for a in self.assignments:
+            if a.supplier:
+                periods, names = supplier_switches.setdefault(a.malo_id, ([], []))
+                periods.append(a.from_period)
+                names.append(a.supplier)
+        self._supplier_switches = supplier_switches
         self.submitter_keys: frozenset[bytes] = frozenset(
             [v.public_key for v in self.validators]
             + [o.public_key for o in self.meter_operators.values()]
@@ -191,6 +232,15 @@ class Registry:
             self._overrides_cache[period] = cached
         return cached
 
+    def supplier_of(self, malo_id: str, period: int) -> str:
+        """The market-partner id of a meter point's supplier in a period ("" when the registry names none)."""
+        sw = self._supplier_switches.get(malo_id)
+        if sw is not None:
+            i = bisect.bisect_right(sw[0], period)
+            if i:
+                return sw[1][i - 1]
+        return self.meter_points[malo_id].supplier
+
     def max_wh(self, malo_id: str, periods: int = 1) -> int:
         """The most energy the meter point can move in one direction in `periods` periods (floor, Wh)."""
         return self.meter_points[malo_id].max_power_w * self.params.period_seconds * periods // 3600
@@ -208,7 +258,7 @@ class Registry:
     def canonical_bytes(self) -> bytes:
         """The registry's content as one canonical msgpack array; see docs/domain.md for the layout."""
         p = self.params
-        return msgpack.packb([
+        content = [
             REGISTRY_HASH_DOMAIN,
             [p.chain_id, p.genesis_period, p.period_seconds, p.grace_seconds, p.correction_window,
              p.schedule_horizon],
@@ -216,11 +266,28 @@ class Registry:
             [[a.eic, a.name, a.operator, a.loss_group] for a in self.grid_areas.values()],
             [[g.eic, g.name, g.operator_key] for g in self.balancing_groups.values()],
             [[o.name, o.public_key] for o in self.meter_operators.values()],
-            [list(self.meter_points[m]) for m in self.malo_order],
+            [list(self.meter_points[m][:10]) for m in self.malo_order],
             [[a.malo_id, a.from_period, a.group] for a in self.assignments],
-            [[a.eic, list(a.committee)] for a in self.grid_areas.values()],
-            list(self.network_committee),
-        ], use_bin_type=True)
+        ]
+        # Later additions are appended, tagged, only when present: registries without them keep their hash.
+        if p.loss_plausibility_percent != DEFAULT_LOSS_PLAUSIBILITY_PERCENT:
+            content.append(["loss_plausibility_percent", p.loss_plausibility_percent])
+        ids = sorted((x.eic, x.market_partner_id) for x in [*self.grid_areas.values(),
+                                                            *self.balancing_groups.values()] if x.market_partner_id)
+        if ids:
+            content.append(["market_partner_ids", [list(x) for x in ids]])
+        if self.external_parties:
+            content.append(["external_parties", [[x.eic, x.name] for x in self.external_parties.values()]])
+        if self.suppliers:
+            content.append(["suppliers", [[x.id, x.name, x.balancing_group] for x in self.suppliers.values()],
+                            [[m, self.meter_points[m].supplier] for m in self.malo_order
+                             if self.meter_points[m].supplier],
+                            [[a.malo_id, a.from_period, a.supplier] for a in self.assignments if a.supplier]])
+        if self.network_committee or any(a.committee for a in self.grid_areas.values()):
+            # which validators run which chain: part of what every chain's validators agreed on
+            content.append(["committees", [[a.eic, list(a.committee)] for a in self.grid_areas.values()],
+                            list(self.network_committee)])
+        return msgpack.packb(content, use_bin_type=True)
 
     @cached_property
     def hash(self) -> bytes:

@@ -73,7 +73,8 @@ def _make_view(registry: Registry, scope: str) -> Registry:
     members = committee(registry, scope)
     if scope == NETWORK:
         return Registry(params, members, registry.grid_areas.values(), registry.balancing_groups.values(),
-                        registry.meter_operators.values(), (), (), scope=NETWORK,
+                        registry.meter_operators.values(), (), (), registry.external_parties.values(),
+                        registry.suppliers.values(), scope=NETWORK,
                         root_chain_id=registry.root_chain_id)
     meters = _meter_points_by_area(registry)[scope]
     kept = {m.malo_id for m in meters}
@@ -84,7 +85,8 @@ def _make_view(registry: Registry, scope: str) -> Registry:
     wanted.add(area.loss_group)
     groups = [g for e, g in registry.balancing_groups.items() if e in wanted]
     return Registry(params, members, [area], groups, registry.meter_operators.values(), meters, assignments,
-                    scope=scope, root_chain_id=registry.root_chain_id)
+                    registry.external_parties.values(), registry.suppliers.values(), scope=scope,
+                    root_chain_id=registry.root_chain_id)
 
 
 def _meter_points_by_area(registry: Registry) -> dict[str, list]:

@@ -13,22 +13,27 @@ from pathlib import Path
 from stromledger.crypto import sha256
 from stromledger.periods import format_utc
 
-from .genesis import METER_POINT_FIELDS
-from .model import Registry
+from .genesis import METER_POINT_FIELDS, SUPPLIER_FIELD
+from .model import DEFAULT_LOSS_PLAUSIBILITY_PERCENT, Registry
 
 
 def _s(text: str) -> str:
     return json.dumps(text)  # a JSON string of ASCII is a valid TOML basic string
 
 
+def _partner(market_partner_id: str) -> list[str]:
+    return [f"market_partner_id = {_s(market_partner_id)}"] if market_partner_id else []
+
+
 def meter_points_csv(registry: Registry) -> bytes:
     buf = io.StringIO(newline="")
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(METER_POINT_FIELDS)
+    extra = (SUPPLIER_FIELD,) if registry.suppliers else ()  # the optional column only when there are suppliers
+    w.writerow(METER_POINT_FIELDS + extra)
     for malo in registry.malo_order:
         m = registry.meter_points[malo]
         w.writerow([m.malo_id, m.kind, m.source, m.grid_area, m.balancing_group, m.meter_operator,
-                    m.meter_key.hex(), m.max_power_w, m.area_out, m.area_in])
+                    m.meter_key.hex(), m.max_power_w, m.area_out, m.area_in] + ([m.supplier] if extra else []))
     return buf.getvalue().encode()
 
 
@@ -45,6 +50,8 @@ def genesis_toml(registry: Registry, meter_file: str, meter_file_sha256: str, ti
            f"gate_closure_grace_seconds = {p.grace_seconds}  # readings after period end + grace are corrections",
            f"correction_window_periods = {p.correction_window}  # how many periods back a correction is accepted",
            f"schedule_horizon_periods = {p.schedule_horizon}  # how far ahead schedules may be sent",
+           *([f"loss_plausibility_percent = {p.loss_plausibility_percent}  # a larger area loss is flagged"]
+             if p.loss_plausibility_percent != DEFAULT_LOSS_PLAUSIBILITY_PERCENT else []),
            "",
            "# The meter points, one per CSV row; the genesis pins the file's SHA-256.",
            "[meter_point_file]",
@@ -56,7 +63,7 @@ def genesis_toml(registry: Registry, meter_file: str, meter_file_sha256: str, ti
                 f"grid_area = {_s(v.grid_area)}", ""]
     for a in registry.grid_areas.values():
         out += ["[[grid_areas]]", f"eic = {_s(a.eic)}", f"name = {_s(a.name)}", f"operator = {_s(a.operator)}",
-                f"loss_balancing_group = {_s(a.loss_group)}"]
+                f"loss_balancing_group = {_s(a.loss_group)}", *_partner(a.market_partner_id)]
         if a.committee:
             out.append(f"committee = [{', '.join(_s(n) for n in a.committee)}]  # validators of this area's chain")
         out.append("")
@@ -65,14 +72,22 @@ def genesis_toml(registry: Registry, meter_file: str, meter_file_sha256: str, ti
     for g in registry.balancing_groups.values():
         loss = "  # loss group" if g.eic in registry.loss_groups else ""
         out += ["[[balancing_groups]]" + loss, f"eic = {_s(g.eic)}", f"name = {_s(g.name)}",
-                f"operator_key = {_s(g.operator_key.hex())}", ""]
+                f"operator_key = {_s(g.operator_key.hex())}", *_partner(g.market_partner_id), ""]
+    if registry.external_parties:
+        out += ["# Market parties outside the network: schedules to/from them are signed by the group alone.", ""]
+    for x in registry.external_parties.values():
+        out += ["[[external_parties]]", f"eic = {_s(x.eic)}", f"name = {_s(x.name)}", ""]
+    for x in registry.suppliers.values():
+        out += ["[[suppliers]]", f"id = {_s(x.id)}", f"name = {_s(x.name)}",
+                f"balancing_group = {_s(x.balancing_group)}", ""]
     for o in registry.meter_operators.values():
         out += ["[[meter_operators]]", f"name = {_s(o.name)}", f"public_key = {_s(o.public_key.hex())}", ""]
     if registry.assignments:
         out += ["# Supplier switches: from the given period start on, the meter point is in another group.", ""]
     for a in registry.assignments:
         out += ["[[assignments]]", f"malo_id = {_s(a.malo_id)}", f"balancing_group = {_s(a.group)}",
-                f"from = {_s(format_utc(a.from_period * L))}", ""]
+                f"from = {_s(format_utc(a.from_period * L))}"] + ([f"supplier = {_s(a.supplier)}"] if a.supplier else [])
+        out.append("")
     return "\n".join(out)
 
 

@@ -25,8 +25,9 @@ from stromledger.consensus.app import Application
 from stromledger.consensus.evidence import DuplicateVoteEvidence
 from stromledger.crypto import SigningKey
 
+from .adversary import ADVERSARIES, Adversary, LockBreaker
 from .apps import RejectingApp, SimpleApp
-from .scenario import FaultPlan, SimConfig, draw_plan, height_budget
+from .scenario import Crash, FaultPlan, SimConfig, draw_plan, height_budget
 
 # queue entry kinds, in tie-break order at equal times
 _CRASH, _RESTART, _START, _DELIVER, _APP, _TIMER = range(6)
@@ -64,6 +65,7 @@ class SimNode:
     incarnation: int = 0
     crash_token: int = -1
     round_at_heal: int = 0
+    machine_cls: type = Consensus  # a byzantine strategy may run another machine
 
 
 @dataclasses.dataclass
@@ -96,18 +98,29 @@ class Simulation:
         self.validator_keys = [k.public for k in self.keys]
         self.last_height = config.first_height + config.heights - 1
         self.nodes: list[SimNode] = []
+        twinned = config.strategy == "equivocate"
         for v in range(n):
-            twins = ("A", "B") if v in self.plan.byzantine else ("",)
+            byzantine = v in self.plan.byzantine
+            twins = ("A", "B") if byzantine and twinned else ("X",) if byzantine else ("",)
             for twin in twins:
                 app_cls = RejectingApp if config.reject_every else SimpleApp
                 kwargs = {"every": config.reject_every} if config.reject_every else {}
                 app = app_cls(config.seed, v, config.value_bytes, salt=twin, **kwargs)
-                self.nodes.append(SimNode(len(self.nodes), v, self.keys[v], twin == "", twin, app))
+                node = SimNode(len(self.nodes), v, self.keys[v], twin == "", twin, app)
+                if not twinned and byzantine:
+                    node.machine_cls = LockBreaker
+                self.nodes.append(node)
+        self.adversary: Optional[Adversary] = None
+        if config.strategy in ADVERSARIES:
+            self.adversary = ADVERSARIES[config.strategy](
+                config.seed, [v for v in range(n) if v not in self.plan.byzantine],
+                {self.keys[v].public: self.keys[v] for v in self.plan.byzantine}, config.chain_id, self._faulty)
         self.by_key: dict[bytes, list[SimNode]] = {}
         for node in self.nodes:
             self.by_key.setdefault(node.key.public, []).append(node)
         self.links = [[self._linked(a, b) for b in self.nodes] for a in self.nodes]
         self.queue: list = []
+        self.crashes: list[Crash] = []  # the plan's, then any the adversary adds
         self.seq = 0
         self.now = 0
         self.trace = hashlib.sha256()
@@ -126,6 +139,8 @@ class Simulation:
     def _linked(self, a: SimNode, b: SimNode) -> bool:
         if a is b or a.validator == b.validator:
             return False  # twins never talk to each other
+        if self.config.strategy != "equivocate":
+            return True  # the adversary routes each message itself
         if a.honest and b.honest or self.plan.byzantine_mode == "both":
             return True
         if not a.honest and not b.honest:
@@ -161,11 +176,8 @@ class Simulation:
             for h in range(cfg.first_height, self.last_height + 1):
                 skew = self.rng.randint(0, 20)
                 self._push(self._due_time(h) + skew, _START, node.id, StartHeight(h))
-        for i, c in enumerate(self.plan.crashes):
-            for node in self.nodes:
-                if node.validator == c.validator:
-                    self._push(c.at, _CRASH, node.id, i)
-                    self._push(c.restart_at, _RESTART, node.id, i)
+        for c in self.plan.crashes:
+            self._schedule_crash(c)
         for node in self.nodes:
             self._boot(node, replay=False)
         deadline = None
@@ -183,6 +195,13 @@ class Simulation:
         return SimResult(cfg, self.plan, self.validator_keys, self.trace.hexdigest(), self.now, self.decisions,
                          self.honest_signed, self.conflicts_seen, self.nodes, self.messages, self.dropped,
                          self.machine_drops, self.events)
+
+    def _schedule_crash(self, c: Crash) -> None:
+        self.crashes.append(c)
+        for node in self.nodes:
+            if node.validator == c.validator:
+                self._push(c.at, _CRASH, node.id, len(self.crashes) - 1)
+                self._push(c.restart_at, _RESTART, node.id, len(self.crashes) - 1)
 
     def _due_time(self, height: int) -> int:
         return (height - self.config.first_height) * self.config.height_interval_ms
@@ -225,7 +244,7 @@ class Simulation:
         elif kind == _RESTART:
             self._trace(b"R", node.id, b"%d" % payload)
             if node.machine is None and node.crash_token == payload:
-                self._boot(node, replay=self.plan.crashes[payload].replay_wal)
+                self._boot(node, replay=self.crashes[payload].replay_wal)
 
     def _trace(self, tag: bytes, node: int, data: bytes) -> None:
         self.trace.update(b"%s%d:%d:" % (tag, self.now, node))
@@ -238,7 +257,7 @@ class Simulation:
         cfg = self.config
         height = max(node.commits) + 1 if node.commits else cfg.first_height
         recent = [node.commits[h] for h in sorted(node.commits)[-cfg.consensus.commit_window:]]
-        node.machine = Consensus(chain_id=cfg.chain_id, validators=self.validator_keys, key=node.key,
+        node.machine = node.machine_cls(chain_id=cfg.chain_id, validators=self.validator_keys, key=node.key,
                                  guard=node.guard, height=height, config=cfg.consensus, recent_commits=recent)
         node.wal = [e for e in node.wal if event_height(e) >= height] if replay else []
         for event in list(node.wal):
@@ -254,10 +273,15 @@ class Simulation:
 
     def _carry_out(self, node: SimNode, action) -> None:
         if isinstance(action, Broadcast):
+            if isinstance(action.message, Proposal) and action.message.height >= node.machine.height:
+                node.wal.append(ProposalReceived(action.message))  # as a validator logs its own proposals
             self._send(node, action.message, [n for n in self.nodes if self.links[node.id][n.id]])
         elif isinstance(action, SendCommit):
             targets = [n for n in self.by_key.get(action.to, ()) if self.links[node.id][n.id]]
             c = action.commit
+            if self.adversary is not None and not self.adversary.commit_allowed(node.validator, node.honest,
+                                                                                c.certificate.height):
+                targets = []
             self._send(node, c, targets, CommitReceived(c.certificate.height, c.value, c.certificate))
         elif isinstance(action, ScheduleTimeout):
             self._push(self.now + action.delay_ms, _TIMER, node.id,
@@ -292,9 +316,23 @@ class Simulation:
         self.decisions.append(Decision(node.id, node.validator, d.height, h, d.value, d.certificate.round,
                                        self.now, commit))
         self.undecided.discard((node.id, d.height))
+        if self.adversary is not None:
+            for crash in self.adversary.on_decide(node.validator, d.height, d.certificate.round, self.now):
+                self._schedule_crash(crash)
         self._trace(b"X", node.id, b"%d:" % d.height + h)
 
     def _send(self, node: SimNode, msg, targets: list[SimNode], event=None) -> None:
+        if self.adversary is not None and event is None:
+            routed: dict[object, list[SimNode]] = {}
+            for target in targets:
+                for out in self.adversary.route(node.validator, node.honest, msg, target.validator):
+                    routed.setdefault(out, []).append(target)
+            for out, to in routed.items():
+                self._deliver(node, out, to)
+            return
+        self._deliver(node, msg, targets, event)
+
+    def _deliver(self, node: SimNode, msg, targets: list[SimNode], event=None) -> None:
         digest = self.digests.get(msg)
         if digest is None:
             digest = self.digests[msg] = hashlib.sha256(msg.encode()).digest()

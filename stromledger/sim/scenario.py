@@ -15,6 +15,7 @@ from stromledger.consensus.config import ConsensusConfig
 
 FAULT_KINDS = ("none", "drop", "partition", "crash", "all")
 BYZANTINE_MODES = ("split", "both")
+STRATEGIES = ("equivocate", "selective-precommit", "hidden-lock", "round-push")  # see stromledger.sim.adversary
 
 # Timeouts for simulated networks of 5-60 ms delay: a round without faults takes ~100-300 ms.
 SIM_CONSENSUS = ConsensusConfig(propose_ms=1000, propose_delta_ms=250, prevote_ms=500, prevote_delta_ms=250,
@@ -28,6 +29,7 @@ class SimConfig:
     validators: int = 4
     byzantine: int = 0  # equivocating validators, each run as two twins sharing one key
     byzantine_mode: Optional[str] = None  # "split" (each twin talks to one half), "both"; None: drawn
+    strategy: str = "equivocate"  # what byzantine validators do: twins, or the adversary of sim.adversary
     faults: str = "none"
     heights: int = 6
     first_height: int = 1_994_728
@@ -45,6 +47,8 @@ class SimConfig:
     def __post_init__(self) -> None:
         if self.faults not in FAULT_KINDS:
             raise ValueError(f"faults must be one of {', '.join(FAULT_KINDS)}, got {self.faults!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.byzantine_mode not in (None, *BYZANTINE_MODES):
             raise ValueError(f"byzantine_mode must be one of {', '.join(BYZANTINE_MODES)}")
         if self.validators < 1 or not 0 <= self.byzantine <= self.validators or self.heights < 1:
@@ -115,6 +119,8 @@ def draw_plan(config: SimConfig) -> FaultPlan:
             v = rng.choice(honest)
             crashes.append(Crash(v, at, min(heal_at, at + rng.randint(200, 4_000)),
                                  v not in amnesiac or rng.random() < 0.5))
+    if config.strategy in ("selective-precommit", "hidden-lock") and kind == "none":
+        heal_at = rng.randint(span // 2, span)  # the adversary needs a faulty network to act in
     return FaultPlan(heal_at, loss, dup, slow, tuple(partitions), tuple(crashes), byzantine, mode, half_a)
 
 

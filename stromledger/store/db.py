@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - Windows: no process lock
 
 BUSY_TIMEOUT_S = 10.0  # wait for an external reader's checkpoint-blocking lock rather than fail at once
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # truncate the -wal file back to this after checkpoints
+AUTO_VACUUM_INCREMENTAL = 2
 
 
 class Database:
@@ -52,6 +53,11 @@ class Database:
             if mode != "wal":
                 raise StoreError(f"{self.path}: cannot use WAL mode here (got {mode!r}; a network file system?)")
             self.version = schema.migrate(self._conn, migrations)
+            if self._conn.execute("PRAGMA auto_vacuum").fetchone()[0] != AUTO_VACUUM_INCREMENTAL:
+                # Freed pages go back to the file system on reclaim(): a WAL flood must not leave the file big.
+                # An older file is converted once (VACUUM rewrites it).
+                self._conn.execute(f"PRAGMA auto_vacuum = {AUTO_VACUUM_INCREMENTAL}")
+                self._conn.execute("VACUUM")
             for pragma in ("foreign_keys = ON", "synchronous = FULL", "fullfsync = ON",
                            "checkpoint_fullfsync = ON", f"journal_size_limit = {JOURNAL_SIZE_LIMIT}"):
                 self._conn.execute(f"PRAGMA {pragma}")
@@ -123,6 +129,16 @@ class Database:
         """The current `PRAGMA synchronous` level (for tests and diagnostics)."""
         with self.read() as conn:
             return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[conn.execute("PRAGMA synchronous").fetchone()[0]]
+
+    def reclaim(self) -> int:
+        """Give the file's free pages back to the file system (incremental vacuum); returns how many."""
+        with self.read() as conn:
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if not free or conn.in_transaction:
+                return 0  # inside a transaction executescript would commit it: the next call reclaims
+            # executescript steps the pragma to its end (execute() would free only one page per call).
+            conn.executescript("PRAGMA incremental_vacuum")
+        return free
 
     def size(self) -> tuple[int, int]:
         """(bytes in the database file's pages, bytes in the -wal file)."""

@@ -4,9 +4,10 @@ File format: the 8-byte magic b"SLSGRD01", then fixed 50-byte records
 
     height u64 | round u32 | step u8 | nil u8 (1: nil vote) | value hash 32 bytes | crc32 of the 46 before
 
-all big-endian. A record is appended with one write and fsync'ed before `check_and_record` returns True,
-so a record that is torn (short, or failing its CRC) at the end of the file was never acknowledged, and
-opening the file drops it. A bad record anywhere else means the file is damaged: opening refuses it, since
+all big-endian. A record with step 3 is not a signature but the guard's floor (see prune_below): the guard
+signs nothing new below its height, nor below the height of its last record. A record is appended with one
+write and fsync'ed before `check_and_record` returns True, so a record that is torn (short, or failing its
+CRC) at the end of the file was never acknowledged, and opening the file drops it. A bad record anywhere else means the file is damaged: opening refuses it, since
 forgetting a signature could lead to a double sign. The file is locked (flock) while open, so two node
 processes can never share one guard.
 """
@@ -20,11 +21,12 @@ import zlib
 from pathlib import Path
 from typing import Optional
 
-from stromledger.consensus.signguard import SignRecord, check_record_args
+from stromledger.consensus.signguard import SignRecord, check_record_args, guard_floor
 
 MAGIC = b"SLSGRD01"
 _BODY = struct.Struct(">QIBB32s")
 RECORD_SIZE = _BODY.size + 4
+FLOOR_STEP = 3  # a record of this step marks the floor: prune_below's height
 
 
 class SignGuardFileError(Exception):
@@ -42,7 +44,7 @@ def decode_record(data: bytes) -> Optional[SignRecord]:
     if zlib.crc32(body) != crc:
         return None
     height, round, step, nil, value_hash = _BODY.unpack(body)
-    if step > 2 or nil > 1:
+    if step > FLOOR_STEP or nil > 1:
         return None
     return SignRecord(height, round, step, b"" if nil else value_hash)
 
@@ -54,6 +56,7 @@ class FileSignGuard:
         self.path = Path(path)
         self._records: dict[int, dict[tuple[int, int], bytes]] = {}
         self._last: Optional[tuple[int, int, int]] = None
+        self._pruned_below = 0
         self._fd = self._open_locked(self.path, os.O_RDWR | os.O_CREAT)
         try:
             self._load()
@@ -98,6 +101,9 @@ class FileSignGuard:
             os.fsync(self._fd)
 
     def _remember(self, rec: SignRecord) -> None:
+        if rec.step == FLOOR_STEP:
+            self._pruned_below = max(self._pruned_below, rec.height)
+            return
         held = self._records.setdefault(rec.height, {}).setdefault((rec.round, rec.step), rec.value_hash)
         if held != rec.value_hash:
             raise SignGuardFileError(f"{self.path}: two values recorded for {rec[:3]}")
@@ -112,7 +118,13 @@ class FileSignGuard:
         held = self._records.get(height, {}).get((round, int(step)))
         if held is not None:
             return held == value_hash
-        record = encode_record(height, round, step, value_hash)
+        if height < self.floor():
+            return False  # below what was pruned or last signed: this guard's state was rolled back
+        self._append(encode_record(height, round, step, value_hash))
+        self._remember(SignRecord(height, round, int(step), value_hash))
+        return True
+
+    def _append(self, record: bytes) -> None:
         end = os.lseek(self._fd, 0, os.SEEK_END)
         try:
             if os.write(self._fd, record) != len(record):
@@ -121,8 +133,6 @@ class FileSignGuard:
         except BaseException:
             os.ftruncate(self._fd, end)  # not recorded, so not acknowledged
             raise
-        self._remember(SignRecord(height, round, int(step), value_hash))
-        return True
 
     def last(self) -> Optional[tuple[int, int, int]]:
         """The highest (height, round, step) recorded, or None."""
@@ -131,17 +141,23 @@ class FileSignGuard:
     def records(self, height: int) -> list[SignRecord]:
         return [SignRecord(height, r, s, v) for (r, s), v in self._records.get(height, {}).items()]
 
+    def floor(self) -> int:
+        """The lowest height this guard still signs at."""
+        return guard_floor(self._pruned_below, self._last)
+
     def prune_below(self, height: int) -> int:
-        """Forget the records of heights below `height` (decided ones): rewrite the file atomically."""
-        old = [h for h in self._records if h < height]
-        if not old:
+        """Forget the records of heights below `height` (decided ones) and sign nothing below it any more:
+        rewrite the file atomically, the floor first."""
+        if height <= self._pruned_below:
             return 0
+        self._pruned_below = height
+        old = [h for h in self._records if h < height]
         dropped = sum(len(self._records.pop(h)) for h in old)
+        kept = [(h, r, s, v) for h in sorted(self._records) for (r, s), v in sorted(self._records[h].items())]
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = self._open_locked(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
         try:
-            data = MAGIC + b"".join(encode_record(h, r, s, v) for h in sorted(self._records)
-                                    for (r, s), v in sorted(self._records[h].items()))
+            data = MAGIC + encode_record(height, 0, FLOOR_STEP, b"") + b"".join(encode_record(*k) for k in kept)
             os.write(fd, data)
             os.fsync(fd)
             os.replace(tmp, self.path)

@@ -12,11 +12,14 @@ import sqlite3
 import struct
 from typing import NamedTuple
 
+from stromledger.consensus.signguard import guard_floor
+
 from . import checks
 from .db import Database
 
 STEPS = (0, 1, 2)  # propose, prevote, precommit: the numbers every guard stores
 PRUNED_LAST_KEY = "sign_guard.last"  # meta: the last record when a prune removed all of them
+FLOOR_KEY = "sign_guard.floor"  # meta: the highest height a prune went up to; nothing is signed below it
 
 
 class SignRecord(NamedTuple):
@@ -54,6 +57,8 @@ class SqliteSignGuard:
             row = conn.execute("SELECT value_hash FROM sign_guard WHERE height = ? AND round = ? AND step = ?",
                                key).fetchone()
             if row is None:
+                if key[0] < _floor(conn):
+                    return False  # below what was pruned or last signed: this guard's state was rolled back
                 conn.execute("INSERT INTO sign_guard (height, round, step, value_hash) VALUES (?, ?, ?, ?)",
                              (*key, value_hash))
                 return True
@@ -71,15 +76,33 @@ class SqliteSignGuard:
                                 "ORDER BY round, step", (checks.uint("height", height),)).fetchall()
         return [SignRecord(*r) for r in rows]
 
+    def floor(self) -> int:
+        """The lowest height this guard still signs at (see stromledger.consensus.signguard)."""
+        with self._db.read() as conn:
+            return _floor(conn)
+
     def prune_below(self, height: int) -> int:
-        """Forget the records of heights below `height` (decided ones); returns how many were dropped."""
+        """Forget the records of heights below `height` (decided ones); returns how many were dropped.
+        From then on nothing below `height` is signed."""
         height = checks.uint("height", height)
-        with self._db.transaction(durable=False) as conn:
+        with self._db.transaction(durable=True) as conn:
             last = _last(conn)
             if last is not None and last[0] < height:  # every record goes: remember where signing stopped
                 conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                              (PRUNED_LAST_KEY, struct.pack(">QQQ", *last)))
+            if height > _pruned_below(conn):
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                             (FLOOR_KEY, struct.pack(">Q", height)))
             return conn.execute("DELETE FROM sign_guard WHERE height < ?", (height,)).rowcount
+
+
+def _pruned_below(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (FLOOR_KEY,)).fetchone()
+    return struct.unpack(">Q", row[0])[0] if row else 0
+
+
+def _floor(conn: sqlite3.Connection) -> int:
+    return guard_floor(_pruned_below(conn), _last(conn))
 
 
 def _last(conn: sqlite3.Connection) -> tuple[int, int, int] | None:

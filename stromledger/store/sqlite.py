@@ -321,10 +321,13 @@ class Store:
                 "SELECT kind, data FROM consensus_wal WHERE height = ? ORDER BY seq", (height,))]
 
     def wal_truncate_below(self, height: int) -> int:
-        """Drop the messages of heights below `height`; returns how many."""
+        """Drop the messages of heights below `height`, and give their space back; returns how many."""
         with self.db.transaction(durable=False) as conn:
-            return conn.execute("DELETE FROM consensus_wal WHERE height < ?",
-                                (checks.uint("height", height),)).rowcount
+            dropped = conn.execute("DELETE FROM consensus_wal WHERE height < ?",
+                                   (checks.uint("height", height),)).rowcount
+        if dropped:
+            self.db.reclaim()
+        return dropped
 
     # -- receipts and the light node's outbox ----------------------------------------------------------------
 

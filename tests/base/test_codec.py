@@ -120,3 +120,39 @@ def test_random_bytes_never_crash(data):
 def test_roundtrip_any(count, lines, flag, note):
     m = sample(count=count, lines=tuple(Line(n, w) for n, w in lines), flag=flag, note=note)
     assert codec.decode(m.encode()) == m
+
+
+def _peak_bytes(fn) -> int:
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_an_array_header_over_the_field_bound_is_refused_before_its_elements_are_built():
+    # Sample.lines holds at most 3: a header announcing a million empty arrays is refused at the header,
+    # not after msgpack has built a million lists (about 60 MiB: the "4 MiB of empty arrays" attack).
+    n = 1 << 20
+    bomb = (b"\x97" + msgpack.packb(250) + msgpack.packb(7) + msgpack.packb(b"\x01" * 32, use_bin_type=True)
+            + b"\xdd" + n.to_bytes(4, "big") + b"\x90" * n + b"\xc3\xc0" + msgpack.packb(b"\x02" * 64, use_bin_type=True))
+
+    def attempt():
+        with pytest.raises(CodecError) as e:
+            codec.decode(bomb)
+        assert e.value.reason == "oversized" and "Sample.lines" in str(e.value)
+
+    assert _peak_bytes(attempt) < 4 * n  # the input's own copy, nothing per announced element
+
+
+@pytest.mark.parametrize("field_bytes", [b"\x93\x01\x02\x03", b"\x91\x90", b"\x81\x01\x02", b"\xdc\x00\x01\x90"])
+def test_a_container_where_a_scalar_belongs_is_refused_without_building_it(field_bytes):
+    data = b"\x97" + msgpack.packb(250) + field_bytes + msgpack.packb(b"\x01" * 32, use_bin_type=True) + b"\x90\xc3\xc0" \
+        + msgpack.packb(b"\x02" * 64, use_bin_type=True)
+    with pytest.raises(CodecError) as e:
+        codec.decode(data)
+    assert e.value.reason == ("malformed" if field_bytes == b"\x81\x01\x02" else "type")
+    assert "Sample.count" in str(e.value)

@@ -86,3 +86,10 @@ def test_country(capsys):
     assert [x["areas"] for x in r["rows"]] == [2, 3]
     assert all(x["cells"] == 3 * x["areas"] and x["consensus_median_ms"] > 0 for x in r["rows"])
     assert [x["measured"] for x in r["per_area"]] == [True, False]
+
+
+def test_attack(capsys):
+    r = _bench(capsys, "attack", "--inputs", "200", "--bomb-mib", "1", "--duplicates", "20")
+    assert r["fuzz"]["crashes"] == 0 and r["fuzz"]["non_canonical_accepted"] == 0
+    assert all(b["verdict"].startswith("refused") for b in r["bombs"]) and r["baseline"]["verdict"] == "ok"
+    assert r["duplicates"]["held"] == 1 and r["duplicates"]["listed"] == 1

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from stromledger.cascade import Reason, Receipt
+from dataclasses import replace
+
+from stromledger.cascade import Ledger, Reason, Receipt
 from stromledger.cascade.ledger import READING, SCHEDULE
 from stromledger.cascade.messages import RECEIPT_DOMAIN
 from stromledger.crypto import verify
+from stromledger.registry import Registry
 
-from .tiny import CHAIN, G, G1, G2, HOUSE1, HOUSE2, MAX_30KW, PV, key, malo
+from .tiny import CHAIN, G, G1, G2, HOUSE1, HOUSE2, MAX_30KW, PV, Net, key, make_registry, malo
 
 NOW = G + 1
 
@@ -103,3 +106,78 @@ def test_schedule_mismatch_is_a_warning_and_the_schedule_is_kept(registry, net, 
     assert "500" in a.rejections[0][2].message
     b = ledger.admit(net.batch([], net.schedule(G1, G2, NOW, 500, "to")), NOW)
     assert reasons(b) == [] and b.accepted == 1
+
+
+def test_one_reading_in_300_distinct_batches_is_held_and_listed_once(registry, net, ledger):
+    one = net.reading(HOUSE1, G, 5)
+    # each batch made distinct by a junk reading for an unknown meter point: all 300 carry nothing new
+    batches = [net.batch([one, net.reading(malo(99), G, i + 1)]) for i in range(300)]
+    admissions = [ledger.admit(b, NOW) for b in batches]
+    assert sum(a.stored for a in admissions) >= 1 and all(a.refused is None for a in admissions)
+    lowest = min(b.digest() for b in batches)
+    assert list(ledger.acceptor.batches) == [lowest]
+    assert list(ledger.propose().seal.batches) == [lowest]
+
+
+def test_the_held_set_does_not_depend_on_arrival_order(registry, net):
+    a = net.batch([net.reading(HOUSE1, G, 5), net.reading(HOUSE2, G, 7)])
+    b = net.batch([net.reading(HOUSE1, G, 5)])
+    c = net.batch([net.reading(HOUSE2, G, 7), net.reading(PV, G, 1)])
+    held = set()
+    for order in ([a, b, c], [c, b, a], [b, c, a], [a, c, b]):
+        ledger = Ledger(registry)
+        for x in order:
+            ledger.admit(x, NOW)
+        held.add(tuple(sorted(ledger.acceptor.batches)))
+    assert len(held) == 1
+
+
+def test_a_submitter_over_its_quota_is_refused_until_the_next_period(registry, net):
+    from stromledger.cascade.ledger import SubmitterQuota
+    ledger = Ledger(registry, quota=SubmitterQuota(batches=2, items=3))
+    assert ledger.admit(net.batch([net.reading(HOUSE1, G, 5)]), NOW).stored
+    assert ledger.admit(net.batch([net.reading(HOUSE2, G, 5)]), NOW).stored
+    third = net.batch([net.reading(PV, G, 1)])
+    refused = ledger.admit(third, NOW).refused
+    assert refused.reason == Reason.OVERSIZED and "quota" in refused.message
+    assert ledger.admit(third, NOW + 1).stored  # a new period, a new quota
+    big = net.batch([net.reading(HOUSE1, G, 6, version=2), net.reading(HOUSE2, G, 6, version=2),
+                     net.reading(PV, G, 2, version=2), net.reading(HOUSE1, G, 7, version=3)])
+    assert "new items" in ledger.admit(big, NOW + 1).refused.message
+    assert ledger.admit(big, None, quota_period=NOW + 1).refused  # pushed by another validator: counted
+    assert ledger.admit(big, None).stored  # fetched to validate a seal: no clock, no quota
+
+
+def test_totals_that_would_overflow_drop_the_batch_instead_of_crashing_propose():
+    # a registry built by hand, past the genesis bounds: five meters of 2**64 - 1 W in one cell
+    base = make_registry()
+    houses = [malo(20 + i) for i in range(5)]
+    points = list(base.meter_points.values()) + [
+        base.meter_points[HOUSE1]._replace(malo_id=m, meter_key=key(m).public, max_power_w=2**64 - 1)
+        for m in houses]
+    reg = Registry(base.params, base.validators, base.grid_areas.values(), base.balancing_groups.values(),
+                   base.meter_operators.values(), points, base.assignments)
+    net = Net(reg)
+    ledger = Ledger(reg)
+    ok = net.batch([net.reading(HOUSE1, G, 5)])
+    bomb = net.batch([net.reading(m, G, 2**64 // 5) for m in houses])
+    assert ledger.admit(ok, None).stored and ledger.admit(bomb, None).stored
+    outcome = ledger.propose()  # on main: OverflowError
+    assert list(outcome.seal.batches) == [ok.digest()]
+    assert bomb.digest() not in ledger.acceptor.batches
+    again = [net.batch([net.reading(m, G, 2**64 // 5) for m in houses] + [net.reading(HOUSE2, G, i)])
+             for i in range(1, 6)]
+    for b in again:  # copies of the dropped items, some with a lower digest than the dropped batch
+        ledger.admit(b, None)
+    # a seal that lists it anyway is a rejection for the validators, not a crash
+    listing = replace(outcome.seal, batches=(bomb.digest(),))
+    other = Ledger(reg)
+    other.admit(bomb, None)
+    assert other.validate(listing.encode()).reason == Reason.INVARIANT_VIOLATED
+
+
+def test_a_schedule_above_the_bound_is_refused(registry, net, ledger):
+    from stromledger.cascade.checks import MAX_SCHEDULE_WH
+    a = ledger.admit(net.batch([], net.schedule(G1, G2, NOW, MAX_SCHEDULE_WH + 1, "from")
+                               + net.schedule(G1, G2, NOW, MAX_SCHEDULE_WH, "to")), NOW)
+    assert reasons(a) == [(SCHEDULE, 0, Reason.OVERSIZED)] and a.stored

@@ -66,11 +66,12 @@ def test_substitution_carries_the_previous_period_forward(registry, net, ledger)
     r = result(out, G + 1)
     assert (r.measured, r.substituted, r.missing) == (1, 7, 0)
     assert entry(ledger, G + 1, HOUSE1)[:4] == (1, MEASURED, 42, 0)
-    assert entry(ledger, G + 1, PV)[:4] == (1, SUBSTITUTED, 100, 3000)
+    assert entry(ledger, G + 1, WIND)[:4] == (1, SUBSTITUTED, 0, 5000)
+    assert entry(ledger, G + 1, PV)[:4] == (1, SUBSTITUTED, 100, 0)  # 00:15 UTC on 1 January: PV feeds in nothing
     assert entry(ledger, G + 1, PV)[RVER] == 0  # no reading behind a substitute
     out = net.settle(ledger)  # nothing at all: substitutes of substitutes, and of the measured 42
     assert entry(ledger, G + 2, HOUSE1)[:4] == (1, SUBSTITUTED, 42, 0)
-    assert entry(ledger, G + 2, PV)[:4] == (1, SUBSTITUTED, 100, 3000)
+    assert entry(ledger, G + 2, WIND)[:4] == (1, SUBSTITUTED, 0, 5000)
 
 
 def test_late_reading_and_meter_correction_make_new_versions(registry, net, ledger):
@@ -82,7 +83,7 @@ def test_late_reading_and_meter_correction_make_new_versions(registry, net, ledg
     assert entry(ledger, G, HOUSE1)[VER] == 1  # untouched meter points keep their version
     assert result(out, G).corrected == 1 and group(result(out, G), G2).inj == 2000
     # the new period's substitute already sees the corrected value
-    assert entry(ledger, G + 1, PV)[:4] == (1, SUBSTITUTED, 10, 2000)
+    assert entry(ledger, G + 1, PV)[:4] == (1, SUBSTITUTED, 10, 0)  # its import; no PV export in the dark
 
     out = net.settle(ledger, net.batch([net.reading(PV, G, 10, 2500, version=2)]))
     assert [(r.period, r.version) for r in out.seal.results] == [(G, 3), (G + 2, 1)]
@@ -146,20 +147,23 @@ class TestRegisters:
         assert entry(ledger, G, REG)[:4] == (1, MISSING, 0, 0)  # the first register reading is the baseline
         net.settle(ledger, net.batch([self.reg(net, G + 1, r2)]))
         assert entry(ledger, G + 1, REG)[:4] == (1, MEASURED, 500, 0)
-        net.settle(ledger)  # no reading: a register meter is substituted with 0, the next reading catches up
+        net.settle(ledger)  # no reading: the register meter's value is missing (not 0) until the next reading
         assert entry(ledger, G + 2, REG)[:4] == (1, MISSING, 0, 0)
-        net.settle(ledger, net.batch([self.reg(net, G + 3, r3)]))
-        assert entry(ledger, G + 3, REG)[:4] == (1, MEASURED, 1000, 0)
+        out = net.settle(ledger, net.batch([self.reg(net, G + 3, r3 + 1)]))
+        # the gap's energy is spread over the gap (the odd Wh to the earliest period), never all in one period
+        assert entry(ledger, G + 3, REG)[:4] == (1, MEASURED, 500, 0)
+        assert entry(ledger, G + 2, REG)[:4] == (2, SUBSTITUTED, 501, 0)
+        assert [(r.period, r.version) for r in out.seal.results] == [(G + 2, 2), (G + 3, 1)]
         total = sum(entry(ledger, p, REG)[2] for p in range(G, G + 4))
-        assert total == r3 - r1
+        assert total == r3 + 1 - r1
 
         # the missing reading arrives late: both neighbours get new versions, the sum stays r3 - r1
         out = net.settle(ledger, net.batch([self.reg(net, G + 2, 1_000_800)]))
-        assert [(r.period, r.version) for r in out.seal.results] == [(G + 2, 2), (G + 3, 2), (G + 4, 1)]
-        assert entry(ledger, G + 2, REG)[:4] == (2, CORRECTED, 300, 0)
-        assert entry(ledger, G + 3, REG)[:4] == (2, CORRECTED, 700, 0)
+        assert [(r.period, r.version) for r in out.seal.results] == [(G + 2, 3), (G + 3, 2), (G + 4, 1)]
+        assert entry(ledger, G + 2, REG)[:4] == (3, CORRECTED, 300, 0)
+        assert entry(ledger, G + 3, REG)[:4] == (2, CORRECTED, 701, 0)
         assert G not in ledger.state.entries  # left the window (its energy was the 0 of the baseline)
-        assert sum(entry(ledger, p, REG)[2] for p in range(G + 1, G + 4)) == r3 - r1
+        assert sum(entry(ledger, p, REG)[2] for p in range(G + 1, G + 4)) == r3 + 1 - r1
 
     def test_a_register_never_goes_down(self, registry, net, ledger):
         net.settle(ledger, net.batch([self.reg(net, G, 5000, 100)]))
@@ -171,7 +175,8 @@ class TestRegisters:
         # a late reading between two others must lie between them
         out = net.settle(ledger, net.batch([self.reg(net, G + 2, 7001, 100)]))
         assert rejected(out) == {Reason.REGISTER_WENT_DOWN: 1}
-        assert entry(ledger, G + 3, REG)[:4] == (1, MEASURED, 2000, 0)
+        assert entry(ledger, G + 3, REG)[:4] == (1, MEASURED, 666, 0)  # 2000 Wh spread over G+1..G+3
+        assert sum(entry(ledger, p, REG)[2] for p in range(G + 1, G + 4)) == 2000
 
     def test_register_rise_is_bounded_by_max_power_over_the_gap(self, registry, net, ledger):
         net.settle(ledger, net.batch([self.reg(net, G, 0)]))
@@ -179,7 +184,7 @@ class TestRegisters:
         out = net.settle(ledger, net.batch([self.reg(net, G + 2, 2 * MAX_30KW + 1)]))
         assert rejected(out) == {Reason.ABOVE_MAX_POWER: 1}
         out = net.settle(ledger, net.batch([self.reg(net, G + 3, 3 * MAX_30KW)]))
-        assert rejected(out) == {} and entry(ledger, G + 3, REG)[2] == 3 * MAX_30KW
+        assert rejected(out) == {} and [entry(ledger, p, REG)[2] for p in range(G + 1, G + 4)] == [MAX_30KW] * 3
 
     def test_an_interval_reading_breaks_the_register_chain(self, registry, net, ledger):
         net.settle(ledger, net.batch([self.reg(net, G, 100)]))

@@ -7,6 +7,7 @@ import pytest
 from stromledger.consensus import MemorySignGuard, SignRecord
 from stromledger.consensus.signguard import PRECOMMIT, PREVOTE, PROPOSE
 from stromledger.store.file_signguard import MAGIC, RECORD_SIZE, FileSignGuard, SignGuardFileError
+from stromledger.store.signguard import SqliteSignGuard
 
 A, B = b"\xaa" * 32, b"\xbb" * 32
 
@@ -20,7 +21,8 @@ def exercise(guard) -> None:
     assert guard.check_and_record(7, 0, PRECOMMIT, b"")  # nil
     assert not guard.check_and_record(7, 0, PRECOMMIT, A)
     assert guard.check_and_record(7, 1, PROPOSE, B)
-    assert guard.check_and_record(6, 3, PREVOTE, B)  # an older height does not move last()
+    assert not guard.check_and_record(6, 3, PREVOTE, B)  # below the last record's height: a rollback
+    assert guard.floor() == 7
     assert guard.last() == (7, 1, PROPOSE)
     assert sorted(guard.records(7)) == [SignRecord(7, 0, PREVOTE, A), SignRecord(7, 0, PRECOMMIT, b""),
                                         SignRecord(7, 1, PROPOSE, B)]
@@ -33,8 +35,38 @@ def exercise(guard) -> None:
 def test_memory_guard():
     guard = MemorySignGuard()
     exercise(guard)
-    assert guard.prune_below(7) == 1
+    assert guard.prune_below(7) == 0
     assert guard.records(6) == [] and len(guard.records(7)) == 3
+
+
+def open_guard(kind: str, path):
+    if kind == "memory":
+        return MemorySignGuard()
+    if kind == "file":
+        return FileSignGuard(path / "signguard")
+    return SqliteSignGuard.open(path / "guard.sqlite3")
+
+
+@pytest.mark.parametrize("kind", ["memory", "file", "sqlite"])
+def test_no_guard_signs_below_its_floor(kind, tmp_path):
+    """After prune_below(11) a guard must refuse a different value at height 10 and a new record at 5:
+    a validator whose guard forgot a decided height must not sign there again."""
+    guard = open_guard(kind, tmp_path)
+    assert guard.floor() == 0
+    assert guard.check_and_record(10, 0, PREVOTE, A)
+    assert guard.prune_below(11) == 1
+    assert guard.floor() == 11
+    assert not guard.check_and_record(10, 0, PREVOTE, B)
+    assert not guard.check_and_record(10, 0, PREVOTE, A)  # decided: nothing to re-send there
+    assert not guard.check_and_record(5, 0, PROPOSE, A)
+    assert guard.check_and_record(11, 0, PREVOTE, B)
+    assert guard.prune_below(3) == 0 and guard.floor() == 11  # a floor never goes down
+    if kind != "memory":
+        guard.close()
+        again = open_guard(kind, tmp_path)  # the floor survives a restart
+        assert again.floor() == 11 and again.records(11) == [SignRecord(11, 0, PREVOTE, B)]
+        assert not again.check_and_record(10, 1, PRECOMMIT, B)
+        again.close()
 
 
 def test_file_guard_survives_a_restart(tmp_path):
@@ -47,7 +79,7 @@ def test_file_guard_survives_a_restart(tmp_path):
         assert not again.check_and_record(7, 0, PREVOTE, B)
         assert again.check_and_record(7, 0, PREVOTE, A)
         assert len(again.records(7)) == 3
-    assert os.path.getsize(path) == len(MAGIC) + 4 * RECORD_SIZE  # a repeated value appends nothing
+    assert os.path.getsize(path) == len(MAGIC) + 3 * RECORD_SIZE  # a repeated value appends nothing
 
 
 @pytest.mark.parametrize("torn", ["short", "bad_crc"])

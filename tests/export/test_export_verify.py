@@ -215,7 +215,7 @@ def test_changes_against_the_previous_export(exports, registry):
     late = chain.MISSING_AT_G
     imp = str(chain.values(G)[late][0])
     assert changed[late, "quality"] == ("missing", "corrected")
-    assert changed[late, "import_wh"] == ("0", imp)
+    assert changed[late, "import_wh"] == ("", imp)  # missing was empty, not 0
     assert changed[late, "version"] == ("1", "2")
     assert {malo for malo, _ in changed} == {late}
     # a changes.csv that drops a line: caught line by line with the previous export, by the count without it
@@ -226,3 +226,18 @@ def test_changes_against_the_previous_export(exports, registry):
     assert set(reasons(verify_export(wrong_new, registry))) == {"changes_mismatch"}  # import_wh, reading_import_wh
     # the previous export must be the version before, and valid
     assert reasons(verify_export(v2, registry, previous=exports[G + 1, 1])) == ["previous_invalid"]
+
+
+def test_missing_is_not_zero(exports, registry):
+    files = exports[G, 1]
+    csv = files["meter-points.csv"].decode()
+    line = next(x for x in csv.split("\n") if x.startswith(f"2026-11-21T10:00:00Z,2026-11-21T10:15:00Z,"
+                                                          f"{chain.MISSING_AT_G},"))
+    cells = line.split(",")
+    assert cells[5:7] == ["", ""] and cells[8] == "missing"
+    zero = ",".join(cells[:5] + ["0", "0"] + cells[7:])  # a 0 standing in for the missing value
+    report = verify_export(rehash({**files, "meter-points.csv": csv.replace(line, zero).encode()}), registry)
+    assert "bad_row" in reasons(report) and "a missing value is empty" in str(report)
+    groups = {r.split(",")[3]: r.split(",")[-1] for r in files["balancing-groups.csv"].decode().split("\n")[1:] if r}
+    group = registry.group_of(chain.MISSING_AT_G, G)
+    assert int(groups[group]) >= 1  # the group's sums say they lack a value

@@ -53,6 +53,8 @@ def table_problems(name: str, data: bytes) -> list[str]:
     for n, row in enumerate(rows[1:], start=2):
         for f, cell in zip(fields, row):
             c = f["constraints"]
+            if cell == "" and not c.get("required", False):
+                continue  # an empty cell is a missing value (Table Schema's default missingValues)
             if f["type"] == "integer":
                 if not INTEGER.fullmatch(cell):
                     problems.append(f"line {n} {f['name']}: {cell!r} is no integer")

@@ -16,6 +16,7 @@ from stromledger.store import Store
 from test_light import G, OPERATORS, PS, REG, VKEYS, Clock, StandIn, certify, make_ctx
 
 FEED = SimulatedFeed(REG, seed=1, register_every=0)
+TRADES = SimulatedFeed(REG, seed=1)  # the nodes' schedules follow the meter-point nodes' feed
 GROUPS = supplier_groups(REG)
 MY_GROUP = GROUPS[0]  # bg-operator-1's
 
@@ -143,14 +144,15 @@ async def test_schedules_of_both_sides_match_in_the_seal(tmp_path):
         nodes = [open_bg(hub, tmp_path, clock, f"bg-operator-{i}", schedules="simulated", schedule_lead=2)
                  for i in (1, 2, 3)]
         for n in nodes:
-            assert n.schedule_due() == [p for p in (G, G + 1, G + 2) if own_schedules(devnet_trades(REG, p), n.groups)]
+            assert n.schedule_due() == [p for p in (G, G + 1, G + 2) if own_schedules(devnet_trades(REG, p, 1, TRADES), n.groups)]
             await n.flush()
         assert sum(n.status()["schedules"]["submitted"] for n in nodes) == sum(
-            2 * (not t.one_sided) + t.one_sided for p in (G, G + 1, G + 2) for t in devnet_trades(REG, p))
+            2 if {t.from_group, t.to_group} <= set(GROUPS) and not t.one_sided else 1  # the exchange signs nothing
+            for p in (G, G + 1, G + 2) for t in devnet_trades(REG, p, 1, TRADES))
         assert all(n.status()["schedules"]["rejected"] == 0 for n in nodes)
         for p in (G, G + 1, G + 2):
             result = v.seal().seal.results[-1]
-            trades = devnet_trades(REG, p)
+            trades = devnet_trades(REG, p, 1, TRADES)
             assert sorted((s.from_group, s.to_group, s.wh) for s in result.schedules) == \
                 sorted((t.from_group, t.to_group, t.wh) for t in trades if not t.one_sided)
             assert [(i.from_group, i.to_group, i.status, i.from_wh, i.to_wh) for i in result.schedule_issues] == \
@@ -160,7 +162,7 @@ async def test_schedules_of_both_sides_match_in_the_seal(tmp_path):
         me = nodes[0]
         assert await me.sync_once() == 3 and me.status()["verified"]["discrepancies"] == 0
         last = me.status()["results"][MY_GROUP]
-        expected_fpe = sum(t.wh for t in devnet_trades(REG, G + 2) if t.from_group == MY_GROUP and not t.one_sided)
+        expected_fpe = sum(t.wh for t in devnet_trades(REG, G + 2, 1, TRADES) if t.from_group == MY_GROUP and not t.one_sided)
         assert last["period"] == G + 2 and last["fpe"] == expected_fpe
         for n in nodes:
             n.store.close()

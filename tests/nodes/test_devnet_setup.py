@@ -4,6 +4,8 @@ a dead node and a node that ignores SIGTERM. The end-to-end run with real node p
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import socket
 import subprocess
@@ -56,7 +58,12 @@ def test_one_home_per_validator_meter_operator_and_supplier_group(devnet):
     for n in devnet.nodes:
         assert (n.home / "node.key").stat().st_mode & 0o777 == 0o600
         assert load_config(n.home).name == n.name
-    assert load_config(devnet.light_nodes[0].home).meter_point == {"feed": "simulated", "seed": 3}
+    energies = str(devnet.directory / "simulated-energies.npz")  # computed once for every node
+    start = "2027-01-15T08:00:00+00:00"  # the quarter hour of NOW
+    assert load_config(devnet.light_nodes[0].home).meter_point == {"feed": "simulated", "seed": 3, "start": start,
+                                                                   "energies": energies}
+    assert devnet.options.start == start
+    assert load_config(devnet.group_nodes[0].home).balancing_group["energies"] == energies
     assert load_config(devnet.group_nodes[1].home).balancing_group["schedules"] == "simulated"
 
 
@@ -77,7 +84,8 @@ def test_two_devnets_side_by_side(tmp_path, devnet):
 def test_timing_of_the_chain(devnet):
     reg = devnet.registry
     start = reg.genesis_period * reg.period_seconds
-    assert start % 5 == 0 and NOW + start_margin(SMALL) <= start < NOW + start_margin(SMALL) + 5
+    # after the margin for the node processes, plus the seconds the simulated energies took to compute
+    assert start % 5 == 0 and NOW + start_margin(SMALL) <= start < NOW + start_margin(SMALL) + 5 + 30
     assert start_margin(SMALL) >= 6
     assert reg.params.grace_seconds == grace_seconds(5) == 2
     assert list(devnet.heights) == [reg.genesis_period, reg.genesis_period + 1]
@@ -88,7 +96,7 @@ def test_timing_of_the_chain(devnet):
 def test_devnet_json_reads_back(devnet):
     again = load_devnet(devnet.directory)
     assert again.nodes == devnet.nodes and again.registry.hash == devnet.registry.hash
-    assert again.options == SMALL
+    assert again.options == dataclasses.replace(SMALL, start="2027-01-15T08:00:00+00:00")  # the start it chose
 
 
 def test_a_devnet_needs_a_new_directory(tmp_path):
@@ -266,6 +274,21 @@ def test_poll_counts_heights_a_validator_committed_between_polls(devnet):
     poll(devnet, progress, quiet())
     assert progress.settled == {first, last}
     assert progress.committed[first]["validator-1"] == "?"  # committed, its hash known from the store later
+
+
+def test_poll_prints_each_dashboard_url_once(devnet):
+    for n in devnet.nodes:
+        write_status(n, {"listen": n.listen, "api_url": f"http://127.0.0.1:{n.port + 1}"})
+    console, buf = recording()
+    progress = Progress()
+    poll(devnet, progress, console)
+    poll(devnet, progress, console)
+    text = buf.getvalue()
+    v = devnet.validators[0]
+    assert text.count(f"dashboard of {v.name}: http://127.0.0.1:{v.port + 1}/") == 1
+    assert f"dashboard of {devnet.group_nodes[0].name}" in text
+    assert "dashboard of meter-operator" not in text  # light nodes serve the API, not a dashboard
+    assert set(progress.api_urls) == {n.name for n in devnet.nodes}
 
 
 def test_node_process_command_line(devnet, monkeypatch):

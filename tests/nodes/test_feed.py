@@ -3,10 +3,13 @@ inbox, and schedules both sides derive alike."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from nodes.feed import (
-    InboxError, InboxFeed, SimulatedFeed, devnet_trades, own_schedules, supplier_groups,
+    InboxError, InboxFeed, SimulatedFeed, default_start, devnet_trades, own_schedules, parse_start, portfolio_wh,
+    supplier_groups,
 )
 from stromledger.cascade import check_reading, make_batch
 from nodes.datagen.devnet_genesis import devnet_key, devnet_registry
@@ -65,14 +68,37 @@ def test_boundary_flows_leave_a_loss_of_a_few_percent():
     assert len({round(s, 3) for s in shares}) > 10  # it varies
 
 
-def test_pv_follows_the_sun():
-    feed = SimulatedFeed(REG, seed=1)
+def test_pv_follows_the_sun_from_the_chosen_start():
+    feed = SimulatedFeed(REG, seed=1, start=parse_start("2026-06-21T00:00"))
+    assert feed.instant(G + 44) == dt.datetime(2026, 6, 21, 11, 0, tzinfo=dt.timezone.utc)
     pv = [m for m in REG.malo_order if REG.meter_points[m].source == "pv"]
     assert pv
-    night = G  # 04:00 UTC on 15 June
-    noon = G + 32  # 12:00 UTC
+    night = G  # 02:00 summer time
+    noon = G + 44  # 13:00 summer time
     assert sum(feed.energies(night)[m][1] for m in pv) == 0
     assert sum(feed.energies(noon)[m][1] for m in pv) > 0
+    assert SimulatedFeed(REG, seed=1).instant(G) == default_start(REG)  # by default: the genesis time of day
+
+
+def test_energies_computed_once_load_the_same(tmp_path):
+    feed = SimulatedFeed(REG, seed=1)
+    path = feed.save_energies(tmp_path / "e.npz", range(5))
+    loaded = SimulatedFeed(REG, seed=1, energies=path)
+    assert all(loaded.energies(p) == feed.energies(p) for p in range(G, G + 7))  # beyond the file: computed
+    other = SimulatedFeed(REG, seed=2, energies=path)  # another seed: the file does not apply
+    assert other.energies(G + 1) == SimulatedFeed(REG, seed=2).energies(G + 1)
+    (tmp_path / "bad.npz").write_bytes(b"not numpy")
+    assert SimulatedFeed(REG, seed=1, energies=tmp_path / "bad.npz").energies(G) == feed.energies(G)
+    with pytest.raises(ValueError):
+        parse_start("21.06.2026")
+
+
+def test_households_are_not_zero_and_throughput_is_quarter_hours():
+    feed = SimulatedFeed(REG, seed=1, start=parse_start("2026-01-14T18:00"))  # a winter evening
+    homes = [m for m in REG.malo_order if REG.meter_points[m].kind == "consumer"
+             and feed.profiles.specs[feed._order.index(m)].load_class == "h0_dyn"]
+    wh = [feed.energies(G)[m][0] for m in homes]
+    assert len(homes) > 30 and sum(w >= 50 for w in wh) > len(homes) // 2  # 200 W+ a quarter hour, not 0-1 Wh
 
 
 def test_register_meters_count_up():
@@ -87,21 +113,30 @@ def test_register_meters_count_up():
     assert fresh.values(m, G + 29) == values[-1]
 
 
-def test_trades_match_from_both_sides_and_some_are_one_sided():
+def test_suppliers_schedule_their_forecast_at_the_exchange_and_some_schedules_are_one_sided():
     groups = supplier_groups(REG)
     assert len(groups) == 3 and not set(groups) & set(REG.loss_groups)
+    exchange = next(iter(REG.external_parties))
+    feed = SimulatedFeed(REG, seed=1)
     one_sided = 0
     for p in range(G, G + 21):
-        trades = devnet_trades(REG, p, seed=1)
-        assert trades == devnet_trades(REG, p, seed=1)
+        trades = devnet_trades(REG, p, 1, feed)
+        assert trades == devnet_trades(REG, p, 1, SimulatedFeed(REG, seed=1))  # any node computes the same
+        truth = portfolio_wh(REG, feed, p)
         for t in trades:
             signers = [g for g in groups if (t.from_group, t.to_group, p, t.wh) in own_schedules(trades, [g])]
-            assert signers == sorted([t.from_group] if t.one_sided else [t.from_group, t.to_group])
             assert t.wh > 0
-        pairs = [(t.from_group, t.to_group) for t in trades]
-        assert len(pairs) == len(set(pairs))  # a one-sided schedule never collides with a real trade
+            if t.one_sided:
+                assert signers == [t.from_group] and exchange not in (t.from_group, t.to_group)
+                continue
+            assert exchange in (t.from_group, t.to_group)  # one schedule per supplier, with the exchange
+            g = t.to_group if t.from_group == exchange else t.from_group
+            assert signers == [g]  # the exchange is outside the network: the supplier alone signs
+            net = t.wh if t.from_group == exchange else -t.wh
+            assert net * truth[g] > 0 and abs(net - truth[g]) <= 0.15 * abs(truth[g])  # the forecast, a bit off
         one_sided += sum(t.one_sided for t in trades)
     assert one_sided == 3  # every 7th period
+    assert [t for t in devnet_trades(REG, G + 1, 1) if not t.one_sided] == []  # no feed: no forecast
 
 
 def test_inbox(tmp_path):
@@ -119,3 +154,12 @@ def test_inbox(tmp_path):
         inbox.load(inbox.pending()[1], key, REG.chain_id)
     inbox.mark_sent(inbox.pending()[0])
     assert (inbox.sent_dir / "a.batch").exists() and [p.name for p in inbox.pending()] == ["b.batch"]
+
+
+def test_a_node_config_with_a_bad_simulated_start_is_refused_in_one_line():
+    from nodes.home import SCHEMA
+
+    start = SCHEMA["meter_point"]["start"]
+    assert start.problem("2026-06-21T00:00") is None and start.problem("2026-06-21T00:00Z") is None
+    assert "must be a time like" in start.problem("21.06.2026") and "must be a time" in start.problem(7)
+    assert SCHEMA["balancing_group"]["start"].problem("yesterday")

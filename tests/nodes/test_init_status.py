@@ -347,3 +347,62 @@ def test_status_reports_a_forged_certificate(validator_home, registry):
         store.put_commit(h, 0, seal, seal_hash, cert.encode(), START)
     last = home_status(validator_home.home, now=START)["ledger"]["latest_commit"]
     assert last["certificate"].startswith("INVALID") and "insufficient" in last["certificate"]
+
+
+def meter_file_named_node_key(genesis, directory):
+    """The same chain, its meter-point file renamed node.key."""
+    hostile = directory / "genesis.toml"
+    directory.mkdir()
+    (directory / "node.key").write_bytes((genesis.parent / "devnet-meter-points.csv").read_bytes())
+    hostile.write_text(genesis.read_text().replace('path = "devnet-meter-points.csv"', 'path = "node.key"'))
+    return hostile
+
+
+def test_init_never_writes_over_a_file_in_the_home(tmp_path, genesis, keys):
+    # a genesis whose meter-point file is named node.key would have replaced the node's registered key
+    hostile = meter_file_named_node_key(genesis, tmp_path / "g")
+    home = tmp_path / "val"
+    home.mkdir()
+    (home / "node.key").write_bytes(keys["validator-1"].read_bytes())
+    os.chmod(home / "node.key", 0o600)
+    before = (home / "node.key").read_bytes()
+    with pytest.raises(InitError, match="would overwrite"):
+        init_home(home, "validator", hostile)
+    assert (home / "node.key").read_bytes() == before and not (home / "config.toml").exists()
+    code = main(["init", "--role", "validator", "--home", str(tmp_path / "v2"), "--genesis", str(hostile),
+                 "--key", str(keys["validator-1"])])
+    assert code == 1 and not (tmp_path / "v2").exists()
+
+
+def test_genesis_adopt_never_writes_over_the_node_key(tmp_path, genesis, keys):
+    from nodes.setup import adopt_genesis
+    home = init_home(tmp_path / "val", "validator", genesis, key_file=keys["validator-1"]).config.home
+    before = (home / "node.key").read_bytes()
+    with pytest.raises(InitError, match="would overwrite"):
+        adopt_genesis(home, meter_file_named_node_key(genesis, tmp_path / "g"), "x")
+    assert (home / "node.key").read_bytes() == before and not (home / "data.x").exists()
+
+
+@pytest.mark.parametrize("content", ["[1]", "null", '{"public_key": 5}', '{"public_key": "00"}', "\xff\xfe",
+                                     '{"format": "stromledger-ed25519-v1", "type": "ed25519", "public_key": "'
+                                     + "00" * 32 + '", "seed": "zz"}'])
+def test_malformed_key_files_are_one_line_errors(tmp_path, genesis, capsys, content):
+    path = tmp_path / "bad.key"
+    path.write_bytes(content.encode("latin-1"))
+    os.chmod(path, 0o600)
+    for code, args in ((2, ["keys", "show", str(path)]), (2, ["keys", "show", "--check", str(path)]),
+                       (1, ["init", "--role", "validator", "--home", str(tmp_path / "h"), "--genesis", str(genesis),
+                            "--key", str(path)])):
+        assert main(args) == code
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err and "bad.key" in err, err
+
+
+def test_init_with_a_key_readable_by_others_says_so(tmp_path, genesis, capsys):
+    loose = tmp_path / "loose.key"
+    write_key_file(loose, devnet_key("validator-1"))
+    os.chmod(loose, 0o644)
+    assert main(["init", "--role", "validator", "--home", str(tmp_path / "v"), "--genesis", str(genesis),
+                 "--key", str(loose)]) == 0
+    err = capsys.readouterr().err
+    assert "readable by others (mode 644)" in err and err.count("\n") == 2  # and the no --peer warning

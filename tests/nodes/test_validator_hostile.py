@@ -14,6 +14,7 @@ import trio.testing
 from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamError
 
+from nodes.bench.attack import bombs
 from nodes.home import NodeConfig
 from nodes.protocol import ErrorReply, LightRequest
 from nodes.runtime import NodeContext
@@ -113,7 +114,17 @@ async def test_hostile_input_gets_reasons_and_the_node_keeps_serving(tmp_path):
             with pytest.raises(StreamError):
                 await raw.read(10)
 
-            # 7. Light requests for a period not settled yet get a reason, not silence.
+            # 7. A header bomb (a batch whose readings are a million empty arrays) is refused at the header.
+            bomb = bombs(1)["1 MiB of empty arrays as a batch's readings"]
+            assert (await submit(bomb)).batch_reason == Reason.OVERSIZED
+            # One reading in many distinct batches: held once.
+            copies = [make_batch(operator, registry.chain_id, [reading(meters[4]), dataclasses.replace(
+                reading(meters[3]), import_wh=i)]) for i in range(6, 12)]  # a bad-signature extra each
+            for c in copies:
+                await submit(c.encode())
+            assert sum(c.digest() in validator.ledger.acceptor.batches for c in copies) == 1
+
+            # 8. Light requests for a period not settled yet get a reason, not silence.
             answer = decode(await client.request(key.public, LIGHT, LightRequest(period, ()).encode(), timeout=5))
             assert isinstance(answer, ErrorReply) and answer.reason == "not_committed"
 
@@ -122,6 +133,6 @@ async def test_hostile_input_gets_reasons_and_the_node_keeps_serving(tmp_path):
             r = await submit(honest.encode())
             assert r.batch_reason == 0 and r.accepted == len(meters[5:8])
             assert store.has_batch(honest.digest())
-            assert ctx.rejections["batch_malformed"] == 1 and ctx.rejections["item_bad_signature"] == 1
+            assert ctx.rejections["batch_malformed"] == 1 and ctx.rejections["batch_oversized"] == 1
             nursery.cancel_scope.cancel()
     store.close()

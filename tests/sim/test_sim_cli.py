@@ -31,3 +31,13 @@ def test_hierarchy_runs_with_areas(capsys):
             "--byzantine-mode", "split", "--allow-unsafe"]
     assert main(args) == 1
     assert "cross_level" in capsys.readouterr().out
+
+
+def test_byzantine_strategies_are_selectable(capsys):
+    args = ["sim", "--validators", "4", "--byzantine", "1", "--seeds", "2", "--byzantine-strategy",
+            "selective-precommit"]
+    assert main(args) == 0
+    assert "(selective-precommit)" in capsys.readouterr().out
+    assert main(["sim", "--validators", "4", "--byzantine", "2", "--seeds", "3", "--byzantine-strategy",
+                 "selective-precommit", "--allow-unsafe"]) == 1
+    assert "agreement at height" in capsys.readouterr().out

@@ -21,17 +21,21 @@ SWEEPS = [
     ("all", 7, 2, 15, {}),
     ("drop", 4, 1, 30, {"reject_every": 2}),  # some proposers propose values the others reject
     ("all", 5, 1, 30, {"height_interval_ms": 0}),  # heights back to back
+    ("none", 4, 1, 30, {"strategy": "selective-precommit"}),  # decided here, locked there
+    ("crash", 7, 2, 5, {"strategy": "selective-precommit"}),
+    ("none", 4, 1, 20, {"strategy": "round-push"}),
+    ("none", 4, 1, 20, {"strategy": "hidden-lock"}),  # locked here, proof-of-lock there
 ]
 
 
 @pytest.mark.parametrize("faults, n, byzantine, seeds, extra", SWEEPS,
-                         ids=[f"{s[0]}-n{s[1]}-f{s[2]}{'-' + '-'.join(s[4]) if s[4] else ''}" for s in SWEEPS])
+                         ids=[f"{s[0]}-n{s[1]}-f{s[2]}" + "".join(f"-{k}={v}" for k, v in s[4].items()) for s in SWEEPS])
 def test_properties_hold_within_the_fault_bound(faults, n, byzantine, seeds, extra):
     base = SimConfig(seed=0, validators=n, byzantine=byzantine, faults=faults, **extra)
     summary = run_seeds(base, range(1000, 1000 + seeds))
     assert summary.failing_seeds == [], summary.examples
     assert summary.heights_decided == summary.heights_expected
-    if faults != "none":
+    if faults != "none" and not extra.get("strategy"):
         assert summary.dropped > 0 or faults == "crash"  # the faults really happened
 
 
@@ -62,6 +66,32 @@ def test_beyond_the_bound_the_checker_finds_agreement_violations():
     summary = run_seeds(base, range(10))
     assert summary.violations["agreement"] > 0
     assert len(summary.failing_seeds) >= 5
+
+
+def test_selective_precommit_decides_here_and_locks_there_and_breaks_beyond_the_bound():
+    """Within the bound the adversary makes one honest validator decide while the others stay locked (the
+    heights take more than one round); with F = 2 of 4 the non-victims are too few and agreement breaks."""
+    within = run_seeds(SimConfig(seed=0, validators=4, byzantine=1, strategy="selective-precommit"), range(10))
+    assert within.failing_seeds == [] and within.heights_decided == within.heights_expected
+    beyond = run_seeds(SimConfig(seed=0, validators=4, byzantine=2, strategy="selective-precommit"), range(10))
+    assert len(beyond.failing_seeds) >= 5 and beyond.violations["agreement"] > 0
+    assert within.rounds_max >= 1  # some non-victims really were held back past round 0
+
+
+def test_hidden_lock_is_undone_by_the_newer_proof_of_lock_and_beyond_the_bound_stalls():
+    """The victim is locked on a value the others never saw a polka for; with the byzantine validators
+    silent, the height decides only because the victim unlocks on the others' newer proof-of-lock."""
+    within = run_seeds(SimConfig(seed=0, validators=4, byzantine=1, strategy="hidden-lock"), range(5))
+    assert within.failing_seeds == [] and within.rounds_max >= 2
+    beyond = run_seeds(SimConfig(seed=0, validators=4, byzantine=2, strategy="hidden-lock"), range(5))
+    assert beyond.violations["liveness"] > 0
+
+
+def test_round_push_moves_honest_validators_only_beyond_the_bound():
+    within = run_seeds(SimConfig(seed=0, validators=4, byzantine=1, strategy="round-push"), range(5))
+    assert within.failing_seeds == [] and within.rounds_max == 0
+    beyond = run_seeds(SimConfig(seed=0, validators=4, byzantine=2, strategy="round-push"), range(10))
+    assert beyond.violations["liveness"] > 0
 
 
 def test_sim_apps_implement_the_application_interface():

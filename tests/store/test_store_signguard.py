@@ -55,14 +55,16 @@ def test_bad_arguments_raise_and_record_nothing(store):
 def test_last_and_prune(store):
     g = store.sign_guard
     assert g.last() is None
-    for h, r, s in [(5, 2, 0), (5, 10, 1), (6, 0, 0), (6, 0, 2), (4, 99, 2)]:
-        g.check_and_record(h, r, s, A)
+    for h, r, s in [(5, 2, 0), (5, 10, 1), (6, 0, 0), (6, 0, 2)]:
+        assert g.check_and_record(h, r, s, A)
+    assert not g.check_and_record(4, 99, 2, A)  # below the last record's height: refused
     assert g.last() == (6, 0, 2)
-    assert g.prune_below(6) == 3
+    assert g.prune_below(6) == 2
     assert g.last() == (6, 0, 2)
-    assert g.check_and_record(5, 2, 0, B)  # pruned: no longer guarded (consensus never returns there)
+    assert not g.check_and_record(5, 2, 0, B)  # pruned, and below the floor: never signed again
     assert not g.check_and_record(6, 0, 0, B)
-    assert g.prune_below(100) == 3
+    assert g.prune_below(100) == 2
+    assert g.floor() == 100
     assert g.last() == (6, 0, 2)  # pruning everything does not forget where signing stopped
 
 
@@ -98,8 +100,8 @@ def test_matches_the_consensus_memory_guard(store):
 def test_records_survive_reopening(tmp_path):
     path = tmp_path / "ledger.sqlite3"
     with Store(path) as s:
-        assert s.sign_guard.check_and_record(9, 1, 2, A)
         assert s.sign_guard.check_and_record(3, 0, 0, A)
+        assert s.sign_guard.check_and_record(9, 1, 2, A)
     with Store(path) as s:
         assert not s.sign_guard.check_and_record(9, 1, 2, B)
         assert s.sign_guard.last() == (9, 1, 2)
