@@ -81,7 +81,7 @@ def network_export_files(genesis: Registry, seal_bytes: bytes, certificate: Comm
     p = genesis.period(period)
     start, end = tables.interval(p)
     files = {
-        tables.GROUPS_CSV: tables.groups_csv(p, result),
+        tables.GROUPS_CSV: tables.groups_csv(p, result, None),
         tables.SCHEDULES_CSV: tables.schedules_csv(p, result),
         NETWORK_AREAS_CSV: csv_bytes(NETWORK_AREA_COLUMNS, _area_rows(genesis, result, start, end)),
         TIES_CSV: csv_bytes(TIE_COLUMNS, ([start, end, result.version, t.malo_id, t.area_out, t.area_in, t.source,

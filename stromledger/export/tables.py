@@ -114,14 +114,16 @@ def meter_points_jsonl(records: Sequence[dict]) -> bytes:
     return "".join(json_line(r) + "\n" for r in records).encode("utf-8")
 
 
-def groups_csv(period: Period, result: PeriodResult, missing: dict[str, int]) -> bytes:
+def groups_csv(period: Period, result: PeriodResult, missing: dict[str, int] | None) -> bytes:
+    """`missing` None: the counts are not known here (the network export: they are in the area exports), so
+    the column is empty, never 0."""
     start, end = interval(period)
     mix = {m.group: {s.source: s.wh for s in m.sources} for m in getattr(result, "mix", ())}  # network: none
     rows = []
     for g in result.groups:
         sources = mix.get(g.group, {})
         rows.append([start, end, result.version, g.group, g.inj, g.wd, g.loss, g.fpi, g.fpe, g.imb,
-                     *(sources.get(s, 0) for s in SOURCES), missing.get(g.group, 0)])
+                     *(sources.get(s, 0) for s in SOURCES), "" if missing is None else missing.get(g.group, 0)])
     return csv_bytes(GROUP_COLUMNS, rows)
 
 
