@@ -145,6 +145,15 @@ class ValidatorChains:
             return ErrorReply("wrong_chain", "no area chain of this validator settles these meter points").encode()
         return await chain._on_light(peer, payload)
 
+    async def light_reply(self, period: int, malo_ids):
+        """What `_on_light` answers, for the HTTP API: proofs from the area chain of the first meter point
+        (one area per request; the others come back without a proof, as over libp2p)."""
+        mp = self.ctx.registry.meter_points.get(malo_ids[0]) if malo_ids else None
+        chain = self.chains.get(mp.grid_area) if mp is not None else None
+        if chain is None:
+            return ErrorReply("wrong_chain", "no area chain of this validator settles these meter points")
+        return await chain.light_reply(period, malo_ids)
+
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             if self.ctx.config.status_path:
@@ -163,7 +172,9 @@ class ValidatorChains:
         under `chains`."""
         chains = {scope: c.status() for scope, c in self.chains.items()}
         top = chains.get(NETWORK) or next(iter(chains.values()), {})
-        return {**top, "chains": chains, "checkpoints_pushed": self.checkpoints_pushed, "batches_routed": self.routed}
+        # chain_id: the genesis chain id the process is bound to (every chain's own is under `chains`)
+        return {**top, "chain_id": self.ctx.chain_id, "chains": chains, "checkpoints_pushed": self.checkpoints_pushed,
+                "batches_routed": self.routed}
 
     async def _status_loop(self) -> None:
         await write_status_every(self.ctx, self.status, STATUS_EVERY)
@@ -194,7 +205,10 @@ async def run_chains(ctx: NodeContext) -> int:
         return store
 
     try:
-        await serve_until_signalled(ctx, lambda net: ValidatorChains(ctx, net, open_store))
+        # Every store before the port opens: a home in use by another process (or bound to another chain)
+        # stops the node with its one-line reason before it is reachable.
+        opened = {scope: open_store(scope) for scope in scopes_of(genesis, ctx.config.name)}
+        await serve_until_signalled(ctx, lambda net: ValidatorChains(ctx, net, opened.__getitem__))
     finally:
         for store in stores:
             store.close()

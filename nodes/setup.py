@@ -458,25 +458,23 @@ def ledger_summary(home: str | Path, registry: Registry | None) -> dict[str, Any
 
 def commit_summary(commit, registry: Registry | None) -> dict[str, Any]:
     """A stored commit (height, round, value = seal bytes, certificate bytes, ...) made readable."""
-    from stromledger.cascade.messages import PeriodSeal
     from stromledger.codec import CodecError
     from stromledger.consensus.certificate import CertificateError, verify_certificate
     from stromledger.consensus.messages import CommitCertificate
 
     out: dict[str, Any] = {"height": commit.height, "round": commit.round, "seal_hash": bytes(commit.value_hash).hex(),
                            "committed_at": commit.committed_at}
-    from stromledger.chains import NetworkSeal
+    from stromledger.chains import NetworkSeal, decode_seal
     from stromledger.registry import NETWORK, view
 
-    value = bytes(commit.value)
-    network = value[1:2] == bytes([NetworkSeal.TAG])  # a validator process's home store holds the network chain
     try:
-        seal = (NetworkSeal if network else PeriodSeal).decode(value)
+        seal = decode_seal(commit.value)  # a validator process's home store holds the network chain
     except (CodecError, ValueError) as e:
         out["error"] = f"the stored seal does not decode: {e}"
         return out
     out.update(seal_summary(seal, registry))
-    chain = view(registry, NETWORK) if network and registry is not None else registry
+    network = isinstance(seal, NetworkSeal)
+    chain = view(registry, NETWORK) if network and registry is not None and not registry.scope else registry
     try:
         cert = CommitCertificate.decode(bytes(commit.certificate))
         out["signatures"] = len(cert.signatures)

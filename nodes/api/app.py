@@ -22,12 +22,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from stromledger.cascade import PeriodSeal
-from stromledger.chains import NetworkSeal
+from stromledger.chains import decode_seal
 from stromledger.codec import CodecError
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.ids import IdError, parse_malo_id
-from stromledger.registry import NETWORK
 
 from ..metrics import NodeMetrics
 from ..protocol import MAX_LIGHT_IDS, ErrorReply
@@ -110,11 +108,6 @@ def _int(text: str, what: str, lo: int = 0, hi: int = MAX_HEIGHT) -> int:
     if not text.isdigit() or len(text) > 19 or not lo <= int(text) <= hi:
         raise _BadRequest(400, f"bad_{what}", f"{what} must be an integer in {lo}..{hi}, got {text[:40]!r}")
     return int(text)
-
-
-def _decode_seal(chain: ChainView, value: bytes):
-    """A committed value: the network chain's NetworkSeal, any other chain's PeriodSeal."""
-    return (NetworkSeal if chain.registry.scope == NETWORK else PeriodSeal).decode(bytes(value))
 
 
 def _handler(method):
@@ -238,7 +231,7 @@ class _Api:
         if stored is None:
             raise _BadRequest(404, "not_committed", f"period {period} version {version} is not settled here")
         commit = chain.store.get_commit(stored.height)
-        seal = _decode_seal(chain, commit.value)
+        seal = decode_seal(commit.value)
         summary = seal_summary(seal, chain.registry)
         result = next(r for r in summary["results"] if r["period"] == period)
         return JSONResponse({"period": period, "period_iso": chain.registry.period(period).iso(),
@@ -288,7 +281,7 @@ class _Api:
             first = max(chain.registry.genesis_period, last - count + 1)
             for c in chain.store.commits_from(first, last - first + 1):
                 try:
-                    seal = _decode_seal(chain, c.value)
+                    seal = decode_seal(c.value)
                 except CodecError:
                     continue
                 own = next((r for r in seal_summary(seal, chain.registry)["results"] if r["period"] == c.height),

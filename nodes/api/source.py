@@ -38,7 +38,8 @@ class NodeSource:
         chains = getattr(node, "chains", None)  # a validator process: {scope: Validator} (nodes/chains.py)
         if chains:
             self._chains = {c.chain_id: ChainView(c.chain_id, c.scope or c.chain_id, c.reg, c.store,
-                                                  c.export_root / "exports", None if c.is_network else c.light_reply)
+                                                  c.export_root / "exports",
+                                                  node.light_reply if c.is_network else c.light_reply)
                             for c in chains.values()}
             top = node.network or next(iter(chains.values()))
             self.default_chain = top.chain_id

@@ -78,10 +78,24 @@ def check_home(home: str | Path) -> tuple[list[str], list[str]]:
 
 
 def _database_chain(config, registry) -> list[str]:
-    """The problem if the home's ledger database was made with another genesis (read-only; none if no database)."""
+    """The problem if the home's ledger databases were made with another genesis (read-only; none if no
+    database). A validator's home holds one per chain it sits on: the network chain's is the home's
+    ledger database, each area chain's is data/chains/<EIC>.sqlite3 (nodes/chains.py)."""
+    from stromledger.registry import NETWORK, scopes_of, view
     from stromledger.store import DB_FILE
 
-    path = config.home / DB_FILE
+    from ..chains import chain_store_path
+
+    if config.role != "validator":
+        return _one_database_chain(config.home / DB_FILE, registry)
+    problems = []
+    for scope in scopes_of(registry, config.name):
+        path = config.home / DB_FILE if scope == NETWORK else chain_store_path(config.data_dir, scope)
+        problems += _one_database_chain(path, view(registry, scope))
+    return problems
+
+
+def _one_database_chain(path: Path, registry) -> list[str]:
     if not path.exists():
         return []
     try:

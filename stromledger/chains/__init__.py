@@ -7,15 +7,17 @@ results. docs/cascade.md ("The network level") and docs/consensus.md ("Chains") 
 """
 
 from .checkpoint import Certified, canonical_checkpoints, make_checkpoint, verify_checkpoint
-from .messages import ABSENT, AreaUse, Checkpoint, NetworkChecks, NetworkResult, NetworkSeal, TieFlow, TieProof
+from .messages import (
+    ABSENT, AreaUse, Checkpoint, NetworkChecks, NetworkResult, NetworkSeal, TieFlow, TieProof, decode_seal,
+)
 from .network import (
     AreaPart, NetworkLedger, NetworkOutcome, NetworkState, build_network_seal, check_network_result,
     ignored_checkpoints, network_result, rebuild_network_seal,
 )
 
 __all__ = [
-    "ABSENT", "AreaPart", "AreaUse", "Certified", "canonical_checkpoints", "Checkpoint", "NetworkChecks", "NetworkLedger", "NetworkOutcome",
-    "NetworkResult", "NetworkSeal", "NetworkState", "TieFlow", "TieProof", "build_network_seal",
-    "check_network_result", "ignored_checkpoints", "make_checkpoint", "network_result", "rebuild_network_seal",
+    "ABSENT", "AreaPart", "AreaUse", "Certified", "canonical_checkpoints", "Checkpoint", "NetworkChecks",
+    "NetworkLedger", "NetworkOutcome", "NetworkResult", "NetworkSeal", "NetworkState", "TieFlow", "TieProof", "build_network_seal",
+    "check_network_result", "decode_seal", "ignored_checkpoints", "make_checkpoint", "network_result", "rebuild_network_seal",
     "verify_checkpoint",
 ]

@@ -134,3 +134,9 @@ class NetworkSeal(Message):
             if r.period == period:
                 return r
         return None
+
+
+def decode_seal(value: bytes):
+    """A committed value of any chain: a NetworkSeal (tag 41) or a PeriodSeal, by its tag (the first element
+    after the array header). Raises CodecError like every decode."""
+    return (NetworkSeal if bytes(value[1:2]) == bytes([NetworkSeal.TAG]) else PeriodSeal).decode(bytes(value))

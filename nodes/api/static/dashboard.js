@@ -85,7 +85,7 @@ async function refresh() {
   document.getElementById("node-name").textContent = `${status.name} (${status.role})`;
   const chains = await get("chains");
   fill(document.getElementById("chains"), chains.chains.map((c) => [c.chain_id, num(c.height), c.height === null ? "–" : periodOf(c)]));
-  const chain = encodeURIComponent(chains.chains.find((c) => c.default).chain_id);
+  const chain = encodeURIComponent(chains.chains.find((c) => c.default).name);
   const [seals, validators, imbalance, evidence] = await Promise.all([
     get(`chains/${chain}/seals?limit=8`), get(`chains/${chain}/validators`),
     get(`chains/${chain}/imbalance?hours=24`), get(`chains/${chain}/evidence`),
