@@ -372,7 +372,7 @@ class BalancingGroupNode(RoleNode):
         recomputation from the same batches (linked to the certified seal, so the next one can follow)."""
         lo = correctable_from(self.reg, h)
         usable = [cb for d, cb in sorted(checked.items())
-                  if batch_eligible(cb, self.state.batches.get(d, (-1, 0))[0], h, lo)]
+                  if batch_eligible(cb, self.state.settled_through(d), h, lo)]
         try:
             ours = build_seal(self.reg, self.state, h, usable, seal.vote_evidence, seal.last_commit)
         except (NotEligible, ValueError, AssertionError) as e:

@@ -26,7 +26,9 @@ from typing import Any, Callable, Optional
 import trio
 
 from stromledger import merkle
-from stromledger.cascade import Ledger, LedgerError, PeriodSeal, Rejection, SettledState, check_batch, leaf_bytes
+from stromledger.cascade import (
+    Ledger, LedgerError, PeriodSeal, Rejection, SettledState, StateError, check_batch, leaf_bytes,
+)
 from stromledger.chains import (
     Certified, Checkpoint, NetworkLedger, NetworkSeal, NetworkState, canonical_checkpoints, make_checkpoint,
 )
@@ -49,6 +51,7 @@ from stromledger.store import Store
 
 from .consensus_guard import ReplyLimiter, WalBudget, admit_consensus, check_sign_guard
 from .health import health_fields
+from .history import StoreHistory
 from .proof_trees import ProofTrees
 from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
@@ -107,6 +110,7 @@ class Validator(RoleNode):
         self._waiting_since: Optional[tuple[int, float]] = None  # (that height, since when), for `halted`
         self.settlement_blocked = trio.Event()  # set when that first happens (tests wait on it)
         self.exports = 0
+        self.persist_seconds = 0.0  # how long the last commit took to persist (status, benchmarks)
         self._send, self._recv = trio.open_memory_channel[Any](EVENT_QUEUE)
         self._started_height = -1
         self._trees = ProofTrees(self._build_tree)
@@ -115,6 +119,7 @@ class Validator(RoleNode):
         self.committed = trio.Condition()  # notified after every commit (tests and the devnet wait on it)
         self.batches_received = 0
         self._nursery: Optional[trio.Nursery] = None
+        self.history: Optional[StoreHistory] = None  # an area chain's settled history (nodes/history.py)
         self.ledger = self._restore_ledger()
         check_sign_guard(self.store.sign_guard, self.store, ctx.key.public, ValidatorSet(self.validator_keys),
                          self.ledger.next_height, ctx.resume_signing_after_restore, self.log)
@@ -126,12 +131,13 @@ class Validator(RoleNode):
 
     def _restore_ledger(self) -> Ledger:
         """The settled state after the last commit: the stored snapshot, replaying any later commit."""
+        started = time.monotonic()
         snap = self.store.latest_state()
         if self.is_network:
             genesis = self.ctx.registry
-            ledger = NetworkLedger(genesis, NetworkState.decode(snap[1]) if snap else None)
+            ledger = NetworkLedger(genesis, self._restore_network_state(snap))
         else:
-            ledger = Ledger(self.reg, SettledState.decode(snap[1]) if snap else SettledState.genesis(self.reg))
+            ledger = Ledger(self.reg, self._restore_state(snap))
         state = ledger.state
         if self.is_network:  # the checkpoints seals may name, before any replay
             lo = correctable_from(self.reg, ledger.next_height)
@@ -152,7 +158,7 @@ class Validator(RoleNode):
                         self._add_fetched(ledger, data)
                 ledger.commit(commit.value)
                 self.log.info("replayed committed height %d into the settled state", commit.height)
-            self.store.put_state(ledger.state.height, ledger.state.encode())
+            self._persist_commit(ledger.state.height, {}, ledger.state.encode(), (), [])
         # Batches admitted earlier that later seals may still settle.
         lo = correctable_from(self.reg, ledger.next_height)
         now_period = self._now_period()
@@ -164,7 +170,32 @@ class Validator(RoleNode):
                 self._add_fetched(ledger, data) if is_checkpoint(data) else ledger.admit(data, None)
         if pending:
             self.log.info("re-admitted %d stored batches still to settle", len(pending))
+        if state.height is not None:
+            window = (state.base if self.is_network else state).start
+            self.log.info("settled state restored at height %d in %.3f s (window from period %d)", state.height,
+                          time.monotonic() - started, window)
         return ledger
+
+    def _restore_network_state(self, snap: Optional[tuple[int, bytes]]) -> Optional[NetworkState]:
+        try:
+            return NetworkState.decode(snap[1]) if snap else None
+        except StateError as e:
+            self.log.warning("the stored network state is not readable here (%s): replaying the stored commits "
+                             "from genesis", e)
+            return None
+
+    def _restore_state(self, snap: Optional[tuple[int, bytes]]) -> SettledState:
+        """An area chain's settled state over its store's history (nodes/history.py). A snapshot this version
+        cannot read (an older format) is rebuilt by replaying the stored commits from genesis."""
+        self.history = StoreHistory(self.store, self.reg)
+        if snap is not None:
+            try:
+                return SettledState.decode(snap[1], self.history, self.reg)
+            except StateError as e:
+                self.log.warning("the stored settled state is not readable here (%s): replaying the stored commits "
+                                 "from genesis", e)
+                self.history = StoreHistory(self.store, self.reg)
+        return SettledState.genesis(self.reg, self.history)
 
     @staticmethod
     def _add_fetched(ledger, data: bytes):
@@ -493,7 +524,7 @@ class Validator(RoleNode):
     def _snapshot(self, outcome) -> tuple[dict, bytes, list[bytes]]:
         """What a commit persists: the rows of every period result, the settled state, and the batches the
         ledger dropped because nothing is left in them to settle. Runs in a worker thread, under the lock."""
-        rows = {} if self.is_network else \
+        rows = {} if self.is_network or self.history is not None else \
             {r.period: (r.version, list(self.ledger.rows(r.period))) for r in outcome.seal.results}
         done = [d for d in outcome.seal.batches if self.ledger.batch(d) is None]
         return rows, self.ledger.state.encode(), done
@@ -532,16 +563,23 @@ class Validator(RoleNode):
 
     def _persist_commit(self, h: int, rows: dict, state: bytes, vote_evidence: tuple[bytes, ...],
                         settled: list[bytes]) -> None:
+        started = time.monotonic()
         settled = [d for d in settled if self.store.has_batch(d) and self.store.batch_settled_height(d) is None]
+        written = []
         with self.store.transaction():
             if settled:
                 self.store.mark_settled(settled, h)
             for period, (version, period_rows) in rows.items():
                 self.store.put_period_result(period, version, h, encode_period_rows(period, version, period_rows))
+            if self.history is not None:  # the new versions' rows, their leaf index, settled batches
+                written = self.history.persist()
             self.store.put_state(h, state)
             if vote_evidence:
                 self.store.mark_evidence_included([sha256(e) for e in vote_evidence], h)
+        if self.history is not None:
+            self.history.saved(written)
         self.store.wal_truncate_below(h + 1)
+        self.persist_seconds = time.monotonic() - started
 
     def _log_commit(self, c: CommitInfo) -> None:
         seal = c.seal

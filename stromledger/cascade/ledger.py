@@ -90,7 +90,7 @@ class Acceptor:
             digest = sha256(batch) if isinstance(batch, (bytes, bytearray)) else None
             return Admission(digest, checked)
         d = checked.digest
-        if d in self.batches or d in self.state.batches:
+        if d in self.batches or self.state.batch_progress(d) is not None:
             return Admission(d, Rejection(Reason.DUPLICATE, "batch already received"))
         if now_period is not None:
             if checked.reading_periods and checked.reading_periods[-1] > now_period:
@@ -176,7 +176,7 @@ class Acceptor:
         if r.period < lo:
             return Rejection(Reason.PERIOD_TOO_OLD, f"period {r.period} is before the correction window ({lo})"), False
         values = (r.register, r.import_wh, r.export_wh)
-        settled = self.state.entries.get(r.period, {}).get(r.malo_id)
+        settled = self.state.entry(r.period, r.malo_id)
         if settled is not None and settled[RVER]:
             if r.version < settled[RVER]:
                 return Rejection(Reason.SUPERSEDED, f"version {settled[RVER]} is already settled"), False
@@ -218,9 +218,8 @@ class Acceptor:
         """The proposer's choice for `height`: every known batch with something left to settle, by digest
         (at most MAX_SEAL_BATCHES; the rest are still eligible at the next height, as corrections)."""
         lo = correctable_from(self.registry, height)
-        settled = self.state.batches
         chosen = [cb for d, cb in sorted(self.batches.items())
-                  if batch_eligible(cb, settled.get(d, (-1, 0))[0], height, lo)]
+                  if batch_eligible(cb, self.state.settled_through(d), height, lo)]
         return chosen[:MAX_SEAL_BATCHES]
 
     def forget(self, digest: bytes) -> None:
@@ -234,7 +233,7 @@ class Acceptor:
         h = self.state.height
         lo = correctable_from(self.registry, h + 1)
         for d, cb in list(self.batches.items()):
-            through = self.state.batches.get(d, (-1, 0))[0]
+            through = self.state.settled_through(d)
             if through >= cb.max_period or cb.max_period < lo:
                 del self.batches[d]
                 self._carries.pop(d, None)

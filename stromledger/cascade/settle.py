@@ -54,6 +54,7 @@ class Outcome:
     seal_bytes: bytes
     seal_hash: bytes
     changes: dict[int, dict[str, tuple]]  # period -> malo_id -> new entry (all meter points for `height`)
+    versions: dict[int, Mapping[str, tuple]]  # period -> every meter point's entry in its new version
     progress: dict[bytes, tuple[int, int]]  # batch digest -> (height, last period in the batch)
     conflicts: dict[int, frozenset[tuple]]  # period -> conflicting readings reported as evidence
 
@@ -121,7 +122,7 @@ class _Builder:
         h, lo = self.h, self.lo
         progress = {}
         for cb in batches:
-            through = self.state.batches.get(cb.digest, (-1, 0))[0]
+            through = self.state.settled_through(cb.digest)
             if not batch_eligible(cb, through, h, lo):
                 raise NotEligible(cb.digest, f"nothing to settle at height {h}")
             self._readings(cb, through)
@@ -131,13 +132,14 @@ class _Builder:
             for t in sorted(periods):
                 self._derive_register_energy(malo, t)
         changes = {h: self._close_new_period()}
+        versions: dict[int, Mapping[str, tuple]] = {h: changes[h]}
         results = []
         for period in sorted(p for p in self.overlay if p != h):
             changed = self._close_corrected_period(period)
             if changed:
                 changes[period] = changed
-                base = self.state.results[period]
-                merged = {**self.state.entries[period], **changed}
+                base = self.state.result(period)
+                versions[period] = merged = {**self.state.period_entries(period), **changed}
                 results.append(self._result(period, base.version + 1, merged, base.schedules, base.schedule_issues))
         matched, issues = self._match_schedules()
         results.append(self._result(h, 1, changes[h], matched, issues))
@@ -161,7 +163,7 @@ class _Builder:
             last_commit=last_commit,
         )
         data = seal.encode()
-        return Outcome(seal, data, seal.hash(), changes, progress,
+        return Outcome(seal, data, seal.hash(), changes, versions, progress,
                        {p: frozenset(k) for p, k in conflicts.items()})
 
     def _result(self, period: int, version: int, entries: Mapping[str, tuple],
@@ -183,8 +185,7 @@ class _Builder:
                 return e
         if period >= self.h:
             return None
-        p = self.state.entries.get(period)
-        return None if p is None else p.get(malo)
+        return self.state.entry(period, malo)
 
     def _set(self, period: int, malo: str, entry: tuple) -> None:
         o = self.overlay.get(period)
@@ -382,9 +383,11 @@ class _Builder:
     def _close_new_period(self) -> dict[str, tuple]:
         """Every meter point of the new period: its reading (version 1), else its substitute."""
         now = self.overlay[self.h]
-        before_state = self.state.entries.get(self.h - 1, {})
+        before_state = self.state.last or {}  # the state's last period is h - 1
         before_overlay = self.overlay.get(self.h - 1, {})
         day_before = comparable_period(self.reg, self.h)
+        day_overlay = self.overlay.get(day_before, {})
+        day_state: Mapping[str, tuple] | None = None  # read from the history once, when first needed
         out: dict[str, tuple] = {}
         for malo in self.reg.malo_order:
             e = now.get(malo)
@@ -395,7 +398,11 @@ class _Builder:
             if prev is None or prev[REG] or prev[QUAL] == MISSING:
                 out[malo] = MISSING_V1
             else:
-                same = None if day_before is None else self._entry(day_before, malo)
+                same = day_overlay.get(malo)
+                if same is None and day_before is not None and self.state.kept(day_before):
+                    if day_state is None:
+                        day_state = self.state.period_entries(day_before)
+                    same = day_state.get(malo)
                 comparable = None if same is None or same[REG] or same[QUAL] == MISSING else (same[IMP], same[EXP])
                 imp, exp = substitute(self.reg, malo, self.h, (prev[IMP], prev[EXP]), comparable)
                 out[malo] = (1, SUBSTITUTED, imp, exp, 0, False, 0, 0, b"")
@@ -403,7 +410,7 @@ class _Builder:
 
     def _close_corrected_period(self, period: int) -> dict[str, tuple]:
         """The entries of an earlier period that this seal changed, each with its next settlement version."""
-        base = self.state.entries[period]
+        base = self.state.period_entries(period)
         changed = {}
         for malo, e in self.overlay[period].items():
             old = base[malo]

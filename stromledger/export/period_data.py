@@ -9,6 +9,8 @@ period and version needs no replay of the chain.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from typing import Iterable
 
 import msgpack
@@ -25,8 +27,53 @@ MAX_DATA_BYTES = 1 << 31
 
 
 def encode_period_rows(period: int, version: int, rows: Iterable[MeterRow]) -> bytes:
-    return msgpack.packb([PERIOD_ROWS_FORMAT, period, version, [leaf_bytes(period, r) for r in rows]],
-                         use_bin_type=True)
+    return encode_period_rows_indexed(period, version, rows)[0]
+
+
+def encode_period_rows_indexed(period: int, version: int, rows: Iterable[MeterRow]) -> tuple[bytes, bytes]:
+    """The period rows and their leaf index: where each leaf item (msgpack bin) starts, as little-endian u32,
+    then where the last one ends, so one meter point's leaf is data[index[i]:index[i + 1]]."""
+    pack = msgpack.Packer(use_bin_type=True).pack
+    leaves = [pack(leaf_bytes(period, r)) for r in rows]
+    head = b"".join((b"\x94", pack(PERIOD_ROWS_FORMAT), pack(period), pack(version), _array_header(len(leaves))))
+    offsets = array("I", [0]) * (len(leaves) + 1)
+    at = len(head)
+    for i, item in enumerate(leaves):
+        offsets[i] = at
+        at += len(item)
+    offsets[len(leaves)] = at
+    if sys.byteorder != "little":  # pragma: no cover
+        offsets.byteswap()
+    return head + b"".join(leaves), offsets.tobytes()
+
+
+def _array_header(n: int) -> bytes:
+    packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack_array_header(n)
+
+
+def decode_leaf_item(item: bytes) -> tuple:
+    """The settled entry (rows.VER .. rows.RSIG) in one stored leaf item (see encode_period_rows_indexed)."""
+    obj = msgpack.unpackb(msgpack.unpackb(item), raw=False, use_list=False)
+    return (*obj[5:10], bool(obj[10]), *obj[11:14])
+
+
+def decode_period_entries(data: bytes) -> tuple[int, int, dict[str, tuple]]:
+    """(period, version, malo_id -> settled entry) of the node's own stored period rows: the settled history
+    a seal reads (no registry checks; ExportError for bytes that are not this format)."""
+    try:
+        fmt, period, version, leaves = msgpack.unpackb(data, raw=False, use_list=False, max_bin_len=MAX_DATA_BYTES,
+                                                       max_map_len=0, max_ext_len=0)
+        if fmt != PERIOD_ROWS_FORMAT:
+            raise ValueError("not period rows")
+        unpack = msgpack.unpackb
+        out = {}
+        for leaf in leaves:
+            obj = unpack(leaf, raw=False, use_list=False)
+            out[obj[2]] = (*obj[5:10], bool(obj[10]), *obj[11:14])
+    except (ValueError, TypeError, IndexError, msgpack.ExtraData) as e:
+        raise ExportError(f"stored period rows are malformed: {e}") from None
+    return period, version, out
 
 
 def is_period_rows(data: bytes) -> bool:

@@ -105,7 +105,25 @@ V1 = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", V1),)
+V2 = (
+    # Where each meter point's leaf starts in a `period_results` row (little-endian u32 per registry position,
+    # then the end): the settled history is read one entry at a time, without decoding the whole period.
+    """CREATE TABLE period_index (
+        period INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        offsets BLOB NOT NULL,
+        PRIMARY KEY (period, version)
+    )""",
+    # Batches a committed seal settled completely: (height that settled them last, last period in them).
+    """CREATE TABLE batch_progress (
+        digest BLOB PRIMARY KEY CHECK (length(digest) = 32),
+        through INTEGER NOT NULL,
+        last_period INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", V1),
+                                     Migration(2, "settled history on disk", V2))
 LATEST = MIGRATIONS[-1].version
 
 

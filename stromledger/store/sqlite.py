@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
@@ -26,8 +27,9 @@ from .errors import (BatchAlreadySettled, ConflictingCommit, ConflictingPeriodRe
 from .signguard import SqliteSignGuard
 
 DB_FILE = Path("data") / "ledger.sqlite3"
-STATS_TABLES = ("commits", "batches", "batch_periods", "period_results", "states", "evidence", "sign_guard",
-                "consensus_wal", "receipts", "outbox")
+STATS_TABLES = ("commits", "batches", "batch_periods", "period_results", "period_index", "batch_progress",
+                "states", "evidence", "sign_guard", "consensus_wal", "receipts", "outbox")
+INDEX_ENTRY = struct.Struct("<II")  # a leaf's start and the next one's (period_index.offsets)
 
 
 class Commit(NamedTuple):
@@ -250,6 +252,71 @@ class Store:
     def latest_version(self, period: int) -> int | None:
         with self.db.read() as conn:
             return conn.execute("SELECT max(version) FROM period_results WHERE period = ?", (period,)).fetchone()[0]
+
+    # -- settled history: point reads into period rows, fully settled batches ------------------------------
+
+    def put_period_index(self, period: int, version: int, offsets: bytes) -> None:
+        """Where each leaf of the (period, version) rows starts (export.period_data.encode_period_rows_indexed)."""
+        row = (checks.uint("period", period), checks.uint("version", version), checks.blob("offsets", offsets))
+        with self.db.transaction(durable=False) as conn:
+            conn.execute("INSERT OR REPLACE INTO period_index (period, version, offsets) VALUES (?, ?, ?)", row)
+
+    def period_leaf(self, period: int, version: int, position: int) -> bytes | None:
+        """The stored leaf item (msgpack bin) of the meter point at registry `position` in (period, version),
+        read without loading the period's rows; None if the rows or their index are not stored."""
+        with self.db.read() as conn:
+            row = conn.execute("SELECT i.rowid, r.rowid FROM period_index i JOIN period_results r "
+                               "ON r.period = i.period AND r.version = i.version "
+                               "WHERE i.period = ? AND i.version = ?", (period, version)).fetchone()
+            if row is None or position < 0:
+                return None
+            with conn.blobopen("period_index", "offsets", row[0], readonly=True) as blob:
+                if (position + 2) * 4 > len(blob):
+                    return None
+                blob.seek(position * 4)
+                start, end = INDEX_ENTRY.unpack(blob.read(INDEX_ENTRY.size))
+            with conn.blobopen("period_results", "data", row[1], readonly=True) as blob:
+                blob.seek(start)
+                return blob.read(end - start)
+
+    def latest_versions(self, first: int, last: int) -> dict[int, int]:
+        """period -> its latest stored version, for the periods first..last that have one."""
+        with self.db.read() as conn:
+            return dict(conn.execute("SELECT period, max(version) FROM period_results "
+                                     "WHERE period BETWEEN ? AND ? GROUP BY period", (first, last)))
+
+    def put_batch_progress(self, rows: Iterable[tuple[bytes, int, int]]) -> None:
+        """(digest, height that settled it last, last period in it) of batches settled completely."""
+        rows = [(checks.hash32("digest", d), checks.uint("through", t), checks.uint("last_period", p))
+                for d, t, p in rows]
+        with self.db.transaction(durable=False) as conn:
+            conn.executemany("INSERT OR REPLACE INTO batch_progress (digest, through, last_period) VALUES (?, ?, ?)",
+                             rows)
+
+    def batch_progress(self, digest: bytes) -> tuple[int, int] | None:
+        with self.db.read() as conn:
+            row = conn.execute("SELECT through, last_period FROM batch_progress WHERE digest = ?",
+                               (digest,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def prune_history(self, before_period: int) -> dict[str, int]:
+        """Delete what the store keeps of periods before `before_period`: their period rows and indexes, the
+        progress of batches that ended before it, and settled batches that touch no later period. Returns
+        the rows deleted per table (the operator's `retain_periods`; never called otherwise)."""
+        before = checks.uint("before_period", before_period)
+        with self.db.transaction(durable=False) as conn:
+            out = {
+                "period_results": conn.execute("DELETE FROM period_results WHERE period < ?", (before,)).rowcount,
+                "period_index": conn.execute("DELETE FROM period_index WHERE period < ?", (before,)).rowcount,
+                "batch_progress": conn.execute("DELETE FROM batch_progress WHERE last_period < ?",
+                                               (before,)).rowcount,
+                "batches": conn.execute(
+                    "DELETE FROM batches WHERE settled_height IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+                    "batch_periods bp WHERE bp.digest = batches.digest AND bp.period >= ?)", (before,)).rowcount,
+            }
+        if any(out.values()):
+            self.db.reclaim()
+        return out
 
     # -- cascade state snapshots ---------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ import sqlite3
 import pytest
 
 from stromledger.crypto import sha256
+from stromledger.store import schema
 from stromledger.store import (BatchAlreadySettled, ConflictingCommit, ConflictingPeriodResult, DigestMismatch,
                                Store, StoreError, UnknownBatch, WrongChain)
 
@@ -279,7 +280,7 @@ def test_stats(store):
     batch(store, "a", [1, 2])
     store.wal_append(4, "recv", b"m")
     st = store.stats()
-    assert st["schema_version"] == 1 and st["last_height"] == 3 and st["state_height"] is None
+    assert st["schema_version"] == schema.LATEST and st["last_height"] == 3 and st["state_height"] is None
     assert st["rows"]["commits"] == 1 and st["rows"]["batches"] == 1 and st["rows"]["batch_periods"] == 2
     assert st["rows"]["consensus_wal"] == 1 and st["unsettled_batches"] == 1
     assert st["db_bytes"] > 0 and st["wal_bytes"] > 0
