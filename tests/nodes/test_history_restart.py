@@ -1,0 +1,120 @@
+"""A validator killed while it persists a commit (the settled history's rows written, the transaction not yet
+committed) restarts from its store with nothing lost: the commit is replayed into the settled state, its
+rows and settled batches are written, and the next seal commits as on every other node."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, meter_label
+from nodes.home import NodeConfig
+from nodes.runtime import NodeContext
+from nodes.validator import Validator
+from stromledger.cascade import Ledger, Reason, make_batch, sign_reading
+from stromledger.consensus import Precommit, ValidatorSet, build_certificate, sign_vote
+from stromledger.crypto import sha256
+from stromledger.net import MemoryHub
+from stromledger.store import Store
+
+
+class Killed(BaseException):
+    """The process dies here (SQLite rolls the open transaction back, as after SIGKILL)."""
+
+
+def _validator(tmp_path, registry, hub, store) -> Validator:
+    key = devnet_key("validator-1")
+    ctx = NodeContext(config=NodeConfig(home=tmp_path, role="validator", name="validator-1"), key=key,
+                      registry=registry, log=logging.getLogger("test.history"),
+                      resume_signing_after_restore=True)  # this test's validator commits, it never votes
+    return Validator(ctx, store, hub.endpoint(key.public), write_exports=False)
+
+
+def _certificate(registry, height: int, seal_hash: bytes) -> bytes:
+    votes = [sign_vote(Precommit, devnet_key(f"validator-{i}"), registry.chain_id, height, 0, seal_hash)
+             for i in (1, 2, 3)]
+    return build_certificate(height, 0, seal_hash, votes, ValidatorSet(registry.validator_keys())).encode()
+
+
+def _batch(registry, period: int, late: bool = False):
+    operator = devnet_key("meter-operator-1")
+    op = next(o.name for o in registry.meter_operators.values() if o.public_key == operator.public)
+    meters = [m for m in registry.meter_points.values() if m.meter_operator == op and m.kind != "boundary"]
+    items = [sign_reading(devnet_key(meter_label(m.malo_id)), registry.chain_id, m.malo_id, period, 10 + i, 0)
+             for i, m in enumerate(meters[:4])]
+    if late:  # a higher meter version for the period before: a correction
+        m = meters[0]
+        items.append(sign_reading(devnet_key(meter_label(m.malo_id)), registry.chain_id, m.malo_id, period - 1,
+                                  99, 0, version=2))
+    return make_batch(operator, registry.chain_id, items)
+
+
+def _receive(v: Validator, batch) -> None:
+    """A batch arrives (pushed or fetched): kept by the ledger and stored, as the validator does."""
+    v._store_batch(v.ledger.add_fetched(batch), batch.encode())
+
+
+async def _commit(v: Validator, registry, seal: bytes, kill: bool = False) -> None:
+    """What Validator._on_decide does, the commit first (durable), then apply and persist."""
+    h = v.ledger.next_height
+    v.store.put_commit(h, 0, seal, sha256(seal), _certificate(registry, h, sha256(seal)), 0)
+    outcome, rows, state, done = await v._apply_commit(h, seal)
+    if kill:
+        persist = v.history.persist
+
+        def persist_then_die():
+            persist()  # the rows are in the open transaction...
+            raise Killed()  # ...which never commits
+
+        v.history.persist = persist_then_die
+    v._persist_commit(h, rows, state, outcome.seal.vote_evidence, done)
+
+
+@pytest.mark.trio
+async def test_a_validator_killed_during_commit_persistence_loses_nothing(tmp_path):
+    registry = devnet_registry(validators=4, balancing_groups=2, meters=10, period_seconds=60,
+                               genesis_start=int(time.time()) - 3600, chain_id="test-history")
+    g = registry.genesis_period
+    elsewhere = Ledger(registry)  # another validator, never killed
+    seals, batches, after = [], [], {}
+    for h in range(g, g + 4):
+        batches.append(_batch(registry, h, late=h > g))
+        elsewhere.admit(batches[-1], None)
+        seals.append(elsewhere.propose().seal_bytes)
+        elsewhere.commit(seals[-1])
+        after[h] = {p: (elsewhere.state.results[p].version, dict(elsewhere.state.entries[p]))
+                    for p in elsewhere.state.entries}
+
+    path = tmp_path / "ledger.sqlite3"
+    store = Store(path)
+    async with MemoryHub() as hub:
+        v = _validator(tmp_path, registry, hub, store)
+        for i in range(2):
+            _receive(v, batches[i])
+            await _commit(v, registry, seals[i])
+        _receive(v, batches[2])
+        with pytest.raises(Killed):
+            await _commit(v, registry, seals[2], kill=True)
+        hub.detach(devnet_key("validator-1").public)
+        store.close()
+
+        store = Store(path)
+        assert store.latest_state()[0] == g + 1 and store.last_height() == g + 2
+        assert store.latest_version(g + 2) is None  # the killed transaction's rows are gone
+        restarted = _validator(tmp_path, registry, hub, store)  # replays g + 2 from the stored commit
+        state = restarted.ledger.state
+        assert state.height == g + 2 and state.seal_hash == sha256(seals[2])
+        assert dict(state.last) == after[g + 2][g + 2][1]
+        assert store.latest_state()[0] == g + 2
+        for p in (g + 1, g + 2):  # the corrected period's new version and the new period are on disk
+            version, entries = after[g + 2][p]
+            assert store.latest_version(p) == version and restarted.history.entries(p) == entries
+        assert store.latest_version(g + 1) == 2
+        again = restarted.ledger.admit(batches[2], None)  # settled before the kill: known after it
+        assert again.refused is not None and again.refused.reason == Reason.DUPLICATE
+        _receive(restarted, batches[3])
+        await _commit(restarted, registry, seals[3])  # and it goes on like every other node
+        assert restarted.ledger.state.seal_hash == elsewhere.state.seal_hash
+    store.close()
