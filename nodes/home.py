@@ -127,6 +127,12 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "schedule_lead": Setting("int", 2, "simulated schedules: this many periods ahead"),
         "timeout_ms": Setting("int", 10000, "per request to a validator"),
     },
+    # The settled history on disk (validators): every settled version of every period is kept unless pruned.
+    "history": {
+        "retain_periods": Setting("int", 0, "0 = keep every settled version on disk (archive); N = delete period "
+                                            "rows and settled batches older than N periods (at least the "
+                                            "correction window + 2)"),
+    },
     # The operator surface (issue 14), read by every role.
     "api": {
         "listen": Setting("str", "127.0.0.1:0", "HTTP API, /metrics and dashboard: HOST:PORT (port 0 = any free "
@@ -141,7 +147,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
 }
 EVERY_ROLE_SECTIONS = ("api", "log")
-SECTION_ROLES = {"consensus": "validator", "meter_point": "meter-point", "balancing_group": "balancing-group"}
+SECTION_ROLES = {"consensus": "validator", "meter_point": "meter-point", "balancing_group": "balancing-group",
+                 "history": "validator"}
 
 
 def _is_time(value: Any) -> bool:
@@ -174,6 +181,7 @@ class NodeConfig:
     consensus: dict[str, int] = dataclasses.field(default_factory=dict)
     meter_point: dict[str, Any] = dataclasses.field(default_factory=dict)
     balancing_group: dict[str, Any] = dataclasses.field(default_factory=dict)
+    history: dict[str, int] = dataclasses.field(default_factory=dict)
     api: dict[str, str] = dataclasses.field(default_factory=dict)
     log: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -49,7 +49,7 @@ from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetE
 from stromledger.registry import NETWORK, Registry
 from stromledger.store import Store
 
-from .consensus_guard import ReplyLimiter, WalBudget, admit_consensus, check_sign_guard
+from .consensus_guard import ReplyLimiter, StartRefused, WalBudget, admit_consensus, check_sign_guard
 from .health import health_fields
 from .history import StoreHistory
 from .proof_trees import ProofTrees
@@ -120,6 +120,8 @@ class Validator(RoleNode):
         self.batches_received = 0
         self._nursery: Optional[trio.Nursery] = None
         self.history: Optional[StoreHistory] = None  # an area chain's settled history (nodes/history.py)
+        self.retain_periods = self._retention()
+        self._pruned_before = 0
         self.ledger = self._restore_ledger()
         check_sign_guard(self.store.sign_guard, self.store, ctx.key.public, ValidatorSet(self.validator_keys),
                          self.ledger.next_height, ctx.resume_signing_after_restore, self.log)
@@ -196,6 +198,28 @@ class Validator(RoleNode):
                                  "from genesis", e)
                 self.history = StoreHistory(self.store, self.reg)
         return SettledState.genesis(self.reg, self.history)
+
+    def _retention(self) -> int:
+        """[history] retain_periods: 0 keeps everything; otherwise it must outlast the correction window and
+        the export of the height before (which reads the previous versions of what it corrects)."""
+        retain = self.ctx.config.history.get("retain_periods", 0)
+        least = self.reg.correction_window + 2
+        if retain and retain < least:
+            raise StartRefused(f"[history] retain_periods = {retain} is shorter than the correction window "
+                               f"({self.reg.correction_window} periods) + 2: set at least {least}, or 0 to keep "
+                               "every settled version")
+        return retain
+
+    def _apply_retention(self, h: int) -> None:
+        """Delete what the operator chose not to keep (`retain_periods`), and say so in the log."""
+        before = h - self.retain_periods
+        if not self.retain_periods or before <= self._pruned_before:
+            return
+        deleted = self.store.prune_history(before)
+        self._pruned_before = before
+        if any(deleted.values()):
+            self.log.info("retention (retain_periods = %d): deleted before period %s: %s", self.retain_periods,
+                          self.reg.period(before).iso(), ", ".join(f"{n} {t}" for t, n in deleted.items() if n))
 
     @staticmethod
     def _add_fetched(ledger, data: bytes):
@@ -580,6 +604,7 @@ class Validator(RoleNode):
             self.history.saved(written)
         self.store.wal_truncate_below(h + 1)
         self.persist_seconds = time.monotonic() - started
+        self._apply_retention(h)
 
     def _log_commit(self, c: CommitInfo) -> None:
         seal = c.seal

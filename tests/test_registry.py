@@ -365,3 +365,10 @@ def test_counts_are_bounded_by_what_a_period_result_lists(tmp_path, monkeypatch)
     monkeypatch.setattr(genesis, "MAX_BALANCING_GROUPS", 1)  # the small genesis has two (one loss group)
     registry, defects = check_genesis(write(tmp_path, GOOD, GOOD_CSV))
     assert registry is None and any("2 balancing groups, more than the 1" in str(d) for d in defects)
+
+
+def test_the_default_correction_window_is_two_months(tmp_path):
+    toml = GOOD.replace("correction_window_periods = 4\n", "")
+    registry, defects = check_genesis(write(tmp_path, toml, GOOD_CSV))
+    assert registry is not None and registry.period_seconds == 900, defects
+    assert registry.correction_window == 5_760  # 60 days of 96 quarter hours

@@ -31,6 +31,11 @@ _CHAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,41}")  # + "/area/<EIC>" fi
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MIN_VALIDATORS = 4  # n = 3f + 1 with f >= 1
 MAX_CORRECTION_WINDOW = 9_999  # below the seal's bound on results (cascade.messages.MAX_SEAL_RESULTS)
+# The correction window of a genesis that sets none: two months. Meter data corrections count until the
+# transmission operators' balancing-group settlement of the month (MaBiS: the settlement runs about 42 working
+# days after the month ends, i.e. about two months after its first quarter hour): 60 days of 96 quarter hours
+# = 5,760 periods at 15 minutes.
+DEFAULT_CORRECTION_DAYS = 60
 # Bounds on every number in a genesis, so that no valid genesis can overflow the encoding: a seal's totals are
 # U64/I64 sums over all meter points (and schedules, bounded in cascade.checks), kept below 2**61 here.
 MAX_GRACE_SECONDS = 86_400
@@ -231,8 +236,10 @@ class _GenesisReader:
         if grace is not None and not 0 <= grace <= MAX_GRACE_SECONDS:
             self.error(where, "gate_closure_grace_seconds", f"{grace} is outside 0..{MAX_GRACE_SECONDS}")
             grace = None
-        window = self._field(chain, "correction_window_periods", where, int)
-        if window is not None and not 0 <= window <= MAX_CORRECTION_WINDOW:
+        window = self._field(chain, "correction_window_periods", where, int, required=False)
+        if window is None and length:
+            window = default_correction_window(length)
+        elif window is not None and not 0 <= window <= MAX_CORRECTION_WINDOW:
             self.error(where, "correction_window_periods", f"{window} is outside 0..{MAX_CORRECTION_WINDOW} "
                                                            "(a seal carries at most that many corrected periods)")
             window = None
@@ -697,3 +704,8 @@ class _GenesisReader:
         for eic in areas:
             if eic not in with_validator:
                 self.warn(f"grid area {eic}", "", "no validator runs for this grid area")
+
+
+def default_correction_window(period_seconds: int) -> int:
+    """Two months of periods (DEFAULT_CORRECTION_DAYS), at most MAX_CORRECTION_WINDOW: 5,760 at 15 minutes."""
+    return min(MAX_CORRECTION_WINDOW, DEFAULT_CORRECTION_DAYS * 86_400 // period_seconds)

@@ -11,6 +11,7 @@ import pytest
 
 from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, meter_label
 from nodes.home import NodeConfig
+from nodes.consensus_guard import StartRefused
 from nodes.runtime import NodeContext
 from nodes.validator import Validator
 from stromledger.cascade import Ledger, Reason, make_batch, sign_reading
@@ -24,9 +25,10 @@ class Killed(BaseException):
     """The process dies here (SQLite rolls the open transaction back, as after SIGKILL)."""
 
 
-def _validator(tmp_path, registry, hub, store) -> Validator:
+def _validator(tmp_path, registry, hub, store, retain: int = 0) -> Validator:
     key = devnet_key("validator-1")
-    ctx = NodeContext(config=NodeConfig(home=tmp_path, role="validator", name="validator-1"), key=key,
+    config = NodeConfig(home=tmp_path, role="validator", name="validator-1", history={"retain_periods": retain})
+    ctx = NodeContext(config=config, key=key,
                       registry=registry, log=logging.getLogger("test.history"),
                       resume_signing_after_restore=True)  # this test's validator commits, it never votes
     return Validator(ctx, store, hub.endpoint(key.public), write_exports=False)
@@ -117,4 +119,43 @@ async def test_a_validator_killed_during_commit_persistence_loses_nothing(tmp_pa
         _receive(restarted, batches[3])
         await _commit(restarted, registry, seals[3])  # and it goes on like every other node
         assert restarted.ledger.state.seal_hash == elsewhere.state.seal_hash
+    store.close()
+
+
+def _registry(window: int):
+    return devnet_registry(validators=4, balancing_groups=2, meters=10, period_seconds=60, correction_window=window,
+                           genesis_start=int(time.time()) - 3600, chain_id="test-history")
+
+
+@pytest.mark.trio
+async def test_retention_shorter_than_the_window_is_refused(tmp_path):
+    store = Store(tmp_path / "ledger.sqlite3")
+    async with MemoryHub() as hub:
+        with pytest.raises(StartRefused, match=r"retain_periods = 5 is shorter than the correction window \(4 "):
+            _validator(tmp_path, _registry(4), hub, store, retain=5)
+    store.close()
+
+
+@pytest.mark.trio
+async def test_retention_deletes_old_periods_and_says_so(tmp_path, caplog):
+    registry = _registry(4)
+    g = registry.genesis_period
+    elsewhere = Ledger(registry)
+    store = Store(tmp_path / "ledger.sqlite3")
+    caplog.set_level(logging.INFO, logger="test.history")
+    async with MemoryHub() as hub:
+        v = _validator(tmp_path, registry, hub, store, retain=6)
+        for h in range(g, g + 10):
+            batch = _batch(registry, h, late=h > g)
+            elsewhere.admit(batch, None)
+            seal = elsewhere.propose().seal_bytes
+            elsewhere.commit(seal)
+            _receive(v, batch)
+            await _commit(v, registry, seal)
+    last = g + 9
+    kept = [p for p in range(g, last + 1) if store.latest_version(p) is not None]
+    assert kept == list(range(last - 6, last + 1))  # the last commit's period and the 6 before it
+    assert store.get_batch(_batch(registry, g).digest()) is None  # settled, and older than what is kept
+    assert store.get_batch(_batch(registry, last, late=True).digest()) is not None
+    assert any("retention (retain_periods = 6): deleted before period" in r.message for r in caplog.records)
     store.close()
