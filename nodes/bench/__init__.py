@@ -57,6 +57,11 @@ def _attack(**kw):
     return run_attack(**kw)
 
 
+def _history(**kw):
+    from .history import run_history
+    return run_history(**kw)
+
+
 BENCHES: dict[str, Callable[..., dict]] = {
     "ingest": _ingest,
     "cascade": _cascade,
@@ -66,6 +71,7 @@ BENCHES: dict[str, Callable[..., dict]] = {
     "devnet": _devnet,
     "country": _country,
     "attack": _attack,
+    "history": _history,
 }
 
 

@@ -203,9 +203,24 @@ def attack_tables(r: dict) -> list:
     return [t, b, u]
 
 
+def history_tables(r: dict) -> list:
+    rows = r["rows"]
+    n = rows[0]["meters"] if rows else 0
+    t = _table(f"history: a validator at {n:,} meter points restarted on its store, then {rows[0]['commits'] if rows else 0} "
+               "heights each correcting the oldest correctable period (fresh process per window)",
+               ["window periods", "RSS after restart MB", "RSS after commits MB", "peak MB", "restart s", "build s",
+                "apply s", "persist s", "snapshot bytes", "disk bytes / settled reading"])
+    for x in rows:
+        t.add_row(_n(x["window"]), _n(x["restart_rss_mb"], 1), _n(x["rss_mb"], 1), _n(x["peak_mb"], 1),
+                  _n(x["restart_s"], 3), _n(x["build_s"], 2), _n(x["apply_s"], 3), _n(x["persist_s"], 2),
+                  _n(x["series"][-1]["state_bytes"] if x["series"] else None), _n(x["bytes_per_settled_reading"], 1))
+    return [t]
+
+
 RENDER: dict[str, Callable[[dict], list]] = {
     "ingest": ingest_tables, "cascade": cascade_tables, "merkle": merkle_tables, "consensus": consensus_tables,
     "sim": sim_tables, "devnet": devnet_tables, "country": country_tables, "attack": attack_tables,
+    "history": history_tables,
 }
 
 

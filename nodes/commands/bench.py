@@ -28,6 +28,9 @@ benchmark ran, 1 when it could not, 2 for bad arguments. docs/benchmarks.md show
   attack     hostile input: every decoder fuzzed (crashes and non-canonical acceptances must be 0), header
              bombs (time and peak memory next to an honest batch of the same size), one reading in many
              batches (batches held and listed)
+  history    the settled history on disk: a validator's resident memory at 100k meter points with correction
+             windows of 4, 96, 960 and 5,760 periods (store filled synthetically), bytes on disk per settled
+             reading, commit persistence and restart time
   show       print the tables of results saved with --save again
   plot       draw the charts (PNG) of results saved with --save
 
@@ -141,6 +144,19 @@ def register(subparsers) -> None:
     s.add_argument("--seed", type=int, default=1, help="seed of the generated inputs (default 1)")
     _common(s)
 
+    s = sub.add_parser("history", help="memory, persistence and restart against the correction window")
+    s.add_argument("--meters", type=_positive, default=100_000, help="meter points (default 100000)")
+    s.add_argument("--windows", type=_ints, default=(4, 96, 960, 5760),
+                   help="correction windows in periods (default 4,96,960,5760)")
+    s.add_argument("--commits", type=_positive, default=3, help="heights settled after the restart (default 3)")
+    s.add_argument("--skip", type=float, default=0.01, help="share of meter points without a reading, "
+                                                           "substituted from the day before (default 0.01)")
+    s.add_argument("--late", type=int, default=100, help="corrections per height for the oldest correctable "
+                                                        "period (default 100)")
+    s.add_argument("--directory", default=None, help="where the temporary stores go (default: the system's "
+                                                     "temporary directory; about 1.6 GB at 100k meter points)")
+    _common(s)
+
     s = sub.add_parser("show", help="print the tables of saved results again")
     s.add_argument("results", nargs="+", type=Path, metavar="FILE", help="JSON files written with --save")
 
@@ -159,6 +175,7 @@ _OPTIONS = {
     "devnet": ("meters", "periods", "period_seconds", "validators", "inprocess", "window", "keep"),
     "country": ("areas", "groups", "network_validators", "meters", "area_sizes", "heights", "seeds"),
     "attack": ("inputs", "bomb_mib", "duplicates", "seed"),
+    "history": ("meters", "windows", "commits", "skip", "late", "directory"),
 }
 
 
@@ -194,7 +211,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.bench == "sim" and options["faults"] not in ("none", "drop", "partition", "crash", "all"):
         err.print(f"--faults must be none, drop, partition, crash or all, not {options['faults']!r}")
         return 2
-    if args.bench == "cascade" and not (0 <= options["skip"] < 1):
+    if args.bench in ("cascade", "history") and not (0 <= options["skip"] < 1):
         err.print("--skip is a share between 0 and 1")
         return 2
     from nodes.progress import progress_bar

@@ -14,7 +14,7 @@ the history never decides anything, so a seal is the same whichever implementati
 from __future__ import annotations
 
 from array import array
-from typing import Iterator, Mapping, Protocol
+from typing import Iterable, Iterator, Mapping, Protocol
 
 from .messages import PeriodResult
 
@@ -121,15 +121,35 @@ class Columns(Mapping[str, tuple]):
     __slots__ = ("layout", "ver", "qual", "imp", "exp", "rver", "reg", "rimp", "rexp", "sigs", "sig_len")
 
     def __init__(self, layout: Layout, entries: Mapping[str, tuple]):
+        self._fill(layout, (entries[m] for m in layout.order))
+
+    @classmethod
+    def of_rows(cls, layout: Layout, rows: Iterable[tuple]) -> Columns:
+        """From the entries in registry order (e.g. decoded from stored period rows), without a dict."""
+        c = cls.__new__(cls)
+        c._fill(layout, rows)
+        return c
+
+    def _fill(self, layout: Layout, rows: Iterable[tuple]) -> None:
         self.layout = layout
-        rows = [entries[m] for m in layout.order]
-        cols = list(zip(*rows)) if rows else [()] * 9
-        self.ver, self.imp, self.exp, self.rver, self.rimp, self.rexp = (
-            array("Q", cols[i]) for i in (0, 2, 3, 4, 6, 7))
-        self.qual = bytes(cols[1])
-        self.reg = bytes(cols[5])
-        self.sig_len = bytes(len(s) for s in cols[8])
-        self.sigs = b"".join(s.ljust(SIG_BYTES, b"\0") for s in cols[8])
+        self.ver, self.imp, self.exp, self.rver, self.rimp, self.rexp = (array("Q") for _ in range(6))
+        qual, reg, sig_len, sigs = bytearray(), bytearray(), bytearray(), bytearray()
+        ver, imp, exp, rver, rimp, rexp = self.ver, self.imp, self.exp, self.rver, self.rimp, self.rexp
+        for e in rows:
+            ver.append(e[0])
+            qual.append(e[1])
+            imp.append(e[2])
+            exp.append(e[3])
+            rver.append(e[4])
+            reg.append(e[5])
+            rimp.append(e[6])
+            rexp.append(e[7])
+            sig = e[8]
+            sig_len.append(len(sig))
+            sigs += sig.ljust(SIG_BYTES, b"\0")
+        if len(ver) != len(layout.order):
+            raise ValueError(f"{len(ver)} entries for {len(layout.order)} meter points")
+        self.qual, self.reg, self.sig_len, self.sigs = bytes(qual), bytes(reg), bytes(sig_len), bytes(sigs)
 
     def __getitem__(self, malo: str) -> tuple:
         i = self.layout.index[malo]

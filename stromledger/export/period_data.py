@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import msgpack
 
@@ -58,22 +58,31 @@ def decode_leaf_item(item: bytes) -> tuple:
     return (*obj[5:10], bool(obj[10]), *obj[11:14])
 
 
-def decode_period_entries(data: bytes) -> tuple[int, int, dict[str, tuple]]:
-    """(period, version, malo_id -> settled entry) of the node's own stored period rows: the settled history
-    a seal reads (no registry checks; ExportError for bytes that are not this format)."""
+def decode_period_leaves(data: bytes) -> tuple[int, int, tuple[bytes, ...]]:
+    """(period, version, leaf bytes) of the node's own stored period rows, the leaves undecoded (see
+    `period_entries`); ExportError for bytes that are not this format."""
     try:
         fmt, period, version, leaves = msgpack.unpackb(data, raw=False, use_list=False, max_bin_len=MAX_DATA_BYTES,
                                                        max_map_len=0, max_ext_len=0)
         if fmt != PERIOD_ROWS_FORMAT:
             raise ValueError("not period rows")
-        unpack = msgpack.unpackb
-        out = {}
-        for leaf in leaves:
+    except (ValueError, TypeError, msgpack.ExtraData) as e:
+        raise ExportError(f"stored period rows are malformed: {e}") from None
+    return period, version, leaves
+
+
+def period_entries(leaves: Iterable[bytes], order: Iterable[str]) -> Iterator[tuple]:
+    """The settled entry (rows.VER .. rows.RSIG) of each stored leaf, checked to be the meter point `order`
+    names at its place: the settled history a seal reads, one entry at a time."""
+    unpack = msgpack.unpackb
+    try:
+        for leaf, malo in zip(leaves, order, strict=True):
             obj = unpack(leaf, raw=False, use_list=False)
-            out[obj[2]] = (*obj[5:10], bool(obj[10]), *obj[11:14])
+            if obj[2] != malo:
+                raise ValueError(f"a leaf of {obj[2]!r} where the registry has {malo!r}")
+            yield (*obj[5:10], bool(obj[10]), *obj[11:14])
     except (ValueError, TypeError, IndexError, msgpack.ExtraData) as e:
         raise ExportError(f"stored period rows are malformed: {e}") from None
-    return period, version, out
 
 
 def is_period_rows(data: bytes) -> bool:
