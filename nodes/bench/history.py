@@ -2,11 +2,12 @@
 
 Per window W, in a fresh process (`python -m nodes.bench.history N W K`, so no earlier heap counts):
   fill      the store is filled synthetically as a validator that settled up to height h0 would have left
-            it: the period rows (with their leaf index) of the last day (97 periods: substitution reads the
-            day before) and of the K periods at the far end of the window that the run corrects, one seal
-            at h0 holding the results of those corrected periods, and the state snapshot at h0. The other
-            periods of the window are left out: the run never reads them, and a full two-month window at
-            100k meter points is about 90 GB (bytes per settled reading x meter points x W)
+            it, with the periods the run reads: the period rows (with their leaf index) of h0, of the K
+            periods a day before the K heights settled (substitution reads them, when the window holds a
+            day) and of the K periods at the far end of the window that the run corrects; one seal at h0
+            holding the results of those, and the state snapshot at h0. The other periods of the window
+            are left out: nothing reads them, and a full two-month window at 100k meter points is about
+            90 GB (bytes per settled reading x meter points x W)
   restart   open the store and restore the settled state (`SettledState.decode` over `StoreHistory`): what
             `Validator._restore_ledger` does before a node serves
   commit    K heights h0 + 1 ..: every meter point's reading but a share `skip` (substituted from the day
@@ -98,8 +99,11 @@ def fill_store(meters: int, window: int, commits: int, directory: str, seed: int
     grid, h0, far_ends = _plan(meters, window, commits, seed)
     with stopwatch() as lap:
         with Store(Path(directory) / "ledger.sqlite3") as store:
-            filled = fill(store, grid, h0, list(range(h0 - DAY_PERIODS, h0 + 1)) + far_ends, far_ends)
-            db_bytes = sum(store.db.size())
+            day_before = [h0 + 1 + k - DAY_PERIODS for k in range(commits)]
+            filled = fill(store, grid, h0, day_before + far_ends, far_ends)
+            with store.db.read() as conn:  # everything into the database file, to count its pages only
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db_bytes = store.db.size()[0]
     return {**filled, "fill_s": lap.wall, "db_bytes_filled": db_bytes,
             "bytes_per_settled_reading": db_bytes / (filled["periods_filled"] * meters)}
 
