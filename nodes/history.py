@@ -53,14 +53,21 @@ class StoreHistory:
             self._versions[period] = self.store.latest_version(period)
         return self._versions[period]
 
-    def entry(self, period: int, malo: str) -> tuple | None:
+    def _latest(self, period: int) -> tuple[tuple[int, int] | None, tuple | None]:
+        """((period, latest version), its unsaved (height, result, entries) if not written yet); (None, None)
+        if the period has no version."""
         version = self._version(period)
         if version is None:
-            return None
+            return None, None
         key = (period, version)
-        found = self._unsaved.get(key)
-        if found is not None:
-            return found[2].get(malo)
+        return key, self._unsaved.get(key)
+
+    def entry(self, period: int, malo: str) -> tuple | None:
+        key, unsaved = self._latest(period)
+        if unsaved is not None:
+            return unsaved[2].get(malo)
+        if key is None:
+            return None
         cached = self._periods.get(key)
         if cached is not None:
             return cached.get(malo)
@@ -68,53 +75,44 @@ class StoreHistory:
         if position is None:
             return None
         self.reads["entry"] += 1
-        item = self.store.period_leaf(period, version, position)
+        item = self.store.period_leaf(*key, position)
         if item is None:  # rows written before the index existed: read the whole period
             return (self.entries(period) or {}).get(malo)
         return decode_leaf_item(item)
 
     def entries(self, period: int) -> Mapping[str, tuple] | None:
-        version = self._version(period)
-        if version is None:
+        key, unsaved = self._latest(period)
+        if unsaved is not None:
+            return unsaved[2]
+        if key is None:
             return None
-        key = (period, version)
-        found = self._unsaved.get(key)
-        if found is not None:
-            return found[2]
         cached = self._periods.get(key)
-        if cached is not None:
-            self._periods.move_to_end(key)
-            return cached
-        row = self.store.get_period_result(period, version)
-        if row is None:
-            return None
-        self.reads["period"] += 1
-        # straight into columns (about 115 bytes per meter point), no dict of tuples in between
-        entries = Columns.of_rows(self.layout, period_entries(decode_period_leaves(row.data)[2], self.layout.order))
-        self._periods[key] = entries
-        while len(self._periods) > self.cached_periods:
-            self._periods.popitem(last=False)
-        return entries
+        if cached is None:
+            row = self.store.get_period_result(*key)
+            if row is None:
+                return None
+            self.reads["period"] += 1
+            # straight into columns (about 115 bytes per meter point), no dict of tuples in between
+            cached = Columns.of_rows(self.layout, period_entries(decode_period_leaves(row.data)[2],
+                                                                 self.layout.order))
+        _remember(self._periods, key, cached, self.cached_periods)
+        return cached
 
     def result(self, period: int) -> PeriodResult | None:
-        version = self._version(period)
-        if version is None:
+        key, unsaved = self._latest(period)
+        if unsaved is not None:
+            return unsaved[1]
+        if key is None:
             return None
-        key = (period, version)
-        found = self._unsaved.get(key)
-        if found is not None:
-            return found[1]
         cached = self._results.get(key)
         if cached is None:
-            row = self.store.get_period_result(period, version)
+            row = self.store.get_period_result(*key)
             commit = None if row is None else self.store.get_commit(row.height)
             if commit is None:
                 return None
             self.reads["result"] += 1
             cached = PeriodSeal.decode(commit.value).result(period)
-            self._results[key] = cached
-            while len(self._results) > CACHED_RESULTS:
-                self._results.popitem(last=False)
+        _remember(self._results, key, cached, CACHED_RESULTS)
         return cached
 
     def batch(self, digest: bytes) -> tuple[int, int] | None:
@@ -163,3 +161,11 @@ class StoreHistory:
     @property
     def unsaved(self) -> int:
         return len(self._unsaved) + len(self._unsaved_batches)
+
+
+def _remember(cache: OrderedDict, key, value, limit: int) -> None:
+    """Keep `value` as the most recently used of at most `limit` entries."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
