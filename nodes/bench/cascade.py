@@ -42,15 +42,16 @@ TARGET_METERS = 1_000_000
 TARGET_SECONDS = 10.0
 
 
-def _batches(grid, period: int, batch_size: int, skip: float) -> list:
+def _batches(grid, period: int, batch_size: int, skip: float, profile_period: int | None = None) -> list:
     """Each period's readings as CheckedBatches. Every reading gets its own 64-byte placeholder signature
     (a hash, not an Ed25519 signature), so the settled state holds one signature object per entry, as it
-    does with real readings."""
+    does with real readings. `profile_period`: take the energies of that period instead (bench history)."""
     reg = grid.registry
     keys = {m: mp.meter_key for m, mp in reg.meter_points.items()}
     tag = f"/{period}".encode()
+    values = grid.values(period if profile_period is None else profile_period, skip=skip)
     readings = [Reading(m, period, 1, False, imp, exp, keys[m], sha512(m.encode() + tag).digest())
-                for m, imp, exp in grid.values(period, skip=skip)]
+                for m, imp, exp in values]
     chain, submitter = reg.chain_id, grid.submitter.public
     batches = [Batch(chain, submitter, tuple(readings[i:i + batch_size]), (), NO_SIG)
                for i in range(0, len(readings), batch_size)]

@@ -40,13 +40,20 @@ from .timing import median, proc_memory, stopwatch
 DAY_PERIODS = 96
 
 
+def _profile_period(grid, period: int) -> int:
+    """The period of the first simulated day whose energies stand in for `period`: the synthetic profiles
+    are computed from genesis up to the period asked for, which would grow with the window and be measured
+    as the validator's memory."""
+    return grid.registry.genesis_period + 1 + period % DAY_PERIODS
+
+
 def _entries(grid, period: int) -> dict[str, tuple]:
     """The settled entries of a period in which every meter point's reading was measured."""
     from stromledger.cascade.messages import MEASURED
 
     tag = f"/{period}".encode()
     return {m: (1, MEASURED, imp, exp, 1, False, imp, exp, sha512(m.encode() + tag).digest())
-            for m, imp, exp in grid.values(period)}
+            for m, imp, exp in grid.values(_profile_period(grid, period))}
 
 
 def fill(store, grid, h0: int, periods: list[int], corrected: list[int]) -> dict:
@@ -127,6 +134,9 @@ def measure(meters: int, window: int, commits: int, directory: str, skip: float 
     del grid._meter_keys
     gc.collect()
     registry_rss = proc_memory()
+    grid.values(_profile_period(grid, h0))  # the data generator's profiles, before the validator's memory
+    gc.collect()
+    generator_rss = proc_memory()
     with stopwatch() as restart:
         store = Store(Path(directory) / "ledger.sqlite3")
         history = StoreHistory(store, reg)
@@ -138,10 +148,10 @@ def measure(meters: int, window: int, commits: int, directory: str, skip: float 
     series = []
     for _ in range(commits):
         h = ledger.next_height
-        checked = _batches(grid, h, batch_size, skip)
+        checked = _batches(grid, h, batch_size, skip, _profile_period(grid, h))
         oldest = h - window
         fixes = [Reading(m, oldest, 2, False, imp + 1, exp, keys[m], sha512(m.encode() + b"/fix").digest())
-                 for m, imp, exp in grid.values(oldest)[:late]]
+                 for m, imp, exp in grid.values(_profile_period(grid, oldest))[:late]]
         if fixes:
             checked.append(unverified(reg, Batch(reg.chain_id, grid.submitter.public, tuple(fixes), (), NO_SIG)))
         for cb in checked:
@@ -173,7 +183,7 @@ def measure(meters: int, window: int, commits: int, directory: str, skip: float 
         "meters": meters, "window": window, "commits": commits, "skip": skip, "late": late,
         "restart_s": restart.wall,
         "start_rss_mb": start_rss.get("VmRSS"), "registry_rss_mb": registry_rss.get("VmRSS"),
-        "restart_rss_mb": after_restart.get("VmRSS"), "rss_mb": end.get("VmRSS"), "peak_mb": end.get("VmHWM"),
+        "generator_rss_mb": generator_rss.get("VmRSS"), "restart_rss_mb": after_restart.get("VmRSS"), "rss_mb": end.get("VmRSS"), "peak_mb": end.get("VmHWM"),
         "build_s": median([s["build_s"] for s in series]), "apply_s": median([s["apply_s"] for s in series]),
         "persist_s": median([s["persist_s"] for s in series]),
         "series": series,
