@@ -110,7 +110,7 @@ class Validator(RoleNode):
         self._waiting_since: Optional[tuple[int, float]] = None  # (that height, since when), for `halted`
         self.settlement_blocked = trio.Event()  # set when that first happens (tests wait on it)
         self.exports = 0
-        self.persist_seconds = 0.0  # how long the last commit took to persist (status, benchmarks)
+        self.persist_seconds = 0.0  # how long the last commit took to persist (logged at DEBUG)
         self._send, self._recv = trio.open_memory_channel[Any](EVENT_QUEUE)
         self._started_height = -1
         self._trees = ProofTrees(self._build_tree)
@@ -604,6 +604,7 @@ class Validator(RoleNode):
             self.history.saved(written)
         self.store.wal_truncate_below(h + 1)
         self.persist_seconds = time.monotonic() - started
+        self.log.debug("height %d persisted in %.3f s", h, self.persist_seconds)
         self._apply_retention(h)
 
     def _log_commit(self, c: CommitInfo) -> None:
