@@ -153,7 +153,7 @@ def register(subparsers) -> None:
                                                            "substituted from the day before (default 0.01)")
     s.add_argument("--late", type=int, default=100, help="corrections per height for the oldest correctable "
                                                         "period (default 100)")
-    s.add_argument("--directory", default=None, help="where the temporary stores go (default: the system's "
+    s.add_argument("--directory", default=None, metavar="DIR", help="where the temporary stores go (default: the system's "
                                                      "temporary directory; about 1.6 GB at 100k meter points)")
     _common(s)
 

@@ -7,7 +7,8 @@ is whichever quorum of precommits it happened to collect, and may differ from an
 is final for export once the next height has committed. The rows of a period result come from the first
 of these that has them:
 1. the store's `period_results` row, if the node keeps the rows there (`period_data.encode_period_rows`);
-2. the node's latest settled-state snapshot, if the period's latest version there is the one wanted;
+2. the node's latest settled-state snapshot, if it holds its history (a validator's history is the store's
+   period rows, case 1) and the period's latest version there is the one wanted;
 3. a replay of the committed seals and their stored batches from genesis (slow, but always possible).
 
 The store is used through a few read methods only (see `StoreReader`); nothing here imports sqlite.

@@ -93,3 +93,18 @@ def test_attack(capsys):
     assert r["fuzz"]["crashes"] == 0 and r["fuzz"]["non_canonical_accepted"] == 0
     assert all(b["verdict"].startswith("refused") for b in r["bombs"]) and r["baseline"]["verdict"] == "ok"
     assert r["duplicates"]["held"] == 1 and r["duplicates"]["listed"] == 1
+
+
+def test_history(tmp_path):
+    # in this process (the command runs each window in two fresh processes: fill, then restart and settle)
+    from nodes.bench.history import fill_store, measure
+
+    for window in (4, 100):
+        directory = tmp_path / str(window)
+        directory.mkdir()
+        filled = fill_store(300, window, 1, str(directory))
+        row = measure(300, window, 1, str(directory), late=5)
+        assert filled["bytes_per_settled_reading"] > 0 and row["rss_mb"] > 0
+        first = row["series"][0]
+        assert first["corrected_version"] == 2 and first["corrected_meter_points"] == 5
+        assert first["state_bytes"] < 200 and first["store_reads"]["entry"] >= 5  # the corrections read single meter points
