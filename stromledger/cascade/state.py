@@ -173,7 +173,9 @@ class SettledState:
             found = self.history.entries(self.height)
             if found is None:
                 raise StateError(f"the history holds no rows of the last committed period {self.height}")
-            self.last = Columns(self._layout_of(registry), found)
+            layout = self._layout_of(registry)
+            same = isinstance(found, Columns) and found.layout.order == layout.order
+            self.last = found if same else Columns(layout, found)
 
     # -- canonical bytes ---------------------------------------------------------------------------------
 
