@@ -205,9 +205,9 @@ def attack_tables(r: dict) -> list:
 
 def history_tables(r: dict) -> list:
     rows = r["rows"]
-    n = rows[0]["meters"] if rows else 0
-    t = _table(f"history: a validator at {n:,} meter points restarted on its store, then {rows[0]['commits'] if rows else 0} "
-               "heights each correcting the oldest correctable period (fresh process per window)",
+    n, commits = (rows[0]["meters"], rows[0]["commits"]) if rows else (0, 0)
+    t = _table(f"history: a validator at {n:,} meter points restarted on its store, then {commits} heights each "
+               "correcting the oldest correctable period (fresh process per window)",
                ["window periods", "RSS after restart MB", "RSS after commits MB", "peak MB", "restart s", "build s",
                 "apply s", "persist s", "snapshot bytes", "disk bytes / settled reading"])
     for x in rows:

@@ -1,11 +1,18 @@
-"""A validator killed while it persists a commit (the settled history's rows written, the transaction not yet
-committed) restarts from its store with nothing lost: the commit is replayed into the settled state, its
-rows and settled batches are written, and the next seal commits as on every other node."""
+"""A validator killed (SIGKILL) while it persists a commit (the settled history's rows written, the
+transaction not yet committed) restarts from its store with nothing lost: the commit is replayed into the
+settled state, its rows and settled batches are written, and the next seal commits as on every other node.
+Retention: `[history] retain_periods` prunes, says so, and is refused when shorter than the window."""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -21,8 +28,7 @@ from stromledger.net import MemoryHub
 from stromledger.store import Store
 
 
-class Killed(BaseException):
-    """The process dies here (SQLite rolls the open transaction back, as after SIGKILL)."""
+WORKER = Path(__file__).with_name("history_kill_worker.py")
 
 
 def _validator(tmp_path, registry, hub, store, retain: int = 0) -> Validator:
@@ -58,28 +64,33 @@ def _receive(v: Validator, batch) -> None:
     v._store_batch(v.ledger.add_fetched(batch), batch.encode())
 
 
-async def _commit(v: Validator, registry, seal: bytes, kill: bool = False) -> None:
-    """What Validator._on_decide does, the commit first (durable), then apply and persist."""
+async def _commit(v: Validator, registry, seal: bytes, die: Callable[[], None] | None = None) -> None:
+    """What Validator._on_decide does, the commit first (durable), then apply and persist; `die` is called
+    inside the persisting transaction, right after the settled history's rows went into it."""
     h = v.ledger.next_height
     v.store.put_commit(h, 0, seal, sha256(seal), _certificate(registry, h, sha256(seal)), 0)
     outcome, rows, state, done = await v._apply_commit(h, seal)
-    if kill:
+    if die is not None:
         persist = v.history.persist
 
         def persist_then_die():
-            persist()  # the rows are in the open transaction...
-            raise Killed()  # ...which never commits
+            persist()
+            die()
 
         v.history.persist = persist_then_die
     v._persist_commit(h, rows, state, outcome.seal.vote_evidence, done)
 
 
-@pytest.mark.trio
-async def test_a_validator_killed_during_commit_persistence_loses_nothing(tmp_path):
-    registry = devnet_registry(validators=4, balancing_groups=2, meters=10, period_seconds=60,
-                               genesis_start=int(time.time()) - 3600, chain_id="test-history")
+def history_registry(start: int):
+    return devnet_registry(validators=4, balancing_groups=2, meters=10, period_seconds=60, genesis_start=start,
+                           chain_id="test-history")
+
+
+def history_chain(registry) -> tuple[list[bytes], list, dict]:
+    """Four seals as another validator builds them (every height corrects the period before), their batches,
+    and per height the (version, entries) of every period in that validator's window after it."""
     g = registry.genesis_period
-    elsewhere = Ledger(registry)  # another validator, never killed
+    elsewhere = Ledger(registry)
     seals, batches, after = [], [], {}
     for h in range(g, g + 4):
         batches.append(_batch(registry, h, late=h > g))
@@ -88,20 +99,37 @@ async def test_a_validator_killed_during_commit_persistence_loses_nothing(tmp_pa
         elsewhere.commit(seals[-1])
         after[h] = {p: (elsewhere.state.results[p].version, dict(elsewhere.state.entries[p]))
                     for p in elsewhere.state.entries}
+    return seals, batches, after
 
-    path = tmp_path / "ledger.sqlite3"
-    store = Store(path)
+
+def _sigkill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def commit_then_die(home: Path, start: int) -> None:
+    """The worker's run (history_kill_worker.py): commit g and g + 1, then SIGKILL inside g + 2's persistence."""
+    registry = history_registry(start)
+    seals, batches, _ = history_chain(registry)
+    store = Store(home / "ledger.sqlite3")
     async with MemoryHub() as hub:
-        v = _validator(tmp_path, registry, hub, store)
-        for i in range(2):
+        v = _validator(home, registry, hub, store)
+        for i in range(3):
             _receive(v, batches[i])
-            await _commit(v, registry, seals[i])
-        _receive(v, batches[2])
-        with pytest.raises(Killed):
-            await _commit(v, registry, seals[2], kill=True)
-        hub.detach(devnet_key("validator-1").public)
-        store.close()
+            await _commit(v, registry, seals[i], die=_sigkill if i == 2 else None)
+    raise SystemExit("not killed")
 
+
+@pytest.mark.trio
+async def test_a_validator_killed_during_commit_persistence_loses_nothing(tmp_path):
+    start = int(time.time()) - 3600
+    registry = history_registry(start)
+    g = registry.genesis_period
+    seals, batches, after = history_chain(registry)
+    worker = subprocess.run([sys.executable, str(WORKER), str(tmp_path), str(start)], capture_output=True,
+                            text=True, timeout=120)
+    assert worker.returncode == -signal.SIGKILL, worker.stderr[-2000:]
+    path = tmp_path / "ledger.sqlite3"
+    async with MemoryHub() as hub:
         store = Store(path)
         assert store.latest_state()[0] == g + 1 and store.last_height() == g + 2
         assert store.latest_version(g + 2) is None  # the killed transaction's rows are gone
@@ -118,7 +146,7 @@ async def test_a_validator_killed_during_commit_persistence_loses_nothing(tmp_pa
         assert again.refused is not None and again.refused.reason == Reason.DUPLICATE
         _receive(restarted, batches[3])
         await _commit(restarted, registry, seals[3])  # and it goes on like every other node
-        assert restarted.ledger.state.seal_hash == elsewhere.state.seal_hash
+        assert restarted.ledger.state.seal_hash == sha256(seals[3])
     store.close()
 
 
