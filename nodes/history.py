@@ -28,6 +28,17 @@ from stromledger.export.period_data import (
 from stromledger.registry import Registry
 from stromledger.store import Store
 
+def retention_problem(retain_periods: int, correction_window: int) -> str | None:
+    """Why `[history] retain_periods` cannot be used with this correction window, or None: 0 keeps
+    everything; otherwise it must outlast the window and the export of the height before (which reads the
+    previous versions of what it corrects)."""
+    least = correction_window + 2
+    if retain_periods and retain_periods < least:
+        return (f"[history] retain_periods = {retain_periods} is shorter than the correction window "
+                f"({correction_window} periods) + 2: set at least {least}, or 0 to keep every settled version")
+    return None
+
+
 CACHED_PERIODS = 2  # decoded whole periods kept (the day before for substitution, a corrected period)
 CACHED_RESULTS = 64
 

@@ -51,7 +51,7 @@ from stromledger.store import Store
 
 from .consensus_guard import ReplyLimiter, StartRefused, WalBudget, admit_consensus, check_sign_guard
 from .health import health_fields
-from .history import StoreHistory
+from .history import StoreHistory, retention_problem
 from .proof_trees import ProofTrees
 from .protocol import (
     MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
@@ -200,14 +200,11 @@ class Validator(RoleNode):
         return SettledState.genesis(self.reg, self.history)
 
     def _retention(self) -> int:
-        """[history] retain_periods: 0 keeps everything; otherwise it must outlast the correction window and
-        the export of the height before (which reads the previous versions of what it corrects)."""
+        """[history] retain_periods (0: keep everything), refused when it would cut into the window."""
         retain = self.ctx.config.history.get("retain_periods", 0)
-        least = self.reg.correction_window + 2
-        if retain and retain < least:
-            raise StartRefused(f"[history] retain_periods = {retain} is shorter than the correction window "
-                               f"({self.reg.correction_window} periods) + 2: set at least {least}, or 0 to keep "
-                               "every settled version")
+        problem = retention_problem(retain, self.reg.correction_window)
+        if problem:
+            raise StartRefused(problem)
         return retain
 
     def _apply_retention(self, h: int) -> None:

@@ -67,6 +67,12 @@ def check_home(home: str | Path) -> tuple[list[str], list[str]]:
         ok.append(f"listen: {config.listen}")
     except InitError as e:
         problems.append(str(e).replace("--listen", "listen"))
+    if config.role == "validator":
+        from nodes.history import retention_problem
+
+        retention = retention_problem(config.history.get("retain_periods", 0), registry.correction_window)
+        if retention:
+            problems.append(retention)
     validators = set(registry.validator_keys())
     for i, peer in enumerate(config.peers):
         if peer.key not in validators:

@@ -116,3 +116,13 @@ def test_node_run_explains_known_conditions_in_one_line(home, genesis, tmp_path,
     archives = list(other.home.glob("data.*"))
     assert len(archives) == 1 and (archives[0] / "data" / "ledger.sqlite3").exists()
     assert main(["config", "check", "--home", str(other.home)]) == 0
+
+
+def test_config_check_refuses_a_retention_shorter_than_the_window(home, capsys):
+    window = load_genesis(home.genesis_path).correction_window
+    edit(home, "[history]  # validator nodes only\n", f"[history]\nretain_periods = {window}\n")
+    assert main(["config", "check", "--home", str(home.home)]) == 1
+    err = capsys.readouterr().err
+    assert f"[history] retain_periods = {window} is shorter than the correction window ({window} periods)" in err
+    edit(home, f"retain_periods = {window}\n", f"retain_periods = {window + 2}\n")
+    assert main(["config", "check", "--home", str(home.home)]) == 0
