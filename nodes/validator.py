@@ -142,7 +142,10 @@ class Validator(RoleNode):
                     ledger.add_checkpoint(data)
         last = self.store.last_height()
         if last is not None and (state.height is None or state.height < last):
-            # Killed between storing a commit and its snapshot: replay the commits the snapshot lacks.
+            # Killed between storing a commit and persisting what it settles: complete each such commit now
+            # with the very step a live commit ends with (_persist_commit: period results, settled marks,
+            # snapshot in one transaction), so the node ends as if it had never stopped. Exports follow at
+            # start (_export_missing).
             first = ledger.next_height
             for commit in self.store.commits_from(first, last - first + 1):
                 seal = (NetworkSeal if self.is_network else PeriodSeal).decode(commit.value)
@@ -150,9 +153,11 @@ class Validator(RoleNode):
                     data = self.store.get_batch(digest)
                     if data is not None:
                         self._add_fetched(ledger, data)
-                ledger.commit(commit.value)
-                self.log.info("replayed committed height %d into the settled state", commit.height)
-            self.store.put_state(ledger.state.height, ledger.state.encode())
+                outcome = ledger.commit(commit.value)
+                rows, snapshot, done = self._snapshot(ledger, outcome)
+                self._persist_commit(commit.height, rows, snapshot, outcome.seal.vote_evidence, done)
+                self.log.info("completed committed height %d after a restart: %d period results, %d batches "
+                              "settled", commit.height, len(rows), len(done))
         # Batches admitted earlier that later seals may still settle.
         lo = correctable_from(self.reg, ledger.next_height)
         now_period = self._now_period()
@@ -440,11 +445,7 @@ class Validator(RoleNode):
     async def _on_decide(self, d: ev.Decide) -> None:
         h, cert = d.height, d.certificate
         seal_hash = sha256(d.value)
-        # Durable first: whatever happens next, the decision is not lost.
-        await trio.to_thread.run_sync(self.store.put_commit, h, cert.round, d.value, seal_hash, cert.encode(),
-                                      int(self.clock()))
-        outcome, rows, state, done = await self._apply_commit(h, d.value, cert.encode())
-        await trio.to_thread.run_sync(self._persist_commit, h, rows, state, outcome.seal.vote_evidence, done)
+        outcome = await self._commit(h, cert.round, d.value, cert.encode())
         seal = outcome.seal
         # Latency after gate closure only for a height this node started at its gate closure; a height decided
         # while catching up (replayed from peers' commits) says nothing about settlement speed.
@@ -465,6 +466,15 @@ class Validator(RoleNode):
         async with self.committed:
             self.committed.notify_all()
 
+    async def _commit(self, h: int, round: int, value: bytes, certificate: bytes):
+        """Store a decided seal, apply it and persist what it settles. The commit is durable first: a process
+        killed after that completes the rest at its next start (_restore_ledger), with the same steps."""
+        await trio.to_thread.run_sync(self.store.put_commit, h, round, value, sha256(value), certificate,
+                                      int(self.clock()))
+        outcome, rows, state, done = await self._apply_commit(h, value, certificate)
+        await trio.to_thread.run_sync(self._persist_commit, h, rows, state, outcome.seal.vote_evidence, done)
+        return outcome
+
     async def _apply_commit(self, h: int, value: bytes, certificate: bytes = b""):
         """Apply a decided seal to the ledger. If this node cannot rebuild it yet (a listed batch could not be
         fetched), settlement waits: it retries with backoff, and the next height is not applied before this
@@ -476,7 +486,7 @@ class Validator(RoleNode):
                 async with self._lock:
                     outcome = await trio.to_thread.run_sync(self.ledger.commit, value)
                     # Seconds at a million meter points: off the event loop, which keeps serving peers.
-                    rows, state, done = await trio.to_thread.run_sync(self._snapshot, outcome)
+                    rows, state, done = await trio.to_thread.run_sync(self._snapshot, self.ledger, outcome)
                     self._checkpoint = None
                     if self.scope and not self.is_network and certificate:
                         self._checkpoint = await trio.to_thread.run_sync(self._checkpoint_of, h, value, certificate)
@@ -490,13 +500,14 @@ class Validator(RoleNode):
             await trio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    def _snapshot(self, outcome) -> tuple[dict, bytes, list[bytes]]:
+    def _snapshot(self, ledger, outcome) -> tuple[dict, bytes, list[bytes]]:
         """What a commit persists: the rows of every period result, the settled state, and the batches the
-        ledger dropped because nothing is left in them to settle. Runs in a worker thread, under the lock."""
+        ledger dropped because nothing is left in them to settle. Runs in a worker thread, under the lock
+        (or at start-up, before the ledger is shared)."""
         rows = {} if self.is_network else \
-            {r.period: (r.version, list(self.ledger.rows(r.period))) for r in outcome.seal.results}
-        done = [d for d in outcome.seal.batches if self.ledger.batch(d) is None]
-        return rows, self.ledger.state.encode(), done
+            {r.period: (r.version, list(ledger.rows(r.period))) for r in outcome.seal.results}
+        done = [d for d in outcome.seal.batches if ledger.batch(d) is None]
+        return rows, ledger.state.encode(), done
 
     async def _export(self, height: int) -> None:
         async with self._export_lock:  # one at a time, in height order
