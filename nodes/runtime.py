@@ -19,6 +19,7 @@ from stromledger.crypto import SigningKey
 from stromledger.keys import read_key_file
 from stromledger.registry import Registry, load_genesis
 
+from .disk import disk_problem
 from .home import NodeConfig, load_config
 from .metrics import NodeMetrics
 from .setup import party_names
@@ -164,6 +165,8 @@ async def write_status_every(ctx: NodeContext, status: Callable[[], dict], secon
         try:
             ctx.write_status(status())
         except OSError as e:
+            if disk_problem(e) is not None:
+                raise  # a full or read-only disk stops the node (nodes/disk.py)
             ctx.log.warning("cannot write status: %s", e)
         await trio.sleep(seconds)
 

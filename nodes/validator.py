@@ -40,13 +40,16 @@ from stromledger.consensus.machine import Consensus
 from stromledger.consensus.messages import Commit, CommitCertificate, Proposal
 from stromledger.consensus.validators import ValidatorSet
 from stromledger.crypto import sha256
-from stromledger.export import decode_period_rows, encode_period_rows, export_committed
+from stromledger.export import (
+    decode_period_rows, encode_period_rows, export_committed, exported, remove_stale_temporaries,
+)
 from stromledger.export.build import ExportError
 from stromledger.export.network import export_network_committed
 from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetError
 from stromledger.registry import NETWORK, Registry
 from stromledger.store import Store
 
+from .disk import disk_problem
 from .consensus_guard import ReplyLimiter, WalBudget, admit_consensus, check_sign_guard
 from .health import health_fields
 from .proof_trees import ProofTrees
@@ -102,6 +105,8 @@ class Validator(RoleNode):
                                                            thread_name_prefix="verify")
         self._lock = trio.Lock()  # guards the ledger
         self._export_lock = trio.Lock()
+        self._exported_below = self.reg.genesis_period  # heights below: every export checked to be on disk
+        self.start_exports_done = trio.Event()  # set once the exports a crash lost are written again
         self._wal_height, self._wal_seen = -1, set()
         self.settlement_waiting: Optional[int] = None  # a committed height this node cannot apply yet
         self._waiting_since: Optional[tuple[int, float]] = None  # (that height, since when), for `halted`
@@ -205,6 +210,7 @@ class Validator(RoleNode):
                 nursery.start_soon(self._clock_loop)
                 nursery.start_soon(self._catch_up_loop)
                 nursery.start_soon(self._mesh_loop)
+                nursery.start_soon(self._start_exports)
                 if self.ctx.config.status_path and self.writes_status:
                     nursery.start_soon(self._status_loop)
                 self.log.info("validator %s up: next height %d (period %s), %d validators, quorum %d",
@@ -462,7 +468,7 @@ class Validator(RoleNode):
         if self.write_exports and h > self.reg.genesis_period:
             # The seal of h carries the canonical certificate of h - 1: h - 1 is now final for export.
             # In the background: a large export must not hold up the next height's consensus.
-            self._nursery.start_soon(self._export, h - 1)
+            self._nursery.start_soon(self._export_missing)
         async with self.committed:
             self.committed.notify_all()
 
@@ -509,29 +515,80 @@ class Validator(RoleNode):
         done = [d for d in outcome.seal.batches if ledger.batch(d) is None]
         return rows, ledger.state.encode(), done
 
-    async def _export(self, height: int) -> None:
-        async with self._export_lock:  # one at a time, in height order
-            try:
-                if self.is_network:
-                    paths = await self._export_network(height)
-                else:
-                    paths = await trio.to_thread.run_sync(export_committed, self.store, self.reg, height,
-                                                          self.export_root)
-                self.exports += len(paths)
-                self.log.info("exported height %d: %s", height, ", ".join(str(p) for p in paths))
-            except Exception as e:  # an export problem must never stop settlement
-                self.log.error("export of height %d failed: %s", height, e)
+    # -- exports: derived work, (re)done until it exists ---------------------------------------------------
 
-    async def _export_network(self, height: int) -> list:
-        """The network export of `height` and of any earlier height still waiting for its area seals'
-        canonical certificates (they come with the areas' next checkpoints)."""
-        self._network_export_waiting.add(height)
+    async def _start_exports(self) -> None:
+        """At start: remove the hidden temporary directories a killed export left, then write every export
+        a crash lost (at commit, or during the export)."""
+        if not self.write_exports:
+            return
+        removed = await trio.to_thread.run_sync(remove_stale_temporaries, self.export_root)
+        for path in removed:
+            self.log.info("removed %s, left by an export that was killed mid-write", path)
+        await self._export_missing()
+        self.start_exports_done.set()
+
+    def _unexported_heights(self) -> tuple[list[int], int]:
+        """The committed heights from `_exported_below` on whose certificate this node has (the next height
+        is committed) and some of whose exports are not on disk; and the height the scan stopped at."""
+        last = self.store.last_height()
+        decode_seal = NetworkSeal.decode if self.is_network else PeriodSeal.decode
+        out, h = [], self._exported_below
+        while last is not None and h < last:
+            page = self.store.commits_from(h, min(64, last - h))
+            if not page:
+                break
+            for c in page:
+                if not all(exported(self.export_root, self.reg, r.period, r.version)
+                           for r in decode_seal(c.value).results):
+                    out.append(c.height)
+            h = page[-1].height + 1
+        return out, h
+
+    async def _export_missing(self) -> None:
+        """Write every missing export of a height final for export, in height order, one run at a time (at
+        start and after every commit). A height that fails is tried again after the next commit."""
+        async with self._export_lock:
+            heights, scanned = await trio.to_thread.run_sync(self._unexported_heights)
+            if heights and self.commits == 0:
+                self.log.info("writing the missing exports of height(s) %s", ", ".join(map(str, heights)))
+            if self.is_network:  # waits for its area seals' canonical certificates: _export_network retries
+                self._network_export_waiting.update(heights)
+                self._exported_below = scanned
+                await self._export_guarded(None, self._export_network)
+                return
+            for h in heights:
+                if not await self._export_guarded(h, trio.to_thread.run_sync, export_committed, self.store,
+                                                  self.reg, h, self.export_root):
+                    scanned = min(scanned, h)
+            self._exported_below = scanned
+
+    async def _export_guarded(self, height: Optional[int], export, *args) -> bool:
+        """Run one export call; an export problem is logged and never stops settlement, a disk that cannot
+        be written stops the node (nodes/disk.py)."""
+        try:
+            paths = await export(*args)
+        except Exception as e:
+            if disk_problem(e) is not None:
+                raise
+            self.log.error("export of height %s failed: %s", height, e)
+            return False
+        self.exports += len(paths)
+        if height is not None:
+            self.log.info("exported height %d: %s", height, ", ".join(str(p) for p in paths))
+        return True
+
+    async def _export_network(self) -> list:
+        """The network exports of the heights waiting for their area seals' canonical certificates (they come
+        with the areas' next checkpoints)."""
         paths = []
         for h in sorted(self._network_export_waiting):
             checkpoints = canonical_checkpoints(self.ledger.checkpoints.values())
             try:
-                paths += await trio.to_thread.run_sync(export_network_committed, self.store, self.ctx.registry, h,
-                                                       self.export_root, checkpoints)
+                done = await trio.to_thread.run_sync(export_network_committed, self.store, self.ctx.registry, h,
+                                                     self.export_root, checkpoints)
+                self.log.info("exported height %d: %s", h, ", ".join(str(p) for p in done))
+                paths += done
                 self._network_export_waiting.discard(h)
             except ExportError as e:
                 if len(self._network_export_waiting) > 2 * self.reg.correction_window + 8:
@@ -661,7 +718,7 @@ class Validator(RoleNode):
                                           self._now_period())
         if admission.stored:
             # Durable before the receipt leaves: a receipt is a promise not to lose the batch.
-            await trio.to_thread.run_sync(self._store_batch, checked, payload)
+            await self._store_or_stop(checked, payload)
             self.batches_received += 1
             self._nursery.start_soon(self.net.broadcast, self.validator_keys, self.proto[BATCH], payload)
         if admission.refused is not None:
@@ -692,9 +749,19 @@ class Validator(RoleNode):
         async with self._lock:  # a byzantine validator's pushes count against the batch's submitter's quota
             admission = self.ledger.admit(checked, None, quota_period=self._now_period())
         if admission.stored:
-            await trio.to_thread.run_sync(self._store_batch, checked, payload)
+            await self._store_or_stop(checked, payload)
             self.batches_received += 1
         return None
+
+    async def _store_or_stop(self, checked: CheckedBatch, data: bytes) -> None:
+        """Store an admitted batch from a network handler. A disk that cannot take it stops the node (a
+        handler's own errors are only logged): nothing could be kept from then on."""
+        try:
+            await trio.to_thread.run_sync(self._store_batch, checked, data)
+        except Exception as e:
+            if disk_problem(e) is not None and self._nursery is not None:
+                self._nursery.start_soon(_raise, e)
+            raise
 
     def _room(self) -> int:
         """Bytes a reply may fill: the frame limit, less room for the message's own framing."""
@@ -843,6 +910,10 @@ class Validator(RoleNode):
 
 class _Invalid(Exception):
     pass
+
+
+async def _raise(error: BaseException) -> None:
+    raise error
 
 
 def is_checkpoint(data: bytes) -> bool:

@@ -106,3 +106,39 @@ async def test_a_kill_between_commit_and_its_results_is_completed_at_restart(tmp
         assert isinstance(reply, LightReply) and reply.encode() == expected_light.encode()
     store.close()
     reference.store.close()
+
+
+@pytest.mark.trio
+async def test_exports_a_crash_lost_are_written_at_start_and_stale_temporaries_removed(tmp_path, registry, commits,
+                                                                                       caplog):
+    """Day one: an export was only started by the next decision, so a kill at commit or during the export lost
+    it for good, and the hidden directory of the killed writer stayed."""
+    from stromledger.export import export_dir, read_export, read_index
+    from stromledger.periods import format_utc
+
+    store = _store(tmp_path / "ledger.sqlite3", commits)
+    async with MemoryHub() as hub:
+        v = _validator(tmp_path, registry, hub, store)
+        for c in commits:
+            await _commit(v, c)  # every height committed and applied; killed before any export ran
+        hub.detach(v.ctx.key.public)
+        root = tmp_path / "data"  # the home's data dir: where the chain's exports go
+        stale = root / "exports" / "20261121T100000Z" / ".v1.tmp-999999999"  # a dead writer's
+        stale.mkdir(parents=True)
+        (stale / "manifest.json").write_bytes(b"{half")
+
+        restarted = _validator(tmp_path, registry, hub, store, exports=True)
+        caplog.set_level(logging.INFO, logger="test.commit-recovery")
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(restarted.serve)
+                await restarted.start_exports_done.wait()
+                nursery.cancel_scope.cancel()
+    store.close()
+
+    expected = chain.final_exports(registry, commits)  # every height whose certificate the next seal carries
+    for (period, version), files in expected.items():
+        assert read_export(export_dir(root, format_utc(registry.period(period).start), version)) == files
+    assert len(read_index(root)) == 3  # periods G..G+2; G+3 waits for the certificate G+4 carries
+    assert not stale.exists() and restarted.exports == len(expected)
+    assert f"removed {stale}" in caplog.text
