@@ -161,6 +161,10 @@ class Validator(RoleNode):
                 outcome = ledger.commit(commit.value)
                 rows, snapshot, done = self._snapshot(ledger, outcome)
                 self._persist_commit(commit.height, rows, snapshot, outcome.seal.vote_evidence, done)
+                if self.scope and not self.is_network and self.checkpoint_sink is not None:
+                    # its checkpoint may never have left: sent again at start (receivers keep one per seal)
+                    self._checkpoint = make_checkpoint(self.scope, commit.value, commit.certificate, ledger.proof,
+                                                       self.reg).encode()
                 self.log.info("completed committed height %d after a restart: %d period results, %d batches "
                               "settled", commit.height, len(rows), len(done))
         # Batches admitted earlier that later seals may still settle.
@@ -211,6 +215,8 @@ class Validator(RoleNode):
                 nursery.start_soon(self._catch_up_loop)
                 nursery.start_soon(self._mesh_loop)
                 nursery.start_soon(self._start_exports)
+                if self._checkpoint is not None:  # of a commit completed at start (_restore_ledger)
+                    nursery.start_soon(self.checkpoint_sink, self._checkpoint)
                 if self.ctx.config.status_path and self.writes_status:
                     nursery.start_soon(self._status_loop)
                 self.log.info("validator %s up: next height %d (period %s), %d validators, quorum %d",
