@@ -123,6 +123,19 @@ async def submit_batch(net: Network, validators: Sequence[bytes], data: bytes, c
     raise SubmitFailed("; ".join(problems) or "no validator to send to")
 
 
+def receipted_readings(store, digest: bytes) -> Optional[list[Reading]]:
+    """The readings of a stored batch that its validator's receipt accepted; None without a receipt or when
+    the batch was refused as a whole."""
+    raw = store.get_receipt(digest)
+    if raw is None:
+        return None
+    receipt = Receipt.decode(raw)
+    if batch_refused(receipt):
+        return None
+    skip = rejected_readings(receipt)
+    return [r for i, r in enumerate(Batch.decode(store.get_batch(digest)).readings) if i not in skip]
+
+
 def rejected_readings(receipt: Receipt) -> set[int]:
     """Indices of the batch's readings the receipt rejects (duplicates are not rejections)."""
     return {r.index for r in receipt.rejected if r.kind == READING}
@@ -523,15 +536,10 @@ class MeterPointNode(RoleNode):
         for digest in self.store.batches_for_periods([period]):
             if digest in waiting:
                 return None
-            raw = self.store.get_receipt(digest)
-            if raw is None:
-                continue  # never acknowledged (should not happen): nothing to expect
-            receipt = Receipt.decode(raw)
-            if batch_refused(receipt):
-                continue
-            batch = Batch.decode(self.store.get_batch(digest))
-            skip = rejected_readings(receipt)
-            readings.extend(r for i, r in enumerate(batch.readings) if i not in skip and r.period == period)
+            accepted = receipted_readings(self.store, digest)
+            if accepted is None:
+                continue  # never acknowledged (should not happen), or refused: nothing to expect
+            readings.extend(r for r in accepted if r.period == period)
             need = max(need, self.settle_height(period, self.acked.setdefault(digest, self.started)))
         return latest_readings(readings, period), need
 

@@ -120,6 +120,7 @@ class Validator(RoleNode):
         self.committed = trio.Condition()  # notified after every commit (tests and the devnet wait on it)
         self.batches_received = 0
         self._nursery: Optional[trio.Nursery] = None
+        self._stopping = False  # serve() ended: network handlers of the other chains may still call in
         self.ledger = self._restore_ledger()
         check_sign_guard(self.store.sign_guard, self.store, ctx.key.public, ValidatorSet(self.validator_keys),
                          self.ledger.next_height, ctx.resume_signing_after_restore, self.log)
@@ -224,6 +225,7 @@ class Validator(RoleNode):
                               len(self.validator_keys), self.machine.validators.quorum)
                 task_status.started(self)
         finally:
+            self._stopping = True
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run(self) -> None:
@@ -526,12 +528,11 @@ class Validator(RoleNode):
     async def _start_exports(self) -> None:
         """At start: remove the hidden temporary directories a killed export left, then write every export
         a crash lost (at commit, or during the export)."""
-        if not self.write_exports:
-            return
-        removed = await trio.to_thread.run_sync(remove_stale_temporaries, self.export_root)
-        for path in removed:
-            self.log.info("removed %s, left by an export that was killed mid-write", path)
-        await self._export_missing()
+        if self.write_exports:
+            removed = await trio.to_thread.run_sync(remove_stale_temporaries, self.export_root)
+            for path in removed:
+                self.log.info("removed %s, left by an export that was killed mid-write", path)
+            await self._export_missing()
         self.start_exports_done.set()
 
     def _unexported_heights(self) -> tuple[list[int], int]:
@@ -748,7 +749,12 @@ class Validator(RoleNode):
                 self.ctx.reject(f"batch_request_{e.reason}", str(e), peer)
                 return ErrorReply("malformed", str(e)[:500]).encode()
         # A batch another validator admitted: check it ourselves, keep it if it can be settled.
-        checked = await trio.to_thread.run_sync(self._check, payload)
+        try:
+            checked = await trio.to_thread.run_sync(self._check, payload)
+        except RuntimeError:
+            if self._stopping:  # the worker pool is shut down: this chain stops, the pusher is owed no answer
+                return None
+            raise
         if isinstance(checked, Rejection):
             self.ctx.reject(f"pushed_{checked.reason.name.lower()}", checked.message, peer)
             return None
