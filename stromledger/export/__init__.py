@@ -12,7 +12,8 @@ from .committed import (
 )
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST
 from .period_data import decode_period_rows, encode_period_rows
-from .verify import Problem, Report, verify_export
+from .report import Problem, Report
+from .verify import verify_export
 from .writer import (
     EXPORTS_DIR, INDEX, ExportConflict, export_dir, export_path, read_export, read_index, remove_stale_temporaries,
     write_export,
