@@ -19,6 +19,7 @@ lock and its heavy calls run in threads so the network keeps flowing.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -444,7 +445,8 @@ class Validator(RoleNode):
             self.ctx.reject(f"checkpoint_{cp.reason.name.lower()}", cp.message, peer)
             return None
         if cp.seal_hash in self.ledger.checkpoints:
-            await trio.to_thread.run_sync(self._store_checkpoint, cp)
+            with self._disk_stops_the_node():
+                await trio.to_thread.run_sync(self._store_checkpoint, cp)
         return cp
 
     async def _on_checkpoint(self, peer: bytes, payload: bytes) -> None:
@@ -687,7 +689,8 @@ class Validator(RoleNode):
             self.ctx.reject(f"consensus_{reason}", detail, peer)
             return None
         if not isinstance(msg, Commit):
-            self._log_to_wal(msg, payload)
+            with self._disk_stops_the_node():
+                self._log_to_wal(msg, payload)
         await self._send.send(ev.event_for(msg, peer))
         return None
 
@@ -766,10 +769,16 @@ class Validator(RoleNode):
         return None
 
     async def _store_or_stop(self, checked: CheckedBatch, data: bytes) -> None:
-        """Store an admitted batch from a network handler. A disk that cannot take it stops the node (a
-        handler's own errors are only logged): nothing could be kept from then on."""
-        try:
+        """Store an admitted batch from a network handler."""
+        with self._disk_stops_the_node():
             await trio.to_thread.run_sync(self._store_batch, checked, data)
+
+    @contextlib.contextmanager
+    def _disk_stops_the_node(self):
+        """A disk that cannot be written stops the node, also from a network handler (whose own errors are
+        only logged): nothing could be kept from then on."""
+        try:
+            yield
         except Exception as e:
             if disk_problem(e) is not None and self._nursery is not None:
                 self._nursery.start_soon(_raise, e)

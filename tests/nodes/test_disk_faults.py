@@ -10,7 +10,7 @@ import pytest
 
 from nodes.cli import main
 from nodes.commands.node import known_failure
-from nodes.datagen.devnet_genesis import devnet_key, make_devnet_genesis
+from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, make_devnet_genesis
 from nodes.setup import init_home
 from stromledger.store import Store
 
@@ -49,3 +49,46 @@ def test_a_file_the_node_cannot_write_is_one_line_naming_it(code, cause):
                                            f"space or make the data directory writable, then start the node again "
                                            f"(it resumes where it stopped)")
     assert known_failure(OSError(errno.ECONNRESET, "reset"), None) is None  # not a disk: stays loud
+
+
+@pytest.mark.trio
+async def test_a_wal_write_that_fails_in_a_network_handler_stops_the_validator(tmp_path):
+    """A handler's errors are only logged by the network layer: a disk fault there must still end the node."""
+    import logging
+
+    import trio
+
+    from nodes.disk import disk_problem
+    from nodes.home import NodeConfig
+    from nodes.runtime import NodeContext
+    from nodes.validator import Validator
+    from stromledger.consensus.messages import Prevote, sign_vote
+    from stromledger.net import MemoryHub
+    from stromledger.store import StoreDiskError
+
+    registry = devnet_registry(4, 2, 10, 60, genesis_start=int(time.time()) + 3600, chain_id="test-disk-wal")
+    key, other = devnet_key("validator-1"), devnet_key("validator-2")
+    store = Store(tmp_path / "ledger.sqlite3")
+    async with MemoryHub() as hub:
+        ctx = NodeContext(config=NodeConfig(home=tmp_path, role="validator", name="validator-1"), key=key,
+                          registry=registry, log=logging.getLogger("test.disk"))
+        v = Validator(ctx, store, hub.endpoint(key.public), write_exports=False)
+        vote = sign_vote(Prevote, other, registry.chain_id, v.machine.height, 0, bytes(32)).encode()
+        with store.db.read() as conn:
+            conn.execute("PRAGMA query_only = ON")  # the disk turns read-only under the running node
+        with pytest.raises(BaseExceptionGroup) as stopped, trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(v.serve)
+                with pytest.raises(StoreDiskError):
+                    await v._on_consensus(other.public, vote)  # what the network layer calls, and only logs
+        leaves = [e for e in _leaves(stopped.value)]
+        assert [disk_problem(e) for e in leaves] == [f"{store.path}: attempt to write a readonly database"]
+    store.close()
+
+
+def _leaves(group: BaseException):
+    if isinstance(group, BaseExceptionGroup):
+        for e in group.exceptions:
+            yield from _leaves(e)
+    else:
+        yield group
