@@ -350,22 +350,11 @@ FAULTS = {"kill9": scenario_kill9, "pause": scenario_pause, "beyond-f": scenario
 # -- running one scenario ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ChaosOptions:
-    periods: int = 10
-    seed: int = 1
-    period_seconds: int = 5
-    meters: int = 40
-    balancing_groups: int = 2
-
-
-def run_scenario(scenario: str, directory: Path, options: ChaosOptions, say: Callable[[str], None]) -> ScenarioResult:
+def run_scenario(scenario: str, directory: Path, options: DevnetOptions, say: Callable[[str], None]) -> ScenarioResult:
+    """One scenario on a fresh devnet of `options` in `directory`."""
     began = time.time()
     rng = random.Random(f"{options.seed}/{scenario}")
-    devnet = create_devnet(directory, DevnetOptions(validators=4, balancing_groups=options.balancing_groups,
-                                                    meters=options.meters, periods=options.periods,
-                                                    period_seconds=options.period_seconds, seed=options.seed),
-                           now=int(time.time()))
+    devnet = create_devnet(directory, options, now=int(time.time()))
     reg = devnet.registry
     last = devnet.heights[-1]
     say(f"scenario {scenario}: devnet {reg.chain_id} in {directory}, heights {devnet.heights[0]}..{last}")

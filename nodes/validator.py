@@ -22,14 +22,14 @@ import concurrent.futures
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import trio
 
 from stromledger import merkle
 from stromledger.cascade import Ledger, LedgerError, PeriodSeal, Rejection, SettledState, check_batch, leaf_bytes
 from stromledger.chains import (
-    Certified, Checkpoint, NetworkLedger, NetworkSeal, NetworkState, canonical_checkpoints, make_checkpoint,
+    ABSENT, Certified, Checkpoint, NetworkLedger, NetworkSeal, NetworkState, canonical_checkpoints, make_checkpoint,
 )
 from stromledger.cascade.checks import CheckedBatch, correctable_from
 from stromledger.codec import CodecError, decode
@@ -592,7 +592,10 @@ class Validator(RoleNode):
         with the areas' next checkpoints)."""
         paths = []
         for h in sorted(self._network_export_waiting):
-            checkpoints = canonical_checkpoints(self.ledger.checkpoints.values())
+            pool = await trio.to_thread.run_sync(self._checkpoint_pool, h)
+            if await self._fetch_skipped_checkpoints(pool):
+                pool = await trio.to_thread.run_sync(self._checkpoint_pool, h)
+            checkpoints = canonical_checkpoints(pool)
             try:
                 done = await trio.to_thread.run_sync(export_network_committed, self.store, self.ctx.registry, h,
                                                      self.export_root, checkpoints)
@@ -606,6 +609,41 @@ class Validator(RoleNode):
                 else:
                     self.log.info("network export of height %d waits: %s", h, e)
         return paths
+
+    def _checkpoint_pool(self, height: int) -> list:
+        """The ledger's checkpoints plus the stored ones of the area seals the network seal at `height` used and
+        of the area heights after them (which carry their canonical certificates): a restarted node's ledger
+        no longer holds the checkpoints it settled before, and its exports still need them."""
+        pool = {cp.seal_hash: cp for cp in self.ledger.checkpoints.values()}
+        commit = self.store.get_commit(height)
+        if commit is None:
+            return list(pool.values())
+        used = {p for r in NetworkSeal.decode(commit.value).results for u in r.areas_used if u.seal_hash != ABSENT
+                for p in (u.height, u.height + 1, u.height + 2)}
+        for digest in self.store.batches_for_periods(sorted(used)):
+            data = self.store.get_batch(digest)
+            if data is not None and is_checkpoint(data):
+                cp = Checkpoint.decode(data)
+                pool.setdefault(sha256(cp.seal), _StoredCheckpoint(cp.area, sha256(cp.seal), data))
+        return list(pool.values())
+
+    async def _fetch_skipped_checkpoints(self, pool: list) -> int:
+        """Fetch from the other validators each area checkpoint missing between two of `pool` (the checkpoint
+        of area height h + 1 carries the canonical certificate an export of a seal using height h needs; one
+        pushed while this node was down is never pushed again). Its hash is the `previous` of the one after."""
+        held = {}
+        for cp in pool:
+            seal = PeriodSeal.decode(Checkpoint.decode(cp.data).seal)
+            held[cp.area, seal.height] = bytes(seal.previous)
+        missing = {previous for (area, h), previous in held.items()
+                   if (area, h - 1) not in held and (area, h - 2) in held}
+        wanted = len(missing)
+        for peer in (k for k in self.validator_keys if k != self.ctx.key.public):
+            if missing:
+                await self._fetch_from(peer, sorted(missing), missing)
+        if wanted:
+            self.log.info("fetched %d of %d area checkpoints this node missed", wanted - len(missing), wanted)
+        return wanted - len(missing)
 
     def _persist_commit(self, h: int, rows: dict, state: bytes, vote_evidence: tuple[bytes, ...],
                         settled: list[bytes]) -> None:
@@ -931,6 +969,14 @@ class Validator(RoleNode):
 
 class _Invalid(Exception):
     pass
+
+
+class _StoredCheckpoint(NamedTuple):
+    """What canonical_checkpoints reads of a checkpoint kept in the store."""
+
+    area: str
+    seal_hash: bytes
+    data: bytes
 
 
 async def _raise(error: BaseException) -> None:

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _chaos(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from nodes.chaos import SCENARIOS, ChaosOptions, result_table, run_scenario, write_summary
+    from nodes.chaos import SCENARIOS, result_table, run_scenario, write_summary
+    from nodes.devnet import DevnetOptions
 
     console = Console(highlight=False)
     console.width = max(console.width, 140)
@@ -54,8 +55,8 @@ def _chaos(args: argparse.Namespace) -> int:
         console.print(f"{base} is not empty: chaos runs write into a new directory", style="red", markup=False)
         return 2
     base.mkdir(parents=True, exist_ok=True)
-    options = ChaosOptions(periods=args.periods, seed=args.seed, period_seconds=args.period_seconds,
-                           meters=args.meters)
+    options = DevnetOptions(validators=4, balancing_groups=2, meters=args.meters, periods=args.periods,
+                            period_seconds=args.period_seconds, seed=args.seed)
     results = []
     for scenario in SCENARIOS if args.scenario == "all" else (args.scenario,):
         result = run_scenario(scenario, base / scenario, options, lambda line: console.print(line, markup=False))
