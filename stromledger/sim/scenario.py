@@ -36,6 +36,9 @@ class SimConfig:
     height_interval_ms: int = 2_000  # height h is due at (h - first_height) * interval; 0: all at once
     value_bytes: int = 256
     reject_every: int = 0  # > 0: about 1 height in this many has a bad round-0 value (RejectingApp)
+    # Per mille of new proposals each honest validator judges incomplete (per value) and, independently,
+    # untimely (per receipt): the time- and holding-dependent judgements of docs/consensus.md, drawn at random
+    picky_permille: int = 0
     consensus: ConsensusConfig = SIM_CONSENSUS
     chain_id: str = "stromledger-sim"
     delay_ms: tuple[int, int] = (5, 60)
