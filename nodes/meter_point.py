@@ -41,6 +41,7 @@ from stromledger.cascade.messages import RECEIPT_DOMAIN
 from stromledger.codec import CodecError, decode
 from stromledger.crypto import sha256, verify
 from stromledger.net import LIGHT, MAX_FRAME, SUBMIT, FrameTooLarge, NetError, Network
+from stromledger.periods import gate_margin_ms
 from stromledger.registry import Registry
 
 from .feed import InboxError, InboxFeed, SimulatedFeed
@@ -509,7 +510,7 @@ class MeterPointNode(RoleNode):
         in well before gate closure, else (a correction) the next seal whose proposal is built after it."""
         p = self.reg.params
         gate = self.reg.period(period).gate_closure(p.grace_seconds)
-        margin = min(1.0, p.grace_seconds / 2)
+        margin = gate_margin_ms(p.grace_seconds) / 1000
         if acked_at < gate - margin:
             return period
         return max(period, int((acked_at - p.grace_seconds) // p.period_seconds) + 1)
