@@ -70,8 +70,8 @@ def register(subparsers) -> None:
                    help="with --areas: areas whose checkpoints come after the network's deadline (default 1)")
     p.add_argument("--stall-ms", type=int, default=6000, metavar="MS",
                    help="with --areas: how late a stalled area's checkpoints come (default 6000)")
-    p.add_argument("--picky", type=int, default=0, metavar="PERMILLE",
-                   help="per mille of new proposals each honest validator refuses as incomplete or untimely "
+    p.add_argument("--picky", type=int, default=0, metavar="N",
+                   help="N per mille of new proposals each honest validator refuses as incomplete or untimely "
                         "(time- and holding-dependent judgements, docs/consensus.md; default 0)")
     p.add_argument("--allow-unsafe", action="store_true",
                    help="allow F >= N/3, where the checker is expected to find violations")
