@@ -45,7 +45,9 @@ class SimConfig:
     slow_permille: int = 20  # messages that take up to slow_ms longer (reordering), also after healing
     slow_ms: int = 300
     app_ms: tuple[int, int] = (1, 40)  # how long the application takes to build or validate a value
-    liveness_rounds: Optional[int] = None  # rounds a height may take after healing; None: byzantine + 4
+    # rounds a height may take after healing; None: byzantine + 4, plus picky_permille / 25 (a picky validator
+    # refuses honest proposals by chance, so a proposal a quorum takes may need more rounds)
+    liveness_rounds: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.faults not in FAULT_KINDS:
@@ -59,7 +61,8 @@ class SimConfig:
 
     @property
     def rounds_allowed(self) -> int:
-        return self.liveness_rounds if self.liveness_rounds is not None else self.byzantine + 4
+        return self.liveness_rounds if self.liveness_rounds is not None else \
+            self.byzantine + 4 + self.picky_permille // 25
 
 
 @dataclasses.dataclass(frozen=True)
