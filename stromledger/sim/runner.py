@@ -295,7 +295,8 @@ class Simulation:
         elif isinstance(action, ValidateValue):
             verdict = ValueChecked(action.height, value_hash(action.value),
                                    node.app.validate(action.height, action.value),
-                                   not node.app.judged_incomplete(action.value, self.config.picky_permille))
+                                   not (self.config.picky_permille and
+                                        node.app.judged_incomplete(action.value, self.config.picky_permille)))
             self._push(self.now + self._app_delay(), _APP, node.id, (node.incarnation, verdict))
         elif isinstance(action, Decide):
             self._on_decide(node, action)
