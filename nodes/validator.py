@@ -124,6 +124,7 @@ class Validator(RoleNode):
         self._admitted_at: dict[bytes, float] = {}
         self.gate_margin = gate_margin_ms(self.reg.params.grace_seconds) / 1000
         self._peer_offsets: dict[bytes, tuple[int, int]] = {}  # peer -> (height, ms after our gate closure)
+        self._judged: dict[tuple[int, int], bool] = {}  # (height, round) -> timely, judged at first receipt
         self.inventory_synced = trio.Event()  # set once every peer was asked what it holds (at start)
         self.ledger = self._restore_ledger()
         check_sign_guard(self.store.sign_guard, self.store, ctx.key.public, ValidatorSet(self.validator_keys),
@@ -172,7 +173,7 @@ class Validator(RoleNode):
             data = self.store.get_batch(digest)
             if data is not None:
                 self._add_fetched(ledger, data) if is_checkpoint(data) else ledger.admit(data, None)
-                self._admitted_at[digest] = self.store.batch_received_at(digest)
+                self._admitted_at[digest] = self.store.batch_received_at(digest) or self.clock()
         if pending:
             self.log.info("re-admitted %d stored batches still to settle", len(pending))
         return ledger
@@ -661,8 +662,15 @@ class Validator(RoleNode):
 
     def _timely(self, p: Proposal, peer: bytes) -> bool:
         """A new proposal received before this node's gate closure of its height, less the tolerance, was
-        built too early (its proposer's clock runs ahead): it gets a nil prevote (docs/consensus.md)."""
+        built too early (its proposer's clock runs ahead): it gets a nil prevote (docs/consensus.md). Judged
+        at its first receipt; the proposer's resent copies get the same answer."""
+        key = (p.height, p.round)
+        if key in self._judged:
+            return self._judged[key]
+        if len(self._judged) > 1024:  # heights left behind
+            self._judged = {k: v for k, v in self._judged.items() if k[0] >= self.machine.height}
         early = self.gate_closure(p.height) - self.gate_margin - self.clock()
+        self._judged[key] = early <= 0
         if early <= 0:
             return True
         self.ctx.reject("proposal_early", f"height {p.height} round {p.round}: proposal came {early * 1000:.0f} ms "
