@@ -186,7 +186,7 @@ def chains_of_meter(genesis: Registry, malo_id: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a for a in (mp.grid_area, mp.area_out, mp.area_in) if a))
 
 
-async def run_chains(ctx: NodeContext) -> int:
+async def run(ctx: NodeContext) -> int:
     """The validator role: open one store per chain (the network chain's is the home's data/ledger.sqlite3,
     an area chain's data/chains/<EIC>.sqlite3, each bound to its chain id and view), start the network, serve
     every chain until SIGINT/SIGTERM."""
