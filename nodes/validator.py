@@ -32,6 +32,7 @@ from stromledger.chains import (
     ABSENT, Certified, Checkpoint, NetworkLedger, NetworkSeal, NetworkState, canonical_checkpoints, make_checkpoint,
 )
 from stromledger.cascade.checks import CheckedBatch, correctable_from
+from stromledger.cascade.completeness import omissions
 from stromledger.codec import CodecError, decode
 from stromledger.consensus import events as ev
 from stromledger.consensus.certificate import certificate_holds
@@ -47,6 +48,7 @@ from stromledger.export import (
 from stromledger.export.build import ExportError
 from stromledger.export.network import export_network_committed
 from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetError
+from stromledger.periods import gate_margin_ms
 from stromledger.registry import NETWORK, Registry
 from stromledger.store import Store
 
@@ -55,8 +57,8 @@ from .consensus_guard import ReplyLimiter, WalBudget, admit_consensus, check_sig
 from .health import health_fields
 from .proof_trees import ProofTrees
 from .protocol import (
-    MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
-    SyncRequest, chain_protocol,
+    MAX_FETCH, MAX_INVENTORY, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, InventoryReply, InventoryRequest,
+    LeafProof, LightReply, LightRequest, SyncReply, SyncRequest, chain_protocol,
 )
 from .runtime import NodeContext, RoleNode, write_status_every
 
@@ -64,6 +66,7 @@ EVENT_QUEUE = 4096
 FETCH_TIMEOUT = 5.0
 STATUS_EVERY = 1.0
 MESH_EVERY = 5.0  # seconds between attempts to reach validators that are not connected
+NO_DIGEST = bytes(32)
 
 
 @dataclass
@@ -122,6 +125,14 @@ class Validator(RoleNode):
         self.batches_received = 0
         self._nursery: Optional[trio.Nursery] = None
         self._stopping = False  # serve() ended: network handlers of the other chains may still call in
+        # Complete and timely proposals (docs/consensus.md): when each batch was admitted here (this node's
+        # clock), the margin before gate closure that "in time" means, and each peer's first consensus
+        # message of the latest height relative to this node's gate closure (the clock report in status).
+        self._admitted_at: dict[bytes, float] = {}
+        self.gate_margin = gate_margin_ms(self.reg.params.grace_seconds) / 1000
+        self._peer_offsets: dict[bytes, tuple[int, int]] = {}  # peer -> (height, ms after our gate closure)
+        self._judged: dict[tuple[int, int], bool] = {}  # (height, round) -> timely, judged at first receipt
+        self.inventory_synced = trio.Event()  # set once every peer was asked what it holds (at start)
         self.ledger = self._restore_ledger()
         check_sign_guard(self.store.sign_guard, self.store, ctx.key.public, ValidatorSet(self.validator_keys),
                          self.ledger.next_height, ctx.resume_signing_after_restore, self.log)
@@ -178,6 +189,7 @@ class Validator(RoleNode):
             data = self.store.get_batch(digest)
             if data is not None:
                 self._add_fetched(ledger, data) if is_checkpoint(data) else ledger.admit(data, None)
+                self._admitted_at[digest] = self.store.batch_received_at(digest) or self.clock()
         if pending:
             self.log.info("re-admitted %d stored batches still to settle", len(pending))
         return ledger
@@ -219,6 +231,7 @@ class Validator(RoleNode):
                 nursery.start_soon(self._start_exports)
                 if self._checkpoint is not None:  # of a commit completed at start (_restore_ledger)
                     nursery.start_soon(self.checkpoint_sink, self._checkpoint)
+                nursery.start_soon(self._sync_inventory)
                 if self.ctx.config.status_path and self.writes_status:
                     nursery.start_soon(self._status_loop)
                 self.log.info("validator %s up: next height %d (period %s), %d validators, quorum %d",
@@ -337,6 +350,9 @@ class Validator(RoleNode):
         return None if previous is None else bytes(previous.certificate)
 
     async def _build_value(self, height: int, round: int) -> None:
+        # A restarted proposer first holds what its peers hold (bounded: it must still propose in its round).
+        with trio.move_on_after(min(2.0, self.config.propose_ms / 2000)):
+            await self.inventory_synced.wait()
         async with self._lock:
             if self.ledger.next_height != height:
                 self.log.warning("asked to propose height %d but the ledger is at %d", height,
@@ -355,7 +371,7 @@ class Validator(RoleNode):
 
     async def _validate_value(self, height: int, round: int, value: bytes) -> None:
         value_hash = sha256(value)
-        valid = False
+        valid, omitted = False, []
         try:
             if self.ledger.next_height != height:
                 raise _Invalid(f"the ledger is at height {self.ledger.next_height}")
@@ -363,13 +379,30 @@ class Validator(RoleNode):
             async with self._lock:
                 rejection = await trio.to_thread.run_sync(self.ledger.validate, value, self._evidence_ok,
                                                           self._last_commit_ok)
+                if rejection is None and not self.is_network:
+                    omitted = await trio.to_thread.run_sync(self._omissions, value)
             if rejection is not None:
                 raise _Invalid(str(rejection))
             valid = True
         except _Invalid as e:
             self.log.warning("height %d round %d: proposed seal %s is not valid here: %s", height, round,
                              value_hash.hex()[:16], e)
-        await self._send.send(ev.ValueChecked(height, value_hash, valid))
+        complete = not (valid and omitted)
+        if not complete:
+            self.ctx.reject("proposal_incomplete", f"height {height} round {round}: seal {value_hash.hex()[:16]} "
+                            f"leaves out {len(omitted)} batches admitted here in time ({omitted[0]}): prevote nil "
+                            f"unless a quorum takes it")
+        await self._send.send(ev.ValueChecked(height, value_hash, valid, complete))
+
+    def _omissions(self, value: bytes) -> list:
+        """What a valid proposed seal leaves out of the batches this node admitted before the cutoff (gate
+        closure minus the margin), under the lock, in a worker thread."""
+        seal = PeriodSeal.decode(value)
+        cutoff = self.gate_closure(seal.height) - self.gate_margin
+        held = [cb for d, cb in self.ledger.acceptor.batches.items()
+                if self._admitted_at.get(d, float("inf")) <= cutoff]
+        listed = {d: cb for d in seal.batches if (cb := self.ledger.batch(d)) is not None}
+        return omissions(self.reg, self.ledger.state, seal, listed, held)
 
     async def _fetch_missing(self, seal_bytes: bytes, first: Optional[bytes] = None) -> None:
         """Fetch the batches a seal lists that this node lacks: from `first` (the proposer), then the others.
@@ -387,7 +420,9 @@ class Validator(RoleNode):
         if missing:
             raise _Invalid(f"{len(missing)} listed batches could not be fetched")
 
-    async def _fetch_from(self, peer: bytes, want: list[bytes], missing: set[bytes]) -> int:
+    async def _fetch_from(self, peer: bytes, want: list[bytes], missing: set[bytes], admit: bool = False) -> int:
+        """Fetch `want` from `peer`: each batch checked, then added for validation, or (`admit`) admitted as if
+        the peer had pushed it. Returns how many arrived; each is removed from `missing`."""
         try:
             raw = await self.net.request(peer, self.proto[BATCH], BatchRequest(tuple(want)).encode(),
                                          timeout=FETCH_TIMEOUT)
@@ -405,6 +440,10 @@ class Validator(RoleNode):
             digest = sha256(data)
             if digest not in missing:
                 self.ctx.reject("unrequested_batch", "a peer sent a batch that was not asked for", peer)
+                continue
+            if admit:
+                missing.discard(digest)
+                got += await self._admit_pushed(peer, data)
                 continue
             checked = await trio.to_thread.run_sync(self._check, data)
             if isinstance(checked, Rejection):
@@ -501,6 +540,7 @@ class Validator(RoleNode):
                 await self._fetch_missing(value)
                 async with self._lock:
                     outcome = await trio.to_thread.run_sync(self.ledger.commit, value)
+                    self._admitted_at = {d: t for d, t in self._admitted_at.items() if self.ledger.batch(d)}
                     # Seconds at a million meter points: off the event loop, which keeps serving peers.
                     rows, state, done = await trio.to_thread.run_sync(self._snapshot, self.ledger, outcome)
                     self._checkpoint = None
@@ -729,8 +769,38 @@ class Validator(RoleNode):
         if not isinstance(msg, Commit):
             with self._disk_stops_the_node():
                 self._log_to_wal(msg, payload)
+            self._note_clock(peer, msg.height)
+        if isinstance(msg, Proposal) and msg.pol_round < 0 and not self._timely(msg, peer):
+            await self._send.send(ev.ProposalReceived(msg, peer, timely=False))
+            return None
         await self._send.send(ev.event_for(msg, peer))
         return None
+
+    def _timely(self, p: Proposal, peer: bytes) -> bool:
+        """A new proposal received before this node's gate closure of its height, less the tolerance, was
+        built too early (its proposer's clock runs ahead): it gets a nil prevote (docs/consensus.md). Judged
+        at its first receipt; the proposer's resent copies get the same answer."""
+        key = (p.height, p.round)
+        if key in self._judged:
+            return self._judged[key]
+        if len(self._judged) > 1024:  # heights left behind
+            self._judged = {k: v for k, v in self._judged.items() if k[0] >= self.machine.height}
+        early = self.gate_closure(p.height) - self.gate_margin - self.clock()
+        self._judged[key] = early <= 0
+        if early <= 0:
+            return True
+        self.ctx.reject("proposal_early", f"height {p.height} round {p.round}: proposal came {early * 1000:.0f} ms "
+                        f"before this node's gate closure less the {self.gate_margin * 1000:.0f} ms tolerance "
+                        f"(is the proposer's clock ahead?): prevote nil", peer)
+        return False
+
+    def _note_clock(self, peer: bytes, height: int) -> None:
+        """The first consensus message of each height from each peer, in ms after this node's gate closure of
+        that height. An honest peer starts a height at its own gate closure, so a negative value means its
+        clock is ahead of this node's by at least that much; a positive one adds its work and the network."""
+        seen = self._peer_offsets.get(peer)
+        if seen is None or height > seen[0]:
+            self._peer_offsets[peer] = (height, int((self.clock() - self.gate_closure(height)) * 1000))
 
     def _log_to_wal(self, msg, payload: bytes) -> None:
         """Keep a message of the current height in the WAL: each distinct one once, within the budget."""
@@ -765,6 +835,7 @@ class Validator(RoleNode):
             admission = self.ledger.admit(checked if isinstance(checked, CheckedBatch) else payload,
                                           self._now_period())
         if admission.stored:
+            self._admitted_at.setdefault(admission.digest, self.clock())
             # Durable before the receipt leaves: a receipt is a promise not to lose the batch.
             await self._store_or_stop(checked, payload)
             self.batches_received += 1
@@ -783,28 +854,78 @@ class Validator(RoleNode):
     async def _on_batch(self, peer: bytes, payload: bytes) -> Optional[bytes]:
         # The tag is the second byte (after the array header): a request is small, a batch is decoded once,
         # by check_batch, which refuses malformed bytes with their reason.
-        if payload[1:2] == bytes([BatchRequest.TAG]):
-            try:
-                return self._batch_reply(BatchRequest.decode(payload))
-            except CodecError as e:
-                self.ctx.reject(f"batch_request_{e.reason}", str(e), peer)
-                return ErrorReply("malformed", str(e)[:500]).encode()
-        # A batch another validator admitted: check it ourselves, keep it if it can be settled.
+        for request, answer in ((BatchRequest, self._batch_reply), (InventoryRequest, self._inventory_reply)):
+            if payload[1:2] == bytes([request.TAG]):
+                try:
+                    return answer(request.decode(payload))
+                except CodecError as e:
+                    self.ctx.reject(f"batch_request_{e.reason}", str(e), peer)
+                    return ErrorReply("malformed", str(e)[:500]).encode()
+        await self._admit_pushed(peer, payload)
+        return None
+
+    async def _admit_pushed(self, peer: bytes, payload: bytes) -> bool:
+        """A batch another validator admitted (pushed, or fetched from its inventory at start): check it
+        ourselves, keep it if it can be settled. True if it was kept."""
         try:
             checked = await trio.to_thread.run_sync(self._check, payload)
         except RuntimeError:
             if self._stopping:  # the worker pool is shut down: this chain stops, the pusher is owed no answer
-                return None
+                return False
             raise
         if isinstance(checked, Rejection):
             self.ctx.reject(f"pushed_{checked.reason.name.lower()}", checked.message, peer)
-            return None
+            return False
         async with self._lock:  # a byzantine validator's pushes count against the batch's submitter's quota
             admission = self.ledger.admit(checked, None, quota_period=self._now_period())
         if admission.stored:
+            self._admitted_at.setdefault(checked.digest, self.clock())
             await self._store_or_stop(checked, payload)
             self.batches_received += 1
-        return None
+        return admission.stored
+
+    def _inventory_window(self) -> tuple[int, int]:
+        """The periods whose unsettled batches a seal may still need: the correction window to the horizon."""
+        lo = correctable_from(self.reg, self.ledger.next_height)
+        return lo, max(self._now_period(), self.ledger.next_height) + self.reg.params.schedule_horizon
+
+    def _inventory_reply(self, req: InventoryRequest) -> bytes:
+        lo, hi = self._inventory_window()
+        first, last = max(lo, req.first_period), min(hi, req.last_period)
+        digests = [] if first > last else \
+            [d for d in self.store.batches_for_periods(range(first, last + 1), unsettled_only=True) if d > req.after]
+        return InventoryReply(tuple(digests[:MAX_INVENTORY])).encode()
+
+    async def _sync_inventory(self) -> None:
+        """At start, ask every peer which unsettled batches it holds and fetch those this node lacks, so that
+        a validator restarted just before gate closure proposes with what the others hold."""
+        fetched = 0
+        if not self.is_network:
+            for peer in (k for k in self.validator_keys if k != self.ctx.key.public):
+                fetched += await self._fetch_inventory(peer)
+        if fetched:
+            self.log.info("fetched %d batches the other validators admitted while this node was away", fetched)
+        self.inventory_synced.set()
+
+    async def _fetch_inventory(self, peer: bytes) -> int:
+        lo, hi = self._inventory_window()
+        after, fetched = NO_DIGEST, 0
+        while True:
+            try:
+                raw = await self.net.request(peer, self.proto[BATCH], InventoryRequest(lo, hi, after).encode(),
+                                             timeout=FETCH_TIMEOUT)
+                reply = decode(raw)
+            except (NetError, CodecError) as e:
+                self.log.info("asking %s for its batches failed: %s", self.ctx.peer_name(peer), e)
+                return fetched
+            if not isinstance(reply, InventoryReply):
+                return fetched
+            missing = [d for d in reply.digests if self.ledger.batch(d) is None and not self.store.has_batch(d)]
+            for i in range(0, len(missing), MAX_FETCH):
+                fetched += await self._fetch_from(peer, missing[i:i + MAX_FETCH], set(missing), admit=True)
+            if len(reply.digests) < MAX_INVENTORY:
+                return fetched
+            after = reply.digests[-1]
 
     async def _store_or_stop(self, checked: CheckedBatch, data: bytes) -> None:
         """Store an admitted batch from a network handler."""
@@ -932,9 +1053,19 @@ class Validator(RoleNode):
             "batches": {"received": self.batches_received, "pending": len(self.ledger.acceptor.batches)},
             "exports": self.exports,
             "consensus_drops": dict(self.machine.drops),
+            "clock": self.clock_report(),
             "net": {k: stats[k] for k in sorted(stats)},
             **self.health(connected),
         }
+
+    def clock_report(self) -> dict[str, Any]:
+        """What this node can tell about clock skew (docs/operations.md, "Clocks"): the tolerance, and per
+        peer when its first consensus message of its latest height arrived relative to this node's gate
+        closure (negative: the peer's clock is ahead of ours by at least that much)."""
+        return {"tolerance_ms": int(self.gate_margin * 1000),
+                "early_proposals": self.ctx.rejections["proposal_early"],
+                "incomplete_proposals": self.ctx.rejections["proposal_incomplete"],
+                "peers_ms_after_gate": {self.ctx.peer_name(k): ms for k, (_, ms) in sorted(self._peer_offsets.items())}}
 
     def health(self, connected: set[bytes]) -> dict[str, Any]:
         """The health fields of status.json (nodes/health.py). Halted: a committed height it could not apply
