@@ -433,7 +433,8 @@ class Validator(RoleNode):
 
     def _checkpoint_of(self, h: int, value: bytes, certificate: bytes) -> bytes:
         """The checkpoint of this area chain's committed height (under the lock, right after the commit)."""
-        return make_checkpoint(self.scope, value, certificate, self.ledger.proof, self.reg).encode()
+        return make_checkpoint(self.scope, value, certificate, self.ledger.proof, self.reg,
+                               self.ledger.state.changes).encode()
 
     # -- commit -------------------------------------------------------------------------------------------
 
@@ -634,10 +635,14 @@ class Validator(RoleNode):
         self.store.wal_append(height, "msg", payload)
 
     def _check(self, data: bytes) -> CheckedBatch | Rejection:
-        return check_batch(self.reg, data, map=self._pool.map, parts=self._workers)
+        # readings are judged by their period's registry version: under the committed changes (the acceptor
+        # judges again should a seal commit more changes meanwhile)
+        return check_batch(self.reg, data, map=self._pool.map, parts=self._workers,
+                           history=self.ledger.acceptor.state.changes)
 
     def _store_batch(self, checked: CheckedBatch, data: bytes) -> None:
-        periods = sorted(set(checked.reading_periods) | set(checked.schedule_periods))
+        changes = [c.effective_period for c in checked.batch.changes]
+        periods = sorted(set(checked.reading_periods) | set(checked.schedule_periods) | set(changes))
         self.store.put_batch(checked.digest, data, int(self.clock()), periods)
 
     async def _on_submit(self, peer: bytes, payload: bytes, checked: Optional[CheckedBatch] = None) -> bytes:

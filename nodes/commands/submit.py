@@ -247,6 +247,8 @@ async def send_all(net, validators: Sequence[bytes], chain_id: str, batches: Seq
             items = batch.readings if item.kind == 1 else batch.schedules
             if item.kind == 1 and item.index < len(items):
                 what = f"reading {item.index} (MaLo {items[item.index].malo_id}, period {items[item.index].period})"
+            elif item.kind == 3 and item.index < len(batch.changes):
+                what = f"registry change {item.index} ({batch.changes[item.index].describe()})"
             else:
                 what = f"{'reading' if item.kind == 1 else 'schedule'} {item.index}"
             print(f"  rejected {what}: {reason_label(item.reason)}: {item.message}", file=out)

@@ -6,7 +6,9 @@ Kept compact, as dicts of tuples and ints:
 - `results[period]`: the latest PeriodResult of those periods (its version; its schedules are reused);
 - `baseline[malo_id]`: the last register reading (period, 1.8.0, 2.8.0) of periods that left the window;
 - `batches[digest]`: (settled through height, last period in the batch) for batches still relevant;
-- `conflicts[period]`: conflicting readings already reported as evidence, so none is reported twice.
+- `conflicts[period]`: conflicting readings already reported as evidence, so none is reported twice;
+- `changes`: every committed registry change, in (effective period, digest) order: with the registry they
+  give the registry version of any period (registry/changes.py). Never pruned (master data is small).
 
 `encode()` gives canonical bytes (msgpack, everything sorted) for a node to persist; `decode` restores it.
 The state can also be recomputed from the committed seals and their batches (ledger.replay).
@@ -18,7 +20,7 @@ from typing import Iterator
 
 import msgpack
 
-from stromledger.registry import Registry
+from stromledger.registry import Registry, RegistryChange, registry_at, with_changes
 
 from .checks import correctable_from
 from .messages import PeriodResult
@@ -33,7 +35,8 @@ class StateError(ValueError):
 
 
 class SettledState:
-    __slots__ = ("registry_hash", "height", "seal_hash", "entries", "results", "baseline", "batches", "conflicts")
+    __slots__ = ("registry_hash", "height", "seal_hash", "entries", "results", "baseline", "batches", "conflicts",
+                 "changes")
 
     def __init__(self, registry_hash: bytes):
         self.registry_hash = registry_hash
@@ -44,6 +47,7 @@ class SettledState:
         self.baseline: dict[str, tuple[int, int, int]] = {}
         self.batches: dict[bytes, tuple[int, int]] = {}
         self.conflicts: dict[int, set[tuple]] = {}
+        self.changes: tuple[RegistryChange, ...] = ()
 
     @classmethod
     def genesis(cls, registry: Registry) -> SettledState:
@@ -56,7 +60,11 @@ class SettledState:
         """The rows of the latest committed result of `period` (which must still be in the window)."""
         if period not in self.entries:
             raise KeyError(f"period {period} is not in the settled window")
-        return entry_rows(registry, period, self.entries[period])
+        return entry_rows(self.registry_at(registry, period), period, self.entries[period])
+
+    def registry_at(self, registry: Registry, period: int) -> Registry:
+        """The registry version of `period` under the committed changes."""
+        return registry_at(registry, period, self.changes)
 
     # -- applying a committed seal -----------------------------------------------------------------------
 
@@ -76,6 +84,8 @@ class SettledState:
         self.batches.update(outcome.progress)
         for period, keys in outcome.conflicts.items():
             self.conflicts.setdefault(period, set()).update(keys)
+        if outcome.registry_changes:
+            self.changes = with_changes(self.changes, outcome.registry_changes)
         self.height = h
         self.seal_hash = outcome.seal_hash
         self._prune(registry)
@@ -100,6 +110,8 @@ class SettledState:
     # -- canonical bytes ---------------------------------------------------------------------------------
 
     def encode(self) -> bytes:
+        # the committed changes are appended only when there are any: states without them keep their bytes
+        changes = [[c.encode() for c in self.changes]] if self.changes else []
         return msgpack.packb([
             STATE_FORMAT,
             self.registry_hash,
@@ -110,6 +122,7 @@ class SettledState:
             [[m, *self.baseline[m]] for m in sorted(self.baseline)],
             [[d, *self.batches[d]] for d in sorted(self.batches)],
             [[p, sorted(list(k) for k in self.conflicts[p])] for p in sorted(self.conflicts) if self.conflicts[p]],
+            *changes,
         ], use_bin_type=True)
 
     @classmethod
@@ -117,6 +130,7 @@ class SettledState:
         try:
             obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, max_map_len=0,
                                   max_ext_len=0)
+            changes = obj.pop() if len(obj) == 10 else []
             fmt, registry_hash, height, seal_hash, entries, results, baseline, batches, conflicts = obj
             if fmt != STATE_FORMAT:
                 raise StateError(f"unknown state format {fmt!r}")
@@ -128,6 +142,7 @@ class SettledState:
             s.baseline = {m: (p, i, e) for m, p, i, e in baseline}
             s.batches = {d: (pt, last) for d, pt, last in batches}
             s.conflicts = {p: {tuple(k) for k in keys} for p, keys in conflicts}
+            s.changes = tuple(RegistryChange.decode(c) for c in changes)
         except StateError:
             raise
         except Exception as e:  # any shape error in foreign bytes
