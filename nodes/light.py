@@ -139,7 +139,8 @@ def verify_light_reply(registry: Registry, reply: LightReply, period: int,
                                          list(proof.path)):
             what = f"the inclusion proof does not match the root of period {period} version {reply.version}"
         else:
-            what = leaf_difference(registry, period, proof.leaf, sent[malo_id])
+            what = leaf_difference(registry, period, proof.leaf, sent[malo_id],
+                                   registry_known=result.registry_version == registry.version)
         if what is None:
             check.verified.append(malo_id)
         else:
@@ -147,8 +148,11 @@ def verify_light_reply(registry: Registry, reply: LightReply, period: int,
     return check
 
 
-def leaf_difference(registry: Registry, period: int, leaf_bytes: bytes, reading: Reading) -> Optional[str]:
-    """None if the proven leaf settles exactly `reading`, else what differs (for the log)."""
+def leaf_difference(registry: Registry, period: int, leaf_bytes: bytes, reading: Reading, *,
+                    registry_known: bool = True) -> Optional[str]:
+    """None if the proven leaf settles exactly `reading`, else what differs (for the log). `registry_known`
+    False: the period settled under a registry version with changes this node does not hold (a supplier
+    switch, docs/registry.md): the leaf's balancing group is then not compared, its values still are."""
     try:
         leaf = SettledReading.decode(leaf_bytes)
     except CodecError as e:
@@ -163,7 +167,7 @@ def leaf_difference(registry: Registry, period: int, leaf_bytes: bytes, reading:
     if leaf.grid_area != mp.grid_area:
         diffs.append(f"grid area {leaf.grid_area}, registry {mp.grid_area}")
     group = registry.group_of(m, period)
-    if leaf.balancing_group != group:
+    if registry_known and leaf.balancing_group != group:
         diffs.append(f"balancing group {leaf.balancing_group!r}, registry {group!r}")
     if leaf.reading_version == 0:
         diffs.append(f"no reading settled ({QUALITY_NAMES.get(leaf.quality, leaf.quality)}, "

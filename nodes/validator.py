@@ -760,7 +760,8 @@ class Validator(RoleNode):
     def _build_tree(self, period: int, version: int) -> tuple[int, bytes, list[bytes], dict[str, int], merkle.Tree]:
         """Runs in a worker thread (see ProofTrees)."""
         result = self.store.get_period_result(period, version)
-        _, _, rows = decode_period_rows(self.reg, result.data)
+        # the rows follow the period's registry version (its meter points; docs/registry.md)
+        _, _, rows = decode_period_rows(self.ledger.acceptor.state.registry_at(self.reg, period), result.data)
         leaves = [leaf_bytes(period, r) for r in rows]
         index = {r.malo_id: i for i, r in enumerate(rows)}
         return result.height, b"", leaves, index, merkle.Tree(leaves)

@@ -121,10 +121,14 @@ class _Builder:
         self.taken: dict[str, bytes] = {}  # MaLo-ID -> digest of the registry change this seal commits for it
         self.new_changes: list[RegistryChange] = []
         self._committed = frozenset(c.digest() for c in state.changes)
+        self._versions: dict[int, Registry] = {}
 
     def at(self, period: int) -> Registry:
         """The registry version of a period (changes this seal commits take effect after it)."""
-        return registry_at(self.reg, period, self.state.changes)
+        got = self._versions.get(period)
+        if got is None:
+            got = self._versions[period] = registry_at(self.reg, period, self.state.changes)
+        return got
 
     # -- the whole seal ----------------------------------------------------------------------------------
 

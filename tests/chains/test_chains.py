@@ -105,6 +105,24 @@ def test_checkpoint_verifies_with_the_genesis_alone(genesis):
     assert cp.ties[G] == {TIE: (500, 0), UP: (2000, 0)}
 
 
+def test_a_checkpoint_carries_the_registry_changes_its_results_settled_under(genesis):
+    from stromledger.registry import SUPPLIER_SWITCH, sign_change
+
+    a1 = Area(genesis, A1)
+    switch = sign_change(key("validator-1"), genesis.chain_id, SUPPLIER_SWITCH, HOUSE1, G + 2, balancing_group=G2)
+    assert a1.ledger.admit(make_batch(key("validator-1"), a1.registry.chain_id, changes=[switch]), None).accepted == 1
+    for period in (G, G + 1, G + 2):
+        readings(a1, period)
+        data, _ = a1.seal()
+    cp = verify_checkpoint(genesis, data)
+    assert isinstance(cp, Certified) and Checkpoint.decode(data).changes == (switch,)
+    cell = {(c.area, c.group): c.meter_points for c in cp.results[G + 2].cells}
+    assert cell[A1, G2] == 2  # PV and the switched HOUSE1
+    stripped = Checkpoint.decode(data)
+    stripped = Checkpoint(stripped.area, stripped.seal, stripped.certificate, stripped.ties, ())
+    assert verify_checkpoint(genesis, stripped).reason == Reason.WRONG_CHAIN  # another registry version
+
+
 def test_forged_and_foreign_checkpoints_are_refused(genesis):
     a1, a2 = Area(genesis, A1), Area(genesis, A2)
     readings(a1, G)
