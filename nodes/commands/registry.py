@@ -19,7 +19,7 @@ from stromledger.registry import (
 )
 from stromledger.registry.changes import change_json
 
-from .submit import InputError, open_home, parse_period
+from .submit import InputError, open_home, parse_period, send_to_peers
 
 CHANGE_FIELDS = {
     "switch": {"balancing_group": True, "supplier": False},
@@ -156,8 +156,7 @@ def _change(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     now = int(time.time()) // reg.period_seconds
-    history = committed_history(Path(args.home), reg)
-    why = check_change(reg, history, change, now)
+    why = check_change(reg, committed_history(Path(args.home), reg), change, now)
     print(f"{change.describe()}, signed by {ctx.key.public.hex()[:16]}, digest {change.digest().hex()[:16]}")
     if why is not None:
         hint = f" (now period {now}: the earliest effective period is {earliest_effective(now - 1)})" \
@@ -171,25 +170,8 @@ def _change(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace, ctx, change: RegistryChange) -> int:
-    import trio
-
-    from nodes.runtime import make_network
-
-    from .submit import send_all
-
-    validators = [p.key for p in ctx.config.peers if p.key != ctx.key.public]
-    if not validators:
-        print(f"{args.home}/config.toml lists no [[peers]]: no validator to send to", file=sys.stderr)
-        return 2
     data = make_batch(ctx.key, ctx.registry.chain_id, changes=[change]).encode()
-
-    async def go() -> int:
-        net = make_network(ctx)
-        async with net:
-            return await send_all(net, validators, ctx.registry.chain_id, [(str(args.file), data)],
-                                  timeout=args.timeout)
-
-    return trio.run(go)
+    return send_to_peers(args.home, ctx, [(str(args.file), data)], args.timeout)
 
 
 # -- showing the registry of a period ----------------------------------------------------------------------

@@ -298,10 +298,6 @@ def open_home(home: str):
 
 
 def _main(args: argparse.Namespace) -> int:
-    import trio
-
-    from nodes.runtime import make_network
-
     ctx = open_home(args.home)
     if ctx is None:
         return 2
@@ -321,16 +317,26 @@ def _main(args: argparse.Namespace) -> int:
         Path(args.save).mkdir(parents=True, exist_ok=True)
         for _, data in batches:
             (Path(args.save) / f"{sha256(data).hex()[:16]}.batch").write_bytes(data)
-    validators = [p.key for p in ctx.config.peers if p.key != ctx.key.public]
-    if not validators:
-        print(f"{args.home}/config.toml lists no [[peers]]: no validator to send to", file=sys.stderr)
-        return 2
     if any(Batch.decode(b).readings for _, b in batches):
         print(SKIPS_VERIFICATION, file=sys.stderr)
+    return send_to_peers(args.home, ctx, batches, args.timeout)
+
+
+def send_to_peers(home: str, ctx, batches: Sequence[tuple[str, bytes]], timeout: float) -> int:
+    """Submit (name, batch bytes) to the validators in the home's config.toml [[peers]], print each receipt;
+    the exit status (2 when the home names no validator)."""
+    import trio
+
+    from nodes.runtime import make_network
+
+    validators = [p.key for p in ctx.config.peers if p.key != ctx.key.public]
+    if not validators:
+        print(f"{home}/config.toml lists no [[peers]]: no validator to send to", file=sys.stderr)
+        return 2
 
     async def go() -> int:
         net = make_network(ctx)
         async with net:
-            return await send_all(net, validators, reg.chain_id, batches, timeout=args.timeout)
+            return await send_all(net, validators, ctx.registry.chain_id, batches, timeout=timeout)
 
     return trio.run(go)
