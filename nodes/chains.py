@@ -219,7 +219,7 @@ def area_of_change(genesis: Registry, history: tuple[RegistryChange, ...], c: Re
     return areas[0] if areas else None
 
 
-async def run_chains(ctx: NodeContext) -> int:
+async def run(ctx: NodeContext) -> int:
     """The validator role: open one store per chain (the network chain's is the home's data/ledger.sqlite3,
     an area chain's data/chains/<EIC>.sqlite3, each bound to its chain id and view), start the network, serve
     every chain until SIGINT/SIGTERM."""

@@ -843,10 +843,3 @@ class _Invalid(Exception):
 def is_checkpoint(data: bytes) -> bool:
     """An area checkpoint rather than a batch (the tag is the byte after the array header)."""
     return data[1:2] == bytes([Checkpoint.TAG])
-
-
-async def run(ctx: NodeContext) -> int:
-    """A validator process serves every chain the genesis seats it on (nodes/chains.py)."""
-    from .chains import run_chains
-
-    return await run_chains(ctx)

@@ -8,7 +8,7 @@ import sys
 
 import trio
 
-ROLE_MODULES = {"validator": "nodes.validator", "balancing-group": "nodes.balancing_group",
+ROLE_MODULES = {"validator": "nodes.chains", "balancing-group": "nodes.balancing_group",
                 "meter-point": "nodes.meter_point"}
 
 

@@ -10,7 +10,8 @@ from .build import ExportError, as_meter_rows, build_export
 from .committed import committed_rows, export_committed, export_period, exports_of_seal, find_height, latest_version
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST
 from .period_data import decode_period_rows, encode_period_rows
-from .verify import Problem, Report, verify_export
+from .report import Problem, Report
+from .verify import verify_export
 from .writer import EXPORTS_DIR, INDEX, ExportConflict, export_path, read_export, read_index, write_export
 
 __all__ = [

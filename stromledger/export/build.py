@@ -126,5 +126,21 @@ def mscons_files(registry: Registry, seal: PeriodSeal, seal_hash: bytes, period:
     p = registry.period(period)
     prepared = registry.period(seal.height).end
     return {mscons.file_name(g): mscons.build_mscons(
-        chain_id=seal.chain_id, group=g, seal_hash=seal_hash, period=period, version=version, start=p.start,
-        end=p.end, prepared=prepared, rows=by_group[g]) for g in sorted(by_group)}
+        sender=mscons_sender(registry, seal.chain_id), recipient=mscons_recipient(registry, g), group=g,
+        seal_hash=seal_hash, period=period, version=version, start=p.start, end=p.end, prepared=prepared,
+        rows=by_group[g]) for g in sorted(by_group)}
+
+
+def mscons_sender(registry: Registry, chain_id: str) -> mscons.Party:
+    """The grid operator of an area chain's area, by its market-partner id; else the chain."""
+    areas = list(registry.grid_areas.values())
+    if len(areas) == 1 and areas[0].market_partner_id:
+        return mscons.Party.market_partner(areas[0].market_partner_id)
+    return mscons.Party.chain(chain_id)
+
+
+def mscons_recipient(registry: Registry, group: str) -> mscons.Party:
+    """The balancing group's BRP by its market-partner id; else the group's EIC."""
+    bg = registry.balancing_groups.get(group)
+    return mscons.Party.market_partner(bg.market_partner_id) if bg and bg.market_partner_id else \
+        mscons.Party.eic(group)

@@ -36,12 +36,10 @@ from stromledger.cascade.messages import CORRECTED, MEASURED, MISSING, SUBSTITUT
 from stromledger.crypto import sha256
 from stromledger.ids import IdError, make_market_partner_id, parse_market_partner_id  # noqa: F401
 
-from .mscons import UNA, dtm, segment
+from .mscons import NAD_AGENCY, UNA, UNB_AGENCY, dtm, segment
 from .text import kwh
 
 MESSAGE_TYPE = ("MSCONS", "D", "04B", "UN", "2.4c")
-UNB_AGENCY = "500"  # UNB: BDEW code number (market-partner id)
-NAD_AGENCY = "293"  # NAD: BDEW
 # Pruefidentifikatoren (RFF+Z13): the AHB use case. Named here once; the values are our reading of the
 # MSCONS AHB (load profile of a market location; balancing-group sum series) and are checked nowhere else.
 PI_MALO_LOAD_PROFILE = "13025"

@@ -3,12 +3,12 @@
 Layout (one segment per line; docs/export-format.md explains every element):
 
     UNA:+.? '
-    UNB+UNOC:3+<sender>:ZZ+<group EIC>:ZZ+<YYMMDD>:<HHMM>+<reference>'
+    UNB+UNOC:3+<sender>:<500 | ZZ>+<recipient>:<500 | ZZ>+<YYMMDD>:<HHMM>+<reference>'
     UNH+1+MSCONS:D:04B:UN:2.4c'
     BGM+7+<document number>+<9 original | 5 replacement>'
     DTM+137:<CCYYMMDDHHMM>?+00:303'
-    NAD+MS+<sender>::ZZZ'
-    NAD+MR+<group EIC>::305'
+    NAD+MS+<sender>::<293 | ZZZ>'
+    NAD+MR+<recipient>::<293 | 305>'
     UNS+D'
     NAD+DP'
     LOC+172+<MaLo-ID>'                 per meter point of the group with a value, by MaLo-ID
@@ -19,6 +19,11 @@ Layout (one segment per line; docs/export-format.md explains every element):
     DTM+164:<period end>?+00:303'
     UNT+<segments UNH..UNT>+1'
     UNZ+1+<reference>'
+
+Parties are addressed as the German market does, with 13-digit market-partner ids (BDEW code numbers: code
+list 500 in UNB, 293 in NAD), where the genesis gives them: the sender is the grid operator of an area chain's
+area, the recipient the balancing group's BRP. Without them the sender is the chain id (ZZ / ZZZ) and the
+recipient the group's EIC (ZZ / 305).
 
 Nothing depends on a clock: the preparation time is the end of the period whose seal committed this version,
 and the references are derived from the seal hash.
@@ -46,6 +51,31 @@ OBIS_EXPORT = "1-0:2.29.0"  # A-, energy fed into the grid
 QUALIFIERS = {MEASURED: "220", CORRECTED: "220", SUBSTITUTED: "67"}
 ORIGINAL, REPLACEMENT = "9", "5"
 _SPECIAL = "?':+"
+
+
+UNB_AGENCY = "500"  # UNB: BDEW code number (market-partner id)
+NAD_AGENCY = "293"  # NAD: BDEW
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    """An interchange partner: its id and the code list agencies of its id in UNB and in NAD."""
+
+    id: str
+    unb_agency: str
+    nad_agency: str
+
+    @classmethod
+    def market_partner(cls, partner_id: str) -> Party:
+        return cls(partner_id, UNB_AGENCY, NAD_AGENCY)
+
+    @classmethod
+    def chain(cls, chain_id: str) -> Party:
+        return cls(sender_id(chain_id), "ZZ", "ZZZ")
+
+    @classmethod
+    def eic(cls, eic: str) -> Party:
+        return cls(eic, "ZZ", "305")
 
 
 def file_name(group: str) -> str:
@@ -99,10 +129,9 @@ def segment(tag: str, *elements: Sequence[str] | str) -> str:
     return "+".join(parts) + "'"
 
 
-def build_mscons(*, chain_id: str, group: str, seal_hash: bytes, period: int, version: int, start: int, end: int,
-                 prepared: int, rows: Iterable[MeterRow]) -> bytes:
+def build_mscons(*, sender: Party, recipient: Party, group: str, seal_hash: bytes, period: int, version: int,
+                 start: int, end: int, prepared: int, rows: Iterable[MeterRow]) -> bytes:
     """The MSCONS interchange of one balancing group's meter points (rows in MaLo-ID order)."""
-    sender = sender_id(chain_id)
     ref = reference(seal_hash, group, period, version)
     icr = ref[:14]
     t = _utc(prepared)
@@ -110,8 +139,8 @@ def build_mscons(*, chain_id: str, group: str, seal_hash: bytes, period: int, ve
         segment("UNH", "1", MESSAGE_TYPE),
         segment("BGM", "7", ref, ORIGINAL if version == 1 else REPLACEMENT),
         segment("DTM", dtm("137", prepared)),
-        segment("NAD", "MS", (sender, "", "ZZZ")),
-        segment("NAD", "MR", (group, "", "305")),
+        segment("NAD", "MS", (sender.id, "", sender.nad_agency)),
+        segment("NAD", "MR", (recipient.id, "", recipient.nad_agency)),
         segment("UNS", "D"),
         segment("NAD", "DP"),
     ]
@@ -128,7 +157,7 @@ def build_mscons(*, chain_id: str, group: str, seal_hash: bytes, period: int, ve
             # Line numbers, qualifiers and kWh figures hold no separator: written directly, as segment() would.
             body += [f"LIN+{line}'", pia[obis], f"QTY+{qualifier}:{kwh(wh)}:KWH'", dtm_start, dtm_end]
     body.append(segment("UNT", str(len(body) + 1), "1"))
-    lines = [UNA, segment("UNB", ("UNOC", "3"), (sender, "ZZ"), (group, "ZZ"),
+    lines = [UNA, segment("UNB", ("UNOC", "3"), (sender.id, sender.unb_agency), (recipient.id, recipient.unb_agency),
                           (t.strftime("%y%m%d"), t.strftime("%H%M")), icr),
              *body, segment("UNZ", "1", icr)]
     return ("\n".join(lines) + "\n").encode("ascii")

@@ -30,8 +30,8 @@ from stromledger.registry import NETWORK, Registry, view
 
 from . import tables
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, certificate_json, file_entry, manifest_bytes, period_json
+from .report import Problem, Report
 from .text import FormatError, csv_bytes, parse_json
-from .verify import Problem, Report
 
 NETWORK_AREAS_CSV = "network-areas.csv"
 TIES_CSV = "ties.csv"

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from stromledger.cascade.messages import MISSING, QUALITY_NAMES, PeriodResult, PeriodSeal
@@ -33,45 +32,13 @@ from . import mscons, tables
 from .build import export_files
 from .compare import result_difference
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, count_records, manifest_dict
+from .network import verify_network_export
+from .report import Problem, Report
 from .text import FormatError, csv_lines, json_document, json_line, parse_hex, parse_int, parse_json
 
 MAX_PROBLEMS = 50
 REQUIRED = (tables.METER_POINTS_CSV, tables.METER_POINTS_JSONL, tables.GROUPS_CSV, tables.AREAS_CSV,
             tables.SCHEDULES_CSV)
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    reason: str  # stable code, e.g. file_hash, certificate_bad_signature, result_mismatch
-    file: str
-    where: str  # "line 7 (MaLo 41373559241), column import_wh", "segment 23", "signature 2", or ""
-    message: str
-
-    def __str__(self) -> str:
-        where = f" {self.where}:" if self.where else ""
-        return f"{self.file}:{where} {self.reason}: {self.message}"
-
-
-@dataclass
-class Report:
-    problems: list[Problem] = field(default_factory=list)
-    chain_id: str = ""
-    height: int | None = None
-    period: int | None = None
-    version: int | None = None
-    seal_hash: str = ""
-    files: int = 0  # files checked, the manifest included
-    meter_points: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def __str__(self) -> str:
-        if self.ok:
-            return (f"valid: chain {self.chain_id}, period {self.period} version {self.version}, height "
-                    f"{self.height}, seal {self.seal_hash}, {self.meter_points} meter points, {self.files} files")
-        return "\n".join(str(p) for p in self.problems)
 
 
 class _Stop(Exception):
@@ -85,8 +52,6 @@ def verify_export(files: Mapping[str, bytes], registry: Registry,
     each listed change is checked against the current rows only). The report lists every problem found.
     A network chain's export (manifest `scope` "network") is checked by export/network.py."""
     if _scope(files) == "network":
-        from .network import verify_network_export  # it builds on this module
-
         return verify_network_export(files, registry)
     v = _Verifier(files, registry, previous)
     try:

@@ -8,6 +8,10 @@ The enforcement lives in ``p2p``; the bookkeeping is here:
   ``outsider_slots_per_address`` per source IP), so idle sockets and unregistered peers can never take the
   connection slots registry keys need: libp2p's inbound cap (250) minus the outsider slots stays theirs.
 - ``ByteBudget``: bytes of partly received or still-handled frames, per peer and in total.
+- ``StreamSlots``: inbound streams being served per admitted peer (one more is reset at once).
+- ``PeerRates``: frames and bytes per second per admitted peer, as token buckets; a peer over its rate is
+  slowed down (its stream is read later: yamux's flow control then holds its writes), never dropped, so an
+  honest burst costs time, not data, and a flood costs the node a bounded rate of work.
 - ``RefusalLog``: every refusal is counted; its log line is written at most once per reason per interval,
   with the number left out since.
 """
@@ -33,6 +37,11 @@ class Budgets:
     inflight_per_peer: int = 12 * MiB  # bytes of frames being received or handled, per peer
     inflight_total: int = 64 * MiB  # ... for all peers together
     refusal_log_every: float = 10.0  # s between two log lines of one refusal reason
+    streams_per_peer: int = 32  # inbound streams served at once for one admitted peer
+    frames_per_second: float = 200.0  # inbound frames per second per admitted peer, sustained ...
+    frames_burst: int = 400  # ... and in a burst
+    bytes_per_second: int = 16 * MiB  # inbound bytes per second per admitted peer, sustained ...
+    bytes_burst: int = 32 * MiB  # ... and in a burst
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -107,6 +116,62 @@ class PeerShare:
 
     def release(self, n: int) -> None:
         self.budget.release(self.peer, n)
+
+
+class StreamSlots:
+    """Inbound streams being served, per admitted peer."""
+
+    def __init__(self, per_peer: int) -> None:
+        self.per_peer = per_peer
+        self.by_peer: Counter[bytes] = Counter()
+
+    def take(self, peer: bytes) -> bool:
+        if self.by_peer[peer] >= self.per_peer:
+            return False
+        self.by_peer[peer] += 1
+        return True
+
+    def give_back(self, peer: bytes) -> None:
+        self.by_peer[peer] -= 1
+        if self.by_peer[peer] <= 0:
+            del self.by_peer[peer]
+
+
+class _Bucket:
+    """A token bucket that may go into debt: a frame larger than the burst is let through, and the debt is
+    waited off before the next one."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = burst, now
+
+    def take(self, n: float, now: float) -> float:
+        """Take `n` tokens; the seconds to wait before the caller may go on (0: at once)."""
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.tokens -= n
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+class PeerRates:
+    """Frames and bytes per second per admitted peer (admitted keys only: the table is bounded by the
+    registry)."""
+
+    def __init__(self, budgets: Budgets, clock: Callable[[], float]) -> None:
+        self._budgets = budgets
+        self._clock = clock
+        self._buckets: dict[bytes, tuple[_Bucket, _Bucket]] = {}
+
+    def delay(self, peer: bytes, nbytes: int) -> float:
+        """Count one frame of `nbytes` from `peer`; the seconds its stream must wait before the next read."""
+        now = self._clock()
+        buckets = self._buckets.get(peer)
+        if buckets is None:
+            b = self._budgets
+            buckets = self._buckets[peer] = (_Bucket(b.frames_per_second, b.frames_burst, now),
+                                             _Bucket(b.bytes_per_second, b.bytes_burst, now))
+        frames, size = buckets
+        return max(frames.take(1, now), size.take(nbytes, now))
 
 
 class RefusalLog:

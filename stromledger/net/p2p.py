@@ -64,7 +64,7 @@ from libp2p.protocol_muxer.multiselect import Multiselect
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 
 from . import wire
-from .admission import Budgets, ByteBudget, Outsiders, RefusalLog
+from .admission import Budgets, ByteBudget, Outsiders, PeerRates, RefusalLog, StreamSlots
 from .base import Allowed, Handler, Network, PeerKey, Route, admitted, check_key, check_protocol
 from .errors import (
     FrameError,
@@ -169,6 +169,8 @@ class P2PNetwork(Network):
         self._admit = admit
         self.outsiders = Outsiders(budgets)
         self.inflight = ByteBudget(budgets.inflight_per_peer, budgets.inflight_total)
+        self.streams = StreamSlots(budgets.streams_per_peer)
+        self.rates = PeerRates(budgets, trio.current_time)
         self._refusals = RefusalLog(log, self.stats, budgets.refusal_log_every, trio.current_time)
         self._evictions: dict[ID, _Eviction] = {}
         self._outsider_select = Multiselect()
@@ -514,6 +516,16 @@ class P2PNetwork(Network):
         if not self._admits(protocol, peer_key):
             return await self._refuse(stream, protocol, pid)
         assert peer_key is not None
+        if not self.streams.take(peer_key):
+            self._refusals.count("rejected_streams", f"{protocol} stream from {pid}: more than "
+                                                     f"{self.budgets.streams_per_peer} open at once")
+            return await self._reset(stream)
+        try:
+            await self._serve_admitted(protocol, stream, pid, peer_key)
+        finally:
+            self.streams.give_back(peer_key)
+
+    async def _serve_admitted(self, protocol: str, stream: INetStream, pid: ID, peer_key: PeerKey) -> None:
         reader = FrameReader(
             _StreamSource(stream), max_size=self._max_frame,
             deadline=self.budgets.frame_deadline, allowance=self.inflight.for_peer(peer_key),
@@ -522,6 +534,10 @@ class P2PNetwork(Network):
             async for frame in reader:
                 self.stats["frames_in"] += 1
                 self.stats["bytes_in"] += HEADER_SIZE + len(frame)
+                wait = self.rates.delay(peer_key, HEADER_SIZE + len(frame))
+                if wait > 0:  # over its rate: this stream is read again later (the frame is kept)
+                    self.stats["throttled_frames"] += 1
+                    await trio.sleep(wait)
                 kind, body = wire.unpack(frame)
                 if not self._admits(protocol, peer_key):
                     return await self._refuse(stream, protocol, pid, first_frame_read=True)

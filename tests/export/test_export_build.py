@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 
 import export_chain as chain
 from export_chain import G, G1, G2, G3
-from stromledger.cascade import leaf_message
+from stromledger.cascade import PeriodSeal, leaf_message
 from stromledger.export import ExportError, build_export
 from stromledger.export.mscons import QUALIFIERS, parse_segments, read_quantities
 from stromledger.export.text import kwh, parse_kwh
@@ -237,3 +237,33 @@ def _certify(registry, keys, height, seal_hash):
 
     votes = [sign_vote(Precommit, k, registry.chain_id, height, 0, seal_hash) for k in keys]
     return build_certificate(height, 0, seal_hash, votes, ValidatorSet(registry.validator_keys()))
+
+
+def test_mscons_is_addressed_with_market_partner_ids_where_the_genesis_gives_them(registry, commits):
+    """An area chain's MSCONS comes from its grid operator and goes to the group's BRP by their 13-digit
+    market-partner ids (UNB code list 500, NAD 293); without ids the chain id and the group EIC stay."""
+    from dataclasses import replace
+
+    from stromledger.export import mscons
+    from stromledger.export.build import mscons_files, mscons_recipient, mscons_sender
+    from stromledger.ids import make_market_partner_id
+    from stromledger.registry import Registry, view
+
+    ids = {eic: make_market_partner_id(f"99{n:010d}") for n, eic in
+           enumerate([*registry.grid_areas, *registry.balancing_groups], start=1)}
+    named = Registry(registry.params, registry.validators,
+                     [replace(a, market_partner_id=ids[a.eic]) for a in registry.grid_areas.values()],
+                     [replace(g, market_partner_id=ids[g.eic]) for g in registry.balancing_groups.values()],
+                     registry.meter_operators.values(), registry.meter_points.values(), registry.assignments)
+    area = next(iter(named.grid_areas))
+    assert mscons_sender(view(named, area), "x") == mscons.Party(ids[area], "500", "293")
+    assert mscons_sender(named, "chain-1") == mscons.Party("chain-1", "ZZ", "ZZZ")  # several areas: the chain
+    group = next(iter(registry.balancing_groups))
+    assert mscons_recipient(named, group) == mscons.Party(ids[group], "500", "293")
+    assert mscons_recipient(registry, group) == mscons.Party(group, "ZZ", "305")
+
+    c = commits[0]  # period G's seal and rows, written with the named registry's addresses
+    files = mscons_files(view(named, area), PeriodSeal.decode(c.seal_bytes), c.seal_hash, G, 1, c.rows[G])
+    text = next(iter(files.values())).decode()
+    assert f"NAD+MS+{ids[area]}::293'" in text and "::293'\nUNS+D'" in text
+    assert f"+{ids[area]}:500+" in text.splitlines()[1]

@@ -155,16 +155,24 @@ def test_dashboard_in_headless_chromium_shows_the_seal_hash_of_the_api(devnet, c
         pytest.skip("chromium not found: `apt-get install -y chromium` (.ci/run installs it)")
     url = api_url(devnet.validators[0], capsys)
     flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=8000"]
-    for _ in range(3):  # a browser starved of CPU may give up before the page's first refresh: try again
-        dom = subprocess.run([chromium, *flags, "--dump-dom", url + "/"], capture_output=True, text=True,
-                             timeout=120).stdout
-        shown = re.search(r'id="last-seal-hash" data-height="(\d+)">([0-9a-f]{64})<', dom)
-        if shown:
-            break
-    assert shown, dom[-2000:]
-    height, seal_hash = int(shown.group(1)), shown.group(2)
+
+    def last_seal(page: str) -> tuple[int, str, str]:
+        for _ in range(3):  # a browser starved of CPU may give up before the page's first refresh: try again
+            dom = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True,
+                                 timeout=120).stdout
+            shown = re.search(r'id="last-seal-hash" data-height="(\d+)">([0-9a-f]{64})<', dom)
+            if shown:
+                return int(shown.group(1)), shown.group(2), dom
+        raise AssertionError(dom[-2000:])
+
+    height, seal_hash, dom = last_seal(url + "/")
     assert get_json(url + f"/chains/default/seals/{height}")["seal_hash"] == seal_hash
     assert "validator-4" in dom and "<svg" in dom  # validators table and the imbalance chart drawn
+    area = next(iter(devnet.registry.grid_areas))  # an area chain of this validator process, picked by link
+    assert f'href="#chain={area}"' in dom
+    height, seal_hash, dom = last_seal(url + f"/#chain={area}")
+    assert get_json(url + f"/chains/{area}/seals/{height}")["seal_hash"] == seal_hash
+    assert f'id="shown-chain">{devnet.registry.chain_id}/area/{area}<' in dom
     shot = os.environ.get("STROMLEDGER_DASHBOARD_PNG")  # how docs/dashboard.png is made (docs/operations.md)
     if shot:
         subprocess.run([chromium, *flags, "--window-size=1400,1450", "--hide-scrollbars", f"--screenshot={shot}",

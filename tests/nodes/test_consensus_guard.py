@@ -174,8 +174,9 @@ def test_node_run_explains_a_refused_start_in_one_line(tmp_path, capsys, monkeyp
         async with trio.open_nursery():
             raise StartRefused("refusing to sign: the sign guard is empty")
     monkeypatch.setattr("nodes.runtime.open_context", lambda home: Ctx())
-    monkeypatch.setattr("nodes.validator.run", refuse)
-    args = type("Args", (), {"home": str(tmp_path), "resume_signing_after_restore": False, "log_format": None, "log_level": None})()
+    monkeypatch.setattr("nodes.chains.run", refuse)
+    args = type("Args", (), {"home": str(tmp_path), "resume_signing_after_restore": False, "log_format": None,
+                             "log_level": None})()
     assert node._run(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "refusing to sign: the sign guard is empty" in err

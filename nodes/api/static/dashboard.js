@@ -4,6 +4,23 @@
 const COLOURS = ["#0969da", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a3069", "#57606a"];
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
 
+// A validator process serves several chains (its area chains and the network chain): #chain=<name> picks
+// the one shown below the chains table (default: the node's default chain, the network's).
+function chainLink(c, shown) {
+  const params = new URLSearchParams(location.hash.slice(1));
+  params.set("chain", c.name);
+  const a = el("a", c.chain_id);
+  a.href = "#" + params.toString();
+  const td = el("td", null, c.name === shown ? "shown" : "");
+  td.append(a);
+  return td;
+}
+
+function shownChain(chains) {
+  const wanted = new URLSearchParams(location.hash.slice(1)).get("chain");
+  return chains.find((c) => c.name === wanted) || chains.find((c) => c.default);
+}
+
 async function get(path) {
   const headers = token ? { Authorization: "Bearer " + token } : {};
   const response = await fetch(path, { headers });
@@ -84,8 +101,10 @@ async function refresh() {
   const status = await get("status");
   document.getElementById("node-name").textContent = `${status.name} (${status.role})`;
   const chains = await get("chains");
-  fill(document.getElementById("chains"), chains.chains.map((c) => [c.chain_id, num(c.height), c.height === null ? "–" : periodOf(c)]));
-  const chain = encodeURIComponent(chains.chains.find((c) => c.default).name);
+  const shown = shownChain(chains.chains);
+  fill(document.getElementById("chains"), chains.chains.map((c) => [chainLink(c, shown.name), num(c.height), c.height === null ? "–" : periodOf(c)]));
+  document.getElementById("shown-chain").textContent = shown.chain_id;
+  const chain = encodeURIComponent(shown.name);
   const [seals, validators, imbalance, evidence] = await Promise.all([
     get(`chains/${chain}/seals?limit=8`), get(`chains/${chain}/validators`),
     get(`chains/${chain}/imbalance?hours=24`), get(`chains/${chain}/evidence`),
@@ -102,7 +121,9 @@ async function refresh() {
   fill(document.getElementById("validators"), validators.validators.map((v) => [v.name + (v.this_node ? " (this node)" : ""), v.grid_area, yesNo(v.online), yesNo(v.signed_last)]));
   drawImbalance(imbalance.points, imbalance.group_names);
   const mix = imbalance.points.length ? imbalance.points[imbalance.points.length - 1].mix : {};
-  fill(document.getElementById("mix"), Object.entries(mix).map(([source, wh]) => [source, num(wh)]));
+  const mixRows = Object.entries(mix).map(([source, wh]) => [source, num(wh)]);
+  if (!mixRows.length && shown.scope === "network") mixRows.push(["in the area chains' seals (pick one above)", ""]);
+  fill(document.getElementById("mix"), mixRows);
   const health = ["peers", "quorum", "catching_up", "behind_periods", "halted", "settlement_waiting"]
     .filter((k) => k in status).map((k) => [k, k === "peers" ? status[k] + " connected"
       : status[k] === null ? "no" : typeof status[k] === "boolean" ? (status[k] ? "yes" : "no") : String(status[k])]);
@@ -128,4 +149,5 @@ async function loop() {
   }
   setTimeout(loop, 3000);
 }
+window.addEventListener("hashchange", () => refresh().catch(() => {}));
 loop();
