@@ -21,6 +21,7 @@ from stromledger.registry.changes import change_json
 
 from .submit import InputError, open_home, parse_period, send_to_peers
 
+CLIENT_LISTEN = "/ip4/127.0.0.1/tcp/0"
 CHANGE_FIELDS = {
     "switch": {"balancing_group": True, "supplier": False},
     "retire_meter_point": {},
@@ -171,7 +172,8 @@ def _change(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace, ctx, change: RegistryChange) -> int:
     data = make_batch(ctx.key, ctx.registry.chain_id, changes=[change]).encode()
-    return send_to_peers(args.home, ctx, [(str(args.file), data)], args.timeout)
+    # the signer's node (a validator, a meter-point node) usually runs from this home: a port of our own
+    return send_to_peers(args.home, ctx, [(str(args.file), data)], args.timeout, listen=CLIENT_LISTEN)
 
 
 # -- showing the registry of a period ----------------------------------------------------------------------

@@ -322,9 +322,10 @@ def _main(args: argparse.Namespace) -> int:
     return send_to_peers(args.home, ctx, batches, args.timeout)
 
 
-def send_to_peers(home: str, ctx, batches: Sequence[tuple[str, bytes]], timeout: float) -> int:
+def send_to_peers(home: str, ctx, batches: Sequence[tuple[str, bytes]], timeout: float,
+                  listen: str | None = None) -> int:
     """Submit (name, batch bytes) to the validators in the home's config.toml [[peers]], print each receipt;
-    the exit status (2 when the home names no validator)."""
+    the exit status (2 when the home names no validator). `listen`: instead of the home's own address."""
     import trio
 
     from nodes.runtime import make_network
@@ -335,7 +336,7 @@ def send_to_peers(home: str, ctx, batches: Sequence[tuple[str, bytes]], timeout:
         return 2
 
     async def go() -> int:
-        net = make_network(ctx)
+        net = make_network(ctx, listen)
         async with net:
             return await send_all(net, validators, ctx.registry.chain_id, batches, timeout=timeout)
 
