@@ -132,12 +132,21 @@ def committed_history(home: Path, registry: Registry) -> tuple[RegistryChange, .
     return with_changes((), found)
 
 
+def chain_of_change(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange) -> str:
+    """The area whose chain settles a change (of a genesis meter point, or of one added by `history`)."""
+    if c.kind == METER_POINT_ADDED:
+        return c.grid_area
+    mp = registry.meter_points.get(c.malo_id)
+    if mp is not None:
+        return mp.grid_area
+    return next((x.grid_area for x in history if x.malo_id == c.malo_id and x.kind == METER_POINT_ADDED), "")
+
+
 def check_change(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange,
                  now_period: int) -> Rejection | None:
     """What a validator would say now: form, signature, and (against the history this home knows) timing,
     signer and conflicts."""
-    scope = c.grid_area if c.kind == METER_POINT_ADDED else getattr(registry.meter_points.get(c.malo_id),
-                                                                     "grid_area", "")
+    scope = chain_of_change(registry, history, c)
     chain = view(registry, scope) if scope in registry.grid_areas else registry
     why = change_shape(chain, c) or change_signature(chain, c)
     if why is None:
@@ -183,10 +192,15 @@ def registry_report(registry: Registry, history: tuple[RegistryChange, ...], per
     """The registry version in effect in `period` under `history`, with the changes behind it and after it."""
     at = registry_at(registry, period, history)
     changed = sorted({c.malo_id for c in history})
+    # what each area chain's seals name: its view plus its own changes (docs/registry.md)
+    areas = {area: registry_at(view(registry, area), period,
+                               tuple(c for c in history if chain_of_change(registry, history, c) == area)).version.hex()
+             for area in registry.grid_areas}
     return {
         "period": period,
         "genesis_hash": registry.hash.hex(),
         "version": at.version.hex(),
+        "area_versions": areas,
         "meter_points": len(at.meter_points),
         "in_effect": [change_json(c) for c in history if c.effective_period <= period],
         "scheduled": [change_json(c) for c in history if c.effective_period > period],
@@ -216,7 +230,8 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0
     print(f"period {period}: registry version {report['version'][:16]} (genesis {report['genesis_hash'][:16]}), "
-          f"{report['meter_points']} meter points")
+          f"{report['meter_points']} meter points; the area chains' seals name " +
+          ", ".join(f"{a} {v[:16]}" for a, v in report["area_versions"].items()))
     known = "the committed changes of the area chains in this home" if any(
         (Path(args.home) / "data" / "chains").glob("*.sqlite3")) else "the genesis only (no area chain store here)"
     print(f"from {known}: {len(report['in_effect'])} change(s) in effect, {len(report['scheduled'])} scheduled")

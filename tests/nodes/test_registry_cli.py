@@ -15,7 +15,7 @@ from nodes.commands.submit import InputError
 from nodes.datagen.devnet_genesis import devnet_key, make_devnet_genesis
 from nodes.setup import init_home
 from stromledger.cascade.changes import change_shape, change_signature, change_verdict
-from stromledger.registry import METER_KEY_ROTATED, load_genesis, view
+from stromledger.registry import METER_KEY_ROTATED, load_genesis, registry_at, view
 
 PERIOD = 10
 
@@ -101,5 +101,11 @@ def test_the_churn_plan_is_signed_as_the_rules_say_and_changes_the_version(homes
     report = registry_report(registry, tuple(sorted(changes, key=lambda c: (c.effective_period, c.digest()))),
                              height + EFFECTIVE_AFTER)
     assert report["version"] != report["genesis_hash"]
+    # each area chain's version is its view plus its own changes: what its seals and exports name
+    for area, version in report["area_versions"].items():
+        own = tuple(sorted((c for c in changes if area_of(registry, c) == area),
+                           key=lambda c: (c.effective_period, c.digest())))
+        assert version == registry_at(view(registry, area), height + EFFECTIVE_AFTER, own).version.hex()
+        assert version != view(registry, area).hash.hex()
     assert report["meter_points"] == len(registry.meter_points)  # one added, one retired
     assert {m["status"] for m in report["changed_meter_points"]} == {"registered", "retired"}
