@@ -34,7 +34,7 @@ METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH, METER_KEY_ROTATED = 1, 
 CHANGE_KINDS = {METER_POINT_ADDED: "add_meter_point", METER_POINT_RETIRED: "retire_meter_point",
                 SUPPLIER_SWITCH: "switch", METER_KEY_ROTATED: "rotate_key"}
 KIND_BY_NAME = {name: kind for kind, name in CHANGE_KINDS.items()}
-_VERSIONS_CACHED = 64
+_VERSIONS_CACHED = 16  # each is a full copy of the view: the correction window rarely spans more
 
 
 @message(6)
