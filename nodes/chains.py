@@ -32,7 +32,7 @@ from stromledger.registry import (
 )
 
 from .protocol import ErrorReply, LightRequest
-from .runtime import NodeContext, serve_until_signalled, write_status_every
+from .runtime import NodeContext, chaos_disk, node_clock, serve_until_signalled, write_status_every
 from .validator import STATUS_EVERY, Validator
 
 CHECKPOINT = "/stromledger/checkpoint/1"
@@ -235,13 +235,15 @@ async def run(ctx: NodeContext) -> int:
         stores.append(store)
         chain = view(genesis, scope)
         store.check_chain(chain.chain_id, chain.hash)
+        chaos_disk(store)
         return store
 
     try:
         # Every store before the port opens: a home in use by another process (or bound to another chain)
         # stops the node with its one-line reason before it is reachable.
         opened = {scope: open_store(scope) for scope in scopes_of(genesis, ctx.config.name)}
-        await serve_until_signalled(ctx, lambda net: ValidatorChains(ctx, net, opened.__getitem__))
+        await serve_until_signalled(ctx, lambda net: ValidatorChains(ctx, net, opened.__getitem__,
+                                                                     clock=node_clock()))
     finally:
         for store in stores:
             store.close()

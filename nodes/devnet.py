@@ -252,10 +252,10 @@ def load_devnet(directory: str | Path) -> Devnet:
 class NodeProcess:
     """One node as an OS process: `python -m nodes node run --home H`, output to H/node.log."""
 
-    def __init__(self, spec: NodeSpec):
+    def __init__(self, spec: NodeSpec, env: Optional[dict[str, str]] = None):
         self.spec = spec
         self.log_path = spec.home / "node.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(self.log_path, "ab") as log:
             # A session of its own: a Ctrl-C in the terminal reaches the devnet, which stops the nodes in order.
             self.popen = subprocess.Popen([sys.executable, "-m", "nodes", "node", "run", "--home", str(spec.home)],

@@ -68,17 +68,20 @@ class Failure:
 
 @dataclass
 class LightCheck:
-    """The outcome for one period: which readings are proven settled as sent, and what differs for the rest."""
+    """The outcome for one period: which readings are proven settled as sent, which are proven not settled
+    yet (`waiting`: the proven version settles no reading or an older meter version, so a later version may
+    still settle what was sent), and what really differs for the rest (`failures`)."""
 
     period: int
     height: int
     version: int
     verified: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    waiting: list[Failure] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.waiting
 
 
 def period_result(registry: Registry, seal: PeriodSeal, period: int, version: int) -> PeriodResult:
@@ -139,13 +142,32 @@ def verify_light_reply(registry: Registry, reply: LightReply, period: int,
                                          list(proof.path)):
             what = f"the inclusion proof does not match the root of period {period} version {reply.version}"
         else:
-            what = leaf_difference(registry, period, proof.leaf, sent[malo_id],
-                                   registry_known=result.registry_version == registry.version)
+            known = result.registry_version == registry.version
+            what = leaf_difference(registry, period, proof.leaf, sent[malo_id], registry_known=known)
+            if what is not None and not_settled_yet(registry, period, proof.leaf, sent[malo_id],
+                                                    registry_known=known):
+                check.waiting.append(Failure(malo_id, what))
+                continue
         if what is None:
             check.verified.append(malo_id)
         else:
             check.failures.append(Failure(malo_id, what))
     return check
+
+
+def not_settled_yet(registry: Registry, period: int, leaf_bytes: bytes, reading: Reading, *,
+                    registry_known: bool = True) -> bool:
+    """True if the proven leaf of the right meter point, area and group settles no reading or an older meter
+    version than `reading`: a later version of the period (a correction) may still settle it as sent. Any
+    other difference is final. `registry_known`: as for leaf_difference."""
+    try:
+        leaf = SettledReading.decode(leaf_bytes)
+    except CodecError:
+        return False
+    mp = registry.meter_points.get(reading.malo_id)
+    group_ok = not registry_known or leaf.balancing_group == registry.group_of(reading.malo_id, period)
+    return (mp is not None and leaf.malo_id == reading.malo_id and leaf.period == period
+            and leaf.grid_area == mp.grid_area and group_ok and leaf.reading_version < reading.version)
 
 
 def leaf_difference(registry: Registry, period: int, leaf_bytes: bytes, reading: Reading, *,
@@ -201,5 +223,5 @@ def latest_readings(readings: Sequence[Reading], period: int) -> dict[str, Readi
     return out
 
 
-__all__ = ["Failure", "LightCheck", "LightError", "latest_readings", "leaf_difference", "period_result",
-           "verify_commit", "verify_light_reply"]
+__all__ = ["Failure", "LightCheck", "LightError", "latest_readings", "leaf_difference", "not_settled_yet",
+           "period_result", "verify_commit", "verify_light_reply"]

@@ -41,6 +41,7 @@ from stromledger.cascade.messages import RECEIPT_DOMAIN
 from stromledger.codec import CodecError, decode
 from stromledger.crypto import sha256, verify
 from stromledger.net import LIGHT, MAX_FRAME, SUBMIT, FrameTooLarge, NetError, Network
+from stromledger.periods import gate_margin_ms
 from stromledger.registry import Registry
 
 from .feed import InboxError, InboxFeed, SimulatedFeed
@@ -121,6 +122,19 @@ async def submit_batch(net: Network, validators: Sequence[bytes], data: bytes, c
             continue
         return peer, reply
     raise SubmitFailed("; ".join(problems) or "no validator to send to")
+
+
+def receipted_readings(store, digest: bytes) -> Optional[list[Reading]]:
+    """The readings of a stored batch that its validator's receipt accepted; None without a receipt or when
+    the batch was refused as a whole."""
+    raw = store.get_receipt(digest)
+    if raw is None:
+        return None
+    receipt = Receipt.decode(raw)
+    if batch_refused(receipt):
+        return None
+    skip = rejected_readings(receipt)
+    return [r for i, r in enumerate(Batch.decode(store.get_batch(digest)).readings) if i not in skip]
 
 
 def rejected_readings(receipt: Receipt) -> set[int]:
@@ -274,9 +288,12 @@ class NotCommitted(Exception):
 
 
 async def light_request(net: Network, validators: Sequence[bytes], period: int, malo_ids: Sequence[str], *,
-                        timeout: float = REQUEST_TIMEOUT, name: Callable[[bytes], str] = short_key) -> LightReply:
+                        timeout: float = REQUEST_TIMEOUT, name: Callable[[bytes], str] = short_key,
+                        behind: Optional[list[str]] = None) -> LightReply:
     """A LightReply for (period, malo_ids) from the first validator that gives one. NotCommitted if the
-    period is not settled yet; SubmitFailed (with each validator's problem) if none answers."""
+    period is not settled yet; SubmitFailed (with each validator's problem) if none answers. With a `behind`
+    list, a validator's not_committed is not the last word: the next ones are asked, and the names of those
+    that said not_committed are appended to it."""
     payload = LightRequest(period, tuple(malo_ids)).encode()
     problems = []
     for peer in validators:
@@ -288,9 +305,14 @@ async def light_request(net: Network, validators: Sequence[bytes], period: int, 
         if isinstance(reply, LightReply):
             return reply
         if isinstance(reply, ErrorReply) and reply.reason == "not_committed":
-            raise NotCommitted(reply.message)
+            if behind is None:
+                raise NotCommitted(reply.message)
+            behind.append(name(peer))
+            continue
         problems.append(f"{name(peer)}: {getattr(reply, 'reason', type(reply).__name__)}: "
                         f"{getattr(reply, 'message', '')}")
+    if behind:
+        raise NotCommitted(f"period {period} is not committed at {', '.join(behind)}")
     raise SubmitFailed("; ".join(problems) or "no validator to ask")
 
 
@@ -343,7 +365,14 @@ class MeterPointNode(RoleNode):
         c = json.loads(saved) if saved else {}
         self.submitted = {"periods": 0, "readings": 0, "batches": 0, **c.get("submitted", {})}
         self.receipts = {"accepted": 0, "duplicates": 0, "rejected": {}, **c.get("receipts", {})}
-        self.verified = {"periods": 0, "readings": 0, "failures": 0, "last_period": None, **c.get("verified", {})}
+        self.verified = {"periods": 0, "readings": 0, "failures": 0, "late": 0, "last_period": None,
+                         **c.get("verified", {})}
+        # Readings a period's latest version did not settle yet (substituted): re-checked in later versions
+        # until settled as sent ("settled late", a delay) or the correction window ends (a failure).
+        self.late: dict[int, dict[str, Any]] = {int(p): v for p, v in json.loads(
+            store.get_meta("meter.late") or b"{}").items()}
+        self.next_recheck = 0.0
+        self.validators_behind = 0  # times a validator said not_committed while another had the period
 
     # -- persistence -------------------------------------------------------------------------------------
 
@@ -358,6 +387,7 @@ class MeterPointNode(RoleNode):
             self.store.set_meta("meter.verify_from", str(self.verify_from).encode())
             self.store.set_meta("meter.sent_through", str(self.sent_through).encode())
             self.store.set_meta("meter.counters", json.dumps(counters, sort_keys=True).encode())
+            self.store.set_meta("meter.late", json.dumps(self.late, sort_keys=True).encode())
 
     # -- producing readings --------------------------------------------------------------------------------
 
@@ -509,7 +539,7 @@ class MeterPointNode(RoleNode):
         in well before gate closure, else (a correction) the next seal whose proposal is built after it."""
         p = self.reg.params
         gate = self.reg.period(period).gate_closure(p.grace_seconds)
-        margin = min(1.0, p.grace_seconds / 2)
+        margin = gate_margin_ms(p.grace_seconds) / 1000
         if acked_at < gate - margin:
             return period
         return max(period, int((acked_at - p.grace_seconds) // p.period_seconds) + 1)
@@ -523,15 +553,10 @@ class MeterPointNode(RoleNode):
         for digest in self.store.batches_for_periods([period]):
             if digest in waiting:
                 return None
-            raw = self.store.get_receipt(digest)
-            if raw is None:
-                continue  # never acknowledged (should not happen): nothing to expect
-            receipt = Receipt.decode(raw)
-            if batch_refused(receipt):
-                continue
-            batch = Batch.decode(self.store.get_batch(digest))
-            skip = rejected_readings(receipt)
-            readings.extend(r for i, r in enumerate(batch.readings) if i not in skip and r.period == period)
+            accepted = receipted_readings(self.store, digest)
+            if accepted is None:
+                continue  # never acknowledged (should not happen), or refused: nothing to expect
+            readings.extend(r for r in accepted if r.period == period)
             need = max(need, self.settle_height(period, self.acked.setdefault(digest, self.started)))
         return latest_readings(readings, period), need
 
@@ -562,15 +587,42 @@ class MeterPointNode(RoleNode):
                 checks.append(check)
             self.verify_from = p + 1
             self._save()
-        return checks
+        return checks + await self.recheck_late()
 
     async def verify_period(self, period: int, sent: dict[str, Reading], need: int) -> LightCheck:
         """Ask for proofs of `sent` in `period` and check them; raises NotCommitted while `need` (the height
         that settles the last of them) is not committed."""
         ids = sorted(sent)
         if need > period:
-            await light_request(self.net, self.validators, need, ids[:1], timeout=self.timeout,
-                                name=self.ctx.peer_name)
+            await self._ask(need, ids[:1])
+        total = await self._prove(period, sent)
+        self._record(total)
+        if total.waiting:
+            self.late[period] = {"version": total.version, "malos": sorted(f.malo_id for f in total.waiting)}
+            self.next_recheck = max(self.next_recheck, self.clock() + self._recheck_every())
+            self._save()
+        return total
+
+    def _overdue(self, period: int) -> bool:
+        """Past gate closure plus the grace: the period should be committed by now."""
+        p = self.reg.params
+        return self.clock() >= self.reg.period(period).gate_closure(p.grace_seconds) + p.grace_seconds
+
+    async def _ask(self, period: int, ids: Sequence[str]) -> LightReply:
+        """A light reply for (period, ids). Once the period is overdue, a validator that says not_committed
+        is not the last word: the others are asked (it may be behind, or unable to apply that height)."""
+        behind: Optional[list[str]] = [] if self._overdue(period) else None
+        reply = await light_request(self.net, self.validators, period, ids, timeout=self.timeout,
+                                    name=self.ctx.peer_name, behind=behind)
+        if behind:
+            self.validators_behind += 1
+            self.log.warning("period %s: %s said it is not committed, another validator has it (behind?)",
+                             self.reg.period(period).iso(), ", ".join(behind))
+        return reply
+
+    async def _prove(self, period: int, sent: dict[str, Reading]) -> LightCheck:
+        """Proofs of `sent` in the latest version of `period`, asked of its area chains and checked."""
+        ids = sorted(sent)
         total = LightCheck(period, 0, 0)
         mps = self.reg.meter_points
         chunks = []  # each request asks one area chain (its meter points' area): sorted by area, then MaLo-ID
@@ -579,8 +631,7 @@ class MeterPointNode(RoleNode):
             group = list(group)
             chunks += [group[i:i + MAX_LIGHT_IDS] for i in range(0, len(group), MAX_LIGHT_IDS)]
         for chunk in chunks:
-            reply = await light_request(self.net, self.validators, period, chunk, timeout=self.timeout,
-                                        name=self.ctx.peer_name)
+            reply = await self._ask(period, chunk)
             part = {m: sent[m] for m in chunk}
             try:
                 check = verify_light_reply(self.reg, reply, period, part)
@@ -593,8 +644,63 @@ class MeterPointNode(RoleNode):
             total.height, total.version = check.height, check.version
             total.verified += check.verified
             total.failures += check.failures
-        self._record(total)
+            total.waiting += check.waiting
         return total
+
+    async def recheck_late(self) -> list[LightCheck]:
+        """Check again the readings a period's earlier version did not settle: settled as sent in a later
+        version is a delay ("settled late in version N", counted in `late`); a real difference, or nothing
+        settled by the end of the correction window, is a failure."""
+        now = self.clock()
+        if not self.late or now < self.next_recheck:
+            return []
+        self.next_recheck = now + self._recheck_every()
+        checks = []
+        for period in sorted(self.late):
+            seen = self.late[period]
+            exp = self.expected(period)
+            sent = {m: r for m, r in (exp[0] if exp else {}).items() if m in set(seen["malos"])}
+            try:
+                check = await self._prove(period, sent) if sent else LightCheck(period, 0, seen["version"])
+                closed = bool(check.waiting) and check.version <= seen["version"] and \
+                    await self._window_closed(period, sorted(sent)[:1])
+            except (NotCommitted, SubmitFailed) as e:
+                self.log.info("re-checking period %d later: %s", period, e)
+                break
+            self._record_late(check, seen["version"], closed)
+            if check.waiting and not closed:
+                self.late[period] = {"version": check.version, "malos": sorted(f.malo_id for f in check.waiting)}
+            else:
+                del self.late[period]
+            checks.append(check)
+        self._save()
+        return checks
+
+    def _recheck_every(self) -> float:
+        return max(self.poll, self.reg.period_seconds / 2)
+
+    async def _window_closed(self, period: int, ids: list[str]) -> bool:
+        """Is the last height that may still correct `period` committed?"""
+        try:
+            await self._ask(period + self.reg.correction_window, ids)
+            return True
+        except NotCommitted:
+            return False
+
+    def _record_late(self, check: LightCheck, earlier: int, closed: bool) -> None:
+        iso = self.reg.period(check.period).iso()
+        for m in check.verified:
+            self.log.warning("MaLo %s, period %s: settled late in version %d (version %d did not hold the reading)",
+                             m, iso, check.version, earlier)
+        if closed:  # no version can settle them any more
+            check.failures += [Failure(f.malo_id, f"not settled by the end of the correction window: {f.what}")
+                               for f in check.waiting]
+            check.waiting = []
+        for f in check.failures:
+            self.log.error("VERIFICATION FAILED: MaLo %s, period %s: %s", f.malo_id, iso, f.what)
+        self.verified["late"] += len(check.verified)
+        self.verified["readings"] += len(check.verified)
+        self.verified["failures"] += len(check.failures)
 
     def _record(self, check: LightCheck) -> None:
         iso = self.reg.period(check.period).iso()
@@ -604,6 +710,10 @@ class MeterPointNode(RoleNode):
         self.verified["readings"] += len(check.verified)
         self.verified["failures"] += len(check.failures)
         self.verified["last_period"] = iso
+        if check.waiting:
+            self.log.warning("period %s: %d readings not settled in version %d yet (e.g. MaLo %s: %s); checking "
+                             "later versions", iso, len(check.waiting), check.version, check.waiting[0].malo_id,
+                             check.waiting[0].what)
         if check.failures:
             self.log.error("period %s: %d of %d readings NOT settled as sent (seal height %d, version %d)", iso,
                            len(check.failures), len(check.failures) + len(check.verified), check.height,
@@ -628,7 +738,8 @@ class MeterPointNode(RoleNode):
             "next_period": self.reg.period(self.next_period).iso(),
             "submitted": dict(self.submitted),
             "receipts": {**self.receipts, "rejected": dict(sorted(self.receipts["rejected"].items()))},
-            "verified": dict(self.verified),
+            "verified": {**self.verified, "waiting": sum(len(v["malos"]) for v in self.late.values())},
+            "validators_behind": self.validators_behind,
             "pending": len(self.outbox),
             "retrying": self.outbox.retrying(),
             "inbox_held": len(self._inbox_held),

@@ -184,6 +184,9 @@ def _verified(doc: dict[str, Any], gauge) -> Iterator[Metric]:
         ("periods", "verified_periods", "Periods whose readings this light node verified with a proof."),
         ("readings", "verified_readings", "Readings this light node verified as settled exactly as sent."),
         ("failures", "verification_failures", "Readings NOT settled as sent (see the node's log)."),
+        ("late", "verified_late_readings", "Readings settled as sent only in a later version (a delay, not a failure)."),
+        ("waiting", "verification_waiting", "Readings the latest version does not settle yet, re-checked in later "
+                                            "versions until the correction window ends."),
         ("heights", "verified_heights", "Seals this balancing-group node rebuilt identically."),
         ("last_height", "verified_last_height", "The newest height this balancing-group node verified."),
         ("discrepancies", "discrepancies", "Seals this balancing-group node could not rebuild identically."),

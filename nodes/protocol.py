@@ -2,7 +2,8 @@
 
     /stromledger/consensus/1  one-way: Proposal, Prevote, Precommit, Commit (validators only)
     /stromledger/batch/1      one-way: Batch (a validator pushes what it admitted to the others);
-                              request: BatchRequest -> BatchReply (validators only)
+                              request: BatchRequest -> BatchReply, InventoryRequest -> InventoryReply
+                              (validators only)
     /stromledger/submit/1     request: Batch -> Receipt, or ErrorReply (registered submitters)
     /stromledger/sync/1       request: SyncRequest -> SyncReply; BatchRequest -> BatchReply (anyone registered)
     /stromledger/light/1      request: LightRequest -> LightReply, or ErrorReply (anyone registered)
@@ -17,6 +18,7 @@ MAX_BLOB = 48 * 1024 * 1024
 MAX_SYNC = 64
 MAX_FETCH = 256
 MAX_LIGHT_IDS = 2_000  # 2000 proofs of a 1M-leaf tree fit well in one 4 MiB frame
+MAX_INVENTORY = 65_536  # digests in one inventory reply (2.2 MB); the asker asks again from the last one
 
 
 @message(50)
@@ -71,6 +73,21 @@ class LightReply(Message):
     certificate: CommitCertificate
     size: U32  # leaves in the period result's tree
     proofs: Seq(LeafProof, MAX_LIGHT_IDS)
+
+
+@message(60)
+class InventoryRequest(Message):
+    """Which batches do you hold that are not settled yet, for periods first..last, digests above `after`?
+    A validator asks its peers when it starts, so that a restarted proposer holds what they hold."""
+
+    first_period: U64
+    last_period: U64
+    after: Hash  # 32 zero bytes: from the start
+
+
+@message(61)
+class InventoryReply(Message):
+    digests: Seq(Hash, MAX_INVENTORY)  # ascending; fewer than MAX_INVENTORY: that was all
 
 
 def chain_protocol(protocol: str, scope: str) -> str:

@@ -19,11 +19,15 @@ from stromledger.crypto import SigningKey
 from stromledger.keys import read_key_file
 from stromledger.registry import Registry, load_genesis
 
+from .disk import disk_problem
 from .home import NodeConfig, load_config
 from .metrics import NodeMetrics
 from .setup import party_names
 
 PASSPHRASE_ENV = "STROMLEDGER_PASSPHRASE"
+# Fault injection for tests and `stromledger chaos` only (nodes/chaos.py); never set on a real node.
+CHAOS_CLOCK_OFFSET_ENV = "STROMLEDGER_CHAOS_CLOCK_OFFSET_MS"  # milliseconds added to a validator's clock
+CHAOS_DISK_ENV = "STROMLEDGER_CHAOS_DISK"  # "read-only" or "full": the stores refuse to grow once opened
 
 
 @dataclass
@@ -165,6 +169,8 @@ async def write_status_every(ctx: NodeContext, status: Callable[[], dict], secon
         try:
             ctx.write_status(status())
         except OSError as e:
+            if disk_problem(e) is not None:
+                raise  # a full or read-only disk stops the node (nodes/disk.py)
             ctx.log.warning("cannot write status: %s", e)
         await trio.sleep(seconds)
 
@@ -175,6 +181,27 @@ async def until_signalled(cancel_scope: trio.CancelScope, log: logging.Logger) -
             log.info("received %s: shutting down cleanly", signal.Signals(signum).name)
             cancel_scope.cancel()
             return
+
+
+def node_clock() -> Callable[[], float]:
+    """A validator's clock: the wall clock, skewed by $STROMLEDGER_CHAOS_CLOCK_OFFSET_MS (chaos runs only)."""
+    offset_ms = int(os.environ.get(CHAOS_CLOCK_OFFSET_ENV) or 0)
+    if not offset_ms:
+        return time.time
+    logging.getLogger("stromledger.chaos").warning("CHAOS: this node's clock is offset by %+d ms", offset_ms)
+    return lambda: time.time() + offset_ms / 1000
+
+
+def chaos_disk(store) -> None:
+    """$STROMLEDGER_CHAOS_DISK (chaos runs only): a store on a read-only or full disk from now on."""
+    fault = os.environ.get(CHAOS_DISK_ENV)
+    if fault not in ("read-only", "full"):
+        return
+    with store.db.read() as conn:
+        if fault == "read-only":
+            conn.execute("PRAGMA query_only = ON")  # every write: "attempt to write a readonly database"
+        else:  # no page more: the next write that needs one gets "database or disk is full"
+            conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
 
 
 def now() -> int:

@@ -19,18 +19,20 @@ lock and its heavy calls run in threads so the network keeps flowing.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import trio
 
 from stromledger import merkle
 from stromledger.cascade import Ledger, LedgerError, PeriodSeal, Rejection, SettledState, check_batch, leaf_bytes
 from stromledger.chains import (
-    Certified, Checkpoint, NetworkLedger, NetworkSeal, NetworkState, canonical_checkpoints, make_checkpoint,
+    ABSENT, Certified, Checkpoint, NetworkLedger, NetworkSeal, NetworkState, canonical_checkpoints, make_checkpoint,
 )
 from stromledger.cascade.checks import CheckedBatch, correctable_from
+from stromledger.cascade.completeness import omissions
 from stromledger.codec import CodecError, decode
 from stromledger.consensus import events as ev
 from stromledger.consensus.certificate import certificate_holds
@@ -40,19 +42,23 @@ from stromledger.consensus.machine import Consensus
 from stromledger.consensus.messages import Commit, CommitCertificate, Proposal
 from stromledger.consensus.validators import ValidatorSet
 from stromledger.crypto import sha256
-from stromledger.export import decode_period_rows, encode_period_rows, export_committed
+from stromledger.export import (
+    decode_period_rows, encode_period_rows, export_committed, exported, remove_stale_temporaries,
+)
 from stromledger.export.build import ExportError
 from stromledger.export.network import export_network_committed
 from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetError
+from stromledger.periods import gate_margin_ms
 from stromledger.registry import NETWORK, Registry
 from stromledger.store import Store
 
+from .disk import disk_problem
 from .consensus_guard import ReplyLimiter, WalBudget, admit_consensus, check_sign_guard
 from .health import health_fields
 from .proof_trees import ProofTrees
 from .protocol import (
-    MAX_FETCH, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, LeafProof, LightReply, LightRequest, SyncReply,
-    SyncRequest, chain_protocol,
+    MAX_FETCH, MAX_INVENTORY, MAX_SYNC, BatchReply, BatchRequest, ErrorReply, InventoryReply, InventoryRequest,
+    LeafProof, LightReply, LightRequest, SyncReply, SyncRequest, chain_protocol,
 )
 from .runtime import NodeContext, RoleNode, write_status_every
 
@@ -60,6 +66,7 @@ EVENT_QUEUE = 4096
 FETCH_TIMEOUT = 5.0
 STATUS_EVERY = 1.0
 MESH_EVERY = 5.0  # seconds between attempts to reach validators that are not connected
+NO_DIGEST = bytes(32)
 
 
 @dataclass
@@ -102,6 +109,8 @@ class Validator(RoleNode):
                                                            thread_name_prefix="verify")
         self._lock = trio.Lock()  # guards the ledger
         self._export_lock = trio.Lock()
+        self._exported_below = self.reg.genesis_period  # heights below: every export checked to be on disk
+        self.start_exports_done = trio.Event()  # set once the exports a crash lost are written again
         self._wal_height, self._wal_seen = -1, set()
         self.settlement_waiting: Optional[int] = None  # a committed height this node cannot apply yet
         self._waiting_since: Optional[tuple[int, float]] = None  # (that height, since when), for `halted`
@@ -115,6 +124,15 @@ class Validator(RoleNode):
         self.committed = trio.Condition()  # notified after every commit (tests and the devnet wait on it)
         self.batches_received = 0
         self._nursery: Optional[trio.Nursery] = None
+        self._stopping = False  # serve() ended: network handlers of the other chains may still call in
+        # Complete and timely proposals (docs/consensus.md): when each batch was admitted here (this node's
+        # clock), the margin before gate closure that "in time" means, and each peer's first consensus
+        # message of the latest height relative to this node's gate closure (the clock report in status).
+        self._admitted_at: dict[bytes, float] = {}
+        self.gate_margin = gate_margin_ms(self.reg.params.grace_seconds) / 1000
+        self._peer_offsets: dict[bytes, tuple[int, int]] = {}  # peer -> (height, ms after our gate closure)
+        self._judged: dict[tuple[int, int], bool] = {}  # (height, round) -> timely, judged at first receipt
+        self.inventory_synced = trio.Event()  # set once every peer was asked what it holds (at start)
         self.ledger = self._restore_ledger()
         check_sign_guard(self.store.sign_guard, self.store, ctx.key.public, ValidatorSet(self.validator_keys),
                          self.ledger.next_height, ctx.resume_signing_after_restore, self.log)
@@ -142,7 +160,10 @@ class Validator(RoleNode):
                     ledger.add_checkpoint(data)
         last = self.store.last_height()
         if last is not None and (state.height is None or state.height < last):
-            # Killed between storing a commit and its snapshot: replay the commits the snapshot lacks.
+            # Killed between storing a commit and persisting what it settles: complete each such commit now
+            # with the very step a live commit ends with (_persist_commit: period results, settled marks,
+            # snapshot in one transaction), so the node ends as if it had never stopped. Exports follow at
+            # start (_export_missing).
             first = ledger.next_height
             for commit in self.store.commits_from(first, last - first + 1):
                 seal = (NetworkSeal if self.is_network else PeriodSeal).decode(commit.value)
@@ -150,9 +171,15 @@ class Validator(RoleNode):
                     data = self.store.get_batch(digest)
                     if data is not None:
                         self._add_fetched(ledger, data)
-                ledger.commit(commit.value)
-                self.log.info("replayed committed height %d into the settled state", commit.height)
-            self.store.put_state(ledger.state.height, ledger.state.encode())
+                outcome = ledger.commit(commit.value)
+                rows, snapshot, done = self._snapshot(ledger, outcome)
+                self._persist_commit(commit.height, rows, snapshot, outcome.seal.vote_evidence, done)
+                if self.scope and not self.is_network and self.checkpoint_sink is not None:
+                    # its checkpoint may never have left: sent again at start (receivers keep one per seal)
+                    self._checkpoint = make_checkpoint(self.scope, commit.value, commit.certificate, ledger.proof,
+                                                       self.reg).encode()
+                self.log.info("completed committed height %d after a restart: %d period results, %d batches "
+                              "settled", commit.height, len(rows), len(done))
         # Batches admitted earlier that later seals may still settle.
         lo = correctable_from(self.reg, ledger.next_height)
         now_period = self._now_period()
@@ -162,6 +189,7 @@ class Validator(RoleNode):
             data = self.store.get_batch(digest)
             if data is not None:
                 self._add_fetched(ledger, data) if is_checkpoint(data) else ledger.admit(data, None)
+                self._admitted_at[digest] = self.store.batch_received_at(digest) or self.clock()
         if pending:
             self.log.info("re-admitted %d stored batches still to settle", len(pending))
         return ledger
@@ -200,6 +228,10 @@ class Validator(RoleNode):
                 nursery.start_soon(self._clock_loop)
                 nursery.start_soon(self._catch_up_loop)
                 nursery.start_soon(self._mesh_loop)
+                nursery.start_soon(self._start_exports)
+                if self._checkpoint is not None:  # of a commit completed at start (_restore_ledger)
+                    nursery.start_soon(self.checkpoint_sink, self._checkpoint)
+                nursery.start_soon(self._sync_inventory)
                 if self.ctx.config.status_path and self.writes_status:
                     nursery.start_soon(self._status_loop)
                 self.log.info("validator %s up: next height %d (period %s), %d validators, quorum %d",
@@ -207,6 +239,7 @@ class Validator(RoleNode):
                               len(self.validator_keys), self.machine.validators.quorum)
                 task_status.started(self)
         finally:
+            self._stopping = True
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run(self) -> None:
@@ -317,6 +350,9 @@ class Validator(RoleNode):
         return None if previous is None else bytes(previous.certificate)
 
     async def _build_value(self, height: int, round: int) -> None:
+        # A restarted proposer first holds what its peers hold (bounded: it must still propose in its round).
+        with trio.move_on_after(min(2.0, self.config.propose_ms / 2000)):
+            await self.inventory_synced.wait()
         async with self._lock:
             if self.ledger.next_height != height:
                 self.log.warning("asked to propose height %d but the ledger is at %d", height,
@@ -335,7 +371,7 @@ class Validator(RoleNode):
 
     async def _validate_value(self, height: int, round: int, value: bytes) -> None:
         value_hash = sha256(value)
-        valid = False
+        valid, omitted = False, []
         try:
             if self.ledger.next_height != height:
                 raise _Invalid(f"the ledger is at height {self.ledger.next_height}")
@@ -343,13 +379,30 @@ class Validator(RoleNode):
             async with self._lock:
                 rejection = await trio.to_thread.run_sync(self.ledger.validate, value, self._evidence_ok,
                                                           self._last_commit_ok)
+                if rejection is None and not self.is_network:
+                    omitted = await trio.to_thread.run_sync(self._omissions, value)
             if rejection is not None:
                 raise _Invalid(str(rejection))
             valid = True
         except _Invalid as e:
             self.log.warning("height %d round %d: proposed seal %s is not valid here: %s", height, round,
                              value_hash.hex()[:16], e)
-        await self._send.send(ev.ValueChecked(height, value_hash, valid))
+        complete = not (valid and omitted)
+        if not complete:
+            self.ctx.reject("proposal_incomplete", f"height {height} round {round}: seal {value_hash.hex()[:16]} "
+                            f"leaves out {len(omitted)} batches admitted here in time ({omitted[0]}): prevote nil "
+                            f"unless a quorum takes it")
+        await self._send.send(ev.ValueChecked(height, value_hash, valid, complete))
+
+    def _omissions(self, value: bytes) -> list:
+        """What a valid proposed seal leaves out of the batches this node admitted before the cutoff (gate
+        closure minus the margin), under the lock, in a worker thread."""
+        seal = PeriodSeal.decode(value)
+        cutoff = self.gate_closure(seal.height) - self.gate_margin
+        held = [cb for d, cb in self.ledger.acceptor.batches.items()
+                if self._admitted_at.get(d, float("inf")) <= cutoff]
+        listed = {d: cb for d in seal.batches if (cb := self.ledger.batch(d)) is not None}
+        return omissions(self.reg, self.ledger.state, seal, listed, held)
 
     async def _fetch_missing(self, seal_bytes: bytes, first: Optional[bytes] = None) -> None:
         """Fetch the batches a seal lists that this node lacks: from `first` (the proposer), then the others.
@@ -367,7 +420,9 @@ class Validator(RoleNode):
         if missing:
             raise _Invalid(f"{len(missing)} listed batches could not be fetched")
 
-    async def _fetch_from(self, peer: bytes, want: list[bytes], missing: set[bytes]) -> int:
+    async def _fetch_from(self, peer: bytes, want: list[bytes], missing: set[bytes], admit: bool = False) -> int:
+        """Fetch `want` from `peer`: each batch checked, then added for validation, or (`admit`) admitted as if
+        the peer had pushed it. Returns how many arrived; each is removed from `missing`."""
         try:
             raw = await self.net.request(peer, self.proto[BATCH], BatchRequest(tuple(want)).encode(),
                                          timeout=FETCH_TIMEOUT)
@@ -385,6 +440,10 @@ class Validator(RoleNode):
             digest = sha256(data)
             if digest not in missing:
                 self.ctx.reject("unrequested_batch", "a peer sent a batch that was not asked for", peer)
+                continue
+            if admit:
+                missing.discard(digest)
+                got += await self._admit_pushed(peer, data)
                 continue
             checked = await trio.to_thread.run_sync(self._check, data)
             if isinstance(checked, Rejection):
@@ -425,7 +484,8 @@ class Validator(RoleNode):
             self.ctx.reject(f"checkpoint_{cp.reason.name.lower()}", cp.message, peer)
             return None
         if cp.seal_hash in self.ledger.checkpoints:
-            await trio.to_thread.run_sync(self._store_checkpoint, cp)
+            with self._disk_stops_the_node():
+                await trio.to_thread.run_sync(self._store_checkpoint, cp)
         return cp
 
     async def _on_checkpoint(self, peer: bytes, payload: bytes) -> None:
@@ -441,11 +501,7 @@ class Validator(RoleNode):
     async def _on_decide(self, d: ev.Decide) -> None:
         h, cert = d.height, d.certificate
         seal_hash = sha256(d.value)
-        # Durable first: whatever happens next, the decision is not lost.
-        await trio.to_thread.run_sync(self.store.put_commit, h, cert.round, d.value, seal_hash, cert.encode(),
-                                      int(self.clock()))
-        outcome, rows, state, done = await self._apply_commit(h, d.value, cert.encode())
-        await trio.to_thread.run_sync(self._persist_commit, h, rows, state, outcome.seal.vote_evidence, done)
+        outcome = await self._commit(h, cert.round, d.value, cert.encode())
         seal = outcome.seal
         # Latency after gate closure only for a height this node started at its gate closure; a height decided
         # while catching up (replayed from peers' commits) says nothing about settlement speed.
@@ -462,9 +518,18 @@ class Validator(RoleNode):
         if self.write_exports and h > self.reg.genesis_period:
             # The seal of h carries the canonical certificate of h - 1: h - 1 is now final for export.
             # In the background: a large export must not hold up the next height's consensus.
-            self._nursery.start_soon(self._export, h - 1)
+            self._nursery.start_soon(self._export_missing)
         async with self.committed:
             self.committed.notify_all()
+
+    async def _commit(self, h: int, round: int, value: bytes, certificate: bytes):
+        """Store a decided seal, apply it and persist what it settles. The commit is durable first: a process
+        killed after that completes the rest at its next start (_restore_ledger), with the same steps."""
+        await trio.to_thread.run_sync(self.store.put_commit, h, round, value, sha256(value), certificate,
+                                      int(self.clock()))
+        outcome, rows, state, done = await self._apply_commit(h, value, certificate)
+        await trio.to_thread.run_sync(self._persist_commit, h, rows, state, outcome.seal.vote_evidence, done)
+        return outcome
 
     async def _apply_commit(self, h: int, value: bytes, certificate: bytes = b""):
         """Apply a decided seal to the ledger. If this node cannot rebuild it yet (a listed batch could not be
@@ -476,8 +541,9 @@ class Validator(RoleNode):
                 await self._fetch_missing(value)
                 async with self._lock:
                     outcome = await trio.to_thread.run_sync(self.ledger.commit, value)
+                    self._admitted_at = {d: t for d, t in self._admitted_at.items() if self.ledger.batch(d)}
                     # Seconds at a million meter points: off the event loop, which keeps serving peers.
-                    rows, state, done = await trio.to_thread.run_sync(self._snapshot, outcome)
+                    rows, state, done = await trio.to_thread.run_sync(self._snapshot, self.ledger, outcome)
                     self._checkpoint = None
                     if self.scope and not self.is_network and certificate:
                         self._checkpoint = await trio.to_thread.run_sync(self._checkpoint_of, h, value, certificate)
@@ -491,37 +557,91 @@ class Validator(RoleNode):
             await trio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    def _snapshot(self, outcome) -> tuple[dict, bytes, list[bytes]]:
+    def _snapshot(self, ledger, outcome) -> tuple[dict, bytes, list[bytes]]:
         """What a commit persists: the rows of every period result, the settled state, and the batches the
-        ledger dropped because nothing is left in them to settle. Runs in a worker thread, under the lock."""
+        ledger dropped because nothing is left in them to settle. Runs in a worker thread, under the lock
+        (or at start-up, before the ledger is shared)."""
         rows = {} if self.is_network else \
-            {r.period: (r.version, list(self.ledger.rows(r.period))) for r in outcome.seal.results}
-        done = [d for d in outcome.seal.batches if self.ledger.batch(d) is None]
-        return rows, self.ledger.state.encode(), done
+            {r.period: (r.version, list(ledger.rows(r.period))) for r in outcome.seal.results}
+        done = [d for d in outcome.seal.batches if ledger.batch(d) is None]
+        return rows, ledger.state.encode(), done
 
-    async def _export(self, height: int) -> None:
-        async with self._export_lock:  # one at a time, in height order
-            try:
-                if self.is_network:
-                    paths = await self._export_network(height)
-                else:
-                    paths = await trio.to_thread.run_sync(export_committed, self.store, self.reg, height,
-                                                          self.export_root)
-                self.exports += len(paths)
-                self.log.info("exported height %d: %s", height, ", ".join(str(p) for p in paths))
-            except Exception as e:  # an export problem must never stop settlement
-                self.log.error("export of height %d failed: %s", height, e)
+    # -- exports: derived work, (re)done until it exists ---------------------------------------------------
 
-    async def _export_network(self, height: int) -> list:
-        """The network export of `height` and of any earlier height still waiting for its area seals'
-        canonical certificates (they come with the areas' next checkpoints)."""
-        self._network_export_waiting.add(height)
+    async def _start_exports(self) -> None:
+        """At start: remove the hidden temporary directories a killed export left, then write every export
+        a crash lost (at commit, or during the export)."""
+        if self.write_exports:
+            removed = await trio.to_thread.run_sync(remove_stale_temporaries, self.export_root)
+            for path in removed:
+                self.log.info("removed %s, left by an export that was killed mid-write", path)
+            await self._export_missing()
+        self.start_exports_done.set()
+
+    def _unexported_heights(self) -> tuple[list[int], int]:
+        """The committed heights from `_exported_below` on whose certificate this node has (the next height
+        is committed) and some of whose exports are not on disk; and the height the scan stopped at."""
+        last = self.store.last_height()
+        decode_seal = NetworkSeal.decode if self.is_network else PeriodSeal.decode
+        out, h = [], self._exported_below
+        while last is not None and h < last:
+            page = self.store.commits_from(h, min(64, last - h))
+            if not page:
+                break
+            for c in page:
+                if not all(exported(self.export_root, self.reg, r.period, r.version)
+                           for r in decode_seal(c.value).results):
+                    out.append(c.height)
+            h = page[-1].height + 1
+        return out, h
+
+    async def _export_missing(self) -> None:
+        """Write every missing export of a height final for export, in height order, one run at a time (at
+        start and after every commit). A height that fails is tried again after the next commit."""
+        async with self._export_lock:
+            heights, scanned = await trio.to_thread.run_sync(self._unexported_heights)
+            if heights and self.commits == 0:
+                self.log.info("writing the missing exports of height(s) %s", ", ".join(map(str, heights)))
+            if self.is_network:  # waits for its area seals' canonical certificates: _export_network retries
+                self._network_export_waiting.update(heights)
+                self._exported_below = scanned
+                await self._export_guarded(None, self._export_network)
+                return
+            for h in heights:
+                if not await self._export_guarded(h, trio.to_thread.run_sync, export_committed, self.store,
+                                                  self.reg, h, self.export_root):
+                    scanned = min(scanned, h)
+            self._exported_below = scanned
+
+    async def _export_guarded(self, height: Optional[int], export, *args) -> bool:
+        """Run one export call; an export problem is logged and never stops settlement, a disk that cannot
+        be written stops the node (nodes/disk.py)."""
+        try:
+            paths = await export(*args)
+        except Exception as e:
+            if disk_problem(e) is not None:
+                raise
+            self.log.error("export of height %s failed: %s", height, e)
+            return False
+        self.exports += len(paths)
+        if height is not None:
+            self.log.info("exported height %d: %s", height, ", ".join(str(p) for p in paths))
+        return True
+
+    async def _export_network(self) -> list:
+        """The network exports of the heights waiting for their area seals' canonical certificates (they come
+        with the areas' next checkpoints)."""
         paths = []
         for h in sorted(self._network_export_waiting):
-            checkpoints = canonical_checkpoints(self.ledger.checkpoints.values())
+            pool = await trio.to_thread.run_sync(self._checkpoint_pool, h)
+            if await self._fetch_skipped_checkpoints(pool):
+                pool = await trio.to_thread.run_sync(self._checkpoint_pool, h)
+            checkpoints = canonical_checkpoints(pool)
             try:
-                paths += await trio.to_thread.run_sync(export_network_committed, self.store, self.ctx.registry, h,
-                                                       self.export_root, checkpoints)
+                done = await trio.to_thread.run_sync(export_network_committed, self.store, self.ctx.registry, h,
+                                                     self.export_root, checkpoints)
+                self.log.info("exported height %d: %s", h, ", ".join(str(p) for p in done))
+                paths += done
                 self._network_export_waiting.discard(h)
             except ExportError as e:
                 if len(self._network_export_waiting) > 2 * self.reg.correction_window + 8:
@@ -530,6 +650,41 @@ class Validator(RoleNode):
                 else:
                     self.log.info("network export of height %d waits: %s", h, e)
         return paths
+
+    def _checkpoint_pool(self, height: int) -> list:
+        """The ledger's checkpoints plus the stored ones of the area seals the network seal at `height` used and
+        of the area heights after them (which carry their canonical certificates): a restarted node's ledger
+        no longer holds the checkpoints it settled before, and its exports still need them."""
+        pool = {cp.seal_hash: cp for cp in self.ledger.checkpoints.values()}
+        commit = self.store.get_commit(height)
+        if commit is None:
+            return list(pool.values())
+        used = {p for r in NetworkSeal.decode(commit.value).results for u in r.areas_used if u.seal_hash != ABSENT
+                for p in (u.height, u.height + 1, u.height + 2)}
+        for digest in self.store.batches_for_periods(sorted(used)):
+            data = self.store.get_batch(digest)
+            if data is not None and is_checkpoint(data):
+                cp = Checkpoint.decode(data)
+                pool.setdefault(sha256(cp.seal), _StoredCheckpoint(cp.area, sha256(cp.seal), data))
+        return list(pool.values())
+
+    async def _fetch_skipped_checkpoints(self, pool: list) -> int:
+        """Fetch from the other validators each area checkpoint missing between two of `pool` (the checkpoint
+        of area height h + 1 carries the canonical certificate an export of a seal using height h needs; one
+        pushed while this node was down is never pushed again). Its hash is the `previous` of the one after."""
+        held = {}
+        for cp in pool:
+            seal = PeriodSeal.decode(Checkpoint.decode(cp.data).seal)
+            held[cp.area, seal.height] = bytes(seal.previous)
+        missing = {previous for (area, h), previous in held.items()
+                   if (area, h - 1) not in held and (area, h - 2) in held}
+        wanted = len(missing)
+        for peer in (k for k in self.validator_keys if k != self.ctx.key.public):
+            if missing:
+                await self._fetch_from(peer, sorted(missing), missing)
+        if wanted:
+            self.log.info("fetched %d of %d area checkpoints this node missed", wanted - len(missing), wanted)
+        return wanted - len(missing)
 
     def _persist_commit(self, h: int, rows: dict, state: bytes, vote_evidence: tuple[bytes, ...],
                         settled: list[bytes]) -> None:
@@ -613,9 +768,40 @@ class Validator(RoleNode):
             self.ctx.reject(f"consensus_{reason}", detail, peer)
             return None
         if not isinstance(msg, Commit):
-            self._log_to_wal(msg, payload)
+            with self._disk_stops_the_node():
+                self._log_to_wal(msg, payload)
+            self._note_clock(peer, msg.height)
+        if isinstance(msg, Proposal) and msg.pol_round < 0 and not self._timely(msg, peer):
+            await self._send.send(ev.ProposalReceived(msg, peer, timely=False))
+            return None
         await self._send.send(ev.event_for(msg, peer))
         return None
+
+    def _timely(self, p: Proposal, peer: bytes) -> bool:
+        """A new proposal received before this node's gate closure of its height, less the tolerance, was
+        built too early (its proposer's clock runs ahead): it gets a nil prevote (docs/consensus.md). Judged
+        at its first receipt; the proposer's resent copies get the same answer."""
+        key = (p.height, p.round)
+        if key in self._judged:
+            return self._judged[key]
+        if len(self._judged) > 1024:  # heights left behind
+            self._judged = {k: v for k, v in self._judged.items() if k[0] >= self.machine.height}
+        early = self.gate_closure(p.height) - self.gate_margin - self.clock()
+        self._judged[key] = early <= 0
+        if early <= 0:
+            return True
+        self.ctx.reject("proposal_early", f"height {p.height} round {p.round}: proposal came {early * 1000:.0f} ms "
+                        f"before this node's gate closure less the {self.gate_margin * 1000:.0f} ms tolerance "
+                        f"(is the proposer's clock ahead?): prevote nil", peer)
+        return False
+
+    def _note_clock(self, peer: bytes, height: int) -> None:
+        """The first consensus message of each height from each peer, in ms after this node's gate closure of
+        that height. An honest peer starts a height at its own gate closure, so a negative value means its
+        clock is ahead of this node's by at least that much; a positive one adds its work and the network."""
+        seen = self._peer_offsets.get(peer)
+        if seen is None or height > seen[0]:
+            self._peer_offsets[peer] = (height, int((self.clock() - self.gate_closure(height)) * 1000))
 
     def _log_to_wal(self, msg, payload: bytes) -> None:
         """Keep a message of the current height in the WAL: each distinct one once, within the budget."""
@@ -654,8 +840,9 @@ class Validator(RoleNode):
             admission = self.ledger.admit(checked if isinstance(checked, CheckedBatch) else payload,
                                           self._now_period())
         if admission.stored:
+            self._admitted_at.setdefault(admission.digest, self.clock())
             # Durable before the receipt leaves: a receipt is a promise not to lose the batch.
-            await trio.to_thread.run_sync(self._store_batch, checked, payload)
+            await self._store_or_stop(checked, payload)
             self.batches_received += 1
             self._nursery.start_soon(self.net.broadcast, self.validator_keys, self.proto[BATCH], payload)
         if admission.refused is not None:
@@ -672,23 +859,94 @@ class Validator(RoleNode):
     async def _on_batch(self, peer: bytes, payload: bytes) -> Optional[bytes]:
         # The tag is the second byte (after the array header): a request is small, a batch is decoded once,
         # by check_batch, which refuses malformed bytes with their reason.
-        if payload[1:2] == bytes([BatchRequest.TAG]):
-            try:
-                return self._batch_reply(BatchRequest.decode(payload))
-            except CodecError as e:
-                self.ctx.reject(f"batch_request_{e.reason}", str(e), peer)
-                return ErrorReply("malformed", str(e)[:500]).encode()
-        # A batch another validator admitted: check it ourselves, keep it if it can be settled.
-        checked = await trio.to_thread.run_sync(self._check, payload)
+        for request, answer in ((BatchRequest, self._batch_reply), (InventoryRequest, self._inventory_reply)):
+            if payload[1:2] == bytes([request.TAG]):
+                try:
+                    return answer(request.decode(payload))
+                except CodecError as e:
+                    self.ctx.reject(f"batch_request_{e.reason}", str(e), peer)
+                    return ErrorReply("malformed", str(e)[:500]).encode()
+        await self._admit_pushed(peer, payload)
+        return None
+
+    async def _admit_pushed(self, peer: bytes, payload: bytes) -> bool:
+        """A batch another validator admitted (pushed, or fetched from its inventory at start): check it
+        ourselves, keep it if it can be settled. True if it was kept."""
+        try:
+            checked = await trio.to_thread.run_sync(self._check, payload)
+        except RuntimeError:
+            if self._stopping:  # the worker pool is shut down: this chain stops, the pusher is owed no answer
+                return False
+            raise
         if isinstance(checked, Rejection):
             self.ctx.reject(f"pushed_{checked.reason.name.lower()}", checked.message, peer)
-            return None
+            return False
         async with self._lock:  # a byzantine validator's pushes count against the batch's submitter's quota
             admission = self.ledger.admit(checked, None, quota_period=self._now_period())
         if admission.stored:
-            await trio.to_thread.run_sync(self._store_batch, checked, payload)
+            self._admitted_at.setdefault(checked.digest, self.clock())
+            await self._store_or_stop(checked, payload)
             self.batches_received += 1
-        return None
+        return admission.stored
+
+    def _inventory_window(self) -> tuple[int, int]:
+        """The periods whose unsettled batches a seal may still need: the correction window to the horizon."""
+        lo = correctable_from(self.reg, self.ledger.next_height)
+        return lo, max(self._now_period(), self.ledger.next_height) + self.reg.params.schedule_horizon
+
+    def _inventory_reply(self, req: InventoryRequest) -> bytes:
+        lo, hi = self._inventory_window()
+        first, last = max(lo, req.first_period), min(hi, req.last_period)
+        digests = [] if first > last else \
+            [d for d in self.store.batches_for_periods(range(first, last + 1), unsettled_only=True) if d > req.after]
+        return InventoryReply(tuple(digests[:MAX_INVENTORY])).encode()
+
+    async def _sync_inventory(self) -> None:
+        """At start, ask every peer which unsettled batches it holds and fetch those this node lacks, so that
+        a validator restarted just before gate closure proposes with what the others hold."""
+        fetched = 0
+        if not self.is_network:
+            for peer in (k for k in self.validator_keys if k != self.ctx.key.public):
+                fetched += await self._fetch_inventory(peer)
+        if fetched:
+            self.log.info("fetched %d batches the other validators admitted while this node was away", fetched)
+        self.inventory_synced.set()
+
+    async def _fetch_inventory(self, peer: bytes) -> int:
+        lo, hi = self._inventory_window()
+        after, fetched = NO_DIGEST, 0
+        while True:
+            try:
+                raw = await self.net.request(peer, self.proto[BATCH], InventoryRequest(lo, hi, after).encode(),
+                                             timeout=FETCH_TIMEOUT)
+                reply = decode(raw)
+            except (NetError, CodecError) as e:
+                self.log.info("asking %s for its batches failed: %s", self.ctx.peer_name(peer), e)
+                return fetched
+            if not isinstance(reply, InventoryReply):
+                return fetched
+            missing = [d for d in reply.digests if self.ledger.batch(d) is None and not self.store.has_batch(d)]
+            for i in range(0, len(missing), MAX_FETCH):
+                fetched += await self._fetch_from(peer, missing[i:i + MAX_FETCH], set(missing), admit=True)
+            if len(reply.digests) < MAX_INVENTORY:
+                return fetched
+            after = reply.digests[-1]
+
+    async def _store_or_stop(self, checked: CheckedBatch, data: bytes) -> None:
+        """Store an admitted batch from a network handler."""
+        with self._disk_stops_the_node():
+            await trio.to_thread.run_sync(self._store_batch, checked, data)
+
+    @contextlib.contextmanager
+    def _disk_stops_the_node(self):
+        """A disk that cannot be written stops the node, also from a network handler (whose own errors are
+        only logged): nothing could be kept from then on."""
+        try:
+            yield
+        except Exception as e:
+            if disk_problem(e) is not None and self._nursery is not None:
+                self._nursery.start_soon(_raise, e)
+            raise
 
     def _room(self) -> int:
         """Bytes a reply may fill: the frame limit, less room for the message's own framing."""
@@ -801,9 +1059,19 @@ class Validator(RoleNode):
             "batches": {"received": self.batches_received, "pending": len(self.ledger.acceptor.batches)},
             "exports": self.exports,
             "consensus_drops": dict(self.machine.drops),
+            "clock": self.clock_report(),
             "net": {k: stats[k] for k in sorted(stats)},
             **self.health(connected),
         }
+
+    def clock_report(self) -> dict[str, Any]:
+        """What this node can tell about clock skew (docs/operations.md, "Clocks"): the tolerance, and per
+        peer when its first consensus message of its latest height arrived relative to this node's gate
+        closure (negative: the peer's clock is ahead of ours by at least that much)."""
+        return {"tolerance_ms": int(self.gate_margin * 1000),
+                "early_proposals": self.ctx.rejections["proposal_early"],
+                "incomplete_proposals": self.ctx.rejections["proposal_incomplete"],
+                "peers_ms_after_gate": {self.ctx.peer_name(k): ms for k, (_, ms) in sorted(self._peer_offsets.items())}}
 
     def health(self, connected: set[bytes]) -> dict[str, Any]:
         """The health fields of status.json (nodes/health.py). Halted: a committed height it could not apply
@@ -838,6 +1106,18 @@ class Validator(RoleNode):
 
 class _Invalid(Exception):
     pass
+
+
+class _StoredCheckpoint(NamedTuple):
+    """What canonical_checkpoints reads of a checkpoint kept in the store."""
+
+    area: str
+    seal_hash: bytes
+    data: bytes
+
+
+async def _raise(error: BaseException) -> None:
+    raise error
 
 
 def is_checkpoint(data: bytes) -> bool:

@@ -77,6 +77,14 @@ class Period:
         return self.iso()
 
 
+def gate_margin_ms(grace_seconds: int) -> int:
+    """How long before gate closure "in time" ends, in ms: a batch a validator admitted earlier must be in a
+    new proposal, a proposal received earlier is too early (the clock tolerance), and a light node expects a
+    reading acknowledged earlier in version 1. One second (NTP keeps clocks within tens of milliseconds; the
+    rest covers pushing a batch to the other validators), or half the grace if that is shorter."""
+    return min(1000, grace_seconds * 500)
+
+
 def _unix(t: dt.datetime) -> int:
     if t.tzinfo is None:
         raise ValueError("naive datetimes are ambiguous: give a timezone")

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "`stromledger status`. SIGINT or SIGTERM stops it cleanly; it resumes where it stopped. "
                     "An encrypted key file needs its passphrase in $STROMLEDGER_PASSPHRASE. Exit status: 0 "
                     "stopped cleanly, 1 it could not run (store or port in use, database of another genesis, "
-                    "a validator's sign guard empty or behind its store), 2 DIR is not a usable node home "
+                    "a validator's sign guard empty or behind its store, a full or read-only disk: one line "
+                    "naming the path), 2 DIR is not a usable node home "
                     "(config.toml, key or genesis; nothing was started).")
     run.add_argument("--home", required=True, metavar="DIR", help="the node's home directory")
     run.add_argument("--resume-signing-after-restore", action="store_true",
@@ -64,6 +65,7 @@ def known_failure(error: BaseException, ctx) -> str | None:
     """A one-line message with what to do for the conditions an operator meets (store in use, port in use,
     database of another genesis or a newer version); None for anything else."""
     from nodes.consensus_guard import StartRefused
+    from nodes.disk import disk_problem
     from stromledger.net import ListenError
     from stromledger.store import SchemaTooNew, StoreLocked, WrongChain
 
@@ -75,6 +77,10 @@ def known_failure(error: BaseException, ctx) -> str | None:
         return None
     if isinstance(error, StartRefused):
         return str(error)
+    disk = disk_problem(error)
+    if disk is not None:
+        return (f"stopped: cannot write {disk}. Free space or make the data directory writable, then start "
+                f"the node again (it resumes where it stopped)")
     if isinstance(error, StoreLocked):
         return f"{error} Stop that node first: never run two nodes on one home."
     if isinstance(error, ListenError):

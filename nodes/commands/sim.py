@@ -70,6 +70,9 @@ def register(subparsers) -> None:
                    help="with --areas: areas whose checkpoints come after the network's deadline (default 1)")
     p.add_argument("--stall-ms", type=int, default=6000, metavar="MS",
                    help="with --areas: how late a stalled area's checkpoints come (default 6000)")
+    p.add_argument("--picky", type=int, default=0, metavar="N",
+                   help="N per mille of new proposals each honest validator refuses as incomplete or untimely "
+                        "(time- and holding-dependent judgements, docs/consensus.md; default 0)")
     p.add_argument("--allow-unsafe", action="store_true",
                    help="allow F >= N/3, where the checker is expected to find violations")
     p.set_defaults(func=run)
@@ -96,7 +99,7 @@ def run(args) -> int:
     base = SimConfig(seed=args.seed_base, validators=n, byzantine=f, byzantine_mode=args.byzantine_mode,
                      strategy=args.byzantine_strategy,
                      faults=args.faults, heights=args.heights, height_interval_ms=args.interval_ms,
-                     value_bytes=args.value_bytes)
+                     value_bytes=args.value_bytes, picky_permille=max(0, min(1000, args.picky)))
     started = time.perf_counter()
     with progress_bar(f"{args.seeds} seeds", total=args.seeds) as bar:
         summary = run_seeds(base, range(args.seed_base, args.seed_base + args.seeds), progress=lambda _: bar.advance())

@@ -364,8 +364,8 @@ class NetworkLedger:
     def acceptor(self):
         return self.base.acceptor
 
-    def admit(self, batch, now_period, *, map=map):
-        return self.base.admit(batch, now_period, map=map)
+    def admit(self, batch, now_period, *, map=map, quota_period=None):
+        return self.base.admit(batch, now_period, map=map, quota_period=quota_period)
 
     def batch(self, digest: bytes):
         return self.base.batch(digest)

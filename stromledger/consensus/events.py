@@ -40,6 +40,9 @@ class StartHeight:
 class ProposalReceived:
     proposal: Proposal
     sender: Optional[bytes] = None  # the validator key of the peer it came from, if the driver knows it
+    # The driver's judgement at receipt: False if it came too early by this node's clock. An untimely
+    # proposal without a proof-of-lock (pol_round -1) gets a nil prevote (L22); it is still kept for L28-L49.
+    timely: bool = True
 
 
 @_frozen
@@ -75,11 +78,15 @@ class ValueReady:
 
 @_frozen
 class ValueChecked:
-    """The application's answer to ValidateValue."""
+    """The application's answer to ValidateValue. `valid`: the value follows the rules (a function of the value
+    and the committed chain). `complete`: the application would also take it as a new proposal (it lists
+    what this node holds, docs/consensus.md "Complete and timely proposals"); a valid but incomplete value gets
+    a nil prevote when proposed without a proof-of-lock, and counts like any valid value everywhere else."""
 
     height: int
     value_hash: bytes
     valid: bool
+    complete: bool = True
 
 
 Event = Union[StartHeight, ProposalReceived, VoteReceived, CommitReceived, TimeoutFired, ValueReady, ValueChecked]

@@ -77,7 +77,7 @@ class Consensus:
         self.commits: dict[int, Commit] = {}
         for c in recent_commits:
             self._keep_commit(c)
-        self._future: dict[int, dict[object, None]] = {}  # height -> buffered messages (ordered set)
+        self._future: dict[int, dict[object, bool]] = {}  # height -> buffered message -> timely (ordered)
         self._future_count: Counter[tuple[int, int]] = Counter()  # (height, validator) -> buffered
         self._future_bytes: Counter[tuple[int, int]] = Counter()  # (height, validator) -> bytes buffered
         self._last_precommits: dict[int, VoteSet] = {}  # the decided height's precommits, for late evidence
@@ -91,8 +91,10 @@ class Consensus:
     def handle(self, event: Event) -> list[Action]:
         """Apply one input; return the actions to carry out, in order."""
         if isinstance(event, (ProposalReceived, VoteReceived)):
-            self._on_message(event.proposal if isinstance(event, ProposalReceived) else event.vote,
-                             sender=event.sender)
+            if isinstance(event, ProposalReceived):
+                self._on_message(event.proposal, sender=event.sender, timely=event.timely)
+            else:
+                self._on_message(event.vote, sender=event.sender)
         elif isinstance(event, TimeoutFired):
             self._on_timeout(event)
         elif isinstance(event, ValueChecked):
@@ -148,6 +150,8 @@ class Consensus:
         self._ahead: dict[int, dict[int, int]] = {}  # validator -> round -> bytes held for rounds ahead
         self._values: dict[bytes, bytes] = {}  # value hash -> value, from this height's proposals
         self._verdicts: dict[bytes, Optional[bool]] = {}  # None: asked, no answer yet
+        self._incomplete: set[bytes] = set()  # valid values the application would not take as a new proposal
+        self._untimely: set[int] = set()  # rounds whose proposal the driver judged untimely on receipt
         self._prevotes: dict[int, VoteSet] = {}
         self._precommits: dict[int, VoteSet] = {}
         self._max_round_of = [-1] * self.validators.n
@@ -209,7 +213,8 @@ class Consensus:
 
     # -- inputs ----------------------------------------------------------------------------------------------
 
-    def _on_message(self, msg, *, sender: Optional[bytes] = None, verified: bool = False) -> None:
+    def _on_message(self, msg, *, sender: Optional[bytes] = None, verified: bool = False,
+                    timely: bool = True) -> None:
         if not isinstance(msg, (Proposal, Prevote, Precommit)):
             self._reject("bad_message", f"not a consensus message: {type(msg).__name__}")
             return
@@ -220,13 +225,13 @@ class Consensus:
         if msg.height < self.height:
             self._answer_lagging(msg, sender or author(msg), verified)
         elif msg.height > self.height:
-            self._buffer(msg, index, verified)
+            self._buffer(msg, index, verified, timely)
         elif isinstance(msg, Proposal):
-            self._on_proposal(msg, index, verified)
+            self._on_proposal(msg, index, verified, timely)
         else:
             self._on_vote(msg, index, verified)
 
-    def _on_proposal(self, p: Proposal, index: int, verified: bool) -> None:
+    def _on_proposal(self, p: Proposal, index: int, verified: bool, timely: bool = True) -> None:
         if index != self.validators.proposer_index(p.height, p.round):
             self._reject("wrong_proposer", f"validator {index} is not the proposer of round {p.round}")
             return
@@ -260,6 +265,8 @@ class Consensus:
             self._learn_value(h, p)
             return
         self._note_round(index, p.round)
+        if not timely:
+            self._untimely.add(p.round)
         self._accept_proposal(p)
 
     def _adopt_own_proposal(self, p: Proposal) -> None:
@@ -360,7 +367,7 @@ class Consensus:
             self._max_round_of[index] = round
             self._rounds_moved = self._rounds_moved or round > self.round
 
-    def _buffer(self, msg, index: int, verified: bool) -> None:
+    def _buffer(self, msg, index: int, verified: bool, timely: bool = True) -> None:
         if msg.height > self.height + self.config.future_heights:
             self.drops["far_future_height"] += 1
             return
@@ -376,7 +383,7 @@ class Consensus:
         if not verified and not verify_signature(msg, self.chain_id):
             self._reject("bad_signature", f"{type(msg).__name__} for height {msg.height} from validator {index}")
             return
-        buffered[msg] = None
+        buffered[msg] = timely
         self._future_count[key] += 1
         self._future_bytes[key] += held_bytes(msg)
 
@@ -452,6 +459,8 @@ class Consensus:
             self.drops["stale_verdict"] += 1
             return
         self._verdicts[event.value_hash] = bool(event.valid)
+        if not event.complete:
+            self._incomplete.add(event.value_hash)
 
     def _on_timeout(self, t: TimeoutFired) -> None:
         if t.height != self.height or not self._started:
@@ -565,6 +574,10 @@ class Consensus:
         p, h = self._proposals[self.round]
         if p.pol_round < 0:
             lock_ok = self._locked_round == -1 or self._locked_hash == h
+            # A new value must also be complete and timely in the application's judgement (judged once per
+            # value and once per proposal receipt). A proof-of-lock (L28) or our own lock overrides it.
+            if self._locked_hash != h and (h in self._incomplete or p.round in self._untimely):
+                lock_ok = False
         else:
             pol = self._prevotes.get(p.pol_round)
             if pol is None or pol.count(h) < self.validators.quorum:
@@ -631,8 +644,8 @@ class Consensus:
         floor = self.height - self.config.commit_window
         self._answers = Counter({k: n for k, n in self._answers.items() if k[1] >= floor})
         self._enter_height()
-        for msg in self._future.pop(self.height, {}):
-            self._on_message(msg, verified=True)
+        for msg, timely in self._future.pop(self.height, {}).items():
+            self._on_message(msg, verified=True, timely=timely)
         self._maybe_start()
 
     def _hold_certificate(self, cert: CommitCertificate) -> None:

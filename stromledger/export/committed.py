@@ -25,11 +25,12 @@ from stromledger.cascade.rows import MeterRow
 from stromledger.cascade.state import SettledState, StateError
 from stromledger.codec import CodecError
 from stromledger.consensus.messages import CommitCertificate
+from stromledger.periods import format_utc
 from stromledger.registry import Registry, RegistryChange, registry_at
 
 from .build import ExportError, build_export
 from .period_data import decode_period_rows, is_period_rows
-from .writer import write_export
+from .writer import export_dir, write_export
 
 COMMIT_PAGE = 64
 Key = tuple[int, int]  # (period, version)
@@ -171,6 +172,11 @@ def export_committed(store: StoreReader, registry: Registry, height: int,
     left alone); raises ExportError if height + 1 is not committed or the store lacks what an export needs,
     ExportConflict if a different export of the same period and version is already there."""
     return [write_export(base_dir, files) for files in exports_of_seal(store, registry, height).values()]
+
+
+def exported(base_dir: str | os.PathLike[str], registry: Registry, period: int, version: int) -> bool:
+    """Whether the export of (period, version) is in place under `<base_dir>/exports/`."""
+    return export_dir(base_dir, format_utc(registry.period(period).start), version).is_dir()
 
 
 def _seals_carrying(store: StoreReader, registry: Registry, period: int):

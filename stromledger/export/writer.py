@@ -42,7 +42,38 @@ def export_path(base_dir: str | os.PathLike[str], files: Mapping[str, bytes]) ->
         raise ExportError("the files have no readable manifest.json") from None
     if type(version) is not int or version < 1 or type(start) is not str:
         raise ExportError("the manifest's period start or version is malformed")
-    return Path(base_dir) / EXPORTS_DIR / period_dir_name(start) / f"v{version}"
+    return export_dir(base_dir, start, version)
+
+
+def export_dir(base_dir: str | os.PathLike[str], start_utc: str, version: int) -> Path:
+    """The directory of the export of the period starting at `start_utc`, at `version`."""
+    return Path(base_dir) / EXPORTS_DIR / period_dir_name(start_utc) / f"v{version}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def remove_stale_temporaries(base_dir: str | os.PathLike[str], *, own_pid_stale: bool = True) -> list[Path]:
+    """Remove the hidden temporary files and directories that writers killed mid-write left under
+    `<base_dir>/exports/` (`.v<version>.tmp-<pid>`, `.index.jsonl.tmp-<pid>`) and return them. One whose pid
+    still runs is left alone (another process may be writing), except this process's own when
+    `own_pid_stale` (at a node's start, before it writes any export)."""
+    exports = Path(base_dir) / EXPORTS_DIR
+    removed = []
+    for tmp in sorted([*exports.glob(".*.tmp-*"), *exports.glob("*/.v*.tmp-*")]):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if pid.isdigit() and _pid_alive(int(pid)) and not (own_pid_stale and int(pid) == os.getpid()):
+            continue
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        removed.append(tmp)
+    return removed
 
 
 def _check_name(name: str) -> None:

@@ -39,6 +39,14 @@ class SimpleApp:
         bad = 1 if self.is_bad(height, round) else 0
         return SimValue(height, round, self.builder, bad, self._filler(height, round)).encode()
 
+    def judged_incomplete(self, value: bytes, picky_permille: int) -> bool:
+        """A holding-dependent judgement, drawn per (this validator, value): would it refuse the value as a
+        new proposal? Independent of validity; the simulator's stand-in for "lists what I hold"."""
+        if not picky_permille:
+            return False
+        return random.Random(f"{self.seed}/{self.salt}/incomplete/{self.builder}/{value.hex()}").randrange(1000) \
+            < picky_permille
+
     def validate(self, height: int, value: bytes) -> bool:
         try:
             v = SimValue.decode(value)

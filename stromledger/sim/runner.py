@@ -224,6 +224,8 @@ class Simulation:
                 self._note_vote_seen(node, event.vote)
             if not isinstance(event, CommitReceived) and event_height(event) >= node.machine.height:
                 node.wal.append(event)
+            if isinstance(event, ProposalReceived) and node.honest and self._judged_untimely(node, digest):
+                event = dataclasses.replace(event, timely=False)
             self._feed(node, event)
         elif kind in (_TIMER, _APP):
             incarnation, event = payload
@@ -291,8 +293,10 @@ class Simulation:
             self._push(self.now + self._app_delay(), _APP, node.id,
                        (node.incarnation, ValueReady(action.height, action.round, value)))
         elif isinstance(action, ValidateValue):
-            verdict = ValueChecked(action.height, value_hash(action.value), node.app.validate(action.height,
-                                                                                               action.value))
+            verdict = ValueChecked(action.height, value_hash(action.value),
+                                   node.app.validate(action.height, action.value),
+                                   not (self.config.picky_permille and
+                                        node.app.judged_incomplete(action.value, self.config.picky_permille)))
             self._push(self.now + self._app_delay(), _APP, node.id, (node.incarnation, verdict))
         elif isinstance(action, Decide):
             self._on_decide(node, action)
@@ -351,6 +355,13 @@ class Simulation:
             for _ in range(copies):
                 self.messages += 1
                 self._push(self.now + self._delay(), _DELIVER, target.id, (event, digest))
+
+    def _judged_untimely(self, node: SimNode, digest: bytes) -> bool:
+        """The clock-dependent judgement at receipt, drawn per (node, proposal) without touching the run's
+        random stream (so a run with picky_permille 0 is the run it always was)."""
+        picky = self.config.picky_permille
+        return bool(picky) and random.Random(f"{self.config.seed}/untimely/{node.validator}/{digest.hex()}") \
+            .randrange(1000) < picky
 
     def _note_vote_seen(self, node: SimNode, vote) -> None:
         """Record a conflicting pair of votes that this honest node's machine had in hand at one height."""

@@ -36,13 +36,18 @@ class SimConfig:
     height_interval_ms: int = 2_000  # height h is due at (h - first_height) * interval; 0: all at once
     value_bytes: int = 256
     reject_every: int = 0  # > 0: about 1 height in this many has a bad round-0 value (RejectingApp)
+    # Per mille of new proposals each honest validator judges incomplete (per value) and, independently,
+    # untimely (per receipt): the time- and holding-dependent judgements of docs/consensus.md, drawn at random
+    picky_permille: int = 0
     consensus: ConsensusConfig = SIM_CONSENSUS
     chain_id: str = "stromledger-sim"
     delay_ms: tuple[int, int] = (5, 60)
     slow_permille: int = 20  # messages that take up to slow_ms longer (reordering), also after healing
     slow_ms: int = 300
     app_ms: tuple[int, int] = (1, 40)  # how long the application takes to build or validate a value
-    liveness_rounds: Optional[int] = None  # rounds a height may take after healing; None: byzantine + 4
+    # rounds a height may take after healing; None: byzantine + 4, plus picky_permille / 25 (a picky validator
+    # refuses honest proposals by chance, so a proposal a quorum takes may need more rounds)
+    liveness_rounds: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.faults not in FAULT_KINDS:
@@ -56,7 +61,8 @@ class SimConfig:
 
     @property
     def rounds_allowed(self) -> int:
-        return self.liveness_rounds if self.liveness_rounds is not None else self.byzantine + 4
+        return self.liveness_rounds if self.liveness_rounds is not None else \
+            self.byzantine + 4 + self.picky_permille // 25
 
 
 @dataclasses.dataclass(frozen=True)

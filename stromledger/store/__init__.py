@@ -15,6 +15,7 @@ _EXPORTS = {
     "StoreError": "errors", "NotALedgerDatabase": "errors", "SchemaTooNew": "errors", "StoreLocked": "errors",
     "WrongChain": "errors", "ConflictingCommit": "errors", "ConflictingPeriodResult": "errors",
     "DigestMismatch": "errors", "UnknownBatch": "errors", "BatchAlreadySettled": "errors",
+    "StoreDiskError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

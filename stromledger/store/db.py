@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import schema
-from .errors import StoreError, StoreLocked
+from .errors import StoreDiskError, StoreError, StoreLocked
 
 try:
     import fcntl
@@ -36,6 +36,9 @@ except ImportError:  # pragma: no cover - Windows: no process lock
 BUSY_TIMEOUT_S = 10.0  # wait for an external reader's checkpoint-blocking lock rather than fail at once
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # truncate the -wal file back to this after checkpoints
 AUTO_VACUUM_INCREMENTAL = 2
+# SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN (primary codes)
+DISK_ERROR_CODES = {3, 8, 10, 13, 14}
+DISK_ERROR_TEXTS = ("disk is full", "readonly database", "disk I/O error", "unable to open database file")
 
 
 class Database:
@@ -45,6 +48,17 @@ class Database:
         self._lock_fd = _lock_process(self.path)
         self._conn: sqlite3.Connection | None = None
         try:
+            self._open(migrations)
+        except BaseException:
+            self._release()
+            raise
+        self._durable_level = True  # what `synchronous` is set to now (FULL)
+        self._lock = threading.RLock()
+        self._depth = 0  # open transaction + savepoints of the thread holding the lock
+        self._tx_durable = False
+
+    def _open(self, migrations) -> None:
+        with self.disk_errors():
             created = not self.path.exists()
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                          timeout=BUSY_TIMEOUT_S)
@@ -63,13 +77,6 @@ class Database:
                 self._conn.execute(f"PRAGMA {pragma}")
             if created:
                 _fsync_dir(self.path.parent)  # the new file's directory entry must survive a power cut too
-        except BaseException:
-            self._release()
-            raise
-        self._durable_level = True  # what `synchronous` is set to now (FULL)
-        self._lock = threading.RLock()
-        self._depth = 0  # open transaction + savepoints of the thread holding the lock
-        self._tx_durable = False
 
     @contextlib.contextmanager
     def transaction(self, durable: bool = True, *, standalone: bool = False) -> Iterator[sqlite3.Connection]:
@@ -78,7 +85,24 @@ class Database:
         Nested calls from the same thread join the outer transaction through a savepoint: an exception
         rolls back only the inner block, and the outer transaction decides when everything commits.
         `standalone=True` refuses to nest, for callers that must know the write is committed on return.
+        A disk that cannot take the write raises StoreDiskError (nothing of the block is committed).
         """
+        with self.disk_errors(), self._transaction(durable, standalone) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def disk_errors(self) -> Iterator[None]:
+        """SQLite's full, read-only, permission and I/O errors as StoreDiskError naming this file."""
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            if (getattr(e, "sqlite_errorcode", 0) & 0xFF) in DISK_ERROR_CODES or \
+                    any(text in str(e) for text in DISK_ERROR_TEXTS):
+                raise StoreDiskError(self.path, str(e)) from e
+            raise
+
+    @contextlib.contextmanager
+    def _transaction(self, durable: bool, standalone: bool) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self._connection()
             if self._depth:
@@ -137,7 +161,8 @@ class Database:
             if not free or conn.in_transaction:
                 return 0  # inside a transaction executescript would commit it: the next call reclaims
             # executescript steps the pragma to its end (execute() would free only one page per call).
-            conn.executescript("PRAGMA incremental_vacuum")
+            with self.disk_errors():
+                conn.executescript("PRAGMA incremental_vacuum")
         return free
 
     def size(self) -> tuple[int, int]:

@@ -64,3 +64,14 @@ class BatchAlreadySettled(StoreError):
     """A batch settled by one height being settled again by another: a reading would count twice."""
 
     reason = "batch_already_settled"
+
+
+class StoreDiskError(StoreError):
+    """SQLite could not write the database: the disk is full, read-only or not permitted to this process (or
+    failed). `path` is the database file, `cause` SQLite's message."""
+
+    reason = "disk"
+
+    def __init__(self, path, cause: str):
+        self.path, self.cause = path, cause
+        super().__init__(f"{path}: {cause}")

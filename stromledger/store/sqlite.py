@@ -173,6 +173,12 @@ class Store:
             row = conn.execute("SELECT data FROM batches WHERE digest = ?", (digest,)).fetchone()
         return row[0] if row else None
 
+    def batch_received_at(self, digest: bytes) -> int | None:
+        """When the batch was stored (the node's clock, UTC seconds); None if it is not stored."""
+        with self.db.read() as conn:
+            row = conn.execute("SELECT received_at FROM batches WHERE digest = ?", (digest,)).fetchone()
+        return row[0] if row else None
+
     def has_batch(self, digest: bytes) -> bool:
         with self.db.read() as conn:
             return conn.execute("SELECT 1 FROM batches WHERE digest = ?", (digest,)).fetchone() is not None

@@ -4,6 +4,8 @@ simulator or a scripted scenario must notice every one (tests/consensus/test_con
 
 from __future__ import annotations
 
+import dataclasses
+
 from stromledger.consensus import MemorySignGuard, Precommit
 from stromledger.consensus.machine import Consensus
 from stromledger.consensus.signguard import PROPOSE, check_record_args
@@ -102,5 +104,16 @@ def guard_records_nothing(mp) -> None:
     mp.setattr(MemorySignGuard, "check_and_record", mutant)
 
 
+def judgement_as_validity(mp) -> None:
+    """The holding-dependent completeness judgement (docs/consensus.md, "Complete and timely proposals") taken
+    as validity: cached per value and applied by every rule, as a time-dependent valid() would be."""
+    orig = Consensus._on_verdict
+
+    def mutant(self, event):
+        return orig(self, dataclasses.replace(event, valid=event.valid and event.complete, complete=True))
+    mp.setattr(Consensus, "_on_verdict", mutant)
+
+
 MUTANTS = {f.__name__: f for f in (ignore_lock, ignore_locked_round_le_vr, forget_lock_on_restart, skip_on_f,
-                                   quorum_off_by_one, decide_on_f_plus_1, no_evidence, guard_records_nothing)}
+                                   quorum_off_by_one, decide_on_f_plus_1, no_evidence, guard_records_nothing,
+                                   judgement_as_validity)}

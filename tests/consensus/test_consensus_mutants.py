@@ -24,6 +24,9 @@ SIM_KILLERS = {
     "sim:hidden-lock:n4f1": SimConfig(seed=0, validators=4, byzantine=1, strategy="hidden-lock"),
     "sim:round-push:n4f1": SimConfig(seed=0, validators=4, byzantine=1, strategy="round-push"),
     "sim:twins-all-faults:n4f1": SimConfig(seed=0, validators=4, byzantine=1, faults="all"),
+    # honest validators refuse 30% of new proposals as incomplete and, independently, 30% as untimely
+    "sim:picky-twins-split:n4f1": SimConfig(seed=0, validators=4, byzantine=1, byzantine_mode="split",
+                                            faults="all", picky_permille=300),
 }
 
 
@@ -85,6 +88,8 @@ SCENARIOS = {
     "scenario:2f-precommits-do-not-decide": two_f_precommits_do_not_decide,
     "scenario:conflicting-votes-give-evidence": conflicting_prevotes_give_evidence,
     "scenario:guard-refuses-a-second-value": guard_refuses_a_second_value,
+    "scenario:incomplete-value-with-pol-is-decided":
+        rules.test_incomplete_value_gets_nil_as_a_new_proposal_but_counts_with_a_proof_of_lock,
 }
 
 # Which killers each mutant must fall to. The lock mutants fall to the simulator's adversary too.
@@ -105,6 +110,8 @@ KILLS = [
     ("no_evidence", "scenario:conflicting-votes-give-evidence"),
     ("guard_records_nothing", "sim:twins-all-faults:n4f1"),
     ("guard_records_nothing", "scenario:guard-refuses-a-second-value"),
+    ("judgement_as_validity", "sim:picky-twins-split:n4f1"),
+    ("judgement_as_validity", "scenario:incomplete-value-with-pol-is-decided"),
 ]
 
 

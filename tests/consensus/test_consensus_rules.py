@@ -4,7 +4,7 @@ from consensus_harness import CHAIN, CONFIG, H, KEYS, PUBS, Node, Precommit, Pre
 
 from stromledger.consensus import (Decide, Proposal, Rejected, RequestValue, StartHeight, TimeoutKind,
                                    ValidateValue, sign_proposal, value_hash, verify_certificate)
-from stromledger.consensus.events import ProposalReceived
+from stromledger.consensus.events import ProposalReceived, ValueChecked
 
 V, W = b"value v", b"value w"
 
@@ -277,3 +277,36 @@ def test_rounds_far_ahead_are_dropped():
     node = started()
     node.votes(Prevote, CONFIG.max_round_ahead + 1, None, [0, 1])
     assert node.m.drops["far_future_round"] == 2 and node.m.round == 0
+
+
+def test_incomplete_value_gets_nil_as_a_new_proposal_but_counts_with_a_proof_of_lock():
+    """Issue 18 D3: a valid value the application would not take as a new proposal (it omits a batch this
+    node holds) gets a nil prevote under L22; once 2f+1 prevoted it, L28, L36 and L49 treat it as valid,
+    so the judgement can never keep a height from deciding a value that a quorum took."""
+    node = started()
+    node.proposal(0, V)
+    node.feed(ValueChecked(H, value_hash(V), True, complete=False))
+    assert prevoted(node, 0) == [None]
+    node.votes(Prevote, 0, V, node.others())  # the others took it: a polka for v
+    assert node.m.valid_hash == value_hash(V)  # L36 with a valid verdict
+    node.timeout(TimeoutKind.PRECOMMIT, 0)
+    node.proposal(1, V, pol_round=0)
+    assert prevoted(node, 1) == [value_hash(V)]
+    out = node.votes(Precommit, 1, V, node.others())
+    assert [a.value for a in out if isinstance(a, Decide)] == [V]
+
+
+def test_untimely_proposal_gets_nil_and_the_next_round_judges_afresh():
+    """Issue 18 D4: a proposal the driver judged untimely on receipt (too early by this node's clock) gets a
+    nil prevote, also when it came before the height started; the same value proposed in time in the
+    next round is prevoted: the judgement belongs to the receipt, not to the value."""
+    node = Node(3)
+    node.feed(ProposalReceived(sign_proposal(KEYS[H % 4], CHAIN, H, 0, -1, V), timely=False))
+    node.verdict(V)
+    assert prevoted(node, 0) == []  # the height has not started: nothing signed yet
+    node.feed(StartHeight(H))
+    assert prevoted(node, 0) == [None]
+    node.timeout(TimeoutKind.PREVOTE, 0)
+    node.timeout(TimeoutKind.PRECOMMIT, 0)
+    node.proposal(1, V)
+    assert prevoted(node, 1) == [value_hash(V)]

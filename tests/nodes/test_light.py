@@ -183,8 +183,9 @@ def test_a_missing_reading_is_reported(chain):
     others = [m for m in REG.malo_order if m not in sent and REG.meter_points[m].kind != "boundary"][:2]
     readings = {m: r for m, r in zip(others, FEED.readings(G, others))}
     check = verify_light_reply(REG, v.light_reply(G, others), G, readings)  # never sent at G: not settled
-    assert [f.malo_id for f in check.failures] == sorted(others)
-    assert all("no reading settled" in f.what for f in check.failures)
+    assert not check.ok and check.failures == []  # not yet: a later version may still settle them
+    assert [f.malo_id for f in check.waiting] == sorted(others)
+    assert all("no reading settled" in f.what for f in check.waiting)
     reply = v.light_reply(G, sorted(sent)[1:])  # the proof of one meter is left out
     check = verify_light_reply(REG, reply, G, sent)
     assert [f.malo_id for f in check.failures] == [sorted(sent)[0]] and "no inclusion proof" in check.failures[0].what
