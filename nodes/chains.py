@@ -22,12 +22,14 @@ import trio
 
 from stromledger.cascade import Reason, Receipt, Rejection, check_batch, make_batch
 from stromledger.cascade.checks import CheckedBatch
-from stromledger.cascade.ledger import READING, SCHEDULE, Admission
+from stromledger.cascade.ledger import CHANGE, READING, SCHEDULE, Admission
 from stromledger.codec import CodecError
 from stromledger.consensus.config import ConsensusConfig
 from stromledger.crypto import sha256
 from stromledger.net import LIGHT, SUBMIT, SYNC
-from stromledger.registry import NETWORK, Registry, committee, scopes_of, view
+from stromledger.registry import (
+    METER_POINT_ADDED, NETWORK, Registry, RegistryChange, committee, scopes_of, view, with_changes,
+)
 
 from .protocol import ErrorReply, LightRequest
 from .runtime import NodeContext, chaos_disk, node_clock, serve_until_signalled, write_status_every
@@ -90,35 +92,46 @@ class ValidatorChains:
         both areas), schedules to the network. The receipt (signed under the genesis chain id) gives each
         item's verdict from that check; the chains' seals are final, as ever."""
         genesis = self.ctx.registry
-        checked = await trio.to_thread.run_sync(check_batch, genesis, payload)
+        history = self.registry_history()
+        checked = await trio.to_thread.run_sync(lambda: check_batch(genesis, payload, history=history))
         if isinstance(checked, Rejection):
             self.ctx.reject(f"batch_{checked.reason.name.lower()}", checked.message, peer)
             return Admission(sha256(payload), refused=checked).receipt(self.ctx.key, genesis.chain_id).encode()
         out = Admission(checked.digest)
-        per_scope: dict[str, tuple[list, list]] = {}
+        per_scope: dict[str, tuple[list, list, list]] = {}
         for i, (r, why) in enumerate(zip(checked.batch.readings, checked.reading_verdicts)):
             if why is not None:
                 out.rejections.append((READING, i, why))
                 continue
             out.accepted += 1
-            for scope in chains_of_meter(genesis, r.malo_id):
-                per_scope.setdefault(scope, ([], []))[0].append(r)
+            for scope in chains_of_meter(genesis, r.malo_id, history):
+                per_scope.setdefault(scope, ([], [], []))[0].append(r)
         for i, (sch, why) in enumerate(zip(checked.batch.schedules, checked.schedule_verdicts)):
             if why is not None:
                 out.rejections.append((SCHEDULE, i, why))
                 continue
             out.accepted += 1
-            per_scope.setdefault(NETWORK, ([], []))[1].append(sch)
-        for scope, (readings, schedules) in sorted(per_scope.items()):
+            per_scope.setdefault(NETWORK, ([], [], []))[1].append(sch)
+        for i, (c, why) in enumerate(zip(checked.batch.changes, checked.change_verdicts)):
+            area = area_of_change(genesis, history, c)
+            if why is not None or area is None:
+                out.rejections.append((CHANGE, i, why or Rejection(Reason.UNKNOWN_METER_POINT,
+                                                                    f"{c.malo_id} is not in the registry")))
+                continue
+            out.accepted += 1  # provisional: the area chain's acceptor and seal judge it against its history
+            per_scope.setdefault(area, ([], [], []))[2].append(c)
+        for scope, (readings, schedules, changes) in sorted(per_scope.items()):
             chain = self.chains.get(scope)
             if chain is None:
                 self.log.warning("batch %s: %d item(s) for chain %s, which this validator does not serve",
                                  checked.digest.hex()[:12], len(readings) + len(schedules), scope)
                 continue
-            sub = make_batch(self.ctx.key, chain.chain_id, readings, schedules)
+            sub = make_batch(self.ctx.key, chain.chain_id, readings, schedules, changes)
             data = sub.encode()
-            # every item passed the genesis-level check, which is the view's (same keys, limits, signing id)
-            verdicts = CheckedBatch.of(sha256(data), sub, (None,) * len(readings), (None,) * len(schedules))
+            # every item passed the genesis-level check, which is the view's (same keys, limits, signing id;
+            # the chain's own changes are the only ones that bear on its meter points)
+            verdicts = CheckedBatch.of(sha256(data), sub, (None,) * len(readings), (None,) * len(schedules),
+                                       (None,) * len(changes), chain.ledger.acceptor.state.changes)
             try:
                 answer = Receipt.decode(await chain._on_submit(self.ctx.key.public, data, verdicts))
             except RuntimeError as e:  # the chain stopped under us (shutting down): the submitter retries
@@ -139,8 +152,7 @@ class ValidatorChains:
             req = LightRequest.decode(payload)
         except CodecError as e:
             return ErrorReply("malformed", str(e)[:500]).encode()
-        mp = self.ctx.registry.meter_points.get(req.malo_ids[0]) if req.malo_ids else None
-        chain = self.chains.get(mp.grid_area) if mp is not None else None
+        chain = self._area_chain(req.malo_ids[0] if req.malo_ids else "")
         if chain is None:
             return ErrorReply("wrong_chain", "no area chain of this validator settles these meter points").encode()
         return await chain._on_light(peer, payload)
@@ -148,11 +160,15 @@ class ValidatorChains:
     async def light_reply(self, period: int, malo_ids):
         """What `_on_light` answers, for the HTTP API: proofs from the area chain of the first meter point
         (one area per request; the others come back without a proof, as over libp2p)."""
-        mp = self.ctx.registry.meter_points.get(malo_ids[0]) if malo_ids else None
-        chain = self.chains.get(mp.grid_area) if mp is not None else None
+        chain = self._area_chain(malo_ids[0] if malo_ids else "")
         if chain is None:
             return ErrorReply("wrong_chain", "no area chain of this validator settles these meter points")
         return await chain.light_reply(period, malo_ids)
+
+    def _area_chain(self, malo_id: str) -> Optional[Validator]:
+        """The area chain of this process that settles a meter point (of the genesis or added since)."""
+        areas = chains_of_meter(self.ctx.registry, malo_id, self.registry_history())
+        return self.chains.get(areas[0]) if areas else None
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -180,10 +196,27 @@ class ValidatorChains:
         await write_status_every(self.ctx, self.status, STATUS_EVERY)
 
 
-def chains_of_meter(genesis: Registry, malo_id: str) -> tuple[str, ...]:
+    def registry_history(self) -> tuple[RegistryChange, ...]:
+        """The registry changes committed by the area chains this process serves (each area's own meter
+        points only), in history order: the genesis plus these is what readings are checked against here."""
+        served = [c.ledger.acceptor.state.changes for scope, c in self.chains.items() if scope != NETWORK]
+        return with_changes((), [c for h in served for c in h]) if any(served) else ()
+
+
+def chains_of_meter(genesis: Registry, malo_id: str, history: tuple[RegistryChange, ...] = ()) -> tuple[str, ...]:
     """The area chains that settle a meter point: its area, and for a tie line also the other side's."""
-    mp = genesis.meter_points[malo_id]
+    mp = genesis.meter_points.get(malo_id)
+    if mp is None:  # added by a registry change
+        return tuple({c.grid_area: None for c in history if c.malo_id == malo_id and c.grid_area})
     return tuple(dict.fromkeys(a for a in (mp.grid_area, mp.area_out, mp.area_in) if a))
+
+
+def area_of_change(genesis: Registry, history: tuple[RegistryChange, ...], c: RegistryChange) -> str | None:
+    """The area chain that settles a registry change: its meter point's area."""
+    if c.kind == METER_POINT_ADDED:
+        return c.grid_area if c.grid_area in genesis.grid_areas else None
+    areas = chains_of_meter(genesis, c.malo_id, history)
+    return areas[0] if areas else None
 
 
 async def run(ctx: NodeContext) -> int:

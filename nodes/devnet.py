@@ -59,6 +59,7 @@ class DevnetOptions:
     seed: int = 1
     areas: Optional[int] = None  # grid areas, each with its own chain (default validators // 2)
     start: str = ""  # the simulated quarter hour of the first period, e.g. 2026-06-21T00:00 ("": its real time)
+    churn: bool = False  # registry changes while it settles (nodes/churn.py)
 
     def check(self) -> None:
         if min(self.validators, self.balancing_groups, self.meters, self.periods) < 1:
@@ -70,6 +71,11 @@ class DevnetOptions:
                              "verification must fit)")
         if self.start:
             parse_start(self.start)
+        if self.churn:
+            from .churn import MIN_PERIODS
+            if self.periods < MIN_PERIODS:
+                raise ValueError(f"--churn needs --periods {MIN_PERIODS} or more (its changes take effect in period "
+                                 f"{MIN_PERIODS - 2} and must be exported on both sides)")
 
 
 @dataclass(frozen=True)
@@ -626,6 +632,7 @@ def run_devnet(devnet: Devnet, console, *, clock: Callable[[], float] = time.tim
     console.print(f"settling periods {devnet.heights[0]}..{devnet.heights[-1]} from "
                   f"{format_utc(reg.genesis_period * reg.period_seconds)}; deadline {format_utc(devnet.deadline())}")
     procs = start_nodes(devnet)
+    churn = _start_churn(devnet, console) if devnet.options.churn else None
     started = Table(title=f"node processes (each logs to <home>/node.log; homes in {devnet.directory})",
                     title_justify="left")
     for col in ("node", "role", "pid", "listen"):
@@ -659,6 +666,10 @@ def run_devnet(devnet: Devnet, console, *, clock: Callable[[], float] = time.tim
     results = collect_results(devnet)
     good = report(devnet, results, progress, console) and outcome == "done"
     export_lines, export_problems = check_exports(devnet)
+    if churn is not None:
+        lines, problems = _check_churn(devnet, *churn)
+        export_lines += lines
+        export_problems += problems
     for line in export_lines:
         console.print(line, markup=False)
     for problem in export_problems:
@@ -672,6 +683,29 @@ def run_devnet(devnet: Devnet, console, *, clock: Callable[[], float] = time.tim
         return 0
     console.print(f"[red bold]devnet FAILED[/] ({outcome}). Node homes and logs in {devnet.directory}")
     return 1
+
+
+def _start_churn(devnet: Devnet, console):
+    """Submit the churn plan's registry changes in the background (nodes/churn.py)."""
+    from .churn import ChurnSubmitter, plan_churn
+
+    reg = devnet.registry
+    changes = plan_churn(reg)
+    for c in changes:
+        console.print(f"churn: {c.describe()}", markup=False)
+    submitter = ChurnSubmitter(reg, changes, {n.public_key: n.listen for n in devnet.validators},
+                               deadline=(reg.genesis_period + 1) * reg.period_seconds,
+                               ready=lambda: all(read_status(v) for v in devnet.validators))
+    submitter.start()
+    return changes, submitter
+
+
+def _check_churn(devnet: Devnet, changes, submitter) -> tuple[list[str], list[str]]:
+    from .churn import check_churn
+
+    submitter.join()
+    lines, problems = check_churn(devnet.registry, changes, [v.home for v in devnet.validators])
+    return submitter.lines + lines, submitter.problems + problems
 
 
 def check_exports(devnet: Devnet) -> tuple[list[str], list[str]]:
@@ -706,7 +740,9 @@ def check_exports(devnet: Devnet) -> tuple[list[str], list[str]]:
             if not report.ok:
                 problems.append(f"area export {where} does not verify: {report}")
                 continue
-            foreign = sorted(r["malo_id"] for r in rows(files, METER_POINTS_CSV) if r["malo_id"] not in own)
+            added = {json.loads(line)["malo_id"] for line in files.get("registry-changes.jsonl", b"").splitlines()
+                     if json.loads(line)["kind"] == "add_meter_point"}  # registry changes (docs/registry.md)
+            foreign = sorted(r["malo_id"] for r in rows(files, METER_POINTS_CSV) if r["malo_id"] not in own | added)
             if foreign:
                 problems.append(f"area export {where} holds meter points of other areas: {foreign[:3]}")
             area_exports[area, manifest.parent.parent.name, manifest.parent.name] = files

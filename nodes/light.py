@@ -91,6 +91,10 @@ def period_result(registry: Registry, seal: PeriodSeal, period: int, version: in
     if result.version != version:
         raise LightError("wrong_version", f"the seal holds version {result.version} of period {period}, the reply "
                                           f"claims version {version}")
+    if result.registry_version != registry.version:
+        # settled under a registry version with changes this node does not hold (docs/registry.md): the
+        # certificate vouches for the totals; the registry-dependent re-check needs the changes
+        return result
     broken = check_invariants(registry, result)
     if broken is not None:
         raise LightError("invariant_violated", str(broken))
@@ -138,8 +142,10 @@ def verify_light_reply(registry: Registry, reply: LightReply, period: int,
                                          list(proof.path)):
             what = f"the inclusion proof does not match the root of period {period} version {reply.version}"
         else:
-            what = leaf_difference(registry, period, proof.leaf, sent[malo_id])
-            if what is not None and not_settled_yet(registry, period, proof.leaf, sent[malo_id]):
+            known = result.registry_version == registry.version
+            what = leaf_difference(registry, period, proof.leaf, sent[malo_id], registry_known=known)
+            if what is not None and not_settled_yet(registry, period, proof.leaf, sent[malo_id],
+                                                    registry_known=known):
                 check.waiting.append(Failure(malo_id, what))
                 continue
         if what is None:
@@ -149,22 +155,26 @@ def verify_light_reply(registry: Registry, reply: LightReply, period: int,
     return check
 
 
-def not_settled_yet(registry: Registry, period: int, leaf_bytes: bytes, reading: Reading) -> bool:
+def not_settled_yet(registry: Registry, period: int, leaf_bytes: bytes, reading: Reading, *,
+                    registry_known: bool = True) -> bool:
     """True if the proven leaf of the right meter point, area and group settles no reading or an older meter
     version than `reading`: a later version of the period (a correction) may still settle it as sent. Any
-    other difference is final."""
+    other difference is final. `registry_known`: as for leaf_difference."""
     try:
         leaf = SettledReading.decode(leaf_bytes)
     except CodecError:
         return False
     mp = registry.meter_points.get(reading.malo_id)
+    group_ok = not registry_known or leaf.balancing_group == registry.group_of(reading.malo_id, period)
     return (mp is not None and leaf.malo_id == reading.malo_id and leaf.period == period
-            and leaf.grid_area == mp.grid_area and leaf.balancing_group == registry.group_of(reading.malo_id, period)
-            and leaf.reading_version < reading.version)
+            and leaf.grid_area == mp.grid_area and group_ok and leaf.reading_version < reading.version)
 
 
-def leaf_difference(registry: Registry, period: int, leaf_bytes: bytes, reading: Reading) -> Optional[str]:
-    """None if the proven leaf settles exactly `reading`, else what differs (for the log)."""
+def leaf_difference(registry: Registry, period: int, leaf_bytes: bytes, reading: Reading, *,
+                    registry_known: bool = True) -> Optional[str]:
+    """None if the proven leaf settles exactly `reading`, else what differs (for the log). `registry_known`
+    False: the period settled under a registry version with changes this node does not hold (a supplier
+    switch, docs/registry.md): the leaf's balancing group is then not compared, its values still are."""
     try:
         leaf = SettledReading.decode(leaf_bytes)
     except CodecError as e:
@@ -179,7 +189,7 @@ def leaf_difference(registry: Registry, period: int, leaf_bytes: bytes, reading:
     if leaf.grid_area != mp.grid_area:
         diffs.append(f"grid area {leaf.grid_area}, registry {mp.grid_area}")
     group = registry.group_of(m, period)
-    if leaf.balancing_group != group:
+    if registry_known and leaf.balancing_group != group:
         diffs.append(f"balancing group {leaf.balancing_group!r}, registry {group!r}")
     if leaf.reading_version == 0:
         diffs.append(f"no reading settled ({QUALITY_NAMES.get(leaf.quality, leaf.quality)}, "

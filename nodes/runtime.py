@@ -118,11 +118,12 @@ def open_context(home: str | Path) -> NodeContext:
     return NodeContext(config=config, key=key, registry=registry, log=log)
 
 
-def make_network(ctx: NodeContext):
+def make_network(ctx: NodeContext, listen: str | None = None):
+    """The home's network endpoint; `listen` overrides config.toml's (a client beside the running node)."""
     from stromledger.net.p2p import P2PNetwork  # imports libp2p: only in a running node
 
     # Registered keys may connect from the start, before the role has set its protocol handlers.
-    net = P2PNetwork(ctx.key.seed, listen=ctx.config.listen, admit=ctx.registry.submitter_keys.__contains__)
+    net = P2PNetwork(ctx.key.seed, listen=listen or ctx.config.listen, admit=ctx.registry.submitter_keys.__contains__)
     for peer in ctx.config.peers:
         if peer.key != ctx.key.public:
             net.add_peer(peer.key, peer.address)

@@ -545,7 +545,8 @@ class Validator(RoleNode):
 
     def _checkpoint_of(self, h: int, value: bytes, certificate: bytes) -> bytes:
         """The checkpoint of this area chain's committed height (under the lock, right after the commit)."""
-        return make_checkpoint(self.scope, value, certificate, self.ledger.proof, self.reg).encode()
+        return make_checkpoint(self.scope, value, certificate, self.ledger.proof, self.reg,
+                               self.ledger.state.changes).encode()
 
     # -- commit -------------------------------------------------------------------------------------------
 
@@ -882,10 +883,14 @@ class Validator(RoleNode):
         self.store.wal_append(height, "msg", payload)
 
     def _check(self, data: bytes) -> CheckedBatch | Rejection:
-        return check_batch(self.reg, data, map=self._pool.map, parts=self._workers)
+        # readings are judged by their period's registry version: under the committed changes (the acceptor
+        # judges again should a seal commit more changes meanwhile)
+        return check_batch(self.reg, data, map=self._pool.map, parts=self._workers,
+                           history=self.ledger.acceptor.state.changes)
 
     def _store_batch(self, checked: CheckedBatch, data: bytes) -> None:
-        periods = sorted(set(checked.reading_periods) | set(checked.schedule_periods))
+        changes = [c.effective_period for c in checked.batch.changes]
+        periods = sorted(set(checked.reading_periods) | set(checked.schedule_periods) | set(changes))
         self.store.put_batch(checked.digest, data, int(self.clock()), periods)
 
     async def _on_submit(self, peer: bytes, payload: bytes, checked: Optional[CheckedBatch] = None) -> bytes:
@@ -1075,7 +1080,8 @@ class Validator(RoleNode):
     def _build_tree(self, period: int, version: int) -> tuple[int, bytes, list[bytes], dict[str, int], merkle.Tree]:
         """Runs in a worker thread (see ProofTrees)."""
         result = self.store.get_period_result(period, version)
-        _, _, rows = decode_period_rows(self.reg, result.data)
+        # the rows follow the period's registry version (its meter points; docs/registry.md)
+        _, _, rows = decode_period_rows(self.ledger.acceptor.state.registry_at(self.reg, period), result.data)
         leaves = [leaf_bytes(period, r) for r in rows]
         index = {r.malo_id: i for i, r in enumerate(rows)}
         return result.height, b"", leaves, index, merkle.Tree(leaves)

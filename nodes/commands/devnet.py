@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", default="", metavar="UTC",
                    help="the simulated quarter hour of the first period, e.g. 2026-06-21T00:00 (UTC); periods "
                         "follow as consecutive quarter hours (default: the real time at genesis)")
+    p.add_argument("--churn", action="store_true",
+                   help="registry changes while it settles: supplier switches, a new and a retired meter point "
+                        "and a key rotation, effective from the fourth period; checks in the exports that each "
+                        "takes effect exactly then (docs/registry.md; needs --periods 5 or more)")
     p.set_defaults(func=_devnet)
 
 
@@ -67,7 +71,7 @@ def _devnet(args: argparse.Namespace) -> int:
     console.width = max(console.width, 120)
     options = DevnetOptions(validators=args.validators, balancing_groups=args.balancing_groups, meters=args.meters,
                             periods=args.periods, period_seconds=args.period_seconds, seed=args.seed,
-                            areas=args.areas, start=args.start)
+                            areas=args.areas, start=args.start, churn=args.churn)
     try:
         devnet = create_devnet(args.dir, options, now=int(time.time()))
     except (ValueError, FileExistsError) as e:

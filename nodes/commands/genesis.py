@@ -16,7 +16,7 @@ from stromledger.registry import Registry, check_genesis
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "genesis", help="check a genesis file, or write a devnet genesis",
+        "genesis", help="check a genesis file, write one from a draft, or write a devnet genesis",
         description="The genesis file (TOML) fixes a chain: its id, period length and gate closure, the "
                     "validators, grid areas, balancing groups, meter operators and meter points (usually in a "
                     "CSV file whose SHA-256 the genesis pins). Every node of a chain must use the same genesis.")
@@ -47,6 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--genesis", help="UTC start of the first period, e.g. 2026-01-01T00:00:00Z "
                                         "(default 2026-01-01T00:00:00Z)")
     make.set_defaults(func=run_devnet)
+    new = sub.add_parser(
+        "new", help="write a genesis from a draft: check characters and the meter-point file's hash computed",
+        description="Complete DRAFT (a genesis in the usual format, docs/domain.md) into DIR/genesis.toml and "
+                    "its meter-point CSV: EICs written with 15 characters get their check character, MaLo-IDs "
+                    "with 10 digits their check digit (in the TOML and the CSV), and [meter_point_file] sha256 "
+                    "(empty or left out) becomes the SHA-256 of the completed CSV. The draft's layout and comments "
+                    "stay. Then the result is checked as by `genesis check`. Exit status 0 if the genesis is "
+                    "usable, 1 if not (every defect printed), 2 if the draft cannot be read.")
+    new.add_argument("draft", metavar="DRAFT", type=Path, help="the draft genesis TOML (its CSV beside it)")
+    new.add_argument("--out", required=True, type=Path, help="directory to write genesis.toml and the CSV into")
+    new.set_defaults(func=run_new)
     adopt = sub.add_parser(
         "adopt", help="start a stopped node home on a new genesis (re-genesis), keeping the old data",
         description="Re-genesis a node home: check FILE and that the home's key is registered in it for the "
@@ -72,6 +83,21 @@ def run_check(args: argparse.Namespace) -> int:
         return 1
     print_summary(console, registry)
     return 0
+
+
+def run_new(args: argparse.Namespace) -> int:
+    import sys
+
+    from nodes.genesis_draft import DraftError, write_from_draft
+
+    try:
+        path = write_from_draft(args.draft, args.out)
+    except DraftError as e:
+        print(f"cannot complete the draft: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    args.file = path
+    return run_check(args)
 
 
 def run_devnet(args: argparse.Namespace) -> int:

@@ -247,6 +247,8 @@ async def send_all(net, validators: Sequence[bytes], chain_id: str, batches: Seq
             items = batch.readings if item.kind == 1 else batch.schedules
             if item.kind == 1 and item.index < len(items):
                 what = f"reading {item.index} (MaLo {items[item.index].malo_id}, period {items[item.index].period})"
+            elif item.kind == 3 and item.index < len(batch.changes):
+                what = f"registry change {item.index} ({batch.changes[item.index].describe()})"
             else:
                 what = f"{'reading' if item.kind == 1 else 'schedule'} {item.index}"
             print(f"  rejected {what}: {reason_label(item.reason)}: {item.message}", file=out)
@@ -296,10 +298,6 @@ def open_home(home: str):
 
 
 def _main(args: argparse.Namespace) -> int:
-    import trio
-
-    from nodes.runtime import make_network
-
     ctx = open_home(args.home)
     if ctx is None:
         return 2
@@ -319,16 +317,27 @@ def _main(args: argparse.Namespace) -> int:
         Path(args.save).mkdir(parents=True, exist_ok=True)
         for _, data in batches:
             (Path(args.save) / f"{sha256(data).hex()[:16]}.batch").write_bytes(data)
-    validators = [p.key for p in ctx.config.peers if p.key != ctx.key.public]
-    if not validators:
-        print(f"{args.home}/config.toml lists no [[peers]]: no validator to send to", file=sys.stderr)
-        return 2
     if any(Batch.decode(b).readings for _, b in batches):
         print(SKIPS_VERIFICATION, file=sys.stderr)
+    return send_to_peers(args.home, ctx, batches, args.timeout)
+
+
+def send_to_peers(home: str, ctx, batches: Sequence[tuple[str, bytes]], timeout: float,
+                  listen: str | None = None) -> int:
+    """Submit (name, batch bytes) to the validators in the home's config.toml [[peers]], print each receipt;
+    the exit status (2 when the home names no validator). `listen`: instead of the home's own address."""
+    import trio
+
+    from nodes.runtime import make_network
+
+    validators = [p.key for p in ctx.config.peers if p.key != ctx.key.public]
+    if not validators:
+        print(f"{home}/config.toml lists no [[peers]]: no validator to send to", file=sys.stderr)
+        return 2
 
     async def go() -> int:
-        net = make_network(ctx)
+        net = make_network(ctx, listen)
         async with net:
-            return await send_all(net, validators, reg.chain_id, batches, timeout=args.timeout)
+            return await send_all(net, validators, ctx.registry.chain_id, batches, timeout=timeout)
 
     return trio.run(go)

@@ -19,8 +19,9 @@ import msgpack
 from stromledger.codec import CodecError
 from stromledger.crypto import SigningKey, sha256, signing_input, verify, verify_raw
 from stromledger.ids import is_valid_eic, is_valid_malo_id
-from stromledger.registry import Registry
+from stromledger.registry import Registry, RegistryChange, registry_at
 
+from .changes import change_shape, change_signature
 from .messages import BATCH_DOMAIN, READING_DOMAIN, SCHEDULE_DOMAIN, Batch, Reading, Schedule
 from .rejections import Reason, Rejection
 
@@ -48,8 +49,8 @@ def sign_schedule(key: SigningKey, chain_id: str, from_group: str, to_group: str
 
 
 def make_batch(key: SigningKey, chain_id: str, readings: Iterable[Reading] = (),
-               schedules: Iterable[Schedule] = ()) -> Batch:
-    b = Batch(chain_id, key.public, tuple(readings), tuple(schedules), NO_SIG)
+               schedules: Iterable[Schedule] = (), changes: Iterable[RegistryChange] = ()) -> Batch:
+    b = Batch(chain_id, key.public, tuple(readings), tuple(schedules), tuple(changes), NO_SIG)
     return dataclasses.replace(b, sig=key.sign(BATCH_DOMAIN, chain_id, b.body()))
 
 
@@ -60,12 +61,18 @@ def reading_precheck(registry: Registry, r: Reading) -> Rejection | None:
     """Everything about a reading that needs neither the clock nor its signature."""
     mp = registry.meter_points.get(r.malo_id)
     if mp is None:
+        if r.malo_id in registry.retired:
+            return Rejection(Reason.RETIRED_METER_POINT,
+                             f"{r.malo_id} is retired from period {registry.retired[r.malo_id]} on")
         if not is_valid_malo_id(r.malo_id):
             return Rejection(Reason.MALFORMED, f"{r.malo_id!r} is not a valid MaLo-ID")
         return Rejection(Reason.UNKNOWN_METER_POINT, f"{r.malo_id} is not in the registry")
     if r.version < 1:
         return Rejection(Reason.MALFORMED, "reading versions start at 1")
     if r.meter_key != mp.meter_key:
+        if r.meter_key in registry.old_keys.get(r.malo_id, ()):
+            return Rejection(Reason.ROTATED_KEY, f"{r.malo_id}: meter key {r.meter_key.hex()[:16]}... was rotated "
+                                                 f"out before period {r.period}")
         return Rejection(Reason.WRONG_SIGNER, f"{r.malo_id} is read by meter key {mp.meter_key.hex()[:16]}...")
     if not r.register:
         limit = registry.max_wh(r.malo_id)
@@ -180,7 +187,9 @@ def schedule_verdict(registry: Registry, schedule: Schedule) -> Rejection | None
 @dataclass(frozen=True, slots=True)
 class CheckedBatch:
     """A batch whose signature and every item's clock-free verdict are known. A pure function of
-    (registry, batch), so it can be cached by digest and shared by the acceptor and the seal builder."""
+    (registry, committed registry changes, batch), so it can be cached by digest and shared by the acceptor
+    and the seal builder. A change's verdict here covers its form and signature; whether it may take effect
+    is decided by the seal (cascade/changes.py), against the history it is settled on."""
 
     digest: bytes
     batch: Batch
@@ -188,16 +197,33 @@ class CheckedBatch:
     schedule_verdicts: tuple[Rejection | None, ...]
     reading_periods: tuple[int, ...]  # distinct periods of its valid readings, ascending
     schedule_periods: tuple[int, ...]
+    change_verdicts: tuple[Rejection | None, ...] = ()
+    history: tuple[RegistryChange, ...] = ()  # the committed changes the readings were judged under
 
     @classmethod
-    def of(cls, digest: bytes, batch: Batch, reading_verdicts: tuple, schedule_verdicts: tuple) -> CheckedBatch:
+    def of(cls, digest: bytes, batch: Batch, reading_verdicts: tuple, schedule_verdicts: tuple,
+           change_verdicts: tuple | None = None, history: tuple = ()) -> CheckedBatch:
         rp = sorted({r.period for r, v in zip(batch.readings, reading_verdicts) if v is None})
         sp = sorted({s.period for s, v in zip(batch.schedules, schedule_verdicts) if v is None})
-        return cls(digest, batch, tuple(reading_verdicts), tuple(schedule_verdicts), tuple(rp), tuple(sp))
+        cv = (None,) * len(batch.changes) if change_verdicts is None else tuple(change_verdicts)
+        return cls(digest, batch, tuple(reading_verdicts), tuple(schedule_verdicts), tuple(rp), tuple(sp), cv,
+                   tuple(history))
+
+    @property
+    def items_max_period(self) -> int:
+        """The last period of its valid readings and schedules (-1: none)."""
+        return max(self.reading_periods[-1:] + self.schedule_periods[-1:], default=-1)
 
     @property
     def max_period(self) -> int:
-        return max(self.reading_periods[-1:] + self.schedule_periods[-1:], default=-1)
+        """The last period it names: of its readings and schedules, and of its changes' effective periods (so a
+        node remembers that a batch's changes were judged for as long as they could matter)."""
+        effective = [c.effective_period for c, v in zip(self.batch.changes, self.change_verdicts) if v is None]
+        return max([self.items_max_period, *effective])
+
+    @property
+    def carries_changes(self) -> bool:
+        return any(v is None for v in self.change_verdicts)
 
 
 def decode_batch(data: bytes) -> Batch | Rejection:
@@ -220,19 +246,34 @@ def _chunks(items: tuple, parts: int | None = None) -> list[tuple]:
 
 def _batch_body(data: bytes) -> bytes:
     """The signed body of a canonical batch, sliced from its bytes instead of re-encoded: a Batch is a
-    6-element array whose last element, the signature, is bin8 of 64 bytes (0xc4 0x40 + 64 bytes)."""
-    assert data[0] == 0x96 and data[-66:-64] == b"\xc4\x40", "not a canonical batch"
-    return bytes([0x95]) + data[1:-66]
+    7-element array whose last element, the signature, is bin8 of 64 bytes (0xc4 0x40 + 64 bytes)."""
+    assert data[0] == 0x97 and data[-66:-64] == b"\xc4\x40", "not a canonical batch"
+    return bytes([0x96]) + data[1:-66]
 
 
 def _verdicts(fn: Callable, registry: Registry, items: tuple) -> list[Rejection | None]:
     return [fn(registry, x) for x in items]
 
 
+def _reading_verdicts(registry: Registry, history: tuple[RegistryChange, ...], items: tuple) -> list:
+    """Each reading against the registry version of its own period (one lookup per distinct period)."""
+    if not history:
+        return [reading_verdict(registry, r) for r in items]
+    versions: dict[int, Registry] = {}
+    out = []
+    for r in items:
+        reg = versions.get(r.period)
+        if reg is None:
+            reg = versions[r.period] = registry_at(registry, r.period, history)
+        out.append(reading_verdict(reg, r))
+    return out
+
+
 def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable = map,
-                parts: int | None = None) -> CheckedBatch | Rejection:
+                parts: int | None = None, history: tuple[RegistryChange, ...] = ()) -> CheckedBatch | Rejection:
     """Check a batch and every item in it. `map` may be a thread pool's map: items are checked in chunks
-    (`parts` equal chunks, e.g. the pool's worker count, or chunks of _CHUNK items)."""
+    (`parts` equal chunks, e.g. the pool's worker count, or chunks of _CHUNK items). `history`: the chain's
+    committed registry changes (SettledState.changes); each reading is judged by its period's version."""
     if isinstance(batch, (bytes, bytearray, memoryview)):
         data = bytes(batch)
         decoded = decode_batch(data)
@@ -249,14 +290,15 @@ def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable
     if batch.submitter not in registry.submitter_keys:
         return Rejection(Reason.WRONG_SIGNER, "the submitter is no registered meter operator, group operator "
                                               "or validator")
-    if not batch.readings and not batch.schedules:
+    if not batch.readings and not batch.schedules and not batch.changes:
         return Rejection(Reason.MALFORMED, "an empty batch")
     if not verify(batch.submitter, batch.sig, BATCH_DOMAIN, registry.chain_id, body):
         return Rejection(Reason.BAD_SIGNATURE, "batch signature")
     rv: list = []
-    for part in map(partial(_verdicts, reading_verdict, registry), _chunks(batch.readings, parts)):
+    for part in map(partial(_reading_verdicts, registry, history), _chunks(batch.readings, parts)):
         rv.extend(part)
     sv: list = []
     for part in map(partial(_verdicts, schedule_verdict, registry), _chunks(batch.schedules)):
         sv.extend(part)
-    return CheckedBatch.of(digest, batch, tuple(rv), tuple(sv))
+    cv = tuple(change_shape(registry, c) or change_signature(registry, c) for c in batch.changes)
+    return CheckedBatch.of(digest, batch, tuple(rv), tuple(sv), cv, history)

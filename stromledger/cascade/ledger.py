@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Union
 from stromledger.crypto import SigningKey, sha256
 from stromledger.registry import Registry
 
+from .changes import change_verdict
 from .checks import NO_SIG, CheckedBatch, check_batch, correctable_from
 from .messages import MAX_SEAL_BATCHES, RECEIPT_DOMAIN, Batch, ItemRejection, PeriodSeal, Receipt
 from .rejections import Reason, Rejection
@@ -22,7 +23,7 @@ from .rows import REG, REXP, RIMP, RVER, MeterRow, inclusion_proof
 from .settle import Outcome, batch_eligible, build_seal, rebuild_seal
 from .state import SettledState
 
-READING, SCHEDULE = 1, 2
+READING, SCHEDULE, CHANGE = 1, 2, 3
 Incoming = Union[bytes, Batch, CheckedBatch]
 
 
@@ -46,7 +47,7 @@ class Admission:
 
     digest: bytes | None
     refused: Rejection | None = None  # the whole batch
-    rejections: list[tuple[int, int, Rejection]] = field(default_factory=list)  # (READING|SCHEDULE, index, why)
+    rejections: list[tuple[int, int, Rejection]] = field(default_factory=list)  # (READING|SCHEDULE|CHANGE, i, why)
     accepted: int = 0
     duplicates: int = 0
     stored: bool = False
@@ -76,6 +77,16 @@ class Acceptor:
         self._carries: dict[bytes, int] = {}  # digest -> number of items it is the lowest carrier of
         self._used: dict[bytes, list[int]] = {}  # submitter -> [batches, items] kept in period `_used_period`
         self._used_period: int | None = None
+        self._changes: dict[str, tuple[bytes, bytes]] = {}  # MaLo-ID -> (pending change digest, its batch)
+
+    def check(self, batch: Union[Incoming, Batch], map: Callable = map) -> CheckedBatch | Rejection:
+        """Check a batch against the committed history (again, if it was checked under another one)."""
+        history = self.state.changes
+        if isinstance(batch, CheckedBatch):
+            if batch.history is history or batch.history == history:
+                return batch
+            batch = batch.batch
+        return check_batch(self.registry, batch, map=map, history=history)
 
     def admit(self, batch: Incoming, now_period: int | None, *, map: Callable = map,
               quota_period: int | None = None) -> Admission:
@@ -85,7 +96,7 @@ class Acceptor:
         is the lowest-digest carrier of anything a seal can still use (settle it or report it as evidence),
         within its submitter's quota."""
         reg = self.registry
-        checked = batch if isinstance(batch, CheckedBatch) else check_batch(reg, batch, map=map)
+        checked = self.check(batch, map)
         if isinstance(checked, Rejection):
             digest = sha256(batch) if isinstance(batch, (bytes, bytearray)) else None
             return Admission(digest, checked)
@@ -128,6 +139,18 @@ class Acceptor:
             else:
                 out.rejections.append((SCHEDULE, i, why))
                 out.duplicates += why.harmless
+        new_changes: dict[str, tuple[bytes, bytes]] = {}
+        committed = frozenset(c.digest() for c in self.state.changes) if checked.batch.changes else frozenset()
+        for i, (c, verdict) in enumerate(zip(checked.batch.changes, checked.change_verdicts)):
+            taken = {m: cd for m, (cd, _) in {**self._changes, **new_changes}.items()}
+            why = verdict or change_verdict(reg, self.state.changes, c, next_height, taken, committed)
+            if why is None:
+                items.add((c.effective_period, (CHANGE, c.digest())))
+                new_changes[c.malo_id] = (c.digest(), d)
+                out.accepted += 1
+            else:
+                out.rejections.append((CHANGE, i, why))
+                out.duplicates += why.harmless
         won = [(period, item) for period, item in items if d < self._carrier.get(period, {}).get(item, _NO_DIGEST)]
         if not won:
             return out
@@ -151,6 +174,7 @@ class Acceptor:
             self._readings.setdefault(period, {})[malo, version] = values
         for period, key, wh in new_schedules:
             self._schedules.setdefault(period, {}).setdefault(key, set()).add(wh)
+        self._changes.update(new_changes)
         out.stored = True
         return out
 
@@ -234,12 +258,26 @@ class Acceptor:
         lo = correctable_from(self.registry, h + 1)
         for d, cb in list(self.batches.items()):
             through = self.state.settled_through(d)
-            if through >= cb.max_period or cb.max_period < lo:
+            unjudged = through < 0 and cb.carries_changes
+            if (through >= cb.items_max_period and not unjudged) or cb.max_period < lo:
                 del self.batches[d]
                 self._carries.pop(d, None)
         for index in (self._readings, self._schedules, self._carrier):
             for period in [p for p in index if p <= h]:
                 del index[period]
+        # a pending change is no longer pending once a seal listed its batch (committed or refused there)
+        for malo, (_, d) in list(self._changes.items()):
+            if d not in self.batches or self.state.batch_progress(d) is not None:
+                del self._changes[malo]
+
+    def recheck(self, map: Callable = map) -> None:
+        """After a seal committed registry changes: judge the held batches' readings again under the new
+        history (a reading's verdict follows its period's registry version)."""
+        for d, cb in list(self.batches.items()):
+            if cb.batch.readings:
+                checked = self.check(cb, map)
+                if isinstance(checked, CheckedBatch):
+                    self.batches[d] = checked
 
 
 _NO_DIGEST = b"\xff" * 33  # above every digest: an item no held batch carries
@@ -277,7 +315,7 @@ class Ledger:
 
     def add_fetched(self, batch: Incoming) -> CheckedBatch | Rejection:
         """A batch fetched from a peer because a proposed seal lists it: kept if valid, whatever its items."""
-        checked = batch if isinstance(batch, CheckedBatch) else check_batch(self.registry, batch)
+        checked = self.acceptor.check(batch)
         if isinstance(checked, CheckedBatch):
             self.acceptor.batches.setdefault(checked.digest, checked)
         return checked
@@ -344,6 +382,8 @@ class Ledger:
                 raise LedgerError(outcome)
         self.state.apply(self.registry, outcome)
         self.acceptor.committed()
+        if outcome.registry_changes:
+            self.acceptor.recheck()
         self._outcomes.clear()
         return outcome
 
@@ -362,7 +402,7 @@ def replay(registry: Registry, commits: Iterable[tuple[bytes, Mapping[bytes, Uni
     for seal_bytes, batches in commits:
         checked = {}
         for digest, b in batches.items():
-            cb = check_batch(registry, b)
+            cb = check_batch(registry, b, history=state.changes)
             if isinstance(cb, Rejection):
                 raise LedgerError(cb)
             checked[digest] = cb

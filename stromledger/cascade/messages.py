@@ -1,4 +1,4 @@
-"""Cascade wire and ledger messages (codec tags 1-29).
+"""Cascade wire and ledger messages (codec tags 1-29; 6 is the registry change, registry/changes.py).
 
 Readings and schedules carry no chain id: their signatures cover it (domain tag + chain id + body), so a
 reading signed for another chain simply does not verify. A batch names its chain so a wrong-chain batch is
@@ -18,6 +18,7 @@ from stromledger.codec import (
     I64, U8, U16, U32, U64, Blob, Hash, Message, PubKey, Seq, Sig, Str, message, nested,
 )
 from stromledger.crypto import sha256
+from stromledger.registry.changes import RegistryChange
 
 READING_DOMAIN = "stromledger/reading/1"
 SCHEDULE_DOMAIN = "stromledger/schedule/1"
@@ -26,6 +27,7 @@ RECEIPT_DOMAIN = "stromledger/receipt/1"
 
 MAX_BATCH_READINGS = 100_000
 MAX_BATCH_SCHEDULES = 20_000
+MAX_BATCH_CHANGES = 1_000
 MAX_SEAL_BATCHES = 100_000
 MAX_SEAL_RESULTS = 10_000  # the seal of h plus corrections: the correction window must stay below this
 MAX_SEAL_EVIDENCE = 10_000
@@ -70,12 +72,14 @@ class Schedule(Message):
 
 @message(3)
 class Batch(Message):
-    """Readings and schedules sent together by one registered submitter; content-addressed by `digest()`."""
+    """Readings, schedules and registry changes sent together by one registered submitter; content-addressed
+    by `digest()`."""
 
     chain_id: Str(64)
     submitter: PubKey
     readings: Seq(Reading, MAX_BATCH_READINGS)
     schedules: Seq(Schedule, MAX_BATCH_SCHEDULES)
+    changes: Seq(RegistryChange, MAX_BATCH_CHANGES)
     sig: Sig
 
     def digest(self) -> bytes:
@@ -105,7 +109,7 @@ class SettledReading(Message):
 
 @nested
 class ItemRejection(Message):
-    kind: U8  # 1 reading, 2 schedule
+    kind: U8  # 1 reading, 2 schedule, 3 registry change
     index: U32
     reason: U8
     message: Str(200)
@@ -121,7 +125,7 @@ class Receipt(Message):
     batch_reason: U8  # 0 = batch admitted, else the Reason refusing the whole batch
     accepted: U32
     duplicates: U32
-    rejected: Seq(ItemRejection, MAX_BATCH_READINGS + MAX_BATCH_SCHEDULES)
+    rejected: Seq(ItemRejection, MAX_BATCH_READINGS + MAX_BATCH_SCHEDULES + MAX_BATCH_CHANGES)
     sig: Sig
 
 
@@ -235,6 +239,7 @@ class PeriodResult(Message):
     net_export: I64  # sum over areas of (exout - exin): the exchange with outside the network
     checks: Checks
     implausible_loss: Seq(EIC, 10_000)  # areas whose |loss| exceeds the registry's share of their throughput
+    registry_version: Hash  # the registry version the period settled under (registry/changes.py)
 
 
 @nested

@@ -33,6 +33,10 @@ class Reason(enum.IntEnum):
     BAD_CERTIFICATE = 24  # a checkpoint whose certificate is not its area committee's for that seal
     MISSING_CHECKPOINT = 25  # a network seal uses an area seal this node has no checkpoint of (fetch it)
     CHECKPOINT_NOT_ELIGIBLE = 26  # a network seal lists a checkpoint that changes nothing, or two of one height
+    RETIRED_METER_POINT = 27  # a reading (or change) for a meter point retired by then
+    ROTATED_KEY = 28  # a reading signed with a meter key rotated out by then
+    CHANGE_TOO_LATE = 29  # a registry change effective in the past or inside the current gate
+    CONFLICTING_CHANGE = 30  # another change of the meter point for the same period (or still pending)
 
     @property
     def label(self) -> str:

@@ -224,7 +224,7 @@ def summarize(registry: Registry, period: int, version: int, rows: Iterable[Mete
         corrected=quality[3], missing=quality[4], merkle_root=merkle.root(leaves), cells=tuple(cell_list),
         areas=tuple(areas), groups=tuple(groups), mix=tuple(mixes), schedules=tuple(schedules),
         schedule_issues=tuple(schedule_issues), net_export=net_export, checks=checks,
-        implausible_loss=implausible_loss(registry, areas),
+        implausible_loss=implausible_loss(registry, areas), registry_version=registry.version,
     )
 
 
@@ -301,4 +301,7 @@ def check_invariants(registry: Registry, r: PeriodResult) -> Rejection | None:
     imb = sum(g.imb for g in r.groups)
     if not (imb == c.imbalance_sum == net_export - ext and net_export == c.net_export == r.net_export):
         return bad(f"sum of imbalances {imb} != net export {net_export} - external schedules {ext}")
+    if r.registry_version != registry.version:
+        return Rejection(Reason.WRONG_CHAIN, f"period {r.period} version {r.version} settled under registry version "
+                                             f"{r.registry_version.hex()[:16]}, expected {registry.version.hex()[:16]}")
     return None

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Union
 
 from stromledger.codec import CodecError
-from stromledger.registry import Registry
+from stromledger.registry import Registry, RegistryChange, registry_at
 
+from .changes import change_verdict
 from .checks import CheckedBatch, check_batch, correctable_from
 from .messages import (
     CORRECTED, MAX_SEAL_BATCHES, MAX_SEAL_EVIDENCE, MEASURED, MISMATCHED, MISSING, ONE_SIDED, SUBSTITUTED, Batch, PeriodResult, PeriodSeal, Reading,
@@ -57,6 +58,7 @@ class Outcome:
     versions: dict[int, Mapping[str, tuple]]  # period -> every meter point's entry in its new version
     progress: dict[bytes, tuple[int, int]]  # batch digest -> (height, last period in the batch)
     conflicts: dict[int, frozenset[tuple]]  # period -> conflicting readings reported as evidence
+    registry_changes: tuple[RegistryChange, ...] = ()  # the registry changes this seal commits
 
     @property
     def height(self) -> int:
@@ -69,13 +71,15 @@ def batch_eligible(cb: CheckedBatch, settled_through: int, height: int, lo: int)
     first = max(lo, settled_through + 1)
     if any(first <= p <= height for p in cb.reading_periods):
         return True
+    if settled_through < 0 and cb.carries_changes:  # its changes are judged by the first seal listing it
+        return True
     return settled_through < height and height in cb.schedule_periods
 
 
-def _as_checked(registry: Registry, b: BatchLike) -> CheckedBatch:
-    if isinstance(b, CheckedBatch):
+def _as_checked(registry: Registry, b: BatchLike, history: tuple[RegistryChange, ...]) -> CheckedBatch:
+    if isinstance(b, CheckedBatch) and (b.history is history or b.history == history):
         return b
-    checked = check_batch(registry, b)
+    checked = check_batch(registry, b.batch if isinstance(b, CheckedBatch) else b, history=history)
     if isinstance(checked, Rejection):
         raise NotEligible(b.digest(), f"invalid batch: {checked}")
     return checked
@@ -93,7 +97,7 @@ def build_seal(registry: Registry, state: SettledState, height: int, batches: It
         raise ValueError("the seal of the genesis height has no previous commit")
     if state.registry_hash != registry.hash:
         raise ValueError("the settled state belongs to another registry")
-    checked = sorted((_as_checked(registry, b) for b in batches), key=lambda c: c.digest)
+    checked = sorted((_as_checked(registry, b, state.changes) for b in batches), key=lambda c: c.digest)
     if len(checked) > MAX_SEAL_BATCHES:
         raise ValueError(f"{len(checked)} batches, a seal lists at most {MAX_SEAL_BATCHES}")
     for a, b in zip(checked, checked[1:]):
@@ -115,6 +119,17 @@ class _Builder:
         self.new_conflicts: dict[int, set[tuple]] = {}
         self.from_side: dict[tuple[str, str], set[int]] = {}
         self.to_side: dict[tuple[str, str], set[int]] = {}
+        self.taken: dict[str, bytes] = {}  # MaLo-ID -> digest of the registry change this seal commits for it
+        self.new_changes: list[RegistryChange] = []
+        self._committed = frozenset(c.digest() for c in state.changes)
+        self._versions: dict[int, Registry] = {}
+
+    def at(self, period: int) -> Registry:
+        """The registry version of a period (changes this seal commits take effect after it)."""
+        got = self._versions.get(period)
+        if got is None:
+            got = self._versions[period] = registry_at(self.reg, period, self.state.changes)
+        return got
 
     # -- the whole seal ----------------------------------------------------------------------------------
 
@@ -127,6 +142,7 @@ class _Builder:
                 raise NotEligible(cb.digest, f"nothing to settle at height {h}")
             self._readings(cb, through)
             self._schedules(cb, through)
+            self._registry_changes(cb, through)
             progress[cb.digest] = (h, cb.max_period)
         for malo, periods in self.reg_dirty.items():
             for t in sorted(periods):
@@ -164,12 +180,13 @@ class _Builder:
         )
         data = seal.encode()
         return Outcome(seal, data, seal.hash(), changes, versions, progress,
-                       {p: frozenset(k) for p, k in conflicts.items()})
+                       {p: frozenset(k) for p, k in conflicts.items()}, tuple(self.new_changes))
 
     def _result(self, period: int, version: int, entries: Mapping[str, tuple],
                 schedules: tuple[ScheduleLine, ...], issues: tuple[ScheduleIssue, ...]) -> PeriodResult:
-        result = summarize(self.reg, period, version, entry_rows(self.reg, period, entries), schedules, issues)
-        broken = check_invariants(self.reg, result)
+        reg = self.at(period)
+        result = summarize(reg, period, version, entry_rows(reg, period, entries), schedules, issues)
+        broken = check_invariants(reg, result)
         if broken is not None:
             raise InvariantError(str(broken))
         return result
@@ -251,7 +268,7 @@ class _Builder:
         if key in seen or key in self.state.conflicts.get(r.period, ()):
             return
         seen.add(key)
-        meter_key = self.reg.meter_points[r.malo_id].meter_key
+        meter_key = self.at(r.period).meter_points[r.malo_id].meter_key
         settled = Reading(r.malo_id, r.period, kept[RVER], kept[REG], kept[RIMP], kept[REXP], meter_key, kept[RSIG])
         self.evidence.append(ReadingConflict(settled, r))
 
@@ -291,11 +308,11 @@ class _Builder:
         if nxt is not None and (r.import_wh > nxt[1] or r.export_wh > nxt[2]):
             return Reason.REGISTER_WENT_DOWN
         if prev is not None:
-            limit = self.reg.max_wh(malo, p - prev[0])
+            limit = self.at(p).max_wh(malo, p - prev[0])
             if r.import_wh - prev[1] > limit or r.export_wh - prev[2] > limit:
                 return Reason.ABOVE_MAX_POWER
         if nxt is not None:
-            limit = self.reg.max_wh(malo, nxt[0] - p)
+            limit = self.at(p).max_wh(malo, nxt[0] - p)
             if nxt[1] - r.import_wh > limit or nxt[2] - r.export_wh > limit:
                 return Reason.ABOVE_MAX_POWER
         return None
@@ -378,6 +395,19 @@ class _Builder:
                 issues.append(ScheduleIssue(pair[0], pair[1], status, tuple(sorted(a))[:8], tuple(sorted(b))[:8]))
         return tuple(matched), tuple(issues)
 
+    # -- registry changes --------------------------------------------------------------------------------
+
+    def _registry_changes(self, cb: CheckedBatch, through: int) -> None:
+        if through >= 0:
+            return  # judged by the first seal that listed the batch
+        for c, verdict in zip(cb.batch.changes, cb.change_verdicts):
+            why = verdict or change_verdict(self.reg, self.state.changes, c, self.h, self.taken, self._committed)
+            if why is not None:
+                self.rejected[why.reason] += 1
+                continue
+            self.taken[c.malo_id] = c.digest()
+            self.new_changes.append(c)
+
     # -- closing periods ---------------------------------------------------------------------------------
 
     def _close_new_period(self) -> dict[str, tuple]:
@@ -388,8 +418,9 @@ class _Builder:
         day_before = comparable_period(self.reg, self.h)
         day_overlay = self.overlay.get(day_before, {})
         day_state: Mapping[str, tuple] | None = None  # read from the history once, when first needed
+        reg = self.at(self.h)
         out: dict[str, tuple] = {}
-        for malo in self.reg.malo_order:
+        for malo in reg.malo_order:
             e = now.get(malo)
             if e is not None:
                 out[malo] = (1, *e[QUAL:])
@@ -404,7 +435,7 @@ class _Builder:
                         day_state = self.state.period_entries(day_before)
                     same = day_state.get(malo)
                 comparable = None if same is None or same[REG] or same[QUAL] == MISSING else (same[IMP], same[EXP])
-                imp, exp = substitute(self.reg, malo, self.h, (prev[IMP], prev[EXP]), comparable)
+                imp, exp = substitute(reg, malo, self.h, (prev[IMP], prev[EXP]), comparable)
                 out[malo] = (1, SUBSTITUTED, imp, exp, 0, False, 0, 0, b"")
         return out
 
@@ -463,7 +494,7 @@ def rebuild_seal(seal_bytes: bytes, registry: Registry, state: SettledState,
             return Rejection(Reason.BAD_LAST_COMMIT,
                              f"the commit certificate of height {seal.height - 1} does not verify")
     for result in seal.results:
-        broken = check_invariants(registry, result)
+        broken = check_invariants(registry_at(registry, result.period, state.changes), result)
         if broken is not None:
             return broken
     try:

@@ -7,7 +7,9 @@ In memory, bounded by the meter points (not by the correction window):
 - `batches[digest]`: (settled through height, last period in the batch) for batches listed by a seal that
   still hold something for a later period;
 - `conflicts[period]`: conflicting readings already reported as evidence, so none is reported twice;
-- `start`: the first period of the window (what a later seal may still correct, plus the last period).
+- `start`: the first period of the window (what a later seal may still correct, plus the last period);
+- `changes`: every committed registry change, in (effective period, digest) order: with the registry they
+  give the registry version of any period (registry/changes.py). Never pruned (master data is small).
 
 Every committed version of every period in the window, the latest PeriodResults and the fully settled batches
 are read through `history` (history.History): a node's store (nodes/history.py), or a `MemoryHistory`.
@@ -24,7 +26,7 @@ from typing import Iterator, Mapping
 
 import msgpack
 
-from stromledger.registry import Registry
+from stromledger.registry import Registry, RegistryChange, registry_at, with_changes
 
 from .checks import correctable_from
 from .history import Columns, History, Layout, MemoryHistory
@@ -41,7 +43,7 @@ class StateError(ValueError):
 
 class SettledState:
     __slots__ = ("registry_hash", "height", "seal_hash", "start", "floor", "last", "baseline", "batches", "conflicts",
-                 "history", "_layout")
+                 "history", "_layout", "changes")
 
     def __init__(self, registry_hash: bytes, history: History | None = None):
         self.registry_hash = registry_hash
@@ -55,6 +57,7 @@ class SettledState:
         self.conflicts: dict[int, set[tuple]] = {}
         self.history: History = history if history is not None else MemoryHistory()
         self._layout: Layout | None = None
+        self.changes: tuple[RegistryChange, ...] = ()
 
     @classmethod
     def genesis(cls, registry: Registry, history: History | None = None) -> SettledState:
@@ -104,7 +107,11 @@ class SettledState:
 
     def rows(self, registry: Registry, period: int) -> Iterator[MeterRow]:
         """The rows of the latest committed result of `period` (which must still be in the window)."""
-        return entry_rows(registry, period, self.period_entries(period))
+        return entry_rows(self.registry_at(registry, period), period, self.period_entries(period))
+
+    def registry_at(self, registry: Registry, period: int) -> Registry:
+        """The registry version of `period` under the committed changes."""
+        return registry_at(registry, period, self.changes)
 
     @property
     def entries(self) -> _Window:
@@ -136,7 +143,10 @@ class SettledState:
         self.history.record_batches(h, settled)
         for period, keys in outcome.conflicts.items():
             self.conflicts.setdefault(period, set()).update(keys)
-        self.last = Columns(self._layout_of(registry), outcome.changes[h])
+        if outcome.registry_changes:
+            self.changes = with_changes(self.changes, outcome.registry_changes)
+        # changes take effect from a later period, never retroactively: `h` settled under its own version
+        self.last = Columns(self._layout_of(self.registry_at(registry, h)), outcome.changes[h])
         self.height = h
         self.seal_hash = outcome.seal_hash
         if self.start is None:
@@ -173,13 +183,15 @@ class SettledState:
             found = self.history.entries(self.height)
             if found is None:
                 raise StateError(f"the history holds no rows of the last committed period {self.height}")
-            layout = self._layout_of(registry)
+            layout = self._layout_of(self.registry_at(registry, self.height))
             same = isinstance(found, Columns) and found.layout.order == layout.order
             self.last = found if same else Columns(layout, found)
 
     # -- canonical bytes ---------------------------------------------------------------------------------
 
     def encode(self) -> bytes:
+        # the committed changes are appended only when there are any: states without them keep their bytes
+        changes = [[c.encode() for c in self.changes]] if self.changes else []
         return msgpack.packb([
             STATE_FORMAT,
             self.registry_hash,
@@ -191,6 +203,7 @@ class SettledState:
             [[d, *self.batches[d]] for d in sorted(self.batches)],
             [[p, sorted(list(k) for k in self.conflicts[p])] for p in sorted(self.conflicts) if self.conflicts[p]],
             self.history.snapshot(),
+            *changes,
         ], use_bin_type=True)
 
     @classmethod
@@ -201,6 +214,7 @@ class SettledState:
         try:
             obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, max_map_len=0,
                                   max_ext_len=0)
+            changes = obj.pop() if len(obj) == 11 else []
             fmt, registry_hash, height, seal_hash, start, floor, baseline, batches, conflicts, window = obj
             if fmt != STATE_FORMAT:
                 raise StateError(f"unknown state format {fmt!r}")
@@ -214,6 +228,7 @@ class SettledState:
             s.baseline = {m: (p, i, e) for m, p, i, e in baseline}
             s.batches = {d: (pt, last) for d, pt, last in batches}
             s.conflicts = {p: {tuple(k) for k in keys} for p, keys in conflicts}
+            s.changes = tuple(RegistryChange.decode(c) for c in changes)
         except StateError:
             raise
         except Exception as e:  # any shape error in foreign bytes

@@ -21,7 +21,7 @@ from stromledger.codec import CodecError
 from stromledger.consensus.certificate import CertificateError, verify_certificate
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
-from stromledger.registry import Registry, view
+from stromledger.registry import Registry, RegistryChange, registry_at, view, with_changes
 
 from .messages import Checkpoint, TieProof
 
@@ -42,16 +42,19 @@ class Certified:
 
 
 def make_checkpoint(area: str, seal_bytes: bytes, certificate: bytes, proof: ProofSource,
-                    area_registry: Registry) -> Checkpoint:
+                    area_registry: Registry, history: tuple[RegistryChange, ...] = ()) -> Checkpoint:
     """The checkpoint of a committed area seal. `proof(period, malo)` gives a boundary meter's inclusion proof
-    in the committed result of that period (e.g. the area ledger's `proof`, right after the commit)."""
+    in the committed result of that period (e.g. the area ledger's `proof`, right after the commit);
+    `history`: the area chain's committed registry changes (the ones in effect by its periods go along)."""
     seal = PeriodSeal.decode(seal_bytes)
+    last = max((r.period for r in seal.results), default=-1)
+    changes = tuple(c for c in history if c.effective_period <= last)
     ties = []
     for r in seal.results:
         for malo in area_registry.boundary:
             leaf, index, size, path = proof(r.period, malo)
             ties.append(TieProof(r.period, leaf, index, size, tuple(path)))
-    return Checkpoint(area, bytes(seal_bytes), bytes(certificate), tuple(ties))
+    return Checkpoint(area, bytes(seal_bytes), bytes(certificate), tuple(ties), changes)
 
 
 def verify_checkpoint(genesis: Registry, data: bytes | Checkpoint) -> Certified | Rejection:
@@ -77,8 +80,9 @@ def verify_checkpoint(genesis: Registry, data: bytes | Checkpoint) -> Certified 
     except CertificateError as e:
         return Rejection(Reason.BAD_CERTIFICATE, f"checkpoint of {cp.area} height {seal.height}: {e.reason}: {e}")
     results = {}
+    history = with_changes((), cp.changes)  # pinned by the registry version each certified result names
     for r in seal.results:
-        broken = check_invariants(area, r)
+        broken = check_invariants(registry_at(area, r.period, history), r)
         if broken is not None:
             return broken
         results[r.period] = r
@@ -134,6 +138,6 @@ def canonical_checkpoints(pool) -> dict[bytes, bytes | None]:
             out[cp.seal_hash] = None
         else:
             c = Checkpoint.decode(cp.data)
-            out[cp.seal_hash] = Checkpoint(c.area, c.seal, cert, c.ties).encode()
+            out[cp.seal_hash] = Checkpoint(c.area, c.seal, cert, c.ties, c.changes).encode()
     return out
 

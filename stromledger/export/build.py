@@ -15,6 +15,7 @@ from stromledger.consensus.certificate import CertificateError, verify_certifica
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
 from stromledger.registry import Registry
+from stromledger.registry.changes import changes_in_effect
 
 from . import mscons, tables
 from .compare import result_difference
@@ -60,7 +61,8 @@ def check_rows(registry: Registry, seal: PeriodSeal, period: int, rows: list[Met
 
 def build_export(registry: Registry, seal: PeriodSeal | bytes, certificate: CommitCertificate | bytes, period: int,
                  rows: Iterable[Row], previous_rows: Iterable[Row] | None = None) -> dict[str, bytes]:
-    """Every file of the export of the result of `period` in `seal`, by file name.
+    """Every file of the export of the result of `period` in `seal`, by file name. `registry`: the chain's
+    registry version of `period` (registry.registry_at; its changes are exported with it).
 
     `rows`: that result's rows, one per meter point in MaLo-ID order (cascade MeterRows or SettledReading
     leaves). `previous_rows`: the rows of version - 1 of the same period, required for a correction
@@ -106,6 +108,8 @@ def export_files(registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: 
     if result.version > 1 and previous is not None:
         old = [tables.meter_record(p, b"", r) for r in previous]
         files[tables.CHANGES_CSV] = tables.changes_csv(tables.changes(old, records))
+    if changes_in_effect(registry):  # what anyone needs besides the genesis to rebuild the registry version
+        files[tables.REGISTRY_CHANGES_JSONL] = tables.registry_changes_jsonl(changes_in_effect(registry))
     files.update(mscons_files(registry, seal, seal_hash, result.period, result.version, rows))
     files[MANIFEST] = manifest_bytes(manifest_dict(registry=registry, seal=seal, seal_bytes=seal_bytes,
                                                    certificate=cert, result=result, files=files))

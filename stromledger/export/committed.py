@@ -27,7 +27,7 @@ from stromledger.cascade.state import SettledState, StateError
 from stromledger.codec import CodecError
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.periods import format_utc
-from stromledger.registry import Registry
+from stromledger.registry import Registry, RegistryChange, registry_at
 
 from .build import ExportError, build_export
 from .period_data import decode_period_rows, is_period_rows
@@ -77,15 +77,28 @@ def final_commit(store: StoreReader, height: int) -> tuple[PeriodSeal, bytes, Co
     return seal, seal_bytes, cert
 
 
-def committed_rows(store: StoreReader, registry: Registry, wanted: Iterable[Key]) -> dict[Key, list[MeterRow]]:
+def registry_history(store: StoreReader) -> tuple[RegistryChange, ...]:
+    """The committed registry changes, from the store's latest state snapshot (() without one)."""
+    snapshot = store.latest_state()
+    if snapshot is None:
+        return ()
+    try:
+        return SettledState.decode(snapshot[1]).changes
+    except StateError:
+        return ()  # e.g. the network chain's state: no registry changes there
+
+
+def committed_rows(store: StoreReader, registry: Registry, wanted: Iterable[Key],
+                   history: tuple[RegistryChange, ...] = ()) -> dict[Key, list[MeterRow]]:
     """The rows of each wanted (period, version), from the store's period results, its latest state snapshot
-    or, failing both, a replay of its commits. Raises ExportError when some cannot be found."""
+    or, failing both, a replay of its commits. Raises ExportError when some cannot be found. `history`: the
+    committed registry changes (each period's rows follow its registry version)."""
     todo = set(wanted)
     out: dict[Key, list[MeterRow]] = {}
     for period, version in sorted(todo):
         row = store.get_period_result(period, version)
         if row is not None and is_period_rows(row.data):
-            p, v, rows = decode_period_rows(registry, row.data)
+            p, v, rows = decode_period_rows(registry_at(registry, period, history), row.data)
             if (p, v) == (period, version):
                 out[period, version] = rows
     todo -= out.keys()
@@ -145,9 +158,10 @@ def exports_of_seal(store: StoreReader, registry: Registry, height: int) -> dict
     Needs height + 1 committed (see final_commit)."""
     seal, seal_bytes, cert = final_commit(store, height)
     keys = [(r.period, r.version) for r in seal.results]
-    rows = committed_rows(store, registry, keys + [(p, v - 1) for p, v in keys if v > 1])
-    return {(p, v): build_export(registry, seal_bytes, cert, p, rows[p, v], rows.get((p, v - 1)))
-            for p, v in keys}
+    history = registry_history(store)
+    rows = committed_rows(store, registry, keys + [(p, v - 1) for p, v in keys if v > 1], history)
+    return {(p, v): build_export(registry_at(registry, p, history), seal_bytes, cert, p, rows[p, v],
+                                 rows.get((p, v - 1))) for p, v in keys}
 
 
 def export_committed(store: StoreReader, registry: Registry, height: int,
@@ -219,6 +233,8 @@ def export_period(store: StoreReader, registry: Registry, period: int, version: 
     height = find_height(store, registry, period, version)
     seal, seal_bytes, cert = final_commit(store, height)
     keys = [(period, version)] + ([(period, version - 1)] if version > 1 else [])
-    rows = committed_rows(store, registry, keys)
-    files = build_export(registry, seal_bytes, cert, period, rows[period, version], rows.get((period, version - 1)))
+    history = registry_history(store)
+    rows = committed_rows(store, registry, keys, history)
+    files = build_export(registry_at(registry, period, history), seal_bytes, cert, period, rows[period, version],
+                         rows.get((period, version - 1)))
     return write_export(base_dir, files)

@@ -81,6 +81,7 @@ def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, ce
         "scope": registry.scope or GENESIS_SCOPE,  # an area's EIC (network exports: export/network.py)
         "chain_id": seal.chain_id,
         "registry_hash": seal.registry_hash.hex(),
+        "registry_version": result.registry_version.hex(),
         "height": seal.height,
         "period": period_json(registry.period(result.period)),
         "version": result.version,

@@ -113,6 +113,7 @@ def _manifest(chain: Registry, seal: NetworkSeal, seal_bytes: bytes, cert: Commi
         "scope": NETWORK,
         "chain_id": seal.base.chain_id,
         "registry_hash": seal.base.registry_hash.hex(),
+        "registry_version": chain.version.hex(),  # the network chain takes no registry changes (yet)
         "height": seal.height,
         "period": period_json(chain.period(result.period)),
         "version": result.version,

@@ -11,7 +11,8 @@ from typing import Iterable, Sequence
 from stromledger.cascade.messages import MISMATCHED, MISSING, ONE_SIDED, QUALITY_NAMES, PeriodResult
 from stromledger.cascade.rows import MeterRow
 from stromledger.periods import Period, format_utc
-from stromledger.registry import SOURCES, Registry
+from stromledger.registry import SOURCES, Registry, RegistryChange
+from stromledger.registry.changes import change_json
 
 from .text import csv_bytes, json_line
 
@@ -21,6 +22,7 @@ GROUPS_CSV = "balancing-groups.csv"
 AREAS_CSV = "areas.csv"
 SCHEDULES_CSV = "schedules.csv"
 CHANGES_CSV = "changes.csv"
+REGISTRY_CHANGES_JSONL = "registry-changes.jsonl"  # the registry changes in effect (docs/registry.md)
 
 METER_POINT_COLUMNS = (
     "period_start", "period_end", "malo_id", "grid_area", "balancing_group", "import_wh", "export_wh", "source",
@@ -112,6 +114,10 @@ def missing_counts(registry: Registry, rows: Iterable[MeterRow]) -> tuple[dict[s
 
 def meter_points_jsonl(records: Sequence[dict]) -> bytes:
     return "".join(json_line(r) + "\n" for r in records).encode("utf-8")
+
+
+def registry_changes_jsonl(changes: Sequence[RegistryChange]) -> bytes:
+    return "".join(json_line(change_json(c)) + "\n" for c in changes).encode("utf-8")
 
 
 def groups_csv(period: Period, result: PeriodResult, missing: dict[str, int] | None) -> bytes:

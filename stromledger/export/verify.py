@@ -26,7 +26,7 @@ from stromledger.codec import CodecError
 from stromledger.consensus.certificate import CertificateError, verify_certificate
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
-from stromledger.registry import Registry, view
+from stromledger.registry import Registry, RegistryChange, registry_at, view, with_changes
 
 from . import mscons, tables
 from .build import export_files
@@ -140,6 +140,8 @@ class _Verifier:
         self.jsonl(records)
         for name in (tables.GROUPS_CSV, tables.AREAS_CSV, tables.SCHEDULES_CSV):
             self.same_csv(name, expected[name], "the seal gives")
+        if tables.REGISTRY_CHANGES_JSONL in expected:
+            self.same_bytes(tables.REGISTRY_CHANGES_JSONL, expected[tables.REGISTRY_CHANGES_JSONL])
         self.mscons(rows, expected)
         if result.version > 1:
             self.changes(result, records)
@@ -283,11 +285,36 @@ class _Verifier:
             self.fail("bad_manifest", MANIFEST, "period", f"the seal at height {seal.height} has no result for "
                                                           f"period {period} version {version}")
             raise _Stop
+        self.reg = self.registry_version(result)
         broken = check_invariants(self.reg, result)
         if broken is not None:
             self.fail("invariant", MANIFEST, "seal", str(broken))
             raise _Stop
         return seal, seal_bytes, cert, result
+
+    def registry_version(self, result: PeriodResult) -> Registry:
+        """The registry version the result names, rebuilt from the genesis and the registry changes the export
+        carries (registry-changes.jsonl); the certified seal pins the version, the version pins the changes."""
+        name = tables.REGISTRY_CHANGES_JSONL
+        changes: list[RegistryChange] = []
+        if name in self.files:
+            if name not in self.good:
+                raise _Stop  # its hash or record count is already reported
+            for line, raw in enumerate(self.files[name].split(b"\n")[:-1], 1):
+                try:
+                    rec = parse_json(raw.decode("utf-8"))
+                    changes.append(RegistryChange.decode(parse_hex(rec["encoded"], "encoded")))
+                except (FormatError, CodecError, KeyError, TypeError, UnicodeDecodeError) as e:
+                    self.fail("bad_registry_change", name, f"line {line}", f"not a registry change: {e}")
+                    raise _Stop
+        reg = registry_at(self.reg, result.period, with_changes((), changes))
+        if reg.version != result.registry_version:
+            self.fail("registry_version", name if changes else MANIFEST, "",
+                      f"the genesis and the {len(changes)} registry change(s) carried give registry version "
+                      f"{reg.version.hex()}, the seal settled period {result.period} under "
+                      f"{result.registry_version.hex()}")
+            raise _Stop
+        return reg
 
     # -- 4. the rest of the manifest -----------------------------------------------------------------------
 

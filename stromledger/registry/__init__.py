@@ -1,6 +1,10 @@
 """The registry (genesis): chain parameters, validators, grid areas, balancing groups, meter operators,
 meter points and supplier switches. See docs/domain.md for the genesis file layout."""
 
+from .changes import (
+    CHANGE_KINDS, KIND_BY_NAME, METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH,
+    RegistryChange, registry_at, sign_change, with_changes,
+)
 from .genesis import METER_POINT_FIELDS, Defect, GenesisError, check_genesis, load_genesis
 from .model import (
     GENERATION_SOURCES, KINDS, SOURCES, Assignment, BalancingGroup, ChainParams, ExternalParty, GridArea,
@@ -10,6 +14,8 @@ from .scopes import NETWORK, chain_id, committee, scopes, scopes_of, tie_lines, 
 from .write import genesis_toml, meter_points_csv, write_genesis
 
 __all__ = [
+    "CHANGE_KINDS", "KIND_BY_NAME", "METER_KEY_ROTATED", "METER_POINT_ADDED", "METER_POINT_RETIRED",
+    "SUPPLIER_SWITCH", "RegistryChange", "registry_at", "sign_change", "with_changes",
     "GENERATION_SOURCES", "KINDS", "METER_POINT_FIELDS", "SOURCES", "Assignment", "BalancingGroup", "ChainParams",
     "Defect", "ExternalParty", "GenesisError", "GridArea", "MeterOperator", "MeterPoint", "NETWORK", "Registry",
     "Supplier", "Validator", "chain_id", "check_genesis", "committee", "scopes", "scopes_of", "tie_lines", "view",

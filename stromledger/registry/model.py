@@ -184,6 +184,9 @@ class Registry:
             + [g.operator_key for g in self.balancing_groups.values()])
         self.boundary: tuple[str, ...] = tuple(m for m in self.malo_order if self.meter_points[m].kind == "boundary")
         self._overrides_cache: dict[int, dict[str, str]] = {}
+        # Filled in registry versions with changes in effect (registry/changes.py), for precise reasons:
+        self.retired: dict[str, int] = {}  # MaLo-ID -> the period it was retired from
+        self.old_keys: dict[str, frozenset[bytes]] = {}  # MaLo-ID -> meter keys rotated out
 
     # -- parameters, for short call sites ----------------------------------------------------------------
 
@@ -288,6 +291,12 @@ class Registry:
             content.append(["committees", [[a.eic, list(a.committee)] for a in self.grid_areas.values()],
                             list(self.network_committee)])
         return msgpack.packb(content, use_bin_type=True)
+
+    @property
+    def version(self) -> bytes:
+        """The content address of this registry version: `hash` for the genesis (view) itself, else the hash of
+        the genesis view's hash and the digests of the changes in effect (registry/changes.py)."""
+        return self.__dict__.get("_version") or self.hash
 
     @cached_property
     def hash(self) -> bytes:

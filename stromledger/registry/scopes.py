@@ -65,6 +65,7 @@ def view(registry: Registry, scope: str) -> Registry:
     got = cache.get(scope)
     if got is None:
         got = cache[scope] = _make_view(registry, scope)
+        got.__dict__["_genesis"] = registry  # registry versions take switched-to groups from the genesis
     return got
 
 

@@ -59,5 +59,6 @@ class Area:
         cert = certify(self.genesis, self.area, outcome.seal_bytes, outcome.height)
         self.ledger.commit(outcome.seal_bytes)
         self.last_cert = cert
-        cp = make_checkpoint(self.area, outcome.seal_bytes, cert, self.ledger.proof, self.registry)
+        cp = make_checkpoint(self.area, outcome.seal_bytes, cert, self.ledger.proof, self.registry,
+                             self.ledger.state.changes)
         return cp.encode(), outcome.seal_bytes

@@ -105,6 +105,24 @@ def test_checkpoint_verifies_with_the_genesis_alone(genesis):
     assert cp.ties[G] == {TIE: (500, 0), UP: (2000, 0)}
 
 
+def test_a_checkpoint_carries_the_registry_changes_its_results_settled_under(genesis):
+    from stromledger.registry import SUPPLIER_SWITCH, sign_change
+
+    a1 = Area(genesis, A1)
+    switch = sign_change(key("validator-1"), genesis.chain_id, SUPPLIER_SWITCH, HOUSE1, G + 2, balancing_group=G2)
+    assert a1.ledger.admit(make_batch(key("validator-1"), a1.registry.chain_id, changes=[switch]), None).accepted == 1
+    for period in (G, G + 1, G + 2):
+        readings(a1, period)
+        data, _ = a1.seal()
+    cp = verify_checkpoint(genesis, data)
+    assert isinstance(cp, Certified) and Checkpoint.decode(data).changes == (switch,)
+    cell = {(c.area, c.group): c.meter_points for c in cp.results[G + 2].cells}
+    assert cell[A1, G2] == 2  # PV and the switched HOUSE1
+    stripped = Checkpoint.decode(data)
+    stripped = Checkpoint(stripped.area, stripped.seal, stripped.certificate, stripped.ties, ())
+    assert verify_checkpoint(genesis, stripped).reason == Reason.WRONG_CHAIN  # another registry version
+
+
 def test_forged_and_foreign_checkpoints_are_refused(genesis):
     a1, a2 = Area(genesis, A1), Area(genesis, A2)
     readings(a1, G)
@@ -113,16 +131,16 @@ def test_forged_and_foreign_checkpoints_are_refused(genesis):
     cp = Checkpoint.decode(data)
     sigs = bytearray(cp.certificate)
     sigs[-1] ^= 1  # one precommit signature forged
-    forged = Checkpoint(cp.area, cp.seal, bytes(sigs), cp.ties)
+    forged = Checkpoint(cp.area, cp.seal, bytes(sigs), cp.ties, cp.changes)
     assert verify_checkpoint(genesis, forged).reason == Reason.BAD_CERTIFICATE
     # signed by validators of the genesis, but not by this area's committee (validator-5, -6 sit in A2's only)
     outsiders = certify(genesis, A1, seal, G, signers=["validator-1", "validator-5", "validator-6"])
-    assert verify_checkpoint(genesis, Checkpoint(A1, cp.seal, outsiders, cp.ties)).reason == Reason.BAD_CERTIFICATE
+    assert verify_checkpoint(genesis, Checkpoint(A1, cp.seal, outsiders, cp.ties, cp.changes)).reason == Reason.BAD_CERTIFICATE
     # a committee the genesis does not have
-    assert verify_checkpoint(genesis, Checkpoint("10YDE-NOSUCH--K", cp.seal, cp.certificate, cp.ties)).reason \
+    assert verify_checkpoint(genesis, Checkpoint("10YDE-NOSUCH--K", cp.seal, cp.certificate, cp.ties, cp.changes)).reason \
         == Reason.UNKNOWN_SCOPE
     # A1's certified seal presented as A2's: another chain
-    assert verify_checkpoint(genesis, Checkpoint(A2, cp.seal, cp.certificate, cp.ties)).reason == Reason.WRONG_CHAIN
+    assert verify_checkpoint(genesis, Checkpoint(A2, cp.seal, cp.certificate, cp.ties, cp.changes)).reason == Reason.WRONG_CHAIN
     # A2's seal with a certificate its committee signed on A1's chain id: votes do not replay across chains
     data2, seal2 = a2.seal()
     cp2 = Checkpoint.decode(data2)
@@ -130,11 +148,11 @@ def test_forged_and_foreign_checkpoints_are_refused(genesis):
     votes = [sign_vote(Precommit, key(f"validator-{i}"), chain_id(genesis, A1), G, 0, sha256(seal2))
              for i in (3, 4, 5, 6)]
     replayed = build_certificate(G, 0, sha256(seal2), votes, ValidatorSet.of(members)).encode()
-    assert verify_checkpoint(genesis, Checkpoint(A2, cp2.seal, replayed, cp2.ties)).reason == Reason.BAD_CERTIFICATE
+    assert verify_checkpoint(genesis, Checkpoint(A2, cp2.seal, replayed, cp2.ties, cp2.changes)).reason == Reason.BAD_CERTIFICATE
     # a tie-line leaf that does not match the certified root
     t = cp.ties[0]
     bad_tie = type(t)(t.period, t.leaf[:-1] + bytes([t.leaf[-1] ^ 1]), t.index, t.size, t.path)
-    tampered = Checkpoint(A1, cp.seal, cp.certificate, (bad_tie, *cp.ties[1:]))
+    tampered = Checkpoint(A1, cp.seal, cp.certificate, (bad_tie, *cp.ties[1:]), cp.changes)
     assert verify_checkpoint(genesis, tampered).reason == Reason.MALFORMED
 
 

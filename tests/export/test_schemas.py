@@ -87,6 +87,9 @@ def schema_problems(files: dict[str, bytes]) -> list[str]:
     lines = json_validator("meter-points.jsonl")
     for n, line in enumerate(files.get("meter-points.jsonl", b"").decode().splitlines(), start=1):
         problems += [f"meter-points.jsonl line {n}: {e.message}" for e in lines.iter_errors(json.loads(line))]
+    changes = json_validator("registry-changes.jsonl")
+    for n, line in enumerate(files.get("registry-changes.jsonl", b"").decode().splitlines(), start=1):
+        problems += [f"registry-changes.jsonl line {n}: {e.message}" for e in changes.iter_errors(json.loads(line))]
     for name in CSV_COLUMNS:
         if name in files:
             problems += [f"{name}: {p}" for p in table_problems(f"{name}", files[name])]

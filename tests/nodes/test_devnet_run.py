@@ -117,3 +117,19 @@ def test_validator_killed_mid_period_catches_up_without_conflicting_signatures(t
     finally:
         for s in stores.values():
             s.close()
+
+
+def test_devnet_churn_changes_take_effect_exactly_at_their_period(tmp_path):
+    # Five periods: the changes take effect in the fourth, whose export is written when the fifth commits.
+    options = DevnetOptions(validators=4, balancing_groups=2, meters=40, periods=5, period_seconds=3, seed=7,
+                            churn=True)
+    devnet = create_devnet(tmp_path / "devnet", options, int(time.time()))
+    out = io.StringIO()
+    code = run_devnet(devnet, Console(file=out, width=400, color_system=None))
+    text = out.getvalue()
+    assert code == 0, text
+    churn = [line for line in text.splitlines() if line.startswith("churn: ") and " from period " in line
+             and ":" in line.split(" from period ", 1)[1]]
+    kinds = sorted(line.split()[1] for line in churn)
+    assert kinds == sorted(["switch"] * len(devnet.registry.grid_areas) + ["retire_meter_point", "rotate_key",
+                                                                              "add_meter_point"]), text

@@ -1,0 +1,221 @@
+"""`stromledger devnet --churn`: registry changes while the devnet settles, and the check that each took
+effect exactly at its effective period.
+
+The plan (deterministic from the genesis): in every area a supplier switch of one meter point to another
+supplier group; in the first area also a new meter point, a retired one and a meter key rotation. All take
+effect from period genesis + EFFECTIVE_AFTER, so the seal of the genesis height or the next commits them
+(docs/registry.md: a change applies two periods after its seal at the earliest). The devnet signs them with
+the devnet keys of the areas' grid operators (their validators) and the meter operator, and submits them
+right after the nodes start, as a meter operator's client would (`stromledger registry change`).
+
+The check reads the first validator's area exports: a switched meter point is in its old group before the
+effective period and in the new one from it; the new meter point has rows from it on; the retired one has
+rows only before it; the rotated meter point's readings under the old key are refused from it (the devnet's
+light nodes still sign with the genesis key), so its rows from then on are no longer measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from stromledger.cascade import make_batch
+from stromledger.ids import make_malo_id
+from stromledger.registry import (
+    METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH, Registry, RegistryChange, committee,
+    sign_change,
+)
+
+from .datagen.devnet_genesis import devnet_key, meter_label
+
+EFFECTIVE_AFTER = 3  # periods after the genesis period
+MIN_PERIODS = EFFECTIVE_AFTER + 2  # the last height's export waits for the next commit
+
+
+def rotated_key_label(malo_id: str) -> str:
+    return meter_label(malo_id) + "/rotated-1"
+
+
+def _operator_label(registry: Registry, name: str) -> str:
+    key = registry.meter_operators[name].public_key
+    for i in range(len(registry.meter_operators)):
+        if devnet_key(f"meter-operator-{i + 1}").public == key:
+            return f"meter-operator-{i + 1}"
+    raise ValueError(f"meter operator {name} has no devnet key")
+
+
+def plan_churn(registry: Registry) -> list[RegistryChange]:
+    """The devnet's registry changes, by area (every change signed; see the module doc)."""
+    chain = registry.root_chain_id
+    effective = registry.genesis_period + EFFECTIVE_AFTER
+    loss_groups = {a.loss_group for a in registry.grid_areas.values()}
+    suppliers = [g for g in registry.balancing_groups if g not in loss_groups]
+    changes = []
+    for n, area in enumerate(registry.grid_areas):
+        grid = devnet_key(next(v.name for v in registry.validators if v.grid_area == area))
+        mine = [m for m in registry.malo_order if registry.meter_points[m].grid_area == area
+                and registry.meter_points[m].kind != "boundary"]
+        if not mine:
+            continue
+        switched = mine[0]
+        old = registry.group_of(switched, effective)
+        new = next((g for g in suppliers if g != old), None)
+        if new is not None:
+            changes.append(sign_change(grid, chain, SUPPLIER_SWITCH, switched, effective, balancing_group=new))
+        if n or len(mine) < 3:
+            continue
+        retired, rotated = mine[1], mine[2]
+        changes.append(sign_change(grid, chain, METER_POINT_RETIRED, retired, effective))
+        mp = registry.meter_points[rotated]
+        changes.append(sign_change(devnet_key(_operator_label(registry, mp.meter_operator)), chain, METER_KEY_ROTATED,
+                                   rotated, effective, meter_key=devnet_key(rotated_key_label(rotated)).public))
+        added = next(m for m in (make_malo_id(f"{4_190_000_000 + i:010d}") for i in range(1000))
+                     if m not in registry.meter_points)
+        changes.append(sign_change(grid, chain, METER_POINT_ADDED, added, effective, grid_area=area,
+                                   balancing_group=suppliers[0], meter_key=devnet_key(meter_label(added)).public,
+                                   meter_operator=mp.meter_operator, point_kind="consumer", source="grid",
+                                   max_power_w=30_000))
+    return changes
+
+
+def area_of(registry: Registry, c: RegistryChange) -> str:
+    return c.grid_area if c.kind == METER_POINT_ADDED else registry.meter_points[c.malo_id].grid_area
+
+
+# -- submitting ----------------------------------------------------------------------------------------------
+
+
+class ChurnSubmitter:
+    """Submits the plan from a background thread (its own trio loop and libp2p host, with a meter operator's
+    devnet key as the batch's submitter) until every area's batch has a receipt or `deadline` passes."""
+
+    def __init__(self, registry: Registry, changes: list[RegistryChange], peers: dict[bytes, str],
+                 deadline: float, ready: Callable[[], bool] = lambda: True, submitter: str = "meter-operator-1"):
+        self.registry, self.changes, self.peers, self.deadline = registry, changes, peers, deadline
+        self.ready = ready  # the validators are up (their status files are written)
+        self.key = devnet_key(submitter)
+        self.lines: list[str] = []
+        self.problems: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="churn", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float = 30.0) -> None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.problems.append("churn: the registry changes were still being submitted at the end")
+
+    def _run(self) -> None:
+        import trio
+
+        try:
+            trio.run(self._submit)
+        except Exception as e:  # reported, never a crash of the devnet run
+            self.problems.append(f"churn: submitting failed: {type(e).__name__}: {e}")
+
+    async def _submit(self) -> None:
+        import trio
+
+        from stromledger.net.p2p import P2PNetwork
+
+        from .meter_point import SubmitFailed, batch_refused, reason_label, submit_batch
+
+        reg = self.registry
+        while not self.ready() and time.time() < self.deadline:
+            await trio.sleep(0.2)
+        logging.getLogger("stromledger.net").setLevel(logging.WARNING)  # the devnet console shows the nodes'
+        net = P2PNetwork(self.key.seed, listen="/ip4/127.0.0.1/tcp/0", admit=reg.submitter_keys.__contains__)
+        for key, address in self.peers.items():
+            net.add_peer(key, address)
+        by_area: dict[str, list[RegistryChange]] = {}
+        for c in self.changes:
+            by_area.setdefault(area_of(reg, c), []).append(c)
+        async with net:
+            for area, changes in sorted(by_area.items()):
+                data = make_batch(self.key, reg.chain_id, changes=changes).encode()
+                members = [v.public_key for v in committee(reg, area)]
+                while True:
+                    try:
+                        validator, receipt = await submit_batch(net, members, data, reg.chain_id, timeout=5)
+                    except SubmitFailed as e:
+                        if time.time() > self.deadline:
+                            self.problems.append(f"churn: no validator took the changes of {area}: {e}")
+                            break
+                        await trio.sleep(0.5)
+                        continue
+                    if batch_refused(receipt):
+                        self.problems.append(f"churn: the changes of {area} were refused: "
+                                             f"{reason_label(receipt.batch_reason)}")
+                    for item in receipt.rejected:
+                        self.problems.append(f"churn: {changes[item.index].describe()} refused: "
+                                             f"{reason_label(item.reason)}: {item.message}")
+                    self.lines.append(f"churn: {len(changes)} registry change(s) of {area} submitted, "
+                                      f"{receipt.accepted} accepted")
+                    break
+
+
+# -- checking ------------------------------------------------------------------------------------------------
+
+
+def _area_exports(homes: list[Path], area: str) -> dict[int, dict[str, dict]]:
+    """period -> MaLo-ID -> its row in the area's latest export of that period (from the first home that has
+    the area's exports)."""
+    for home in homes:
+        base = home / "data" / "chains" / area / "exports"
+        manifests = sorted(base.glob("*/v*/manifest.json"))
+        if not manifests:
+            continue
+        out: dict[int, tuple[int, dict[str, dict]]] = {}
+        for manifest in manifests:
+            doc = json.loads(manifest.read_text())
+            period, version = doc["period"]["index"], doc["version"]
+            rows = csv.DictReader(io.StringIO((manifest.parent / "meter-points.csv").read_text()))
+            if period not in out or out[period][0] < version:
+                out[period] = (version, {r["malo_id"]: r for r in rows})
+        return {p: rows for p, (_, rows) in out.items()}
+    return {}
+
+
+def check_churn(registry: Registry, changes: list[RegistryChange], homes: list[Path]) -> tuple[list[str], list[str]]:
+    """(lines, problems): did each change take effect exactly at its effective period in the exports?"""
+    lines, problems = [], []
+    exports = {area: _area_exports(homes, area) for area in registry.grid_areas}
+    for c in changes:
+        rows = exports.get(area_of(registry, c), {})
+        before = sorted(p for p in rows if p < c.effective_period)
+        after = sorted(p for p in rows if p >= c.effective_period)
+        what = c.describe()
+        if not before or not after:
+            problems.append(f"churn: {what}: no area exports on both sides of period {c.effective_period} "
+                            f"(exported periods {sorted(rows)})")
+            continue
+        row = {p: rows[p].get(c.malo_id) for p in rows}
+        if c.kind == SUPPLIER_SWITCH:
+            old = registry.group_of(c.malo_id, c.effective_period - 1)
+            bad = [p for p in before if (row[p] or {}).get("balancing_group") != old] + \
+                  [p for p in after if (row[p] or {}).get("balancing_group") != c.balancing_group]
+            seen = f"in {old} in periods {before[0]}..{before[-1]}, in {c.balancing_group} in {after[0]}..{after[-1]}"
+        elif c.kind == METER_POINT_ADDED:
+            bad = [p for p in before if row[p]] + [p for p in after if not row[p]]
+            seen = f"absent before period {c.effective_period}, a row from it on ({after[0]}..{after[-1]})"
+        elif c.kind == METER_POINT_RETIRED:
+            bad = [p for p in before if not row[p]] + [p for p in after if row[p]]
+            seen = f"rows in {before[0]}..{before[-1]}, none from period {c.effective_period} on"
+        else:  # rotation: the light node still signs with the genesis key, which no longer counts
+            bad = [p for p in before if not row[p]] + \
+                  [p for p in after if not row[p] or row[p].get("quality") in ("measured", "corrected")]
+            seen = (f"settled in {before[0]}..{before[-1]}; from period {c.effective_period} on its old key's "
+                    "readings are refused (rotated_key) and it is no longer measured")
+        if bad:
+            problems.append(f"churn: {what}: not in effect exactly from period {c.effective_period} "
+                            f"(wrong in periods {sorted(bad)})")
+        else:
+            lines.append(f"churn: {what}: {seen}")
+    return lines, problems

@@ -1,0 +1,246 @@
+"""`stromledger registry`: sign and submit a registry change described in TOML, and show the registry version
+in effect in a period (docs/registry.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from stromledger.cascade import Reason, Rejection, make_batch
+from stromledger.cascade.changes import change_shape, change_signature, change_verdict, earliest_effective
+from stromledger.registry import (
+    KIND_BY_NAME, METER_POINT_ADDED, Registry, RegistryChange, registry_at, sign_change, view,
+    with_changes,
+)
+from stromledger.registry.changes import change_json
+
+from .submit import InputError, open_home, parse_period, send_to_peers
+
+CLIENT_LISTEN = "/ip4/127.0.0.1/tcp/0"
+CHANGE_FIELDS = {
+    "switch": {"balancing_group": True, "supplier": False},
+    "retire_meter_point": {},
+    "rotate_key": {"meter_key": True},
+    "add_meter_point": {"grid_area": True, "balancing_group": True, "supplier": False, "meter_key": True,
+                        "meter_operator": True, "point_kind": True, "source": True, "max_power_w": True},
+}
+
+CHANGE_HELP = """\
+Sign a registry change with this node's key and submit it to a validator (or, with --dry-run, only check
+it). The grid operator of the meter point's area signs additions, retirements and supplier switches (a
+validator home of that area); the meter point's meter operator signs key rotations (its node home). The
+change takes effect from the start of its effective period, which must lie at least two periods after the
+next seal (docs/registry.md).
+
+FILE.toml (one change; unknown keys are refused):
+  kind             switch | retire_meter_point | rotate_key | add_meter_point
+  malo_id          the market location (11 digits)
+  effective        the first period it applies to: its UTC start (2026-11-21T10:30:00Z), ISO interval
+                   or index
+  balancing_group  switch, add_meter_point: the group's EIC from then on
+  supplier         switch, add_meter_point (optional): the supplier's 13-digit market-partner id
+  meter_key        rotate_key, add_meter_point: the meter's new Ed25519 public key (64 hex digits)
+  grid_area, meter_operator, point_kind (consumer|producer|prosumer), source, max_power_w:
+                   add_meter_point only
+
+Example:
+  kind = "switch"
+  malo_id = "41373559241"
+  effective = "2026-11-21T11:00:00Z"
+  balancing_group = "11YEXPBG------26"
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("registry", help="registry changes: sign and submit one, show the registry of a period",
+                       description="The living registry: signed changes (supplier switches, new and retired "
+                                   "meter points, key rotations) effective from a period. See docs/registry.md.")
+    rs = p.add_subparsers(dest="registry_command", metavar="ACTION")
+    c = rs.add_parser("change", help="sign a change described in TOML and submit it", description=CHANGE_HELP,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--home", required=True, help="the signer's node home (its key signs the change)")
+    c.add_argument("file", metavar="FILE.toml", help="the change (see above)")
+    c.add_argument("--dry-run", action="store_true", help="check the change, print it, send nothing")
+    c.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a validator (default 10)")
+    c.set_defaults(func=_change)
+    s = rs.add_parser("show", help="the registry version in effect in a period, with the changes behind it")
+    s.add_argument("--home", required=True, help="a node home (a validator home also knows the committed changes)")
+    s.add_argument("--at", metavar="PERIOD", help="the period (UTC start, ISO interval or index; default: now)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
+    s.set_defaults(func=_show)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+# -- reading a change --------------------------------------------------------------------------------------
+
+
+def read_change(path: str | Path, registry: Registry, key) -> RegistryChange:
+    """The change FILE.toml describes, signed with `key`; InputError with the reason if the file is wrong."""
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise InputError(f"{path}: {e}") from None
+    kind = doc.get("kind")
+    if kind not in CHANGE_FIELDS:
+        raise InputError(f"{path}: kind {kind!r} is not one of {', '.join(CHANGE_FIELDS)}")
+    fields = CHANGE_FIELDS[kind]
+    unknown = sorted(set(doc) - {"kind", "malo_id", "effective"} - set(fields))
+    if unknown:
+        raise InputError(f"{path}: a {kind} change has no {', '.join(unknown)}")
+    missing = [f for f in ("malo_id", "effective", *(f for f, needed in fields.items() if needed)) if f not in doc]
+    if missing:
+        raise InputError(f"{path}: a {kind} change needs {', '.join(missing)}")
+    values: dict[str, Any] = {}
+    for name in fields:
+        if name in doc:
+            want = int if name == "max_power_w" else str
+            if type(doc[name]) is not want:
+                raise InputError(f"{path}: {name} is a{'n integer' if want is int else ' string'}")
+            values[name] = doc[name]
+    if "meter_key" in values:
+        try:
+            values["meter_key"] = bytes.fromhex(values["meter_key"])
+        except ValueError:
+            raise InputError(f"{path}: meter_key is 64 hex digits (an Ed25519 public key)") from None
+    if type(doc["malo_id"]) is not str:
+        raise InputError(f"{path}: malo_id is a string of 11 digits")
+    effective = parse_period(str(doc["effective"]), registry)
+    return sign_change(key, registry.root_chain_id, KIND_BY_NAME[kind], doc["malo_id"], effective, **values)
+
+
+def committed_history(home: Path, registry: Registry) -> tuple[RegistryChange, ...]:
+    """The registry changes committed on the area chains whose stores this home holds (a validator home)."""
+    from stromledger.export.build import ExportError
+    from stromledger.export.committed import registry_history
+
+    from .export import _open_store
+
+    found = []
+    for area in registry.grid_areas:
+        if not (home / "data" / "chains" / f"{area}.sqlite3").exists():
+            continue
+        try:
+            with _open_store(home, area) as store:
+                found += registry_history(store)
+        except (ExportError, OSError):
+            continue
+    return with_changes((), found)
+
+
+def chain_of_change(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange) -> str:
+    """The area whose chain settles a change (of a genesis meter point, or of one added by `history`)."""
+    if c.kind == METER_POINT_ADDED:
+        return c.grid_area
+    mp = registry.meter_points.get(c.malo_id)
+    if mp is not None:
+        return mp.grid_area
+    return next((x.grid_area for x in history if x.malo_id == c.malo_id and x.kind == METER_POINT_ADDED), "")
+
+
+def check_change(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange,
+                 now_period: int) -> Rejection | None:
+    """What a validator would say now: form, signature, and (against the history this home knows) timing,
+    signer and conflicts."""
+    scope = chain_of_change(registry, history, c)
+    chain = view(registry, scope) if scope in registry.grid_areas else registry
+    why = change_shape(chain, c) or change_signature(chain, c)
+    if why is None:
+        digests = frozenset(x.digest() for x in history)
+        why = change_verdict(chain, history, c, now_period - 1, {}, digests)
+    return why
+
+
+def _change(args: argparse.Namespace) -> int:
+    ctx = open_home(args.home)
+    if ctx is None:
+        return 2
+    reg = ctx.registry
+    try:
+        change = read_change(args.file, reg, ctx.key)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    now = int(time.time()) // reg.period_seconds
+    why = check_change(reg, committed_history(Path(args.home), reg), change, now)
+    print(f"{change.describe()}, signed by {ctx.key.public.hex()[:16]}, digest {change.digest().hex()[:16]}")
+    if why is not None:
+        hint = f" (now period {now}: the earliest effective period is {earliest_effective(now - 1)})" \
+            if why.reason == Reason.CHANGE_TOO_LATE else ""
+        print(f"REFUSED: {why}{hint}")
+        return 1
+    if args.dry_run:
+        print("ok: the change checks out (dry run: nothing sent)")
+        return 0
+    return _submit(args, ctx, change)
+
+
+def _submit(args: argparse.Namespace, ctx, change: RegistryChange) -> int:
+    data = make_batch(ctx.key, ctx.registry.chain_id, changes=[change]).encode()
+    # the signer's node (a validator, a meter-point node) usually runs from this home: a port of our own
+    return send_to_peers(args.home, ctx, [(str(args.file), data)], args.timeout, listen=CLIENT_LISTEN)
+
+
+# -- showing the registry of a period ----------------------------------------------------------------------
+
+
+def registry_report(registry: Registry, history: tuple[RegistryChange, ...], period: int) -> dict:
+    """The registry version in effect in `period` under `history`, with the changes behind it and after it."""
+    at = registry_at(registry, period, history)
+    changed = sorted({c.malo_id for c in history})
+    # what each area chain's seals name: its view plus its own changes (docs/registry.md)
+    areas = {area: registry_at(view(registry, area), period,
+                               tuple(c for c in history if chain_of_change(registry, history, c) == area)).version.hex()
+             for area in registry.grid_areas}
+    return {
+        "period": period,
+        "genesis_hash": registry.hash.hex(),
+        "version": at.version.hex(),
+        "area_versions": areas,
+        "meter_points": len(at.meter_points),
+        "in_effect": [change_json(c) for c in history if c.effective_period <= period],
+        "scheduled": [change_json(c) for c in history if c.effective_period > period],
+        "changed_meter_points": [
+            {"malo_id": m, "status": "retired" if m in at.retired else
+             ("not yet added" if m not in at.meter_points else "registered"),
+             **({"grid_area": at.meter_points[m].grid_area, "balancing_group": at.group_of(m, period),
+                 "supplier": at.supplier_of(m, period), "meter_key": at.meter_points[m].meter_key.hex()}
+                if m in at.meter_points else {})}
+            for m in changed],
+    }
+
+
+def _show(args: argparse.Namespace) -> int:
+    ctx = open_home(args.home)
+    if ctx is None:
+        return 2
+    reg = ctx.registry
+    try:
+        period = parse_period(args.at, reg) if args.at else int(time.time()) // reg.period_seconds
+    except InputError as e:
+        print(f"--at: {e}", file=sys.stderr)
+        return 2
+    history = committed_history(Path(args.home), reg)
+    report = registry_report(reg, history, period)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    print(f"period {period}: registry version {report['version'][:16]} (genesis {report['genesis_hash'][:16]}), "
+          f"{report['meter_points']} meter points; the area chains' seals name " +
+          ", ".join(f"{a} {v[:16]}" for a, v in report["area_versions"].items()))
+    known = "the committed changes of the area chains in this home" if any(
+        (Path(args.home) / "data" / "chains").glob("*.sqlite3")) else "the genesis only (no area chain store here)"
+    print(f"from {known}: {len(report['in_effect'])} change(s) in effect, {len(report['scheduled'])} scheduled")
+    for label, items in (("in effect", report["in_effect"]), ("scheduled", report["scheduled"])):
+        for c in items:
+            print(f"  {label:9}  {c['kind']:18} {c['malo_id']}  from period {c['effective_period']}"
+                  f"{'  -> ' + c['balancing_group'] if 'balancing_group' in c else ''}")
+    for m in report["changed_meter_points"]:
+        print(f"  {m['malo_id']}: {m['status']}" + (f", {m['grid_area']} / {m['balancing_group']}"
+                                                     if "grid_area" in m else ""))
+    return 0
+

@@ -1,0 +1,150 @@
+"""Checks of registry changes (registry/changes.py): who may sign what, and when a change may take effect.
+
+Two parts, like readings:
+- `change_shape` + `change_signature`: what the change itself says (fields for its kind, known area, group,
+  operator, the signature): a pure function of the registry and the change, cached in the CheckedBatch;
+- `change_verdict`: whether the seal of `height` may commit it, given the chain's committed history: the
+  effective period lies beyond the gate (`CHANGE_LEAD`), the meter point exists then (or, for an addition,
+  never did), the signer has the right for that meter point, and no other change of the meter point is
+  committed for that or a later period, or already taken by this seal (at most one per meter point).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from stromledger.ids import is_valid_eic, is_valid_malo_id
+from stromledger.registry import SOURCES, Registry, RegistryChange, registry_at
+from stromledger.registry.changes import (
+    CHANGE_KINDS, METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH, change_signed,
+    genesis_pool,
+)
+from stromledger.registry.genesis import MAX_POWER_W
+
+from .rejections import Reason, Rejection
+
+# The seal of height h settles period h while period h + 1 is already open (its readings are arriving), so
+# the earliest period boundary a change it commits can take effect at is h + 2: a period's registry version
+# is fixed before the period begins.
+CHANGE_LEAD = 2
+ADDABLE_KINDS = ("consumer", "producer", "prosumer")
+_PAYLOAD = ("grid_area", "balancing_group", "supplier", "meter_key", "meter_operator", "point_kind", "source",
+            "max_power_w")
+_USES = {
+    METER_POINT_ADDED: set(_PAYLOAD),
+    METER_POINT_RETIRED: set(),
+    SUPPLIER_SWITCH: {"balancing_group", "supplier"},
+    METER_KEY_ROTATED: {"meter_key"},
+}
+
+
+def earliest_effective(height: int) -> int:
+    return height + CHANGE_LEAD
+
+
+def change_shape(registry: Registry, c: RegistryChange) -> Rejection | None:
+    """Everything about a change that needs neither the history nor its signature."""
+    uses = _USES.get(c.kind)
+    if uses is None:
+        return Rejection(Reason.MALFORMED, f"unknown change kind {c.kind} (known: {sorted(CHANGE_KINDS)})")
+    if not is_valid_malo_id(c.malo_id):
+        return Rejection(Reason.MALFORMED, f"{c.malo_id!r} is not a valid MaLo-ID")
+    extra = [f for f in _PAYLOAD if f not in uses and getattr(c, f)]
+    if extra:
+        return Rejection(Reason.MALFORMED, f"a {c.kind_name} change has no {', '.join(extra)}")
+    pool = genesis_pool(registry)
+    if c.kind in (METER_POINT_ADDED, METER_KEY_ROTATED) and len(c.meter_key) != 32:
+        return Rejection(Reason.MALFORMED, "a meter key is 32 bytes (Ed25519)")
+    if c.kind in (METER_POINT_ADDED, SUPPLIER_SWITCH):
+        if not is_valid_eic(c.balancing_group):
+            return Rejection(Reason.MALFORMED, f"{c.balancing_group!r} is not a valid EIC")
+        if c.balancing_group not in pool.balancing_groups:
+            return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{c.balancing_group} is not in the registry")
+        if c.supplier:
+            s = pool.suppliers.get(c.supplier)
+            if s is None:
+                return Rejection(Reason.MALFORMED, f"supplier {c.supplier} is not in the registry")
+            if s.balancing_group != c.balancing_group:
+                return Rejection(Reason.MALFORMED, f"supplier {c.supplier} balances in {s.balancing_group}, "
+                                                   f"not {c.balancing_group}")
+    if c.kind == METER_POINT_ADDED:
+        if c.grid_area not in registry.grid_areas:
+            if c.grid_area in pool.grid_areas:
+                return Rejection(Reason.WRONG_CHAIN, f"a meter point of {c.grid_area} is added on its area's chain")
+            return Rejection(Reason.MALFORMED, f"{c.grid_area!r} is no grid area of the genesis")
+        if c.meter_operator not in registry.meter_operators:
+            return Rejection(Reason.MALFORMED, f"meter operator {c.meter_operator!r} is not in the registry")
+        if c.point_kind not in ADDABLE_KINDS:
+            return Rejection(Reason.MALFORMED, f"kind {c.point_kind!r}: one of {', '.join(ADDABLE_KINDS)} "
+                                               "(tie lines come with the genesis)")
+        if c.source not in SOURCES:
+            return Rejection(Reason.MALFORMED, f"source {c.source!r} is not one of {', '.join(SOURCES)}")
+        if not 0 < c.max_power_w <= MAX_POWER_W:
+            return Rejection(Reason.MALFORMED, f"max_power_w {c.max_power_w} is outside 1..{MAX_POWER_W}")
+        if c.signer not in _grid_operator_keys(registry, c.grid_area):
+            return Rejection(Reason.WRONG_SIGNER, f"a meter point of {c.grid_area} is added by that area's grid "
+                                                  "operator")
+    return None
+
+
+def change_signature(registry: Registry, c: RegistryChange) -> Rejection | None:
+    if change_signed(registry, c):
+        return None
+    return Rejection(Reason.BAD_SIGNATURE, f"{c.kind_name} of {c.malo_id}")
+
+
+def change_verdict(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange, height: int,
+                   taken: Mapping[str, bytes], committed: frozenset[bytes]) -> Rejection | None:
+    """May the seal of `height` commit this (well-formed, signed) change? `history`: the chain's committed
+    changes; `committed`: their digests; `taken`: MaLo-ID -> digest of a change already taken (by this seal,
+    or pending at the acceptor)."""
+    digest = c.digest()
+    if digest in committed:
+        return Rejection(Reason.DUPLICATE, f"{c.describe()} is already committed (a replayed change)")
+    first = earliest_effective(height)
+    if c.effective_period < first:
+        return Rejection(Reason.CHANGE_TOO_LATE, f"{c.describe()}: the seal of height {height} takes changes "
+                                                 f"effective from period {first} on")
+    for old in history:
+        if old.malo_id == c.malo_id and old.effective_period >= c.effective_period:
+            return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: {old.describe()} is already committed")
+    if taken.get(c.malo_id, digest) != digest:
+        return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: another change of {c.malo_id} is pending "
+                                                    "(one change per meter point until it is committed)")
+    then = registry_at(registry, c.effective_period, history)
+    mp = then.meter_points.get(c.malo_id)
+    if c.kind == METER_POINT_ADDED:
+        if mp is not None or c.malo_id in then.retired or c.malo_id in genesis_pool(registry).meter_points:
+            return Rejection(Reason.MALFORMED, f"{c.malo_id} is already registered (MaLo-IDs are never reused)")
+        return None
+    if mp is None:
+        if c.malo_id in then.retired:
+            return Rejection(Reason.RETIRED_METER_POINT, f"{c.describe()}: retired from period "
+                                                         f"{then.retired[c.malo_id]} on")
+        if c.malo_id in genesis_pool(registry).meter_points:
+            return Rejection(Reason.WRONG_CHAIN, f"{c.malo_id} is settled by another area's chain")
+        return Rejection(Reason.UNKNOWN_METER_POINT, f"{c.malo_id} is not in the registry")
+    if mp.kind == "boundary":
+        return Rejection(Reason.MALFORMED, f"{c.malo_id} is a tie line: it changes with the genesis only")
+    if c.kind == METER_KEY_ROTATED:
+        operator = then.meter_operators.get(mp.meter_operator)
+        if operator is None or c.signer != operator.public_key:
+            return Rejection(Reason.WRONG_SIGNER, f"the key of {c.malo_id} is rotated by its meter operator "
+                                                  f"{mp.meter_operator}")
+        if c.meter_key == mp.meter_key or c.meter_key in then.old_keys.get(c.malo_id, ()):
+            return Rejection(Reason.MALFORMED, f"{c.malo_id}: a rotation names a key the meter never had")
+        return None
+    if c.signer not in _grid_operator_keys(registry, mp.grid_area):
+        return Rejection(Reason.WRONG_SIGNER, f"a {c.kind_name} of {c.malo_id} is signed by the grid operator of "
+                                              f"{mp.grid_area}")
+    if c.kind == SUPPLIER_SWITCH and then.group_of(c.malo_id, c.effective_period) == c.balancing_group and \
+            then.supplier_of(c.malo_id, c.effective_period) == c.supplier:
+        return Rejection(Reason.MALFORMED, f"{c.malo_id} is already in {c.balancing_group} in period "
+                                           f"{c.effective_period}")
+    return None
+
+
+def _grid_operator_keys(registry: Registry, area: str) -> tuple[bytes, ...]:
+    """The grid operator of an area signs with the keys of its validators (validators name their area)."""
+    return tuple(v.public_key for v in genesis_pool(registry).validators if v.grid_area == area)
+
