@@ -17,7 +17,7 @@ drops what it has written, so a reader sees every version either unsaved or on d
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Mapping
+from typing import Callable, Mapping
 
 from stromledger.cascade import PeriodResult, PeriodSeal
 from stromledger.cascade.rows import entry_rows
@@ -47,8 +47,8 @@ class StoreHistory:
     def __init__(self, store: Store, registry: Registry, cached_periods: int = CACHED_PERIODS):
         self.store = store
         self.reg = registry
-        self.layout = Layout(registry.malo_order)
-        self.position = self.layout.index
+        self.registry_of: Callable[[int], Registry] = lambda period: registry  # the state sets the real one
+        self._layouts: dict[int, tuple[Registry, Layout]] = {}  # id(registry version) -> its row layout
         self.cached_periods = cached_periods
         self._unsaved: dict[tuple[int, int], tuple[int, PeriodResult, Mapping[str, tuple]]] = {}
         self._unsaved_batches: dict[bytes, tuple[int, int]] = {}
@@ -56,6 +56,20 @@ class StoreHistory:
         self._periods: OrderedDict[tuple[int, int], Mapping[str, tuple]] = OrderedDict()
         self._results: OrderedDict[tuple[int, int], PeriodResult] = OrderedDict()
         self.reads = {"entry": 0, "period": 0, "result": 0}  # store reads, for benchmarks and tests
+
+    def use_registry(self, registry_of: Callable[[int], Registry]) -> None:
+        self.registry_of = registry_of
+
+    def layout(self, period: int) -> Layout:
+        """The row layout of `period`: its registry version's meter points in registry order (a period's rows
+        and their leaf index are written in that order)."""
+        reg = self.registry_of(period)
+        got = self._layouts.get(id(reg))
+        if got is None:
+            if len(self._layouts) >= 8:
+                self._layouts.clear()
+            got = self._layouts[id(reg)] = (reg, Layout(reg.malo_order))  # holding reg keeps its id unique
+        return got[1]
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -82,7 +96,7 @@ class StoreHistory:
         cached = self._periods.get(key)
         if cached is not None:
             return cached.get(malo)
-        position = self.position.get(malo)
+        position = self.layout(period).index.get(malo)
         if position is None:
             return None
         self.reads["entry"] += 1
@@ -104,8 +118,8 @@ class StoreHistory:
                 return None
             self.reads["period"] += 1
             # straight into columns (about 115 bytes per meter point), no dict of tuples in between
-            cached = Columns.of_rows(self.layout, period_entries(decode_period_leaves(row.data)[2],
-                                                                 self.layout.order))
+            layout = self.layout(period)
+            cached = Columns.of_rows(layout, period_entries(decode_period_leaves(row.data)[2], layout.order))
         _remember(self._periods, key, cached, self.cached_periods)
         return cached
 
@@ -154,7 +168,7 @@ class StoreHistory:
         `saved(...)` with what this returned once the transaction committed."""
         unsaved = list(self._unsaved.items())
         for (period, version), (height, _, entries) in unsaved:
-            data, index = encode_period_rows_indexed(period, version, entry_rows(self.reg, period, entries))
+            data, index = encode_period_rows_indexed(period, version, entry_rows(self.registry_of(period), period, entries))
             self.store.put_period_result(period, version, height, data)
             self.store.put_period_index(period, version, index)
         batches = list(self._unsaved_batches.items())

@@ -14,7 +14,9 @@ the history never decides anything, so a seal is the same whichever implementati
 from __future__ import annotations
 
 from array import array
-from typing import Iterable, Iterator, Mapping, Protocol
+from typing import Callable, Iterable, Iterator, Mapping, Protocol
+
+from stromledger.registry import Registry
 
 from .messages import PeriodResult
 
@@ -47,6 +49,9 @@ class History(Protocol):
     def snapshot(self) -> list | None:
         """The history as part of the state's canonical bytes, or None when it lives elsewhere (a store)."""
 
+    def use_registry(self, registry_of: Callable[[int], Registry]) -> None:
+        """How to find the registry version a period settled under (a store lays its rows out by it)."""
+
 
 class MemoryHistory:
     """The correction window in dicts; part of the state's snapshot."""
@@ -57,6 +62,9 @@ class MemoryHistory:
         self.periods: dict[int, dict[str, tuple]] = {}
         self.results: dict[int, PeriodResult] = {}
         self.batches: dict[bytes, tuple[int, int]] = {}
+
+    def use_registry(self, registry_of: Callable[[int], Registry]) -> None:
+        return None  # entries are kept by meter point id, whatever the registry version
 
     def entry(self, period: int, malo: str) -> tuple | None:
         p = self.periods.get(period)

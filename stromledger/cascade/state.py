@@ -61,7 +61,13 @@ class SettledState:
 
     @classmethod
     def genesis(cls, registry: Registry, history: History | None = None) -> SettledState:
-        return cls(registry.hash, history)
+        s = cls(registry.hash, history)
+        s.use_registry(registry)
+        return s
+
+    def use_registry(self, registry: Registry) -> None:
+        """Tell the history how to find each period's registry version (it follows the committed changes)."""
+        self.history.use_registry(lambda period: registry_at(registry, period, self.changes))
 
     def next_height(self, registry: Registry) -> int:
         return registry.genesis_period if self.height is None else self.height + 1
@@ -242,6 +248,7 @@ class SettledState:
                     raise StateError(f"the state holds no rows of its last period {height}")
                 s.last = Columns(Layout(tuple(sorted(found))), found)
             elif registry is not None:
+                s.use_registry(registry)
                 s.restore_last(registry)
             else:
                 raise StateError("a store-backed state needs the registry to restore its last period")

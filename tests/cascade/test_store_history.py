@@ -144,3 +144,37 @@ def test_a_correction_at_the_far_end_of_a_long_window_is_settled_and_exported(tm
     rows = (v2[0] / "meter-points.csv").read_text()
     assert HOUSE2 in rows and ",321," in rows
     node.store.close()
+
+
+def test_a_store_history_lays_out_each_period_by_its_registry_version(tmp_path):
+    """Meter points added and retired on a running chain: the store writes and reads every period's rows in
+    that period's registry version, before and after a restart, and settles exactly as a memory ledger."""
+    from .test_registry_changes import NEW, add, changes_batch, retire
+
+    reg = make_registry()
+    net = Net(reg)
+    node = StoreNode(reg, tmp_path / "node.db")
+    memory = Ledger(reg)
+
+    def settle(*batches):
+        for b in batches:
+            memory.admit(b, None)
+        out = node.settle(*batches)
+        assert memory.propose().seal_bytes == out.seal_bytes
+        memory.commit(out.seal_bytes)
+        return out
+
+    settle(changes_batch(add(NEW, G + 2), retire(PV, G + 2)), net.batch([net.reading(PV, G, 4)]))
+    settle(net.batch([net.reading(PV, G + 1, 7), net.reading(HOUSE1, G + 1, 3)]))
+    node = node.reopen()
+    settle(net.batch([net.reading(NEW, G + 2, 5), net.reading(HOUSE1, G + 2, 6)]))
+    node = node.reopen()
+    fixes = settle(net.batch([net.reading(PV, G + 1, 9, version=2), net.reading(NEW, G + 2, 8, version=2)]))
+    assert {r.period: r.version for r in fixes.seal.results} == {G + 1: 2, G + 2: 2, G + 3: 1}
+    node = node.reopen()
+    for period in (G + 1, G + 2, G + 3):
+        assert dict(node.ledger.state.entries[period]) == dict(memory.state.entries[period])
+        assert [r.malo_id for r in node.ledger.rows(period)] == [r.malo_id for r in memory.rows(period)]
+    assert node.ledger.state.entry(G + 1, PV)[2] == 9 and node.ledger.state.entry(G + 2, NEW)[2] == 8
+    assert node.ledger.state.entry(G + 2, PV) is None
+    assert node.ledger.propose().seal_bytes == memory.propose().seal_bytes
