@@ -4,8 +4,12 @@ Its meters are the registry's meter points whose `meter_operator` is the operato
 Every period, shortly after the period ends (well before gate closure = end + grace), it takes its meters'
 signed readings for that period from its feed, packs them into batches, keeps each batch in the store's
 outbox and sends it to its validator (the first [[peers]] entry; the others if that one fails, with
-backoff). Each validator receipt is kept; rejected items are logged with their reasons. A batch leaves the
-outbox only with a receipt, so a restart loses nothing.
+backoff). A validator that does not answer soon (stopped, overloaded: its kernel may still accept the
+connection) does not hold the batch past gate closure: after half the time left until the period's "in
+time" ends (between HEDGE_MIN and HEDGE_MAX) the next validator is asked as well, the first valid receipt
+wins, and the slow one is asked last for DEMOTE_SECONDS. Each validator receipt is kept; rejected items are
+logged with their reasons. A batch leaves the outbox only with a receipt, so a restart loses nothing.
+Verifying runs beside submitting, so a validator slow to give proofs never delays the next period's batches.
 
 Once a period is committed it verifies, with nothing but the genesis, that every reading it sent was settled
 exactly as sent (nodes/light.py): the commit certificate, the seal, the period result and each reading's
@@ -28,6 +32,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +57,9 @@ from .runtime import NodeContext, RoleNode, run_role
 
 REQUEST_TIMEOUT = 10.0
 MAX_BACKOFF = 30.0
+HEDGE_MIN = 0.1  # s a validator has to answer a submit before the next one is asked as well ...
+HEDGE_MAX = 2.0  # ... at most (a batch with time to spare, or already late)
+DEMOTE_SECONDS = 30.0  # a validator that did not answer in time is asked last for this long
 READING = 1
 MAX_BATCH = 20_000  # readings per batch: about 150 bytes each, and a batch must fit in one 4 MiB frame
 
@@ -91,37 +99,86 @@ def short_key(key: bytes) -> str:
 
 
 async def submit_batch(net: Network, validators: Sequence[bytes], data: bytes, chain_id: str, *,
-                       timeout: float = REQUEST_TIMEOUT,
-                       name: Callable[[bytes], str] = short_key) -> tuple[bytes, Receipt]:
+                       timeout: float = REQUEST_TIMEOUT, hedge_after: Optional[float] = None,
+                       name: Callable[[bytes], str] = short_key, slow: Optional[list[bytes]] = None,
+                       on_receipt: Optional[Callable[[], None]] = None) -> tuple[bytes, Receipt]:
     """Send canonical Batch bytes to the validators in order until one answers with a valid signed receipt;
-    returns (that validator's key, the receipt). Raises SubmitFailed if none does."""
+    returns (that validator's key, the receipt). Raises SubmitFailed if none does.
+
+    Each request has its own `timeout`. A validator that fails is followed by the next at once. With
+    `hedge_after` (seconds), one that has not answered by then does not hold up the next either: the next is
+    asked as well while its request goes on; the first valid receipt wins and the other requests are
+    cancelled (a validator that gets the batch twice calls it a duplicate). The validators that failed or did
+    not answer within `hedge_after` are appended to `slow`; `on_receipt` is called as soon as the winning
+    receipt is in (before the other requests have ended)."""
     digest = sha256(data)
-    problems = []
-    for peer in validators:
-        who = name(peer)
+    problems: dict[bytes, str] = {}
+    won: list[tuple[bytes, Receipt]] = []
+    too_large: list[str] = []
+
+    async def attempt(peer: bytes, finished: trio.Event, race: trio.CancelScope) -> None:
         try:
-            raw = await net.request(peer, SUBMIT, data, timeout=timeout)
-            reply = decode(raw)
+            outcome = await _submit_one(net, peer, data, digest, chain_id, timeout)
         except FrameTooLarge as e:
-            raise BatchTooLarge(f"{len(data)} bytes: {e}; split it into smaller batches") from None
-        except NetError as e:
-            problems.append(f"{who}: {e}")
-            continue
-        except CodecError as e:
-            problems.append(f"{who}: malformed reply: {e}")
-            continue
-        if isinstance(reply, ErrorReply):
-            problems.append(f"{who}: {reply.reason}: {reply.message}")
-            continue
-        if not isinstance(reply, Receipt):
-            problems.append(f"{who}: unexpected {type(reply).__name__}")
-            continue
-        problem = receipt_problem(reply, digest, peer, chain_id)
-        if problem:
-            problems.append(f"{who}: {problem}")
-            continue
-        return peer, reply
-    raise SubmitFailed("; ".join(problems) or "no validator to send to")
+            too_large.append(str(e))
+            race.cancel()
+            return
+        finally:
+            finished.set()  # the loop below goes on only once this task is blocked again: after what follows
+        if isinstance(outcome, str):
+            problems[peer] = outcome
+        elif not won:
+            won.append((peer, outcome))
+            race.cancel()
+            if on_receipt is not None:
+                on_receipt()
+
+    wait = math.inf if hedge_after is None else max(0.0, hedge_after)
+    late: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        for peer in validators:
+            if nursery.cancel_scope.cancel_called:  # a receipt came (or the batch is too large): ask no more
+                break
+            finished = trio.Event()
+            nursery.start_soon(attempt, peer, finished, nursery.cancel_scope)
+            with trio.move_on_after(wait):
+                await finished.wait()
+            if not finished.is_set():
+                late.append(peer)
+    if too_large:
+        raise BatchTooLarge(f"{len(data)} bytes: {too_large[0]}; split it into smaller batches")
+    if slow is not None:
+        slow.extend(p for p in validators if p in problems or p in late)
+    if won:
+        return won[0]
+    raise SubmitFailed("; ".join(f"{name(p)}: {problems[p]}" for p in validators if p in problems)
+                       or "no validator to send to")
+
+
+async def _submit_one(net: Network, peer: bytes, data: bytes, digest: bytes, chain_id: str,
+                      timeout: float) -> Receipt | str:
+    """One validator's valid receipt for the batch, or why there is none (FrameTooLarge passes through)."""
+    try:
+        reply = decode(await net.request(peer, SUBMIT, data, timeout=timeout))
+    except FrameTooLarge:
+        raise
+    except NetError as e:
+        return str(e)
+    except CodecError as e:
+        return f"malformed reply: {e}"
+    if isinstance(reply, ErrorReply):
+        return f"{reply.reason}: {reply.message}"
+    if not isinstance(reply, Receipt):
+        return f"unexpected {type(reply).__name__}"
+    return receipt_problem(reply, digest, peer, chain_id) or reply
+
+
+def hedge_delay(seconds_left: float) -> float:
+    """How long one validator may take to answer a submit before the next is asked as well: half the time
+    left until the batch is no longer in time, between HEDGE_MIN and HEDGE_MAX (HEDGE_MAX once it is late)."""
+    if not seconds_left > 0:  # also NaN
+        return HEDGE_MAX
+    return min(HEDGE_MAX, max(HEDGE_MIN, seconds_left / 2))
 
 
 def receipted_readings(store, digest: bytes) -> Optional[list[Reading]]:
@@ -162,7 +219,8 @@ class Outbox:
 
     def __init__(self, store, net: Network, validators: Sequence[bytes], chain_id: str, log: logging.Logger, *,
                  period_seconds: int, clock: Callable[[], float] = time.time, timeout: float = REQUEST_TIMEOUT,
-                 correction_window: Optional[int] = None, name: Callable[[bytes], str] = short_key):
+                 correction_window: Optional[int] = None, name: Callable[[bytes], str] = short_key,
+                 in_time_seconds: Optional[float] = None):
         self.store = store
         self.correction_window = correction_window  # periods; None: a future batch is retried forever
         self.name = name
@@ -178,6 +236,11 @@ class Outbox:
         self.last_error = ""
         self._retry: dict[bytes, tuple[float, float]] = {}  # batch refused as future -> (next try, backoff)
         self._keys = {bytes(k) for k, _ in store.outbox()}  # what waits, without reading the batches again
+        # After a period's end, how long a batch of it is still in time (gate closure grace minus the margin);
+        # None: no deadline known, a slow validator is followed by the next after HEDGE_MAX.
+        self.in_time_seconds = in_time_seconds
+        self.demoted: dict[bytes, float] = {}  # validator -> until when it is asked last (it was slow)
+        self.acked: dict[bytes, float] = {}  # batch digest -> when its receipt came (this run)
 
     def _can_still_settle(self, data: bytes) -> bool:
         """Whether some item of the batch is for a period a seal may still settle by our clock: a refusal as
@@ -210,6 +273,36 @@ class Outbox:
         self._keys.discard(bytes(key))
         self._retry.pop(bytes(key), None)
 
+    def order(self) -> list[bytes]:
+        """The validators to ask, in the configured order except that those slow of late come last."""
+        now = self.clock()
+        for peer, until in list(self.demoted.items()):
+            if not until > now:
+                del self.demoted[peer]
+        return sorted(self.validators, key=lambda v: v in self.demoted)  # stable: configured order otherwise
+
+    def _hedge_after(self, data: bytes) -> float:
+        """How long the first validator asked may take before the next is asked as well (`hedge_delay`)."""
+        if self.in_time_seconds is None:
+            return HEDGE_MAX
+        try:
+            batch = Batch.decode(data)
+        except CodecError:
+            return HEDGE_MAX
+        periods = [r.period for r in batch.readings] + [s.period for s in batch.schedules]
+        if not periods:
+            return HEDGE_MAX
+        deadline = (min(periods) + 1) * self.period_seconds + self.in_time_seconds
+        return hedge_delay(deadline - self.clock())
+
+    def _demote(self, slow: Sequence[bytes], key: bytes) -> None:
+        until = self.clock() + DEMOTE_SECONDS
+        for peer in dict.fromkeys(slow):
+            if peer not in self.demoted:
+                self.log.warning("validator %s did not answer batch %s in time: asking the others first for "
+                                 "%.0f s", self.name(peer), key.hex()[:12], DEMOTE_SECONDS)
+            self.demoted[peer] = until
+
     def retrying(self) -> int:
         """Batches a validator refused as `period_in_future` that wait for their next try."""
         return len(self._retry)
@@ -225,22 +318,29 @@ class Outbox:
             key = bytes(key)
             if not force and self.clock() < self._retry.get(key, (0.0, 0.0))[0]:
                 continue
+            slow: list[bytes] = []
+            received: list[float] = []
             try:
-                validator, receipt = await submit_batch(self.net, self.validators, data, self.chain_id,
-                                                        timeout=self.timeout, name=self.name)
+                validator, receipt = await submit_batch(
+                    self.net, self.order(), data, self.chain_id, timeout=self.timeout,
+                    hedge_after=self._hedge_after(data), name=self.name, slow=slow,
+                    on_receipt=lambda: received.append(self.clock()))
             except BatchTooLarge as e:
                 self.log.error("dropping batch %s from the outbox: %s", key.hex()[:12], e)
                 self._drop(key)
                 continue
             except SubmitFailed as e:
+                self._demote(slow, key)
                 self.backoff = min(MAX_BACKOFF, max(0.5, self.backoff * 2))
                 self.next_try = self.clock() + self.backoff
                 self.last_error = str(e)
                 self.log.warning("no validator took batch %s (%d waiting), retrying in %.1f s: %s",
                                  key.hex()[:12], len(self), self.backoff, e)
                 break
+            self._demote(slow, key)
             self.backoff = 0.0
             self.last_error = ""
+            at = received[0] if received else self.clock()
             if receipt.batch_reason == Reason.PERIOD_IN_FUTURE and self._can_still_settle(data):
                 backoff = min(MAX_BACKOFF, max(0.5, self._retry.get(key, (0.0, 0.0))[1] * 2))
                 self._retry[key] = (self.clock() + backoff, backoff)
@@ -250,9 +350,10 @@ class Outbox:
             with self.store.transaction():
                 self.store.put_receipt(sha256(data), receipt.encode())
                 self.store.drop_outbox(key)
+            self.acked[sha256(data)] = at  # with the drop: verifying (beside this) never sees one without the other
             self._keys.discard(key)
             self._retry.pop(key, None)
-            done.append(Delivery(sha256(data), Batch.decode(data), validator, receipt, self.clock()))
+            done.append(Delivery(sha256(data), Batch.decode(data), validator, receipt, at))
         return done
 
 
@@ -343,7 +444,8 @@ class MeterPointNode(RoleNode):
             list(self.reg.validator_keys())
         self.outbox = Outbox(store, net, self.validators, self.reg.chain_id, self.log,
                              period_seconds=self.reg.period_seconds, clock=clock, timeout=self.timeout,
-                             correction_window=self.reg.correction_window, name=ctx.peer_name)
+                             correction_window=self.reg.correction_window, name=ctx.peer_name,
+                             in_time_seconds=grace - gate_margin_ms(grace) / 1000)
         kind = str(cfg.get("feed", "simulated"))
         if feed is None:
             if kind == "simulated":
@@ -357,7 +459,7 @@ class MeterPointNode(RoleNode):
         self.next_period = self._meta_int("meter.next_period", self.reg.genesis_period)
         self.verify_from = self._meta_int("meter.verify_from", self.reg.genesis_period)
         self.sent_through = self._meta_int("meter.sent_through", self.next_period - 1)
-        self.acked: dict[bytes, float] = {}  # batch digest -> when its receipt came (this run)
+        self.acked = self.outbox.acked  # batch digest -> when its receipt came (this run)
         self.inbox_files: dict[bytes, Path] = {}  # batch digest -> its inbox file, while it waits for an answer
         self._inbox_held: dict[str, tuple] = {}  # inbox file name -> ((mtime, size), newest reading, schedule)
         self.next_poll = 0.0
@@ -612,7 +714,7 @@ class MeterPointNode(RoleNode):
         """A light reply for (period, ids). Once the period is overdue, a validator that says not_committed
         is not the last word: the others are asked (it may be behind, or unable to apply that height)."""
         behind: Optional[list[str]] = [] if self._overdue(period) else None
-        reply = await light_request(self.net, self.validators, period, ids, timeout=self.timeout,
+        reply = await light_request(self.net, self.outbox.order(), period, ids, timeout=self.timeout,
                                     name=self.ctx.peer_name, behind=behind)
         if behind:
             self.validators_behind += 1
@@ -758,13 +860,28 @@ class MeterPointNode(RoleNode):
                              "never use this feed outside a devnet", len(self.meters))
         self.log.info("meter-point node up: %d meters, validators %s, next period %s", len(self.meters),
                       ", ".join(self.ctx.peer_name(v) for v in self.validators), self.reg.period(self.next_period).iso())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._verify_loop)
+            await self._submit_loop()
+
+    async def _submit_loop(self) -> None:
+        """Produce, take the inbox and send: never waits for verification (a validator slow to give proofs
+        must not hold a period's readings past gate closure)."""
         tick = max(0.05, min(1.0, self.reg.period_seconds / 20))
         while True:
-            await self.step()
+            self.produce_due()
+            self.take_inbox()
+            await self.flush()
             self.ctx.write_status(self.status())
             now = self.clock()
             next_due = (self.due_period(now) + 2) * self.reg.period_seconds + self.submit_delay
             await trio.sleep(max(0.01, min(tick, next_due - now)))
+
+    async def _verify_loop(self) -> None:
+        tick = max(0.05, min(1.0, self.reg.period_seconds / 20))
+        while True:
+            await self.verify_due()
+            await trio.sleep(tick)
 
 
 def _iso(registry: Registry, period: Optional[int]) -> str:
