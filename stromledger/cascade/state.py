@@ -212,6 +212,21 @@ class SettledState:
             *changes,
         ], use_bin_type=True)
 
+    @staticmethod
+    def changes_in(data: bytes) -> tuple[RegistryChange, ...]:
+        """The committed registry changes in `encode()` bytes, without restoring the state (whose history may
+        be in a store). Raises StateError on bytes that are not a settled state."""
+        try:
+            obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, max_map_len=0,
+                                  max_ext_len=0)
+            if not isinstance(obj, list) or len(obj) not in (10, 11) or obj[0] != STATE_FORMAT:
+                raise StateError("not a settled state of this format")
+            return tuple(RegistryChange.decode(c) for c in obj[10]) if len(obj) == 11 else ()
+        except StateError:
+            raise
+        except Exception as e:  # any shape error in foreign bytes
+            raise StateError(f"not a settled state: {e}") from None
+
     @classmethod
     def decode(cls, data: bytes, history: History | None = None,
                registry: Registry | None = None) -> SettledState:

@@ -83,7 +83,7 @@ def registry_history(store: StoreReader) -> tuple[RegistryChange, ...]:
     if snapshot is None:
         return ()
     try:
-        return SettledState.decode(snapshot[1]).changes
+        return SettledState.changes_in(snapshot[1])  # the state's history may be in the store: not needed here
     except StateError:
         return ()  # e.g. the network chain's state: no registry changes there
 
