@@ -13,7 +13,7 @@ from stromledger.registry import (
     sign_change,
 )
 
-from .tiny import A1, A2, CHAIN, G, G1, G2, G3, HOUSE1, HOUSE2, PV, TIE, Net, key, malo
+from .tiny import A1, CHAIN, G, G1, G2, G3, HOUSE1, HOUSE2, PV, TIE, key, malo
 
 GRID_ONE = key("validator-1")  # a validator of area A1: signs as A1's grid operator
 GRID_TWO = key("validator-3")  # of area A2

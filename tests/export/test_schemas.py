@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 
 import jsonschema
-import pytest
 
 import export_chain as chain
 from stromledger.export import read_export, read_index, verify_export, write_export

@@ -6,7 +6,6 @@ connect to each other before the genesis time, and a commit decided while catchi
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import time

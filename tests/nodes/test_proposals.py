@@ -21,7 +21,7 @@ from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, meter_labe
 from nodes.home import NodeConfig
 from nodes.runtime import NodeContext
 from nodes.validator import Validator
-from stromledger.cascade import MEASURED, PeriodSeal, Receipt, make_batch, sign_reading
+from stromledger.cascade import PeriodSeal, Receipt, make_batch, sign_reading
 from stromledger.codec import decode
 from stromledger.net import SUBMIT, MemoryHub
 from stromledger.store import Store
