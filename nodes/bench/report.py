@@ -30,13 +30,15 @@ def ingest_tables(r: dict) -> list:
     t = _table(f"ingest: {r['readings']:,} signed readings in batches of {r['batch_size']:,} "
                f"({r['batch_bytes']:,} bytes each), best of {r['repeat']}, interleaved; parallel capacity "
                f"{r['parallel_capacity']} (2.0 = two full cores)",
-               ["workers", "raw verify /s", "ingestion path /s", "ratio", f"{r.get('in_flight', 1)} in flight /s",
-                "ratio", "check_batch µs", "admit µs", "store µs", "receipt µs"])
+               ["workers", "raw verify /s", "ingestion path /s", "ratio", "paired ratio (median)",
+                f"{r.get('in_flight', 1)} in flight /s", "ratio", "check_batch µs", "admit µs", "store µs",
+                "receipt µs"])
     for row in r["rows"]:
         st = row["stages_us_per_reading"]
         flight = row.get("in_flight_per_s")
+        pr = f"{row['paired_ratio']:.2f}" if "paired_ratio" in row else "-"
         t.add_row(str(row["workers"]), _n(row["raw_verify_per_s"]), _n(row["ingest_per_s"]), f"{row['ratio']:.2f}",
-                  _n(flight), "-" if flight is None else f"{row['in_flight_ratio']:.2f}",
+                  pr, _n(flight), "-" if flight is None else f"{row['in_flight_ratio']:.2f}",
                   _n(st["check_batch"], 1), _n(st["admit"], 2), _n(st["store"], 2), _n(st["receipt"], 2))
     c = r["stage_costs_us_per_reading"]
     s = _table("ingest: single-thread cost per reading, one piece at a time (µs)", ["piece", "µs / reading"])
