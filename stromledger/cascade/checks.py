@@ -24,7 +24,7 @@ from stromledger.registry import Registry, RegistryChange, registry_at
 from .changes import change_shape, change_signature
 from .messages import BATCH_DOMAIN, READING_DOMAIN, SCHEDULE_DOMAIN, Batch, Reading, Schedule
 from .rejections import Reason, Rejection
-from .wire import fast_decode_batch, reading_body
+from .wire import build_reading, fast_decode_rows, reading_body
 
 NO_SIG = bytes(64)
 MAX_BATCH_BYTES = 24 * 1024 * 1024
@@ -279,6 +279,22 @@ def _reading_verdicts(registry: Registry, history: tuple[RegistryChange, ...], r
     return out
 
 
+def _built_reading_verdicts(registry: Registry, history: tuple[RegistryChange, ...], rows: list[list],
+                            raws: list[bytes], span: range) -> tuple[list[Reading], list]:
+    """The fast path's readings of `rows[span]` built here, on the worker thread, each next to its checks:
+    building holds the GIL while the other workers verify without it. Returns (readings, verdicts)."""
+    rows, raws = rows[span.start:span.stop], raws[span.start:span.stop]
+    if history:
+        made = [build_reading(row) for row in rows]
+        return made, _reading_verdicts(registry, history, tuple(made), raws, range(len(made)))
+    made, out = [], []
+    for row, raw in zip(rows, raws):
+        r = build_reading(row)
+        made.append(r)
+        out.append(reading_verdict(registry, r, raw))
+    return made, out
+
+
 def _spans(n: int, parts: int | None = None) -> list[range]:
     """Index ranges of `_chunks`: `parts` equal ones, else of _CHUNK items."""
     size = max(1, -(-n // parts) if parts else _CHUNK)
@@ -290,14 +306,15 @@ def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable
     """Check a batch and every item in it. `map` may be a thread pool's map: items are checked in chunks
     (`parts` equal chunks, e.g. the pool's worker count, or chunks of _CHUNK items). `history`: the chain's
     committed registry changes (SettledState.changes); each reading is judged by its period's version."""
-    raws = None
+    fast = None
     if isinstance(batch, (bytes, bytearray, memoryview)):
         data = bytes(batch)
         # the common shape (readings only) by the fast decoder, which proves the bytes canonical without
         # re-encoding them; anything else, and every refusal, by the strict codec
-        fast = fast_decode_batch(data) if len(data) <= MAX_BATCH_BYTES else None
+        fast = fast_decode_rows(data) if len(data) <= MAX_BATCH_BYTES else None
         if fast is not None:
-            batch, raws = fast
+            chain_id, submitter, rows, sig, raws = fast
+            empty = not rows
         else:
             decoded = decode_batch(data)
             if isinstance(decoded, Rejection):
@@ -308,19 +325,30 @@ def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable
     else:
         digest = batch.digest()
         body = batch.body()
-    if batch.chain_id != registry.chain_id:
-        return Rejection(Reason.WRONG_CHAIN, f"batch for chain {batch.chain_id!r}, this is {registry.chain_id!r}")
-    if batch.submitter not in registry.submitter_keys:
+    if fast is None:
+        chain_id, submitter, sig = batch.chain_id, batch.submitter, batch.sig
+        empty = not batch.readings and not batch.schedules and not batch.changes
+    if chain_id != registry.chain_id:
+        return Rejection(Reason.WRONG_CHAIN, f"batch for chain {chain_id!r}, this is {registry.chain_id!r}")
+    if submitter not in registry.submitter_keys:
         return Rejection(Reason.WRONG_SIGNER, "the submitter is no registered meter operator, group operator "
                                               "or validator")
-    if not batch.readings and not batch.schedules and not batch.changes:
+    if empty:
         return Rejection(Reason.MALFORMED, "an empty batch")
-    if not verify(batch.submitter, batch.sig, BATCH_DOMAIN, registry.chain_id, body):
+    if not verify(submitter, sig, BATCH_DOMAIN, registry.chain_id, body):
         return Rejection(Reason.BAD_SIGNATURE, "batch signature")
     rv: list = []
-    for part in map(partial(_reading_verdicts, registry, history, batch.readings, raws),
-                    _spans(len(batch.readings), parts)):
-        rv.extend(part)
+    if fast is not None:
+        readings: list = []
+        for made, part in map(partial(_built_reading_verdicts, registry, history, rows, raws),
+                              _spans(len(rows), parts)):
+            readings.extend(made)
+            rv.extend(part)
+        batch = Batch(chain_id, submitter, tuple(readings), (), (), sig)
+    else:
+        for part in map(partial(_reading_verdicts, registry, history, batch.readings, None),
+                        _spans(len(batch.readings), parts)):
+            rv.extend(part)
     sv: list = []
     for part in map(partial(_verdicts, schedule_verdict, registry), _chunks(batch.schedules)):
         sv.extend(part)

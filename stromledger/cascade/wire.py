@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import msgpack
 
@@ -44,10 +44,11 @@ _TAIL = b"\x90\x90\xc4\x40"  # no schedules, no changes, then the batch signatur
 _SIG_FIELD = 66  # 0xc4 0x40 + 64 bytes, the last field of a Reading and of a Batch
 
 
-def _builder(cls: type) -> Callable[[list], list]:
-    """`lambda rows: [cls(*row) for row in rows]` for a frozen slots dataclass, without its `__init__`
-    (which sets each field through `object.__setattr__`): each slot is set by its own descriptor, about
-    half the cost. Only for values already checked; the objects are equal to those `cls(*row)` builds."""
+def _builder(cls: type) -> tuple[Callable[[list], list], Callable[[list], Any]]:
+    """`lambda rows: [cls(*row) for row in rows]` and `lambda row: cls(*row)` for a frozen slots dataclass,
+    without its `__init__` (which sets each field through `object.__setattr__`): each slot is set by its own
+    descriptor, about half the cost. Only for values already checked; the objects are equal to those
+    `cls(*row)` builds."""
     names = list(cls.__slots__)
     assert names == [f.name for f in dataclasses.fields(cls)] and not hasattr(cls, "__post_init__")
     args = ", ".join(f"a{i}" for i in range(len(names)))
@@ -55,12 +56,14 @@ def _builder(cls: type) -> Callable[[list], list]:
     src = (f"def build(rows, new=object.__new__, cls=cls, {', '.join(f's{i}=s[{i}]' for i in range(len(names)))}):"
            f"\n    out = []\n    add = out.append\n    for {args} in rows:\n        o = new(cls){sets}"
            f"\n        add(o)\n    return out\n")
+    src += (f"def one(row, new=object.__new__, cls=cls, {', '.join(f's{i}=s[{i}]' for i in range(len(names)))}):"
+            f"\n    {args}, = row\n    o = new(cls){sets.replace(chr(10) + '    ', chr(10))}\n    return o\n")
     scope = {"cls": cls, "s": [getattr(cls, n).__set__ for n in names]}
     exec(src, scope)
-    return scope["build"]
+    return scope["build"], scope["one"]
 
 
-_readings = _builder(Reading)
+_readings, build_reading = _builder(Reading)
 
 
 def _header(data: bytes) -> Optional[tuple[int, int]]:
@@ -91,9 +94,10 @@ def _header(data: bytes) -> Optional[tuple[int, int]]:
     return None
 
 
-def fast_decode_batch(data: bytes) -> Optional[tuple[Batch, list[bytes]]]:
-    """(batch, each reading's canonical bytes) if `data` is a canonical readings-only batch of the common
-    shape, else None: then `Batch.decode` decides. Never accepts what `Batch.decode` refuses."""
+def fast_decode_rows(data: bytes) -> Optional[tuple[str, bytes, list[list], bytes, list[bytes]]]:
+    """`fast_decode_batch` without building the readings: (chain id, submitter, each reading's 8 checked
+    values, batch signature, each reading's canonical bytes), or None. `build_reading(row)` makes the
+    Reading (`check_batch` does that on its worker threads, next to each signature check)."""
     head = _header(data)
     if head is None:
         return None
@@ -113,8 +117,17 @@ def fast_decode_batch(data: bytes) -> Optional[tuple[Batch, list[bytes]]]:
     chain_id, submitter, items, _, _, sig = wire[1:]
     if type(chain_id) is not str or len(chain_id) > 64:
         return None
-    readings = tuple(_readings(items))
-    return Batch(chain_id, submitter, readings, (), (), sig), raws
+    return chain_id, submitter, items, sig, raws
+
+
+def fast_decode_batch(data: bytes) -> Optional[tuple[Batch, list[bytes]]]:
+    """(batch, each reading's canonical bytes) if `data` is a canonical readings-only batch of the common
+    shape, else None: then `Batch.decode` decides. Never accepts what `Batch.decode` refuses."""
+    got = fast_decode_rows(data)
+    if got is None:
+        return None
+    chain_id, submitter, rows, sig, raws = got
+    return Batch(chain_id, submitter, tuple(_readings(rows)), (), (), sig), raws
 
 
 def reading_body(raw: bytes) -> bytes:

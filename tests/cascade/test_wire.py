@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nodes.bench.attack import mutate, sample
-from stromledger.cascade import Batch, Reading, Reason, check_batch, checks, make_batch, sign_reading
+from stromledger.cascade import Batch, Reading, Reason, Rejection, check_batch, checks, make_batch, sign_reading
 from stromledger.cascade.wire import fast_decode_batch, reading_body
 from stromledger.codec import CodecError
 
@@ -161,12 +161,12 @@ def test_mutating_every_byte_of_a_small_batch(net):
 
 def reference_check(registry, data, **kw):
     """check_batch with the fast path switched off."""
-    saved = checks.fast_decode_batch
-    checks.fast_decode_batch = lambda data: None
+    saved = checks.fast_decode_rows
+    checks.fast_decode_rows = lambda data: None
     try:
         return check_batch(registry, data, **kw)
     finally:
-        checks.fast_decode_batch = saved
+        checks.fast_decode_rows = saved
 
 
 def test_check_batch_verdicts_are_the_same_on_both_paths(registry, net):
@@ -194,6 +194,9 @@ def test_check_batch_verdicts_are_the_same_on_both_paths(registry, net):
             fast = check_batch(registry, case, map=pool.map, parts=2)
             assert fast == reference_check(registry, case), case.hex()
             assert fast == check_batch(registry, case)
+            if not isinstance(fast, Rejection):
+                assert fast.batch == Batch.decode(case)
+                assert [type(r) for r in fast.batch.readings] == [Reading] * len(fast.batch.readings)
     verdicts = check_batch(registry, data).reading_verdicts
     assert [v and v.reason for v in verdicts] == [
         None, None, Reason.UNKNOWN_METER_POINT, Reason.ABOVE_MAX_POWER, None, Reason.BAD_SIGNATURE,
