@@ -45,7 +45,7 @@ def chain_store_path(data_dir: Path, scope: str) -> Path:
 class ValidatorChains:
     def __init__(self, ctx: NodeContext, net: Any, open_store: Callable[[str], Any], *,
                  clock: Callable[[], float] = time.time, config: Optional[ConsensusConfig] = None,
-                 workers: int = 2, write_exports: bool = True):
+                 workers: Optional[int] = None, write_exports: bool = True):
         genesis = ctx.registry
         self.ctx, self.net, self.log = ctx, net, ctx.log
         self.scopes = scopes_of(genesis, ctx.config.name)

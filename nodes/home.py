@@ -29,6 +29,9 @@ ConfigError; `init` writes every setting of the role, commented):
     [balancing_group]               # balancing-group nodes only
     groups = ["11XBRP-A-------X"]   # EICs of the balancing groups this operator holds
 
+    [ingest]                        # validators only
+    workers = 0                     # threads verifying submitted batches' signatures; 0 = one per core
+
     [api]                           # every role: the operator HTTP API, /metrics and the dashboard (nodes/api/)
     listen = "127.0.0.1:0"          # HOST:PORT; port 0 picks a free port (api_url in data/status.json); "" = off
     token = ""                      # non-empty: every request needs `Authorization: Bearer <token>`
@@ -41,6 +44,7 @@ ConfigError; `init` writes every setting of the role, commented):
 from __future__ import annotations
 
 import dataclasses
+import os
 from datetime import datetime
 import tomllib
 from pathlib import Path
@@ -133,6 +137,12 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                                             "rows and settled batches older than N periods (at least the "
                                             "correction window + 2)"),
     },
+    # Checking submitted batches (validators): decode, then every reading's signature on a pool of threads
+    # (PyNaCl releases the GIL while it verifies), docs/benchmarks.md "ingest".
+    "ingest": {
+        "workers": Setting("int", 0, "threads verifying a submitted batch's signatures in parallel, per chain; "
+                                     "0 = one per core"),
+    },
     # The operator surface (issue 14), read by every role.
     "api": {
         "listen": Setting("str", "127.0.0.1:0", "HTTP API, /metrics and dashboard: HOST:PORT (port 0 = any free "
@@ -148,7 +158,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
 }
 EVERY_ROLE_SECTIONS = ("api", "log")
 SECTION_ROLES = {"consensus": "validator", "meter_point": "meter-point", "balancing_group": "balancing-group",
-                 "history": "validator"}
+                 "history": "validator", "ingest": "validator"}
 
 
 def _is_time(value: Any) -> bool:
@@ -182,6 +192,7 @@ class NodeConfig:
     meter_point: dict[str, Any] = dataclasses.field(default_factory=dict)
     balancing_group: dict[str, Any] = dataclasses.field(default_factory=dict)
     history: dict[str, int] = dataclasses.field(default_factory=dict)
+    ingest: dict[str, int] = dataclasses.field(default_factory=dict)
     api: dict[str, str] = dataclasses.field(default_factory=dict)
     log: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -193,6 +204,11 @@ class NodeConfig:
     @property
     def api_token(self) -> str:
         return self.api.get("token", SCHEMA["api"]["token"].default)
+
+    @property
+    def ingest_workers(self) -> int:
+        """[ingest] workers, 0 (the default) resolved to the machine's cores."""
+        return self.ingest.get("workers", 0) or os.cpu_count() or 1
 
     @property
     def log_format(self) -> str:

@@ -83,7 +83,7 @@ class CommitInfo:
 
 class Validator(RoleNode):
     def __init__(self, ctx: NodeContext, store: Store, net: Network, *,
-                 clock: Callable[[], float] = time.time, workers: int = 2,
+                 clock: Callable[[], float] = time.time, workers: Optional[int] = None,
                  config: Optional[ConsensusConfig] = None, write_exports: bool = True,
                  registry: Optional[Registry] = None, checkpoint_sink: Optional[Callable] = None):
         super().__init__(ctx, store, net, clock)
@@ -107,7 +107,8 @@ class Validator(RoleNode):
         self.validator_keys = list(self.reg.validator_keys())
         self.config = config or ConsensusConfig(**ctx.config.consensus)
         self.write_exports = write_exports
-        self._workers = max(1, workers)
+        # [ingest] workers (default: one per core): the threads `check_batch` spreads a batch's signatures over
+        self._workers = max(1, workers or ctx.config.ingest_workers)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self._workers,
                                                            thread_name_prefix="verify")
         self._lock = trio.Lock()  # guards the ledger

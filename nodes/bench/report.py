@@ -30,20 +30,28 @@ def ingest_tables(r: dict) -> list:
     t = _table(f"ingest: {r['readings']:,} signed readings in batches of {r['batch_size']:,} "
                f"({r['batch_bytes']:,} bytes each), best of {r['repeat']}, interleaved; parallel capacity "
                f"{r['parallel_capacity']} (2.0 = two full cores)",
-               ["workers", "raw verify /s", "ingestion path /s", "ratio", "check_batch µs", "admit µs",
-                "store µs", "receipt µs"])
+               ["workers", "raw verify /s", "ingestion path /s", "ratio", "paired ratio (median)",
+                f"{r.get('in_flight', 1)} in flight /s", "ratio", "check_batch µs", "admit µs", "store µs",
+                "receipt µs"])
     for row in r["rows"]:
         st = row["stages_us_per_reading"]
+        flight = row.get("in_flight_per_s")
+        pr = f"{row['paired_ratio']:.2f}" if "paired_ratio" in row else "-"
         t.add_row(str(row["workers"]), _n(row["raw_verify_per_s"]), _n(row["ingest_per_s"]), f"{row['ratio']:.2f}",
+                  pr, _n(flight), "-" if flight is None else f"{row['in_flight_ratio']:.2f}",
                   _n(st["check_batch"], 1), _n(st["admit"], 2), _n(st["store"], 2), _n(st["receipt"], 2))
     c = r["stage_costs_us_per_reading"]
     s = _table("ingest: single-thread cost per reading, one piece at a time (µs)", ["piece", "µs / reading"])
-    for k, label in (("decode_batch", "Batch.decode (strict, canonical re-encode check)"),
-                     ("batch_signature", "batch signature (body re-encode + verify)"),
-                     ("precheck", "registry checks"), ("body_and_signing_input", "reading body + signing input"),
+    for k, label in (("decode_batch", "fast decode (cascade/wire.py: regex shape proof, C unpack, build)"),
+                     ("batch_signature", "batch signature (body sliced from the bytes + verify)"),
+                     ("precheck", "registry checks"),
+                     ("body_and_signing_input", "reading body sliced + signing input"),
                      ("ed25519_verify", "Ed25519 verify (crypto_sign_open)"),
-                     ("gil_held_python", "Python work holding the GIL (sum of the first four)")):
-        s.add_row(label, _n(c[k], 2))
+                     ("gil_held_python", "Python work holding the GIL (sum of the first four)"),
+                     ("strict_decode_batch", "for comparison: Batch.decode (strict, canonical re-encode check)"),
+                     ("encoded_body_and_signing_input", "for comparison: reading.body() encoded + signing input")):
+        if k in c:
+            s.add_row(label, _n(c[k], 2))
     return [t, s]
 
 

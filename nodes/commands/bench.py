@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -69,7 +70,11 @@ def register(subparsers) -> None:
     s.add_argument("--readings", type=_positive, default=50_000, help="signed readings, one per meter point "
                                                                       "(default 50000)")
     s.add_argument("--batch-size", type=_positive, default=5_000, help="readings per batch (default 5000)")
-    s.add_argument("--workers", type=_ints, default=(1, 2), help="verify thread counts (default 1,2)")
+    s.add_argument("--workers", type=_ints, default=tuple(range(1, (os.cpu_count() or 1) + 1)),
+                   help="verify thread counts (default 1..N, N = the machine's cores)")
+    s.add_argument("--in-flight", type=_positive, default=2, help="also measure with this many batches in flight, "
+                                                                  "as from concurrent submitters (default 2; 1: "
+                                                                  "only one batch at a time)")
     s.add_argument("--repeat", type=_positive, default=3, help="interleaved rounds; the best counts (default 3)")
     _common(s)
 
@@ -167,7 +172,7 @@ def register(subparsers) -> None:
 
 
 _OPTIONS = {
-    "ingest": ("readings", "batch_size", "workers", "repeat"),
+    "ingest": ("readings", "batch_size", "workers", "repeat", "in_flight"),
     "cascade": ("sizes", "batch_size", "skip", "export"),
     "merkle": ("leaves", "leaf_bytes", "proofs", "repeat"),
     "consensus": ("memory", "p2p", "heights", "warmup", "period_seconds", "grace_seconds", "meters"),

@@ -24,6 +24,7 @@ from stromledger.registry import Registry, RegistryChange, registry_at
 from .changes import change_shape, change_signature
 from .messages import BATCH_DOMAIN, READING_DOMAIN, SCHEDULE_DOMAIN, Batch, Reading, Schedule
 from .rejections import Reason, Rejection
+from .wire import build_reading, fast_decode_rows, reading_body
 
 NO_SIG = bytes(64)
 MAX_BATCH_BYTES = 24 * 1024 * 1024
@@ -88,11 +89,15 @@ def _reading_prefix(chain_id: str) -> bytes:
     return signing_input(READING_DOMAIN, chain_id, b"")
 
 
-def reading_signature(registry: Registry, r: Reading) -> Rejection | None:
-    # The hot path of ingestion: the body written out field by field (what `r.body()` gives, without the
-    # generic per-field encoders) after the chain's cached signing prefix.
-    body = msgpack.packb([Reading.TAG, r.malo_id, r.period, r.version, r.register, r.import_wh, r.export_wh,
-                          r.meter_key], use_bin_type=True)
+def reading_signature(registry: Registry, r: Reading, raw: bytes | None = None) -> Rejection | None:
+    # The hot path of ingestion: the body sliced from the reading's canonical bytes `raw` when the batch was
+    # decoded by the fast path (wire.py), else written out field by field (what `r.body()` gives, without
+    # the generic per-field encoders), after the chain's cached signing prefix.
+    if raw is not None:
+        body = reading_body(raw)
+    else:
+        body = msgpack.packb([Reading.TAG, r.malo_id, r.period, r.version, r.register, r.import_wh,
+                              r.export_wh, r.meter_key], use_bin_type=True)
     if verify_raw(r.meter_key, r.sig, _reading_prefix(registry.root_chain_id) + body):
         return None
     return Rejection(Reason.BAD_SIGNATURE, f"reading of {r.malo_id} for period {r.period}")
@@ -121,9 +126,10 @@ def check_reading(registry: Registry, reading: Reading, now_period: int) -> Reje
             or reading_signature(registry, reading))
 
 
-def reading_verdict(registry: Registry, reading: Reading) -> Rejection | None:
-    """The clock-free part of `check_reading`: what a seal needs to know about a reading in a batch."""
-    return reading_precheck(registry, reading) or reading_signature(registry, reading)
+def reading_verdict(registry: Registry, reading: Reading, raw: bytes | None = None) -> Rejection | None:
+    """The clock-free part of `check_reading`: what a seal needs to know about a reading in a batch.
+    `raw`: the reading's canonical bytes, if known (saves encoding its signed body)."""
+    return reading_precheck(registry, reading) or reading_signature(registry, reading, raw)
 
 
 # -- schedules ---------------------------------------------------------------------------------------------
@@ -255,18 +261,44 @@ def _verdicts(fn: Callable, registry: Registry, items: tuple) -> list[Rejection 
     return [fn(registry, x) for x in items]
 
 
-def _reading_verdicts(registry: Registry, history: tuple[RegistryChange, ...], items: tuple) -> list:
-    """Each reading against the registry version of its own period (one lookup per distinct period)."""
+def _reading_verdicts(registry: Registry, history: tuple[RegistryChange, ...], readings: tuple,
+                      raws: list[bytes] | None, span: range) -> list:
+    """Each reading of `readings[span]` against the registry version of its own period (one lookup per
+    distinct period). `raws`: the readings' canonical bytes (fast path), or None."""
+    items = readings[span.start:span.stop]
+    raw = raws[span.start:span.stop] if raws is not None else [None] * len(items)
     if not history:
-        return [reading_verdict(registry, r) for r in items]
+        return [reading_verdict(registry, r, b) for r, b in zip(items, raw)]
     versions: dict[int, Registry] = {}
     out = []
-    for r in items:
+    for r, b in zip(items, raw):
         reg = versions.get(r.period)
         if reg is None:
             reg = versions[r.period] = registry_at(registry, r.period, history)
-        out.append(reading_verdict(reg, r))
+        out.append(reading_verdict(reg, r, b))
     return out
+
+
+def _built_reading_verdicts(registry: Registry, history: tuple[RegistryChange, ...], rows: list[list],
+                            raws: list[bytes], span: range) -> tuple[list[Reading], list]:
+    """The fast path's readings of `rows[span]` built here, on the worker thread, each next to its checks:
+    building holds the GIL while the other workers verify without it. Returns (readings, verdicts)."""
+    rows, raws = rows[span.start:span.stop], raws[span.start:span.stop]
+    if history:
+        made = [build_reading(row) for row in rows]
+        return made, _reading_verdicts(registry, history, tuple(made), raws, range(len(made)))
+    made, out = [], []
+    for row, raw in zip(rows, raws):
+        r = build_reading(row)
+        made.append(r)
+        out.append(reading_verdict(registry, r, raw))
+    return made, out
+
+
+def _spans(n: int, parts: int | None = None) -> list[range]:
+    """Index ranges of `_chunks`: `parts` equal ones, else of _CHUNK items."""
+    size = max(1, -(-n // parts) if parts else _CHUNK)
+    return [range(i, min(n, i + size)) for i in range(0, n, size)]
 
 
 def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable = map,
@@ -274,29 +306,49 @@ def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable
     """Check a batch and every item in it. `map` may be a thread pool's map: items are checked in chunks
     (`parts` equal chunks, e.g. the pool's worker count, or chunks of _CHUNK items). `history`: the chain's
     committed registry changes (SettledState.changes); each reading is judged by its period's version."""
+    fast = None
     if isinstance(batch, (bytes, bytearray, memoryview)):
         data = bytes(batch)
-        decoded = decode_batch(data)
-        if isinstance(decoded, Rejection):
-            return decoded
-        batch = decoded
+        # the common shape (readings only) by the fast decoder, which proves the bytes canonical without
+        # re-encoding them; anything else, and every refusal, by the strict codec
+        fast = fast_decode_rows(data) if len(data) <= MAX_BATCH_BYTES else None
+        if fast is not None:
+            chain_id, submitter, rows, sig, raws = fast
+            empty = not rows
+        else:
+            decoded = decode_batch(data)
+            if isinstance(decoded, Rejection):
+                return decoded
+            batch = decoded
         digest = sha256(data)
-        body = _batch_body(data)  # decode_batch checked that `data` is canonical
+        body = _batch_body(data)  # both decoders checked that `data` is canonical
     else:
         digest = batch.digest()
         body = batch.body()
-    if batch.chain_id != registry.chain_id:
-        return Rejection(Reason.WRONG_CHAIN, f"batch for chain {batch.chain_id!r}, this is {registry.chain_id!r}")
-    if batch.submitter not in registry.submitter_keys:
+    if fast is None:
+        chain_id, submitter, sig = batch.chain_id, batch.submitter, batch.sig
+        empty = not batch.readings and not batch.schedules and not batch.changes
+    if chain_id != registry.chain_id:
+        return Rejection(Reason.WRONG_CHAIN, f"batch for chain {chain_id!r}, this is {registry.chain_id!r}")
+    if submitter not in registry.submitter_keys:
         return Rejection(Reason.WRONG_SIGNER, "the submitter is no registered meter operator, group operator "
                                               "or validator")
-    if not batch.readings and not batch.schedules and not batch.changes:
+    if empty:
         return Rejection(Reason.MALFORMED, "an empty batch")
-    if not verify(batch.submitter, batch.sig, BATCH_DOMAIN, registry.chain_id, body):
+    if not verify(submitter, sig, BATCH_DOMAIN, registry.chain_id, body):
         return Rejection(Reason.BAD_SIGNATURE, "batch signature")
     rv: list = []
-    for part in map(partial(_reading_verdicts, registry, history), _chunks(batch.readings, parts)):
-        rv.extend(part)
+    if fast is not None:
+        readings: list = []
+        for made, part in map(partial(_built_reading_verdicts, registry, history, rows, raws),
+                              _spans(len(rows), parts)):
+            readings.extend(made)
+            rv.extend(part)
+        batch = Batch(chain_id, submitter, tuple(readings), (), (), sig)
+    else:
+        for part in map(partial(_reading_verdicts, registry, history, batch.readings, None),
+                        _spans(len(batch.readings), parts)):
+            rv.extend(part)
     sv: list = []
     for part in map(partial(_verdicts, schedule_verdict, registry), _chunks(batch.schedules)):
         sv.extend(part)

@@ -4,6 +4,7 @@ asserted: benchmarks report numbers, they never pass or fail on them."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -22,7 +23,7 @@ def _bench(capsys, *args: str) -> dict:
 
 def test_ingest(capsys):
     r = _bench(capsys, "ingest", "--readings", "300", "--batch-size", "100", "--repeat", "1")
-    assert [row["workers"] for row in r["rows"]] == [1, 2]
+    assert [row["workers"] for row in r["rows"]] == list(range(1, (os.cpu_count() or 1) + 1))
     for row in r["rows"]:
         assert row["accepted"] == 300
         assert row["raw_verify_per_s"] > 0 and row["ingest_per_s"] > 0 and row["ratio"] > 0
