@@ -32,7 +32,7 @@ def count_records(name: str, data: bytes) -> int:
     if name.endswith(".jsonl"):
         return data.count(b"\n")
     if name.endswith(".edi"):
-        return sum(1 for line in data.split(b"\n") if line.startswith(b"QTY+"))
+        return data.count(b"\nQTY+") + data.startswith(b"QTY+")  # the lines that start with QTY+
     if name.endswith(".bin"):
         return 1  # one encoded message (a network export's area checkpoint)
     raise ValueError(f"no record count defined for {name}")

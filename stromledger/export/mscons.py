@@ -32,7 +32,9 @@ and the references are derived from the seal hash.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Iterable, Sequence
 
 from stromledger.cascade.messages import CORRECTED, MEASURED, MISSING, SUBSTITUTED
@@ -51,6 +53,8 @@ OBIS_EXPORT = "1-0:2.29.0"  # A-, energy fed into the grid
 QUALIFIERS = {MEASURED: "220", CORRECTED: "220", SUBSTITUTED: "67"}
 ORIGINAL, REPLACEMENT = "9", "5"
 _SPECIAL = "?':+"
+_SPECIAL_RE = re.compile("[?':+]")
+_POINT_FIELDS = itemgetter(0, 4, 5, 6)  # of a MeterRow: malo_id, quality, import_wh, export_wh
 
 
 UNB_AGENCY = "500"  # UNB: BDEW code number (market-partner id)
@@ -144,23 +148,29 @@ def build_mscons(*, sender: Party, recipient: Party, group: str, seal_hash: byte
         segment("UNS", "D"),
         segment("NAD", "DP"),
     ]
-    dtm_start, dtm_end = segment("DTM", dtm("163", start)), segment("DTM", dtm("164", end))
-    pia = {obis: segment("PIA", "5", (obis, "SRW")) for obis in (OBIS_IMPORT, OBIS_EXPORT)}
+    # Per meter point one text of its 11 segments (LOC, then LIN PIA QTY DTM DTM for import and for export).
+    # Line numbers, qualifiers and kWh figures hold no separator: written directly, as segment() would; the
+    # MaLo-IDs are escaped only if one of them holds a separator.
+    dates = segment("DTM", dtm("163", start)) + "\n" + segment("DTM", dtm("164", end))
+    pia_import, pia_export = (segment("PIA", "5", (obis, "SRW")) for obis in (OBIS_IMPORT, OBIS_EXPORT))
+    fields = [f for f in map(_POINT_FIELDS, rows) if f[1] != MISSING]  # (MaLo-ID, quality, import, export)
+    escaped = _SPECIAL_RE.search("".join([f[0] for f in fields])) is not None
+    points = []
+    add = points.append
     line = 0
-    for row in rows:
-        if row.quality == MISSING:
-            continue
-        body.append(segment("LOC", "172", row.malo_id))
-        qualifier = QUALIFIERS[row.quality]
-        for obis, wh in ((OBIS_IMPORT, row.import_wh), (OBIS_EXPORT, row.export_wh)):
-            line += 1
-            # Line numbers, qualifiers and kWh figures hold no separator: written directly, as segment() would.
-            body += [f"LIN+{line}'", pia[obis], f"QTY+{qualifier}:{kwh(wh)}:KWH'", dtm_start, dtm_end]
-    body.append(segment("UNT", str(len(body) + 1), "1"))
-    lines = [UNA, segment("UNB", ("UNOC", "3"), (sender.id, sender.unb_agency), (recipient.id, recipient.unb_agency),
-                          (t.strftime("%y%m%d"), t.strftime("%H%M")), icr),
-             *body, segment("UNZ", "1", icr)]
-    return ("\n".join(lines) + "\n").encode("ascii")
+    for malo, quality, imp, exp in fields:
+        qualifier = QUALIFIERS[quality]
+        if type(imp) is not int or imp < 0 or type(exp) is not int or exp < 0:
+            kwh(imp), kwh(exp)  # raises, naming the value
+        if escaped:
+            malo = escape(malo)
+        add(f"LOC+172+{malo}'\nLIN+{line + 1}'\n{pia_import}\nQTY+{qualifier}:{imp // 1000}.{imp % 1000:03d}:KWH'\n"
+            f"{dates}\nLIN+{line + 2}'\n{pia_export}\nQTY+{qualifier}:{exp // 1000}.{exp % 1000:03d}:KWH'\n{dates}\n")
+        line += 2
+    unt = segment("UNT", str(len(body) + 11 * len(points) + 1), "1")
+    head = [UNA, segment("UNB", ("UNOC", "3"), (sender.id, sender.unb_agency), (recipient.id, recipient.unb_agency),
+                         (t.strftime("%y%m%d"), t.strftime("%H%M")), icr), *body]
+    return ("\n".join(head) + "\n" + "".join(points) + unt + "\n" + segment("UNZ", "1", icr) + "\n").encode("ascii")
 
 
 # -- reading back (for verification) -----------------------------------------------------------------------
