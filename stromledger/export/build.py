@@ -106,7 +106,10 @@ def export_files(registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: 
     calls this to regenerate what an export must contain). changes.csv only when `previous` is given."""
     p = registry.period(result.period)
     seal_hash = sha256(seal_bytes)
-    meter_csv, meter_jsonl = tables.meter_points_files(p, seal_hash, rows)
+    meter_csv, meter_jsonl, meter_count = tables.meter_points_files(p, seal_hash, rows)
+    # record counts known without counting lines (the manifest's count_records of these files)
+    records = {} if meter_count is None else dict.fromkeys((tables.METER_POINTS_CSV, tables.METER_POINTS_JSONL),
+                                                            meter_count)
     missing_by_group, missing_by_area = tables.missing_counts(registry, rows)
     files: dict[str, bytes] = {
         tables.METER_POINTS_CSV: meter_csv,
@@ -122,7 +125,8 @@ def export_files(registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: 
         files[tables.REGISTRY_CHANGES_JSONL] = tables.registry_changes_jsonl(changes_in_effect(registry))
     files.update(mscons_files(registry, seal, seal_hash, result.period, result.version, rows))
     files[MANIFEST] = manifest_bytes(manifest_dict(registry=registry, seal=seal, seal_bytes=seal_bytes,
-                                                   certificate=cert, result=result, files=files))
+                                                   certificate=cert, result=result, files=files,
+                                                   records=records))
     return files
 
 

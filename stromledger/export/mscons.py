@@ -54,6 +54,7 @@ QUALIFIERS = {MEASURED: "220", CORRECTED: "220", SUBSTITUTED: "67"}
 ORIGINAL, REPLACEMENT = "9", "5"
 _SPECIAL = "?':+"
 _SPECIAL_RE = re.compile("[?':+]")
+_MILLI = tuple(f"{i:03d}" for i in range(1000))  # the three decimals of kWh
 _POINT_FIELDS = itemgetter(0, 4, 5, 6)  # of a MeterRow: malo_id, quality, import_wh, export_wh
 
 
@@ -155,17 +156,21 @@ def build_mscons(*, sender: Party, recipient: Party, group: str, seal_hash: byte
     pia_import, pia_export = (segment("PIA", "5", (obis, "SRW")) for obis in (OBIS_IMPORT, OBIS_EXPORT))
     fields = [f for f in map(_POINT_FIELDS, rows) if f[1] != MISSING]  # (MaLo-ID, quality, import, export)
     escaped = _SPECIAL_RE.search("".join([f[0] for f in fields])) is not None
+    # the parts between the values, joined in advance (by quality: its qualifier)
+    to_import = {q: f"'\n{pia_import}\nQTY+{qualifier}:" for q, qualifier in QUALIFIERS.items()}
+    to_export = {q: f"'\n{pia_export}\nQTY+{qualifier}:" for q, qualifier in QUALIFIERS.items()}
+    between, after = f":KWH'\n{dates}\nLIN+", f":KWH'\n{dates}\n"
+    milli = _MILLI
     points = []
     add = points.append
     line = 0
     for malo, quality, imp, exp in fields:
-        qualifier = QUALIFIERS[quality]
         if type(imp) is not int or imp < 0 or type(exp) is not int or exp < 0:
             kwh(imp), kwh(exp)  # raises, naming the value
         if escaped:
             malo = escape(malo)
-        add(f"LOC+172+{malo}'\nLIN+{line + 1}'\n{pia_import}\nQTY+{qualifier}:{imp // 1000}.{imp % 1000:03d}:KWH'\n"
-            f"{dates}\nLIN+{line + 2}'\n{pia_export}\nQTY+{qualifier}:{exp // 1000}.{exp % 1000:03d}:KWH'\n{dates}\n")
+        add(f"LOC+172+{malo}'\nLIN+{line + 1}{to_import[quality]}{imp // 1000}.{milli[imp % 1000]}{between}{line + 2}"
+            f"{to_export[quality]}{exp // 1000}.{milli[exp % 1000]}{after}")
         line += 2
     unt = segment("UNT", str(len(body) + 11 * len(points) + 1), "1")
     head = [UNA, segment("UNB", ("UNOC", "3"), (sender.id, sender.unb_agency), (recipient.id, recipient.unb_agency),

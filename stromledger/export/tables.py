@@ -97,10 +97,12 @@ def meter_records(period: Period, seal_hash: bytes, rows: Iterable[MeterRow]) ->
 _PLAIN = re.compile(r"[ !#-+\--\[\]-~]*")
 
 
-def meter_points_files(period: Period, seal_hash: bytes, rows: Sequence[MeterRow]) -> tuple[bytes, bytes]:
+def meter_points_files(period: Period, seal_hash: bytes,
+                       rows: Sequence[MeterRow]) -> tuple[bytes, bytes, int | None]:
     """meter-points.csv and meter-points.jsonl, byte for byte what `meter_points_csv` and
-    `meter_points_jsonl` make of `meter_records`, one formatted line per meter point when every text value
-    is plain (MaLo-IDs, EICs, kinds, sources and timestamps always are); else through those two."""
+    `meter_points_jsonl` make of `meter_records`, and their record count (None: count the bytes). One
+    formatted line per meter point when every text value is plain (MaLo-IDs, EICs, kinds, sources and
+    timestamps always are); else through those two."""
     start, end = interval(period)
     names = QUALITY_NAMES
     plain = _PLAIN.fullmatch
@@ -111,29 +113,34 @@ def meter_points_files(period: Period, seal_hash: bytes, rows: Sequence[MeterRow
     if not (all(type(x) is str and plain(x) for x in strings) and all(type(x) is str for x in malos)
             and plain("".join(malos))):
         records = meter_records(period, seal_hash, rows)
-        return meter_points_csv(records), meter_points_jsonl(records)
+        return meter_points_csv(records), meter_points_jsonl(records), None
+    del malos
     seal = seal_hash.hex()
+    # The parts that are the same for every meter point, or for every one of a quality, joined in advance
+    # (an f-string of at most 30 parts is built in one step).
+    pre, cseal = f"{start},{end},", f",{seal},"
+    cq = {q: f",{name}," for q, name in names.items()}
+    jq = {q: f'","period_end":"{end}","period_start":"{start}","quality":"{name}","reading_export_wh":'
+          for q, name in names.items()}
+    jseal = f',"seal_hash":"{seal}","source":"'
     csv_lines = [",".join(METER_POINT_COLUMNS) + "\n"]
     json_lines = []
     csv_add, json_add = csv_lines.append, json_lines.append
     for m, area, group, version, q, imp, exp, rver, reg, rimp, rexp, sig, kind, source in rows:
-        quality = names[q]
         sig = sig.hex()
         reg = int(reg)
         if q == MISSING:
-            csv_add(f"{start},{end},{m},{area},{group},,,{source},{quality},{version},{seal},{kind},{rver},{reg},"
-                    f"{rimp},{rexp},{sig}\n")
+            csv_add(f"{pre}{m},{area},{group},,,{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},{rimp},{rexp},"
+                    f"{sig}\n")
             imp = exp = "null"
         else:
-            csv_add(f"{start},{end},{m},{area},{group},{imp},{exp},{source},{quality},{version},{seal},{kind},"
-                    f"{rver},{reg},{rimp},{rexp},{sig}\n")
+            csv_add(f"{pre}{m},{area},{group},{imp},{exp},{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},{rimp},"
+                    f"{rexp},{sig}\n")
         # canonical JSON: keys sorted
         json_add(f'{{"balancing_group":"{group}","export_wh":{exp},"grid_area":"{area}","import_wh":{imp},'
-                 f'"kind":"{kind}","malo_id":"{m}","period_end":"{end}","period_start":"{start}",'
-                 f'"quality":"{quality}","reading_export_wh":{rexp},"reading_import_wh":{rimp},'
-                 f'"reading_register":{reg},"reading_sig":"{sig}","reading_version":{rver},'
-                 f'"seal_hash":"{seal}","source":"{source}","version":{version}}}\n')
-    return "".join(csv_lines).encode("utf-8"), "".join(json_lines).encode("utf-8")
+                 f'"kind":"{kind}","malo_id":"{m}{jq[q]}{rexp},"reading_import_wh":{rimp},"reading_register":{reg},'
+                 f'"reading_sig":"{sig}","reading_version":{rver}{jseal}{source}","version":{version}}}\n')
+    return "".join(csv_lines).encode("utf-8"), "".join(json_lines).encode("utf-8"), len(rows)
 
 
 def row_of_record(rec: dict) -> MeterRow:

@@ -68,8 +68,10 @@ def generic_meter_files(period, seal_hash, rows):
 
 def test_meter_point_lines_are_the_generic_bytes(registry):
     p = registry.period(chain.G)
-    assert tables.meter_points_files(p, b"\x07" * 32, PLAIN_ROWS) == generic_meter_files(p, b"\x07" * 32, PLAIN_ROWS)
-    assert tables.meter_points_files(p, b"", []) == generic_meter_files(p, b"", [])
+    for rows in (PLAIN_ROWS, []):
+        csv, jsonl, records = tables.meter_points_files(p, b"\x07" * 32, rows)
+        assert (csv, jsonl) == generic_meter_files(p, b"\x07" * 32, rows)
+        assert records == len(rows) == count_records("a.csv", csv) == count_records("a.jsonl", jsonl)
 
 
 @settings(max_examples=150, deadline=None)
@@ -79,7 +81,9 @@ def test_meter_point_lines_with_any_text(registry, fields):
     """Text with delimiters, quotes, backslashes, control or non-ASCII characters goes the generic way."""
     rows = [row(malo=m, area=a, group=g, kind=k, quality=q, register=r) for m, a, g, k, q, r in fields]
     p = registry.period(chain.G)
-    assert tables.meter_points_files(p, b"\x01" * 32, rows) == generic_meter_files(p, b"\x01" * 32, rows)
+    csv, jsonl, records = tables.meter_points_files(p, b"\x01" * 32, rows)
+    assert (csv, jsonl) == generic_meter_files(p, b"\x01" * 32, rows)
+    assert records in (None, count_records("a.csv", csv)) and records in (None, count_records("a.jsonl", jsonl))
 
 
 @settings(max_examples=150, deadline=None)
