@@ -41,7 +41,7 @@ from stromledger.cascade.messages import CORRECTED, MEASURED, MISSING, SUBSTITUT
 from stromledger.cascade.rows import MeterRow
 from stromledger.crypto import sha256
 
-from .text import FormatError, kwh, parse_kwh
+from .text import CHUNK, FormatError, kwh, parse_kwh
 
 UNA = "UNA:+.? '"
 MESSAGE_TYPE = ("MSCONS", "D", "04B", "UN", "2.4c")
@@ -161,21 +161,25 @@ def build_mscons(*, sender: Party, recipient: Party, group: str, seal_hash: byte
     to_export = {q: f"'\n{pia_export}\nQTY+{qualifier}:" for q, qualifier in QUALIFIERS.items()}
     between, after = f":KWH'\n{dates}\nLIN+", f":KWH'\n{dates}\n"
     milli = _MILLI
-    points = []
-    add = points.append
-    line = 0
-    for malo, quality, imp, exp in fields:
-        if type(imp) is not int or imp < 0 or type(exp) is not int or exp < 0:
-            kwh(imp), kwh(exp)  # raises, naming the value
-        if escaped:
-            malo = escape(malo)
-        add(f"LOC+172+{malo}'\nLIN+{line + 1}{to_import[quality]}{imp // 1000}.{milli[imp % 1000]}{between}{line + 2}"
-            f"{to_export[quality]}{exp // 1000}.{milli[exp % 1000]}{after}")
-        line += 2
-    unt = segment("UNT", str(len(body) + 11 * len(points) + 1), "1")
     head = [UNA, segment("UNB", ("UNOC", "3"), (sender.id, sender.unb_agency), (recipient.id, recipient.unb_agency),
                          (t.strftime("%y%m%d"), t.strftime("%H%M")), icr), *body]
-    return ("\n".join(head) + "\n" + "".join(points) + unt + "\n" + segment("UNZ", "1", icr) + "\n").encode("ascii")
+    parts = [("\n".join(head) + "\n").encode("ascii")]
+    line = 0
+    for at in range(0, len(fields), CHUNK):  # a few thousand points at a time into bytes (see tables.py)
+        chunk = []
+        add = chunk.append
+        for malo, quality, imp, exp in fields[at:at + CHUNK]:
+            if type(imp) is not int or imp < 0 or type(exp) is not int or exp < 0:
+                kwh(imp), kwh(exp)  # raises, naming the value
+            if escaped:
+                malo = escape(malo)
+            add(f"LOC+172+{malo}'\nLIN+{line + 1}{to_import[quality]}{imp // 1000}.{milli[imp % 1000]}{between}"
+                f"{line + 2}{to_export[quality]}{exp // 1000}.{milli[exp % 1000]}{after}")
+            line += 2
+        parts.append("".join(chunk).encode("ascii"))
+    unt = segment("UNT", str(len(body) + 11 * len(fields) + 1), "1")
+    parts.append((unt + "\n" + segment("UNZ", "1", icr) + "\n").encode("ascii"))
+    return b"".join(parts)
 
 
 # -- reading back (for verification) -----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from stromledger.codec import CodecError
 from stromledger.registry import Registry
 
 from .build import ExportError
+from .text import CHUNK
 
 PERIOD_ROWS_FORMAT = "stromledger/period-rows/1"
 MAX_DATA_BYTES = 1 << 31
@@ -121,20 +122,23 @@ def decode_period_rows(registry: Registry, data: bytes) -> tuple[int, int, Perio
         leaves = list(leaves)
         if not all(type(x) is bytes for x in leaves):
             raise ValueError("a stored leaf is not bytes")
-        # All leaves in one call: one array header before the concatenated leaves (each one msgpack item).
-        items = msgpack.unpackb(_array_header(len(leaves)) + b"".join(leaves), raw=False, use_list=False,
-                                strict_map_key=True, max_bin_len=MAX_DATA_BYTES, max_map_len=0, max_ext_len=0)
-        if len(items) != len(leaves) or set(map(type, items)) - {tuple} or set(map(len, items)) - {14} or \
-                set(map(itemgetter(0), items)) - {SettledReading.TAG}:
-            raise ValueError("a stored leaf is not a SettledReading")
-        periods = set(map(itemgetter(1), items)) - {period}
-        if periods:
-            raise ExportError(f"a leaf of period {min(periods)} among the rows of period {period}")
         mps = registry.meter_points
-        try:
-            rows = [new(MeterRow, (*item[2:], mp.kind, mp.source)) for item in items for mp in (mps[item[2]],)]
-        except KeyError as e:
-            raise ExportError(f"{e.args[0]} is not in the registry") from None
+        rows = []
+        for at in range(0, len(leaves), CHUNK):
+            # A few thousand leaves in one call: an array header before them (each leaf is one msgpack item).
+            part = leaves[at:at + CHUNK]
+            items = msgpack.unpackb(_array_header(len(part)) + b"".join(part), raw=False, use_list=False,
+                                    strict_map_key=True, max_bin_len=MAX_DATA_BYTES, max_map_len=0, max_ext_len=0)
+            if len(items) != len(part) or set(map(type, items)) - {tuple} or set(map(len, items)) - {14} or \
+                    set(map(itemgetter(0), items)) - {SettledReading.TAG}:
+                raise ValueError("a stored leaf is not a SettledReading")
+            periods = set(map(itemgetter(1), items)) - {period}
+            if periods:
+                raise ExportError(f"a leaf of period {min(periods)} among the rows of period {period}")
+            try:
+                rows += [new(MeterRow, (*item[2:], mp.kind, mp.source)) for item in items for mp in (mps[item[2]],)]
+            except KeyError as e:
+                raise ExportError(f"{e.args[0]} is not in the registry") from None
     except ExportError:
         raise
     except (ValueError, TypeError, CodecError, msgpack.ExtraData) as e:

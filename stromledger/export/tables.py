@@ -16,7 +16,7 @@ from stromledger.periods import Period, format_utc
 from stromledger.registry import SOURCES, Registry, RegistryChange
 from stromledger.registry.changes import change_json
 
-from .text import csv_bytes, json_line
+from .text import CHUNK, csv_bytes, json_line
 
 METER_POINTS_CSV = "meter-points.csv"
 METER_POINTS_JSONL = "meter-points.jsonl"
@@ -123,24 +123,31 @@ def meter_points_files(period: Period, seal_hash: bytes,
     jq = {q: f'","period_end":"{end}","period_start":"{start}","quality":"{name}","reading_export_wh":'
           for q, name in names.items()}
     jseal = f',"seal_hash":"{seal}","source":"'
-    csv_lines = [",".join(METER_POINT_COLUMNS) + "\n"]
-    json_lines = []
-    csv_add, json_add = csv_lines.append, json_lines.append
-    for m, area, group, version, q, imp, exp, rver, reg, rimp, rexp, sig, kind, source in rows:
-        sig = sig.hex()
-        reg = int(reg)
-        if q == MISSING:
-            csv_add(f"{pre}{m},{area},{group},,,{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},{rimp},{rexp},"
-                    f"{sig}\n")
-            imp = exp = "null"
-        else:
-            csv_add(f"{pre}{m},{area},{group},{imp},{exp},{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},{rimp},"
-                    f"{rexp},{sig}\n")
-        # canonical JSON: keys sorted
-        json_add(f'{{"balancing_group":"{group}","export_wh":{exp},"grid_area":"{area}","import_wh":{imp},'
-                 f'"kind":"{kind}","malo_id":"{m}{jq[q]}{rexp},"reading_import_wh":{rimp},"reading_register":{reg},'
-                 f'"reading_sig":"{sig}","reading_version":{rver}{jseal}{source}","version":{version}}}\n')
-    return "".join(csv_lines).encode("utf-8"), "".join(json_lines).encode("utf-8"), len(rows)
+    # A few thousand lines at a time into bytes: the lines' memory is reused chunk after chunk instead of a
+    # gigabyte of fresh str at 1M meter points.
+    csv_parts = [(",".join(METER_POINT_COLUMNS) + "\n").encode("utf-8")]
+    json_parts = []
+    for at in range(0, len(rows), CHUNK):
+        csv_lines, json_lines = [], []
+        csv_add, json_add = csv_lines.append, json_lines.append
+        for m, area, group, version, q, imp, exp, rver, reg, rimp, rexp, sig, kind, source in rows[at:at + CHUNK]:
+            sig = sig.hex()
+            reg = int(reg)
+            if q == MISSING:
+                csv_add(f"{pre}{m},{area},{group},,,{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},{rimp},"
+                        f"{rexp},{sig}\n")
+                imp = exp = "null"
+            else:
+                csv_add(f"{pre}{m},{area},{group},{imp},{exp},{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},"
+                        f"{rimp},{rexp},{sig}\n")
+            # canonical JSON: keys sorted
+            json_add(f'{{"balancing_group":"{group}","export_wh":{exp},"grid_area":"{area}","import_wh":{imp},'
+                     f'"kind":"{kind}","malo_id":"{m}{jq[q]}{rexp},"reading_import_wh":{rimp},'
+                     f'"reading_register":{reg},"reading_sig":"{sig}","reading_version":{rver}{jseal}{source}",'
+                     f'"version":{version}}}\n')
+        csv_parts.append("".join(csv_lines).encode("utf-8"))
+        json_parts.append("".join(json_lines).encode("utf-8"))
+    return b"".join(csv_parts), b"".join(json_parts), len(rows)
 
 
 def row_of_record(rec: dict) -> MeterRow:
