@@ -73,6 +73,16 @@ def cascade_tables(r: dict) -> list:
         p.add_row(_n(run["meter_points"]), _n(q["rows_s"], 2), _n(q["state_encode_s"], 2), _n(q["encode_rows_s"], 2),
                   _n(q["sqlite_write_s"], 2), _n(s["export_s"], 2), _n(q["state_bytes"] / 2**20, 1),
                   _n(q["rows_bytes"] / 2**20, 1), _n(s["build_validate_peak_extra_mb"]))
+    e = _table("cascade: the export of height g against the seal build of g + 1, same run (target: export "
+               "<= 2 x build)",
+               ["meter points", "build s", "export s", "export ÷ build", "build CPU s", "export CPU s",
+                "export ÷ build (CPU)"])
+    for run in r["runs"]:
+        s = run["steady"]
+        if s.get("export_per_build") is not None:
+            e.add_row(_n(run["meter_points"]), _n(s["build_s"], 2), _n(s["export_s"], 2),
+                      f"{s['export_per_build']:.2f}", _n(s["build_cpu_s"], 2), _n(s["export_cpu_s"], 2),
+                      f"{s['export_cpu_per_build_cpu']:.2f}")
     b = _table("cascade: parts of a build, re-run alone (seconds)",
                ["meter points", "entry rows", "leaf bytes", "merkle root", "summarize (all three + totals)",
                 "invariants"])
@@ -80,7 +90,7 @@ def cascade_tables(r: dict) -> list:
         x = run["breakdown"]
         b.add_row(_n(run["meter_points"]), _n(x["entry_rows_s"], 3), _n(x["leaf_bytes_s"], 3),
                   _n(x["merkle_root_s"], 3), _n(x["summarize_s"], 3), _n(x["check_invariants_s"], 4))
-    return [t, p, b]
+    return [t, p, *([e] if e.row_count else []), b]
 
 
 def merkle_tables(r: dict) -> list:

@@ -156,18 +156,24 @@ def external_net(registry: Registry, schedules: Iterable[ScheduleLine]) -> int:
 
 
 def summarize(registry: Registry, period: int, version: int, rows: Iterable[MeterRow],
-              schedules: tuple[ScheduleLine, ...] = (), schedule_issues: tuple[ScheduleIssue, ...] = ()
-              ) -> PeriodResult:
+              schedules: tuple[ScheduleLine, ...] = (), schedule_issues: tuple[ScheduleIssue, ...] = (),
+              leaves: list[bytes] | None = None) -> PeriodResult:
     """Aggregate the rows of one period (every meter point once, in MaLo-ID order) into a PeriodResult.
 
     Cell totals sum the non-boundary meter points; boundary meters give each area's exchange; an area's loss
     is its residual and is withdrawn by its loss group; groups add matched schedules (FPI in, FPE out).
     Rows read back from a file are input like any other: a quality code outside 1-4, or a boundary row for a
     meter point the registry has no boundary meter for, raises ValueError (other tampering shows as a
-    result that differs from the sealed one)."""
+    result that differs from the sealed one).
+
+    `leaves`: the Merkle leaves of `rows`, one per row, when the caller has them as stored bytes (the export
+    of a node's own period rows, which were decoded from exactly these bytes): they are hashed as they are
+    instead of re-encoding every row."""
     pack = msgpack.Packer(use_bin_type=True).pack
     mps = registry.meter_points
-    leaves: list[bytes] = []
+    stored = leaves is not None
+    if not stored:
+        leaves = []
     cells: dict[tuple[str, str], list[int]] = {}
     mix: dict[tuple[str, str], int] = {}
     exin = dict.fromkeys(registry.grid_areas, 0)
@@ -175,7 +181,8 @@ def summarize(registry: Registry, period: int, version: int, rows: Iterable[Mete
     quality = [0, 0, 0, 0, 0]
     meter_inj = meter_wd = 0
     for row in rows:
-        leaves.append(pack([LEAF_TAG, period, *row[:12]]))
+        if not stored:
+            leaves.append(pack([LEAF_TAG, period, *row[:12]]))
         q = row[4]
         if q not in QUALITY_NAMES:
             raise ValueError(f"{row[0]}: quality {q!r} is not one of 1-4")
@@ -200,6 +207,8 @@ def summarize(registry: Registry, period: int, version: int, rows: Iterable[Mete
             k = (row[2], row[13])
             mix[k] = mix.get(k, 0) + inj
 
+    if stored and sum(quality) != len(leaves):
+        raise ValueError(f"{len(leaves)} leaves for {sum(quality)} rows")
     cell_list = [CellTotal(area, group, n, inj, wd) for (area, group), (n, inj, wd) in sorted(cells.items())]
     areas, groups = area_and_group_totals(registry, cell_list, exin, exout, schedules)
     by_group: dict[str, list[SourceWh]] = {}
@@ -228,10 +237,12 @@ def summarize(registry: Registry, period: int, version: int, rows: Iterable[Mete
     )
 
 
-def recompute_result(registry: Registry, rows: Iterable[MeterRow], like: PeriodResult) -> PeriodResult:
+def recompute_result(registry: Registry, rows: Iterable[MeterRow], like: PeriodResult,
+                     leaves: list[bytes] | None = None) -> PeriodResult:
     """The result that `rows` give for the period, version and schedules of `like` (a committed result).
-    The billing export verifier compares it with `like`: equal means the rows are exactly what was sealed."""
-    return summarize(registry, like.period, like.version, rows, like.schedules, like.schedule_issues)
+    The billing export verifier compares it with `like`: equal means the rows are exactly what was sealed.
+    `leaves`: see `summarize`."""
+    return summarize(registry, like.period, like.version, rows, like.schedules, like.schedule_issues, leaves)
 
 
 def check_invariants(registry: Registry, r: PeriodResult) -> Rejection | None:

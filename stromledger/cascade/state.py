@@ -217,11 +217,22 @@ class SettledState:
         """The committed registry changes in `encode()` bytes, without restoring the state (whose history may
         be in a store). Raises StateError on bytes that are not a settled state."""
         try:
-            obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, max_map_len=0,
-                                  max_ext_len=0)
-            if not isinstance(obj, list) or len(obj) not in (10, 11) or obj[0] != STATE_FORMAT:
+            # Only the format and the changes are read; the other fields (the baseline of every meter point,
+            # ...) are skipped without building their objects.
+            u = msgpack.Unpacker(raw=False, use_list=True, strict_map_key=True, max_map_len=0, max_ext_len=0,
+                                 max_buffer_size=max(len(data), 1))
+            u.feed(data)
+            n = u.read_array_header()
+            if n not in (10, 11) or u.unpack() != STATE_FORMAT:
                 raise StateError("not a settled state of this format")
-            return tuple(RegistryChange.decode(c) for c in obj[10]) if len(obj) == 11 else ()
+            for _ in range(9):
+                u.skip()
+            changes = tuple(RegistryChange.decode(c) for c in u.unpack()) if n == 11 else ()
+            try:
+                u.skip()
+            except msgpack.OutOfData:
+                return changes
+            raise StateError("not a settled state: extra data after it")
         except StateError:
             raise
         except Exception as e:  # any shape error in foreign bytes

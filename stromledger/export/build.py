@@ -7,6 +7,7 @@ and a certificate that does not verify, so a node never writes an export that fa
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Iterable, Union
 
 from stromledger.cascade.messages import PeriodResult, PeriodSeal, SettledReading
@@ -29,7 +30,10 @@ class ExportError(ValueError):
 
 
 def as_meter_rows(registry: Registry, period: int, rows: Iterable[Row]) -> list[MeterRow]:
-    """MeterRows in the given order; SettledReading leaves get their kind and source from the registry."""
+    """MeterRows in the given order; SettledReading leaves get their kind and source from the registry.
+    A list of MeterRows only (e.g. `period_data.PeriodRows`) is returned as it is."""
+    if isinstance(rows, list) and set(map(type, rows)) <= {MeterRow}:
+        return rows
     out = []
     for r in rows:
         if isinstance(r, SettledReading):
@@ -50,10 +54,16 @@ def check_rows(registry: Registry, seal: PeriodSeal, period: int, rows: list[Met
     result = seal.result(period)
     if result is None:
         raise ExportError(f"the seal at height {seal.height} has no result for period {period}")
-    if [r.malo_id for r in rows] != list(registry.malo_order):
+    if list(map(itemgetter(0), rows)) != list(registry.malo_order):
         raise ExportError(f"the rows of period {period} are not the registry's {len(registry.malo_order)} meter "
                           "points in MaLo-ID order")
-    diff = result_difference(result, recompute_result(registry, rows, result))
+    # rows decoded from stored leaves (period_data.PeriodRows): the root is computed over those very bytes
+    leaves = getattr(rows, "leaves", None)
+    try:
+        recomputed = recompute_result(registry, rows, result, leaves)
+    except (TypeError, ValueError) as e:
+        raise ExportError(f"the rows of period {period} cannot be summarized: {e}") from None
+    diff = result_difference(result, recomputed)
     if diff is not None:
         raise ExportError(f"the rows do not recompute period {period} version {result.version}: {diff}")
     return result
@@ -96,23 +106,27 @@ def export_files(registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: 
     calls this to regenerate what an export must contain). changes.csv only when `previous` is given."""
     p = registry.period(result.period)
     seal_hash = sha256(seal_bytes)
-    records = [tables.meter_record(p, seal_hash, r) for r in rows]
+    meter_csv, meter_jsonl, meter_count = tables.meter_points_files(p, seal_hash, rows)
+    # record counts known without counting lines (the manifest's count_records of these files)
+    records = {} if meter_count is None else dict.fromkeys((tables.METER_POINTS_CSV, tables.METER_POINTS_JSONL),
+                                                            meter_count)
     missing_by_group, missing_by_area = tables.missing_counts(registry, rows)
     files: dict[str, bytes] = {
-        tables.METER_POINTS_CSV: tables.meter_points_csv(records),
-        tables.METER_POINTS_JSONL: tables.meter_points_jsonl(records),
+        tables.METER_POINTS_CSV: meter_csv,
+        tables.METER_POINTS_JSONL: meter_jsonl,
         tables.GROUPS_CSV: tables.groups_csv(p, result, missing_by_group),
         tables.AREAS_CSV: tables.areas_csv(p, result, registry, missing_by_area),
         tables.SCHEDULES_CSV: tables.schedules_csv(p, result),
     }
     if result.version > 1 and previous is not None:
-        old = [tables.meter_record(p, b"", r) for r in previous]
-        files[tables.CHANGES_CSV] = tables.changes_csv(tables.changes(old, records))
+        old = tables.meter_records(p, b"", previous)
+        files[tables.CHANGES_CSV] = tables.changes_csv(tables.changes(old, tables.meter_records(p, seal_hash, rows)))
     if changes_in_effect(registry):  # what anyone needs besides the genesis to rebuild the registry version
         files[tables.REGISTRY_CHANGES_JSONL] = tables.registry_changes_jsonl(changes_in_effect(registry))
     files.update(mscons_files(registry, seal, seal_hash, result.period, result.version, rows))
     files[MANIFEST] = manifest_bytes(manifest_dict(registry=registry, seal=seal, seal_bytes=seal_bytes,
-                                                   certificate=cert, result=result, files=files))
+                                                   certificate=cert, result=result, files=files,
+                                                   records=records))
     return files
 
 

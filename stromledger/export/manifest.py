@@ -32,14 +32,15 @@ def count_records(name: str, data: bytes) -> int:
     if name.endswith(".jsonl"):
         return data.count(b"\n")
     if name.endswith(".edi"):
-        return sum(1 for line in data.split(b"\n") if line.startswith(b"QTY+"))
+        return data.count(b"\nQTY+") + data.startswith(b"QTY+")  # the lines that start with QTY+
     if name.endswith(".bin"):
         return 1  # one encoded message (a network export's area checkpoint)
     raise ValueError(f"no record count defined for {name}")
 
 
-def file_entry(name: str, data: bytes) -> dict:
-    return {"sha256": sha256(data).hex(), "records": count_records(name, data)}
+def file_entry(name: str, data: bytes, records: int | None = None) -> dict:
+    """`records`: the count_records of `data` when the writer knows it (else it is counted)."""
+    return {"sha256": sha256(data).hex(), "records": count_records(name, data) if records is None else records}
 
 
 def certificate_json(cert: CommitCertificate, registry: Registry) -> dict:
@@ -74,7 +75,10 @@ def summary_json(result: PeriodResult) -> dict:
 
 
 def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, certificate: CommitCertificate,
-                  result: PeriodResult, files: Mapping[str, bytes]) -> dict:
+                  result: PeriodResult, files: Mapping[str, bytes], records: Mapping[str, int] | None = None
+                  ) -> dict:
+    """`records`: record counts (count_records) the builder knows without counting, by file name."""
+    records = records or {}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -89,7 +93,8 @@ def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, ce
         "seal": base64.b64encode(seal_bytes).decode("ascii"),
         "summary": summary_json(result),
         "certificate": certificate_json(certificate, registry),
-        "files": {name: file_entry(name, data) for name, data in sorted(files.items()) if name != MANIFEST},
+        "files": {name: file_entry(name, data, records.get(name)) for name, data in sorted(files.items())
+                  if name != MANIFEST},
     }
 
 

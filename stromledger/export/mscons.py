@@ -32,14 +32,16 @@ and the references are derived from the seal hash.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Iterable, Sequence
 
 from stromledger.cascade.messages import CORRECTED, MEASURED, MISSING, SUBSTITUTED
 from stromledger.cascade.rows import MeterRow
 from stromledger.crypto import sha256
 
-from .text import FormatError, kwh, parse_kwh
+from .text import CHUNK, FormatError, kwh, parse_kwh
 
 UNA = "UNA:+.? '"
 MESSAGE_TYPE = ("MSCONS", "D", "04B", "UN", "2.4c")
@@ -51,6 +53,9 @@ OBIS_EXPORT = "1-0:2.29.0"  # A-, energy fed into the grid
 QUALIFIERS = {MEASURED: "220", CORRECTED: "220", SUBSTITUTED: "67"}
 ORIGINAL, REPLACEMENT = "9", "5"
 _SPECIAL = "?':+"
+_SPECIAL_RE = re.compile("[?':+]")
+_MILLI = tuple(f"{i:03d}" for i in range(1000))  # the three decimals of kWh
+_POINT_FIELDS = itemgetter(0, 4, 5, 6)  # of a MeterRow: malo_id, quality, import_wh, export_wh
 
 
 UNB_AGENCY = "500"  # UNB: BDEW code number (market-partner id)
@@ -144,23 +149,37 @@ def build_mscons(*, sender: Party, recipient: Party, group: str, seal_hash: byte
         segment("UNS", "D"),
         segment("NAD", "DP"),
     ]
-    dtm_start, dtm_end = segment("DTM", dtm("163", start)), segment("DTM", dtm("164", end))
-    pia = {obis: segment("PIA", "5", (obis, "SRW")) for obis in (OBIS_IMPORT, OBIS_EXPORT)}
+    # Per meter point one text of its 11 segments (LOC, then LIN PIA QTY DTM DTM for import and for export).
+    # Line numbers, qualifiers and kWh figures hold no separator: written directly, as segment() would; the
+    # MaLo-IDs are escaped only if one of them holds a separator.
+    dates = segment("DTM", dtm("163", start)) + "\n" + segment("DTM", dtm("164", end))
+    pia_import, pia_export = (segment("PIA", "5", (obis, "SRW")) for obis in (OBIS_IMPORT, OBIS_EXPORT))
+    fields = [f for f in map(_POINT_FIELDS, rows) if f[1] != MISSING]  # (MaLo-ID, quality, import, export)
+    escaped = _SPECIAL_RE.search("".join([f[0] for f in fields])) is not None
+    # the parts between the values, joined in advance (by quality: its qualifier)
+    to_import = {q: f"'\n{pia_import}\nQTY+{qualifier}:" for q, qualifier in QUALIFIERS.items()}
+    to_export = {q: f"'\n{pia_export}\nQTY+{qualifier}:" for q, qualifier in QUALIFIERS.items()}
+    between, after = f":KWH'\n{dates}\nLIN+", f":KWH'\n{dates}\n"
+    milli = _MILLI
+    head = [UNA, segment("UNB", ("UNOC", "3"), (sender.id, sender.unb_agency), (recipient.id, recipient.unb_agency),
+                         (t.strftime("%y%m%d"), t.strftime("%H%M")), icr), *body]
+    parts = [("\n".join(head) + "\n").encode("ascii")]
     line = 0
-    for row in rows:
-        if row.quality == MISSING:
-            continue
-        body.append(segment("LOC", "172", row.malo_id))
-        qualifier = QUALIFIERS[row.quality]
-        for obis, wh in ((OBIS_IMPORT, row.import_wh), (OBIS_EXPORT, row.export_wh)):
-            line += 1
-            # Line numbers, qualifiers and kWh figures hold no separator: written directly, as segment() would.
-            body += [f"LIN+{line}'", pia[obis], f"QTY+{qualifier}:{kwh(wh)}:KWH'", dtm_start, dtm_end]
-    body.append(segment("UNT", str(len(body) + 1), "1"))
-    lines = [UNA, segment("UNB", ("UNOC", "3"), (sender.id, sender.unb_agency), (recipient.id, recipient.unb_agency),
-                          (t.strftime("%y%m%d"), t.strftime("%H%M")), icr),
-             *body, segment("UNZ", "1", icr)]
-    return ("\n".join(lines) + "\n").encode("ascii")
+    for at in range(0, len(fields), CHUNK):  # a few thousand points at a time into bytes (see tables.py)
+        chunk = []
+        add = chunk.append
+        for malo, quality, imp, exp in fields[at:at + CHUNK]:
+            if type(imp) is not int or imp < 0 or type(exp) is not int or exp < 0:
+                kwh(imp), kwh(exp)  # raises, naming the value
+            if escaped:
+                malo = escape(malo)
+            add(f"LOC+172+{malo}'\nLIN+{line + 1}{to_import[quality]}{imp // 1000}.{milli[imp % 1000]}{between}"
+                f"{line + 2}{to_export[quality]}{exp // 1000}.{milli[exp % 1000]}{after}")
+            line += 2
+        parts.append("".join(chunk).encode("ascii"))
+    unt = segment("UNT", str(len(body) + 11 * len(fields) + 1), "1")
+    parts.append((unt + "\n" + segment("UNZ", "1", icr) + "\n").encode("ascii"))
+    return b"".join(parts)
 
 
 # -- reading back (for verification) -----------------------------------------------------------------------

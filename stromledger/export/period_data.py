@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sys
 from array import array
+from itertools import repeat
+from operator import add, attrgetter, itemgetter
 from typing import Iterable, Iterator
 
 import msgpack
@@ -20,10 +22,13 @@ from stromledger.cascade.rows import MeterRow, leaf_bytes
 from stromledger.codec import CodecError
 from stromledger.registry import Registry
 
-from .build import ExportError, as_meter_rows
+from .build import ExportError
+from .text import CHUNK
 
 PERIOD_ROWS_FORMAT = "stromledger/period-rows/1"
 MAX_DATA_BYTES = 1 << 31
+new = tuple.__new__
+_AFTER_PERIOD, _MALO, _KIND_SOURCE = itemgetter(slice(2, None)), itemgetter(2), attrgetter("kind", "source")
 
 
 def encode_period_rows(period: int, version: int, rows: Iterable[MeterRow]) -> bytes:
@@ -91,25 +96,55 @@ def is_period_rows(data: bytes) -> bool:
     return len(data) > 1 + len(head) and data[1:1 + len(head)] == head
 
 
-def decode_period_rows(registry: Registry, data: bytes) -> tuple[int, int, list[MeterRow]]:
-    """(period, version, rows). Raises ExportError for bytes that are not this format."""
+class PeriodRows(list):
+    """The MeterRows of a node's own stored period rows, with the stored leaf bytes they were decoded from
+    (`leaves`, the sealed Merkle leaves if the rows are what was sealed): `build_export` hashes these for the
+    Merkle root instead of re-encoding every row, and refuses them if the root differs from the sealed one."""
+
+    __slots__ = ("leaves",)
+
+    def __init__(self, rows: Iterable[MeterRow], leaves: list[bytes]):
+        super().__init__(rows)
+        self.leaves = leaves
+
+
+def decode_period_rows(registry: Registry, data: bytes) -> tuple[int, int, PeriodRows]:
+    """(period, version, rows). Raises ExportError for bytes that are not this format.
+
+    The node's own rows: each leaf is decoded without the strict decoder's field-by-field checks and
+    canonical re-encode. `build_export` refuses rows whose leaves do not give the sealed Merkle root, and
+    sealed leaves are canonical SettledReadings (the seal builder encodes them), so rows that pass that check
+    are exactly the sealed ones; rows that do not pass it are never exported."""
     try:
         obj = msgpack.unpackb(data, raw=False, use_list=False, strict_map_key=True, max_bin_len=MAX_DATA_BYTES,
                               max_map_len=0, max_ext_len=0)
         fmt, period, version, leaves = obj
         if fmt != PERIOD_ROWS_FORMAT or type(period) is not int or type(version) is not int:
             raise ValueError("not period rows")
-        decoded = [_leaf(leaf) for leaf in leaves]
+        leaves = list(leaves)
+        if not all(type(x) is bytes for x in leaves):
+            raise ValueError("a stored leaf is not bytes")
+        mps = registry.meter_points
+        rows = []
+        for at in range(0, len(leaves), CHUNK):
+            # A few thousand leaves in one call: an array header before them (each leaf is one msgpack item).
+            part = leaves[at:at + CHUNK]
+            items = msgpack.unpackb(_array_header(len(part)) + b"".join(part), raw=False, use_list=False,
+                                    strict_map_key=True, max_bin_len=MAX_DATA_BYTES, max_map_len=0, max_ext_len=0)
+            if len(items) != len(part) or set(map(type, items)) - {tuple} or set(map(len, items)) - {14} or \
+                    set(map(itemgetter(0), items)) - {SettledReading.TAG}:
+                raise ValueError("a stored leaf is not a SettledReading")
+            periods = set(map(itemgetter(1), items)) - {period}
+            if periods:
+                raise ExportError(f"a leaf of period {min(periods)} among the rows of period {period}")
+            try:
+                # MeterRow(*item[2:], mp.kind, mp.source) for each item, in C loops (map) rather than bytecode
+                rows += map(new, repeat(MeterRow), map(add, map(_AFTER_PERIOD, items),
+                                                        map(_KIND_SOURCE, map(mps.__getitem__, map(_MALO, items)))))
+            except KeyError as e:
+                raise ExportError(f"{e.args[0]} is not in the registry") from None
+    except ExportError:
+        raise
     except (ValueError, TypeError, CodecError, msgpack.ExtraData) as e:
         raise ExportError(f"stored period rows are malformed: {e}") from None
-    return period, version, as_meter_rows(registry, period, decoded)
-
-
-def _leaf(data: bytes) -> SettledReading:
-    """A stored leaf, type-checked field by field. The canonical re-encode check of the strict decoder is
-    left out: these rows are the node's own, and build_export refuses rows that do not recompute the sealed
-    Merkle root, which re-encodes every leaf anyway."""
-    obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, max_map_len=0, max_ext_len=0)
-    if type(obj) is not list or not obj or obj[0] != SettledReading.TAG:
-        raise ValueError("a stored leaf is not a SettledReading")
-    return SettledReading.from_wire(obj[1:])
+    return period, version, PeriodRows(rows, leaves)

@@ -6,6 +6,8 @@ parses against them. docs/export-format.md describes every column.
 
 from __future__ import annotations
 
+import re
+from operator import itemgetter
 from typing import Iterable, Sequence
 
 from stromledger.cascade.messages import MISMATCHED, MISSING, ONE_SIDED, QUALITY_NAMES, PeriodResult
@@ -14,7 +16,7 @@ from stromledger.periods import Period, format_utc
 from stromledger.registry import SOURCES, Registry, RegistryChange
 from stromledger.registry.changes import change_json
 
-from .text import csv_bytes, json_line
+from .text import CHUNK, csv_bytes, json_line
 
 METER_POINTS_CSV = "meter-points.csv"
 METER_POINTS_JSONL = "meter-points.jsonl"
@@ -73,6 +75,79 @@ def meter_record(period: Period, seal_hash: bytes, row: MeterRow) -> dict:
         "reading_register": int(row.register), "reading_import_wh": row.reading_import,
         "reading_export_wh": row.reading_export, "reading_sig": row.reading_sig.hex(),
     }
+
+
+def meter_records(period: Period, seal_hash: bytes, rows: Iterable[MeterRow]) -> list[dict]:
+    """`meter_record` of every row (the period's interval and the seal hash formatted once)."""
+    start, end = interval(period)
+    seal = seal_hash.hex()
+    names = QUALITY_NAMES
+    return [{
+        "period_start": start, "period_end": end, "malo_id": r[0], "grid_area": r[1], "balancing_group": r[2],
+        "import_wh": r[5] if r[4] != MISSING else None, "export_wh": r[6] if r[4] != MISSING else None,
+        "source": r[13], "quality": names[r[4]], "version": r[3], "seal_hash": seal, "kind": r[12],
+        "reading_version": r[7], "reading_register": int(r[8]), "reading_import_wh": r[9],
+        "reading_export_wh": r[10], "reading_sig": r[11].hex(),
+    } for r in rows]
+
+
+# Text that every writer (csv QUOTE_MINIMAL, canonical JSON) puts down unchanged: printable ASCII without
+# the CSV delimiter and quote and JSON's backslash. Values of this form are written without the csv module
+# and json.dumps; any other value sends the whole file through them.
+_PLAIN = re.compile(r"[ !#-+\--\[\]-~]*")
+
+
+def meter_points_files(period: Period, seal_hash: bytes,
+                       rows: Sequence[MeterRow]) -> tuple[bytes, bytes, int | None]:
+    """meter-points.csv and meter-points.jsonl, byte for byte what `meter_points_csv` and
+    `meter_points_jsonl` make of `meter_records`, and their record count (None: count the bytes). One
+    formatted line per meter point when every text value is plain (MaLo-IDs, EICs, kinds, sources and
+    timestamps always are); else through those two."""
+    start, end = interval(period)
+    names = QUALITY_NAMES
+    plain = _PLAIN.fullmatch
+    strings = {start, end, *names.values()}
+    for i in (1, 2, 12, 13):
+        strings.update(map(itemgetter(i), rows))
+    malos = list(map(itemgetter(0), rows))
+    if not (all(type(x) is str and plain(x) for x in strings) and all(type(x) is str for x in malos)
+            and plain("".join(malos))):
+        records = meter_records(period, seal_hash, rows)
+        return meter_points_csv(records), meter_points_jsonl(records), None
+    del malos
+    seal = seal_hash.hex()
+    # The parts that are the same for every meter point, or for every one of a quality, joined in advance
+    # (an f-string of at most 30 parts is built in one step).
+    pre, cseal = f"{start},{end},", f",{seal},"
+    cq = {q: f",{name}," for q, name in names.items()}
+    jq = {q: f'","period_end":"{end}","period_start":"{start}","quality":"{name}","reading_export_wh":'
+          for q, name in names.items()}
+    jseal = f',"seal_hash":"{seal}","source":"'
+    # A few thousand lines at a time into bytes: the lines' memory is reused chunk after chunk instead of a
+    # gigabyte of fresh str at 1M meter points.
+    csv_parts = [(",".join(METER_POINT_COLUMNS) + "\n").encode("utf-8")]
+    json_parts = []
+    for at in range(0, len(rows), CHUNK):
+        csv_lines, json_lines = [], []
+        csv_add, json_add = csv_lines.append, json_lines.append
+        for m, area, group, version, q, imp, exp, rver, reg, rimp, rexp, sig, kind, source in rows[at:at + CHUNK]:
+            sig = sig.hex()
+            reg = int(reg)
+            if q == MISSING:
+                csv_add(f"{pre}{m},{area},{group},,,{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},{rimp},"
+                        f"{rexp},{sig}\n")
+                imp = exp = "null"
+            else:
+                csv_add(f"{pre}{m},{area},{group},{imp},{exp},{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},"
+                        f"{rimp},{rexp},{sig}\n")
+            # canonical JSON: keys sorted
+            json_add(f'{{"balancing_group":"{group}","export_wh":{exp},"grid_area":"{area}","import_wh":{imp},'
+                     f'"kind":"{kind}","malo_id":"{m}{jq[q]}{rexp},"reading_import_wh":{rimp},'
+                     f'"reading_register":{reg},"reading_sig":"{sig}","reading_version":{rver}{jseal}{source}",'
+                     f'"version":{version}}}\n')
+        csv_parts.append("".join(csv_lines).encode("utf-8"))
+        json_parts.append("".join(json_lines).encode("utf-8"))
+    return b"".join(csv_parts), b"".join(json_parts), len(rows)
 
 
 def row_of_record(rec: dict) -> MeterRow:

@@ -21,6 +21,12 @@ class FormatError(ValueError):
     """Text that is not in the export's exact format. The message says what is wrong; callers add where."""
 
 
+# -- many lines into one file ----------------------------------------------------------------------------------
+
+
+CHUNK = 4096  # lines formatted, joined and encoded at a time by the export's fast paths
+
+
 # -- CSV ---------------------------------------------------------------------------------------------------
 
 

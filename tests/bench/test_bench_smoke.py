@@ -38,6 +38,8 @@ def test_cascade(capsys, tmp_path):
     assert steady["meter_points"] == 400 and steady["substituted"] + steady["measured"] + steady["missing"] == 400
     assert {"build_s", "validate_s", "commit_s", "persist_s"} <= steady.keys()
     assert steady["export_s"] is not None  # height g exported once g + 1 carries its certificate
+    assert steady["export_per_build"] == steady["export_s"] / steady["build_s"]  # issue 11: at most 2 at 1M
+    assert r["curve"][-1]["export_per_build"] == steady["export_per_build"]
     assert main(["bench", "plot", str(tmp_path / "c.json"), "--out", str(tmp_path)]) == 0
     png = (tmp_path / "cascade_seconds.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
