@@ -60,7 +60,7 @@ def test_sim(capsys):
 
 def test_consensus_in_memory_and_p2p(capsys):
     r = _bench(capsys, "consensus", "--memory", "4", "--p2p", "4", "--heights", "1", "--warmup", "0",
-               "--period-seconds", "1", "--meters", "20")
+               "--period-seconds", "2", "--meters", "20")
     assert [(x["transport"], x["validators"]) for x in r["runs"]] == [("memory", 4), ("p2p", 4)]
     for x in r["runs"]:
         assert x["proposal_to_commit_s"]["n"] == 4 and x["gate_to_all_committed_s"]["median"] is not None
