@@ -41,6 +41,7 @@ def retention_problem(retain_periods: int, correction_window: int) -> str | None
 
 CACHED_PERIODS = 2  # decoded whole periods kept (the day before for substitution, a corrected period)
 CACHED_RESULTS = 64
+CACHED_LAYOUTS = 64
 
 
 class StoreHistory:
@@ -49,6 +50,7 @@ class StoreHistory:
         self.reg = registry
         self.registry_of: Callable[[int], Registry] = lambda period: registry  # the state sets the real one
         self._layouts: dict[int, tuple[Registry, Layout]] = {}  # id(registry version) -> its row layout
+        self._period_layouts: OrderedDict[int, Layout] = OrderedDict()  # period -> its layout (recent periods)
         self.cached_periods = cached_periods
         self._unsaved: dict[tuple[int, int], tuple[int, PeriodResult, Mapping[str, tuple]]] = {}
         self._unsaved_batches: dict[bytes, tuple[int, int]] = {}
@@ -63,12 +65,18 @@ class StoreHistory:
     def layout(self, period: int) -> Layout:
         """The row layout of `period`: its registry version's meter points in registry order (a period's rows
         and their leaf index are written in that order)."""
+        # A settled period's registry version never changes (changes take effect only after the height that
+        # commits them), so its layout is remembered per period: point reads stay O(1) however many changes.
+        layout = self._period_layouts.get(period)
+        if layout is not None:
+            return layout
         reg = self.registry_of(period)
         got = self._layouts.get(id(reg))
         if got is None:
             if len(self._layouts) >= 8:
                 self._layouts.clear()
             got = self._layouts[id(reg)] = (reg, Layout(reg.malo_order))  # holding reg keeps its id unique
+        _remember(self._period_layouts, period, got[1], CACHED_LAYOUTS)
         return got[1]
 
     # -- reads -------------------------------------------------------------------------------------------
