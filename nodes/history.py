@@ -28,6 +28,7 @@ from stromledger.export.period_data import (
 from stromledger.registry import Registry
 from stromledger.store import Store
 
+
 def retention_problem(retain_periods: int, correction_window: int) -> str | None:
     """Why `[history] retain_periods` cannot be used with this correction window, or None: 0 keeps
     everything; otherwise it must outlast the window and the export of the height before (which reads the
@@ -47,7 +48,6 @@ CACHED_LAYOUTS = 64
 class StoreHistory:
     def __init__(self, store: Store, registry: Registry, cached_periods: int = CACHED_PERIODS):
         self.store = store
-        self.reg = registry
         self.registry_of: Callable[[int], Registry] = lambda period: registry  # the state sets the real one
         self._layouts: dict[int, tuple[Registry, Layout]] = {}  # id(registry version) -> its row layout
         self._period_layouts: OrderedDict[int, Layout] = OrderedDict()  # period -> its layout (recent periods)
@@ -176,7 +176,8 @@ class StoreHistory:
         `saved(...)` with what this returned once the transaction committed."""
         unsaved = list(self._unsaved.items())
         for (period, version), (height, _, entries) in unsaved:
-            data, index = encode_period_rows_indexed(period, version, entry_rows(self.registry_of(period), period, entries))
+            rows = entry_rows(self.registry_of(period), period, entries)
+            data, index = encode_period_rows_indexed(period, version, rows)
             self.store.put_period_result(period, version, height, data)
             self.store.put_period_index(period, version, index)
         batches = list(self._unsaved_batches.items())
