@@ -10,6 +10,7 @@ seals. Still pure: the clock arrives as `now_period`, bytes arrive as arguments,
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Callable, Iterable, Iterator, Mapping, Union
 
 from stromledger.crypto import SigningKey, sha256
@@ -24,6 +25,11 @@ from .settle import Outcome, batch_eligible, build_seal, rebuild_seal
 from .state import SettledState
 
 READING, SCHEDULE, CHANGE = 1, 2, 3
+# A reading's item is (MaLo-ID, version, register, import Wh, export Wh), built in C by attrgetter (it starts
+# with a str, so it never equals a schedule's or change's item, which start with their kind); its key in the
+# pending readings is (MaLo-ID, version).
+_READING_ITEM = attrgetter("malo_id", "version", "register", "import_wh", "export_wh")
+_READING_KEY = attrgetter("malo_id", "version")
 Incoming = Union[bytes, Batch, CheckedBatch]
 
 
@@ -71,7 +77,7 @@ class Acceptor:
         self.state = state
         self.quota = quota
         self.batches: dict[bytes, CheckedBatch] = {}
-        self._readings: dict[int, dict[tuple[str, int], tuple[bool, int, int]]] = {}  # period -> (malo, ver)
+        self._readings: dict[int, dict[tuple[str, int], tuple]] = {}  # period -> (malo, version) -> item
         self._schedules: dict[int, dict[tuple[str, str, bytes], set[int]]] = {}  # (from, to, signer) -> Wh
         self._carrier: dict[int, dict[tuple, bytes]] = {}  # period -> item -> lowest digest of a batch holding it
         self._carries: dict[bytes, int] = {}  # digest -> number of items it is the lowest carrier of
@@ -113,26 +119,33 @@ class Acceptor:
         next_height = self.state.next_height(reg)
         lo = correctable_from(reg, next_height)
         out = Admission(d)
-        items: set[tuple[int, tuple]] = set()  # (period, item) of everything a seal can still use
-        new_readings: dict[tuple[int, str, int], tuple[bool, int, int]] = {}  # (period, malo, version)
-        # An item that repeats a pending one is still collected: whether it keeps this batch is decided by
-        # digest below (the lowest-digest carrier holds it), never by which batch came first.
-        for i, (r, verdict) in enumerate(zip(checked.batch.readings, checked.reading_verdicts)):
-            why, usable = (verdict, False) if verdict else self._reading_verdict(r, lo, new_readings)
-            if usable:
-                items.add((r.period, (READING, r.malo_id, r.version, r.register, r.import_wh, r.export_wh)))
-            if why is None:
-                out.accepted += 1
-            else:
-                out.rejections.append((READING, i, why))
-                out.duplicates += why.harmless
+        items: dict[int, set[tuple]] = {}  # period -> every item of it a seal can still use
+        # period -> (MaLo-ID, version) -> reading item, for readings no pending batch holds yet
+        new_readings = self._fresh_readings(checked, lo)
+        if new_readings is not None:
+            out.accepted += len(checked.batch.readings)
+            for period, fresh in new_readings.items():
+                items[period] = set(fresh.values())
+        else:
+            new_readings = {}
+            # An item that repeats a pending one is still collected: whether it keeps this batch is decided
+            # by digest below (the lowest-digest carrier holds it), never by which batch came first.
+            for i, (r, verdict) in enumerate(zip(checked.batch.readings, checked.reading_verdicts)):
+                why, item = (verdict, None) if verdict else self._reading_verdict(r, lo, new_readings)
+                if item is not None:
+                    items.setdefault(r.period, set()).add(item)
+                if why is None:
+                    out.accepted += 1
+                else:
+                    out.rejections.append((READING, i, why))
+                    out.duplicates += why.harmless
         new_schedules: set[tuple[int, tuple[str, str, bytes], int]] = set()
         for i, (s, verdict) in enumerate(zip(checked.batch.schedules, checked.schedule_verdicts)):
             why = verdict
             if why is None and s.period < next_height:
                 why = Rejection(Reason.PERIOD_TOO_OLD, f"period {s.period} is already sealed")
             if why is None:
-                items.add((s.period, (SCHEDULE, s.from_group, s.to_group, s.signer, s.wh)))
+                items.setdefault(s.period, set()).add((SCHEDULE, s.from_group, s.to_group, s.signer, s.wh))
                 why = self._schedule_verdict(s, new_schedules)
             if why is None:
                 out.accepted += 1
@@ -145,37 +158,79 @@ class Acceptor:
             taken = {m: cd for m, (cd, _) in {**self._changes, **new_changes}.items()}
             why = verdict or change_verdict(reg, self.state.changes, c, next_height, taken, committed)
             if why is None:
-                items.add((c.effective_period, (CHANGE, c.digest())))
+                items.setdefault(c.effective_period, set()).add((CHANGE, c.digest()))
                 new_changes[c.malo_id] = (c.digest(), d)
                 out.accepted += 1
             else:
                 out.rejections.append((CHANGE, i, why))
                 out.duplicates += why.harmless
-        won = [(period, item) for period, item in items if d < self._carrier.get(period, {}).get(item, _NO_DIGEST)]
-        if not won:
+        # the items this batch is the lowest-digest carrier of, per period; `contested`: periods where another
+        # held batch carries some of them (whole sets are compared at C speed: usually nobody does)
+        won: dict[int, set[tuple] | list[tuple]] = {}
+        contested: set[int] = set()
+        for period, its in items.items():
+            carriers = self._carrier.get(period)
+            if not carriers or carriers.keys().isdisjoint(its):
+                won[period] = its
+            else:
+                contested.add(period)
+                mine = [item for item in its if d < carriers.get(item, _NO_DIGEST)]
+                if mine:
+                    won[period] = mine
+        count = sum(map(len, won.values()))
+        if not count:
             return out
         quota_period = now_period if now_period is not None else quota_period
         if quota_period is not None:
-            out.refused = self._over_quota(checked.batch.submitter, quota_period, len(won))
+            out.refused = self._over_quota(checked.batch.submitter, quota_period, count)
             if out.refused:
                 return out
-        for period, item in won:
+        for period, its in won.items():
             carriers = self._carrier.setdefault(period, {})
-            held = carriers.get(item)
-            carriers[item] = d
-            if held in self._carries:  # (not after `forget`)
-                self._carries[held] -= 1
-                if not self._carries[held]:  # everything it holds, a lower-digest batch holds too
-                    del self._carries[held]
-                    self.batches.pop(held, None)
-        self._carries[d] = len(won)
+            if period not in contested:
+                carriers.update(dict.fromkeys(its, d))
+                continue
+            for item in its:
+                held = carriers.get(item)
+                carriers[item] = d
+                if held in self._carries:  # (not after `forget`)
+                    self._carries[held] -= 1
+                    if not self._carries[held]:  # everything it holds, a lower-digest batch holds too
+                        del self._carries[held]
+                        self.batches.pop(held, None)
+        self._carries[d] = count
         self.batches[d] = checked
-        for (period, malo, version), values in new_readings.items():
-            self._readings.setdefault(period, {})[malo, version] = values
+        for period, fresh in new_readings.items():
+            self._readings.setdefault(period, {}).update(fresh)
         for period, key, wh in new_schedules:
             self._schedules.setdefault(period, {}).setdefault(key, set()).add(wh)
         self._changes.update(new_changes)
         out.stored = True
+        return out
+
+    def _fresh_readings(self, checked: CheckedBatch, lo: int) -> dict[int, dict[tuple, tuple]] | None:
+        """The common case, admitted in bulk (whole columns through C-level dict and set operations instead
+        of a verdict per reading): every reading statically valid, each for a period inside the window that
+        nothing settled yet, none repeating a pending reading's (MaLo-ID, version) or another in the batch.
+        Then each one is accepted and usable: period -> (MaLo-ID, version) -> item. None when any reading
+        needs its own verdict (`_reading_verdict` decides those, with the same outcome for the rest)."""
+        readings = checked.batch.readings
+        if not readings or checked.reading_verdicts.count(None) != len(readings):
+            return None
+        periods = checked.reading_periods
+        if periods[0] < lo or any(self.state.kept(p) for p in periods):
+            return None
+        groups: dict[int, list] = {periods[0]: readings} if len(periods) == 1 else {}
+        if not groups:
+            for r in readings:
+                groups.setdefault(r.period, []).append(r)
+        out = {}
+        for period, rs in groups.items():
+            fresh = dict(zip(map(_READING_KEY, rs), map(_READING_ITEM, rs)))
+            pending = self._readings.get(period)
+            if len(fresh) != len(rs) or (pending and not pending.keys().isdisjoint(fresh)):
+                return None
+            out[period] = fresh
         return out
 
     def _over_quota(self, submitter: bytes, now_period: int, items: int) -> Rejection | None:
@@ -194,31 +249,33 @@ class Acceptor:
         used[1] += items
         return None
 
-    def _reading_verdict(self, r, lo: int, new: dict) -> tuple[Rejection | None, bool]:
-        """The verdict on a statically valid reading, and whether a seal can still use it (settle it, count
-        it as a duplicate of a pending one, or report it as a conflict)."""
+    def _reading_verdict(self, r, lo: int, new: dict) -> tuple[Rejection | None, tuple | None]:
+        """The verdict on a statically valid reading, and its item if a seal can still use it (settle it,
+        count it as a duplicate of a pending one, or report it as a conflict). `new`: period ->
+        (MaLo-ID, version) -> item of the readings this batch adds so far."""
         if r.period < lo:
-            return Rejection(Reason.PERIOD_TOO_OLD, f"period {r.period} is before the correction window ({lo})"), False
-        values = (r.register, r.import_wh, r.export_wh)
+            return Rejection(Reason.PERIOD_TOO_OLD, f"period {r.period} is before the correction window ({lo})"), None
+        item = _READING_ITEM(r)
         settled = self.state.entry(r.period, r.malo_id)
         if settled is not None and settled[RVER]:
             if r.version < settled[RVER]:
-                return Rejection(Reason.SUPERSEDED, f"version {settled[RVER]} is already settled"), False
+                return Rejection(Reason.SUPERSEDED, f"version {settled[RVER]} is already settled"), None
             if r.version == settled[RVER]:
-                if values == (settled[REG], settled[RIMP], settled[REXP]):
-                    return Rejection(Reason.DUPLICATE, "already settled"), False
+                if item[2:] == (settled[REG], settled[RIMP], settled[REXP]):
+                    return Rejection(Reason.DUPLICATE, "already settled"), None
                 return Rejection(Reason.CONFLICTING_DUPLICATE, "differs from the settled reading of this "
-                                                               "version: kept as evidence against the meter"), True
-        pending = self._readings.get(r.period, {}).get((r.malo_id, r.version))
+                                                               "version: kept as evidence against the meter"), item
+        key = item[:2]
+        pending = self._readings.get(r.period, {}).get(key)
         if pending is None:
-            pending = new.get((r.period, r.malo_id, r.version))  # listed twice in this batch
+            pending = new.get(r.period, {}).get(key)  # listed twice in this batch
         if pending is None:
-            new[r.period, r.malo_id, r.version] = values
-            return None, True
-        if pending == values:
-            return Rejection(Reason.DUPLICATE, "already received"), True
+            new.setdefault(r.period, {})[key] = item
+            return None, item
+        if pending == item:
+            return Rejection(Reason.DUPLICATE, "already received"), item
         return Rejection(Reason.CONFLICTING_DUPLICATE, "differs from a reading received for the same version: "
-                                                       "kept as evidence against the meter"), True
+                                                       "kept as evidence against the meter"), item
 
     def _schedule_verdict(self, s, new: set) -> Rejection | None:
         """Duplicate of a pending schedule, or a warning that the other side signed another amount (the

@@ -10,7 +10,7 @@ from stromledger.cascade.messages import RECEIPT_DOMAIN
 from stromledger.crypto import verify
 from stromledger.registry import Registry
 
-from .tiny import CHAIN, G, G1, G2, HOUSE1, HOUSE2, MAX_30KW, PV, Net, key, make_registry, malo
+from .tiny import CHAIN, G, G1, G2, HOUSE1, HOUSE2, MAX_30KW, PV, SWITCH, Net, key, make_registry, malo
 
 NOW = G + 1
 
@@ -181,3 +181,44 @@ def test_a_schedule_above_the_bound_is_refused(registry, net, ledger):
     a = ledger.admit(net.batch([], net.schedule(G1, G2, NOW, MAX_SCHEDULE_WH + 1, "from")
                                + net.schedule(G1, G2, NOW, MAX_SCHEDULE_WH, "to")), NOW)
     assert reasons(a) == [(SCHEDULE, 0, Reason.OVERSIZED)] and a.stored
+
+
+def test_bulk_admission_equals_the_verdict_of_each_reading(registry, net):
+    """Batches of readings that need no verdict of their own are admitted in bulk (Acceptor._fresh_readings);
+    the answers and everything the acceptor keeps are exactly those of judging each reading, over random
+    batches with repeats inside a batch and across batches, conflicts, several periods, unknown meter
+    points, a settled period and a quota."""
+    import random
+
+    from stromledger.cascade.ledger import SubmitterQuota
+
+    rng = random.Random(7)
+    pool = [net.reading(m, p, imp, version=v) for m in (HOUSE1, HOUSE2, PV, SWITCH, malo(99))
+            for p in (G, G + 1, G + 2) for v in range(1, 9) for imp in (5, 6)]
+    quota = SubmitterQuota(batches=1_000, items=150)
+    bulk, each = Ledger(registry, quota=quota), Ledger(registry, quota=quota)
+    each.acceptor._fresh_readings = lambda checked, lo: None
+    taken = 0
+    for step in range(120):
+        if step % 40 == 39:  # settle what is held: later readings of that period are judged against it
+            outcome = bulk.propose()
+            assert each.propose().seal_bytes == outcome.seal_bytes
+            bulk.commit(outcome.seal_bytes)
+            each.commit(outcome.seal_bytes)
+        if rng.random() < 0.5:  # one period, distinct meter points: the bulk path's shape
+            period, version = rng.choice((G, G + 1, G + 2)), rng.randint(1, 8)
+            readings = [rng.choice([r for r in pool if (r.malo_id, r.period, r.version) == (m, period, version)])
+                        for m in (HOUSE1, HOUSE2, PV, SWITCH) if rng.random() < 0.6]
+        else:
+            readings = rng.sample([r for r in pool if r.version <= 2], rng.randint(1, 6))
+        if not readings:
+            continue
+        batch = net.batch(readings)
+        fresh = bulk.acceptor._fresh_readings(bulk.acceptor.check(batch), G)
+        taken += fresh is not None
+        a, b = bulk.admit(batch, G + 3), each.admit(batch, G + 3)
+        assert (a.digest, a.refused, a.rejections, a.accepted, a.duplicates, a.stored) == \
+            (b.digest, b.refused, b.rejections, b.accepted, b.duplicates, b.stored)
+        for name in ("batches", "_readings", "_schedules", "_carrier", "_carries", "_used"):
+            assert getattr(bulk.acceptor, name) == getattr(each.acceptor, name), name
+    assert taken >= 10  # the bulk path was exercised, not only the per-reading one
