@@ -66,8 +66,9 @@ def _builder(cls: type) -> tuple[Callable[[list], list], Callable[[list], Any]]:
 _readings, build_reading = _builder(Reading)
 
 
-def _header(data: bytes) -> Optional[tuple[int, int]]:
-    """(number of readings, offset of the first) of a canonical readings-only batch, or None."""
+def _frame(data: bytes) -> Optional[tuple[int, int, int, int]]:
+    """(number of readings, offset of the first, end of the last, offset of the submitter's 32 bytes) of a
+    canonical readings-only batch, or None: the header and the tail around the readings."""
     if len(data) < 4 + 34 + 1 + len(_TAIL) + 64 or data[0] != 0x97 or data[1] != 0x03:
         return None
     h = data[2]
@@ -79,32 +80,50 @@ def _header(data: bytes) -> Optional[tuple[int, int]]:
         return None
     if data[at:at + 2] != b"\xc4\x20":  # submitter
         return None
+    submitter = at + 2
     at += 34
     if at + 5 > len(data):
         return None
     h = data[at]
     if 0x91 <= h <= 0x9F:
-        return h - 0x90, at + 1
-    if h == 0xDC:
+        n, start = h - 0x90, at + 1
+    elif h == 0xDC:
         n = int.from_bytes(data[at + 1:at + 3], "big")
-        return (n, at + 3) if n >= 16 else None
-    if h == 0xDD:
+        if n < 16:
+            return None
+        start = at + 3
+    elif h == 0xDD:
         n = int.from_bytes(data[at + 1:at + 5], "big")
-        return (n, at + 5) if 0x10000 <= n <= MAX_BATCH_READINGS else None
-    return None
+        if not 0x10000 <= n <= MAX_BATCH_READINGS:
+            return None
+        start = at + 5
+    else:
+        return None
+    end = len(data) - len(_TAIL) - 64
+    if end < start or data[end:end + len(_TAIL)] != _TAIL:
+        return None
+    return n, start, end, submitter
+
+
+def fast_signer(data: bytes) -> Optional[tuple[bytes, bytes]]:
+    """(submitter, batch signature) sliced from a batch of the fast path's outer shape, without decoding
+    it, so that its signature can be verified while the readings are decoded; None for any other shape.
+    Only a hint: `check_batch` uses the verdict only if the decoded batch names the same two."""
+    frame = _frame(data)
+    if frame is None:
+        return None
+    submitter = frame[3]
+    return data[submitter:submitter + 32], data[-64:]
 
 
 def fast_decode_rows(data: bytes) -> Optional[tuple[str, bytes, list[list], bytes, list[bytes]]]:
     """`fast_decode_batch` without building the readings: (chain id, submitter, each reading's 8 checked
     values, batch signature, each reading's canonical bytes), or None. `build_reading(row)` makes the
     Reading (`check_batch` does that on its worker threads, next to each signature check)."""
-    head = _header(data)
-    if head is None:
+    frame = _frame(data)
+    if frame is None:
         return None
-    n, start = head
-    end = len(data) - len(_TAIL) - 64
-    if end < start or data[end:end + len(_TAIL)] != _TAIL:
-        return None
+    n, start, end, _ = frame
     raws = _READING.findall(data, start, end)
     # disjoint matches inside [start, end) whose lengths add up to end - start leave no byte unmatched
     if len(raws) != n or sum(map(len, raws)) != end - start:

@@ -160,13 +160,15 @@ def test_mutating_every_byte_of_a_small_batch(net):
 
 
 def reference_check(registry, data, **kw):
-    """check_batch with the fast path switched off."""
-    saved = checks.fast_decode_rows
+    """check_batch with the fast path switched off (the fast decoder and the batch signature verified while
+    it decodes)."""
+    saved = checks.fast_decode_rows, checks._early_batch_signature
     checks.fast_decode_rows = lambda data: None
+    checks._early_batch_signature = lambda registry, data, map: None
     try:
         return check_batch(registry, data, **kw)
     finally:
-        checks.fast_decode_rows = saved
+        checks.fast_decode_rows, checks._early_batch_signature = saved
 
 
 def test_check_batch_verdicts_are_the_same_on_both_paths(registry, net):
