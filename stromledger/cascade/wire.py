@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import msgpack
 
@@ -44,11 +44,10 @@ _TAIL = b"\x90\x90\xc4\x40"  # no schedules, no changes, then the batch signatur
 _SIG_FIELD = 66  # 0xc4 0x40 + 64 bytes, the last field of a Reading and of a Batch
 
 
-def _builder(cls: type) -> tuple[Callable[[list], list], Callable[[list], Any]]:
-    """`lambda rows: [cls(*row) for row in rows]` and `lambda row: cls(*row)` for a frozen slots dataclass,
-    without its `__init__` (which sets each field through `object.__setattr__`): each slot is set by its own
-    descriptor, about half the cost. Only for values already checked; the objects are equal to those
-    `cls(*row)` builds."""
+def _builder(cls: type) -> Callable[[list], list]:
+    """`lambda rows: [cls(*row) for row in rows]` for a frozen slots dataclass, without its `__init__`
+    (which sets each field through `object.__setattr__`): each slot is set by its own descriptor, about half
+    the cost. Only for values already checked; the objects are equal to those `cls(*row)` builds."""
     names = list(cls.__slots__)
     assert names == [f.name for f in dataclasses.fields(cls)] and not hasattr(cls, "__post_init__")
     args = ", ".join(f"a{i}" for i in range(len(names)))
@@ -56,14 +55,12 @@ def _builder(cls: type) -> tuple[Callable[[list], list], Callable[[list], Any]]:
     src = (f"def build(rows, new=object.__new__, cls=cls, {', '.join(f's{i}=s[{i}]' for i in range(len(names)))}):"
            f"\n    out = []\n    add = out.append\n    for {args} in rows:\n        o = new(cls){sets}"
            f"\n        add(o)\n    return out\n")
-    src += (f"def one(row, new=object.__new__, cls=cls, {', '.join(f's{i}=s[{i}]' for i in range(len(names)))}):"
-            f"\n    {args}, = row\n    o = new(cls){sets.replace(chr(10) + '    ', chr(10))}\n    return o\n")
     scope = {"cls": cls, "s": [getattr(cls, n).__set__ for n in names]}
     exec(src, scope)
-    return scope["build"], scope["one"]
+    return scope["build"]
 
 
-_readings, build_reading = _builder(Reading)
+build_readings = _builder(Reading)
 
 
 def _frame(data: bytes) -> Optional[tuple[int, int, int, int]]:
@@ -118,8 +115,8 @@ def fast_signer(data: bytes) -> Optional[tuple[bytes, bytes]]:
 
 def fast_decode_rows(data: bytes) -> Optional[tuple[str, bytes, list[list], bytes, list[bytes]]]:
     """`fast_decode_batch` without building the readings: (chain id, submitter, each reading's 8 checked
-    values, batch signature, each reading's canonical bytes), or None. `build_reading(row)` makes the
-    Reading (`check_batch` does that on its worker threads, next to each signature check)."""
+    values, batch signature, each reading's canonical bytes), or None. `build_readings(rows)` makes the
+    Readings (`check_batch` does that on its worker threads, next to the signature checks)."""
     frame = _frame(data)
     if frame is None:
         return None
@@ -146,7 +143,7 @@ def fast_decode_batch(data: bytes) -> Optional[tuple[Batch, list[bytes]]]:
     if got is None:
         return None
     chain_id, submitter, rows, sig, raws = got
-    return Batch(chain_id, submitter, tuple(_readings(rows)), (), (), sig), raws
+    return Batch(chain_id, submitter, tuple(build_readings(rows)), (), (), sig), raws
 
 
 def reading_body(raw: bytes) -> bytes:
