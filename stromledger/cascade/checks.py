@@ -296,13 +296,18 @@ def _built_reading_verdicts(registry: Registry, history: tuple[RegistryChange, .
     made = build_readings(rows)
     out: list = []
     add = out.append
-    period = reg = None
+    versions: dict[int, tuple] = {}  # period -> its registry version and what the checks read of it
+    period = None
     for r, row, raw in zip(made, rows, raws):
         malo, p, version, register, imp, exp, meter_key, sig = row
-        if p != period:  # a batch's readings mostly share one period: one registry version per run of them
+        if p != period:  # a batch's readings mostly share one period
             period = p
-            reg = registry_at(registry, p, history) if history else registry
-            points, seconds, prefix = reg.meter_points, reg.params.period_seconds, _reading_prefix(reg.root_chain_id)
+            got = versions.get(p)
+            if got is None:
+                reg = registry_at(registry, p, history) if history else registry
+                got = versions[p] = (reg, reg.meter_points, reg.params.period_seconds,
+                                     _reading_prefix(reg.root_chain_id))
+            reg, points, seconds, prefix = got
         mp = points.get(malo)
         if mp is None or meter_key != mp.meter_key or version < 1 or \
                 (not register and max(imp, exp) > mp.max_power_w * seconds // 3600):
