@@ -31,6 +31,7 @@ from stromledger.registry import (
     METER_POINT_ADDED, NETWORK, Registry, RegistryChange, committee, scopes_of, view, with_changes,
 )
 
+from .gc_policy import settle_collector
 from .protocol import ErrorReply, LightRequest
 from .runtime import NodeContext, chaos_disk, node_clock, serve_until_signalled, write_status_every
 from .validator import STATUS_EVERY, Validator
@@ -242,6 +243,7 @@ async def run(ctx: NodeContext) -> int:
         # Every store before the port opens: a home in use by another process (or bound to another chain)
         # stops the node with its one-line reason before it is reachable.
         opened = {scope: open_store(scope) for scope in scopes_of(genesis, ctx.config.name)}
+        settle_collector()  # the registry is loaded: out of every collection from now on (nodes/gc_policy.py)
         await serve_until_signalled(ctx, lambda net: ValidatorChains(ctx, net, opened.__getitem__,
                                                                      clock=node_clock()))
     finally:
