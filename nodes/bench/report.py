@@ -42,12 +42,12 @@ def ingest_tables(r: dict) -> list:
                   _n(st["check_batch"], 1), _n(st["admit"], 2), _n(st["store"], 2), _n(st["receipt"], 2))
     c = r["stage_costs_us_per_reading"]
     s = _table("ingest: single-thread cost per reading, one piece at a time (µs)", ["piece", "µs / reading"])
-    for k, label in (("decode_batch", "fast decode (cascade/wire.py: regex shape proof, C unpack, build)"),
-                     ("batch_signature", "batch signature (body sliced from the bytes + verify)"),
-                     ("precheck", "registry checks"),
-                     ("body_and_signing_input", "reading body sliced + signing input"),
+    for k, label in (("decode_rows", "fast decode (cascade/wire.py: regex shape proof, C unpack), serial"),
+                     ("batch_signature", "batch signature (body sliced from the bytes + verify), serial"),
+                     ("worker_loop", "worker loop but the verify: build, registry checks, body, signing input"),
+                     ("build_readings", "  of which: building the Reading objects"),
                      ("ed25519_verify", "Ed25519 verify (crypto_sign_open)"),
-                     ("gil_held_python", "Python work holding the GIL (sum of the first four)"),
+                     ("gil_held_python", "Python work holding the GIL (decode + batch signature + worker loop)"),
                      ("strict_decode_batch", "for comparison: Batch.decode (strict, canonical re-encode check)"),
                      ("encoded_body_and_signing_input", "for comparison: reading.body() encoded + signing input")):
         if k in c:
