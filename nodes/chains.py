@@ -14,6 +14,7 @@ each area seal once, so duplicates from several area members cost one verificati
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -60,6 +61,10 @@ class ValidatorChains:
             chain.writes_status = False  # this process writes one status.json for all its chains
         self.checkpoints_pushed = 0
         self.routed = 0
+        # batches submitted at the genesis level are checked here, their signatures spread over [ingest]
+        # workers threads as a chain spreads its own (the chains then take the verdicts, verifying nothing)
+        self._workers = max(1, workers or ctx.config.ingest_workers)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="route")
         if NETWORK in self.chains:
             validators = frozenset(genesis.validator_keys())  # any area's committee member may push
             net.set_handler(CHECKPOINT, self._on_checkpoint, allowed=validators.__contains__)
@@ -94,7 +99,8 @@ class ValidatorChains:
         item's verdict from that check; the chains' seals are final, as ever."""
         genesis = self.ctx.registry
         history = self.registry_history()
-        checked = await trio.to_thread.run_sync(lambda: check_batch(genesis, payload, history=history))
+        checked = await trio.to_thread.run_sync(lambda: check_batch(genesis, payload, map=self._pool.map,
+                                                                    parts=self._workers, history=history))
         if isinstance(checked, Rejection):
             self.ctx.reject(f"batch_{checked.reason.name.lower()}", checked.message, peer)
             return Admission(sha256(payload), refused=checked).receipt(self.ctx.key, genesis.chain_id).encode()
@@ -172,14 +178,17 @@ class ValidatorChains:
         return self.chains.get(areas[0]) if areas else None
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            if self.ctx.config.status_path:
-                nursery.start_soon(self._status_loop)
-            for chain in self.chains.values():
-                await nursery.start(chain.serve)
-            self.log.info("validator %s serves %d chain(s): %s", self.ctx.config.name, len(self.chains),
-                          ", ".join(self.scopes) or "none (in no committee of the genesis)")
-            task_status.started(self)
+        try:
+            async with trio.open_nursery() as nursery:
+                if self.ctx.config.status_path:
+                    nursery.start_soon(self._status_loop)
+                for chain in self.chains.values():
+                    await nursery.start(chain.serve)
+                self.log.info("validator %s serves %d chain(s): %s", self.ctx.config.name, len(self.chains),
+                              ", ".join(self.scopes) or "none (in no committee of the genesis)")
+                task_status.started(self)
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run(self) -> None:
         await self.serve()
