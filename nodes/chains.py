@@ -21,8 +21,8 @@ from typing import Any, Callable, Optional
 
 import trio
 
-from stromledger.cascade import Reason, Receipt, Rejection, check_batch, make_batch
-from stromledger.cascade.checks import CheckedBatch
+from stromledger.cascade import Reason, Receipt, Rejection, check_batch
+from stromledger.cascade.checks import CheckedBatch, signed_batch
 from stromledger.cascade.ledger import CHANGE, READING, SCHEDULE, Admission
 from stromledger.codec import CodecError
 from stromledger.consensus.config import ConsensusConfig
@@ -133,8 +133,7 @@ class ValidatorChains:
                 self.log.warning("batch %s: %d item(s) for chain %s, which this validator does not serve",
                                  checked.digest.hex()[:12], len(readings) + len(schedules), scope)
                 continue
-            sub = make_batch(self.ctx.key, chain.chain_id, readings, schedules, changes)
-            data = sub.encode()
+            sub, data = signed_batch(self.ctx.key, chain.chain_id, readings, schedules, changes)
             # every item passed the genesis-level check, which is the view's (same keys, limits, signing id;
             # the chain's own changes are the only ones that bear on its meter points)
             verdicts = CheckedBatch.of(sha256(data), sub, (None,) * len(readings), (None,) * len(schedules),

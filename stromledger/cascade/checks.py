@@ -51,8 +51,18 @@ def sign_schedule(key: SigningKey, chain_id: str, from_group: str, to_group: str
 
 def make_batch(key: SigningKey, chain_id: str, readings: Iterable[Reading] = (),
                schedules: Iterable[Schedule] = (), changes: Iterable[RegistryChange] = ()) -> Batch:
+    return signed_batch(key, chain_id, readings, schedules, changes)[0]
+
+
+def signed_batch(key: SigningKey, chain_id: str, readings: Iterable[Reading] = (),
+                 schedules: Iterable[Schedule] = (), changes: Iterable[RegistryChange] = ()) -> tuple[Batch, bytes]:
+    """`make_batch` and its canonical bytes, encoded once: a batch's encoding is its signed body with the
+    signature appended (the inverse of `_batch_body`), so a node that re-batches (nodes/chains.py) does not
+    encode every reading twice."""
     b = Batch(chain_id, key.public, tuple(readings), tuple(schedules), tuple(changes), NO_SIG)
-    return dataclasses.replace(b, sig=key.sign(BATCH_DOMAIN, chain_id, b.body()))
+    body = b.body()
+    sig = key.sign(BATCH_DOMAIN, chain_id, body)
+    return dataclasses.replace(b, sig=sig), bytes([0x97]) + body[1:] + b"\xc4\x40" + sig
 
 
 # -- readings ----------------------------------------------------------------------------------------------

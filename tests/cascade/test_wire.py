@@ -220,3 +220,19 @@ def test_check_batch_under_a_registry_history_agrees(registry, net):
     assert checked == reference_check(registry, data, history=history)
     assert [v and v.reason for v in checked.reading_verdicts] == [
         None, None, Reason.ROTATED_KEY, Reason.ROTATED_KEY, Reason.WRONG_SIGNER, None, None]
+
+
+def test_a_batch_signed_and_encoded_once_is_the_batch_encoded(registry, net):
+    """`signed_batch` appends the signature to the signed body instead of encoding the batch again: the same
+    bytes as `Batch.encode()`, with readings, schedules and changes, few and many."""
+    from stromledger.cascade.checks import signed_batch
+    from stromledger.registry import METER_KEY_ROTATED, sign_change
+
+    operator = key("meter-operator")
+    change = sign_change(operator, CHAIN, METER_KEY_ROTATED, HOUSE1, NOW + 1, meter_key=key("new").public)
+    readings = [net.reading(HOUSE1, NOW, i + 1) for i in range(20)]
+    for parts in ((readings[:1], (), ()), (readings, (), ()), ((), net.schedule(G1, G2, NOW, 5), ()),
+                  (readings[:3], (), (change,))):
+        batch, data = signed_batch(operator, CHAIN, *parts)
+        assert data == batch.encode() and Batch.decode(data) == batch
+        assert batch == make_batch(operator, CHAIN, *parts)
