@@ -102,18 +102,26 @@ def change_signature(registry: Registry, c: RegistryChange) -> Rejection | None:
     return Rejection(Reason.BAD_SIGNATURE, f"{c.kind_name} of {c.malo_id}")
 
 
-def change_verdict(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange, height: int,
-                   taken: Mapping[str, bytes], committed: frozenset[bytes]) -> Rejection | None:
-    """May the seal of `height` commit this (well-formed, signed) change? `history`: the chain's committed
-    changes; `committed`: their digests; `taken`: MaLo-ID -> digest of a change already taken (by this seal,
-    or pending at the acceptor)."""
-    digest = c.digest()
+def replay_or_late(c: AnyChange, digest: bytes, height: int, committed: frozenset[bytes]) -> Rejection | None:
+    """A change (of any kind) already committed, or effective too early for the seal of `height`."""
     if digest in committed:
         return Rejection(Reason.DUPLICATE, f"{c.describe()} is already committed (a replayed change)")
     first = earliest_effective(height)
     if c.effective_period < first:
         return Rejection(Reason.CHANGE_TOO_LATE, f"{c.describe()}: the seal of height {height} takes changes "
                                                  f"effective from period {first} on")
+    return None
+
+
+def change_verdict(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange, height: int,
+                   taken: Mapping[str, bytes], committed: frozenset[bytes]) -> Rejection | None:
+    """May the seal of `height` commit this (well-formed, signed) change? `history`: the chain's committed
+    changes; `committed`: their digests; `taken`: MaLo-ID -> digest of a change already taken (by this seal,
+    or pending at the acceptor)."""
+    digest = c.digest()
+    why = replay_or_late(c, digest, height, committed)
+    if why is not None:
+        return why
     for old in history:
         if old.malo_id == c.malo_id and old.effective_period >= c.effective_period:
             return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: {old.describe()} is already committed")
@@ -230,12 +238,9 @@ def judge_change(registry: Registry, history: tuple, c: AnyChange, height: int, 
     if isinstance(c, RegistryChange):
         return change_verdict(registry, history, c, height, taken, committed)
     digest = c.digest()
-    if digest in committed:
-        return Rejection(Reason.DUPLICATE, f"{c.describe()} is already committed (a replayed change)")
-    first = earliest_effective(height)
-    if c.effective_period < first:
-        return Rejection(Reason.CHANGE_TOO_LATE, f"{c.describe()}: the seal of height {height} takes changes "
-                                                 f"effective from period {first} on")
+    why = replay_or_late(c, digest, height, committed)
+    if why is not None:
+        return why
     if taken.get(c.conflict_key, digest) != digest:
         return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: another such change is pending (one until "
                                                     "it is committed)")
