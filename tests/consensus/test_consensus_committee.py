@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from stromledger.consensus import (Broadcast, CertificateError, CommitReceived, Consensus, Decide,
-                                   MemorySignGuard, Precommit, Prevote, ProposalReceived, Rejected, RequestValue, StartHeight,
+                                   MemorySignGuard, Precommit, Prevote, ProposalReceived, Rejected, RequestValue,
+                                   StartHeight,
                                    ValidateValue, ValidatorSet, ValueChecked, ValueReady, VoteReceived,
                                    build_certificate, sign_proposal, sign_vote, value_hash,
                                    verify_certificate)
