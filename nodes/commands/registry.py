@@ -181,16 +181,24 @@ def read_approval(path: str | Path, registry: Registry, change: CommitteeChange)
     return a
 
 
-def _approve(args: argparse.Namespace) -> int:
+def _home_and_change(args: argparse.Namespace, read) -> tuple[Any, Any] | None:
+    """(the home's context, `read(ctx)`), or None after saying on stderr why not (exit status 2)."""
     ctx = open_home(args.home)
     if ctx is None:
-        return 2
-    reg = ctx.registry
+        return None
     try:
-        change = read_committee_change(args.file, reg)
+        return ctx, read(ctx)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def _approve(args: argparse.Namespace) -> int:
+    got = _home_and_change(args, lambda ctx: read_committee_change(args.file, ctx.registry))
+    if got is None:
         return 2
+    ctx, change = got
+    reg = ctx.registry
     me = next((v.name for v in reg.validators if v.public_key == ctx.key.public), None)
     if me is None:
         print("error: this home's key is no validator of the genesis: only committee members approve",
@@ -252,23 +260,24 @@ def check_change(registry: Registry, history: tuple[RegistryChange, ...], c: Reg
     return why
 
 
-def _change(args: argparse.Namespace) -> int:
-    ctx = open_home(args.home)
-    if ctx is None:
-        return 2
+def _read_any_change(args: argparse.Namespace, ctx):
+    """The change FILE.toml describes: a committee change with the approval files, else signed by the home."""
     reg = ctx.registry
-    committee_file = is_committee_file(args.file)
-    try:
-        if committee_file:
-            change = read_committee_change(args.file, reg)
-            change = with_approvals(change, [read_approval(p, reg, change) for p in args.approvals])
-        elif args.approvals:
-            raise InputError("--approvals are for a committee change (kind = \"committee\")")
-        else:
-            change = read_change(args.file, reg, ctx.key)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+    if is_committee_file(args.file):
+        change = read_committee_change(args.file, reg)
+        return with_approvals(change, [read_approval(p, reg, change) for p in args.approvals])
+    if args.approvals:
+        raise InputError("--approvals are for a committee change (kind = \"committee\")")
+    return read_change(args.file, reg, ctx.key)
+
+
+def _change(args: argparse.Namespace) -> int:
+    got = _home_and_change(args, lambda ctx: _read_any_change(args, ctx))
+    if got is None:
         return 2
+    ctx, change = got
+    reg = ctx.registry
+    committee_file = isinstance(change, CommitteeChange)
     now = int(time.time()) // reg.period_seconds
     why = check_change(reg, committed_history(Path(args.home), reg), change, now)
     if committee_file:
