@@ -100,37 +100,53 @@ _PLAIN = re.compile(r"[ !#-+\--\[\]-~]*")
 def meter_points_files(period: Period, seal_hash: bytes,
                        rows: Sequence[MeterRow]) -> tuple[bytes, bytes, int | None]:
     """meter-points.csv and meter-points.jsonl, byte for byte what `meter_points_csv` and
-    `meter_points_jsonl` make of `meter_records`, and their record count (None: count the bytes). One
-    formatted line per meter point when every text value is plain (MaLo-IDs, EICs, kinds, sources and
-    timestamps always are); else through those two."""
-    start, end = interval(period)
-    names = QUALITY_NAMES
-    plain = _PLAIN.fullmatch
-    strings = {start, end, *names.values()}
-    for i in (1, 2, 12, 13):
-        strings.update(map(itemgetter(i), rows))
-    malos = list(map(itemgetter(0), rows))
-    if not (all(type(x) is str and plain(x) for x in strings) and all(type(x) is str for x in malos)
-            and plain("".join(malos))):
+    `meter_points_jsonl` make of `meter_records`, and their record count (None: count the bytes)."""
+    lines = MeterPointLines.of(period, seal_hash, rows)
+    if lines is None:
         records = meter_records(period, seal_hash, rows)
         return meter_points_csv(records), meter_points_jsonl(records), None
-    del malos
-    seal = seal_hash.hex()
-    # The parts that are the same for every meter point, or for every one of a quality, joined in advance
-    # (an f-string of at most 30 parts is built in one step).
-    pre, cseal = f"{start},{end},", f",{seal},"
-    cq = {q: f",{name}," for q, name in names.items()}
-    jq = {q: f'","period_end":"{end}","period_start":"{start}","quality":"{name}","reading_export_wh":'
-          for q, name in names.items()}
-    jseal = f',"seal_hash":"{seal}","source":"'
-    # A few thousand lines at a time into bytes: the lines' memory is reused chunk after chunk instead of a
-    # gigabyte of fresh str at 1M meter points.
-    csv_parts = [(",".join(METER_POINT_COLUMNS) + "\n").encode("utf-8")]
-    json_parts = []
-    for at in range(0, len(rows), CHUNK):
+    parts = [lines.lines(rows[at:at + CHUNK]) for at in range(0, len(rows), CHUNK)]
+    return b"".join([lines.csv_header, *map(itemgetter(0), parts)]), b"".join(map(itemgetter(1), parts)), len(rows)
+
+
+class MeterPointLines:
+    """Lines of meter-points.csv and meter-points.jsonl, formatted directly, one line of each per meter
+    point: byte for byte what the csv module and `json_line` write, for rows whose text values are all
+    plain (MaLo-IDs, EICs, kinds, sources and timestamps always are; `of` checks)."""
+
+    csv_header = (",".join(METER_POINT_COLUMNS) + "\n").encode("utf-8")
+
+    @classmethod
+    def of(cls, period: Period, seal_hash: bytes, rows: Sequence[MeterRow]) -> MeterPointLines | None:
+        """The formatter for these rows; None if some text value is not plain (then the generic writers)."""
+        start, end = interval(period)
+        plain = _PLAIN.fullmatch
+        strings = {start, end, *QUALITY_NAMES.values()}
+        for i in (1, 2, 12, 13):
+            strings.update(map(itemgetter(i), rows))
+        malos = list(map(itemgetter(0), rows))
+        if not (all(type(x) is str and plain(x) for x in strings) and all(type(x) is str for x in malos)
+                and plain("".join(malos))):
+            return None
+        return cls(start, end, seal_hash.hex())
+
+    def __init__(self, start: str, end: str, seal: str):
+        names = QUALITY_NAMES
+        # The parts that are the same for every meter point, or for every one of a quality, joined in
+        # advance (an f-string of at most 30 parts is built in one step).
+        self.pre, self.cseal = f"{start},{end},", f",{seal},"
+        self.cq = {q: f",{name}," for q, name in names.items()}
+        self.jq = {q: f'","period_end":"{end}","period_start":"{start}","quality":"{name}","reading_export_wh":'
+                   for q, name in names.items()}
+        self.jseal = f',"seal_hash":"{seal}","source":"'
+
+    def lines(self, rows: Iterable[MeterRow]) -> tuple[bytes, bytes]:
+        """The CSV and the JSON Lines lines of `rows` (a few thousand at a time: their memory is reused
+        chunk after chunk instead of a gigabyte of fresh str at 1M meter points)."""
+        pre, cseal, cq, jq, jseal = self.pre, self.cseal, self.cq, self.jq, self.jseal
         csv_lines, json_lines = [], []
         csv_add, json_add = csv_lines.append, json_lines.append
-        for m, area, group, version, q, imp, exp, rver, reg, rimp, rexp, sig, kind, source in rows[at:at + CHUNK]:
+        for m, area, group, version, q, imp, exp, rver, reg, rimp, rexp, sig, kind, source in rows:
             sig = sig.hex()
             reg = int(reg)
             if q == MISSING:
@@ -145,9 +161,7 @@ def meter_points_files(period: Period, seal_hash: bytes,
                      f'"kind":"{kind}","malo_id":"{m}{jq[q]}{rexp},"reading_import_wh":{rimp},'
                      f'"reading_register":{reg},"reading_sig":"{sig}","reading_version":{rver}{jseal}{source}",'
                      f'"version":{version}}}\n')
-        csv_parts.append("".join(csv_lines).encode("utf-8"))
-        json_parts.append("".join(json_lines).encode("utf-8"))
-    return b"".join(csv_parts), b"".join(json_parts), len(rows)
+        return "".join(csv_lines).encode("utf-8"), "".join(json_lines).encode("utf-8")
 
 
 def row_of_record(rec: dict) -> MeterRow:
