@@ -98,6 +98,7 @@ def _height(reg, state: SettledState, height: int, checked: list, store, last_co
     """Build, validate, commit and persist one height; export height - 1 (final now: this seal carries its
     certificate) when `export_dir` is given. Returns the measurements and this height's certificate."""
     from stromledger.export import encode_period_rows, export_committed
+    from nodes.export_drain import drain_in_thread
 
     by_digest = {c.digest: c for c in checked}
     gc.collect()
@@ -129,7 +130,7 @@ def _height(reg, state: SettledState, height: int, checked: list, store, last_co
     export_s = export_cpu_s = None
     if export_dir is not None:  # what the validator then does with write_exports on (Validator._on_decide)
         with stopwatch() as export_lap:
-            export_committed(store, reg, height - 1, export_dir)
+            export_committed(store, reg, height - 1, export_dir, drain_in_thread)
         export_s, export_cpu_s = export_lap.wall, export_lap.cpu
     result = outcome.seal.result(height)
     n = result.meter_points

@@ -31,7 +31,7 @@ from stromledger.registry import Registry, RegistryChange, registry_at
 
 from .build import Export, ExportError, prepare_export
 from .period_data import decode_period_rows, is_period_rows
-from .writer import export_dir, write_export_pieces
+from .writer import Drain, drain_in_line, export_dir, write_export_pieces
 
 COMMIT_PAGE = 64
 Key = tuple[int, int]  # (period, version)
@@ -170,15 +170,16 @@ def exports_of_seal(store: StoreReader, registry: Registry, height: int) -> dict
     return {key: export.files() for key, export in prepared_exports(store, registry, height)}
 
 
-def export_committed(store: StoreReader, registry: Registry, height: int,
-                     base_dir: str | os.PathLike[str]) -> list[Path]:
+def export_committed(store: StoreReader, registry: Registry, height: int, base_dir: str | os.PathLike[str],
+                     drain: Drain = drain_in_line) -> list[Path]:
     """Write the export of every period result in the committed seal at `height` (version 1 of period
     `height` and any corrections of earlier periods) under `<base_dir>/exports/`; return their directories.
     The certificate is the one the seal at height + 1 carries, so every node writes the same bytes; a
     validator calls this for height h - 1 when height h commits. Safe to call again (identical exports are
     left alone); raises ExportError if height + 1 is not committed or the store lacks what an export needs,
-    ExportConflict if a different export of the same period and version is already there."""
-    return [write_export_pieces(base_dir, export) for _, export in prepared_exports(store, registry, height)]
+    ExportConflict if a different export of the same period and version is already there. `drain`: how the
+    pieces reach the files (writer.Drain)."""
+    return [write_export_pieces(base_dir, export, drain) for _, export in prepared_exports(store, registry, height)]
 
 
 def exported(base_dir: str | os.PathLike[str], registry: Registry, period: int, version: int) -> bool:

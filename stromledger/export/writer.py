@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from .build import Export, ExportError
 from .manifest import MANIFEST, FileDigest
@@ -120,9 +120,21 @@ def write_export(base_dir: str | os.PathLike[str], files: Mapping[str, bytes]) -
     return target
 
 
-def write_export_pieces(base_dir: str | os.PathLike[str], export: Export) -> Path:
+PieceSink = Callable[[str, bytes], None]
+# How the pieces reach the files: `drain(pieces, sink)` calls sink(name, data) for each piece, in order.
+Drain = Callable[[Iterable[tuple[str, bytes]], PieceSink], None]
+
+
+def drain_in_line(pieces: Iterable[tuple[str, bytes]], sink: PieceSink) -> None:
+    """Each piece hashed and written as soon as it is made, by the caller's thread."""
+    for name, data in pieces:
+        sink(name, data)
+
+
+def write_export_pieces(base_dir: str | os.PathLike[str], export: Export, drain: Drain = drain_in_line) -> Path:
     """`write_export` of a prepared export, written piece by piece as it is made: no file is ever whole in
-    memory, and each is hashed and counted for the manifest while it is written (not read again)."""
+    memory, and each is hashed and counted for the manifest while it is written (not read again). `drain`:
+    see Drain (nodes/export_drain.py hashes and writes in another thread while the next pieces are made)."""
     target = export_dir(base_dir, export.start_utc, export.version)
     if target.exists():  # idempotent or a conflict: compared whole, as write_export does
         return write_export(base_dir, export.files())
@@ -131,15 +143,17 @@ def write_export_pieces(base_dir: str | os.PathLike[str], export: Export) -> Pat
     def write(tmp: Path) -> None:
         fds: dict[str, int] = {}
         digests: dict[str, FileDigest] = {}
+        def sink(name: str, data: bytes) -> None:
+            fd = fds.get(name)
+            if fd is None:
+                _check_name(name)
+                fd = fds[name] = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                digests[name] = FileDigest(name)
+            digests[name].update(data)
+            _write_all(fd, data)
+
         try:
-            for name, data in export.pieces():
-                fd = fds.get(name)
-                if fd is None:
-                    _check_name(name)
-                    fd = fds[name] = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                    digests[name] = FileDigest(name)
-                digests[name].update(data)
-                _write_all(fd, data)
+            drain(export.pieces(), sink)
             written[MANIFEST] = export.manifest({name: d.entry(export.records.get(name))
                                                  for name, d in digests.items()})
             for fd in fds.values():
