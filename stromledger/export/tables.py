@@ -147,13 +147,16 @@ class MeterPointLines:
         csv_lines, json_lines = [], []
         csv_add, json_add = csv_lines.append, json_lines.append
         for m, area, group, version, q, imp, exp, rver, reg, rimp, rexp, sig, kind, source in rows:
+            # every value as text once, for both lines
             sig = sig.hex()
-            reg = int(reg)
+            reg = "1" if reg is True else "0" if reg is False else str(int(reg))
+            rimp, rexp, version, rver = str(rimp), str(rexp), str(version), str(rver)
             if q == MISSING:
                 csv_add(f"{pre}{m},{area},{group},,,{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},{rimp},"
                         f"{rexp},{sig}\n")
                 imp = exp = "null"
             else:
+                imp, exp = str(imp), str(exp)
                 csv_add(f"{pre}{m},{area},{group},{imp},{exp},{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},"
                         f"{rimp},{rexp},{sig}\n")
             # canonical JSON: keys sorted

@@ -148,7 +148,7 @@ def write_export_pieces(base_dir: str | os.PathLike[str], export: Export, drain:
             if fd is None:
                 _check_name(name)
                 fd = fds[name] = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                digests[name] = FileDigest(name)
+                digests[name] = FileDigest(name, count=name not in export.records)
             digests[name].update(data)
             _write_all(fd, data)
 

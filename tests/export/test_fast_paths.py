@@ -152,6 +152,11 @@ def test_file_digest_is_file_entry(name, parts, cuts):
         digest.update(data[a:b])
     assert digest.entry() == file_entry(name, data)
     assert digest.entry(7)["records"] == 7
+    given = FileDigest(name, count=False)
+    given.update(data)
+    assert given.entry(7) == {"sha256": file_entry(name, data)["sha256"], "records": 7}
+    with pytest.raises(ValueError):
+        given.entry()
 
 
 def test_export_written_in_pieces_is_the_whole_export(tmp_path, registry, commits):
