@@ -188,7 +188,7 @@ class Export:
         """One MSCONS interchange per balancing group that has meter points in the period (boundary meters
         have none), by file name."""
         return mscons_interchanges(self.registry, self.seal, self.seal_hash, self.result.period, self.version,
-                                   sorted({r[2] for r in self.rows if r[2]}))
+                                   sorted(set(map(itemgetter(2), self.rows)) - {""}))
 
     def manifest(self, entries: Mapping[str, dict]) -> bytes:
         """manifest.json, given the `file_entry` of every other file."""

@@ -7,7 +7,8 @@ parses against them. docs/export-format.md describes every column.
 from __future__ import annotations
 
 import re
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import eq, itemgetter
 from typing import Iterable, Sequence
 
 from stromledger.cascade.messages import MISMATCHED, MISSING, ONE_SIDED, QUALITY_NAMES, PeriodResult
@@ -121,13 +122,11 @@ class MeterPointLines:
         """The formatter for these rows; None if some text value is not plain (then the generic writers)."""
         start, end = interval(period)
         plain = _PLAIN.fullmatch
-        strings = {start, end, *QUALITY_NAMES.values()}
-        for i in (1, 2, 12, 13):
-            strings.update(map(itemgetter(i), rows))
-        malos = list(map(itemgetter(0), rows))
-        if not (all(type(x) is str and plain(x) for x in strings) and all(type(x) is str for x in malos)
-                and plain("".join(malos))):
-            return None
+        # plain is a property of each character: a column is plain if its values joined are
+        for column in ([start, end, *QUALITY_NAMES.values()], *(list(map(itemgetter(i), rows))
+                                                                 for i in (0, 1, 2, 12, 13))):
+            if not set(map(type, column)) <= {str} or not plain("".join(column)):
+                return None
         return cls(start, end, seal_hash.hex())
 
     def __init__(self, start: str, end: str, seal: str):
@@ -185,14 +184,12 @@ def _cell(value) -> object:
     return "" if value is None else value
 
 
-def missing_counts(registry: Registry, rows: Iterable[MeterRow]) -> tuple[dict[str, int], dict[str, int]]:
+def missing_counts(registry: Registry, rows: Sequence[MeterRow]) -> tuple[dict[str, int], dict[str, int]]:
     """How many meter points lack their value, per balancing group and per grid area (a boundary meter counts
     for each area it joins): the sums in balancing-groups.csv and areas.csv say how many values they lack."""
     by_group: dict[str, int] = {}
     by_area: dict[str, int] = {}
-    for r in rows:
-        if r.quality != MISSING:
-            continue
+    for r in compress(rows, map(eq, map(itemgetter(4), rows), repeat(MISSING))):  # the missing ones, in C
         if r.balancing_group:
             by_group[r.balancing_group] = by_group.get(r.balancing_group, 0) + 1
             areas = (r.grid_area,)
