@@ -55,7 +55,7 @@ def check_rows(registry: Registry, seal: PeriodSeal, period: int, rows: list[Met
     result = seal.result(period)
     if result is None:
         raise ExportError(f"the seal at height {seal.height} has no result for period {period}")
-    if list(map(itemgetter(0), rows)) != list(registry.malo_order):
+    if tuple(map(itemgetter(0), rows)) != registry.malo_order:
         raise ExportError(f"the rows of period {period} are not the registry's {len(registry.malo_order)} meter "
                           "points in MaLo-ID order")
     # rows decoded from stored leaves (period_data.PeriodRows): the root is computed over those very bytes

@@ -134,7 +134,7 @@ def decode_period_rows(registry: Registry, data: bytes) -> tuple[int, int, Perio
         if fmt != PERIOD_ROWS_FORMAT or type(period) is not int or type(version) is not int:
             raise ValueError("not period rows")
         leaves = list(leaves)
-        if not all(type(x) is bytes for x in leaves):
+        if not set(map(type, leaves)) <= {bytes}:
             raise ValueError("a stored leaf is not bytes")
         mps, order = registry.meter_points, registry.malo_order
         rows = []
