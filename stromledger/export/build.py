@@ -151,6 +151,7 @@ class Export:
             yield tables.METER_POINTS_JSONL, jsonl
         else:
             yield tables.METER_POINTS_CSV, lines.csv_header
+            yield tables.METER_POINTS_JSONL, b""  # the file exists even without meter points
         interchanges = self.interchanges()
         for name, x in interchanges.items():
             yield name, x.head()

@@ -66,6 +66,16 @@ def generic_meter_files(period, seal_hash, rows):
     return tables.meter_points_csv(records), tables.meter_points_jsonl(records)
 
 
+def test_no_meter_points_still_make_both_files(registry, commits):
+    from stromledger.export.build import Export
+
+    c = commits[0]
+    seal = PeriodSeal.decode(c.seal_bytes)
+    export = Export(registry, seal, c.seal_bytes, None, seal.result(chain.G), [], None)
+    names = {name for name, _ in export.pieces()}
+    assert {tables.METER_POINTS_CSV, tables.METER_POINTS_JSONL} <= names
+
+
 def test_meter_point_lines_are_the_generic_bytes(registry):
     p = registry.period(chain.G)
     for rows in (PLAIN_ROWS, []):
