@@ -25,6 +25,7 @@ import msgpack
 from stromledger.codec import U8, U64, Blob, Message, PubKey, Sig, Str, message
 from stromledger.crypto import SigningKey, sha256, verify
 
+from .market import Draft, MarketChange, MeterOperatorChange, apply_market_change, apply_operator_change
 from .model import Assignment, MeterPoint, Registry
 
 CHANGE_DOMAIN = "stromledger/registry-change/1"
@@ -59,6 +60,11 @@ class RegistryChange(Message):
 
     def digest(self) -> bytes:
         return sha256(self.encode())
+
+    @property
+    def conflict_key(self) -> str:
+        """Changes of one meter point conflict (one pending per meter point)."""
+        return self.malo_id
 
     @property
     def kind_name(self) -> str:
@@ -142,33 +148,43 @@ def genesis_pool(registry: Registry) -> Registry:
     return registry.__dict__.get("_genesis", registry)
 
 
-def _apply(base: Registry, effective: tuple[RegistryChange, ...]) -> Registry:
-    meter_points = dict(base.meter_points)
+def group_pool(registry: Registry) -> dict:
+    """Every balancing group open in a registry version, also those outside an area's view: the genesis's,
+    plus the groups opened, minus the groups closed by the changes in effect (registry/market.py)."""
+    pool = registry.__dict__.get("_pool")
+    return genesis_pool(registry).balancing_groups if pool is None else pool
+
+
+def _apply(base: Registry, effective: tuple) -> Registry:
+    d = Draft(base.scope, dict(base.meter_points), dict(base.balancing_groups), dict(base.grid_areas),
+              dict(group_pool(base)))
     assignments = list(base.assignments)
-    groups = dict(base.balancing_groups)
-    pool = genesis_pool(base).balancing_groups
-    retired: dict[str, int] = {}
-    old_keys: dict[str, frozenset[bytes]] = {}
     for c in effective:
-        mp = meter_points.get(c.malo_id)
+        if isinstance(c, MarketChange):
+            apply_market_change(d, c)
+            continue
+        if isinstance(c, MeterOperatorChange):
+            apply_operator_change(d, c)
+            continue
+        mp = d.meter_points.get(c.malo_id)
         if c.kind == METER_POINT_ADDED:
-            meter_points[c.malo_id] = MeterPoint(c.malo_id, c.point_kind, c.source, c.grid_area, c.balancing_group,
-                                                 c.meter_operator, bytes(c.meter_key), c.max_power_w,
-                                                 supplier=c.supplier)
+            d.meter_points[c.malo_id] = MeterPoint(c.malo_id, c.point_kind, c.source, c.grid_area,
+                                                   c.balancing_group, c.meter_operator, bytes(c.meter_key),
+                                                   c.max_power_w, supplier=c.supplier)
         elif mp is None:
             continue  # the cascade never commits a change of a meter point that is not there
         elif c.kind == METER_POINT_RETIRED:
-            del meter_points[c.malo_id]
-            retired[c.malo_id] = c.effective_period
+            del d.meter_points[c.malo_id]
+            d.retired[c.malo_id] = c.effective_period
         elif c.kind == METER_KEY_ROTATED:
-            old_keys[c.malo_id] = old_keys.get(c.malo_id, frozenset()) | {mp.meter_key}
-            meter_points[c.malo_id] = mp._replace(meter_key=bytes(c.meter_key))
+            d.rotate_out(c.malo_id, mp.meter_key)
+            d.meter_points[c.malo_id] = mp._replace(meter_key=bytes(c.meter_key))
         elif c.kind == SUPPLIER_SWITCH:
             assignments.append(Assignment(c.malo_id, c.effective_period, c.balancing_group, c.supplier))
-        if c.balancing_group and c.balancing_group not in groups and c.balancing_group in pool:
-            groups[c.balancing_group] = pool[c.balancing_group]
-    version = Registry(base.params, base.validators, base.grid_areas.values(), groups.values(),
-                       base.meter_operators.values(), meter_points.values(), assignments,
+        if c.balancing_group and c.balancing_group not in d.groups and c.balancing_group in d.pool:
+            d.groups[c.balancing_group] = d.pool[c.balancing_group]
+    version = Registry(base.params, base.validators, d.areas.values(), d.groups.values(),
+                       base.meter_operators.values(), d.meter_points.values(), assignments,
                        base.external_parties.values(), base.suppliers.values(),
                        network_committee=base.network_committee, scope=base.scope,
                        root_chain_id=base.root_chain_id)
@@ -176,6 +192,8 @@ def _apply(base: Registry, effective: tuple[RegistryChange, ...]) -> Registry:
     version.__dict__["_version"] = version_hash(base, effective)
     version.__dict__["_genesis"] = genesis_pool(base)
     version.__dict__["_effective"] = effective
-    version.retired = retired
-    version.old_keys = old_keys
+    version.__dict__["_pool"] = d.pool
+    version.retired = d.retired
+    version.old_keys = d.old_keys
+    version.closed_groups = d.closed_groups
     return version
