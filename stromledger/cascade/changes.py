@@ -19,7 +19,7 @@ from stromledger.registry.changes import (
     CHANGE_KINDS, METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH, change_signed,
     genesis_pool, group_pool,
 )
-from stromledger.registry.market import is_group_closing
+from stromledger.registry.market import is_group_closing, is_group_opening
 from stromledger.registry.genesis import MAX_POWER_W
 
 from .rejections import Reason, Rejection
@@ -182,6 +182,12 @@ def change_verdict(registry: Registry, history: tuple, c: RegistryChange, height
         return Rejection(Reason.MALFORMED, f"{c.malo_id} is already in {c.balancing_group} in period "
                                            f"{c.effective_period}")
     return None
+
+
+def opened_group_keys(history: tuple) -> frozenset[bytes]:
+    """The operator keys of the balancing groups opened by committed changes: they submit batches (their
+    schedules) like the genesis's group operators; each schedule is judged by its period's version."""
+    return frozenset(bytes(c.operator_key) for c in history if is_group_opening(c))
 
 
 def grid_operator_keys(registry: Registry, area: str) -> tuple[bytes, ...]:

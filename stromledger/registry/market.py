@@ -118,6 +118,10 @@ def is_group_closing(change: object, group: str) -> bool:
     return isinstance(change, MarketChange) and change.kind == GROUP_CLOSED and change.party == group
 
 
+def is_group_opening(change: object) -> bool:
+    return isinstance(change, MarketChange) and change.kind == GROUP_OPENED
+
+
 def domain_of(change: Message) -> str:
     return MARKET_DOMAIN if isinstance(change, MarketChange) else OPERATOR_DOMAIN
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from stromledger.cascade import Reason
+from stromledger.cascade import Reason, check_batch, make_batch, sign_schedule
 from stromledger.cascade.changes import CHANGE_LEAD, change_verdict
 from stromledger.cascade.messages import MEASURED
 from stromledger.cascade.rows import MeterRow
@@ -235,3 +235,19 @@ def test_after_a_meter_operator_change_the_new_operator_rotates_and_changes_agai
     assert reason(judge(registry, wim(period=FIRST + 2, operator="Test Metering"), (c,))) == \
         Reason.UNKNOWN_APPROVER  # the old operator approves no more
     assert reason(judge(registry, wim(m=PV, new_key=registry.meter_points[PV].meter_key))) == Reason.MALFORMED
+
+
+def test_schedules_follow_the_groups_open_in_their_period(registry):
+    opened, closed = opening(), closing(FIRST + 4)
+    history = with_changes((), (opened, closed))
+
+    def verdict(period):
+        s = sign_schedule(key(NEW_GROUP), CHAIN, NEW_GROUP, G1, period, 1000)
+        checked = check_batch(registry, make_batch(key(NEW_GROUP), CHAIN, schedules=[s]), history=history)
+        return reason(checked) if not hasattr(checked, "schedule_verdicts") else reason(checked.schedule_verdicts[0])
+
+    assert verdict(FIRST) is None and verdict(FIRST + 3) is None  # its BRP submits and signs its schedules
+    assert verdict(FIRST - 1) == Reason.UNKNOWN_BALANCING_GROUP  # not open yet
+    assert verdict(FIRST + 4) == Reason.UNKNOWN_BALANCING_GROUP  # closed
+    s = sign_schedule(key(NEW_GROUP), CHAIN, NEW_GROUP, G1, FIRST, 1000)
+    assert reason(check_batch(registry, make_batch(key(NEW_GROUP), CHAIN, schedules=[s]))) == Reason.WRONG_SIGNER
