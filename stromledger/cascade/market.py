@@ -26,7 +26,8 @@ from stromledger.registry.scopes import committee
 from .changes import grid_operator_keys, lead_and_conflicts, meter_point_then
 from .rejections import Reason, Rejection
 
-MAX_GROUP_NAME = 64
+_APPROVAL_REASONS = {"unsorted_approvals": Reason.MALFORMED, "unknown_approver": Reason.UNKNOWN_APPROVER,
+                     "bad_signature": Reason.BAD_SIGNATURE, "insufficient_approvals": Reason.INSUFFICIENT_APPROVALS}
 
 
 def _partner_id_problem(text: str) -> Rejection | None:
@@ -83,7 +84,7 @@ def _approvals(c, keys: Sequence[bytes], domain: str, registry: Registry) -> Rej
     if problem is None:
         return None
     reason, line = problem
-    return Rejection(Reason[reason.upper()], f"{c.describe()}: {line}")
+    return Rejection(_APPROVAL_REASONS[reason], f"{c.describe()}: {line}")
 
 
 def market_verdict(registry: Registry, history: tuple, c: MarketChange, height: int, taken: Mapping[str, bytes],

@@ -37,11 +37,9 @@ class Reason(enum.IntEnum):
     ROTATED_KEY = 28  # a reading signed with a meter key rotated out by then
     CHANGE_TOO_LATE = 29  # a registry change effective in the past or inside the current gate
     CONFLICTING_CHANGE = 30  # another change of the meter point for the same period (or still pending)
-    # approved changes (registry/approvals.py); numbered apart from the committee change's reasons
-    UNSORTED_APPROVALS = 40  # approvals not strictly ascending by key (or a key twice)
-    UNKNOWN_APPROVER = 41  # an approval by a key outside the approving committee
-    INSUFFICIENT_APPROVALS = 42  # at most 2/3 of the committee approved (WiM: not both parties)
-    GROUP_IN_USE = 43  # a balancing group closed while meter points (or an area's loss) are still in it
+    INSUFFICIENT_APPROVALS = 31  # an approved change that at most 2/3 of its approving committee approved
+    UNKNOWN_APPROVER = 32  # an approval by a key outside the approving committee
+    GROUP_IN_USE = 40  # a balancing group closed while meter points (or an area's loss) are still in it
 
     @property
     def label(self) -> str:

@@ -25,7 +25,7 @@ import msgpack
 from stromledger.codec import U8, U64, Blob, Message, PubKey, Sig, Str, message
 from stromledger.crypto import SigningKey, sha256, verify
 
-from .market import Draft, MarketChange, MeterOperatorChange, apply_market_change, apply_operator_change
+from .market import Draft, MarketChange, MeterOperatorChange
 from .model import Assignment, MeterPoint, Registry
 
 CHANGE_DOMAIN = "stromledger/registry-change/1"
@@ -160,11 +160,8 @@ def _apply(base: Registry, effective: tuple) -> Registry:
               dict(group_pool(base)))
     assignments = list(base.assignments)
     for c in effective:
-        if isinstance(c, MarketChange):
-            apply_market_change(d, c)
-            continue
-        if isinstance(c, MeterOperatorChange):
-            apply_operator_change(d, c)
+        if isinstance(c, (MarketChange, MeterOperatorChange)):
+            c.apply(d)
             continue
         mp = d.meter_points.get(c.malo_id)
         if c.kind == METER_POINT_ADDED:

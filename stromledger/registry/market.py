@@ -38,12 +38,19 @@ OPERATOR_CHANGE = "meter_operator"  # the TOML kind of a MeterOperatorChange
 
 
 class _Approved:
-    """What every approved change offers the history: digest, conflict key, a readable line."""
+    """What every approved change offers the history: digest, a readable form, its effect on a version."""
 
     __slots__ = ()
 
     def digest(self) -> bytes:
         return sha256(self.encode())
+
+    def json_fields(self) -> dict:
+        """The change readable (registry-changes.jsonl, `registry show --json`), besides its bytes."""
+        return approved_json_fields(self)
+
+    def apply(self, d: Draft) -> None:
+        (apply_market_change if isinstance(self, MarketChange) else apply_operator_change)(d, self)
 
     def with_approvals(self, approvals: Iterable[Approval]):
         """This change carrying `approvals` (and those it has) in canonical order."""
@@ -62,6 +69,8 @@ class MarketChange(_Approved, Message):
     operator_key: Blob(32)  # opened: the balance-responsible party's key (signs its schedules)
     market_partner_id: Str(13)  # opened: the BRP's id; market_partner_id: the party's new id
     approvals: Seq(Approval, MAX_APPROVALS)
+
+    DOMAIN = MARKET_DOMAIN
 
     @property
     def conflict_key(self) -> str:
@@ -89,6 +98,8 @@ class MeterOperatorChange(_Approved, Message):
     meter_operator: Str(64)  # the new meter operator, by name (as in the genesis)
     meter_key: Blob(32)  # the new meter's Ed25519 key, or b""
     approvals: Seq(Approval, 2)  # the current meter operator's and the area's grid operator's
+
+    DOMAIN = OPERATOR_DOMAIN
 
     @property
     def conflict_key(self) -> str:
@@ -122,19 +133,15 @@ def is_group_opening(change: object) -> bool:
     return isinstance(change, MarketChange) and change.kind == GROUP_OPENED
 
 
-def domain_of(change: Message) -> str:
-    return MARKET_DOMAIN if isinstance(change, MarketChange) else OPERATOR_DOMAIN
-
-
 def approve_change(key: SigningKey, root_chain_id: str, change: Message) -> Approval:
-    """This key's approval of an approved change, under the genesis chain id (`Registry.root_chain_id`)."""
-    return approve(key, domain_of(change), root_chain_id, change)
+    """This key's approval of a market or WiM change, under the genesis chain id (`Registry.root_chain_id`):
+    the same change is committed by every chain it concerns."""
+    return approve(key, type(change).DOMAIN, root_chain_id, change)
 
 
-def approved_json(c: Message) -> dict:
-    """An approved change readable, with its canonical bytes (`encoded`, hex), which are what counts."""
-    out = {"encoded": c.encode().hex(), "digest": c.digest().hex(), "kind": c.kind_name,
-           "effective_period": c.effective_period, "approvers": [bytes(a.signer).hex() for a in c.approvals]}
+def approved_json_fields(c: Message) -> dict:
+    out = {"kind": c.kind_name, "effective_period": c.effective_period,
+           "approvers": [bytes(a.signer).hex() for a in c.approvals]}
     if isinstance(c, MarketChange):
         out["party"] = c.party
         for name in ("name", "market_partner_id"):
