@@ -178,8 +178,8 @@ def _apply(base: Registry, effective: tuple) -> Registry:
             d.meter_points[c.malo_id] = mp._replace(meter_key=bytes(c.meter_key))
         elif c.kind == SUPPLIER_SWITCH:
             assignments.append(Assignment(c.malo_id, c.effective_period, c.balancing_group, c.supplier))
-        if c.balancing_group and c.balancing_group not in d.groups and c.balancing_group in d.pool:
-            d.groups[c.balancing_group] = d.pool[c.balancing_group]
+        if c.balancing_group and c.balancing_group not in d.groups and c.balancing_group in d.open_groups:
+            d.groups[c.balancing_group] = d.open_groups[c.balancing_group]
     version = Registry(base.params, base.validators, d.areas.values(), d.groups.values(),
                        base.meter_operators.values(), d.meter_points.values(), assignments,
                        base.external_parties.values(), base.suppliers.values(),
@@ -189,7 +189,7 @@ def _apply(base: Registry, effective: tuple) -> Registry:
     version.__dict__["_version"] = version_hash(base, effective)
     version.__dict__["_genesis"] = genesis_pool(base)
     version.__dict__["_effective"] = effective
-    version.__dict__["_pool"] = d.pool
+    version.__dict__["_pool"] = d.open_groups
     version.retired = d.retired
     version.old_keys = d.old_keys
     version.closed_groups = d.closed_groups

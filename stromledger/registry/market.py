@@ -168,7 +168,7 @@ class Draft:
     meter_points: dict[str, MeterPoint]
     groups: dict[str, BalancingGroup]  # the view's groups
     areas: dict[str, GridArea]
-    pool: dict[str, BalancingGroup]  # every open group, also those outside an area's view
+    open_groups: dict[str, BalancingGroup]  # every open group, also those outside an area's view
     retired: dict[str, int] = field(default_factory=dict)
     old_keys: dict[str, frozenset[bytes]] = field(default_factory=dict)
     closed_groups: dict[str, int] = field(default_factory=dict)  # EIC -> the period it was closed from
@@ -180,17 +180,17 @@ class Draft:
 def apply_market_change(d: Draft, c: MarketChange) -> None:
     if c.kind == GROUP_OPENED:
         g = BalancingGroup(c.party, c.name, bytes(c.operator_key), c.market_partner_id)
-        d.pool[c.party] = g
+        d.open_groups[c.party] = g
         if d.scope in ("", "network"):  # an area's view takes a group when a meter point switches into it
             d.groups[c.party] = g
     elif c.kind == GROUP_CLOSED:
-        d.pool.pop(c.party, None)
+        d.open_groups.pop(c.party, None)
         d.groups.pop(c.party, None)
         d.closed_groups[c.party] = c.effective_period
     elif c.kind == PARTNER_ID_SET:
         if c.party in d.areas:
             d.areas[c.party] = dataclasses.replace(d.areas[c.party], market_partner_id=c.market_partner_id)
-        for groups in (d.pool, d.groups):
+        for groups in (d.open_groups, d.groups):
             if c.party in groups:
                 groups[c.party] = dataclasses.replace(groups[c.party], market_partner_id=c.market_partner_id)
 
