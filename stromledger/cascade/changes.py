@@ -7,19 +7,28 @@ Two parts, like readings:
   effective period lies beyond the gate (`CHANGE_LEAD`), the meter point exists then (or, for an addition,
   never did), the signer has the right for that meter point, and no other change of the meter point is
   committed for that or a later period, or already taken by this seal (at most one per meter point).
+
+Approved changes (a `CommitteeChange`, ...) go the same way: `approved_shape` (their form, cached) and
+`judge_change` (any kind: replay, gate, one pending change per conflict key, then the kind's own verdict,
+including its approvals by the committee in office). A kind of approved change registers its two checks in
+`APPROVED_KINDS`, next to its message class registered with `@change_type` (registry/changes.py).
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
 
 from stromledger.ids import is_valid_eic, is_valid_malo_id
 from stromledger.registry import SOURCES, Registry, RegistryChange, registry_at
+from stromledger.registry.approvals import approvals_problem
 from stromledger.registry.changes import (
-    CHANGE_KINDS, METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH, change_signed,
-    genesis_pool, group_pool,
+    CHANGE_KINDS, METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH, AnyChange,
+    approving_keys, change_signed, genesis_pool, group_pool,
 )
+from stromledger.registry.committee import SMALL_COMMITTEE, CommitteeChange
 from stromledger.registry.market import is_group_closing, is_group_opening
+from stromledger.registry.scopes import scopes
 from stromledger.registry.genesis import MAX_POWER_W
 
 from .rejections import Reason, Rejection
@@ -109,8 +118,8 @@ def lead_and_conflicts(history: tuple, c, height: int, taken: Mapping[str, bytes
         if old.conflict_key == key and old.effective_period >= c.effective_period:
             return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: {old.describe()} is already committed")
     if taken.get(key, digest) != digest:
-        return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: another change of {key} is pending "
-                                                    "(one change per meter point or party until it is committed)")
+        return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: another such change is pending (one per "
+                                                    "meter point, party or chain until it is committed)")
     return None
 
 
@@ -194,3 +203,85 @@ def grid_operator_keys(registry: Registry, area: str) -> tuple[bytes, ...]:
     """The grid operator of an area signs with the keys of its validators (validators name their area)."""
     return tuple(v.public_key for v in genesis_pool(registry).validators if v.grid_area == area)
 
+
+
+# -- approved changes ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApprovedKind:
+    """The checks of one kind of approved change. `shape(registry, c)`: its form (no history, no approvals);
+    `verdict(registry, history, c, height)`: may the seal of `height` commit it, given the committed history
+    (replay, gate and pending conflicts are judged before, by `judge_change`); it checks the approvals."""
+
+    shape: Callable[[Registry, Any], Optional[Rejection]]
+    verdict: Callable[[Registry, tuple, Any, int], Optional[Rejection]]
+
+
+_APPROVAL_REASONS = {"unsorted_approvals": Reason.MALFORMED, "unknown_approver": Reason.UNKNOWN_APPROVER,
+                     "bad_signature": Reason.BAD_SIGNATURE, "insufficient_approvals": Reason.INSUFFICIENT_APPROVALS}
+
+
+def approvals_rejection(registry: Registry, history: tuple, c: Any) -> Rejection | None:
+    """Are `c`'s approvals more than 2/3 of the committee in office before it applies (registry/approvals.py)?"""
+    problem = approvals_problem(c, approving_keys(registry, c, history), type(c).DOMAIN, registry.chain_id)
+    if problem is None:
+        return None
+    return Rejection(_APPROVAL_REASONS[problem[0]], f"{c.describe()}: {problem[1]}")
+
+
+def committee_shape(registry: Registry, c: CommitteeChange) -> Rejection | None:
+    pool = genesis_pool(registry)
+    if c.scope not in scopes(pool):
+        return Rejection(Reason.MALFORMED, f"{c.scope!r} is neither 'network' nor a grid area of the genesis")
+    if c.scope != registry.scope:
+        return Rejection(Reason.WRONG_CHAIN, f"a committee change of {c.scope} is committed by that chain")
+    if not c.members:
+        return Rejection(Reason.MALFORMED, "a committee has at least one member")
+    if len(set(c.members)) != len(c.members):
+        return Rejection(Reason.MALFORMED, "a committee names each validator once")
+    known = {v.name for v in pool.validators}
+    unknown = [n for n in c.members if n not in known]
+    if unknown:
+        return Rejection(Reason.MALFORMED, f"{', '.join(unknown[:3])}: no validator of the genesis")
+    return None
+
+
+def committee_verdict(registry: Registry, history: tuple, c: CommitteeChange, height: int) -> Rejection | None:
+    for old in history:
+        if isinstance(old, CommitteeChange) and old.scope == c.scope and \
+                (old.effective_period >= c.effective_period or old.effective_period > height):
+            return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: {old.describe()} is already committed")
+    then = registry_at(registry, c.effective_period - 1, history)
+    if tuple(v.name for v in then.validators) == tuple(c.members):
+        return Rejection(Reason.MALFORMED, f"{c.describe()}: that is the committee already")
+    return approvals_rejection(registry, history, c)
+
+
+# Every kind of approved change and its checks: the one place a kind plugs into the cascade.
+APPROVED_KINDS: dict[type, ApprovedKind] = {CommitteeChange: ApprovedKind(committee_shape, committee_verdict)}
+
+
+def approved_shape(registry: Registry, c: Any) -> Rejection | None:
+    kind = APPROVED_KINDS.get(type(c))
+    if kind is None:
+        return Rejection(Reason.MALFORMED, f"{type(c).__name__} is no approved change this node judges")
+    return kind.shape(registry, c)
+
+
+def judge_change(registry: Registry, history: tuple, c: AnyChange, height: int, taken: Mapping[Any, bytes],
+                 committed: frozenset[bytes]) -> Rejection | None:
+    """May the seal of `height` commit this change (of any kind, its form already checked)? `taken`: conflict
+    key -> digest of a change already taken (by this seal, or pending at the acceptor)."""
+    if isinstance(c, RegistryChange):
+        return change_verdict(registry, history, c, height, taken, committed)
+    return lead_and_conflicts(history, c, height, taken, committed) or \
+        APPROVED_KINDS[type(c)].verdict(registry, history, c, height)
+
+
+def small_committee_warning(c: CommitteeChange) -> str | None:
+    """What `genesis check` warns of a committee too small to tolerate a fault."""
+    if len(c.members) < SMALL_COMMITTEE:
+        return (f"a committee of {len(c.members)} tolerates no faulty validator (4 tolerate one): "
+                f"the chain of {c.scope} stops when one member does")
+    return None

@@ -11,7 +11,7 @@ committee (it does not follow the network chain's committee changes).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 from stromledger.ids import IdError, is_valid_malo_id, parse_eic, parse_market_partner_id
 from stromledger.registry import NETWORK, Registry, registry_at
@@ -23,11 +23,9 @@ from stromledger.registry.market import (
 )
 from stromledger.registry.scopes import committee
 
-from .changes import grid_operator_keys, lead_and_conflicts, meter_point_then
+from .changes import _APPROVAL_REASONS, APPROVED_KINDS, ApprovedKind, grid_operator_keys, meter_point_then
 from .rejections import Reason, Rejection
 
-_APPROVAL_REASONS = {"unsorted_approvals": Reason.MALFORMED, "unknown_approver": Reason.UNKNOWN_APPROVER,
-                     "bad_signature": Reason.BAD_SIGNATURE, "insufficient_approvals": Reason.INSUFFICIENT_APPROVALS}
 
 
 def _partner_id_problem(text: str) -> Rejection | None:
@@ -38,7 +36,7 @@ def _partner_id_problem(text: str) -> Rejection | None:
         return Rejection(Reason.MALFORMED, str(e))
 
 
-def market_shape(c: MarketChange) -> Rejection | None:
+def market_shape(registry: Registry, c: MarketChange) -> Rejection | None:
     """Everything about a market change that needs neither the history nor its approvals."""
     if c.kind not in MARKET_KINDS:
         return Rejection(Reason.MALFORMED, f"unknown market change kind {c.kind} (known: {sorted(MARKET_KINDS)})")
@@ -87,11 +85,10 @@ def _approvals(c, keys: Sequence[bytes], domain: str, registry: Registry) -> Rej
     return Rejection(_APPROVAL_REASONS[reason], f"{c.describe()}: {line}")
 
 
-def market_verdict(registry: Registry, history: tuple, c: MarketChange, height: int, taken: Mapping[str, bytes],
-                   committed: frozenset[bytes]) -> Rejection | None:
-    """May the seal of `height` commit this (well-formed) market change?"""
-    why = lead_and_conflicts(history, c, height, taken, committed) or \
-        _approvals(c, network_committee_keys(registry, history, height), MARKET_DOMAIN, registry)
+def market_verdict(registry: Registry, history: tuple, c: MarketChange, height: int) -> Rejection | None:
+    """May the seal of `height` commit this (well-formed) market change? (Replays, the gate and conflicts
+    are judged before, by `judge_change`.)"""
+    why = _approvals(c, network_committee_keys(registry, history, height), MARKET_DOMAIN, registry)
     if why:
         return why
     then = registry_at(registry, c.effective_period, history)
@@ -124,14 +121,11 @@ def market_verdict(registry: Registry, history: tuple, c: MarketChange, height: 
     return None
 
 
-def operator_change_verdict(registry: Registry, history: tuple, c: MeterOperatorChange, height: int,
-                            taken: Mapping[str, bytes], committed: frozenset[bytes]) -> Rejection | None:
+def operator_change_verdict(registry: Registry, history: tuple, c: MeterOperatorChange,
+                            height: int) -> Rejection | None:
     """May the seal of `height` commit this (well-formed) WiM change? Approved by exactly the meter point's
     meter operator in office in the effective period and its area's grid operator (one of that area's
     validator keys): both, as the two members of a committee of two."""
-    why = lead_and_conflicts(history, c, height, taken, committed)
-    if why:
-        return why
     then = registry_at(registry, c.effective_period, history)
     why = meter_point_then(registry, then, c)
     if why:
@@ -152,3 +146,8 @@ def operator_change_verdict(registry: Registry, history: tuple, c: MeterOperator
     if c.meter_key and (c.meter_key == mp.meter_key or c.meter_key in then.old_keys.get(c.malo_id, ())):
         return Rejection(Reason.MALFORMED, f"{c.malo_id}: a new meter names a key the meter never had")
     return None
+
+
+# the market kinds' place among the approved changes (cascade/changes.py)
+APPROVED_KINDS[MarketChange] = ApprovedKind(market_shape, market_verdict)
+APPROVED_KINDS[MeterOperatorChange] = ApprovedKind(operator_change_shape, operator_change_verdict)

@@ -26,7 +26,7 @@ from typing import Iterator, Mapping
 
 import msgpack
 
-from stromledger.registry import Registry, RegistryChange, registry_at, with_changes
+from stromledger.registry import Registry, RegistryChange, decode_change, registry_at, with_changes
 
 from .checks import correctable_from
 from .history import Columns, History, Layout, MemoryHistory
@@ -227,7 +227,7 @@ class SettledState:
                 raise StateError("not a settled state of this format")
             for _ in range(9):
                 u.skip()
-            changes = tuple(RegistryChange.decode(c) for c in u.unpack()) if n == 11 else ()
+            changes = tuple(decode_change(c) for c in u.unpack()) if n == 11 else ()
             try:
                 u.skip()
             except msgpack.OutOfData:
@@ -260,7 +260,7 @@ class SettledState:
             s.baseline = {m: (p, i, e) for m, p, i, e in baseline}
             s.batches = {d: (pt, last) for d, pt, last in batches}
             s.conflicts = {p: {tuple(k) for k in keys} for p, keys in conflicts}
-            s.changes = tuple(RegistryChange.decode(c) for c in changes)
+            s.changes = tuple(decode_change(c) for c in changes)
         except StateError:
             raise
         except Exception as e:  # any shape error in foreign bytes

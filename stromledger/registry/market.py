@@ -19,14 +19,14 @@ in cascade/market.py.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Iterable
+from typing import ClassVar, Iterable
 
 from stromledger.codec import U8, U64, Blob, Message, Seq, Str, message
 from stromledger.crypto import SigningKey, sha256
 
 from .approvals import MAX_APPROVALS, Approval, approve, combine
-from .model import BalancingGroup, GridArea, MeterPoint
+from .changes import Draft, change_type
+from .model import BalancingGroup
 
 MARKET_DOMAIN = "stromledger/market-change/1"
 OPERATOR_DOMAIN = "stromledger/meter-operator-change/1"
@@ -57,6 +57,7 @@ class _Approved:
         return dataclasses.replace(self, approvals=combine((*self.approvals, *approvals)))
 
 
+@change_type
 @message(8)
 class MarketChange(_Approved, Message):
     """A balancing group opened or closed, or a market-partner id set, from `effective_period` on. Fields a
@@ -70,12 +71,12 @@ class MarketChange(_Approved, Message):
     market_partner_id: Str(13)  # opened: the BRP's id; market_partner_id: the party's new id
     approvals: Seq(Approval, MAX_APPROVALS)
 
-    DOMAIN = MARKET_DOMAIN
+    DOMAIN: ClassVar[str] = MARKET_DOMAIN
 
     @property
-    def conflict_key(self) -> str:
-        """One pending change per party (an EIC; MaLo-IDs, the meter points' key, are 11 digits)."""
-        return self.party
+    def conflict_key(self) -> tuple[str, str]:
+        """One pending market change per party."""
+        return ("market", self.party)
 
     @property
     def kind_name(self) -> str:
@@ -88,6 +89,7 @@ class MarketChange(_Approved, Message):
         return f"{what.get(self.kind, self.kind_name)} from period {self.effective_period}"
 
 
+@change_type
 @message(9)
 class MeterOperatorChange(_Approved, Message):
     """WiM: meter point `malo_id` is operated by `meter_operator` from `effective_period` on, with meter key
@@ -99,7 +101,7 @@ class MeterOperatorChange(_Approved, Message):
     meter_key: Blob(32)  # the new meter's Ed25519 key, or b""
     approvals: Seq(Approval, 2)  # the current meter operator's and the area's grid operator's
 
-    DOMAIN = OPERATOR_DOMAIN
+    DOMAIN: ClassVar[str] = OPERATOR_DOMAIN
 
     @property
     def conflict_key(self) -> str:
@@ -160,28 +162,11 @@ def approved_json_fields(c: Message) -> dict:
 # -- applying a change to a registry version being built ------------------------------------------------
 
 
-@dataclass
-class Draft:
-    """The parts of a registry version that changes rewrite, while `registry_at` builds it."""
-
-    scope: str
-    meter_points: dict[str, MeterPoint]
-    groups: dict[str, BalancingGroup]  # the view's groups
-    areas: dict[str, GridArea]
-    open_groups: dict[str, BalancingGroup]  # every open group, also those outside an area's view
-    retired: dict[str, int] = field(default_factory=dict)
-    old_keys: dict[str, frozenset[bytes]] = field(default_factory=dict)
-    closed_groups: dict[str, int] = field(default_factory=dict)  # EIC -> the period it was closed from
-
-    def rotate_out(self, malo_id: str, old_key: bytes) -> None:
-        self.old_keys[malo_id] = self.old_keys.get(malo_id, frozenset()) | {old_key}
-
-
 def apply_market_change(d: Draft, c: MarketChange) -> None:
     if c.kind == GROUP_OPENED:
         g = BalancingGroup(c.party, c.name, bytes(c.operator_key), c.market_partner_id)
         d.open_groups[c.party] = g
-        if d.scope in ("", "network"):  # an area's view takes a group when a meter point switches into it
+        if d.base.scope in ("", "network"):  # an area's view takes a group when a meter point switches into it
             d.groups[c.party] = g
     elif c.kind == GROUP_CLOSED:
         d.open_groups.pop(c.party, None)

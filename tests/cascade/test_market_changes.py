@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from stromledger.cascade import Reason, check_batch, make_batch, sign_schedule
-from stromledger.cascade.changes import CHANGE_LEAD, change_verdict
+from stromledger.cascade.changes import CHANGE_LEAD, judge_change
 from stromledger.cascade.messages import MEASURED
 from stromledger.cascade.rows import MeterRow
-from stromledger.cascade.market import market_shape, market_verdict, operator_change_shape, operator_change_verdict
+from stromledger.cascade.market import market_shape, operator_change_shape
 from stromledger.codec import decode
 from stromledger.export.build import mscons_files, mscons_recipient, mscons_sender
 from stromledger.ids import make_market_partner_id
@@ -73,9 +73,7 @@ def switch(group=NEW_GROUP, period=FIRST + 1, m=HOUSE1):
 
 def judge(registry, change, history=(), height=H, taken=None):
     committed = frozenset(c.digest() for c in history)
-    verdict = {MarketChange: market_verdict, MeterOperatorChange: operator_change_verdict}.get(type(change),
-                                                                                                change_verdict)
-    return verdict(registry, with_changes((), history), change, height, taken or {}, committed)
+    return judge_change(registry, with_changes((), history), change, height, taken or {}, committed)
 
 
 def reason(rejection):
@@ -166,14 +164,14 @@ def _rows(registry, period):
 def test_bad_market_changes_each_get_their_reason(registry):
     unchecked = make_market_partner_id("990000000003")
     bad_digit = unchecked[:12] + str((int(unchecked[12]) + 1) % 10)
-    assert reason(market_shape(new_id(partner=bad_digit))) == Reason.MALFORMED  # check digit
-    assert reason(market_shape(new_id(partner="99000000000"))) == Reason.MALFORMED  # 11 digits
-    assert reason(market_shape(opening(market_partner_id=""))) == Reason.MALFORMED  # a BRP has an id
-    assert reason(market_shape(opening(name=" "))) == Reason.MALFORMED
-    assert reason(market_shape(opening(group="11XSOMEPARTY---X"[:15] + "X"))) == Reason.MALFORMED  # no Y-EIC
-    assert reason(market_shape(replace(closing(), name="x"))) == Reason.MALFORMED  # a field closing has not
-    assert reason(market_shape(replace(closing(), kind=7))) == Reason.MALFORMED
-    assert market_shape(opening()) is None and market_shape(new_id()) is None
+    assert reason(market_shape(registry, new_id(partner=bad_digit))) == Reason.MALFORMED  # check digit
+    assert reason(market_shape(registry, new_id(partner="99000000000"))) == Reason.MALFORMED  # 11 digits
+    assert reason(market_shape(registry, opening(market_partner_id=""))) == Reason.MALFORMED  # a BRP has an id
+    assert reason(market_shape(registry, opening(name=" "))) == Reason.MALFORMED
+    assert reason(market_shape(registry, opening(group="11XSOMEPARTY---X"[:15] + "X"))) == Reason.MALFORMED  # no Y-EIC
+    assert reason(market_shape(registry, replace(closing(), name="x"))) == Reason.MALFORMED  # a field closing has not
+    assert reason(market_shape(registry, replace(closing(), kind=7))) == Reason.MALFORMED
+    assert market_shape(registry, opening()) is None and market_shape(registry, new_id()) is None
     # approvals: more than 2/3 of the four validators (3), members only, sorted, signatures that verify
     assert reason(judge(registry, new_id(signers=VALIDATORS[:2]))) == Reason.INSUFFICIENT_APPROVALS
     outsider = new_id(signers=[*VALIDATORS[:3], METERING])
@@ -189,7 +187,7 @@ def test_bad_market_changes_each_get_their_reason(registry):
     assert reason(judge(registry, new_id(period=FIRST - 1))) == Reason.CHANGE_TOO_LATE
     assert reason(judge(registry, c, (c,))) == Reason.DUPLICATE
     assert reason(judge(registry, new_id(partner=unchecked), (c,))) == Reason.CONFLICTING_CHANGE  # same period
-    assert reason(judge(registry, new_id(partner=unchecked), taken={G1: b"other"})) == Reason.CONFLICTING_CHANGE
+    assert reason(judge(registry, new_id(partner=unchecked), taken={("market", G1): b"other"})) == Reason.CONFLICTING_CHANGE
     assert reason(judge(registry, new_id(eic_for("TESTBG", 8)))) == Reason.UNKNOWN_BALANCING_GROUP
 
 

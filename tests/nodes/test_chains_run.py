@@ -145,7 +145,7 @@ async def test_hostile_checkpoints_get_a_reason_and_change_nothing(tmp_path):
         other = devnet_key("validator-2").public
         await chains._on_checkpoint(other, b"\x92\x28\xc0")  # the checkpoint tag, then garbage
         await chains._on_checkpoint(other, b"not msgpack at all")
-        await chains._on_checkpoint(other, Checkpoint("10YDE-NOSUCH--K", b"", b"", (), ()).encode())
+        await chains._on_checkpoint(other, Checkpoint("10YDE-NOSUCH--K", b"", b"", (), (), ()).encode())
     assert ctx.rejections["checkpoint_malformed"] == 2 and ctx.rejections["checkpoint_unknown_scope"] == 1
     assert not chains.network.ledger.checkpoints
     for s in stores:
