@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from stromledger.cascade import Reason, check_batch, make_batch, sign_schedule
+from stromledger.cascade import Ledger, Reason, SettledState, check_batch, make_batch, sign_schedule
+from stromledger.cascade.checks import APPROVED_ITEM
 from stromledger.cascade.changes import CHANGE_LEAD, judge_change
 from stromledger.cascade.messages import MEASURED
 from stromledger.cascade.rows import MeterRow
@@ -27,10 +28,10 @@ from stromledger.registry.market import (
 )
 from nodes.datagen.synthetic import eic_for
 
-from .tiny import A1, CHAIN, G, G1, G2, G3, HOUSE1, PV, TIE, L1, key, make_registry, malo
+from .tiny import A1, CHAIN, G, G1, G2, HOUSE1, L1, PV, TIE, Net, key, make_registry, malo
 
 VALIDATORS = [key(f"validator-{i}") for i in range(1, 5)]  # the network committee: every validator
-GRID_ONE = VALIDATORS[0]  # a validator of area A1: its grid operator
+GRID_ONE, GRID_TWO = VALIDATORS[0], VALIDATORS[2]  # validators of areas A1 and A2: their grid operators
 METERING, OTHER_METERING = key("meter-operator"), key("other-metering")
 NEW_GROUP = eic_for("TESTBG", 9)
 BRP_ID, NEW_ID = make_market_partner_id("990000000001"), make_market_partner_id("990000000002")
@@ -249,3 +250,73 @@ def test_schedules_follow_the_groups_open_in_their_period(registry):
     assert verdict(FIRST + 4) == Reason.UNKNOWN_BALANCING_GROUP  # closed
     s = sign_schedule(key(NEW_GROUP), CHAIN, NEW_GROUP, G1, FIRST, 1000)
     assert reason(check_batch(registry, make_batch(key(NEW_GROUP), CHAIN, schedules=[s]))) == Reason.WRONG_SIGNER
+
+
+# -- through a ledger: carried in batches, judged, committed by a seal, in effect from their period -------------
+
+
+def settle(ledger: Ledger, *batches):
+    for b in batches:
+        ledger.admit(b, None)
+    outcome = ledger.propose()
+    ledger.commit(outcome.seal_bytes)
+    return outcome
+
+
+def approved_reasons(admission):
+    return [r.reason for kind, _, r in admission.rejections if kind == APPROVED_ITEM]
+
+
+def test_a_group_opened_on_a_chain_takes_a_switch_and_settles_it(registry):
+    ledger = Ledger(registry)
+    opened = opening(G + 2)
+    a = ledger.admit(make_batch(GRID_ONE, CHAIN, approved=[opened]), G + 1)
+    assert a.stored and a.accepted == 1 and not a.rejections
+    early = switch(period=G + 3)
+    assert approved_reasons(ledger.admit(make_batch(GRID_ONE, CHAIN, approved=[opened]), G + 1)) == []  # pending
+    first = settle(ledger)  # height G commits the opening
+    assert first.registry_changes == (opened,) and ledger.state.changes == (opened,)
+    # now (committed) a switch into it is taken, and the same opening again is a replay
+    assert ledger.admit(make_batch(GRID_ONE, CHAIN, changes=[early]), G + 1).accepted == 1
+    assert approved_reasons(ledger.admit(make_batch(GRID_TWO, CHAIN, approved=[opened]), G + 1)) == \
+        [Reason.DUPLICATE]
+    settle(ledger)  # G + 1 commits the switch
+    assert ledger.state.changes == with_changes((), (opened, early))
+    for _ in range(3):
+        last = settle(ledger)  # G + 2 .. G + 4
+    groups = {g.group for g in last.seal.result(G + 4).groups}
+    assert NEW_GROUP in groups
+    row = next(r for r in ledger.rows(G + 3) if r.malo_id == HOUSE1)
+    assert row.balancing_group == NEW_GROUP
+    assert next(r for r in ledger.rows(G + 2) if r.malo_id == HOUSE1).balancing_group == G1
+    # a node that restarts from the encoded state judges the same way
+    again = SettledState.decode(ledger.state.encode())
+    assert again.changes == ledger.state.changes
+
+
+def test_bad_approved_changes_in_a_batch_get_their_reasons_and_the_good_ones_are_kept(registry):
+    ledger = Ledger(registry)
+    good = [opening(G + 3), wim(period=G + 2)]
+    bad = [new_id(signers=VALIDATORS[:2]), wim(m=PV, signers=(METERING,)), closing(G + 2, group=G1),
+           new_id(period=G + 1)]
+    a = ledger.admit(make_batch(GRID_ONE, CHAIN, approved=[*good, *bad, b"\x93\x08\x00\x00"]), G + 1)
+    assert a.accepted == 2
+    assert approved_reasons(a) == [Reason.INSUFFICIENT_APPROVALS, Reason.INSUFFICIENT_APPROVALS,
+                                   Reason.GROUP_IN_USE, Reason.CHANGE_TOO_LATE, Reason.MALFORMED]
+    committed = settle(ledger)
+    assert set(committed.registry_changes) == set(good)  # nothing already admitted is lost
+
+
+def test_after_a_meter_operator_change_the_old_key_is_refused(registry):
+    ledger = Ledger(registry)
+    new_meter = key("new meter")
+    c = wim(period=G + 2, new_key=new_meter.public)
+    assert ledger.admit(make_batch(METERING, CHAIN, approved=[c]), G + 1).accepted == 1
+    settle(ledger)
+    net = Net(registry)
+    old = net.reading(HOUSE1, G + 2, 100)
+    new = net.reading(HOUSE1, G + 2, 100, signer=new_meter)
+    before = net.reading(HOUSE1, G + 1, 100)
+    a = ledger.admit(make_batch(OTHER_METERING, CHAIN, readings=[old, new, before]), None)
+    assert [r.reason for _, _, r in a.rejections] == [Reason.ROTATED_KEY]
+    assert a.accepted == 2
