@@ -21,13 +21,12 @@ from typing import Any, Callable, Mapping, Optional
 
 from stromledger.ids import is_valid_eic, is_valid_malo_id
 from stromledger.registry import SOURCES, Registry, RegistryChange, registry_at
-from stromledger.registry.approvals import approvals_problem
 from stromledger.registry.changes import (
     CHANGE_KINDS, METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH, AnyChange,
-    approving_keys, change_signed, genesis_pool, group_pool,
+    approval_problem, change_signed, genesis_pool, group_pool,
 )
 from stromledger.registry.committee import SMALL_COMMITTEE, CommitteeChange
-from stromledger.registry.market import is_group_closing, is_group_opening
+from stromledger.registry.market import grid_operator_keys, is_group_closing, is_group_opening
 from stromledger.registry.scopes import scopes
 from stromledger.registry.genesis import MAX_POWER_W
 
@@ -199,11 +198,6 @@ def opened_group_keys(history: tuple) -> frozenset[bytes]:
     return frozenset(bytes(c.operator_key) for c in history if is_group_opening(c))
 
 
-def grid_operator_keys(registry: Registry, area: str) -> tuple[bytes, ...]:
-    """The grid operator of an area signs with the keys of its validators (validators name their area)."""
-    return tuple(v.public_key for v in genesis_pool(registry).validators if v.grid_area == area)
-
-
 
 # -- approved changes ---------------------------------------------------------------------------------------
 
@@ -224,7 +218,7 @@ _APPROVAL_REASONS = {"unsorted_approvals": Reason.MALFORMED, "unknown_approver":
 
 def approvals_rejection(registry: Registry, history: tuple, c: Any) -> Rejection | None:
     """Are `c`'s approvals more than 2/3 of the committee in office before it applies (registry/approvals.py)?"""
-    problem = approvals_problem(c, approving_keys(registry, c, history), type(c).DOMAIN, registry.chain_id)
+    problem = approval_problem(registry, c, history)
     if problem is None:
         return None
     return Rejection(_APPROVAL_REASONS[problem[0]], f"{c.describe()}: {problem[1]}")

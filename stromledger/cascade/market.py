@@ -1,31 +1,21 @@
 """Checks of the approved market changes (registry/market.py): groups opened and closed, market-partner ids,
 meter operator changes (WiM). Like cascade/changes.py: `*_shape` judges what the change itself says (cached
 with its batch); `*_verdict` whether the seal of `height` may commit it given the chain's committed history,
-including its approvals (who must approve depends on that history: the meter operator in office, the
-network committee of the height).
-
-Balancing groups and market-partner ids are network-wide master data: the network committee owns them
-(more than 2/3 of it approve). A chain that is not the network chain judges them by the genesis's network
-committee (it does not follow the network chain's committee changes).
+including its approvals (who approves is the kind's `approval_terms`, registry/market.py: the network
+committee; the meter operator in office and the area's grid operator).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
-
 from stromledger.ids import IdError, is_valid_malo_id, parse_eic, parse_market_partner_id
-from stromledger.registry import NETWORK, Registry, registry_at
-from stromledger.registry.approvals import approvals_problem
+from stromledger.registry import Registry, registry_at
 from stromledger.registry.changes import genesis_pool, group_pool
 from stromledger.registry.market import (
-    GROUP_CLOSED, GROUP_OPENED, MARKET_DOMAIN, MARKET_KINDS, OPERATOR_DOMAIN, PARTNER_ID_SET, MarketChange,
-    MeterOperatorChange,
+    GROUP_CLOSED, GROUP_OPENED, MARKET_KINDS, PARTNER_ID_SET, MarketChange, MeterOperatorChange, grid_operator_keys,
 )
-from stromledger.registry.scopes import committee
 
-from .changes import _APPROVAL_REASONS, APPROVED_KINDS, ApprovedKind, grid_operator_keys, meter_point_then
+from .changes import APPROVED_KINDS, ApprovedKind, approvals_rejection, meter_point_then
 from .rejections import Reason, Rejection
-
 
 
 def _partner_id_problem(text: str) -> Rejection | None:
@@ -69,26 +59,10 @@ def operator_change_shape(registry: Registry, c: MeterOperatorChange) -> Rejecti
     return None
 
 
-def network_committee_keys(registry: Registry, history: tuple, height: int) -> tuple[bytes, ...]:
-    """Who approves market changes committed at `height`: the network chain's committee of that height; on
-    any other chain the genesis's network committee."""
-    if registry.scope == NETWORK:
-        return registry_at(registry, height, history).validator_keys()
-    return tuple(v.public_key for v in committee(genesis_pool(registry), NETWORK))
-
-
-def _approvals(c, keys: Sequence[bytes], domain: str, registry: Registry) -> Rejection | None:
-    problem = approvals_problem(c, keys, domain, registry.root_chain_id)
-    if problem is None:
-        return None
-    reason, line = problem
-    return Rejection(_APPROVAL_REASONS[reason], f"{c.describe()}: {line}")
-
-
 def market_verdict(registry: Registry, history: tuple, c: MarketChange, height: int) -> Rejection | None:
     """May the seal of `height` commit this (well-formed) market change? (Replays, the gate and conflicts
     are judged before, by `judge_change`.)"""
-    why = _approvals(c, network_committee_keys(registry, history, height), MARKET_DOMAIN, registry)
+    why = approvals_rejection(registry, history, c)
     if why:
         return why
     then = registry_at(registry, c.effective_period, history)
@@ -131,14 +105,10 @@ def operator_change_verdict(registry: Registry, history: tuple, c: MeterOperator
     if why:
         return why
     mp = then.meter_points[c.malo_id]
-    current = then.meter_operators.get(mp.meter_operator)
-    grid = grid_operator_keys(registry, mp.grid_area)
-    if current is None or not grid:
+    if mp.meter_operator not in then.meter_operators or not grid_operator_keys(registry, mp.grid_area):
         return Rejection(Reason.WRONG_SIGNER, f"{c.malo_id}: no meter operator or grid operator of "
                                               f"{mp.grid_area} to approve it")
-    approvers = [bytes(a.signer) for a in c.approvals]
-    grid_key = next((k for k in approvers if k in grid), grid[0])
-    why = _approvals(c, tuple({current.public_key, grid_key}), OPERATOR_DOMAIN, registry)
+    why = approvals_rejection(registry, history, c)
     if why:
         return why
     if c.meter_operator == mp.meter_operator:

@@ -234,6 +234,20 @@ def approving_keys(view: Registry, c: AnyChange, history: tuple) -> tuple[bytes,
     return registry_at(view, c.effective_period - 1, history).validator_keys()
 
 
+def approval_terms(view: Registry, c: AnyChange, history: tuple) -> tuple[tuple[bytes, ...], str]:
+    """(the keys that must approve `c`, the chain id their approvals sign under): a kind's own
+    `approval_terms` (e.g. market changes: the network committee, the genesis chain id), else the chain's
+    committee just before it applies and the chain's id."""
+    own = getattr(c, "approval_terms", None)
+    return own(view, history) if own is not None else (approving_keys(view, c, history), view.chain_id)
+
+
+def approval_problem(view: Registry, c: AnyChange, history: tuple) -> Optional[tuple[str, str]]:
+    """(reason, one line) for what is wrong with an approved change's approvals, or None."""
+    keys, chain = approval_terms(view, c, history)
+    return approvals_problem(c, keys, type(c).DOMAIN, chain)
+
+
 def trust_problem(view: Registry, changes: Sequence[AnyChange]) -> Optional[str]:
     """The first approved change in `changes` (history order) that the committee in effect before it did not
     approve (more than 2/3, valid signatures under its kind's DOMAIN and the chain's id), as one line, or
@@ -242,7 +256,7 @@ def trust_problem(view: Registry, changes: Sequence[AnyChange]) -> Optional[str]
     history: tuple = ()
     for c in changes:
         if is_approved(c):
-            problem = approvals_problem(c, approving_keys(view, c, history), type(c).DOMAIN, view.chain_id)
+            problem = approval_problem(view, c, history)
             if problem is not None:
                 return f"{c.describe()}: {problem[0]}: {problem[1]}"
         history = (*history, c)

@@ -25,8 +25,9 @@ from stromledger.codec import U8, U64, Blob, Message, Seq, Str, message
 from stromledger.crypto import SigningKey, sha256
 
 from .approvals import MAX_APPROVALS, Approval, approve, combine
-from .changes import Draft, change_type
-from .model import BalancingGroup
+from .changes import Draft, change_type, genesis_pool, registry_at
+from .model import BalancingGroup, Registry
+from .scopes import NETWORK, committee
 
 MARKET_DOMAIN = "stromledger/market-change/1"
 OPERATOR_DOMAIN = "stromledger/meter-operator-change/1"
@@ -82,6 +83,16 @@ class MarketChange(_Approved, Message):
     def kind_name(self) -> str:
         return MARKET_KINDS.get(self.kind, f"market kind {self.kind}")
 
+    def approval_terms(self, view: Registry, history: tuple) -> tuple[tuple[bytes, ...], str]:
+        """More than 2/3 of the network committee approve, under the genesis chain id: on the network chain
+        its committee just before the change applies; on any other chain the genesis's network committee (an
+        area chain does not follow the network chain's committee changes)."""
+        if view.scope == NETWORK:
+            keys = registry_at(view, self.effective_period - 1, history).validator_keys()
+        else:
+            keys = tuple(v.public_key for v in committee(genesis_pool(view), NETWORK))
+        return keys, view.root_chain_id
+
     def describe(self) -> str:
         what = {GROUP_OPENED: f"open_group {self.party} ({self.name}, {self.market_partner_id})",
                 GROUP_CLOSED: f"close_group {self.party}",
@@ -111,6 +122,20 @@ class MeterOperatorChange(_Approved, Message):
     def kind_name(self) -> str:
         return OPERATOR_CHANGE
 
+    def approval_terms(self, view: Registry, history: tuple) -> tuple[tuple[bytes, ...], str]:
+        """Both the meter operator in office in the effective period and the grid operator of the meter
+        point's area (whichever of its validator keys approved, else the first): a committee of these two
+        keys (one when they are the same), under the genesis chain id."""
+        mp = registry_at(view, self.effective_period, history).meter_points.get(self.malo_id)
+        if mp is None:
+            return (), view.root_chain_id
+        operator = view.meter_operators.get(mp.meter_operator)
+        grid = grid_operator_keys(view, mp.grid_area)
+        approvers = [bytes(a.signer) for a in self.approvals]
+        grid_key = next((k for k in approvers if k in grid), grid[0] if grid else None)
+        keys = [k for k in (operator.public_key if operator else None, grid_key) if k is not None]
+        return tuple(dict.fromkeys(keys)), view.root_chain_id
+
     def describe(self) -> str:
         key = f" with key {self.meter_key.hex()[:16]}" if self.meter_key else ""
         return f"meter_operator of {self.malo_id} to {self.meter_operator}{key} from period {self.effective_period}"
@@ -125,6 +150,11 @@ def market_change(kind: int, effective_period: int, party: str, *, name: str = "
 def operator_change(malo_id: str, effective_period: int, meter_operator: str,
                     meter_key: bytes = b"") -> MeterOperatorChange:
     return MeterOperatorChange(malo_id, effective_period, meter_operator, meter_key, ())
+
+
+def grid_operator_keys(registry: Registry, area: str) -> tuple[bytes, ...]:
+    """The grid operator of an area signs with the keys of its validators (validators name their area)."""
+    return tuple(v.public_key for v in genesis_pool(registry).validators if v.grid_area == area)
 
 
 def is_group_closing(change: object, group: str) -> bool:
