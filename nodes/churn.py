@@ -2,7 +2,9 @@
 effect exactly at its effective period.
 
 The plan (deterministic from the genesis): in every area a supplier switch of one meter point to another
-supplier group; in the first area also a new meter point, a retired one and a meter key rotation. All take
+supplier group; in the first area also a new meter point, a retired one and a meter key rotation; and in the
+area of the devnet's extra validator (on no committee of the genesis: it follows its area's chain) a committee
+change that replaces the committee's last member by it, approved by the whole committee. All take
 effect from period genesis + EFFECTIVE_AFTER, so the seal of the genesis height or the next commits them
 (docs/registry.md: a change applies two periods after its seal at the earliest). The devnet signs them with
 the devnet keys of the areas' grid operators (their validators) and the meter operator, and submits them
@@ -11,7 +13,10 @@ right after the nodes start, as a meter operator's client would (`stromledger re
 The check reads the first validator's area exports: a switched meter point is in its old group before the
 effective period and in the new one from it; the new meter point has rows from it on; the retired one has
 rows only before it; the rotated meter point's readings under the old key are refused from it (the devnet's
-light nodes still sign with the genesis key), so its rows from then on are no longer measured.
+light nodes still sign with the genesis key), so its rows from then on are no longer measured. The committee
+change is read from the area's commit certificates (the validators' stores and the exports): every height
+before the effective one signed by the old committee only, every one from it on by the new one only, and the
+added validator among the signers from it on.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from pathlib import Path
 from typing import Callable
 
 from stromledger.cascade import make_batch
+from stromledger.cascade.checks import APPROVED_ITEM
 from stromledger.ids import make_malo_id
 from stromledger.registry import (
-    METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH, Registry, RegistryChange, committee,
-    sign_change,
+    METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, NETWORK, SUPPLIER_SWITCH, CommitteeChange, Registry,
+    RegistryChange, chain_id, committee, committee_change, registry_at, sign_change, view,
 )
+from stromledger.registry.committee import approve_committee_change, with_approvals
 
 from .datagen.devnet_genesis import devnet_key, meter_label
 
@@ -50,7 +57,21 @@ def _operator_label(registry: Registry, name: str) -> str:
     raise ValueError(f"meter operator {name} has no devnet key")
 
 
-def plan_churn(registry: Registry) -> list[RegistryChange]:
+def plan_committee_change(registry: Registry, effective: int) -> list[CommitteeChange]:
+    """The extra validator (on no committee of the genesis) replaces the last member of its area's committee,
+    approved by every member (devnet keys)."""
+    seated = {v.name for s in (*registry.grid_areas, NETWORK) for v in committee(registry, s)}
+    follower = next((v for v in registry.validators if v.name not in seated), None)
+    if follower is None or follower.grid_area not in registry.grid_areas:
+        return []
+    area = follower.grid_area
+    members = [v.name for v in committee(registry, area)]
+    c = committee_change(area, effective, [*members[:-1], follower.name])
+    cid = chain_id(registry, area)
+    return [with_approvals(c, [approve_committee_change(devnet_key(n), cid, c) for n in members])]
+
+
+def plan_churn(registry: Registry) -> list:
     """The devnet's registry changes, by area (every change signed; see the module doc)."""
     chain = registry.root_chain_id
     effective = registry.genesis_period + EFFECTIVE_AFTER
@@ -81,10 +102,12 @@ def plan_churn(registry: Registry) -> list[RegistryChange]:
                                    balancing_group=suppliers[0], meter_key=devnet_key(meter_label(added)).public,
                                    meter_operator=mp.meter_operator, point_kind="consumer", source="grid",
                                    max_power_w=30_000))
-    return changes
+    return changes + plan_committee_change(registry, effective)
 
 
-def area_of(registry: Registry, c: RegistryChange) -> str:
+def area_of(registry: Registry, c) -> str:
+    if isinstance(c, CommitteeChange):
+        return c.scope
     return c.grid_area if c.kind == METER_POINT_ADDED else registry.meter_points[c.malo_id].grid_area
 
 
@@ -139,7 +162,9 @@ class ChurnSubmitter:
             by_area.setdefault(area_of(reg, c), []).append(c)
         async with net:
             for area, changes in sorted(by_area.items()):
-                data = make_batch(self.key, reg.chain_id, changes=changes).encode()
+                signed = [c for c in changes if isinstance(c, RegistryChange)]
+                approved = [c for c in changes if not isinstance(c, RegistryChange)]
+                data = make_batch(self.key, reg.chain_id, changes=signed, approved=approved).encode()
                 members = [v.public_key for v in committee(reg, area)]
                 while True:
                     try:
@@ -154,7 +179,8 @@ class ChurnSubmitter:
                         self.problems.append(f"churn: the changes of {area} were refused: "
                                              f"{reason_label(receipt.batch_reason)}")
                     for item in receipt.rejected:
-                        self.problems.append(f"churn: {changes[item.index].describe()} refused: "
+                        refused = (approved if item.kind == APPROVED_ITEM else signed)[item.index]
+                        self.problems.append(f"churn: {refused.describe()} refused: "
                                              f"{reason_label(item.reason)}: {item.message}")
                     self.lines.append(f"churn: {len(changes)} registry change(s) of {area} submitted, "
                                       f"{receipt.accepted} accepted")
@@ -188,6 +214,11 @@ def check_churn(registry: Registry, changes: list[RegistryChange], homes: list[P
     lines, problems = [], []
     exports = {area: _area_exports(homes, area) for area in registry.grid_areas}
     for c in changes:
+        if isinstance(c, CommitteeChange):
+            line, problem = _check_committee_change(registry, c, homes)
+            lines += [line] if line else []
+            problems += [problem] if problem else []
+            continue
         rows = exports.get(area_of(registry, c), {})
         before = sorted(p for p in rows if p < c.effective_period)
         after = sorted(p for p in rows if p >= c.effective_period)
@@ -219,3 +250,54 @@ def check_churn(registry: Registry, changes: list[RegistryChange], homes: list[P
         else:
             lines.append(f"churn: {what}: {seen}")
     return lines, problems
+
+
+def _signers(registry: Registry, c: CommitteeChange, homes: list[Path]) -> dict[int, set[str]]:
+    """height -> names of the validators whose precommit is in a commit certificate of that height of the
+    change's chain: every certificate the homes' stores hold (each validator's own) and their exports carry."""
+    from stromledger.consensus import CommitCertificate
+    from stromledger.store import Store
+
+    from .chains import chain_store_path
+
+    area = view(registry, c.scope)
+    out: dict[int, set[str]] = {}
+
+    def note(height: int, cert: CommitCertificate) -> None:
+        members = registry_at(area, height, (c,)).validators
+        out.setdefault(height, set()).update(members[s.validator].name for s in cert.signatures
+                                             if s.validator < len(members))
+    for home in homes:
+        path = chain_store_path(home / "data", c.scope)
+        if path.exists():
+            with Store(path) as store:
+                for commit in store.commits_from(registry.genesis_period, 1_000):
+                    note(commit.height, CommitCertificate.decode(bytes(commit.certificate)))
+        for manifest in sorted((home / "data" / "chains" / c.scope / "exports").glob("*/v1/manifest.json")):
+            encoded = json.loads(manifest.read_text())["certificate"]["encoded"]
+            cert = CommitCertificate.decode(bytes.fromhex(encoded))
+            note(cert.height, cert)
+    return out
+
+
+def _check_committee_change(registry: Registry, c: CommitteeChange, homes: list[Path]) -> tuple[str, str]:
+    """(line, problem): the change's chain was certified by the old committee before its effective height and
+    by the new one from it on, with the added validator signing."""
+    old = {v.name for v in committee(registry, c.scope)}
+    new = set(c.members)
+    signers = _signers(registry, c, homes)
+    before = sorted(h for h in signers if h < c.effective_period)
+    after = sorted(h for h in signers if h >= c.effective_period)
+    what = c.describe()
+    if not before or not after:
+        return "", (f"churn: {what}: no certificates on both sides of height {c.effective_period} "
+                    f"(heights {sorted(signers)})")
+    wrong = [h for h in before if not signers[h] <= old] + [h for h in after if not signers[h] <= new]
+    added, removed = sorted(new - old), sorted(old - new)
+    if wrong:
+        return "", f"churn: {what}: certificates signed by the wrong committee at heights {wrong}"
+    if not all(any(n in signers[h] for h in after) for n in added):
+        return "", f"churn: {what}: {', '.join(added)} signed no certificate from height {c.effective_period} on"
+    return (f"churn: {what}: heights {before[0]}..{before[-1]} certified by the old committee"
+            f"{' (with ' + ', '.join(removed) + ')' if removed else ''}, {after[0]}..{after[-1]} by the new one "
+            f"({', '.join(added)} signing, {', '.join(removed) or 'no one'} no longer counted)"), ""

@@ -16,7 +16,7 @@ from stromledger.consensus.certificate import CertificateError, verify_certifica
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
 from stromledger.registry import Registry
-from stromledger.registry.changes import changes_in_effect
+from stromledger.registry.changes import changes_in_effect, is_approved, with_changes
 
 from . import mscons, tables
 from .compare import result_difference
@@ -70,9 +70,12 @@ def check_rows(registry: Registry, seal: PeriodSeal, period: int, rows: list[Met
 
 
 def build_export(registry: Registry, seal: PeriodSeal | bytes, certificate: CommitCertificate | bytes, period: int,
-                 rows: Iterable[Row], previous_rows: Iterable[Row] | None = None) -> dict[str, bytes]:
+                 rows: Iterable[Row], previous_rows: Iterable[Row] | None = None,
+                 committee: Registry | None = None) -> dict[str, bytes]:
     """Every file of the export of the result of `period` in `seal`, by file name. `registry`: the chain's
-    registry version of `period` (registry.registry_at; its changes are exported with it).
+    registry version of `period` (registry.registry_at; its changes are exported with it). `committee`: its
+    version of the seal's height (default `registry`): its validators signed the certificate, and the
+    committee changes in effect by then that `registry` lacks (a correction sealed later) go along too.
 
     `rows`: that result's rows, one per meter point in MaLo-ID order (cascade MeterRows or SettledReading
     leaves). `previous_rows`: the rows of version - 1 of the same period, required for a correction
@@ -88,7 +91,8 @@ def build_export(registry: Registry, seal: PeriodSeal | bytes, certificate: Comm
     if seal.chain_id != registry.chain_id or seal.registry_hash != registry.hash:
         raise ExportError("the seal belongs to another chain or registry than the one given")
     try:
-        verify_certificate(cert, seal.hash(), registry.validator_keys(), registry.chain_id, height=seal.height)
+        verify_certificate(cert, seal.hash(), (committee or registry).validator_keys(), registry.chain_id,
+                           height=seal.height)
     except CertificateError as e:
         raise ExportError(f"the certificate does not prove the seal at height {seal.height}: {e}") from None
     rows = as_meter_rows(registry, period, rows)
@@ -97,11 +101,20 @@ def build_export(registry: Registry, seal: PeriodSeal | bytes, certificate: Comm
         raise ExportError(f"period {period} version {result.version} is a correction: the rows of version "
                           f"{result.version - 1} are needed for changes.csv")
     previous = None if previous_rows is None else as_meter_rows(registry, period, previous_rows)
-    return export_files(registry, seal, seal_bytes, cert, result, rows, previous)
+    return export_files(registry, seal, seal_bytes, cert, result, rows, previous, committee)
+
+
+def carried_changes(registry: Registry, committee: Registry | None, period: int) -> tuple:
+    """What an export carries besides the genesis: the changes in effect by its period (they give the registry
+    version), and the approved changes that took effect after it by the seal's height (they give the committee
+    that signed)."""
+    later = [c for c in changes_in_effect(committee or registry) if is_approved(c) and c.effective_period > period]
+    return with_changes(changes_in_effect(registry), later) if later else changes_in_effect(registry)
 
 
 def export_files(registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: CommitCertificate,
-                 result: PeriodResult, rows: list[MeterRow], previous: list[MeterRow] | None) -> dict[str, bytes]:
+                 result: PeriodResult, rows: list[MeterRow], previous: list[MeterRow] | None,
+                 committee: Registry | None = None) -> dict[str, bytes]:
     """The files of an export from checked inputs (no checks here: `build_export` does them, and the verifier
     calls this to regenerate what an export must contain). changes.csv only when `previous` is given."""
     p = registry.period(result.period)
@@ -121,12 +134,13 @@ def export_files(registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: 
     if result.version > 1 and previous is not None:
         old = tables.meter_records(p, b"", previous)
         files[tables.CHANGES_CSV] = tables.changes_csv(tables.changes(old, tables.meter_records(p, seal_hash, rows)))
-    if changes_in_effect(registry):  # what anyone needs besides the genesis to rebuild the registry version
-        files[tables.REGISTRY_CHANGES_JSONL] = tables.registry_changes_jsonl(changes_in_effect(registry))
+    carried = carried_changes(registry, committee, result.period)
+    if carried:  # what anyone needs besides the genesis to rebuild the registry version and the committee
+        files[tables.REGISTRY_CHANGES_JSONL] = tables.registry_changes_jsonl(carried)
     files.update(mscons_files(registry, seal, seal_hash, result.period, result.version, rows))
     files[MANIFEST] = manifest_bytes(manifest_dict(registry=registry, seal=seal, seal_bytes=seal_bytes,
                                                    certificate=cert, result=result, files=files,
-                                                   records=records))
+                                                   records=records, committee=committee))
     return files
 
 

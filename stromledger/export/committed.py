@@ -160,8 +160,9 @@ def exports_of_seal(store: StoreReader, registry: Registry, height: int) -> dict
     keys = [(r.period, r.version) for r in seal.results]
     history = registry_history(store)
     rows = committed_rows(store, registry, keys + [(p, v - 1) for p, v in keys if v > 1], history)
+    committee = registry_at(registry, height, history)
     return {(p, v): build_export(registry_at(registry, p, history), seal_bytes, cert, p, rows[p, v],
-                                 rows.get((p, v - 1))) for p, v in keys}
+                                 rows.get((p, v - 1)), committee) for p, v in keys}
 
 
 def export_committed(store: StoreReader, registry: Registry, height: int,
@@ -236,5 +237,5 @@ def export_period(store: StoreReader, registry: Registry, period: int, version: 
     history = registry_history(store)
     rows = committed_rows(store, registry, keys, history)
     files = build_export(registry_at(registry, period, history), seal_bytes, cert, period, rows[period, version],
-                         rows.get((period, version - 1)))
+                         rows.get((period, version - 1)), registry_at(registry, height, history))
     return write_export(base_dir, files)

@@ -75,9 +75,10 @@ def summary_json(result: PeriodResult) -> dict:
 
 
 def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, certificate: CommitCertificate,
-                  result: PeriodResult, files: Mapping[str, bytes], records: Mapping[str, int] | None = None
-                  ) -> dict:
-    """`records`: record counts (count_records) the builder knows without counting, by file name."""
+                  result: PeriodResult, files: Mapping[str, bytes], records: Mapping[str, int] | None = None,
+                  committee: Registry | None = None) -> dict:
+    """`records`: record counts (count_records) the builder knows without counting, by file name.
+    `committee`: the registry version of the seal's height, whose validators signed (default `registry`)."""
     records = records or {}
     return {
         "format": FORMAT,
@@ -92,7 +93,7 @@ def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, ce
         "seal_hash": sha256(seal_bytes).hex(),
         "seal": base64.b64encode(seal_bytes).decode("ascii"),
         "summary": summary_json(result),
-        "certificate": certificate_json(certificate, registry),
+        "certificate": certificate_json(certificate, committee or registry),
         "files": {name: file_entry(name, data, records.get(name)) for name, data in sorted(files.items())
                   if name != MANIFEST},
     }

@@ -136,7 +136,7 @@ class _Verifier:
         if rows is None:
             return
         self.report.meter_points = len(rows)
-        expected = export_files(self.reg, seal, seal_bytes, cert, result, rows, None)
+        expected = export_files(self.reg, seal, seal_bytes, cert, result, rows, None, self.committee)
         self.file_set(listed, expected, result)
         self.jsonl(records)
         for name in (tables.GROUPS_CSV, tables.AREAS_CSV, tables.SCHEDULES_CSV):
@@ -270,7 +270,7 @@ class _Verifier:
             self.fail("bad_certificate", MANIFEST, "certificate.encoded", str(e))
             raise _Stop
         # the committee of the seal's height: the genesis view's, or the one the carried changes installed
-        committee = registry_at(self.reg, seal.height, self.carried_changes())
+        committee = self.committee = registry_at(self.reg, seal.height, self.carried_changes())
         try:
             verify_certificate(cert, self.seal_hash, committee.validator_keys(), self.reg.chain_id, height=seal.height)
         except CertificateError as e:
@@ -337,6 +337,7 @@ class _Verifier:
     def manifest_fields(self, m: dict, seal: PeriodSeal, seal_bytes: bytes, cert: CommitCertificate,
                         result: PeriodResult) -> None:
         want = manifest_dict(registry=self.reg, seal=seal, seal_bytes=seal_bytes, certificate=cert, result=result,
+                             committee=self.committee,
                              files={})
         got = {k: v for k, v in m.items() if k != "files"}
         want.pop("files")

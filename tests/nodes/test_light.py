@@ -109,7 +109,7 @@ class StandIn:
         proofs = tuple(LeafProof(m, order[m], leaves[order[m]], tuple(tree.proof(order[m])))
                        for m in malo_ids if m in order)
         c = self.commits[h]
-        return LightReply(h, version, c.value, c.certificate, len(leaves), proofs)
+        return LightReply(h, version, c.value, c.certificate, len(leaves), proofs, ())
 
     async def on_light(self, peer: bytes, payload: bytes) -> bytes:
         req = LightRequest.decode(payload)
