@@ -210,7 +210,7 @@ class _Api:
     async def seal(self, request: Request) -> Response:
         chain = self._chain(request)
         commit = self._commit(chain, request.path_params["height"])
-        doc = commit_summary(commit, chain.registry)
+        doc = commit_summary(commit, chain.registry, registry_history(chain.store))
         doc["period"] = chain.registry.period(commit.height).iso()
         doc["seal"] = bytes(commit.value).hex()
         return JSONResponse(doc)

@@ -1,5 +1,5 @@
-"""`stromledger registry`: sign and submit a registry change described in TOML, and show the registry version
-in effect in a period (docs/registry.md)."""
+"""`stromledger registry`: sign and submit a registry change described in TOML, approve a committee change
+and submit it with its approvals, and show the registry version in effect in a period (docs/registry.md)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from stromledger.cascade import Reason, Rejection, make_batch
-from stromledger.cascade.changes import change_shape, change_signature, change_verdict, earliest_effective
-from stromledger.registry import (
-    KIND_BY_NAME, METER_POINT_ADDED, Registry, RegistryChange, registry_at, sign_change, view,
-    with_changes,
+from stromledger.cascade.changes import (
+    approved_shape, change_shape, change_signature, change_verdict, earliest_effective, judge_change,
+    small_committee_warning,
 )
+from stromledger.registry import (
+    KIND_BY_NAME, METER_POINT_ADDED, NETWORK, CommitteeChange, Registry, RegistryChange, chain_id, committee_change,
+    registry_at, scopes, sign_change, view, with_changes,
+)
+from stromledger.registry.approvals import Approval, approved_body
 from stromledger.registry.changes import change_json
+from stromledger.registry.committee import COMMITTEE_DOMAIN, approve_committee_change, with_approvals
+from stromledger.crypto import verify
 
 from .submit import InputError, open_home, parse_period, send_to_peers
 
@@ -53,6 +59,15 @@ Example:
   malo_id = "41373559241"
   effective = "2026-11-21T11:00:00Z"
   balancing_group = "11YEXPBG------26"
+
+A committee change (kind = "committee") is not one signer's: more than 2/3 of the committee in office must
+approve it. Each member runs `stromledger registry approve --home ITS_HOME FILE.toml --out NAME.toml`; then
+anyone runs `stromledger registry change --home DIR FILE.toml --approvals A.toml B.toml ...`, which checks
+the approvals (members, signatures, quorum) and submits the change with them:
+  kind = "committee"
+  scope = "11YDEVAREA2----V"     # an area EIC, or "network"
+  effective = 359257002          # the first height (= period) of the new committee
+  members = ["validator-1", "validator-2", "validator-3", "validator-5"]   # proposer order
 """
 
 
@@ -67,7 +82,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("file", metavar="FILE.toml", help="the change (see above)")
     c.add_argument("--dry-run", action="store_true", help="check the change, print it, send nothing")
     c.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a validator (default 10)")
+    c.add_argument("--approvals", nargs="+", default=[], metavar="APPROVAL.toml",
+                   help="a committee change: the members' approvals (from `registry approve`)")
     c.set_defaults(func=_change)
+    a = rs.add_parser("approve", help="approve a committee change with this validator's key",
+                      description="Approve the committee change FILE.toml describes (kind = \"committee\", see "
+                                  "`registry change --help`) with this validator home's key; the approval is "
+                                  "written to --out for `registry change --approvals`.")
+    a.add_argument("--home", required=True, help="a validator home (a member of the committee in office)")
+    a.add_argument("file", metavar="FILE.toml", help="the committee change")
+    a.add_argument("--out", required=True, help="where to write the approval (TOML)")
+    a.set_defaults(func=_approve)
     s = rs.add_parser("show", help="the registry version in effect in a period, with the changes behind it")
     s.add_argument("--home", required=True, help="a node home (a validator home also knows the committed changes)")
     s.add_argument("--at", metavar="PERIOD", help="the period (UTC start, ISO interval or index; default: now)")
@@ -113,6 +138,71 @@ def read_change(path: str | Path, registry: Registry, key) -> RegistryChange:
     return sign_change(key, registry.root_chain_id, KIND_BY_NAME[kind], doc["malo_id"], effective, **values)
 
 
+COMMITTEE_FIELDS = ("kind", "scope", "effective", "members")
+
+
+def is_committee_file(path: str | Path) -> bool:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8")).get("kind") == "committee"
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+
+
+def read_committee_change(path: str | Path, registry: Registry) -> CommitteeChange:
+    """The committee change FILE.toml describes, without approvals; InputError with the reason if wrong."""
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise InputError(f"{path}: {e}") from None
+    unknown = sorted(set(doc) - set(COMMITTEE_FIELDS))
+    if unknown:
+        raise InputError(f"{path}: a committee change has no {', '.join(unknown)}")
+    missing = [f for f in COMMITTEE_FIELDS if f not in doc]
+    if missing:
+        raise InputError(f"{path}: a committee change needs {', '.join(missing)}")
+    if doc["scope"] not in scopes(registry):
+        raise InputError(f"{path}: scope {doc['scope']!r} is neither {NETWORK!r} nor a grid area of the genesis")
+    members = doc["members"]
+    if type(members) is not list or not members or any(type(m) is not str for m in members):
+        raise InputError(f"{path}: members is a list of validator names (in proposer order)")
+    return committee_change(doc["scope"], parse_period(str(doc["effective"]), registry), members)
+
+
+def read_approval(path: str | Path, registry: Registry, change: CommitteeChange) -> Approval:
+    """An approval file of `change` (InputError if it is unreadable, or approves something else)."""
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        a = Approval(bytes.fromhex(doc["signer"]), bytes.fromhex(doc["sig"]))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{path}: not an approval file ({e})") from None
+    if len(a.signer) != 32 or len(a.sig) != 64 or not verify(
+            a.signer, a.sig, COMMITTEE_DOMAIN, chain_id(registry, change.scope), approved_body(change)):
+        raise InputError(f"{path}: does not approve this change ({change.describe()})")
+    return a
+
+
+def _approve(args: argparse.Namespace) -> int:
+    ctx = open_home(args.home)
+    if ctx is None:
+        return 2
+    reg = ctx.registry
+    try:
+        change = read_committee_change(args.file, reg)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    me = next((v.name for v in reg.validators if v.public_key == ctx.key.public), None)
+    if me is None:
+        print("error: this home's key is no validator of the genesis: only committee members approve",
+              file=sys.stderr)
+        return 2
+    a = approve_committee_change(ctx.key, chain_id(reg, change.scope), change)
+    Path(args.out).write_text(f"# {me} approves: {change.describe()}\n"
+                              f"signer = \"{a.signer.hex()}\"\nsig = \"{a.sig.hex()}\"\n", encoding="utf-8")
+    print(f"{me} approved {change.describe()}: written to {args.out}")
+    return 0
+
+
 def committed_history(home: Path, registry: Registry) -> tuple[RegistryChange, ...]:
     """The registry changes committed on the area chains whose stores this home holds (a validator home)."""
     from stromledger.export.build import ExportError
@@ -133,13 +223,17 @@ def committed_history(home: Path, registry: Registry) -> tuple[RegistryChange, .
 
 
 def chain_of_change(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange) -> str:
-    """The area whose chain settles a change (of a genesis meter point, or of one added by `history`)."""
+    """The area whose chain settles a change (of a genesis meter point, or of one added by `history`); a
+    committee change: its scope."""
+    if isinstance(c, CommitteeChange):
+        return c.scope
     if c.kind == METER_POINT_ADDED:
         return c.grid_area
     mp = registry.meter_points.get(c.malo_id)
     if mp is not None:
         return mp.grid_area
-    return next((x.grid_area for x in history if x.malo_id == c.malo_id and x.kind == METER_POINT_ADDED), "")
+    return next((x.grid_area for x in history if isinstance(x, RegistryChange) and x.malo_id == c.malo_id
+                 and x.kind == METER_POINT_ADDED), "")
 
 
 def check_change(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange,
@@ -147,10 +241,13 @@ def check_change(registry: Registry, history: tuple[RegistryChange, ...], c: Reg
     """What a validator would say now: form, signature, and (against the history this home knows) timing,
     signer and conflicts."""
     scope = chain_of_change(registry, history, c)
-    chain = view(registry, scope) if scope in registry.grid_areas else registry
+    chain = view(registry, scope) if scope in scopes(registry) else registry
+    own = tuple(x for x in history if chain_of_change(registry, history, x) == scope)
+    digests = frozenset(x.digest() for x in own)
+    if isinstance(c, CommitteeChange):
+        return approved_shape(chain, c) or judge_change(chain, own, c, now_period - 1, {}, digests)
     why = change_shape(chain, c) or change_signature(chain, c)
     if why is None:
-        digests = frozenset(x.digest() for x in history)
         why = change_verdict(chain, history, c, now_period - 1, {}, digests)
     return why
 
@@ -160,14 +257,27 @@ def _change(args: argparse.Namespace) -> int:
     if ctx is None:
         return 2
     reg = ctx.registry
+    committee_file = is_committee_file(args.file)
     try:
-        change = read_change(args.file, reg, ctx.key)
+        if committee_file:
+            change = read_committee_change(args.file, reg)
+            change = with_approvals(change, [read_approval(p, reg, change) for p in args.approvals])
+        elif args.approvals:
+            raise InputError("--approvals are for a committee change (kind = \"committee\")")
+        else:
+            change = read_change(args.file, reg, ctx.key)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     now = int(time.time()) // reg.period_seconds
     why = check_change(reg, committed_history(Path(args.home), reg), change, now)
-    print(f"{change.describe()}, signed by {ctx.key.public.hex()[:16]}, digest {change.digest().hex()[:16]}")
+    if committee_file:
+        print(f"{change.describe()}, {len(change.approvals)} approval(s), digest {change.digest().hex()[:16]}")
+        warning = small_committee_warning(change)
+        if warning:
+            print(f"warning: {warning}")
+    else:
+        print(f"{change.describe()}, signed by {ctx.key.public.hex()[:16]}, digest {change.digest().hex()[:16]}")
     if why is not None:
         hint = f" (now period {now}: the earliest effective period is {earliest_effective(now - 1)})" \
             if why.reason == Reason.CHANGE_TOO_LATE else ""
@@ -179,8 +289,11 @@ def _change(args: argparse.Namespace) -> int:
     return _submit(args, ctx, change)
 
 
-def _submit(args: argparse.Namespace, ctx, change: RegistryChange) -> int:
-    data = make_batch(ctx.key, ctx.registry.chain_id, changes=[change]).encode()
+def _submit(args: argparse.Namespace, ctx, change) -> int:
+    if isinstance(change, RegistryChange):
+        data = make_batch(ctx.key, ctx.registry.chain_id, changes=[change]).encode()
+    else:  # an approved change: its approvals are what count, the batch only carries it
+        data = make_batch(ctx.key, ctx.registry.chain_id, approved=[change]).encode()
     # the signer's node (a validator, a meter-point node) usually runs from this home: a port of our own
     return send_to_peers(args.home, ctx, [(str(args.file), data)], args.timeout, listen=CLIENT_LISTEN)
 
@@ -190,8 +303,9 @@ def _submit(args: argparse.Namespace, ctx, change: RegistryChange) -> int:
 
 def registry_report(registry: Registry, history: tuple[RegistryChange, ...], period: int) -> dict:
     """The registry version in effect in `period` under `history`, with the changes behind it and after it."""
-    at = registry_at(registry, period, history)
-    changed = sorted({c.malo_id for c in history})
+    meter_changes = tuple(c for c in history if isinstance(c, RegistryChange))
+    at = registry_at(registry, period, meter_changes)
+    changed = sorted({c.malo_id for c in meter_changes})
     # what each area chain's seals name: its view plus its own changes (docs/registry.md)
     areas = {area: registry_at(view(registry, area), period,
                                tuple(c for c in history if chain_of_change(registry, history, c) == area)).version.hex()
@@ -202,6 +316,10 @@ def registry_report(registry: Registry, history: tuple[RegistryChange, ...], per
         "version": at.version.hex(),
         "area_versions": areas,
         "meter_points": len(at.meter_points),
+        # each chain's committee in the period: the genesis', or as committee changes made it
+        "committees": {scope: [v.name for v in registry_at(view(registry, scope), period, tuple(
+            c for c in history if isinstance(c, CommitteeChange) and c.scope == scope)).validators]
+            for scope in scopes(registry)},
         "in_effect": [change_json(c) for c in history if c.effective_period <= period],
         "scheduled": [change_json(c) for c in history if c.effective_period > period],
         "changed_meter_points": [
@@ -237,8 +355,12 @@ def _show(args: argparse.Namespace) -> int:
     print(f"from {known}: {len(report['in_effect'])} change(s) in effect, {len(report['scheduled'])} scheduled")
     for label, items in (("in effect", report["in_effect"]), ("scheduled", report["scheduled"])):
         for c in items:
-            print(f"  {label:9}  {c['kind']:18} {c['malo_id']}  from period {c['effective_period']}"
-                  f"{'  -> ' + c['balancing_group'] if 'balancing_group' in c else ''}")
+            what = c.get("malo_id") or c.get("scope", "")
+            target = c.get("balancing_group") or ", ".join(c.get("members", ()))
+            print(f"  {label:9}  {c['kind']:18} {what}  from period {c['effective_period']}"
+                  f"{'  -> ' + target if target else ''}")
+    for scope, names in report["committees"].items():
+        print(f"  committee of {scope}: {', '.join(names)}")
     for m in report["changed_meter_points"]:
         print(f"  {m['malo_id']}: {m['status']}" + (f", {m['grid_area']} / {m['balancing_group']}"
                                                      if "grid_area" in m else ""))

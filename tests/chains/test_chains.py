@@ -236,3 +236,44 @@ def test_network_export_verifies_with_the_genesis_alone_and_catches_tampering(ge
     swapped = dict(files)
     swapped[checkpoint_file(A2)] = files[checkpoint_file(A1)]
     assert not verify_export(swapped, genesis).ok
+
+
+def test_a_checkpoint_after_a_committee_change_is_certified_by_the_new_committee(genesis):
+    from stromledger.chains.checkpoint import make_checkpoint
+    from stromledger.registry import committee_change
+    from stromledger.registry.committee import approve_committee_change, with_approvals
+
+    a2 = Area(genesis, A2)
+    old = [v.name for v in committee(genesis, A2)]  # validator-3 .. validator-6
+    new = [*old[:-1], "validator-1"]
+    change = committee_change(A2, G + 2, new)
+    change = with_approvals(change, [approve_committee_change(key(n), a2.registry.chain_id, change) for n in old[:3]])
+    assert a2.ledger.admit(make_batch(key("validator-3"), a2.registry.chain_id, approved=[change]), None).stored
+    for _ in range(2):  # G commits the change, G + 1 is still the old committee's
+        cp, _ = a2.seal()
+        assert isinstance(verify_checkpoint(genesis, cp), Certified)
+    outcome = a2.ledger.propose((), a2.last_cert)
+    value_hash = sha256(outcome.seal_bytes)
+
+    def cert(names, members):
+        votes = [sign_vote(Precommit, key(n), a2.registry.chain_id, G + 2, 0, value_hash) for n in names]
+        return build_certificate(G + 2, 0, value_hash, votes, ValidatorSet.of([key(n).public for n in members]))
+
+    a2.ledger.commit(outcome.seal_bytes)
+    history = a2.ledger.state.changes
+
+    def checkpoint(certificate, changes=history):
+        return make_checkpoint(A2, outcome.seal_bytes, certificate.encode(), a2.ledger.proof, a2.registry, changes)
+
+    good = checkpoint(cert(new[1:], new))  # validator-4, -5 and the added validator-1
+    assert good.approved == (change.encode(),)
+    assert isinstance(verify_checkpoint(genesis, good), Certified)
+    # without the change it carries, the certificate is not the genesis committee's
+    assert verify_checkpoint(genesis, checkpoint(cert(new[1:], new), ())).reason == Reason.BAD_CERTIFICATE
+    # the removed validator-6 no longer counts: the old committee's certificate of this height fails
+    assert verify_checkpoint(genesis, checkpoint(cert(old[1:], old))).reason == Reason.BAD_CERTIFICATE
+    # a change its committee did not approve (2 of 4) breaks the chain of trust
+    forged = replace(change, approvals=change.approvals[:2])
+    bad = checkpoint(cert(new[1:], new), (forged,))
+    refused = verify_checkpoint(genesis, bad)
+    assert refused.reason == Reason.BAD_CERTIFICATE and "insufficient_approvals" in refused.message

@@ -109,3 +109,65 @@ def test_the_churn_plan_is_signed_as_the_rules_say_and_changes_the_version(homes
         assert version != view(registry, area).hash.hex()
     assert report["meter_points"] == len(registry.meter_points)  # one added, one retired
     assert {m["status"] for m in report["changed_meter_points"]} == {"registered", "retired"}
+
+
+@pytest.fixture(scope="module")
+def seated(tmp_path_factory):
+    """A genesis of 5 validators where only the first 4 sit on committees (validator-5 follows its area)."""
+    base = tmp_path_factory.mktemp("committee")
+    start = (int(time.time()) // PERIOD + 100) * PERIOD
+    genesis = make_devnet_genesis(base / "genesis", 5, 3, 30, PERIOD, 1, genesis_start=start, chain_id="reg-com",
+                                  seated=4)
+    registry = load_genesis(genesis)
+    for i in range(1, 6):
+        init_home(base / f"v{i}", "validator", genesis, key=devnet_key(f"validator-{i}"), name=f"validator-{i}")
+    return base, registry
+
+
+def test_a_committee_change_is_approved_by_the_members_and_checked_with_its_approvals(seated, tmp_path, capsys):
+    base, registry = seated
+    area = next(v.grid_area for v in registry.validators if v.name == "validator-5")
+    effective = registry.genesis_period + 5
+    change = write(tmp_path / "committee.toml",
+                   f'kind = "committee"\nscope = "{area}"\neffective = {effective}\n'
+                   'members = ["validator-1", "validator-2", "validator-3", "validator-5"]\n')
+    approvals = []
+    for i in (1, 2, 3, 4):
+        out = str(tmp_path / f"approval-{i}.toml")
+        assert main(["registry", "approve", "--home", str(base / f"v{i}"), change, "--out", out]) == 0
+        approvals.append(out)
+    capsys.readouterr()
+    home = str(base / "v1")
+    assert main(["registry", "change", "--home", home, change, "--dry-run", "--approvals", *approvals[:3]]) == 0
+    assert "ok: the change checks out" in capsys.readouterr().out
+    # two of four: refused with its reason
+    assert main(["registry", "change", "--home", home, change, "--dry-run", "--approvals", *approvals[:2]]) == 1
+    assert "REFUSED: insufficient_approvals" in capsys.readouterr().out
+    # validator-5 is no member of the committee in office: its approval does not count
+    out = str(tmp_path / "approval-5.toml")
+    assert main(["registry", "approve", "--home", str(base / "v5"), change, "--out", out]) == 0
+    assert main(["registry", "change", "--home", home, change, "--dry-run", "--approvals", out,
+                 *approvals[:2]]) == 1
+    assert "REFUSED: unknown_approver" in capsys.readouterr().out
+    # an approval of another change is refused before anything is sent
+    other = write(tmp_path / "other.toml", f'kind = "committee"\nscope = "{area}"\neffective = {effective + 1}\n'
+                                           'members = ["validator-1", "validator-2", "validator-3", "validator-5"]\n')
+    assert main(["registry", "change", "--home", home, other, "--dry-run", "--approvals", *approvals]) == 2
+    assert "does not approve this change" in capsys.readouterr().err
+    bad = write(tmp_path / "bad.toml", f'kind = "committee"\nscope = "{area}"\neffective = {effective}\n'
+                                       'members = "validator-1"\n')
+    assert main(["registry", "change", "--home", home, bad, "--dry-run"]) == 2
+    assert "members is a list" in capsys.readouterr().err
+
+
+def test_the_churn_plan_replaces_a_committee_member_by_the_follower(seated):
+    _, registry = seated
+    from stromledger.cascade.changes import approved_shape, judge_change
+    from stromledger.registry import CommitteeChange
+
+    committee_changes = [c for c in plan_churn(registry) if isinstance(c, CommitteeChange)]
+    assert len(committee_changes) == 1
+    c = committee_changes[0]
+    chain = view(registry, c.scope)
+    assert list(c.members) == ["validator-1", "validator-2", "validator-3", "validator-5"]
+    assert (approved_shape(chain, c) or judge_change(chain, (), c, registry.genesis_period, {}, frozenset())) is None
