@@ -24,7 +24,7 @@ from typing import ClassVar, Iterable
 from stromledger.codec import U8, U64, Blob, Message, Seq, Str, message
 from stromledger.crypto import SigningKey, sha256
 
-from .approvals import MAX_APPROVALS, Approval, approve, combine
+from .approvals import MAX_APPROVALS, Approval, add_approvals, approve
 from .changes import Draft, change_type, genesis_pool, registry_at
 from .model import BalancingGroup, Registry
 from .scopes import NETWORK, committee
@@ -55,7 +55,7 @@ class _Approved:
 
     def with_approvals(self, approvals: Iterable[Approval]):
         """This change carrying `approvals` (and those it has) in canonical order."""
-        return dataclasses.replace(self, approvals=combine((*self.approvals, *approvals)))
+        return add_approvals(self, approvals)
 
 
 @change_type
