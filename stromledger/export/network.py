@@ -11,6 +11,9 @@ certificate, invariants, tie-line proofs), the cross-level checks against those 
     ties.csv               every boundary meter: flows, the area whose certified seal gave them, disputed
     schedules.csv          as in an area export
     checkpoint-<EIC>.bin   the checkpoint of every used area (the bytes the network chain verified)
+    registry-changes.jsonl the market changes (groups opened or closed, market-partner ids) the network chain
+                           committed that are in effect in the period, when there are any: with the genesis
+                           they give the groups the result settles (docs/registry.md)
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from typing import Mapping
 
 from stromledger.chains.checkpoint import Certified, verify_checkpoint
 from stromledger.chains.messages import ABSENT, NetworkResult, NetworkSeal
-from stromledger.chains.network import check_network_result
+from stromledger.cascade.state import StateError
+from stromledger.chains.network import NetworkState, check_network_result, market_version
 from stromledger.codec import CodecError
 from stromledger.consensus.certificate import CertificateError, verify_certificate
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
-from stromledger.registry import NETWORK, Registry, view
+from stromledger.registry import NETWORK, MarketChange, Registry, decode_change, registry_at, view
+from stromledger.registry.changes import trust_problem, with_changes
 
 from . import tables
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, certificate_json, file_entry, manifest_bytes, period_json
@@ -62,18 +67,36 @@ def export_network_committed(store, genesis: Registry, height: int, base_dir, ch
     seal_bytes = bytes(commit.value)
     cert = CommitCertificate.decode(NetworkSeal.decode(bytes(following.value)).base.last_commit)
     seal = NetworkSeal.decode(seal_bytes)
+    changes = network_history(store)
     waiting = sorted({u.area for r in seal.results for u in r.areas_used
                       if u.seal_hash != ABSENT and checkpoints.get(u.seal_hash) is None})
     if waiting:
         raise ExportError(f"waiting for the canonical certificates of the area seals of {', '.join(waiting)}")
-    return [write_export(base_dir, network_export_files(genesis, seal_bytes, cert, r.period, checkpoints))
+    return [write_export(base_dir, network_export_files(genesis, seal_bytes, cert, r.period, checkpoints, changes))
             for r in seal.results]
 
 
+def network_history(store) -> tuple:
+    """The network chain's committed registry changes, from the store's latest state snapshot (() without)."""
+    snapshot = store.latest_state()
+    if snapshot is None:
+        return ()
+    try:
+        return NetworkState.changes_in(snapshot[1])
+    except StateError:
+        return ()
+
+
+def market_changes(changes, period: int) -> tuple:
+    """The market changes among a network chain's committed changes that are in effect in `period`."""
+    return tuple(c for c in changes if isinstance(c, MarketChange) and c.effective_period <= period)
+
+
 def network_export_files(genesis: Registry, seal_bytes: bytes, certificate: CommitCertificate, period: int,
-                         checkpoints: Mapping[bytes, bytes]) -> dict[str, bytes]:
+                         checkpoints: Mapping[bytes, bytes], changes: tuple = ()) -> dict[str, bytes]:
     """{file name: bytes} of the export of `period`'s result in the NetworkSeal `seal_bytes`; `checkpoints`
-    gives a checkpoint's bytes by its area seal hash (every area the result uses must be there)."""
+    gives a checkpoint's bytes by its area seal hash (every area the result uses must be there); `changes`:
+    the network chain's committed registry changes (its market changes in effect go along)."""
     seal = NetworkSeal.decode(seal_bytes)
     result = seal.result(period)
     if result is None:
@@ -90,7 +113,10 @@ def network_export_files(genesis: Registry, seal_bytes: bytes, certificate: Comm
     for u in result.areas_used:
         if u.seal_hash != ABSENT:
             files[checkpoint_file(u.area)] = bytes(checkpoints[u.seal_hash])
-    chain = view(genesis, NETWORK)
+    market = market_changes(changes, period)
+    if market:
+        files[tables.REGISTRY_CHANGES_JSONL] = tables.registry_changes_jsonl(market)
+    chain = registry_at(view(genesis, NETWORK), period, market)
     files[MANIFEST] = manifest_bytes(_manifest(chain, seal, seal_bytes, certificate, result, files))
     return files
 
@@ -113,7 +139,7 @@ def _manifest(chain: Registry, seal: NetworkSeal, seal_bytes: bytes, cert: Commi
         "scope": NETWORK,
         "chain_id": seal.base.chain_id,
         "registry_hash": seal.base.registry_hash.hex(),
-        "registry_version": chain.version.hex(),  # the network chain takes no registry changes (yet)
+        "registry_version": chain.version.hex(),  # the network view with the market changes in effect
         "height": seal.height,
         "period": period_json(chain.period(result.period)),
         "version": result.version,
@@ -170,14 +196,41 @@ def verify_network_export(files: Mapping[str, bytes], genesis: Registry) -> Repo
             certified[cp.seal_hash] = cp
     if report.problems:
         return report
-    broken = check_network_result(genesis, result, certified)
+    changes = _carried_market_changes(files, chain, period, fail)
+    if changes is None:
+        return report
+    broken = check_network_result(market_version(genesis, changes, period), result, certified)
     if broken is not None:
         return fail("cross_level", MANIFEST, broken.message)
     expected = network_export_files(genesis, seal_bytes, cert, period,
-                                    {h: cp.data for h, cp in certified.items()})
+                                    {h: cp.data for h, cp in certified.items()}, changes)
     for name in sorted(set(expected) | set(files)):
         if files.get(name) != expected.get(name):
             fail("file_mismatch", name, "missing" if name not in files else
                  "not part of this export" if name not in expected else "differs from what the seal gives")
     report.files = len(files)
     return report
+
+
+def _carried_market_changes(files: Mapping[str, bytes], chain: Registry, period: int, fail) -> tuple | None:
+    """The market changes a network export carries (registry-changes.jsonl), in history order, each in effect
+    in the period and approved by the network committee; None after reporting a problem."""
+    name = tables.REGISTRY_CHANGES_JSONL
+    changes = []
+    for line, raw in enumerate(files.get(name, b"").split(b"\n")[:-1], 1):
+        try:
+            c = decode_change(bytes.fromhex(parse_json(raw.decode("utf-8"))["encoded"]))
+        except (FormatError, CodecError, KeyError, TypeError, ValueError, UnicodeDecodeError) as e:
+            fail("bad_registry_change", name, f"not a registry change: {e}", f"line {line}")
+            return None
+        if not isinstance(c, MarketChange) or c.effective_period > period:
+            fail("bad_registry_change", name, f"{c.describe()}: not a market change in effect in period {period}",
+                 f"line {line}")
+            return None
+        changes.append(c)
+    history = with_changes((), changes)
+    problem = trust_problem(chain, history)
+    if problem is not None:
+        fail("bad_registry_change", name, problem)
+        return None
+    return history
