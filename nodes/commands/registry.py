@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("file", metavar="FILE.toml", help="the change (see above)")
     c.add_argument("--dry-run", action="store_true", help="check the change, print it, send nothing")
     c.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a validator (default 10)")
-    c.add_argument("--approvals", nargs="+", default=[], metavar="APPROVAL.toml",
+    c.add_argument("--approvals", nargs="+", default=[], metavar="FILE",
                    help="an approved change (committee, market, meter_operator): its approvals (from "
                         "`registry approve`)")
     c.set_defaults(func=_change)
