@@ -84,7 +84,10 @@ class ValidatorChains:
     async def _deliver(self, data: bytes) -> None:
         if self.network is not None:
             await self.network.add_checkpoint(data)
-        await self.net.broadcast(self.network_keys, CHECKPOINT, data)  # our own key is skipped
+        # the genesis network committee, and (when this process runs the network chain) the committees its
+        # committee changes install; a member this process does not know of fetches what a proposal lists
+        keys = list(dict.fromkeys([*self.network_keys, *(self.network.validator_keys if self.network else ())]))
+        await self.net.broadcast(keys, CHECKPOINT, data)  # our own key is skipped
         self.checkpoints_pushed += 1
 
     async def _on_checkpoint(self, peer: bytes, payload: bytes) -> None:

@@ -188,7 +188,7 @@ class Validator(RoleNode):
                 if self.scope and not self.is_network and self.checkpoint_sink is not None:
                     # its checkpoint may never have left: sent again at start (receivers keep one per seal)
                     self._checkpoint = make_checkpoint(self.scope, commit.value, commit.certificate, ledger.proof,
-                                                       self.reg).encode()
+                                                       self.reg, ledger.state.changes).encode()
                 self.log.info("completed committed height %d after a restart: %d period results, %d batches "
                               "settled", commit.height, len(outcome.seal.results), len(done))
         # Batches admitted earlier that later seals may still settle.
@@ -722,7 +722,8 @@ class Validator(RoleNode):
             checkpoints = canonical_checkpoints(pool)
             try:
                 done = await trio.to_thread.run_sync(export_network_committed, self.store, self.ctx.registry, h,
-                                                     self.export_root, checkpoints)
+                                                     self.export_root, checkpoints,
+                                                     self.ledger.acceptor.state.changes)
                 self.log.info("exported height %d: %s", h, ", ".join(str(p) for p in done))
                 paths += done
                 self._network_export_waiting.discard(h)

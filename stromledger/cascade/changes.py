@@ -100,18 +100,26 @@ def change_signature(registry: Registry, c: RegistryChange) -> Rejection | None:
     return Rejection(Reason.BAD_SIGNATURE, f"{c.kind_name} of {c.malo_id}")
 
 
-def lead_and_conflicts(history: tuple, c, height: int, taken: Mapping[str, bytes],
-                       committed: frozenset[bytes]) -> Rejection | None:
-    """What every kind of change must meet for the seal of `height` to commit it: not committed yet, effective
-    beyond the gate, no committed change of its conflict key (a meter point, a party) for that or a later
-    period, none taken by this seal or pending."""
-    digest = c.digest()
+def replay_or_late(c: AnyChange, digest: bytes, height: int, committed: frozenset[bytes]) -> Rejection | None:
+    """A change (of any kind) already committed, or effective too early for the seal of `height`."""
     if digest in committed:
         return Rejection(Reason.DUPLICATE, f"{c.describe()} is already committed (a replayed change)")
     first = earliest_effective(height)
     if c.effective_period < first:
         return Rejection(Reason.CHANGE_TOO_LATE, f"{c.describe()}: the seal of height {height} takes changes "
                                                  f"effective from period {first} on")
+    return None
+
+
+def lead_and_conflicts(history: tuple, c, height: int, taken: Mapping[str, bytes],
+                       committed: frozenset[bytes]) -> Rejection | None:
+    """What every kind of change must meet for the seal of `height` to commit it: not committed yet, effective
+    beyond the gate, no committed change of its conflict key (a meter point, a party) for that or a later
+    period, none taken by this seal or pending."""
+    digest = c.digest()
+    why = replay_or_late(c, digest, height, committed)
+    if why is not None:
+        return why
     key = c.conflict_key
     for old in history:
         if old.conflict_key == key and old.effective_period >= c.effective_period:

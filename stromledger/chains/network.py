@@ -112,17 +112,6 @@ class NetworkState:
             [[p, self.results[p].to_wire()] for p in sorted(self.results)],
         ], use_bin_type=True)
 
-    @staticmethod
-    def changes_in(data: bytes) -> tuple:
-        """The registry changes the network chain committed (its base cascade's), from `encode()` bytes."""
-        try:
-            fmt, base = msgpack.unpackb(data, raw=False, strict_map_key=True)[:2]
-        except Exception as e:
-            raise StateError(f"not a network state: {e}") from None
-        if fmt != NETWORK_STATE_FORMAT:
-            raise StateError(f"unknown network state format {fmt!r}")
-        return SettledState.changes_in(base)
-
     @classmethod
     def decode(cls, data: bytes) -> NetworkState:
         try:

@@ -71,6 +71,7 @@ class Consensus:
         self._sets: Callable[[int], Validators] = validators if fixed is None else (lambda h: fixed)
         self.config = config
         self._key = key  # signs at the heights whose set holds it
+        self.validators: Optional[ValidatorSet] = None  # the current height's set (set by _enter_height)
         if type(height) is not int or height < 0:
             raise ValueError(f"height must be an int >= 0, got {height!r}")
         member = key is not None and key.public in ValidatorSet.of(self._sets(height))
@@ -149,7 +150,7 @@ class Consensus:
 
     def set_at(self, height: int) -> ValidatorSet:
         """The validator set of `height` (for a height ahead: the one expected from what is committed)."""
-        if height == self.height and getattr(self, "validators", None) is not None:
+        if height == self.height and self.validators is not None:
             return self.validators
         return ValidatorSet.of(self._sets(height))
 

@@ -277,3 +277,31 @@ def test_a_checkpoint_after_a_committee_change_is_certified_by_the_new_committee
     bad = checkpoint(cert(new[1:], new), (forged,))
     refused = verify_checkpoint(genesis, bad)
     assert refused.reason == Reason.BAD_CERTIFICATE and "insufficient_approvals" in refused.message
+
+
+def test_a_network_export_carries_the_network_committee_changes_its_certificate_rests_on(genesis):
+    from stromledger.export import verify_export
+    from stromledger.export.network import network_export_files
+    from stromledger.registry import committee_change
+    from stromledger.registry.committee import approve_committee_change, with_approvals
+
+    _, _, net, outcome = both_areas_in(genesis)
+    old = [v.name for v in committee(genesis, NETWORK)]
+    outsider = next(v.name for v in genesis.validators if v.name not in old)
+    new = [*old[:-1], outsider]
+    cid = chain_id(genesis, NETWORK)
+    change = committee_change(NETWORK, G, new)
+    change = with_approvals(change, [approve_committee_change(key(n), cid, change) for n in old])
+    value_hash = sha256(outcome.seal_bytes)
+    votes = [sign_vote(Precommit, key(n), cid, G, 0, value_hash) for n in new]
+    cert = build_certificate(G, 0, value_hash, votes, ValidatorSet.of([key(n).public for n in new]))
+    pool = {h: cp.data for h, cp in net.checkpoints.items()}
+    files = network_export_files(genesis, outcome.seal_bytes, cert, G, pool, (change,))
+    report = verify_export(files, genesis)
+    assert report.ok, str(report)
+    assert b'"name": "%s"' % outsider.encode() in files["manifest.json"]
+    stripped = {k: v for k, v in files.items() if k != "registry-changes.jsonl"}
+    assert verify_export(stripped, genesis).problems[0].reason.startswith("certificate_")
+    unapproved = network_export_files(genesis, outcome.seal_bytes, cert, G, pool,
+                                      (replace(change, approvals=change.approvals[:1]),))
+    assert [p.reason for p in verify_export(unapproved, genesis).problems] == ["bad_registry_change"]
