@@ -23,8 +23,7 @@ from stromledger.registry import (
 )
 from stromledger.registry.approvals import Approval
 from stromledger.registry.market import (
-    GROUP_CLOSED, GROUP_OPENED, PARTNER_ID_SET, MarketChange, MeterOperatorChange, approve_change, market_change,
-    operator_change,
+    GROUP_CLOSED, GROUP_OPENED, PARTNER_ID_SET, MarketChange, approve_change, market_change, operator_change,
 )
 from nodes.datagen.synthetic import eic_for
 
