@@ -17,7 +17,8 @@ from .write import genesis_toml, meter_points_csv, write_genesis
 
 __all__ = [
     "CHANGE_KINDS", "KIND_BY_NAME", "METER_KEY_ROTATED", "METER_POINT_ADDED", "METER_POINT_RETIRED",
-    "SUPPLIER_SWITCH", "CommitteeChange", "MarketChange", "MeterOperatorChange", "RegistryChange", "committee_change", "decode_change", "registry_at", "sign_change", "with_changes",
+    "SUPPLIER_SWITCH", "CommitteeChange", "MarketChange", "MeterOperatorChange", "RegistryChange",
+    "committee_change", "decode_change", "registry_at", "sign_change", "with_changes",
     "GENERATION_SOURCES", "KINDS", "METER_POINT_FIELDS", "SOURCES", "Assignment", "BalancingGroup", "ChainParams",
     "Defect", "ExternalParty", "GenesisError", "GridArea", "MeterOperator", "MeterPoint", "NETWORK", "Registry",
     "Supplier", "Validator", "chain_id", "check_genesis", "committee", "scopes", "scopes_of", "tie_lines", "view",

@@ -149,8 +149,9 @@ def test_exports_address_the_new_market_partner_id_from_its_effective_period_on(
     area_id = new_id(A1, FIRST + 1, BRP_ID)
     assert mscons_sender(registry_at(area, FIRST, (area_id,)), area.chain_id).id != BRP_ID
     assert mscons_sender(registry_at(area, FIRST + 1, (area_id,)), area.chain_id).id == BRP_ID
-    files = mscons_files(registry_at(area, FIRST + 1, (c, area_id)), SimpleNamespace(height=FIRST + 1, chain_id=area.chain_id),
-                         bytes(32), FIRST + 1, 1, _rows(registry, FIRST + 1))
+    seal = SimpleNamespace(height=FIRST + 1, chain_id=area.chain_id)  # what the MSCONS files take of a seal
+    files = mscons_files(registry_at(area, FIRST + 1, (c, area_id)), seal, bytes(32), FIRST + 1, 1,
+                         _rows(registry, FIRST + 1))
     text = files[f"mscons-{G1}.edi"].decode()
     assert f"+{BRP_ID}:500+{NEW_ID}:500+" in text and f"NAD+MR+{NEW_ID}::293'" in text
 
@@ -187,7 +188,8 @@ def test_bad_market_changes_each_get_their_reason(registry):
     assert reason(judge(registry, new_id(period=FIRST - 1))) == Reason.CHANGE_TOO_LATE
     assert reason(judge(registry, c, (c,))) == Reason.DUPLICATE
     assert reason(judge(registry, new_id(partner=unchecked), (c,))) == Reason.CONFLICTING_CHANGE  # same period
-    assert reason(judge(registry, new_id(partner=unchecked), taken={("market", G1): b"other"})) == Reason.CONFLICTING_CHANGE
+    pending = {("market", G1): b"other"}
+    assert reason(judge(registry, new_id(partner=unchecked), taken=pending)) == Reason.CONFLICTING_CHANGE
     assert reason(judge(registry, new_id(eic_for("TESTBG", 8)))) == Reason.UNKNOWN_BALANCING_GROUP
 
 
