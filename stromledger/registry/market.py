@@ -11,9 +11,9 @@ Two messages, each a change effective from a period boundary whose last field is
   and the grid operator of the meter point's area.
 
 Every approval signs the message without its approvals under the kind's domain and the GENESIS chain id:
-the same change is committed by each chain it concerns (docs/registry.md, "Approved changes"). How a change
-applies to a registry version is `apply_market_change` / `apply_operator_change`; the cascade's checks are
-in cascade/market.py.
+the same change is committed by each chain it concerns (docs/registry.md, "Balancing groups, market-partner
+ids and meter operators"). How a change applies to a registry version is `apply_market_change` /
+`apply_operator_change`; the cascade's checks are in cascade/market.py.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ OPERATOR_CHANGE = "meter_operator"  # the TOML kind of a MeterOperatorChange
 
 
 class _Approved:
-    """What every approved change offers the history: digest, a readable form, its effect on a version."""
+    """What both kinds offer the history besides `apply`: digest, a readable form, collecting approvals."""
 
     __slots__ = ()
 
@@ -49,9 +49,6 @@ class _Approved:
     def json_fields(self) -> dict:
         """The change readable (registry-changes.jsonl, `registry show --json`), besides its bytes."""
         return approved_json_fields(self)
-
-    def apply(self, d: Draft) -> None:
-        (apply_market_change if isinstance(self, MarketChange) else apply_operator_change)(d, self)
 
     def with_approvals(self, approvals: Iterable[Approval]):
         """This change carrying `approvals` (and those it has) in canonical order."""
@@ -73,6 +70,9 @@ class MarketChange(_Approved, Message):
     approvals: Seq(Approval, MAX_APPROVALS)
 
     DOMAIN: ClassVar[str] = MARKET_DOMAIN
+
+    def apply(self, d: Draft) -> None:
+        apply_market_change(d, self)
 
     @property
     def conflict_key(self) -> tuple[str, str]:
@@ -113,6 +113,9 @@ class MeterOperatorChange(_Approved, Message):
     approvals: Seq(Approval, 2)  # the current meter operator's and the area's grid operator's
 
     DOMAIN: ClassVar[str] = OPERATOR_DOMAIN
+
+    def apply(self, d: Draft) -> None:
+        apply_operator_change(d, self)
 
     @property
     def conflict_key(self) -> str:
