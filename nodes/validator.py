@@ -42,7 +42,6 @@ from stromledger.consensus.config import ConsensusConfig
 from stromledger.consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_evidence
 from stromledger.consensus.machine import Consensus
 from stromledger.consensus.messages import Commit, CommitCertificate, Proposal
-from stromledger.consensus.validators import ValidatorSet
 from stromledger.crypto import sha256
 from stromledger.export import (
     decode_period_rows, encode_period_rows, export_committed, exported, remove_stale_temporaries,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Union
 
 from stromledger.codec import CodecError
-from stromledger.registry import Registry, RegistryChange, registry_at
+from stromledger.registry import Registry, registry_at
 
 from .changes import judge_change
 from .checks import CheckedBatch, check_batch, correctable_from
@@ -76,7 +76,7 @@ def batch_eligible(cb: CheckedBatch, settled_through: int, height: int, lo: int)
     return settled_through < height and height in cb.schedule_periods
 
 
-def _as_checked(registry: Registry, b: BatchLike, history: tuple[RegistryChange, ...]) -> CheckedBatch:
+def _as_checked(registry: Registry, b: BatchLike, history: tuple) -> CheckedBatch:
     if isinstance(b, CheckedBatch) and (b.history is history or b.history == history):
         return b
     checked = check_batch(registry, b.batch if isinstance(b, CheckedBatch) else b, history=history)

@@ -69,6 +69,12 @@ class Consensus:
         self.chain_id = chain_id
         fixed = None if callable(validators) else ValidatorSet.of(validators)
         self._sets: Callable[[int], Validators] = validators if fixed is None else (lambda h: fixed)
+        # With a set per height, the set of h + 2 follows from the commit of h, which the shell applies when it
+        # carries out the Decide: so at most one height is decided per handle() call, and a commit received
+        # ahead (verified then by the set expected for its height) is verified again by its height's own set
+        # when it is applied.
+        self._per_height = fixed is None
+        self._decided_in_call = False
         self.config = config
         self._key = key  # signs at the heights whose set holds it
         self.validators: Optional[ValidatorSet] = None  # the current height's set (set by _enter_height)
@@ -102,6 +108,7 @@ class Consensus:
 
     def handle(self, event: Event) -> list[Action]:
         """Apply one input; return the actions to carry out, in order."""
+        self._decided_in_call = False
         if isinstance(event, (ProposalReceived, VoteReceived)):
             if isinstance(event, ProposalReceived):
                 self._on_message(event.proposal, sender=event.sender, timely=event.timely)
@@ -567,13 +574,24 @@ class Consensus:
             pass
 
     def _apply_commit(self) -> bool:  # catch-up: a verified commit for this height
+        if self._per_height and self._decided_in_call:
+            return False  # the next height's set may rest on the decision just made: after the shell applied it
         commit = self._future_commits.pop(self.height, None)
         if commit is None:
             return False
+        if self._per_height:
+            try:  # received ahead: verified by the set expected then, now by the height's own
+                verify_certificate(commit.certificate, value_hash(commit.value), self.validators, self.chain_id,
+                                   height=self.height)
+            except CertificateError as e:
+                self._reject(f"bad_certificate_{e.reason}", str(e))
+                return False
         self._decide(commit)
         return True
 
     def _decide_on_precommits(self) -> bool:  # [L49] for any round
+        if self._per_height and self._decided_in_call:
+            return False
         for r, h in self._commit_candidates:
             if self._verdicts.get(h) is True:
                 cert = build_certificate(self.height, r, h, self._precommits[r].for_value(h), self.validators)
@@ -655,6 +673,7 @@ class Consensus:
     # -- deciding --------------------------------------------------------------------------------------------
 
     def _decide(self, commit: Commit) -> None:
+        self._decided_in_call = True
         self._out.append(Decide(self.height, commit.value, commit.certificate))
         self._keep_commit(commit)
         self.height += 1

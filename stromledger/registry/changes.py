@@ -14,8 +14,10 @@ Other kinds of change are not one party's to make: they carry `approvals` of mor
 registered with `@change_type` (the allow-list by which committed changes are decoded) that has an
 `effective_period`, a `conflict_key` (at most one pending change per key) and `apply(draft)`; its checks are
 registered in cascade/changes.py (`APPROVED_KINDS`). The history, the versions, the settled state, checkpoints
-and exports hold any kind, each as its canonical tagged bytes. A chain's registry in a period is then a pure function of its genesis view
-and the committed changes effective by that period: `registry_at(registry, period, changes)`. Each such
+and exports hold any kind, each as its canonical tagged bytes.
+
+A chain's registry in a period is then a pure function of its genesis view and the committed changes
+effective by that period: `registry_at(registry, period, changes)`. Each such
 version is content-addressed: `version` = SHA-256 over (the genesis view's hash, the digests of the changes
 in effect), so the genesis itself is the version with no change, and anyone with the genesis and the changes
 can recompute the version a result names. docs/registry.md has the rules.

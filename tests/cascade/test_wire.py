@@ -79,9 +79,11 @@ def test_what_it_leaves_to_the_strict_codec(net):
     assert fast_decode_batch(with_schedules) is None and isinstance(strict(with_schedules), Batch)
     empty = Batch(CHAIN, key("m").public, (), (), (), (), bytes(64)).encode()
     assert fast_decode_batch(empty) is None and isinstance(strict(empty), Batch)
-    utf8_malo = Batch(CHAIN, key("m").public, (dataclasses.replace(r, malo_id="äöü"),), (), (), (), bytes(64)).encode()
+    utf8_malo = Batch(CHAIN, key("m").public, (dataclasses.replace(r, malo_id="äöü"),), (), (), (),
+                      bytes(64)).encode()
     assert agrees(utf8_malo)  # 6 bytes of UTF-8: a fixstr of at most 11 bytes, fast
-    wide = Batch(CHAIN, key("m").public, (dataclasses.replace(r, malo_id="ääääää"),), (), (), (), bytes(64)).encode()
+    wide = Batch(CHAIN, key("m").public, (dataclasses.replace(r, malo_id="ääääää"),), (), (), (),
+                 bytes(64)).encode()
     assert fast_decode_batch(wide) is None and isinstance(strict(wide), Batch)  # 12 bytes: more than 11
 
 

@@ -135,12 +135,15 @@ def test_forged_and_foreign_checkpoints_are_refused(genesis):
     assert verify_checkpoint(genesis, forged).reason == Reason.BAD_CERTIFICATE
     # signed by validators of the genesis, but not by this area's committee (validator-5, -6 sit in A2's only)
     outsiders = certify(genesis, A1, seal, G, signers=["validator-1", "validator-5", "validator-6"])
-    assert verify_checkpoint(genesis, Checkpoint(A1, cp.seal, outsiders, cp.ties, cp.changes, cp.approved)).reason == Reason.BAD_CERTIFICATE
+    assert verify_checkpoint(genesis, Checkpoint(A1, cp.seal, outsiders, cp.ties, cp.changes,
+                                                 cp.approved)).reason == Reason.BAD_CERTIFICATE
     # a committee the genesis does not have
-    assert verify_checkpoint(genesis, Checkpoint("10YDE-NOSUCH--K", cp.seal, cp.certificate, cp.ties, cp.changes, cp.approved)).reason \
+    assert verify_checkpoint(genesis, Checkpoint("10YDE-NOSUCH--K", cp.seal, cp.certificate, cp.ties, cp.changes,
+                                                 cp.approved)).reason \
         == Reason.UNKNOWN_SCOPE
     # A1's certified seal presented as A2's: another chain
-    assert verify_checkpoint(genesis, Checkpoint(A2, cp.seal, cp.certificate, cp.ties, cp.changes, cp.approved)).reason == Reason.WRONG_CHAIN
+    assert verify_checkpoint(genesis, Checkpoint(A2, cp.seal, cp.certificate, cp.ties, cp.changes,
+                                                 cp.approved)).reason == Reason.WRONG_CHAIN
     # A2's seal with a certificate its committee signed on A1's chain id: votes do not replay across chains
     data2, seal2 = a2.seal()
     cp2 = Checkpoint.decode(data2)
@@ -148,7 +151,8 @@ def test_forged_and_foreign_checkpoints_are_refused(genesis):
     votes = [sign_vote(Precommit, key(f"validator-{i}"), chain_id(genesis, A1), G, 0, sha256(seal2))
              for i in (3, 4, 5, 6)]
     replayed = build_certificate(G, 0, sha256(seal2), votes, ValidatorSet.of(members)).encode()
-    assert verify_checkpoint(genesis, Checkpoint(A2, cp2.seal, replayed, cp2.ties, cp2.changes, cp2.approved)).reason == Reason.BAD_CERTIFICATE
+    assert verify_checkpoint(genesis, Checkpoint(A2, cp2.seal, replayed, cp2.ties, cp2.changes,
+                                                 cp2.approved)).reason == Reason.BAD_CERTIFICATE
     # a tie-line leaf that does not match the certified root
     t = cp.ties[0]
     bad_tie = type(t)(t.period, t.leaf[:-1] + bytes([t.leaf[-1] ^ 1]), t.index, t.size, t.path)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from stromledger.consensus import (Broadcast, CertificateError, CommitReceived, Consensus, Decide,
-                                   MemorySignGuard, Precommit, Prevote, ProposalReceived, Rejected, RequestValue, StartHeight,
+                                   MemorySignGuard, Precommit, Prevote, ProposalReceived, Rejected, RequestValue,
+                                   StartHeight,
                                    ValidateValue, ValidatorSet, ValueChecked, ValueReady, VoteReceived,
                                    build_certificate, sign_proposal, sign_vote, value_hash,
                                    verify_certificate)
@@ -119,3 +120,35 @@ def test_a_validator_without_a_sign_guard_is_refused_only_where_it_signs():
         Consensus(chain_id=CHAIN, validators=set_of, key=KEYS[0], guard=None, height=H, config=CONFIG)
     follower = Consensus(chain_id=CHAIN, validators=set_of, key=KEYS[0], guard=None, height=EFFECTIVE, config=CONFIG)
     assert follower.key is None
+
+
+def test_a_commit_received_ahead_is_verified_again_by_its_heights_own_set():
+    """While catching up, the set of a height ahead rests on commits not applied yet: a commit verified by the
+    set expected on receipt is applied only if its height's own set certifies it, one height per input."""
+    committed: list[int] = []  # the heights the shell applied: a change committed at H takes effect at H + 2
+
+    def shell_sets(height: int) -> ValidatorSet:
+        return NEW if height >= EFFECTIVE and H in committed else OLD
+
+    m = Consensus(chain_id=CHAIN, validators=shell_sets, key=None, guard=None, height=H, config=CONFIG)
+
+    def commit(h, members, signers):
+        value = b"value %d" % h
+        votes = [sign_vote(Precommit, KEYS[i], CHAIN, h, 0, value_hash(value)) for i in signers]
+        return CommitReceived(h, value, build_certificate(h, 0, value_hash(value), votes, members))
+
+    # the removed validator-0 and two others certify EFFECTIVE under the old set: it verifies as expected now
+    assert not [a for a in m.handle(commit(EFFECTIVE, OLD, (0, 1, 2))) if isinstance(a, Rejected)]
+    assert not [a for a in m.handle(commit(H + 1, OLD, (0, 1, 2))) if isinstance(a, Rejected)]
+    out = m.handle(commit(H, OLD, (0, 1, 2)))
+    assert [a.height for a in out if isinstance(a, Decide)] == [H]  # one height per input
+    committed.append(H)  # the shell applies it: the change takes effect at EFFECTIVE
+    out = m.handle(StartHeight(H + 1))
+    assert [a.height for a in out if isinstance(a, Decide)] == [H + 1]
+    committed.append(H + 1)
+    out = m.handle(StartHeight(H + 2))
+    # EFFECTIVE's own set is the new one: the old committee's certificate no longer counts
+    assert not [a for a in out if isinstance(a, Decide)]
+    assert [a.reason for a in out if isinstance(a, Rejected)] == ["bad_certificate_bad_signature"]
+    out = m.handle(commit(EFFECTIVE, NEW, (1, 2, 4)))  # validator-1, -2 and the added validator-4
+    assert [a.height for a in out if isinstance(a, Decide)] == [EFFECTIVE]
