@@ -242,3 +242,22 @@ def test_registry_show_lists_groups_ids_and_meter_operators_as_changed(seated):
     assert after["changed_meter_points"][0]["meter_operator"] == other
     assert len(after["in_effect"]) == 3 and not after["scheduled"]
     assert after["area_versions"][area] != before["area_versions"][area]
+
+
+def test_the_churn_plan_of_six_periods_opens_a_group_and_switches_into_it(homes):
+    from nodes.churn import MARKET_PERIODS, opened_by
+    from stromledger.cascade.changes import approved_shape, judge_change
+    from stromledger.registry import NETWORK, MarketChange
+
+    _, registry = homes
+    plan = plan_churn(registry, MARKET_PERIODS)
+    assert len(plan) == len(plan_churn(registry)) + 2
+    opening = next(c for c in plan if isinstance(c, MarketChange))
+    switch = next(c for c in plan if opened_by(plan, c) is opening)
+    height = registry.genesis_period
+    for scope in (NETWORK, area_of(registry, switch)):  # every chain judges the opening alike
+        chain = view(registry, scope)
+        assert (approved_shape(chain, opening) or judge_change(chain, (), opening, height, {}, frozenset())) is None
+    chain = view(registry, area_of(registry, switch))
+    assert judge_change(chain, (), switch, height + 1, {}, frozenset()).reason.label == "unknown_balancing_group"
+    assert judge_change(chain, (opening,), switch, height + 1, {}, frozenset()) is None  # once it is committed
