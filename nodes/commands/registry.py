@@ -254,16 +254,24 @@ def approver_name(registry: Registry, key: bytes) -> str | None:
                  if x.public_key == key), None)
 
 
-def _approve(args: argparse.Namespace) -> int:
+def _home_and_change(args: argparse.Namespace, read) -> tuple[Any, Any] | None:
+    """(the home's context, `read(ctx)`), or None after saying on stderr why not (exit status 2)."""
     ctx = open_home(args.home)
     if ctx is None:
-        return 2
-    reg = ctx.registry
+        return None
     try:
-        change = read_approved_change(args.file, reg)
+        return ctx, read(ctx)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def _approve(args: argparse.Namespace) -> int:
+    got = _home_and_change(args, lambda ctx: read_approved_change(args.file, ctx.registry))
+    if got is None:
         return 2
+    ctx, change = got
+    reg = ctx.registry
     me = approver_name(reg, ctx.key.public)
     if me is None or (not isinstance(change, MeterOperatorChange) and
                       me not in {v.name for v in reg.validators}):
@@ -330,26 +338,27 @@ def check_change(registry: Registry, history: tuple[RegistryChange, ...], c: Reg
     return why
 
 
-def _change(args: argparse.Namespace) -> int:
-    ctx = open_home(args.home)
-    if ctx is None:
-        return 2
+def _read_any_change(args: argparse.Namespace, ctx):
+    """The change FILE.toml describes: an approved change with the approval files, else signed by the home."""
     reg = ctx.registry
-    committee_file = is_approved_file(args.file)
-    try:
-        if committee_file:
-            change = read_approved_change(args.file, reg)
-            change = add_approvals(change, [read_approval(p, reg, change) for p in args.approvals])
-        elif args.approvals:
-            raise InputError("--approvals are for an approved change (kind = " + ", ".join(APPROVED_KINDS) + ")")
-        else:
-            change = read_change(args.file, reg, ctx.key)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+    if is_approved_file(args.file):
+        change = read_approved_change(args.file, reg)
+        return add_approvals(change, [read_approval(p, reg, change) for p in args.approvals])
+    if args.approvals:
+        raise InputError("--approvals are for an approved change (kind = " + ", ".join(APPROVED_KINDS) + ")")
+    return read_change(args.file, reg, ctx.key)
+
+
+def _change(args: argparse.Namespace) -> int:
+    got = _home_and_change(args, lambda ctx: _read_any_change(args, ctx))
+    if got is None:
         return 2
+    ctx, change = got
+    reg = ctx.registry
+    approved = is_approved(change)
     now = int(time.time()) // reg.period_seconds
     why = check_change(reg, committed_history(Path(args.home), reg), change, now)
-    if committee_file:
+    if approved:
         print(f"{change.describe()}, {len(change.approvals)} approval(s), digest {change.digest().hex()[:16]}")
         warning = small_committee_warning(change) if isinstance(change, CommitteeChange) else None
         if warning:
