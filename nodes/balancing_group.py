@@ -48,7 +48,8 @@ from stromledger.codec import CodecError, decode
 from stromledger.consensus import CertificateError, Commit, certificate_holds, verify_certificate
 from stromledger.crypto import sha256
 from stromledger.net import SYNC, NetError, Network
-from stromledger.registry import NETWORK, view
+from stromledger.registry import NETWORK, registry_at, view
+from stromledger.registry.changes import is_approved
 
 from .feed import SimulatedFeed, devnet_trades, own_schedules
 from .light import LightError, verify_commit
@@ -252,7 +253,8 @@ class BalancingGroupNode(RoleNode):
             return await self._process_network_commit(commit, peer)
         h = self.next_height
         try:
-            seal = verify_commit(self.reg, commit.value, commit.certificate, h)
+            seal = verify_commit(self.reg, commit.value, commit.certificate, h,
+                                 tuple(c.encode() for c in self._changes() if is_approved(c)))
         except LightError as e:
             self.log.error("REFUSED the commit for height %d from %s: %s", h,
                            self.ctx.peer_name(peer) if peer else "?", e)
@@ -300,7 +302,7 @@ class BalancingGroupNode(RoleNode):
         the network result from."""
         h, reg = self.next_height, self.net_reg
         try:
-            verify_certificate(commit.certificate, sha256(commit.value), reg.validator_keys(), reg.chain_id, h)
+            verify_certificate(commit.certificate, sha256(commit.value), self._committee(h), reg.chain_id, h)
             seal = NetworkSeal.decode(commit.value)
         except (CertificateError, CodecError) as e:
             self.log.error("REFUSED the network commit for height %d from %s: %s", h, (peer or b"?").hex()[:12], e)
@@ -360,10 +362,19 @@ class BalancingGroupNode(RoleNode):
             want = [h for h in want if h not in out]
         return out
 
+    def _changes(self) -> tuple:
+        """The registry changes this node's followed chain committed (as it rebuilt them)."""
+        return self.network.state.base.changes if self.network is not None else self.state.changes
+
+    def _committee(self, height: int) -> tuple[bytes, ...]:
+        """The committee that certifies `height` of the followed chain: the genesis', or the one the committee
+        changes it committed installed (the seals this node rebuilt: nothing to trust beyond them)."""
+        return registry_at(self.net_reg or self.reg, height, self._changes()).validator_keys()
+
     def _last_commit_ok(self, data: bytes) -> bool:
         """A seal's certificate of the previous height proves the (certified) seal this node followed there."""
         state, reg = self.state, self.net_reg or self.reg
-        return state.height is not None and certificate_holds(data, state.seal_hash, reg.validator_keys(),
+        return state.height is not None and certificate_holds(data, state.seal_hash, self._committee(state.height),
                                                               reg.chain_id, state.height)
 
     def _discrepancy(self, h: int, seal: PeriodSeal, commit: Commit, reason: str, detail: str,

@@ -6,6 +6,11 @@ scope with the scope's registry view, its own store (`<data>/chains/<scope>.sqli
 machine, sign guard and WAL, and its own protocol ids (`/stromledger/consensus/1/<scope>`, ...), all on
 the process's one network endpoint. No level has a copy of the shell: a chain is a chain.
 
+A validator also follows the chain of its own grid area when it is not on that area's committee: a
+non-voting full node (it receives proposals and votes, applies commits, never signs), so that a committee
+change that adds it (registry/committee.py) finds it with the state at its first height, from which it
+proposes and votes; a member a change removes stops signing there and keeps following.
+
 When an area chain commits a height, its checkpoint (the AreaSeal, its certificate and the tie-line
 proofs) goes to the network chain: straight in if this process runs it, and pushed to every network
 committee member over `/stromledger/checkpoint/1` (receivers verify it with the genesis alone and keep
@@ -21,14 +26,16 @@ from typing import Any, Callable, Optional
 import trio
 
 from stromledger.cascade import Reason, Receipt, Rejection, check_batch, make_batch
-from stromledger.cascade.checks import CheckedBatch
+from stromledger.cascade.changes import approved_shape
+from stromledger.cascade.checks import APPROVED_ITEM, CheckedBatch
 from stromledger.cascade.ledger import CHANGE, READING, SCHEDULE, Admission
 from stromledger.codec import CodecError
 from stromledger.consensus.config import ConsensusConfig
 from stromledger.crypto import sha256
 from stromledger.net import LIGHT, SUBMIT, SYNC
 from stromledger.registry import (
-    METER_POINT_ADDED, NETWORK, Registry, RegistryChange, committee, scopes_of, view, with_changes,
+    METER_POINT_ADDED, NETWORK, MarketChange, MeterOperatorChange, Registry, RegistryChange, committee, scopes,
+    scopes_of, view, with_changes,
 )
 
 from .protocol import ErrorReply, LightRequest
@@ -48,7 +55,7 @@ class ValidatorChains:
                  workers: Optional[int] = None, write_exports: bool = True):
         genesis = ctx.registry
         self.ctx, self.net, self.log = ctx, net, ctx.log
-        self.scopes = scopes_of(genesis, ctx.config.name)
+        self.scopes = chains_served(genesis, ctx.config.name)
         self.network_keys = [v.public_key for v in committee(genesis, NETWORK)]
         self.chains: dict[str, Validator] = {}
         for scope in self.scopes:
@@ -77,7 +84,10 @@ class ValidatorChains:
     async def _deliver(self, data: bytes) -> None:
         if self.network is not None:
             await self.network.add_checkpoint(data)
-        await self.net.broadcast(self.network_keys, CHECKPOINT, data)  # our own key is skipped
+        # the genesis network committee, and (when this process runs the network chain) the committees its
+        # committee changes install; a member this process does not know of fetches what a proposal lists
+        keys = list(dict.fromkeys([*self.network_keys, *(self.network.validator_keys if self.network else ())]))
+        await self.net.broadcast(keys, CHECKPOINT, data)  # our own key is skipped
         self.checkpoints_pushed += 1
 
     async def _on_checkpoint(self, peer: bytes, payload: bytes) -> None:
@@ -98,20 +108,20 @@ class ValidatorChains:
             self.ctx.reject(f"batch_{checked.reason.name.lower()}", checked.message, peer)
             return Admission(sha256(payload), refused=checked).receipt(self.ctx.key, genesis.chain_id).encode()
         out = Admission(checked.digest)
-        per_scope: dict[str, tuple[list, list, list]] = {}
+        per_scope: dict[str, tuple[list, list, list, list]] = {}
         for i, (r, why) in enumerate(zip(checked.batch.readings, checked.reading_verdicts)):
             if why is not None:
                 out.rejections.append((READING, i, why))
                 continue
             out.accepted += 1
             for scope in chains_of_meter(genesis, r.malo_id, history):
-                per_scope.setdefault(scope, ([], [], []))[0].append(r)
+                per_scope.setdefault(scope, ([], [], [], []))[0].append(r)
         for i, (sch, why) in enumerate(zip(checked.batch.schedules, checked.schedule_verdicts)):
             if why is not None:
                 out.rejections.append((SCHEDULE, i, why))
                 continue
             out.accepted += 1
-            per_scope.setdefault(NETWORK, ([], [], []))[1].append(sch)
+            per_scope.setdefault(NETWORK, ([], [], [], []))[1].append(sch)
         for i, (c, why) in enumerate(zip(checked.batch.changes, checked.change_verdicts)):
             area = area_of_change(genesis, history, c)
             if why is not None or area is None:
@@ -119,19 +129,33 @@ class ValidatorChains:
                                                                     f"{c.malo_id} is not in the registry")))
                 continue
             out.accepted += 1  # provisional: the area chain's acceptor and seal judge it against its history
-            per_scope.setdefault(area, ([], [], []))[2].append(c)
-        for scope, (readings, schedules, changes) in sorted(per_scope.items()):
+            per_scope.setdefault(area, ([], [], [], []))[2].append(c)
+        for i, c in enumerate(checked.approved):
+            if c is None:  # did not decode: its verdict says why
+                out.rejections.append((APPROVED_ITEM, i, checked.approved_verdicts[i]))
+                continue
+            targets = chains_of_approved(genesis, history, c)
+            if not targets:
+                out.rejections.append((APPROVED_ITEM, i, Rejection(Reason.UNKNOWN_METER_POINT,
+                                                                   f"{c.describe()}: no such meter point")))
+                continue
+            out.accepted += 1  # provisional: each chain it concerns judges it (form, approvals, history)
+            for scope in targets:
+                per_scope.setdefault(scope, ([], [], [], []))[3].append(c)
+        for scope, (readings, schedules, changes, approved) in sorted(per_scope.items()):
             chain = self.chains.get(scope)
             if chain is None:
                 self.log.warning("batch %s: %d item(s) for chain %s, which this validator does not serve",
                                  checked.digest.hex()[:12], len(readings) + len(schedules), scope)
                 continue
-            sub = make_batch(self.ctx.key, chain.chain_id, readings, schedules, changes)
+            sub = make_batch(self.ctx.key, chain.chain_id, readings, schedules, changes, approved)
             data = sub.encode()
             # every item passed the genesis-level check, which is the view's (same keys, limits, signing id;
-            # the chain's own changes are the only ones that bear on its meter points)
+            # the chain's own changes are the only ones that bear on its meter points); an approved change's
+            # form is judged by its chain's view
             verdicts = CheckedBatch.of(sha256(data), sub, (None,) * len(readings), (None,) * len(schedules),
-                                       (None,) * len(changes), chain.ledger.acceptor.state.changes)
+                                       (None,) * len(changes), chain.ledger.acceptor.state.changes,
+                                       (tuple(approved), tuple(approved_shape(chain.reg, c) for c in approved)))
             try:
                 answer = Receipt.decode(await chain._on_submit(self.ctx.key.public, data, verdicts))
             except RuntimeError as e:  # the chain stopped under us (shutting down): the submitter retries
@@ -198,17 +222,43 @@ class ValidatorChains:
 
     def registry_history(self) -> tuple[RegistryChange, ...]:
         """The registry changes committed by the area chains this process serves (each area's own meter
-        points only), in history order: the genesis plus these is what readings are checked against here."""
-        served = [c.ledger.acceptor.state.changes for scope, c in self.chains.items() if scope != NETWORK]
-        return with_changes((), [c for h in served for c in h]) if any(served) else ()
+        points only) and the market changes of any chain it serves, in history order: the genesis plus these
+        is what readings and schedules are checked against here."""
+        own = (RegistryChange, MeterOperatorChange)  # of an area's own meter points
+        served = [[c for c in chain.ledger.acceptor.state.changes if isinstance(c, own)]
+                  for scope, chain in self.chains.items() if scope != NETWORK]
+        # the groups open (for schedules and their BRPs' batches): the same market change is on every chain
+        market = {c.digest(): c for chain in self.chains.values() for c in chain.ledger.acceptor.state.changes
+                  if isinstance(c, MarketChange)}
+        found = [*(c for h in served for c in h), *market.values()]
+        return with_changes((), found) if found else ()
+
+
+def chains_served(genesis: Registry, name: str) -> tuple[str, ...]:
+    """The chains a validator runs: those whose genesis committee it sits on, and the chain of its own grid
+    area, which it follows without a seat until a committee change gives it one."""
+    scopes = scopes_of(genesis, name)
+    own = next((v.grid_area for v in genesis.validators if v.name == name), "")
+    return scopes + (own,) if own in genesis.grid_areas and own not in scopes else scopes
 
 
 def chains_of_meter(genesis: Registry, malo_id: str, history: tuple[RegistryChange, ...] = ()) -> tuple[str, ...]:
     """The area chains that settle a meter point: its area, and for a tie line also the other side's."""
     mp = genesis.meter_points.get(malo_id)
     if mp is None:  # added by a registry change
-        return tuple({c.grid_area: None for c in history if c.malo_id == malo_id and c.grid_area})
+        return tuple({c.grid_area: None for c in history
+                      if isinstance(c, RegistryChange) and c.malo_id == malo_id and c.grid_area})
     return tuple(dict.fromkeys(a for a in (mp.grid_area, mp.area_out, mp.area_in) if a))
+
+
+def chains_of_approved(genesis: Registry, history: tuple, c) -> tuple[str, ...]:
+    """The chains that commit an approved change: a committee change its scope's; a market change every
+    chain, each judging it (docs/registry.md); a meter operator change its meter point's area's."""
+    if isinstance(c, MarketChange):
+        return scopes(genesis)
+    if isinstance(c, MeterOperatorChange):
+        return chains_of_meter(genesis, c.malo_id, history)[:1]
+    return (c.scope,)
 
 
 def area_of_change(genesis: Registry, history: tuple[RegistryChange, ...], c: RegistryChange) -> str | None:
@@ -241,7 +291,7 @@ async def run(ctx: NodeContext) -> int:
     try:
         # Every store before the port opens: a home in use by another process (or bound to another chain)
         # stops the node with its one-line reason before it is reachable.
-        opened = {scope: open_store(scope) for scope in scopes_of(genesis, ctx.config.name)}
+        opened = {scope: open_store(scope) for scope in chains_served(genesis, ctx.config.name)}
         await serve_until_signalled(ctx, lambda net: ValidatorChains(ctx, net, opened.__getitem__,
                                                                      clock=node_clock()))
     finally:

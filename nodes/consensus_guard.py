@@ -17,13 +17,15 @@ touches its write-ahead log, and before it answers a peer that is behind.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 from stromledger.codec import CodecError, decode
 from stromledger.consensus.certificate import CommitCertificate
 from stromledger.consensus.messages import Commit, Precommit, Prevote, Proposal, author, verify_signature
 from stromledger.consensus.signguard import missing_guard_methods
 from stromledger.consensus.validators import ValidatorSet
+
+Validators = Union[ValidatorSet, Sequence[bytes], Callable[[int], Union[ValidatorSet, Sequence[bytes]]]]
 
 MAX_VOTE_BYTES = 512  # a vote's encoding is about 170 bytes
 WAL_BYTES_PER_HEIGHT = 64 * 1024 * 1024
@@ -35,8 +37,10 @@ class StartRefused(Exception):
     """The validator must not start signing; the message says why and what the operator can do."""
 
 
-def sign_guard_problem(guard, store, key: bytes, validators: ValidatorSet) -> Optional[str]:
-    """Why signing with this guard is unsafe, in one line, or None."""
+def sign_guard_problem(guard, store, key: bytes, validators: Validators) -> Optional[str]:
+    """Why signing with this guard is unsafe, in one line, or None. `validators`: the set of every height, or
+    a function height -> that height's set (committee changes)."""
+    set_at = validators if callable(validators) else (lambda h: validators)
     missing = missing_guard_methods(guard)
     if missing:
         return f"the sign guard cannot give its records back (it lacks {', '.join(missing)}())"
@@ -44,18 +48,21 @@ def sign_guard_problem(guard, store, key: bytes, validators: ValidatorSet) -> Op
     if last_height is None:
         return None
     last = guard.last()
+    recent = store.commits_from(max(0, last_height - CERTIFICATES_CHECKED + 1), CERTIFICATES_CHECKED)
     if last is None:
+        if not any(key in ValidatorSet.of(set_at(c.height)) for c in recent):
+            return None  # it only ever followed this chain (not a member at any recent height): nothing signed
         return (f"the sign guard is empty but the store holds commits up to height {last_height}: "
                 f"the guard was lost or restored from a backup (or this validator only ever caught up)")
-    me = validators.index(key)
-    for c in store.commits_from(max(0, last_height - CERTIFICATES_CHECKED + 1), CERTIFICATES_CHECKED):
+    for c in recent:
+        me = ValidatorSet.of(set_at(c.height)).index(key)
         if c.height > last[0] and any(s.validator == me for s in CommitCertificate.decode(c.certificate).signatures):
             return (f"the stored certificate of height {c.height} carries this validator's signature but the "
                     f"sign guard's last record is at height {last[0]}: the guard is behind its store")
     return None
 
 
-def check_sign_guard(guard, store, key: bytes, validators: ValidatorSet, next_height: int, override: bool,
+def check_sign_guard(guard, store, key: bytes, validators: Validators, next_height: int, override: bool,
                      log) -> None:
     """Raise StartRefused when `sign_guard_problem` finds one, unless the operator overrode it."""
     problem = sign_guard_problem(guard, store, key, validators)
@@ -73,9 +80,10 @@ def check_sign_guard(guard, store, key: bytes, validators: ValidatorSet, next_he
 Admitted = Union[Proposal, Prevote, Precommit, Commit]
 
 
-def admit_consensus(payload: bytes, validators: ValidatorSet, chain_id: str) -> tuple[Optional[Admitted], str, str]:
+def admit_consensus(payload: bytes, validators: Validators, chain_id: str) -> tuple[Optional[Admitted], str, str]:
     """Decode and check a consensus payload: (message, "", "") or (None, reason, detail). Runs in a worker
-    thread: a decode bomb or a signature check never stalls the event loop."""
+    thread: a decode bomb or a signature check never stalls the event loop. `validators`: the set of every
+    height, or a function height -> that height's set (each message is judged by its height's)."""
     try:
         msg = decode(payload)
     except CodecError as e:
@@ -87,9 +95,11 @@ def admit_consensus(payload: bytes, validators: ValidatorSet, chain_id: str) -> 
     kind = type(msg).__name__
     if not isinstance(msg, Proposal) and len(payload) > MAX_VOTE_BYTES:
         return None, "oversized", f"a {kind} of {len(payload)} bytes (at most {MAX_VOTE_BYTES})"
+    if callable(validators):
+        validators = ValidatorSet.of(validators(msg.height))
     index = validators.index(author(msg))
     if index is None:
-        return None, "unknown_validator", f"{kind} signed by a key outside the validator set"
+        return None, "unknown_validator", f"{kind} signed by a key outside the validator set of height {msg.height}"
     if isinstance(msg, Proposal):
         if index != validators.proposer_index(msg.height, msg.round):
             return None, "wrong_proposer", f"validator {index} is not the proposer of round {msg.round}"

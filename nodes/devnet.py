@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 from nodes.datagen.devnet_genesis import devnet_key, devnet_registry, make_devnet_genesis
 from stromledger.periods import Period, format_utc
-from stromledger.registry import Registry, load_genesis
+from stromledger.registry import NETWORK, Registry, committee, load_genesis
 
 from .feed import parse_start
 from .home import Peer, load_config
@@ -101,7 +101,15 @@ class Devnet:
 
     @property
     def validators(self) -> list[NodeSpec]:
-        return [n for n in self.nodes if n.role == "validator"]
+        """The validator processes seated on the network chain (with --churn, one more follows an area)."""
+        seated = {v.name for v in committee(self.registry, NETWORK)}
+        return [n for n in self.nodes if n.role == "validator" and n.name in seated]
+
+    @property
+    def followers(self) -> list[NodeSpec]:
+        """Validator processes on no committee of the genesis: they follow their area's chain (--churn seats
+        one there by a committee change, nodes/churn.py)."""
+        return [n for n in self.nodes if n.role == "validator" and n not in self.validators]
 
     @property
     def light_nodes(self) -> list[NodeSpec]:
@@ -131,7 +139,7 @@ class Devnet:
 
 def start_margin(options: DevnetOptions) -> int:
     """Seconds from now to the earliest genesis start: every node process must be up by then."""
-    nodes = options.validators + options.balancing_groups + 2
+    nodes = options.validators + options.balancing_groups + 2 + (1 if options.churn else 0)
     feeds = options.balancing_groups + 2  # these also import numpy and pandas for the simulated feed: ~1 s each
     return max(6, 2 + (3 * nodes + 4) // 5) + (feeds + 1) // 2  # about 0.6 s per process on a shared machine
 
@@ -181,11 +189,13 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
     options = dataclasses.replace(options, start=start.isoformat())
     simulated = write_simulated_energies(directory, options)
     prepared = math.ceil(time.monotonic() - began)  # the profiles took this long: the genesis waits for them
-    genesis = make_devnet_genesis(directory / "genesis", options.validators, options.balancing_groups,
+    # --churn: one more validator, seated on no committee, that a committee change seats (nodes/churn.py)
+    seats = {"seated": options.validators} if options.churn else {}
+    genesis = make_devnet_genesis(directory / "genesis", options.validators + len(seats), options.balancing_groups,
                                   options.meters, L, options.seed,
                                   genesis_start=genesis_start(now + prepared, L, start_margin(options)),
                                   chain_id=new_chain_id(now), grace_seconds=grace_seconds(L),
-                                  grid_areas=options.areas)
+                                  grid_areas=options.areas, **seats)
     registry = load_genesis(genesis)
 
     labels = [(f"validator-{i + 1}", "validator") for i in range(len(registry.validators))]
@@ -195,8 +205,12 @@ def create_devnet(directory: str | Path, options: DevnetOptions, now: int) -> De
     nodes = [NodeSpec(label, role, directory / label, port, devnet_key(label).public)
              for (label, role), port in zip(labels, ports)]
     peers = [Peer(n.public_key, n.listen) for n in nodes if n.role == "validator"]
+    # clients submit to the seated validators (a follower serves its area's chain only)
+    seated = {v.public_key for v in committee(registry, NETWORK)}
+    client_peers = [p for p in peers if p.key in seated]
     for n in nodes:
-        init_home(n.home, n.role, genesis, key=devnet_key(n.name), name=n.name, listen=n.listen, peers=peers,
+        init_home(n.home, n.role, genesis, key=devnet_key(n.name), name=n.name, listen=n.listen,
+                  peers=peers if n.role == "validator" else client_peers,
                   feed="simulated" if n.role == "meter-point" else None,
                   schedules="simulated" if n.role == "balancing-group" else None,
                   seed=options.seed if n.role != "validator" else None,
@@ -440,9 +454,9 @@ def poll(devnet: Devnet, progress: Progress, console) -> None:
             if spec.role != "meter-point":
                 console.print(f"  dashboard of {spec.name}: {status['api_url']}/  (API: /status, /metrics, "
                               "/openapi.json)", markup=False)
-        if spec.role == "validator":
+        if spec in devnet.validators:
             _note_commit(devnet, spec, status, progress, new)
-        else:
+        elif spec.role != "validator":  # (a follower's commits are its area's: checked by nodes/churn.py)
             _note_verified(devnet, spec, status, progress, console)
     if up:
         console.print(f"  up and listening: {', '.join(up)}")
@@ -690,21 +704,29 @@ def _start_churn(devnet: Devnet, console):
     from .churn import ChurnSubmitter, plan_churn
 
     reg = devnet.registry
-    changes = plan_churn(reg)
+    changes = plan_churn(reg, devnet.options.periods)
     for c in changes:
         console.print(f"churn: {c.describe()}", markup=False)
-    submitter = ChurnSubmitter(reg, changes, {n.public_key: n.listen for n in devnet.validators},
+    submitter = ChurnSubmitter(reg, changes, {n.public_key: n.listen for n in devnet.validators + devnet.followers},
                                deadline=(reg.genesis_period + 1) * reg.period_seconds,
-                               ready=lambda: all(read_status(v) for v in devnet.validators))
+                               ready=lambda: all(read_status(v) for v in devnet.validators),
+                               committed=lambda scope: min(_last_height(read_status(v), scope)
+                                                           for v in devnet.validators))
     submitter.start()
     return changes, submitter
+
+
+def _last_height(status: dict, scope: str) -> int:
+    """The last height a validator's status says it committed on a chain (-1: none yet, or not served)."""
+    last = status.get("chains", {}).get(scope, {}).get("last_height")
+    return last if isinstance(last, int) else -1
 
 
 def _check_churn(devnet: Devnet, changes, submitter) -> tuple[list[str], list[str]]:
     from .churn import check_churn
 
     submitter.join()
-    lines, problems = check_churn(devnet.registry, changes, [v.home for v in devnet.validators])
+    lines, problems = check_churn(devnet.registry, changes, [v.home for v in devnet.validators + devnet.followers])
     return submitter.lines + lines, submitter.problems + problems
 
 
@@ -798,7 +820,8 @@ def check_homes(devnet: Devnet) -> list[str]:
     from stromledger.keys import read_key_file
 
     problems = []
-    validators = {v.public_key for v in devnet.validators}
+    validators = {v.public_key for v in devnet.nodes if v.role == "validator"}
+    seated = {v.public_key for v in devnet.validators}
     for n in devnet.nodes:
         config = load_config(n.home)
         if config.role != n.role or config.listen != n.listen:
@@ -810,7 +833,7 @@ def check_homes(devnet: Devnet) -> list[str]:
             problems.append(f"{n.name}: key file mode {mode:o}")
         if read_key_file(config.key_path).public != n.public_key:
             problems.append(f"{n.name}: key file holds another key")
-        if {p.key for p in config.peers} != validators:
+        if {p.key for p in config.peers} != (validators if n.role == "validator" else seated):
             problems.append(f"{n.name}: peers are not the validators")
     return problems
 

@@ -2,7 +2,9 @@
 exactly as they were sent? Needs nothing but the registry (genesis) and the reply.
 
 The chain of evidence, each link checked:
-1. the commit certificate: more than 2/3 of the genesis validators precommitted the seal's hash at its height;
+1. the commit certificate: more than 2/3 of the chain's committee of that height precommitted the seal's hash
+   (the genesis committee, or the one the committee changes the reply carries installed, each approved by
+   the committee before it);
 2. the seal: sha256 of the seal bytes is the certificate's value hash; it names this chain and registry and
    the certificate's height; it contains the period result of the requested period at the reply's version,
    and that result's own invariants hold;
@@ -25,7 +27,8 @@ from stromledger.cascade.messages import PeriodResult
 from stromledger.codec import CodecError
 from stromledger.consensus import CertificateError, CommitCertificate, verify_certificate
 from stromledger.crypto import sha256
-from stromledger.registry import Registry, chain_id, view
+from stromledger.registry import Registry, chain_id, decode_change, registry_at, view, with_changes
+from stromledger.registry.changes import trust_problem
 
 from .protocol import LightReply
 
@@ -39,11 +42,23 @@ class LightError(ValueError):
 
 
 def verify_commit(registry: Registry, seal_bytes: bytes, certificate: CommitCertificate,
-                  height: Optional[int] = None) -> PeriodSeal:
-    """The seal that `certificate` commits, after checking both against the genesis; LightError otherwise."""
+                  height: Optional[int] = None, changes: Sequence[bytes] = ()) -> PeriodSeal:
+    """The seal that `certificate` commits, after checking both against the genesis; LightError otherwise.
+    `changes`: the chain's committee changes in effect by then (canonical bytes): the certificate is checked
+    against the committee they installed, each approved by the one before it, from the genesis committee on."""
     h = certificate.height if height is None else height
+    keys = registry.validator_keys()
+    if changes:
+        try:
+            history = with_changes((), [decode_change(c, approved_only=True) for c in changes])
+        except CodecError as e:
+            raise LightError("malformed_change", str(e)) from None
+        problem = trust_problem(registry, history)
+        if problem is not None:
+            raise LightError("bad_committee_change", problem)
+        keys = registry_at(registry, h, history).validator_keys()
     try:
-        verify_certificate(certificate, sha256(seal_bytes), registry.validator_keys(), registry.chain_id, h)
+        verify_certificate(certificate, sha256(seal_bytes), keys, registry.chain_id, h)
     except CertificateError as e:
         raise LightError(f"certificate_{e.reason}", str(e)) from None
     try:
@@ -124,7 +139,7 @@ def verify_light_reply(registry: Registry, reply: LightReply, period: int,
         raise LightError("wrong_height", f"period {period} cannot be settled by the seal at height {reply.height}")
     if not registry.scope:  # a genesis: the reply's seal is of the meter points' area chain
         registry = chain_registry(registry, reply.seal)
-    seal = verify_commit(registry, reply.seal, reply.certificate, reply.height)
+    seal = verify_commit(registry, reply.seal, reply.certificate, reply.height, reply.changes)
     result = period_result(registry, seal, period, reply.version)
     if reply.size != result.meter_points:
         raise LightError("wrong_size", f"the reply claims {reply.size} leaves, the result has {result.meter_points}")

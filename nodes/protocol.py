@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from stromledger.codec import U16, U32, U64, Blob, Hash, Message, Seq, Str, message, nested
 from stromledger.consensus.messages import CommitCertificate
+from stromledger.registry.changes import MAX_CHANGE_BYTES
 
 MAX_BLOB = 48 * 1024 * 1024
+MAX_REPLY_CHANGES = 1024  # committee changes since the genesis a reply carries
 MAX_SYNC = 64
 MAX_FETCH = 256
 MAX_LIGHT_IDS = 2_000  # 2000 proofs of a 1M-leaf tree fit well in one 4 MiB frame
@@ -65,7 +67,10 @@ class LeafProof(Message):
 
 @message(56)
 class LightReply(Message):
-    """The seal that settled `period` at its latest version, its certificate, and inclusion proofs."""
+    """The seal that settled `period` at its latest version, its certificate, and inclusion proofs.
+    `changes`: the chain's committee changes in effect by `height` (canonical bytes, history order): a light
+    node that holds only the genesis follows the committee that signed through them, each approved by the
+    committee before it (registry/changes.py trust_problem)."""
 
     height: U64
     version: U32
@@ -73,6 +78,7 @@ class LightReply(Message):
     certificate: CommitCertificate
     size: U32  # leaves in the period result's tree
     proofs: Seq(LeafProof, MAX_LIGHT_IDS)
+    changes: Seq(Blob(MAX_CHANGE_BYTES), MAX_REPLY_CHANGES)
 
 
 @message(60)

@@ -456,8 +456,9 @@ def ledger_summary(home: str | Path, registry: Registry | None) -> dict[str, Any
         return out
 
 
-def commit_summary(commit, registry: Registry | None) -> dict[str, Any]:
-    """A stored commit (height, round, value = seal bytes, certificate bytes, ...) made readable."""
+def commit_summary(commit, registry: Registry | None, history: tuple = ()) -> dict[str, Any]:
+    """A stored commit (height, round, value = seal bytes, certificate bytes, ...) made readable. `history`:
+    the chain's committed registry changes (its committee changes give the committee of the height)."""
     from stromledger.codec import CodecError
     from stromledger.consensus.certificate import CertificateError, verify_certificate
     from stromledger.consensus.messages import CommitCertificate
@@ -465,7 +466,7 @@ def commit_summary(commit, registry: Registry | None) -> dict[str, Any]:
     out: dict[str, Any] = {"height": commit.height, "round": commit.round, "seal_hash": bytes(commit.value_hash).hex(),
                            "committed_at": commit.committed_at}
     from stromledger.chains import NetworkSeal, decode_seal
-    from stromledger.registry import NETWORK, view
+    from stromledger.registry import NETWORK, registry_at, view
 
     try:
         seal = decode_seal(commit.value)  # a validator process's home store holds the network chain
@@ -479,7 +480,8 @@ def commit_summary(commit, registry: Registry | None) -> dict[str, Any]:
         cert = CommitCertificate.decode(bytes(commit.certificate))
         out["signatures"] = len(cert.signatures)
         if registry is not None:
-            verify_certificate(cert, seal.hash(), chain.validator_keys(), chain.chain_id, seal.height)
+            committee = registry_at(chain, seal.height, history) if history else chain
+            verify_certificate(cert, seal.hash(), committee.validator_keys(), chain.chain_id, seal.height)
             out["certificate"] = "valid"
     except (CodecError, ValueError) as e:  # CertificateError is a ValueError
         out["certificate"] = f"INVALID: {e}" if isinstance(e, CertificateError) else f"does not decode: {e}"

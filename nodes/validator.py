@@ -42,7 +42,6 @@ from stromledger.consensus.config import ConsensusConfig
 from stromledger.consensus.evidence import DuplicateVoteEvidence, EvidenceError, verify_evidence
 from stromledger.consensus.machine import Consensus
 from stromledger.consensus.messages import Commit, CommitCertificate, Proposal
-from stromledger.consensus.validators import ValidatorSet
 from stromledger.crypto import sha256
 from stromledger.export import (
     decode_period_rows, encode_period_rows, export_committed, exported, remove_stale_temporaries,
@@ -51,7 +50,8 @@ from stromledger.export.build import ExportError
 from stromledger.export.network import export_network_committed
 from stromledger.net import BATCH, CONSENSUS, LIGHT, SUBMIT, SYNC, Network, NetError
 from stromledger.periods import gate_margin_ms
-from stromledger.registry import NETWORK, Registry
+from stromledger.registry import NETWORK, Registry, registry_at
+from stromledger.registry.changes import genesis_pool, is_approved
 from stromledger.store import Store
 
 from .disk import disk_problem
@@ -105,7 +105,8 @@ class Validator(RoleNode):
         # data/chains/<EIC>/ (several chains share one data dir)
         self.export_root = ctx.config.data_dir / "chains" / self.scope if self.scope and not self.is_network \
             else ctx.config.data_dir
-        self.validator_keys = list(self.reg.validator_keys())
+        # every validator of the genesis may sit on this chain's committee at some height (committee changes)
+        self.genesis_validators = frozenset(genesis_pool(self.reg).validator_keys())
         self.config = config or ConsensusConfig(**ctx.config.consensus)
         self.write_exports = write_exports
         # [ingest] workers (default: one per core): the threads `check_batch` spreads a batch's signatures over
@@ -143,7 +144,7 @@ class Validator(RoleNode):
         self._judged: dict[tuple[int, int], bool] = {}  # (height, round) -> timely, judged at first receipt
         self.inventory_synced = trio.Event()  # set once every peer was asked what it holds (at start)
         self.ledger = self._restore_ledger()
-        check_sign_guard(self.store.sign_guard, self.store, ctx.key.public, ValidatorSet(self.validator_keys),
+        check_sign_guard(self.store.sign_guard, self.store, ctx.key.public, self.committee_at,
                          self.ledger.next_height, ctx.resume_signing_after_restore, self.log)
         self.machine = self._make_machine()
         self.wal_budget = WalBudget()
@@ -187,7 +188,7 @@ class Validator(RoleNode):
                 if self.scope and not self.is_network and self.checkpoint_sink is not None:
                     # its checkpoint may never have left: sent again at start (receivers keep one per seal)
                     self._checkpoint = make_checkpoint(self.scope, commit.value, commit.certificate, ledger.proof,
-                                                       self.reg).encode()
+                                                       self.reg, ledger.state.changes).encode()
                 self.log.info("completed committed height %d after a restart: %d period results, %d batches "
                               "settled", commit.height, len(outcome.seal.results), len(done))
         # Batches admitted earlier that later seals may still settle.
@@ -258,15 +259,41 @@ class Validator(RoleNode):
         recent = []
         for c in self.store.commits_from(max(self.reg.genesis_period, h - self.config.commit_window), 64):
             recent.append(Commit(c.value, CommitCertificate.decode(c.certificate)))
-        machine = Consensus(chain_id=self.chain_id, validators=self.validator_keys, key=self.ctx.key,
+        machine = Consensus(chain_id=self.chain_id, validators=self.committee_at, key=self.ctx.key,
                             guard=self.store.sign_guard, height=h, config=self.config, recent_commits=recent)
         return machine
+
+    # -- the committee: per height, following the committed committee changes ------------------------------
+
+    def committee_at(self, height: int) -> tuple[bytes, ...]:
+        """The public keys of the committee deciding `height` (registry/committee.py): the genesis view's, or
+        the one the committed changes installed by then. Changes are committed two heights ahead, so the
+        committee of the next height is known when a height commits."""
+        return registry_at(self.reg, height, self.ledger.acceptor.state.changes).validator_keys()
+
+    def committee_changes(self, height: int) -> tuple[bytes, ...]:
+        """The approved changes in effect by `height` (canonical bytes), for clients that hold only the
+        genesis and follow the committee through them (LightReply)."""
+        return tuple(c.encode() for c in self.ledger.acceptor.state.changes
+                     if is_approved(c) and c.effective_period <= height)
+
+    @property
+    def validator_keys(self) -> list[bytes]:
+        """Whom this chain's consensus messages, batches and requests go to: the committees of the heights
+        around the current one (the one before, for late votes; the next two, so that a validator a committed
+        change adds follows the chain live before its first height)."""
+        h = self.machine.height if hasattr(self, "machine") else self.ledger.next_height
+        keys: dict[bytes, None] = {}
+        for height in range(max(self.reg.genesis_period, h - 1), h + 3):
+            keys.update(dict.fromkeys(self.committee_at(height)))
+        return list(keys)
 
     # -- running ---------------------------------------------------------------------------------------------
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        is_validator = set(self.validator_keys).__contains__
-        is_registered = self.reg.submitter_keys.__contains__
+        is_validator = self.genesis_validators.__contains__  # the machine judges by each height's committee
+        # a validator of the genesis outside this chain's committee may follow it (sync) and submit to it
+        is_registered = lambda k: k in self.reg.submitter_keys or k in self.genesis_validators  # noqa: E731
         p = self.proto
         self.net.set_handler(p[CONSENSUS], self._on_consensus, allowed=is_validator)
         self.net.set_handler(p[BATCH], self._on_batch, allowed=is_validator)
@@ -384,7 +411,8 @@ class Validator(RoleNode):
 
     def _evidence_ok(self, data: bytes) -> bool:
         try:
-            verify_evidence(DuplicateVoteEvidence.decode(data), self.validator_keys, self.chain_id)
+            evidence = DuplicateVoteEvidence.decode(data)
+            verify_evidence(evidence, self.committee_at(evidence.height), self.chain_id)
             return True
         except (CodecError, EvidenceError):
             return False
@@ -393,7 +421,7 @@ class Validator(RoleNode):
         """A proposed seal's last commit: canonical bytes of a certificate by more than 2/3 of the validators
         for the seal this node committed last. Called by ledger.validate, under the lock."""
         state = self.ledger.state
-        return state.height is not None and certificate_holds(data, state.seal_hash, self.validator_keys,
+        return state.height is not None and certificate_holds(data, state.seal_hash, self.committee_at(state.height),
                                                               self.chain_id, state.height)
 
     def _own_last_commit(self, height: int) -> Optional[bytes]:
@@ -694,7 +722,8 @@ class Validator(RoleNode):
             checkpoints = canonical_checkpoints(pool)
             try:
                 done = await trio.to_thread.run_sync(export_network_committed, self.store, self.ctx.registry, h,
-                                                     self.export_root, checkpoints)
+                                                     self.export_root, checkpoints,
+                                                     self.ledger.acceptor.state.changes)
                 self.log.info("exported height %d: %s", h, ", ".join(str(p) for p in done))
                 paths += done
                 self._network_export_waiting.discard(h)
@@ -798,10 +827,10 @@ class Validator(RoleNode):
     async def _catch_up_loop(self) -> None:
         """A node more than a height behind asks peers for committed seals and feeds them to consensus,
         which checks each certificate before deciding."""
-        peers = [k for k in self.validator_keys if k != self.ctx.key.public]
         turn = 0
         while True:
             await trio.sleep(max(1.0, self.reg.period_seconds / 2))
+            peers = [k for k in self.validator_keys if k != self.ctx.key.public]  # the committee follows changes
             if not peers or self._due_height() <= self.machine.height:
                 continue
             peer = peers[turn % len(peers)]
@@ -826,7 +855,7 @@ class Validator(RoleNode):
 
     async def _on_consensus(self, peer: bytes, payload: bytes) -> None:
         # Decoded and checked (size, author, proposer, signature) in a worker thread, before the WAL.
-        msg, reason, detail = await trio.to_thread.run_sync(admit_consensus, payload, self.machine.validators,
+        msg, reason, detail = await trio.to_thread.run_sync(admit_consensus, payload, self.machine.set_at,
                                                             self.chain_id)
         if msg is None:
             self.ctx.reject(f"consensus_{reason}", detail, peer)
@@ -891,7 +920,7 @@ class Validator(RoleNode):
                            history=self.ledger.acceptor.state.changes)
 
     def _store_batch(self, checked: CheckedBatch, data: bytes) -> None:
-        changes = [c.effective_period for c in checked.batch.changes]
+        changes = [c.effective_period for _, _, c, v in checked.registry_changes() if c is not None]
         periods = sorted(set(checked.reading_periods) | set(checked.schedule_periods) | set(changes))
         self.store.put_batch(checked.digest, data, int(self.clock()), periods)
 
@@ -1077,7 +1106,7 @@ class Validator(RoleNode):
                 break  # the rest in another request
             proofs.append(proof)
         return LightReply(height, version, commit.value, CommitCertificate.decode(commit.certificate),
-                          tree.size, tuple(proofs))
+                          tree.size, tuple(proofs), self.committee_changes(height))
 
     def _build_tree(self, period: int, version: int) -> tuple[int, bytes, list[bytes], dict[str, int], merkle.Tree]:
         """Runs in a worker thread (see ProofTrees)."""
@@ -1153,8 +1182,8 @@ class Validator(RoleNode):
         """Keep connected to the other validators, also before the genesis time (so the mesh can be checked
         before launch, and `quorum` in status.json means something): ask each one not connected for the
         commits from the current height on, a cheap request that opens the connection."""
-        others = [k for k in self.validator_keys if k != self.ctx.key.public]
         while True:
+            others = [k for k in self.validator_keys if k != self.ctx.key.public]
             missing = [k for k in others if k not in self.net.connected_peers()]
             for peer in missing:
                 try:

@@ -121,7 +121,7 @@ class Chain:
         order = {m: i for i, m in enumerate(self.reg.malo_order)}
         proofs = tuple(LeafProof(m, order[m], self.leaves[order[m]], tuple(self.tree.proof(order[m])))
                        for m in malo_ids)
-        return LightReply(self.g, self.result.version, self.seal_bytes, self.certificate, self.tree.size, proofs)
+        return LightReply(self.g, self.result.version, self.seal_bytes, self.certificate, self.tree.size, proofs, ())
 
 
 def signature_vectors(chain: Chain) -> list[dict]:

@@ -25,6 +25,8 @@ from starlette.staticfiles import StaticFiles
 from stromledger.chains import decode_seal
 from stromledger.codec import CodecError
 from stromledger.consensus.messages import CommitCertificate
+from stromledger.export.committed import registry_history
+from stromledger.registry import registry_at
 from stromledger.ids import IdError, parse_malo_id
 
 from ..metrics import NodeMetrics
@@ -147,8 +149,14 @@ class _Api:
             raise _BadRequest(404, "not_committed", f"height {height} is not committed on this node")
         return commit
 
+    @staticmethod
+    def _committee(chain: ChainView, height: int) -> tuple:
+        """The validators deciding `height`: the genesis view's, or those the committed committee changes
+        installed by then (docs/registry.md)."""
+        return registry_at(chain.registry, height, registry_history(chain.store)).validators
+
     def _signers(self, chain: ChainView, certificate: CommitCertificate) -> list[dict[str, Any]]:
-        validators = chain.registry.validators
+        validators = self._committee(chain, certificate.height)
         return [{"index": s.validator,
                  "name": validators[s.validator].name if s.validator < len(validators) else None,
                  "public_key": validators[s.validator].public_key.hex() if s.validator < len(validators) else None}
@@ -202,7 +210,7 @@ class _Api:
     async def seal(self, request: Request) -> Response:
         chain = self._chain(request)
         commit = self._commit(chain, request.path_params["height"])
-        doc = commit_summary(commit, chain.registry)
+        doc = commit_summary(commit, chain.registry, registry_history(chain.store))
         doc["period"] = chain.registry.period(commit.height).iso()
         doc["seal"] = bytes(commit.value).hex()
         return JSONResponse(doc)
@@ -294,8 +302,8 @@ class _Api:
 
     @_handler
     async def validators(self, request: Request) -> Response:
-        """The genesis validators: online (connected to this node, or this node), and whether each signed the
-        newest certificate."""
+        """The committee of the newest committed height (the genesis view's, or as committee changes made it):
+        online (connected to this node, or this node), and whether each signed the newest certificate."""
         chain = self._chain(request)
         connected = self.source.connected_peers()
         signed: set[int] = set()
@@ -305,7 +313,8 @@ class _Api:
         out = [{"index": i, "name": v.name, "public_key": v.public_key.hex(), "grid_area": v.grid_area,
                 "online": v.public_key == self.source.public_key or v.public_key in connected,
                 "this_node": v.public_key == self.source.public_key, "signed_last": i in signed}
-               for i, v in enumerate(chain.registry.validators)]
+               for i, v in enumerate(self._committee(chain, last.height if last is not None
+                                                     else chain.registry.genesis_period))]
         return JSONResponse({"chain_id": chain.chain_id, "last_height": None if last is None else last.height,
                              "validators": out})
 

@@ -152,8 +152,8 @@ def fuzz(inputs: int, seed: int = 1) -> dict:
 
 def _batch_bytes(readings: bytes, chain: bytes = b"\xa1c") -> bytes:
     from stromledger.cascade.messages import Batch
-    return (b"\x97" + msgpack.packb(Batch.TAG) + chain + msgpack.packb(bytes(32), use_bin_type=True) + readings
-            + b"\x90\x90" + msgpack.packb(bytes(64), use_bin_type=True))  # no schedules, no registry changes
+    return (b"\x98" + msgpack.packb(Batch.TAG) + chain + msgpack.packb(bytes(32), use_bin_type=True) + readings
+            + b"\x90\x90\x90" + msgpack.packb(bytes(64), use_bin_type=True))  # no schedules, no registry changes
 
 
 def bombs(mib: int = 4) -> dict[str, bytes]:
@@ -173,7 +173,7 @@ def honest_batch(size: int) -> bytes:
     from stromledger.cascade.messages import Batch, Reading
     one = Reading("50000000000", 1, 1, False, 1000, 7, bytes(32), bytes(64))
     count = max(1, size // len(one.encode()))
-    return Batch("c", bytes(32), (one,) * count, (), (), bytes(64)).encode()
+    return Batch("c", bytes(32), (one,) * count, (), (), (), bytes(64)).encode()
 
 
 def measure_decode(data: bytes) -> dict:

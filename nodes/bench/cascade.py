@@ -55,7 +55,7 @@ def _batches(grid, period: int, batch_size: int, skip: float, profile_period: in
     readings = [Reading(m, period, 1, False, imp, exp, keys[m], sha512(m.encode() + tag).digest())
                 for m, imp, exp in values]
     chain, submitter = reg.chain_id, grid.submitter.public
-    batches = [Batch(chain, submitter, tuple(readings[i:i + batch_size]), (), (), NO_SIG)
+    batches = [Batch(chain, submitter, tuple(readings[i:i + batch_size]), (), (), (), NO_SIG)
                for i in range(0, len(readings), batch_size)]
     return [unverified(reg, b) for b in batches]
 

@@ -153,7 +153,8 @@ def measure(meters: int, window: int, commits: int, directory: str, skip: float 
         fixes = [Reading(m, oldest, 2, False, imp + 1, exp, keys[m], sha512(m.encode() + b"/fix").digest())
                  for m, imp, exp in grid.values(_profile_period(grid, oldest))[:late]]
         if fixes:
-            checked.append(unverified(reg, Batch(reg.chain_id, grid.submitter.public, tuple(fixes), (), (), NO_SIG)))
+            checked.append(unverified(reg, Batch(reg.chain_id, grid.submitter.public, tuple(fixes), (), (), (),
+                                                 NO_SIG)))
         for cb in checked:
             ledger.admit(cb, None)
         del checked

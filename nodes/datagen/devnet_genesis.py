@@ -50,14 +50,15 @@ DEVNET_PERIOD_SECONDS = 5  # the default period length of every devnet command (
 def devnet_registry(validators: int = 4, balancing_groups: int = 3, meters: int = 200, period_seconds: int = 10,
                     seed: int = 1, *, genesis_start: int = GENESIS_2026, chain_id: str = "stromledger-devnet",
                     grace_seconds: int | None = None, correction_window: int | None = None,
-                    grid_areas: int | None = None) -> Registry:
+                    grid_areas: int | None = None, seated: int | None = None) -> Registry:
     """The devnet registry: `grid_areas` grid areas (default `validators // 2`, at least one; each validator
     is run by one of their operators; every validator sits on every area's committee and the network's),
     `balancing_groups` supplier groups plus one loss group per area, tie lines between neighbouring areas and
     from each area to the upstream grid outside the network, `meters` meter points in all (the customers and
     plants of grid_mix.customer_mix), and the power exchange as an external party. Connection capacities are
     scaled by 900 s / `period_seconds`: each period carries a simulated quarter hour's energy
-    (grid_mix.time_lapse)."""
+    (grid_mix.time_lapse). `seated`: only the first `seated` validators sit on the committees (every area's and
+    the network's); the others follow their own area's chain until a committee change seats them."""
     if validators < 1 or balancing_groups < 1 or meters < 1:
         raise ValueError("a devnet needs at least one validator, balancing group and meter point")
     rng = random.Random(seed)
@@ -71,7 +72,8 @@ def devnet_registry(validators: int = 4, balancing_groups: int = 3, meters: int 
     for i in range(n_areas):
         name = AREA_NAMES[i % len(AREA_NAMES)] + ("" if i < len(AREA_NAMES) else f" {i + 1}")
         area, loss = eic_for("DEVAREA", i + 1), eic_for("DEVLOSS", i + 1)
-        areas.append(GridArea(area, f"Netzgebiet {name}", f"Netz {name} GmbH", loss))
+        seats = tuple(f"validator-{j + 1}" for j in range(seated)) if seated is not None else ()
+        areas.append(GridArea(area, f"Netzgebiet {name}", f"Netz {name} GmbH", loss, committee=seats))
         loss_groups.append(BalancingGroup(loss, f"Verlustbilanzkreis {name}",
                                           devnet_key(f"grid-operator-{i + 1}").public))
         losses.append(loss)
@@ -110,7 +112,8 @@ def devnet_registry(validators: int = 4, balancing_groups: int = 3, meters: int 
         for p in rng.sample(movable, min(3, len(movable))):
             others = [g.eic for g in suppliers if g.eic != p.balancing_group]
             assignments.append(Assignment(p.malo_id, switch_at, rng.choice(others)))
-    return Registry(params, vals, areas, suppliers + loss_groups, operators, points, assignments, [EXCHANGE])
+    return Registry(params, vals, areas, suppliers + loss_groups, operators, points, assignments, [EXCHANGE],
+                    network_committee=areas[0].committee)
 
 
 def make_devnet_genesis(directory: str | Path, validators: int = 4, balancing_groups: int = 3, meters: int = 200,

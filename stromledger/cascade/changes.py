@@ -7,18 +7,27 @@ Two parts, like readings:
   effective period lies beyond the gate (`CHANGE_LEAD`), the meter point exists then (or, for an addition,
   never did), the signer has the right for that meter point, and no other change of the meter point is
   committed for that or a later period, or already taken by this seal (at most one per meter point).
+
+Approved changes (a `CommitteeChange`, ...) go the same way: `approved_shape` (their form, cached) and
+`judge_change` (any kind: replay, gate, one pending change per conflict key, then the kind's own verdict,
+including its approvals by the committee in office). A kind of approved change registers its two checks in
+`APPROVED_KINDS`, next to its message class registered with `@change_type` (registry/changes.py).
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
 
 from stromledger.ids import is_valid_eic, is_valid_malo_id
 from stromledger.registry import SOURCES, Registry, RegistryChange, registry_at
 from stromledger.registry.changes import (
-    CHANGE_KINDS, METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH, change_signed,
-    genesis_pool,
+    CHANGE_KINDS, METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH, AnyChange,
+    approval_problem, change_signed, genesis_pool, group_pool,
 )
+from stromledger.registry.committee import SMALL_COMMITTEE, CommitteeChange
+from stromledger.registry.market import grid_operator_keys, is_group_closing, is_group_opening
+from stromledger.registry.scopes import scopes
 from stromledger.registry.genesis import MAX_POWER_W
 
 from .rejections import Reason, Rejection
@@ -58,8 +67,6 @@ def change_shape(registry: Registry, c: RegistryChange) -> Rejection | None:
     if c.kind in (METER_POINT_ADDED, SUPPLIER_SWITCH):
         if not is_valid_eic(c.balancing_group):
             return Rejection(Reason.MALFORMED, f"{c.balancing_group!r} is not a valid EIC")
-        if c.balancing_group not in pool.balancing_groups:
-            return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{c.balancing_group} is not in the registry")
         if c.supplier:
             s = pool.suppliers.get(c.supplier)
             if s is None:
@@ -81,7 +88,7 @@ def change_shape(registry: Registry, c: RegistryChange) -> Rejection | None:
             return Rejection(Reason.MALFORMED, f"source {c.source!r} is not one of {', '.join(SOURCES)}")
         if not 0 < c.max_power_w <= MAX_POWER_W:
             return Rejection(Reason.MALFORMED, f"max_power_w {c.max_power_w} is outside 1..{MAX_POWER_W}")
-        if c.signer not in _grid_operator_keys(registry, c.grid_area):
+        if c.signer not in grid_operator_keys(registry, c.grid_area):
             return Rejection(Reason.WRONG_SIGNER, f"a meter point of {c.grid_area} is added by that area's grid "
                                                   "operator")
     return None
@@ -93,30 +100,39 @@ def change_signature(registry: Registry, c: RegistryChange) -> Rejection | None:
     return Rejection(Reason.BAD_SIGNATURE, f"{c.kind_name} of {c.malo_id}")
 
 
-def change_verdict(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange, height: int,
-                   taken: Mapping[str, bytes], committed: frozenset[bytes]) -> Rejection | None:
-    """May the seal of `height` commit this (well-formed, signed) change? `history`: the chain's committed
-    changes; `committed`: their digests; `taken`: MaLo-ID -> digest of a change already taken (by this seal,
-    or pending at the acceptor)."""
-    digest = c.digest()
+def replay_or_late(c: AnyChange, digest: bytes, height: int, committed: frozenset[bytes]) -> Rejection | None:
+    """A change (of any kind) already committed, or effective too early for the seal of `height`."""
     if digest in committed:
         return Rejection(Reason.DUPLICATE, f"{c.describe()} is already committed (a replayed change)")
     first = earliest_effective(height)
     if c.effective_period < first:
         return Rejection(Reason.CHANGE_TOO_LATE, f"{c.describe()}: the seal of height {height} takes changes "
                                                  f"effective from period {first} on")
+    return None
+
+
+def lead_and_conflicts(history: tuple, c, height: int, taken: Mapping[str, bytes],
+                       committed: frozenset[bytes]) -> Rejection | None:
+    """What every kind of change must meet for the seal of `height` to commit it: not committed yet, effective
+    beyond the gate, no committed change of its conflict key (a meter point, a party) for that or a later
+    period, none taken by this seal or pending."""
+    digest = c.digest()
+    why = replay_or_late(c, digest, height, committed)
+    if why is not None:
+        return why
+    key = c.conflict_key
     for old in history:
-        if old.malo_id == c.malo_id and old.effective_period >= c.effective_period:
+        if old.conflict_key == key and old.effective_period >= c.effective_period:
             return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: {old.describe()} is already committed")
-    if taken.get(c.malo_id, digest) != digest:
-        return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: another change of {c.malo_id} is pending "
-                                                    "(one change per meter point until it is committed)")
-    then = registry_at(registry, c.effective_period, history)
+    if taken.get(key, digest) != digest:
+        return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: another such change is pending (one per "
+                                                    "meter point, party or chain until it is committed)")
+    return None
+
+
+def meter_point_then(registry: Registry, then: Registry, c) -> Rejection | None:
+    """Why change `c` of an existing meter point cannot apply in its effective period (`then`), or None."""
     mp = then.meter_points.get(c.malo_id)
-    if c.kind == METER_POINT_ADDED:
-        if mp is not None or c.malo_id in then.retired or c.malo_id in genesis_pool(registry).meter_points:
-            return Rejection(Reason.MALFORMED, f"{c.malo_id} is already registered (MaLo-IDs are never reused)")
-        return None
     if mp is None:
         if c.malo_id in then.retired:
             return Rejection(Reason.RETIRED_METER_POINT, f"{c.describe()}: retired from period "
@@ -126,6 +142,46 @@ def change_verdict(registry: Registry, history: tuple[RegistryChange, ...], c: R
         return Rejection(Reason.UNKNOWN_METER_POINT, f"{c.malo_id} is not in the registry")
     if mp.kind == "boundary":
         return Rejection(Reason.MALFORMED, f"{c.malo_id} is a tie line: it changes with the genesis only")
+    return None
+
+
+def group_open_problem(then: Registry, history: tuple, group: str, period: int) -> Rejection | None:
+    """Why a meter point cannot be put into `group` from `period` on: the group is not open then (not yet,
+    not any more), or a committed closing ends it later (the meter point would be left in a closed group)."""
+    if group not in group_pool(then):
+        if group in then.closed_groups:
+            return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{group} is closed from period "
+                                                             f"{then.closed_groups[group]} on")
+        return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{group} is not an open balancing group in period "
+                                                         f"{period}")
+    for old in history:
+        if is_group_closing(old, group) and old.effective_period > period:
+            return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{group} closes from period {old.effective_period} "
+                                                             "on (committed)")
+    return None
+
+
+def change_verdict(registry: Registry, history: tuple, c: RegistryChange, height: int,
+                   taken: Mapping[str, bytes], committed: frozenset[bytes]) -> Rejection | None:
+    """May the seal of `height` commit this (well-formed, signed) change? `history`: the chain's committed
+    changes; `committed`: their digests; `taken`: conflict key -> digest of a change already taken (by this
+    seal, or pending at the acceptor)."""
+    why = lead_and_conflicts(history, c, height, taken, committed)
+    if why:
+        return why
+    then = registry_at(registry, c.effective_period, history)
+    if c.kind in (METER_POINT_ADDED, SUPPLIER_SWITCH):
+        why = group_open_problem(then, history, c.balancing_group, c.effective_period)
+        if why:
+            return why
+    mp = then.meter_points.get(c.malo_id)
+    if c.kind == METER_POINT_ADDED:
+        if mp is not None or c.malo_id in then.retired or c.malo_id in genesis_pool(registry).meter_points:
+            return Rejection(Reason.MALFORMED, f"{c.malo_id} is already registered (MaLo-IDs are never reused)")
+        return None
+    why = meter_point_then(registry, then, c)
+    if why:
+        return why
     if c.kind == METER_KEY_ROTATED:
         operator = then.meter_operators.get(mp.meter_operator)
         if operator is None or c.signer != operator.public_key:
@@ -134,7 +190,7 @@ def change_verdict(registry: Registry, history: tuple[RegistryChange, ...], c: R
         if c.meter_key == mp.meter_key or c.meter_key in then.old_keys.get(c.malo_id, ()):
             return Rejection(Reason.MALFORMED, f"{c.malo_id}: a rotation names a key the meter never had")
         return None
-    if c.signer not in _grid_operator_keys(registry, mp.grid_area):
+    if c.signer not in grid_operator_keys(registry, mp.grid_area):
         return Rejection(Reason.WRONG_SIGNER, f"a {c.kind_name} of {c.malo_id} is signed by the grid operator of "
                                               f"{mp.grid_area}")
     if c.kind == SUPPLIER_SWITCH and then.group_of(c.malo_id, c.effective_period) == c.balancing_group and \
@@ -144,7 +200,90 @@ def change_verdict(registry: Registry, history: tuple[RegistryChange, ...], c: R
     return None
 
 
-def _grid_operator_keys(registry: Registry, area: str) -> tuple[bytes, ...]:
-    """The grid operator of an area signs with the keys of its validators (validators name their area)."""
-    return tuple(v.public_key for v in genesis_pool(registry).validators if v.grid_area == area)
+def opened_group_keys(history: tuple) -> frozenset[bytes]:
+    """The operator keys of the balancing groups opened by committed changes: they submit batches (their
+    schedules) like the genesis's group operators; each schedule is judged by its period's version."""
+    return frozenset(bytes(c.operator_key) for c in history if is_group_opening(c))
 
+
+
+# -- approved changes ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApprovedKind:
+    """The checks of one kind of approved change. `shape(registry, c)`: its form (no history, no approvals);
+    `verdict(registry, history, c, height)`: may the seal of `height` commit it, given the committed history
+    (replay, gate and pending conflicts are judged before, by `judge_change`); it checks the approvals."""
+
+    shape: Callable[[Registry, Any], Optional[Rejection]]
+    verdict: Callable[[Registry, tuple, Any, int], Optional[Rejection]]
+
+
+_APPROVAL_REASONS = {"unsorted_approvals": Reason.MALFORMED, "unknown_approver": Reason.UNKNOWN_APPROVER,
+                     "bad_signature": Reason.BAD_SIGNATURE, "insufficient_approvals": Reason.INSUFFICIENT_APPROVALS}
+
+
+def approvals_rejection(registry: Registry, history: tuple, c: Any) -> Rejection | None:
+    """Are `c`'s approvals more than 2/3 of the committee in office before it applies (registry/approvals.py)?"""
+    problem = approval_problem(registry, c, history)
+    if problem is None:
+        return None
+    return Rejection(_APPROVAL_REASONS[problem[0]], f"{c.describe()}: {problem[1]}")
+
+
+def committee_shape(registry: Registry, c: CommitteeChange) -> Rejection | None:
+    pool = genesis_pool(registry)
+    if c.scope not in scopes(pool):
+        return Rejection(Reason.MALFORMED, f"{c.scope!r} is neither 'network' nor a grid area of the genesis")
+    if c.scope != registry.scope:
+        return Rejection(Reason.WRONG_CHAIN, f"a committee change of {c.scope} is committed by that chain")
+    if not c.members:
+        return Rejection(Reason.MALFORMED, "a committee has at least one member")
+    if len(set(c.members)) != len(c.members):
+        return Rejection(Reason.MALFORMED, "a committee names each validator once")
+    known = {v.name for v in pool.validators}
+    unknown = [n for n in c.members if n not in known]
+    if unknown:
+        return Rejection(Reason.MALFORMED, f"{', '.join(unknown[:3])}: no validator of the genesis")
+    return None
+
+
+def committee_verdict(registry: Registry, history: tuple, c: CommitteeChange, height: int) -> Rejection | None:
+    for old in history:
+        if isinstance(old, CommitteeChange) and old.scope == c.scope and \
+                (old.effective_period >= c.effective_period or old.effective_period > height):
+            return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: {old.describe()} is already committed")
+    then = registry_at(registry, c.effective_period - 1, history)
+    if tuple(v.name for v in then.validators) == tuple(c.members):
+        return Rejection(Reason.MALFORMED, f"{c.describe()}: that is the committee already")
+    return approvals_rejection(registry, history, c)
+
+
+# Every kind of approved change and its checks: the one place a kind plugs into the cascade.
+APPROVED_KINDS: dict[type, ApprovedKind] = {CommitteeChange: ApprovedKind(committee_shape, committee_verdict)}
+
+
+def approved_shape(registry: Registry, c: Any) -> Rejection | None:
+    kind = APPROVED_KINDS.get(type(c))
+    if kind is None:
+        return Rejection(Reason.MALFORMED, f"{type(c).__name__} is no approved change this node judges")
+    return kind.shape(registry, c)
+
+
+def judge_change(registry: Registry, history: tuple, c: AnyChange, height: int, taken: Mapping[Any, bytes],
+                 committed: frozenset[bytes]) -> Rejection | None:
+    """May the seal of `height` commit this change (of any kind, its form already checked)? `taken`: conflict
+    key -> digest of a change already taken (by this seal, or pending at the acceptor)."""
+    if isinstance(c, RegistryChange):
+        return change_verdict(registry, history, c, height, taken, committed)
+    return lead_and_conflicts(history, c, height, taken, committed) or \
+        APPROVED_KINDS[type(c)].verdict(registry, history, c, height)
+
+
+def small_committee_warning(c: CommitteeChange) -> str | None:
+    """What `genesis check` warns of a committee too small to tolerate a fault."""
+    if len(c.members) < SMALL_COMMITTEE:
+        return (f"a committee of {len(c.members)} tolerates no faulty validator (4 tolerate one): "
+                f"the chain of {c.scope} stops when one member does")
+    return None

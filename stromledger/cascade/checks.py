@@ -12,16 +12,16 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterable, Union
+from typing import Any, Callable, Iterable, Iterator, Union
 
 import msgpack
 
 from stromledger.codec import CodecError
 from stromledger.crypto import SigningKey, sha256, signing_input, verify, verify_raw
 from stromledger.ids import is_valid_eic, is_valid_malo_id
-from stromledger.registry import Registry, RegistryChange, registry_at
+from stromledger.registry import Registry, RegistryChange, decode_change, registry_at
 
-from .changes import change_shape, change_signature
+from .changes import approved_shape, change_shape, change_signature, opened_group_keys
 from .messages import BATCH_DOMAIN, READING_DOMAIN, SCHEDULE_DOMAIN, Batch, Reading, Schedule
 from .rejections import Reason, Rejection
 from .wire import build_reading, fast_decode_rows, reading_body
@@ -50,8 +50,11 @@ def sign_schedule(key: SigningKey, chain_id: str, from_group: str, to_group: str
 
 
 def make_batch(key: SigningKey, chain_id: str, readings: Iterable[Reading] = (),
-               schedules: Iterable[Schedule] = (), changes: Iterable[RegistryChange] = ()) -> Batch:
-    b = Batch(chain_id, key.public, tuple(readings), tuple(schedules), tuple(changes), NO_SIG)
+               schedules: Iterable[Schedule] = (), changes: Iterable[RegistryChange] = (),
+               approved: Iterable = ()) -> Batch:
+    """A signed batch; `approved`: approved changes (messages, or their canonical bytes)."""
+    blobs = tuple(a if isinstance(a, bytes) else a.encode() for a in approved)
+    b = Batch(chain_id, key.public, tuple(readings), tuple(schedules), tuple(changes), blobs, NO_SIG)
     return dataclasses.replace(b, sig=key.sign(BATCH_DOMAIN, chain_id, b.body()))
 
 
@@ -204,16 +207,29 @@ class CheckedBatch:
     reading_periods: tuple[int, ...]  # distinct periods of its valid readings, ascending
     schedule_periods: tuple[int, ...]
     change_verdicts: tuple[Rejection | None, ...] = ()
-    history: tuple[RegistryChange, ...] = ()  # the committed changes the readings were judged under
+    history: tuple = ()  # the committed changes the readings were judged under
+    approved: tuple = ()  # the batch's approved changes decoded (None: did not decode)
+    approved_verdicts: tuple[Rejection | None, ...] = ()
 
     @classmethod
     def of(cls, digest: bytes, batch: Batch, reading_verdicts: tuple, schedule_verdicts: tuple,
-           change_verdicts: tuple | None = None, history: tuple = ()) -> CheckedBatch:
+           change_verdicts: tuple | None = None, history: tuple = (),
+           approved: tuple[tuple, tuple] | None = None) -> CheckedBatch:
+        """`approved`: (decoded approved changes, their verdicts); decoded here, unjudged, when None."""
         rp = sorted({r.period for r, v in zip(batch.readings, reading_verdicts) if v is None})
         sp = sorted({s.period for s, v in zip(batch.schedules, schedule_verdicts) if v is None})
         cv = (None,) * len(batch.changes) if change_verdicts is None else tuple(change_verdicts)
+        ac, av = decode_approved(batch.approved) if approved is None else approved
         return cls(digest, batch, tuple(reading_verdicts), tuple(schedule_verdicts), tuple(rp), tuple(sp), cv,
-                   tuple(history))
+                   tuple(history), tuple(ac), tuple(av))
+
+    def registry_changes(self) -> Iterator[tuple[int, int, Any, Rejection | None]]:
+        """(item kind, index, change, verdict on its form) of every registry change the batch carries: its
+        RegistryChanges (CHANGE_ITEM), then its approved changes (APPROVED_ITEM; change None: undecodable)."""
+        for i, (c, v) in enumerate(zip(self.batch.changes, self.change_verdicts)):
+            yield CHANGE_ITEM, i, c, v
+        for i, (c, v) in enumerate(zip(self.approved, self.approved_verdicts)):
+            yield APPROVED_ITEM, i, c, v
 
     @property
     def items_max_period(self) -> int:
@@ -224,12 +240,29 @@ class CheckedBatch:
     def max_period(self) -> int:
         """The last period it names: of its readings and schedules, and of its changes' effective periods (so a
         node remembers that a batch's changes were judged for as long as they could matter)."""
-        effective = [c.effective_period for c, v in zip(self.batch.changes, self.change_verdicts) if v is None]
+        effective = [c.effective_period for _, _, c, v in self.registry_changes() if v is None]
         return max([self.items_max_period, *effective])
 
     @property
     def carries_changes(self) -> bool:
-        return any(v is None for v in self.change_verdicts)
+        return any(v is None for v in self.change_verdicts) or any(v is None for v in self.approved_verdicts)
+
+
+CHANGE_ITEM, APPROVED_ITEM = 3, 4  # ItemRejection kinds of a RegistryChange and of an approved change
+
+
+def decode_approved(blobs: tuple[bytes, ...]) -> tuple[tuple, tuple]:
+    """(changes, verdicts) of a batch's approved changes: each decoded strictly by the allow-list of approved
+    kinds; one that does not decode is None with a MALFORMED verdict (the rest of the batch still counts)."""
+    changes, verdicts = [], []
+    for blob in blobs:
+        try:
+            changes.append(decode_change(blob, approved_only=True))
+            verdicts.append(None)
+        except CodecError as e:
+            changes.append(None)
+            verdicts.append(Rejection(Reason.MALFORMED, f"approved change: {e}"))
+    return tuple(changes), tuple(verdicts)
 
 
 def decode_batch(data: bytes) -> Batch | Rejection:
@@ -251,14 +284,16 @@ def _chunks(items: tuple, parts: int | None = None) -> list[tuple]:
 
 
 def _batch_body(data: bytes) -> bytes:
-    """The signed body of a canonical batch, sliced from its bytes instead of re-encoded: a Batch is a
-    7-element array whose last element, the signature, is bin8 of 64 bytes (0xc4 0x40 + 64 bytes)."""
-    assert data[0] == 0x97 and data[-66:-64] == b"\xc4\x40", "not a canonical batch"
-    return bytes([0x96]) + data[1:-66]
+    """The signed body of a canonical batch, sliced from its bytes instead of re-encoded: a Batch is an
+    8-element array whose last element, the signature, is bin8 of 64 bytes (0xc4 0x40 + 64 bytes)."""
+    assert data[0] == 0x98 and data[-66:-64] == b"\xc4\x40", "not a canonical batch"
+    return bytes([0x97]) + data[1:-66]
 
 
-def _verdicts(fn: Callable, registry: Registry, items: tuple) -> list[Rejection | None]:
-    return [fn(registry, x) for x in items]
+def _schedule_verdicts(registry: Registry, history: tuple, schedules: tuple) -> list[Rejection | None]:
+    """Each schedule against the registry version of its period: groups opened and closed (registry/market.py)
+    decide which groups may trade then."""
+    return [schedule_verdict(registry_at(registry, s.period, history), s) for s in schedules]
 
 
 def _reading_verdicts(registry: Registry, history: tuple[RegistryChange, ...], readings: tuple,
@@ -327,10 +362,10 @@ def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable
         body = batch.body()
     if fast is None:
         chain_id, submitter, sig = batch.chain_id, batch.submitter, batch.sig
-        empty = not batch.readings and not batch.schedules and not batch.changes
+        empty = not batch.readings and not batch.schedules and not batch.changes and not batch.approved
     if chain_id != registry.chain_id:
         return Rejection(Reason.WRONG_CHAIN, f"batch for chain {chain_id!r}, this is {registry.chain_id!r}")
-    if submitter not in registry.submitter_keys:
+    if submitter not in registry.submitter_keys and submitter not in opened_group_keys(history):
         return Rejection(Reason.WRONG_SIGNER, "the submitter is no registered meter operator, group operator "
                                               "or validator")
     if empty:
@@ -344,13 +379,15 @@ def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable
                               _spans(len(rows), parts)):
             readings.extend(made)
             rv.extend(part)
-        batch = Batch(chain_id, submitter, tuple(readings), (), (), sig)
+        batch = Batch(chain_id, submitter, tuple(readings), (), (), (), sig)
     else:
         for part in map(partial(_reading_verdicts, registry, history, batch.readings, None),
                         _spans(len(batch.readings), parts)):
             rv.extend(part)
     sv: list = []
-    for part in map(partial(_verdicts, schedule_verdict, registry), _chunks(batch.schedules)):
+    for part in map(partial(_schedule_verdicts, registry, history), _chunks(batch.schedules)):
         sv.extend(part)
     cv = tuple(change_shape(registry, c) or change_signature(registry, c) for c in batch.changes)
-    return CheckedBatch.of(digest, batch, tuple(rv), tuple(sv), cv, history)
+    ac, av = decode_approved(batch.approved)
+    av = tuple(v or approved_shape(registry, c) for c, v in zip(ac, av))
+    return CheckedBatch.of(digest, batch, tuple(rv), tuple(sv), cv, history, (ac, av))

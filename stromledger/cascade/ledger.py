@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Union
 from stromledger.crypto import SigningKey, sha256
 from stromledger.registry import Registry
 
-from .changes import change_verdict
+from .changes import judge_change
 from .checks import NO_SIG, CheckedBatch, check_batch, correctable_from
 from .messages import MAX_SEAL_BATCHES, RECEIPT_DOMAIN, Batch, ItemRejection, PeriodSeal, Receipt
 from .rejections import Reason, Rejection
@@ -23,7 +23,7 @@ from .rows import REG, REXP, RIMP, RVER, MeterRow, inclusion_proof
 from .settle import Outcome, batch_eligible, build_seal, rebuild_seal
 from .state import SettledState
 
-READING, SCHEDULE, CHANGE = 1, 2, 3
+READING, SCHEDULE, CHANGE = 1, 2, 3  # item kinds in a receipt (4: an approved change, checks.APPROVED_ITEM)
 Incoming = Union[bytes, Batch, CheckedBatch]
 
 
@@ -47,7 +47,7 @@ class Admission:
 
     digest: bytes | None
     refused: Rejection | None = None  # the whole batch
-    rejections: list[tuple[int, int, Rejection]] = field(default_factory=list)  # (READING|SCHEDULE|CHANGE, i, why)
+    rejections: list[tuple[int, int, Rejection]] = field(default_factory=list)  # (item kind, i, why)
     accepted: int = 0
     duplicates: int = 0
     stored: bool = False
@@ -77,7 +77,7 @@ class Acceptor:
         self._carries: dict[bytes, int] = {}  # digest -> number of items it is the lowest carrier of
         self._used: dict[bytes, list[int]] = {}  # submitter -> [batches, items] kept in period `_used_period`
         self._used_period: int | None = None
-        self._changes: dict[str, tuple[bytes, bytes]] = {}  # MaLo-ID -> (pending change digest, its batch)
+        self._changes: dict[object, tuple[bytes, bytes]] = {}  # conflict key -> (pending change digest, its batch)
 
     def check(self, batch: Union[Incoming, Batch], map: Callable = map) -> CheckedBatch | Rejection:
         """Check a batch against the committed history (again, if it was checked under another one)."""
@@ -139,17 +139,17 @@ class Acceptor:
             else:
                 out.rejections.append((SCHEDULE, i, why))
                 out.duplicates += why.harmless
-        new_changes: dict[str, tuple[bytes, bytes]] = {}
-        committed = frozenset(c.digest() for c in self.state.changes) if checked.batch.changes else frozenset()
-        for i, (c, verdict) in enumerate(zip(checked.batch.changes, checked.change_verdicts)):
+        new_changes: dict[object, tuple[bytes, bytes]] = {}
+        committed = frozenset(c.digest() for c in self.state.changes) if checked.carries_changes else frozenset()
+        for kind, i, c, verdict in checked.registry_changes():
             taken = {m: cd for m, (cd, _) in {**self._changes, **new_changes}.items()}
-            why = verdict or change_verdict(reg, self.state.changes, c, next_height, taken, committed)
+            why = verdict or judge_change(reg, self.state.changes, c, next_height, taken, committed)
             if why is None:
                 items.add((c.effective_period, (CHANGE, c.digest())))
-                new_changes[c.malo_id] = (c.digest(), d)
+                new_changes[c.conflict_key] = (c.digest(), d)
                 out.accepted += 1
             else:
-                out.rejections.append((CHANGE, i, why))
+                out.rejections.append((kind, i, why))
                 out.duplicates += why.harmless
         won = [(period, item) for period, item in items if d < self._carrier.get(period, {}).get(item, _NO_DIGEST)]
         if not won:
@@ -266,9 +266,9 @@ class Acceptor:
             for period in [p for p in index if p <= h]:
                 del index[period]
         # a pending change is no longer pending once a seal listed its batch (committed or refused there)
-        for malo, (_, d) in list(self._changes.items()):
+        for key, (_, d) in list(self._changes.items()):
             if d not in self.batches or self.state.batch_progress(d) is not None:
-                del self._changes[malo]
+                del self._changes[key]
 
     def recheck(self, map: Callable = map) -> None:
         """After a seal committed registry changes: judge the held batches' readings again under the new

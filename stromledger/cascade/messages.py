@@ -1,4 +1,6 @@
-"""Cascade wire and ledger messages (codec tags 1-29; 6 is the registry change, registry/changes.py).
+"""Cascade wire and ledger messages (codec tags 1-29; 6-9 are registry changes: 6 RegistryChange,
+registry/changes.py, 7 CommitteeChange, registry/committee.py; 8 MarketChange and 9 MeterOperatorChange,
+registry/market.py).
 
 Readings and schedules carry no chain id: their signatures cover it (domain tag + chain id + body), so a
 reading signed for another chain simply does not verify. A batch names its chain so a wrong-chain batch is
@@ -18,7 +20,7 @@ from stromledger.codec import (
     I64, U8, U16, U32, U64, Blob, Hash, Message, PubKey, Seq, Sig, Str, message, nested,
 )
 from stromledger.crypto import sha256
-from stromledger.registry.changes import RegistryChange
+from stromledger.registry.changes import MAX_CHANGE_BYTES, RegistryChange
 
 READING_DOMAIN = "stromledger/reading/1"
 SCHEDULE_DOMAIN = "stromledger/schedule/1"
@@ -28,6 +30,7 @@ RECEIPT_DOMAIN = "stromledger/receipt/1"
 MAX_BATCH_READINGS = 100_000
 MAX_BATCH_SCHEDULES = 20_000
 MAX_BATCH_CHANGES = 1_000
+MAX_BATCH_APPROVED = 64  # approved changes (committee, market) are rare and each may be large
 MAX_SEAL_BATCHES = 100_000
 MAX_SEAL_RESULTS = 10_000  # the seal of h plus corrections: the correction window must stay below this
 MAX_SEAL_EVIDENCE = 10_000
@@ -73,13 +76,15 @@ class Schedule(Message):
 @message(3)
 class Batch(Message):
     """Readings, schedules and registry changes sent together by one registered submitter; content-addressed
-    by `digest()`."""
+    by `digest()`. `approved`: changes approved by a committee (e.g. a CommitteeChange), each as its canonical
+    tagged bytes, decoded strictly by the allow-list of approved kinds (registry/changes.py)."""
 
     chain_id: Str(64)
     submitter: PubKey
     readings: Seq(Reading, MAX_BATCH_READINGS)
     schedules: Seq(Schedule, MAX_BATCH_SCHEDULES)
     changes: Seq(RegistryChange, MAX_BATCH_CHANGES)
+    approved: Seq(Blob(MAX_CHANGE_BYTES), MAX_BATCH_APPROVED)
     sig: Sig
 
     def digest(self) -> bytes:
@@ -109,7 +114,7 @@ class SettledReading(Message):
 
 @nested
 class ItemRejection(Message):
-    kind: U8  # 1 reading, 2 schedule, 3 registry change
+    kind: U8  # 1 reading, 2 schedule, 3 registry change, 4 approved change
     index: U32
     reason: U8
     message: Str(200)
@@ -125,7 +130,7 @@ class Receipt(Message):
     batch_reason: U8  # 0 = batch admitted, else the Reason refusing the whole batch
     accepted: U32
     duplicates: U32
-    rejected: Seq(ItemRejection, MAX_BATCH_READINGS + MAX_BATCH_SCHEDULES + MAX_BATCH_CHANGES)
+    rejected: Seq(ItemRejection, MAX_BATCH_READINGS + MAX_BATCH_SCHEDULES + MAX_BATCH_CHANGES + MAX_BATCH_APPROVED)
     sig: Sig
 
 

@@ -37,6 +37,9 @@ class Reason(enum.IntEnum):
     ROTATED_KEY = 28  # a reading signed with a meter key rotated out by then
     CHANGE_TOO_LATE = 29  # a registry change effective in the past or inside the current gate
     CONFLICTING_CHANGE = 30  # another change of the meter point for the same period (or still pending)
+    INSUFFICIENT_APPROVALS = 31  # an approved change that at most 2/3 of its approving committee approved
+    UNKNOWN_APPROVER = 32  # an approval by a key outside the approving committee
+    GROUP_IN_USE = 40  # a balancing group closed while meter points (or an area's loss) are still in it
 
     @property
     def label(self) -> str:

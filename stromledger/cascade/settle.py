@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Union
 
 from stromledger.codec import CodecError
-from stromledger.registry import Registry, RegistryChange, registry_at
+from stromledger.registry import Registry, registry_at
 
-from .changes import change_verdict
+from .changes import judge_change
 from .checks import CheckedBatch, check_batch, correctable_from
 from .messages import (
     CORRECTED, MAX_SEAL_BATCHES, MAX_SEAL_EVIDENCE, MEASURED, MISMATCHED, MISSING, ONE_SIDED, SUBSTITUTED, Batch, PeriodResult, PeriodSeal, Reading,
@@ -58,7 +58,7 @@ class Outcome:
     versions: dict[int, Mapping[str, tuple]]  # period -> every meter point's entry in its new version
     progress: dict[bytes, tuple[int, int]]  # batch digest -> (height, last period in the batch)
     conflicts: dict[int, frozenset[tuple]]  # period -> conflicting readings reported as evidence
-    registry_changes: tuple[RegistryChange, ...] = ()  # the registry changes this seal commits
+    registry_changes: tuple = ()  # the registry changes this seal commits (any kind)
 
     @property
     def height(self) -> int:
@@ -76,7 +76,7 @@ def batch_eligible(cb: CheckedBatch, settled_through: int, height: int, lo: int)
     return settled_through < height and height in cb.schedule_periods
 
 
-def _as_checked(registry: Registry, b: BatchLike, history: tuple[RegistryChange, ...]) -> CheckedBatch:
+def _as_checked(registry: Registry, b: BatchLike, history: tuple) -> CheckedBatch:
     if isinstance(b, CheckedBatch) and (b.history is history or b.history == history):
         return b
     checked = check_batch(registry, b.batch if isinstance(b, CheckedBatch) else b, history=history)
@@ -119,8 +119,8 @@ class _Builder:
         self.new_conflicts: dict[int, set[tuple]] = {}
         self.from_side: dict[tuple[str, str], set[int]] = {}
         self.to_side: dict[tuple[str, str], set[int]] = {}
-        self.taken: dict[str, bytes] = {}  # MaLo-ID -> digest of the registry change this seal commits for it
-        self.new_changes: list[RegistryChange] = []
+        self.taken: dict[object, bytes] = {}  # conflict key -> digest of the registry change this seal commits
+        self.new_changes: list = []
         self._committed = frozenset(c.digest() for c in state.changes)
         self._versions: dict[int, Registry] = {}
 
@@ -400,12 +400,12 @@ class _Builder:
     def _registry_changes(self, cb: CheckedBatch, through: int) -> None:
         if through >= 0:
             return  # judged by the first seal that listed the batch
-        for c, verdict in zip(cb.batch.changes, cb.change_verdicts):
-            why = verdict or change_verdict(self.reg, self.state.changes, c, self.h, self.taken, self._committed)
+        for _, _, c, verdict in cb.registry_changes():
+            why = verdict or judge_change(self.reg, self.state.changes, c, self.h, self.taken, self._committed)
             if why is not None:
                 self.rejected[why.reason] += 1
                 continue
-            self.taken[c.malo_id] = c.digest()
+            self.taken[c.conflict_key] = c.digest()
             self.new_changes.append(c)
 
     # -- closing periods ---------------------------------------------------------------------------------

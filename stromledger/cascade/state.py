@@ -26,7 +26,8 @@ from typing import Iterator, Mapping
 
 import msgpack
 
-from stromledger.registry import Registry, RegistryChange, registry_at, with_changes
+from stromledger.registry import Registry, decode_change, registry_at, with_changes
+from stromledger.registry.changes import AnyChange
 
 from .checks import correctable_from
 from .history import Columns, History, Layout, MemoryHistory
@@ -57,7 +58,7 @@ class SettledState:
         self.conflicts: dict[int, set[tuple]] = {}
         self.history: History = history if history is not None else MemoryHistory()
         self._layout: Layout | None = None
-        self.changes: tuple[RegistryChange, ...] = ()
+        self.changes: tuple[AnyChange, ...] = ()  # any kind (registry/changes.py CHANGE_TYPES)
 
     @classmethod
     def genesis(cls, registry: Registry, history: History | None = None) -> SettledState:
@@ -213,7 +214,7 @@ class SettledState:
         ], use_bin_type=True)
 
     @staticmethod
-    def changes_in(data: bytes) -> tuple[RegistryChange, ...]:
+    def changes_in(data: bytes) -> tuple[AnyChange, ...]:
         """The committed registry changes in `encode()` bytes, without restoring the state (whose history may
         be in a store). Raises StateError on bytes that are not a settled state."""
         try:
@@ -227,7 +228,7 @@ class SettledState:
                 raise StateError("not a settled state of this format")
             for _ in range(9):
                 u.skip()
-            changes = tuple(RegistryChange.decode(c) for c in u.unpack()) if n == 11 else ()
+            changes = tuple(decode_change(c) for c in u.unpack()) if n == 11 else ()
             try:
                 u.skip()
             except msgpack.OutOfData:
@@ -260,7 +261,7 @@ class SettledState:
             s.baseline = {m: (p, i, e) for m, p, i, e in baseline}
             s.batches = {d: (pt, last) for d, pt, last in batches}
             s.conflicts = {p: {tuple(k) for k in keys} for p, keys in conflicts}
-            s.changes = tuple(RegistryChange.decode(c) for c in changes)
+            s.changes = tuple(decode_change(c) for c in changes)
         except StateError:
             raise
         except Exception as e:  # any shape error in foreign bytes

@@ -40,7 +40,7 @@ _U64 = rb"(?:[\x00-\x7f]|\xcc[\x80-\xff]|\xcd[\x01-\xff].|\xce(?!\x00\x00)....|\
 _MALO = rb"(?:" + b"|".join(bytes([0xA0 + k]) + b"." * k for k in range(12)) + rb")"
 _READING = re.compile(
     rb"\x98" + _MALO + _U64 + _U16 + rb"[\xc2\xc3]" + _U64 + _U64 + rb"\xc4\x20.{32}\xc4\x40.{64}", re.S)
-_TAIL = b"\x90\x90\xc4\x40"  # no schedules, no changes, then the batch signature: bin8 of 64 bytes
+_TAIL = b"\x90\x90\x90\xc4\x40"  # no schedules, changes or approved changes, then the signature (bin8 of 64)
 _SIG_FIELD = 66  # 0xc4 0x40 + 64 bytes, the last field of a Reading and of a Batch
 
 
@@ -68,7 +68,7 @@ _readings, build_reading = _builder(Reading)
 
 def _header(data: bytes) -> Optional[tuple[int, int]]:
     """(number of readings, offset of the first) of a canonical readings-only batch, or None."""
-    if len(data) < 4 + 34 + 1 + len(_TAIL) + 64 or data[0] != 0x97 or data[1] != 0x03:
+    if len(data) < 4 + 34 + 1 + len(_TAIL) + 64 or data[0] != 0x98 or data[1] != 0x03:
         return None
     h = data[2]
     if 0xA0 <= h <= 0xBF:  # chain id: fixstr, or str8 when 32 bytes or more (at most 64 characters,
@@ -114,7 +114,7 @@ def fast_decode_rows(data: bytes) -> Optional[tuple[str, bytes, list[list], byte
                                max_ext_len=0)
     except (ValueError, msgpack.UnpackException):  # e.g. a string that is no UTF-8: the strict codec says so
         return None
-    chain_id, submitter, items, _, _, sig = wire[1:]
+    chain_id, submitter, items, _, _, _, sig = wire[1:]
     if type(chain_id) is not str or len(chain_id) > 64:
         return None
     return chain_id, submitter, items, sig, raws
@@ -127,7 +127,7 @@ def fast_decode_batch(data: bytes) -> Optional[tuple[Batch, list[bytes]]]:
     if got is None:
         return None
     chain_id, submitter, rows, sig, raws = got
-    return Batch(chain_id, submitter, tuple(_readings(rows)), (), (), sig), raws
+    return Batch(chain_id, submitter, tuple(_readings(rows)), (), (), (), sig), raws
 
 
 def reading_body(raw: bytes) -> bytes:

@@ -21,7 +21,9 @@ from stromledger.codec import CodecError
 from stromledger.consensus.certificate import CertificateError, verify_certificate
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
-from stromledger.registry import Registry, RegistryChange, registry_at, view, with_changes
+from stromledger.registry import Registry, RegistryChange, decode_change, registry_at, view, with_changes
+from stromledger.registry.changes import trust_problem
+from stromledger.registry.committee import committee_at
 
 from .messages import Checkpoint, TieProof
 
@@ -47,14 +49,15 @@ def make_checkpoint(area: str, seal_bytes: bytes, certificate: bytes, proof: Pro
     in the committed result of that period (e.g. the area ledger's `proof`, right after the commit);
     `history`: the area chain's committed registry changes (the ones in effect by its periods go along)."""
     seal = PeriodSeal.decode(seal_bytes)
-    last = max((r.period for r in seal.results), default=-1)
-    changes = tuple(c for c in history if c.effective_period <= last)
+    last = max([seal.height, *(r.period for r in seal.results)])
+    changes = tuple(c for c in history if c.effective_period <= last and isinstance(c, RegistryChange))
+    approved = tuple(c.encode() for c in history if c.effective_period <= last and not isinstance(c, RegistryChange))
     ties = []
     for r in seal.results:
         for malo in area_registry.boundary:
             leaf, index, size, path = proof(r.period, malo)
             ties.append(TieProof(r.period, leaf, index, size, tuple(path)))
-    return Checkpoint(area, bytes(seal_bytes), bytes(certificate), tuple(ties), changes)
+    return Checkpoint(area, bytes(seal_bytes), bytes(certificate), tuple(ties), changes, approved)
 
 
 def verify_checkpoint(genesis: Registry, data: bytes | Checkpoint) -> Certified | Rejection:
@@ -76,11 +79,20 @@ def verify_checkpoint(genesis: Registry, data: bytes | Checkpoint) -> Certified 
                                              f"(or another registry), expected {area.chain_id!r}")
     seal_hash = sha256(cp.seal)
     try:
-        verify_certificate(cert, seal_hash, area.validator_keys(), area.chain_id, seal.height)
+        approved = [decode_change(a, approved_only=True) for a in cp.approved]
+    except CodecError as e:
+        return Rejection(Reason.MALFORMED, f"checkpoint of {cp.area}: approved change: {e}")
+    # pinned by the registry version each certified result names; the committee changes (which the
+    # certificate itself rests on) by their approvals, from the genesis committee on
+    history = with_changes((), (*cp.changes, *approved))
+    problem = trust_problem(area, history)
+    if problem is not None:
+        return Rejection(Reason.BAD_CERTIFICATE, f"checkpoint of {cp.area}: {problem}")
+    try:
+        verify_certificate(cert, seal_hash, committee_at(area, seal.height, history), area.chain_id, seal.height)
     except CertificateError as e:
         return Rejection(Reason.BAD_CERTIFICATE, f"checkpoint of {cp.area} height {seal.height}: {e.reason}: {e}")
     results = {}
-    history = with_changes((), cp.changes)  # pinned by the registry version each certified result names
     for r in seal.results:
         broken = check_invariants(registry_at(area, r.period, history), r)
         if broken is not None:
@@ -138,6 +150,6 @@ def canonical_checkpoints(pool) -> dict[bytes, bytes | None]:
             out[cp.seal_hash] = None
         else:
             c = Checkpoint.decode(cp.data)
-            out[cp.seal_hash] = Checkpoint(c.area, c.seal, cert, c.ties, c.changes).encode()
+            out[cp.seal_hash] = Checkpoint(c.area, c.seal, cert, c.ties, c.changes, c.approved).encode()
     return out
 

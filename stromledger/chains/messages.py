@@ -21,11 +21,12 @@ from stromledger.cascade.messages import (
 )
 from stromledger.codec import I64, U32, U64, Blob, Hash, Message, Seq, message, nested
 from stromledger.crypto import sha256
-from stromledger.registry.changes import RegistryChange
+from stromledger.registry.changes import MAX_CHANGE_BYTES, RegistryChange
 
 MAX_AREA_SEAL = 16 * 1024 * 1024  # a consensus value is at most 16 MiB
 MAX_TIE_PROOFS = 65_536
 MAX_CHECKPOINT_CHANGES = 100_000
+MAX_CHECKPOINT_APPROVED = 10_000
 MAX_NETWORK_RESULTS = 10_000
 ABSENT = bytes(32)  # the seal hash of an area that is settled as absent
 
@@ -47,9 +48,10 @@ class Checkpoint(Message):
     seal: Blob(MAX_AREA_SEAL)  # the AreaSeal: the area chain's PeriodSeal bytes
     certificate: Blob(MAX_LAST_COMMIT)  # the area committee's CommitCertificate of that seal
     ties: Seq(TieProof, MAX_TIE_PROOFS)  # every boundary meter of every result, by (period, MaLo-ID)
-    # the area's committed registry changes in effect by its results' periods: with the genesis they give the
-    # registry version each result names (registry/changes.py)
+    # the area's committed registry changes in effect by its results' periods (and by the seal's height: its
+    # committee): with the genesis they give the registry version each result names (registry/changes.py)
     changes: Seq(RegistryChange, MAX_CHECKPOINT_CHANGES)
+    approved: Seq(Blob(MAX_CHANGE_BYTES), MAX_CHECKPOINT_APPROVED)  # approved changes (committee changes)
 
 
 @nested

@@ -17,12 +17,17 @@ Algorithm 1 that a rule implements. Differences from the paper, all for a lossy,
   proposal when the WAL replays it, so that it re-sends it.
 - Messages for rounds ahead of the current one are held within a byte budget per validator, and a late
   precommit of the height just decided that conflicts with one held is turned into evidence.
+- The validator set may change from height to height (committee changes, registry/committee.py):
+  `validators` may be a function of the height. Every height is decided, and every certificate of it
+  checked, by that height's set; a node whose key is not in a height's set follows that height without
+  signing, and signs from the first height whose set holds its key. Messages of a future height are
+  buffered from the members of the set it is expected to have and judged by its set when it starts.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 from stromledger.crypto import SigningKey
 
@@ -40,6 +45,7 @@ from .votes import VoteSet
 
 _VOTE_STEP = {Prevote: PREVOTE, Precommit: PRECOMMIT}
 VOTE_WEIGHT = 256  # bytes a held vote is counted as against a byte budget (its encoding is ~170 bytes)
+Validators = Union[ValidatorSet, Sequence[bytes]]
 
 
 def held_bytes(msg) -> int:
@@ -52,24 +58,35 @@ class Consensus:
 
     `height` is the next height to decide: the genesis' first height, or the last decided one + 1.
     `recent_commits` are the last decided heights (from the store), used to answer peers that are behind.
+    `validators`: one set for every height, or a function height -> that height's set (the shell's view of
+    the committed committee changes; with changes committed two heights ahead, the set of the next height is
+    known when a height is decided).
     """
 
-    def __init__(self, *, chain_id: str, validators: ValidatorSet | Sequence[bytes], key: Optional[SigningKey],
-                 guard: Optional[SignGuard], height: int, config: ConsensusConfig = ConsensusConfig(),
-                 recent_commits: Iterable[Commit] = ()):
+    def __init__(self, *, chain_id: str, validators: Validators | Callable[[int], Validators],
+                 key: Optional[SigningKey], guard: Optional[SignGuard], height: int,
+                 config: ConsensusConfig = ConsensusConfig(), recent_commits: Iterable[Commit] = ()):
         self.chain_id = chain_id
-        self.validators = ValidatorSet.of(validators)
+        fixed = None if callable(validators) else ValidatorSet.of(validators)
+        self._sets: Callable[[int], Validators] = validators if fixed is None else (lambda h: fixed)
+        # With a set per height, the set of h + 2 follows from the commit of h, which the shell applies when it
+        # carries out the Decide: so at most one height is decided per handle() call, and a commit received
+        # ahead (verified then by the set expected for its height) is verified again by its height's own set
+        # when it is applied.
+        self._per_height = fixed is None
+        self._decided_in_call = False
         self.config = config
-        self.me = None if key is None else self.validators.index(key.public)
-        self.key = key if self.me is not None else None
-        if self.key is not None and guard is None:
+        self._key = key  # signs at the heights whose set holds it
+        self.validators: Optional[ValidatorSet] = None  # the current height's set (set by _enter_height)
+        if type(height) is not int or height < 0:
+            raise ValueError(f"height must be an int >= 0, got {height!r}")
+        member = key is not None and key.public in ValidatorSet.of(self._sets(height))
+        if member and guard is None:
             raise ValueError("a validator needs a sign guard")
-        missing = missing_guard_methods(guard) if self.key is not None else []
+        missing = missing_guard_methods(guard) if key is not None and guard is not None else []
         if missing:  # without records() a restart forgets the lock; without floor() a rollback double-signs
             raise ValueError(f"the sign guard {type(guard).__name__} lacks {', '.join(missing)}()")
         self.guard = guard
-        if type(height) is not int or height < 0:
-            raise ValueError(f"height must be an int >= 0, got {height!r}")
         self.height = height
         self.due = -1  # the highest height StartHeight has allowed
         self.drops: Counter[str] = Counter()  # why inputs were dropped or refused
@@ -78,9 +95,10 @@ class Consensus:
         for c in recent_commits:
             self._keep_commit(c)
         self._future: dict[int, dict[object, bool]] = {}  # height -> buffered message -> timely (ordered)
-        self._future_count: Counter[tuple[int, int]] = Counter()  # (height, validator) -> buffered
-        self._future_bytes: Counter[tuple[int, int]] = Counter()  # (height, validator) -> bytes buffered
+        self._future_count: Counter[tuple[int, bytes]] = Counter()  # (height, validator key) -> buffered
+        self._future_bytes: Counter[tuple[int, bytes]] = Counter()  # (height, validator key) -> bytes buffered
         self._last_precommits: dict[int, VoteSet] = {}  # the decided height's precommits, for late evidence
+        self._last_set: Optional[ValidatorSet] = None  # the decided height's validator set
         self._future_commits: dict[int, Commit] = {}
         self._answers: Counter[tuple[bytes, int]] = Counter()
         self._out: list[Action] = []
@@ -90,6 +108,7 @@ class Consensus:
 
     def handle(self, event: Event) -> list[Action]:
         """Apply one input; return the actions to carry out, in order."""
+        self._decided_in_call = False
         if isinstance(event, (ProposalReceived, VoteReceived)):
             if isinstance(event, ProposalReceived):
                 self._on_message(event.proposal, sender=event.sender, timely=event.timely)
@@ -136,8 +155,18 @@ class Consensus:
 
     # -- height and round ------------------------------------------------------------------------------------
 
+    def set_at(self, height: int) -> ValidatorSet:
+        """The validator set of `height` (for a height ahead: the one expected from what is committed)."""
+        if height == self.height and self.validators is not None:
+            return self.validators
+        return ValidatorSet.of(self._sets(height))
+
     def _enter_height(self) -> None:
-        """Fresh per-height state, then what the sign guard says this validator already signed here."""
+        """Fresh per-height state: this height's set (and whether this node signs in it), then what the sign
+        guard says this validator already signed here."""
+        self.validators = ValidatorSet.of(self._sets(self.height))
+        self.me = None if self._key is None else self.validators.index(self._key.public)
+        self.key = self._key if self.me is not None and self.guard is not None else None
         self.round = 0
         self.step = PROPOSE
         self._started = False
@@ -218,9 +247,10 @@ class Consensus:
         if not isinstance(msg, (Proposal, Prevote, Precommit)):
             self._reject("bad_message", f"not a consensus message: {type(msg).__name__}")
             return
-        index = self.validators.index(author(msg))
+        index = self.set_at(msg.height).index(author(msg))
         if index is None:
-            self._reject("unknown_validator", f"{type(msg).__name__} signed by a key outside the validator set")
+            self._reject("unknown_validator", f"{type(msg).__name__} signed by a key outside the validator set "
+                                              f"of height {msg.height}")
             return
         if msg.height < self.height:
             self._answer_lagging(msg, sender or author(msg), verified)
@@ -375,7 +405,7 @@ class Consensus:
         if msg in buffered:
             self.drops["duplicate"] += 1
             return
-        key = (msg.height, index)
+        key = (msg.height, author(msg))  # judged by its height's set when that height starts
         if self._future_count[key] >= self.config.max_buffered_per_validator \
                 or self._future_bytes[key] + held_bytes(msg) > self.config.max_ahead_bytes:
             self.drops["buffer_full"] += 1
@@ -409,8 +439,8 @@ class Consensus:
         """A precommit of the height just decided that conflicts with one we hold of that validator is
         evidence (as CometBFT checks the LastCommit). Returns whether the signature is now verified."""
         held = self._last_precommits.get(v.round)
-        index = self.validators.index(v.validator)
-        if held is None or held.holds(index, v):
+        index = None if self._last_set is None else self._last_set.index(v.validator)
+        if held is None or index is None or held.holds(index, v):
             return verified
         if not verified and not verify_signature(v, self.chain_id):
             return False
@@ -435,7 +465,7 @@ class Consensus:
             self._reject("bad_commit", "a commit is a value of at most MAX_VALUE_BYTES and a CommitCertificate")
             return
         try:
-            verify_certificate(event.certificate, value_hash(event.value), self.validators, self.chain_id, height=h)
+            verify_certificate(event.certificate, value_hash(event.value), self.set_at(h), self.chain_id, height=h)
         except CertificateError as e:
             self._reject(f"bad_certificate_{e.reason}", str(e))
             return
@@ -544,13 +574,24 @@ class Consensus:
             pass
 
     def _apply_commit(self) -> bool:  # catch-up: a verified commit for this height
+        if self._per_height and self._decided_in_call:
+            return False  # the next height's set may rest on the decision just made: after the shell applied it
         commit = self._future_commits.pop(self.height, None)
         if commit is None:
             return False
+        if self._per_height:
+            try:  # received ahead: verified by the set expected then, now by the height's own
+                verify_certificate(commit.certificate, value_hash(commit.value), self.validators, self.chain_id,
+                                   height=self.height)
+            except CertificateError as e:
+                self._reject(f"bad_certificate_{e.reason}", str(e))
+                return False
         self._decide(commit)
         return True
 
     def _decide_on_precommits(self) -> bool:  # [L49] for any round
+        if self._per_height and self._decided_in_call:
+            return False
         for r, h in self._commit_candidates:
             if self._verdicts.get(h) is True:
                 cert = build_certificate(self.height, r, h, self._precommits[r].for_value(h), self.validators)
@@ -632,6 +673,7 @@ class Consensus:
     # -- deciding --------------------------------------------------------------------------------------------
 
     def _decide(self, commit: Commit) -> None:
+        self._decided_in_call = True
         self._out.append(Decide(self.height, commit.value, commit.certificate))
         self._keep_commit(commit)
         self.height += 1
@@ -640,6 +682,7 @@ class Consensus:
         self._future_count = Counter({k: n for k, n in self._future_count.items() if k[0] >= self.height})
         self._future_bytes = Counter({k: n for k, n in self._future_bytes.items() if k[0] >= self.height})
         self._last_precommits = self._precommits
+        self._last_set = self.validators
         self._hold_certificate(commit.certificate)
         floor = self.height - self.config.commit_window
         self._answers = Counter({k: n for k, n in self._answers.items() if k[1] >= floor})

@@ -16,7 +16,7 @@ from stromledger.consensus.certificate import CertificateError, verify_certifica
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
 from stromledger.registry import Registry
-from stromledger.registry.changes import changes_in_effect
+from stromledger.registry.changes import changes_in_effect, is_approved, with_changes
 
 from . import mscons, tables
 from .compare import result_difference
@@ -71,10 +71,13 @@ def check_rows(registry: Registry, seal: PeriodSeal, period: int, rows: list[Met
 
 
 def prepare_export(registry: Registry, seal: PeriodSeal | bytes, certificate: CommitCertificate | bytes,
-                   period: int, rows: Iterable[Row], previous_rows: Iterable[Row] | None = None) -> Export:
+                   period: int, rows: Iterable[Row], previous_rows: Iterable[Row] | None = None,
+                   committee: Registry | None = None) -> Export:
     """The export of the result of `period` in `seal`, checked and ready to be written piece by piece
     (`writer.write_export_pieces`) or made whole (`Export.files`). `registry`: the chain's registry version of
-    `period` (registry.registry_at; its changes are exported with it).
+    `period` (registry.registry_at; its changes are exported with it). `committee`: its version of the seal's
+    height (default `registry`): its validators signed the certificate, and the committee changes in effect by
+    then that `registry` lacks (a correction sealed later) go along too.
 
     `rows`: that result's rows, one per meter point in MaLo-ID order (cascade MeterRows or SettledReading
     leaves). `previous_rows`: the rows of version - 1 of the same period, required for a correction
@@ -90,7 +93,8 @@ def prepare_export(registry: Registry, seal: PeriodSeal | bytes, certificate: Co
     if seal.chain_id != registry.chain_id or seal.registry_hash != registry.hash:
         raise ExportError("the seal belongs to another chain or registry than the one given")
     try:
-        verify_certificate(cert, seal.hash(), registry.validator_keys(), registry.chain_id, height=seal.height)
+        verify_certificate(cert, seal.hash(), (committee or registry).validator_keys(), registry.chain_id,
+                           height=seal.height)
     except CertificateError as e:
         raise ExportError(f"the certificate does not prove the seal at height {seal.height}: {e}") from None
     rows = as_meter_rows(registry, period, rows)
@@ -99,20 +103,30 @@ def prepare_export(registry: Registry, seal: PeriodSeal | bytes, certificate: Co
         raise ExportError(f"period {period} version {result.version} is a correction: the rows of version "
                           f"{result.version - 1} are needed for changes.csv")
     previous = None if previous_rows is None else as_meter_rows(registry, period, previous_rows)
-    return Export(registry, seal, seal_bytes, cert, result, rows, previous)
+    return Export(registry, seal, seal_bytes, cert, result, rows, previous, committee)
 
 
 def build_export(registry: Registry, seal: PeriodSeal | bytes, certificate: CommitCertificate | bytes, period: int,
-                 rows: Iterable[Row], previous_rows: Iterable[Row] | None = None) -> dict[str, bytes]:
+                 rows: Iterable[Row], previous_rows: Iterable[Row] | None = None,
+                 committee: Registry | None = None) -> dict[str, bytes]:
     """Every file of the export of the result of `period` in `seal`, by file name (see `prepare_export`)."""
-    return prepare_export(registry, seal, certificate, period, rows, previous_rows).files()
+    return prepare_export(registry, seal, certificate, period, rows, previous_rows, committee).files()
+
+
+def carried_changes(registry: Registry, committee: Registry | None, period: int) -> tuple:
+    """What an export carries besides the genesis: the changes in effect by its period (they give the registry
+    version), and the approved changes that took effect after it by the seal's height (they give the committee
+    that signed)."""
+    later = [c for c in changes_in_effect(committee or registry) if is_approved(c) and c.effective_period > period]
+    return with_changes(changes_in_effect(registry), later) if later else changes_in_effect(registry)
 
 
 def export_files(registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: CommitCertificate,
-                 result: PeriodResult, rows: list[MeterRow], previous: list[MeterRow] | None) -> dict[str, bytes]:
+                 result: PeriodResult, rows: list[MeterRow], previous: list[MeterRow] | None,
+                 committee: Registry | None = None) -> dict[str, bytes]:
     """The files of an export from checked inputs (no checks here: `build_export` does them, and the verifier
     calls this to regenerate what an export must contain). changes.csv only when `previous` is given."""
-    return Export(registry, seal, seal_bytes, cert, result, rows, previous).files()
+    return Export(registry, seal, seal_bytes, cert, result, rows, previous, committee).files()
 
 
 class Export:
@@ -121,9 +135,10 @@ class Export:
     byte."""
 
     def __init__(self, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: CommitCertificate,
-                 result: PeriodResult, rows: list[MeterRow], previous: list[MeterRow] | None):
+                 result: PeriodResult, rows: list[MeterRow], previous: list[MeterRow] | None,
+                 committee: Registry | None = None):
         self.registry, self.seal, self.seal_bytes, self.cert = registry, seal, seal_bytes, cert
-        self.result, self.rows, self.previous = result, rows, previous
+        self.result, self.rows, self.previous, self.committee = result, rows, previous, committee
         self.seal_hash = sha256(seal_bytes)
         self.period = registry.period(result.period)
         self.meter_lines = tables.MeterPointLines.of(self.period, self.seal_hash, rows)
@@ -182,8 +197,9 @@ class Export:
             old = tables.meter_records(p, b"", self.previous)
             yield tables.CHANGES_CSV, tables.changes_csv(tables.changes(old, tables.meter_records(p, self.seal_hash,
                                                                                                    rows)))
-        if changes_in_effect(registry):  # what anyone needs besides the genesis to rebuild the registry version
-            yield tables.REGISTRY_CHANGES_JSONL, tables.registry_changes_jsonl(changes_in_effect(registry))
+        carried = carried_changes(registry, self.committee, result.period)
+        if carried:  # what anyone needs besides the genesis to rebuild the registry version and the committee
+            yield tables.REGISTRY_CHANGES_JSONL, tables.registry_changes_jsonl(carried)
 
     def interchanges(self) -> dict[str, mscons.Interchange]:
         """One MSCONS interchange per balancing group that has meter points in the period (boundary meters
@@ -194,7 +210,8 @@ class Export:
     def manifest(self, entries: Mapping[str, dict]) -> bytes:
         """manifest.json, given the `file_entry` of every other file."""
         return manifest_bytes(manifest_dict(registry=self.registry, seal=self.seal, seal_bytes=self.seal_bytes,
-                                            certificate=self.cert, result=self.result, entries=entries))
+                                            certificate=self.cert, result=self.result, entries=entries,
+                                            committee=self.committee))
 
     def files(self) -> dict[str, bytes]:
         parts: dict[str, list[bytes]] = {}

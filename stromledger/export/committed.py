@@ -160,9 +160,10 @@ def prepared_exports(store: StoreReader, registry: Registry, height: int) -> Ite
     keys = [(r.period, r.version) for r in seal.results]
     history = registry_history(store)
     rows = committed_rows(store, registry, keys + [(p, v - 1) for p, v in keys if v > 1], history)
+    committee = registry_at(registry, height, history)
     for p, v in keys:
         yield (p, v), prepare_export(registry_at(registry, p, history), seal_bytes, cert, p, rows[p, v],
-                                     rows.get((p, v - 1)))
+                                     rows.get((p, v - 1)), committee)
 
 
 def exports_of_seal(store: StoreReader, registry: Registry, height: int) -> dict[Key, dict[str, bytes]]:
@@ -243,4 +244,5 @@ def export_period(store: StoreReader, registry: Registry, period: int, version: 
     history = registry_history(store)
     rows = committed_rows(store, registry, keys, history)
     return write_export_pieces(base_dir, prepare_export(registry_at(registry, period, history), seal_bytes, cert,
-                                                        period, rows[period, version], rows.get((period, version - 1))))
+                                                        period, rows[period, version], rows.get((period, version - 1)),
+                                                        registry_at(registry, height, history)))

@@ -115,10 +115,12 @@ def summary_json(result: PeriodResult) -> dict:
 
 def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, certificate: CommitCertificate,
                   result: PeriodResult, files: Mapping[str, bytes] | None = None,
-                  records: Mapping[str, int] | None = None, entries: Mapping[str, dict] | None = None) -> dict:
+                  records: Mapping[str, int] | None = None, entries: Mapping[str, dict] | None = None,
+                  committee: Registry | None = None) -> dict:
     """The other files either as `files` (their bytes) or as `entries` (their `file_entry`, made while they
     were written: `FileDigest`). `records`: record counts (count_records) the builder knows without
-    counting, by file name."""
+    counting, by file name. `committee`: the registry version of the seal's height, whose validators signed
+    (default `registry`)."""
     records = records or {}
     if entries is None:
         entries = {name: file_entry(name, data, records.get(name)) for name, data in (files or {}).items()}
@@ -135,7 +137,7 @@ def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, ce
         "seal_hash": sha256(seal_bytes).hex(),
         "seal": base64.b64encode(seal_bytes).decode("ascii"),
         "summary": summary_json(result),
-        "certificate": certificate_json(certificate, registry),
+        "certificate": certificate_json(certificate, committee or registry),
         "files": {name: entry for name, entry in sorted(entries.items()) if name != MANIFEST},
     }
 

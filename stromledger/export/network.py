@@ -11,6 +11,10 @@ certificate, invariants, tie-line proofs), the cross-level checks against those 
     ties.csv               every boundary meter: flows, the area whose certified seal gave them, disputed
     schedules.csv          as in an area export
     checkpoint-<EIC>.bin   the checkpoint of every used area (the bytes the network chain verified)
+    registry-changes.jsonl the network chain's approved changes in effect by the seal's height, when there are
+                           any (each approved by the committee before it): committee changes give the committee
+                           that signed, market changes (groups opened or closed, market-partner ids) the groups
+                           the result settles (docs/registry.md)
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from typing import Mapping
 
 from stromledger.chains.checkpoint import Certified, verify_checkpoint
 from stromledger.chains.messages import ABSENT, NetworkResult, NetworkSeal
-from stromledger.chains.network import check_network_result
+from stromledger.chains.network import check_network_result, market_version
 from stromledger.codec import CodecError
 from stromledger.consensus.certificate import CertificateError, verify_certificate
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
-from stromledger.registry import NETWORK, Registry, view
+from stromledger.registry import NETWORK, MarketChange, Registry, decode_change, registry_at, view, with_changes
+from stromledger.registry.changes import is_approved, trust_problem
 
 from . import tables
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, certificate_json, file_entry, manifest_bytes, period_json
@@ -46,13 +51,14 @@ def checkpoint_file(area: str) -> str:
     return f"checkpoint-{area}.bin"
 
 
-def export_network_committed(store, genesis: Registry, height: int, base_dir, checkpoints: Mapping[bytes, bytes]
-                             ) -> list:
+def export_network_committed(store, genesis: Registry, height: int, base_dir, checkpoints: Mapping[bytes, bytes],
+                             changes: tuple = ()) -> list:
     """Write the export of every result in the committed NetworkSeal at `height` under `<base_dir>/exports/`,
     with the certificate the seal at height + 1 carries (the same on every node); return their directories.
     `checkpoints`: area seal hash -> checkpoint bytes with the area's canonical certificate
     (chains.canonical_checkpoints): every validator writes the same bytes. Raises ExportError while one the
-    seal uses is not available (None): the caller tries again after a later commit."""
+    seal uses is not available (None): the caller tries again after a later commit. `changes`: the network
+    chain's committed registry changes (its committee changes go along)."""
     from .build import ExportError
     from .writer import write_export
 
@@ -66,14 +72,15 @@ def export_network_committed(store, genesis: Registry, height: int, base_dir, ch
                       if u.seal_hash != ABSENT and checkpoints.get(u.seal_hash) is None})
     if waiting:
         raise ExportError(f"waiting for the canonical certificates of the area seals of {', '.join(waiting)}")
-    return [write_export(base_dir, network_export_files(genesis, seal_bytes, cert, r.period, checkpoints))
+    return [write_export(base_dir, network_export_files(genesis, seal_bytes, cert, r.period, checkpoints, changes))
             for r in seal.results]
 
 
 def network_export_files(genesis: Registry, seal_bytes: bytes, certificate: CommitCertificate, period: int,
-                         checkpoints: Mapping[bytes, bytes]) -> dict[str, bytes]:
+                         checkpoints: Mapping[bytes, bytes], changes: tuple = ()) -> dict[str, bytes]:
     """{file name: bytes} of the export of `period`'s result in the NetworkSeal `seal_bytes`; `checkpoints`
-    gives a checkpoint's bytes by its area seal hash (every area the result uses must be there)."""
+    gives a checkpoint's bytes by its area seal hash (every area the result uses must be there); `changes`:
+    the network chain's committed changes (those approved and in effect by the seal's height go along)."""
     seal = NetworkSeal.decode(seal_bytes)
     result = seal.result(period)
     if result is None:
@@ -91,7 +98,13 @@ def network_export_files(genesis: Registry, seal_bytes: bytes, certificate: Comm
         if u.seal_hash != ABSENT:
             files[checkpoint_file(u.area)] = bytes(checkpoints[u.seal_hash])
     chain = view(genesis, NETWORK)
-    files[MANIFEST] = manifest_bytes(_manifest(chain, seal, seal_bytes, certificate, result, files))
+    carried = tuple(c for c in changes if is_approved(c) and c.effective_period <= seal.height)
+    if carried:
+        files[tables.REGISTRY_CHANGES_JSONL] = tables.registry_changes_jsonl(carried)
+    committee = registry_at(chain, seal.height, carried)
+    # the network view with the market changes in effect in the period: the groups the result settles
+    settled = registry_at(chain, period, tuple(c for c in carried if isinstance(c, MarketChange)))
+    files[MANIFEST] = manifest_bytes(_manifest(settled, seal, seal_bytes, certificate, result, files, committee))
     return files
 
 
@@ -106,14 +119,14 @@ def _area_rows(genesis: Registry, result: NetworkResult, start: str, end: str):
 
 
 def _manifest(chain: Registry, seal: NetworkSeal, seal_bytes: bytes, cert: CommitCertificate,
-              result: NetworkResult, files: Mapping[str, bytes]) -> dict:
+              result: NetworkResult, files: Mapping[str, bytes], committee: Registry) -> dict:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "scope": NETWORK,
         "chain_id": seal.base.chain_id,
         "registry_hash": seal.base.registry_hash.hex(),
-        "registry_version": chain.version.hex(),  # the network chain takes no registry changes (yet)
+        "registry_version": chain.version.hex(),  # the network view with the market changes in effect
         "height": seal.height,
         "period": period_json(chain.period(result.period)),
         "version": result.version,
@@ -121,7 +134,7 @@ def _manifest(chain: Registry, seal: NetworkSeal, seal_bytes: bytes, cert: Commi
         "seal": base64.b64encode(seal_bytes).decode("ascii"),
         "summary": {"areas_used": len(result.areas_used) - len(result.absent), "absent": list(result.absent),
                     "cells": len(result.cells), "net_export_wh": result.net_export},
-        "certificate": certificate_json(cert, chain),
+        "certificate": certificate_json(cert, committee),
         "files": {name: file_entry(name, data) for name, data in sorted(files.items()) if name != MANIFEST},
     }
 
@@ -149,7 +162,17 @@ def verify_network_export(files: Mapping[str, bytes], genesis: Registry) -> Repo
         return fail("wrong_chain", MANIFEST, f"the seal is of chain {seal.base.chain_id!r}, the genesis gives "
                                              f"{chain.chain_id!r}")
     try:
-        verify_certificate(cert, sha256(seal_bytes), chain.validator_keys(), chain.chain_id, seal.height)
+        changes = with_changes((), [decode_change(bytes.fromhex(parse_json(line.decode("utf-8"))["encoded"]),
+                                                  approved_only=True)
+                                    for line in files.get(tables.REGISTRY_CHANGES_JSONL, b"").split(b"\n") if line])
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError, FormatError, CodecError) as e:
+        return fail("bad_registry_change", tables.REGISTRY_CHANGES_JSONL, f"not a committee change: {e}")
+    problem = trust_problem(chain, changes)
+    if problem is not None:
+        return fail("bad_registry_change", tables.REGISTRY_CHANGES_JSONL, problem)
+    try:
+        verify_certificate(cert, sha256(seal_bytes), registry_at(chain, seal.height, changes).validator_keys(),
+                           chain.chain_id, seal.height)
     except CertificateError as e:
         return fail(f"certificate_{e.reason}", MANIFEST, str(e), "certificate")
     result = seal.result(period)
@@ -170,11 +193,11 @@ def verify_network_export(files: Mapping[str, bytes], genesis: Registry) -> Repo
             certified[cp.seal_hash] = cp
     if report.problems:
         return report
-    broken = check_network_result(genesis, result, certified)
+    broken = check_network_result(market_version(genesis, changes, period), result, certified)
     if broken is not None:
         return fail("cross_level", MANIFEST, broken.message)
     expected = network_export_files(genesis, seal_bytes, cert, period,
-                                    {h: cp.data for h, cp in certified.items()})
+                                    {h: cp.data for h, cp in certified.items()}, changes)
     for name in sorted(set(expected) | set(files)):
         if files.get(name) != expected.get(name):
             fail("file_mismatch", name, "missing" if name not in files else

@@ -26,7 +26,8 @@ from stromledger.codec import CodecError
 from stromledger.consensus.certificate import CertificateError, verify_certificate
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
-from stromledger.registry import Registry, RegistryChange, registry_at, view, with_changes
+from stromledger.registry import Registry, decode_change, registry_at, view, with_changes
+from stromledger.registry.changes import trust_problem
 
 from . import mscons, tables
 from .build import export_files
@@ -135,7 +136,7 @@ class _Verifier:
         if rows is None:
             return
         self.report.meter_points = len(rows)
-        expected = export_files(self.reg, seal, seal_bytes, cert, result, rows, None)
+        expected = export_files(self.reg, seal, seal_bytes, cert, result, rows, None, self.committee)
         self.file_set(listed, expected, result)
         self.jsonl(records)
         for name in (tables.GROUPS_CSV, tables.AREAS_CSV, tables.SCHEDULES_CSV):
@@ -268,12 +269,14 @@ class _Verifier:
         except (FormatError, CodecError) as e:
             self.fail("bad_certificate", MANIFEST, "certificate.encoded", str(e))
             raise _Stop
+        # the committee of the seal's height: the genesis view's, or the one the carried changes installed
+        committee = self.committee = registry_at(self.reg, seal.height, self.carried_changes())
         try:
-            verify_certificate(cert, self.seal_hash, self.reg.validator_keys(), self.reg.chain_id, height=seal.height)
+            verify_certificate(cert, self.seal_hash, committee.validator_keys(), self.reg.chain_id, height=seal.height)
         except CertificateError as e:
             where = "certificate"
             if e.index is not None:
-                name = self.reg.validators[e.index].name if e.index < len(self.reg.validators) else "unknown"
+                name = committee.validators[e.index].name if e.index < len(committee.validators) else "unknown"
                 where = f"certificate, signature of validator {e.index} ({name})"
             self.fail(f"certificate_{e.reason}", MANIFEST, where, str(e))
             raise _Stop
@@ -292,24 +295,37 @@ class _Verifier:
             raise _Stop
         return seal, seal_bytes, cert, result
 
+    def carried_changes(self) -> tuple:
+        """The registry changes the export carries (registry-changes.jsonl), in history order; every approved
+        change (a committee change, ...) approved by the committee in office before it (the chain of trust
+        from the genesis committee)."""
+        name = tables.REGISTRY_CHANGES_JSONL
+        if name not in self.files:
+            return ()
+        if name not in self.good:
+            raise _Stop  # its hash or record count is already reported
+        changes = []
+        for line, raw in enumerate(self.files[name].split(b"\n")[:-1], 1):
+            try:
+                rec = parse_json(raw.decode("utf-8"))
+                changes.append(decode_change(parse_hex(rec["encoded"], "encoded")))
+            except (FormatError, CodecError, KeyError, TypeError, UnicodeDecodeError) as e:
+                self.fail("bad_registry_change", name, f"line {line}", f"not a registry change: {e}")
+                raise _Stop
+        history = with_changes((), changes)
+        problem = trust_problem(self.reg, history)
+        if problem is not None:
+            self.fail("bad_registry_change", name, "", problem)
+            raise _Stop
+        return history
+
     def registry_version(self, result: PeriodResult) -> Registry:
         """The registry version the result names, rebuilt from the genesis and the registry changes the export
         carries (registry-changes.jsonl); the certified seal pins the version, the version pins the changes."""
-        name = tables.REGISTRY_CHANGES_JSONL
-        changes: list[RegistryChange] = []
-        if name in self.files:
-            if name not in self.good:
-                raise _Stop  # its hash or record count is already reported
-            for line, raw in enumerate(self.files[name].split(b"\n")[:-1], 1):
-                try:
-                    rec = parse_json(raw.decode("utf-8"))
-                    changes.append(RegistryChange.decode(parse_hex(rec["encoded"], "encoded")))
-                except (FormatError, CodecError, KeyError, TypeError, UnicodeDecodeError) as e:
-                    self.fail("bad_registry_change", name, f"line {line}", f"not a registry change: {e}")
-                    raise _Stop
-        reg = registry_at(self.reg, result.period, with_changes((), changes))
+        changes = self.carried_changes()
+        reg = registry_at(self.reg, result.period, changes)
         if reg.version != result.registry_version:
-            self.fail("registry_version", name if changes else MANIFEST, "",
+            self.fail("registry_version", tables.REGISTRY_CHANGES_JSONL if changes else MANIFEST, "",
                       f"the genesis and the {len(changes)} registry change(s) carried give registry version "
                       f"{reg.version.hex()}, the seal settled period {result.period} under "
                       f"{result.registry_version.hex()}")
@@ -321,6 +337,7 @@ class _Verifier:
     def manifest_fields(self, m: dict, seal: PeriodSeal, seal_bytes: bytes, cert: CommitCertificate,
                         result: PeriodResult) -> None:
         want = manifest_dict(registry=self.reg, seal=seal, seal_bytes=seal_bytes, certificate=cert, result=result,
+                             committee=self.committee,
                              files={})
         got = {k: v for k, v in m.items() if k != "files"}
         want.pop("files")

@@ -2,7 +2,8 @@
 
 - agreement: no two honest nodes decide different values for one height (nor one node twice);
 - validity: every value an honest node decides is one the honest application accepts, and its commit
-  certificate verifies against the genesis validators;
+  certificate verifies against the validators of its height (the genesis set, or after a committee change
+  the rotated one: `SimConfig.rotate_at`);
 - liveness: after the network heals, each honest node decides each height within `height_budget` of the
   moment the height could go ahead (healed, due, and the previous height decided by that node);
 - double_sign: no honest validator signed two different messages for one (height, round, type);
@@ -61,7 +62,7 @@ def _validity(result: SimResult) -> list[Violation]:
         if not judge.validate(d.height, d.value):
             out.append(Violation("validity", d.height, f"node {d.node} decided a value the application rejects"))
         try:
-            verify_certificate(d.commit.certificate, d.value_hash, result.validator_keys, cfg.chain_id,
+            verify_certificate(d.commit.certificate, d.value_hash, result.keys_at(d.height), cfg.chain_id,
                                height=d.height)
         except CertificateError as e:
             out.append(Violation("validity", d.height, f"node {d.node}'s certificate: {e}"))
@@ -104,7 +105,7 @@ def _evidence(result: SimResult) -> list[Violation]:
     for node in result.honest_nodes():
         for ev in node.evidence.values():
             try:
-                verify_evidence(ev, result.validator_keys, result.config.chain_id)
+                verify_evidence(ev, result.keys_at(ev.height), result.config.chain_id)
             except EvidenceError as e:
                 out.append(Violation("evidence", ev.height, f"node {node.id} holds invalid evidence: {e}"))
     reported = set()

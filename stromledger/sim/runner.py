@@ -30,7 +30,8 @@ from .apps import RejectingApp, SimpleApp
 from .scenario import Crash, FaultPlan, SimConfig, draw_plan, height_budget
 
 # queue entry kinds, in tie-break order at equal times
-_CRASH, _RESTART, _START, _DELIVER, _APP, _TIMER = range(6)
+_CRASH, _RESTART, _START, _DELIVER, _APP, _TIMER, _SYNC = range(7)
+SYNC_MS = 1_000  # how often a node asks a peer for the commits it lacks (the shell's catch-up over sync)
 _KIND_OF_MSG = {Proposal: 0, Prevote: 1, Precommit: 2}
 
 
@@ -83,9 +84,16 @@ class SimResult:
     dropped: int
     machine_drops: Counter
     events: int
+    rotated_keys: list[bytes] = dataclasses.field(default_factory=list)  # the set from the committee change on
 
     def honest_nodes(self) -> list[SimNode]:
         return [n for n in self.nodes if n.honest]
+
+    def keys_at(self, height: int) -> list[bytes]:
+        """The validator set of `height`: the genesis set, or the rotated one from `config.rotate_at` on."""
+        cfg = self.config
+        return self.rotated_keys if cfg.rotate_at and height >= cfg.first_height + cfg.rotate_at \
+            else self.validator_keys
 
 
 class Simulation:
@@ -94,8 +102,10 @@ class Simulation:
         self.plan = draw_plan(config)
         self.rng = random.Random(config.seed)
         n = config.validators
-        self.keys = [SigningKey.from_label(f"sim-validator-{i}") for i in range(n)]
-        self.validator_keys = [k.public for k in self.keys]
+        spare = 1 if config.rotate_at else 0  # the validator a committee change seats in validator 0's place
+        self.keys = [SigningKey.from_label(f"sim-validator-{i}") for i in range(n + spare)]
+        self.validator_keys = [k.public for k in self.keys[:n]]
+        self.rotated_keys = [*self.validator_keys[1:], self.keys[n].public] if spare else []
         self.last_height = config.first_height + config.heights - 1
         self.nodes: list[SimNode] = []
         twinned = config.strategy == "equivocate"
@@ -110,6 +120,11 @@ class Simulation:
                 if not twinned and byzantine:
                     node.machine_cls = LockBreaker
                 self.nodes.append(node)
+        if spare:  # honest: it follows until the change seats it, then proposes and votes
+            app_cls = RejectingApp if config.reject_every else SimpleApp
+            kwargs = {"every": config.reject_every} if config.reject_every else {}
+            self.nodes.append(SimNode(len(self.nodes), n, self.keys[n], True, "",
+                                      app_cls(config.seed, n, config.value_bytes, salt="", **kwargs)))
         self.adversary: Optional[Adversary] = None
         if config.strategy in ADVERSARIES:
             self.adversary = ADVERSARIES[config.strategy](
@@ -180,6 +195,8 @@ class Simulation:
             self._schedule_crash(c)
         for node in self.nodes:
             self._boot(node, replay=False)
+            if cfg.rotate_at:  # a node outside the set sends nothing a peer could answer: it syncs
+                self._push(SYNC_MS, _SYNC, node.id, None)
         deadline = None
         while self.queue and self.undecided:
             at, kind, _, node_id, payload = heapq.heappop(self.queue)
@@ -194,7 +211,11 @@ class Simulation:
             self._heal()
         return SimResult(cfg, self.plan, self.validator_keys, self.trace.hexdigest(), self.now, self.decisions,
                          self.honest_signed, self.conflicts_seen, self.nodes, self.messages, self.dropped,
-                         self.machine_drops, self.events)
+                         self.machine_drops, self.events, self.rotated_keys)
+
+    def _keys_at(self, height: int) -> list[bytes]:
+        cfg = self.config
+        return self.rotated_keys if height >= cfg.first_height + cfg.rotate_at else self.validator_keys
 
     def _schedule_crash(self, c: Crash) -> None:
         self.crashes.append(c)
@@ -243,6 +264,10 @@ class Simulation:
                 node.machine = None
                 node.incarnation += 1
                 node.crash_token = payload
+        elif kind == _SYNC:
+            self._push(self.now + SYNC_MS, _SYNC, node.id, None)
+            if node.machine is not None:
+                self._sync(node)
         elif kind == _RESTART:
             self._trace(b"R", node.id, b"%d" % payload)
             if node.machine is None and node.crash_token == payload:
@@ -252,6 +277,24 @@ class Simulation:
         self.trace.update(b"%s%d:%d:" % (tag, self.now, node))
         self.trace.update(data)
 
+    def _sync(self, node: SimNode) -> None:
+        """As the shell's catch-up loop: ask one reachable peer for the commits from this node's height on
+        (a follower, which signs nothing, is never answered as a lagging voter is)."""
+        h = node.machine.height
+        peers = [p for p in self.nodes if p is not node and p.honest and h in p.commits
+                 and self.links[node.id][p.id] and not (self._faulty() and self._partitioned(node, p))]
+        if not peers:
+            return
+        peer = peers[self.rng.randrange(len(peers))]
+        for height in range(h, h + self.config.consensus.future_heights + 1):
+            commit = peer.commits.get(height)
+            if commit is None:
+                break
+            self.messages += 1
+            digest = hashlib.sha256(commit.encode()).digest()
+            event = CommitReceived(height, commit.value, commit.certificate)
+            self._push(self.now + self._delay(), _DELIVER, node.id, (event, digest))
+
     # -- nodes -----------------------------------------------------------------------------------------------
 
     def _boot(self, node: SimNode, replay: bool) -> None:
@@ -259,7 +302,8 @@ class Simulation:
         cfg = self.config
         height = max(node.commits) + 1 if node.commits else cfg.first_height
         recent = [node.commits[h] for h in sorted(node.commits)[-cfg.consensus.commit_window:]]
-        node.machine = node.machine_cls(chain_id=cfg.chain_id, validators=self.validator_keys, key=node.key,
+        sets = self._keys_at if cfg.rotate_at else self.validator_keys
+        node.machine = node.machine_cls(chain_id=cfg.chain_id, validators=sets, key=node.key,
                                  guard=node.guard, height=height, config=cfg.consensus, recent_commits=recent)
         node.wal = [e for e in node.wal if event_height(e) >= height] if replay else []
         for event in list(node.wal):

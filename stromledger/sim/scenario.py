@@ -45,6 +45,9 @@ class SimConfig:
     slow_permille: int = 20  # messages that take up to slow_ms longer (reordering), also after healing
     slow_ms: int = 300
     app_ms: tuple[int, int] = (1, 40)  # how long the application takes to build or validate a value
+    # > 0: a committee change (registry/committee.py) from height first_height + rotate_at on: validator 0 is
+    # replaced by one more honest validator, which follows the chain without signing until then
+    rotate_at: int = 0
     # rounds a height may take after healing; None: byzantine + 4, plus picky_permille / 25 (a picky validator
     # refuses honest proposals by chance, so a proposal a quorum takes may need more rounds)
     liveness_rounds: Optional[int] = None
@@ -58,6 +61,8 @@ class SimConfig:
             raise ValueError(f"byzantine_mode must be one of {', '.join(BYZANTINE_MODES)}")
         if self.validators < 1 or not 0 <= self.byzantine <= self.validators or self.heights < 1:
             raise ValueError("need validators >= 1, 0 <= byzantine <= validators, heights >= 1")
+        if self.rotate_at < 0:
+            raise ValueError("rotate_at must be 0 (no committee change) or a height offset > 0")
 
     @property
     def rounds_allowed(self) -> int:

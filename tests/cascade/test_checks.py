@@ -103,7 +103,7 @@ def test_batch_rejections(registry, net):
 
 def test_oversized_batch_is_refused_by_the_codec():
     r = sign_reading(key(HOUSE1), CHAIN, HOUSE1, NOW, 1, 0)
-    too_many = Batch(CHAIN, key("meter-operator").public, (r,) * (MAX_BATCH_READINGS + 1), (), (), bytes(64))
+    too_many = Batch(CHAIN, key("meter-operator").public, (r,) * (MAX_BATCH_READINGS + 1), (), (), (), bytes(64))
     with pytest.raises(CodecError):
         Batch.decode(too_many.encode())
     assert reason(decode_batch(too_many.encode())) == Reason.OVERSIZED

@@ -56,7 +56,7 @@ def random_reading(rng: random.Random) -> Reading:
 
 def random_batch(rng: random.Random, n: int) -> Batch:
     chain = rng.choice([CHAIN, "", "x" * 31, "x" * 32, "ä" * 16, "€" * 64, "y" * 64, sample(Batch, rng).chain_id])
-    return Batch(chain, rng.randbytes(32), tuple(random_reading(rng) for _ in range(n)), (), (), rng.randbytes(64))
+    return Batch(chain, rng.randbytes(32), tuple(random_reading(rng) for _ in range(n)), (), (), (), rng.randbytes(64))
 
 
 def test_a_batch_of_the_common_shape_takes_the_fast_path(net):
@@ -69,7 +69,7 @@ def test_a_batch_of_the_common_shape_takes_the_fast_path(net):
 @pytest.mark.parametrize("n", [16, 65536])
 def test_array_headers_of_every_size(n):
     r = sign_reading(key(HOUSE1), CHAIN, HOUSE1, NOW, 1, 0)
-    b = Batch(CHAIN, key("meter-operator").public, (r,) * n, (), (), bytes(64))
+    b = Batch(CHAIN, key("meter-operator").public, (r,) * n, (), (), (), bytes(64))
     assert agrees(b.encode())
 
 
@@ -77,11 +77,13 @@ def test_what_it_leaves_to_the_strict_codec(net):
     r = net.reading(HOUSE1, NOW, 1)
     with_schedules = net.batch([r], net.schedule(G1, G2, NOW + 3, 7)).encode()
     assert fast_decode_batch(with_schedules) is None and isinstance(strict(with_schedules), Batch)
-    empty = Batch(CHAIN, key("m").public, (), (), (), bytes(64)).encode()
+    empty = Batch(CHAIN, key("m").public, (), (), (), (), bytes(64)).encode()
     assert fast_decode_batch(empty) is None and isinstance(strict(empty), Batch)
-    utf8_malo = Batch(CHAIN, key("m").public, (dataclasses.replace(r, malo_id="äöü"),), (), (), bytes(64)).encode()
+    utf8_malo = Batch(CHAIN, key("m").public, (dataclasses.replace(r, malo_id="äöü"),), (), (), (),
+                      bytes(64)).encode()
     assert agrees(utf8_malo)  # 6 bytes of UTF-8: a fixstr of at most 11 bytes, fast
-    wide = Batch(CHAIN, key("m").public, (dataclasses.replace(r, malo_id="ääääää"),), (), (), bytes(64)).encode()
+    wide = Batch(CHAIN, key("m").public, (dataclasses.replace(r, malo_id="ääääää"),), (), (), (),
+                 bytes(64)).encode()
     assert fast_decode_batch(wide) is None and isinstance(strict(wide), Batch)  # 12 bytes: more than 11
 
 

@@ -119,7 +119,7 @@ def test_a_checkpoint_carries_the_registry_changes_its_results_settled_under(gen
     cell = {(c.area, c.group): c.meter_points for c in cp.results[G + 2].cells}
     assert cell[A1, G2] == 2  # PV and the switched HOUSE1
     stripped = Checkpoint.decode(data)
-    stripped = Checkpoint(stripped.area, stripped.seal, stripped.certificate, stripped.ties, ())
+    stripped = Checkpoint(stripped.area, stripped.seal, stripped.certificate, stripped.ties, (), ())
     assert verify_checkpoint(genesis, stripped).reason == Reason.WRONG_CHAIN  # another registry version
 
 
@@ -131,16 +131,19 @@ def test_forged_and_foreign_checkpoints_are_refused(genesis):
     cp = Checkpoint.decode(data)
     sigs = bytearray(cp.certificate)
     sigs[-1] ^= 1  # one precommit signature forged
-    forged = Checkpoint(cp.area, cp.seal, bytes(sigs), cp.ties, cp.changes)
+    forged = Checkpoint(cp.area, cp.seal, bytes(sigs), cp.ties, cp.changes, cp.approved)
     assert verify_checkpoint(genesis, forged).reason == Reason.BAD_CERTIFICATE
     # signed by validators of the genesis, but not by this area's committee (validator-5, -6 sit in A2's only)
     outsiders = certify(genesis, A1, seal, G, signers=["validator-1", "validator-5", "validator-6"])
-    assert verify_checkpoint(genesis, Checkpoint(A1, cp.seal, outsiders, cp.ties, cp.changes)).reason == Reason.BAD_CERTIFICATE
+    assert verify_checkpoint(genesis, Checkpoint(A1, cp.seal, outsiders, cp.ties, cp.changes,
+                                                 cp.approved)).reason == Reason.BAD_CERTIFICATE
     # a committee the genesis does not have
-    assert verify_checkpoint(genesis, Checkpoint("10YDE-NOSUCH--K", cp.seal, cp.certificate, cp.ties, cp.changes)).reason \
+    assert verify_checkpoint(genesis, Checkpoint("10YDE-NOSUCH--K", cp.seal, cp.certificate, cp.ties, cp.changes,
+                                                 cp.approved)).reason \
         == Reason.UNKNOWN_SCOPE
     # A1's certified seal presented as A2's: another chain
-    assert verify_checkpoint(genesis, Checkpoint(A2, cp.seal, cp.certificate, cp.ties, cp.changes)).reason == Reason.WRONG_CHAIN
+    assert verify_checkpoint(genesis, Checkpoint(A2, cp.seal, cp.certificate, cp.ties, cp.changes,
+                                                 cp.approved)).reason == Reason.WRONG_CHAIN
     # A2's seal with a certificate its committee signed on A1's chain id: votes do not replay across chains
     data2, seal2 = a2.seal()
     cp2 = Checkpoint.decode(data2)
@@ -148,11 +151,12 @@ def test_forged_and_foreign_checkpoints_are_refused(genesis):
     votes = [sign_vote(Precommit, key(f"validator-{i}"), chain_id(genesis, A1), G, 0, sha256(seal2))
              for i in (3, 4, 5, 6)]
     replayed = build_certificate(G, 0, sha256(seal2), votes, ValidatorSet.of(members)).encode()
-    assert verify_checkpoint(genesis, Checkpoint(A2, cp2.seal, replayed, cp2.ties, cp2.changes)).reason == Reason.BAD_CERTIFICATE
+    assert verify_checkpoint(genesis, Checkpoint(A2, cp2.seal, replayed, cp2.ties, cp2.changes,
+                                                 cp2.approved)).reason == Reason.BAD_CERTIFICATE
     # a tie-line leaf that does not match the certified root
     t = cp.ties[0]
     bad_tie = type(t)(t.period, t.leaf[:-1] + bytes([t.leaf[-1] ^ 1]), t.index, t.size, t.path)
-    tampered = Checkpoint(A1, cp.seal, cp.certificate, (bad_tie, *cp.ties[1:]), cp.changes)
+    tampered = Checkpoint(A1, cp.seal, cp.certificate, (bad_tie, *cp.ties[1:]), cp.changes, cp.approved)
     assert verify_checkpoint(genesis, tampered).reason == Reason.MALFORMED
 
 
@@ -236,3 +240,72 @@ def test_network_export_verifies_with_the_genesis_alone_and_catches_tampering(ge
     swapped = dict(files)
     swapped[checkpoint_file(A2)] = files[checkpoint_file(A1)]
     assert not verify_export(swapped, genesis).ok
+
+
+def test_a_checkpoint_after_a_committee_change_is_certified_by_the_new_committee(genesis):
+    from stromledger.chains.checkpoint import make_checkpoint
+    from stromledger.registry import committee_change
+    from stromledger.registry.committee import approve_committee_change, with_approvals
+
+    a2 = Area(genesis, A2)
+    old = [v.name for v in committee(genesis, A2)]  # validator-3 .. validator-6
+    new = [*old[:-1], "validator-1"]
+    change = committee_change(A2, G + 2, new)
+    change = with_approvals(change, [approve_committee_change(key(n), a2.registry.chain_id, change) for n in old[:3]])
+    assert a2.ledger.admit(make_batch(key("validator-3"), a2.registry.chain_id, approved=[change]), None).stored
+    for _ in range(2):  # G commits the change, G + 1 is still the old committee's
+        cp, _ = a2.seal()
+        assert isinstance(verify_checkpoint(genesis, cp), Certified)
+    outcome = a2.ledger.propose((), a2.last_cert)
+    value_hash = sha256(outcome.seal_bytes)
+
+    def cert(names, members):
+        votes = [sign_vote(Precommit, key(n), a2.registry.chain_id, G + 2, 0, value_hash) for n in names]
+        return build_certificate(G + 2, 0, value_hash, votes, ValidatorSet.of([key(n).public for n in members]))
+
+    a2.ledger.commit(outcome.seal_bytes)
+    history = a2.ledger.state.changes
+
+    def checkpoint(certificate, changes=history):
+        return make_checkpoint(A2, outcome.seal_bytes, certificate.encode(), a2.ledger.proof, a2.registry, changes)
+
+    good = checkpoint(cert(new[1:], new))  # validator-4, -5 and the added validator-1
+    assert good.approved == (change.encode(),)
+    assert isinstance(verify_checkpoint(genesis, good), Certified)
+    # without the change it carries, the certificate is not the genesis committee's
+    assert verify_checkpoint(genesis, checkpoint(cert(new[1:], new), ())).reason == Reason.BAD_CERTIFICATE
+    # the removed validator-6 no longer counts: the old committee's certificate of this height fails
+    assert verify_checkpoint(genesis, checkpoint(cert(old[1:], old))).reason == Reason.BAD_CERTIFICATE
+    # a change its committee did not approve (2 of 4) breaks the chain of trust
+    forged = replace(change, approvals=change.approvals[:2])
+    bad = checkpoint(cert(new[1:], new), (forged,))
+    refused = verify_checkpoint(genesis, bad)
+    assert refused.reason == Reason.BAD_CERTIFICATE and "insufficient_approvals" in refused.message
+
+
+def test_a_network_export_carries_the_network_committee_changes_its_certificate_rests_on(genesis):
+    from stromledger.export import verify_export
+    from stromledger.export.network import network_export_files
+    from stromledger.registry import committee_change
+    from stromledger.registry.committee import approve_committee_change, with_approvals
+
+    _, _, net, outcome = both_areas_in(genesis)
+    old = [v.name for v in committee(genesis, NETWORK)]
+    outsider = next(v.name for v in genesis.validators if v.name not in old)
+    new = [*old[:-1], outsider]
+    cid = chain_id(genesis, NETWORK)
+    change = committee_change(NETWORK, G, new)
+    change = with_approvals(change, [approve_committee_change(key(n), cid, change) for n in old])
+    value_hash = sha256(outcome.seal_bytes)
+    votes = [sign_vote(Precommit, key(n), cid, G, 0, value_hash) for n in new]
+    cert = build_certificate(G, 0, value_hash, votes, ValidatorSet.of([key(n).public for n in new]))
+    pool = {h: cp.data for h, cp in net.checkpoints.items()}
+    files = network_export_files(genesis, outcome.seal_bytes, cert, G, pool, (change,))
+    report = verify_export(files, genesis)
+    assert report.ok, str(report)
+    assert b'"name": "%s"' % outsider.encode() in files["manifest.json"]
+    stripped = {k: v for k, v in files.items() if k != "registry-changes.jsonl"}
+    assert verify_export(stripped, genesis).problems[0].reason.startswith("certificate_")
+    unapproved = network_export_files(genesis, outcome.seal_bytes, cert, G, pool,
+                                      (replace(change, approvals=change.approvals[:1]),))
+    assert [p.reason for p in verify_export(unapproved, genesis).problems] == ["bad_registry_change"]

@@ -164,6 +164,23 @@ def test_a_guard_empty_or_behind_its_store_refuses_to_sign_unless_overridden(tmp
         assert not store.sign_guard.check_and_record(100, 0, 1, b"")
 
 
+def test_a_follower_with_an_empty_guard_may_start_and_a_member_may_not(tmp_path):
+    """A validator that only followed a chain (outside its committee at every stored height) signed nothing
+    there: its empty guard is no sign of a lost one. Judged by each stored height's committee."""
+    registry = _registry()
+    keys = _keys(registry)
+    members = registry.validator_keys()
+    outsider = devnet_key("validator-9").public
+    with Store(tmp_path / "ledger.sqlite3") as store:
+        c = _commit(registry, keys, 100)
+        store.put_commit(100, 0, c.value, value_hash(c.value), c.certificate.encode(), 0)
+        assert sign_guard_problem(store.sign_guard, store, outsider, ValidatorSet(members)) is None
+        # seated from height 100 on (by a committee change): it could have signed, the empty guard is refused
+        seated = lambda h: members[:3] + (outsider,) if h >= 100 else members  # noqa: E731
+        assert "sign guard is empty" in sign_guard_problem(store.sign_guard, store, outsider, seated)
+        assert sign_guard_problem(store.sign_guard, store, outsider, lambda h: members) is None
+
+
 def test_node_run_explains_a_refused_start_in_one_line(tmp_path, capsys, monkeypatch):
     from nodes.commands import node
 

@@ -133,3 +133,7 @@ def test_devnet_churn_changes_take_effect_exactly_at_their_period(tmp_path):
     kinds = sorted(line.split()[1] for line in churn)
     assert kinds == sorted(["switch"] * len(devnet.registry.grid_areas) + ["retire_meter_point", "rotate_key",
                                                                               "add_meter_point"]), text
+    # the follower validator-5 replaces the committee's last member of its area from the same period on
+    committee = [line for line in text.splitlines() if line.startswith("churn: committee of ")
+                 and "certified by the old committee" in line]
+    assert len(committee) == 1 and "validator-5 signing, validator-4 no longer counted" in committee[0], text

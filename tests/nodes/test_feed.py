@@ -143,7 +143,7 @@ def test_inbox(tmp_path):
     inbox = InboxFeed(tmp_path / "inbox")
     feed = SimulatedFeed(REG, seed=1)
     key = devnet_key("meter-operator-1")
-    unsigned = Batch(REG.chain_id, key.public, tuple(feed.readings(G, REG.malo_order[:3])), (), (), bytes(64))
+    unsigned = Batch(REG.chain_id, key.public, tuple(feed.readings(G, REG.malo_order[:3])), (), (), (), bytes(64))
     (inbox.directory / "a.batch").write_bytes(unsigned.encode())
     (inbox.directory / "b.batch").write_bytes(b"not a batch")
     (inbox.directory / "c.tmp").write_bytes(b"still being written")

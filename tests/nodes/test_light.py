@@ -109,7 +109,7 @@ class StandIn:
         proofs = tuple(LeafProof(m, order[m], leaves[order[m]], tuple(tree.proof(order[m])))
                        for m in malo_ids if m in order)
         c = self.commits[h]
-        return LightReply(h, version, c.value, c.certificate, len(leaves), proofs)
+        return LightReply(h, version, c.value, c.certificate, len(leaves), proofs, ())
 
     async def on_light(self, peer: bytes, payload: bytes) -> bytes:
         req = LightRequest.decode(payload)
@@ -219,3 +219,31 @@ def test_the_seal_must_hold_the_period(chain):
     assert verify_commit(REG, c.value, c.certificate).height == G + 1
     with pytest.raises(LightError):
         verify_commit(REG, c.value, c.certificate, G)  # the certificate is for G + 1
+
+
+def test_a_light_node_follows_a_committee_change_from_the_genesis_committee_on():
+    from stromledger.registry import committee_change, view
+    from stromledger.registry.committee import approve_committee_change, with_approvals
+
+    area = view(REG, next(iter(REG.grid_areas)))  # its committee: validator-1 .. validator-4
+    old = [v.name for v in area.validators]
+    new = old[1:]  # validator-1 leaves
+    change = committee_change(area.scope, G + 2, new)
+    change = with_approvals(change, [approve_committee_change(devnet_key(n), area.chain_id, change) for n in old])
+    ledger = Ledger(area)
+    ledger.admit(make_batch(devnet_key("validator-2"), area.chain_id, approved=[change]), None)
+    for _ in range(3):
+        outcome = ledger.propose()
+        ledger.commit(outcome.seal_bytes)
+    h, value_hash = G + 2, sha256(outcome.seal_bytes)
+    votes = [sign_vote(Precommit, devnet_key(n), area.chain_id, h, 0, value_hash) for n in new]
+    cert = build_certificate(h, 0, value_hash, votes, ValidatorSet([devnet_key(n).public for n in new]))
+    carried = (change.encode(),)
+    assert verify_commit(area, outcome.seal_bytes, cert, h, carried).height == h
+    with pytest.raises(LightError, match="certificate_bad_signature"):  # by the genesis committee: not its
+        verify_commit(area, outcome.seal_bytes, cert, h)
+    unapproved = dataclasses.replace(change, approvals=change.approvals[:2])
+    with pytest.raises(LightError, match="bad_committee_change"):
+        verify_commit(area, outcome.seal_bytes, cert, h, (unapproved.encode(),))
+    with pytest.raises(LightError, match="malformed_change"):
+        verify_commit(area, outcome.seal_bytes, cert, h, (b"\x93\x06\x01\x02",))

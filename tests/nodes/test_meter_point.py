@@ -158,7 +158,7 @@ async def test_inbox_batches_are_sent_and_rejections_counted(tmp_path, caplog):
         mine = node.meters[:4]
         good = FEED.readings(G, mine[:3])
         forged = dataclasses.replace(FEED.readings(G, mine[3:])[0], import_wh=1)  # signature no longer matches
-        unsigned = Batch(REG.chain_id, OPERATORS[0].public, tuple(good) + (forged,), (), (), bytes(64))
+        unsigned = Batch(REG.chain_id, OPERATORS[0].public, tuple(good) + (forged,), (), (), (), bytes(64))
         (node.feed.directory / "G.batch").write_bytes(unsigned.encode())
         assert node.take_inbox() == 1 and not (node.feed.sent_dir / "G.batch").exists()  # waits for its answer
         with caplog.at_level(logging.WARNING):
@@ -275,7 +275,7 @@ def test_submit_batch_files_are_kept_signed_or_signed_by_the_node(tmp_path):
     signed = make_batch(key, "chain-a", [reading]).encode()
     (tmp_path / "signed.batch").write_bytes(signed)
     assert load_batch_file(tmp_path / "signed.batch", key, "chain-a") == signed
-    unsigned = Batch("chain-a", key.public, (reading,), (), (), NO_SIG).encode()
+    unsigned = Batch("chain-a", key.public, (reading,), (), (), (), NO_SIG).encode()
     (tmp_path / "unsigned.batch").write_bytes(unsigned)
     assert load_batch_file(tmp_path / "unsigned.batch", key, "chain-a") == signed  # Ed25519 is deterministic
     with pytest.raises(InputError, match="chain"):

@@ -25,6 +25,8 @@ SWEEPS = [
     ("crash", 7, 2, 5, {"strategy": "selective-precommit"}),
     ("none", 4, 1, 20, {"strategy": "round-push"}),
     ("none", 4, 1, 20, {"strategy": "hidden-lock"}),  # locked here, proof-of-lock there
+    ("all", 4, 1, 20, {"rotate_at": 3}),  # a committee change: validator 0 replaced by a follower
+    ("all", 7, 2, 5, {"rotate_at": 2}),
 ]
 
 
@@ -103,3 +105,25 @@ def test_sim_apps_implement_the_application_interface():
     assert good.validate(10, value) and not good.validate(11, value) and not good.validate(10, b"junk")
     bad = picky.build_value(10, 0)
     assert not good.validate(10, bad) and picky.validate(10, picky.build_value(10, 1))
+
+
+def test_a_committee_change_in_the_simulator_seats_the_follower_and_unseats_validator_0():
+    from stromledger.sim import simulate
+
+    cfg = SimConfig(seed=11, validators=4, faults="drop", rotate_at=3)
+    result = simulate(cfg)
+    first_new = cfg.first_height + cfg.rotate_at
+    spare = result.rotated_keys[-1]
+    signed_by_spare = signed_by_removed = 0
+    for d in result.decisions:
+        keys = result.keys_at(d.height)
+        signers = {keys[s.validator] for s in d.commit.certificate.signatures}
+        if d.height >= first_new:
+            signed_by_spare += spare in signers
+            assert result.validator_keys[0] not in keys
+        else:
+            signed_by_removed += result.validator_keys[0] in signers
+            assert spare not in keys
+    assert signed_by_spare and signed_by_removed
+    spare_node = next(n for n in result.nodes if n.key.public == spare)
+    assert sorted(spare_node.commits) == list(range(cfg.first_height, cfg.first_height + cfg.heights))
