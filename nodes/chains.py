@@ -35,7 +35,8 @@ from stromledger.consensus.config import ConsensusConfig
 from stromledger.crypto import sha256
 from stromledger.net import LIGHT, SUBMIT, SYNC
 from stromledger.registry import (
-    METER_POINT_ADDED, NETWORK, Registry, RegistryChange, committee, scopes_of, view, with_changes,
+    METER_POINT_ADDED, NETWORK, MarketChange, MeterOperatorChange, Registry, RegistryChange, committee, scopes,
+    scopes_of, view, with_changes,
 )
 
 from .gc_policy import settle_collector
@@ -140,8 +141,14 @@ class ValidatorChains:
             if c is None:  # did not decode: its verdict says why
                 out.rejections.append((APPROVED_ITEM, i, checked.approved_verdicts[i]))
                 continue
-            out.accepted += 1  # provisional: the chain of its scope judges it (form, approvals, history)
-            per_scope.setdefault(c.scope, ([], [], [], []))[3].append(c)
+            targets = chains_of_approved(genesis, history, c)
+            if not targets:
+                out.rejections.append((APPROVED_ITEM, i, Rejection(Reason.UNKNOWN_METER_POINT,
+                                                                   f"{c.describe()}: no such meter point")))
+                continue
+            out.accepted += 1  # provisional: each chain it concerns judges it (form, approvals, history)
+            for scope in targets:
+                per_scope.setdefault(scope, ([], [], [], []))[3].append(c)
         for scope, (readings, schedules, changes, approved) in sorted(per_scope.items()):
             chain = self.chains.get(scope)
             if chain is None:
@@ -224,10 +231,16 @@ class ValidatorChains:
 
     def registry_history(self) -> tuple[RegistryChange, ...]:
         """The registry changes committed by the area chains this process serves (each area's own meter
-        points only), in history order: the genesis plus these is what readings are checked against here."""
-        served = [[c for c in chain.ledger.acceptor.state.changes if isinstance(c, RegistryChange)]
+        points only) and the market changes of any chain it serves, in history order: the genesis plus these
+        is what readings and schedules are checked against here."""
+        own = (RegistryChange, MeterOperatorChange)  # of an area's own meter points
+        served = [[c for c in chain.ledger.acceptor.state.changes if isinstance(c, own)]
                   for scope, chain in self.chains.items() if scope != NETWORK]
-        return with_changes((), [c for h in served for c in h]) if any(served) else ()
+        # the groups open (for schedules and their BRPs' batches): the same market change is on every chain
+        market = {c.digest(): c for chain in self.chains.values() for c in chain.ledger.acceptor.state.changes
+                  if isinstance(c, MarketChange)}
+        found = [*(c for h in served for c in h), *market.values()]
+        return with_changes((), found) if found else ()
 
 
 def chains_served(genesis: Registry, name: str) -> tuple[str, ...]:
@@ -245,6 +258,16 @@ def chains_of_meter(genesis: Registry, malo_id: str, history: tuple[RegistryChan
         return tuple({c.grid_area: None for c in history
                       if isinstance(c, RegistryChange) and c.malo_id == malo_id and c.grid_area})
     return tuple(dict.fromkeys(a for a in (mp.grid_area, mp.area_out, mp.area_in) if a))
+
+
+def chains_of_approved(genesis: Registry, history: tuple, c) -> tuple[str, ...]:
+    """The chains that commit an approved change: a committee change its scope's; a market change every
+    chain, each judging it (docs/registry.md); a meter operator change its meter point's area's."""
+    if isinstance(c, MarketChange):
+        return scopes(genesis)
+    if isinstance(c, MeterOperatorChange):
+        return chains_of_meter(genesis, c.malo_id, history)[:1]
+    return (c.scope,)
 
 
 def area_of_change(genesis: Registry, history: tuple[RegistryChange, ...], c: RegistryChange) -> str | None:

@@ -17,6 +17,12 @@ light nodes still sign with the genesis key), so its rows from then on are no lo
 change is read from the area's commit certificates (the validators' stores and the exports): every height
 before the effective one signed by the old committee only, every one from it on by the new one only, and the
 added validator among the signers from it on.
+
+With --periods 6 or more (MARKET_PERIODS) a balancing group is also opened from the same period (approved by
+the whole network committee, sent to the network committee's validators, which pass it to every chain) and
+a meter point of the first area switched into it one period later, signed once the area chain has committed
+the opening; the check reads the network exports (the group is settled exactly from its period on) and the
+area exports (the meter point moves into it exactly at its period).
 """
 
 from __future__ import annotations
@@ -31,18 +37,22 @@ from pathlib import Path
 from typing import Callable
 
 from stromledger.cascade import make_batch
+from stromledger.cascade.changes import CHANGE_LEAD
 from stromledger.cascade.checks import APPROVED_ITEM
-from stromledger.ids import make_malo_id
+from stromledger.ids import make_malo_id, make_market_partner_id
 from stromledger.registry import (
     METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, NETWORK, SUPPLIER_SWITCH, CommitteeChange, Registry,
     RegistryChange, chain_id, committee, committee_change, registry_at, sign_change, view,
 )
 from stromledger.registry.committee import approve_committee_change, with_approvals
+from stromledger.registry.market import GROUP_OPENED, MarketChange, approve_change, market_change
 
 from .datagen.devnet_genesis import devnet_key, meter_label
+from .datagen.synthetic import eic_for
 
 EFFECTIVE_AFTER = 3  # periods after the genesis period
 MIN_PERIODS = EFFECTIVE_AFTER + 2  # the last height's export waits for the next commit
+MARKET_PERIODS = MIN_PERIODS + 1  # the switch into the opened group applies one period later
 
 
 def rotated_key_label(malo_id: str) -> str:
@@ -71,8 +81,36 @@ def plan_committee_change(registry: Registry, effective: int) -> list[CommitteeC
     return [with_approvals(c, [approve_committee_change(devnet_key(n), cid, c) for n in members])]
 
 
-def plan_churn(registry: Registry) -> list:
-    """The devnet's registry changes, by area (every change signed; see the module doc)."""
+def plan_market_churn(registry: Registry, effective: int) -> list:
+    """A balancing group opened from `effective` on (approved by the whole network committee) and, one period
+    later, a meter point of the first area switched into it: its grid operator signs the switch once the area
+    chain has committed the opening (ChurnSubmitter)."""
+    area = next(iter(registry.grid_areas))
+    mine = [m for m in registry.malo_order if registry.meter_points[m].grid_area == area
+            and registry.meter_points[m].kind != "boundary"]
+    if len(mine) < 4:
+        return []
+    group = eic_for("DEVNEWBG", 1)
+    opening = market_change(GROUP_OPENED, effective, group, name="Devnet new group",
+                            operator_key=devnet_key("new-brp").public,
+                            market_partner_id=make_market_partner_id("990000000001"))
+    opening = opening.with_approvals(approve_change(devnet_key(v.name), registry.root_chain_id, opening)
+                                     for v in committee(registry, NETWORK))
+    grid = devnet_key(next(v.name for v in registry.validators if v.grid_area == area))
+    return [opening, sign_change(grid, registry.root_chain_id, SUPPLIER_SWITCH, mine[3], effective + 1,
+                                 balancing_group=group)]
+
+
+def opened_by(changes: list, c) -> MarketChange | None:
+    """The opening in `changes` of the group a switch `c` goes into (it waits for that opening's commit)."""
+    group = getattr(c, "balancing_group", "")
+    return next((o for o in changes if isinstance(o, MarketChange) and o.kind == GROUP_OPENED
+                 and o.party == group), None) if group else None
+
+
+def plan_churn(registry: Registry, periods: int = MIN_PERIODS) -> list:
+    """The devnet's registry changes, by area (every change signed; see the module doc); with `periods` of
+    MARKET_PERIODS or more also a group opened and a meter point switched into it."""
     chain = registry.root_chain_id
     effective = registry.genesis_period + EFFECTIVE_AFTER
     loss_groups = {a.loss_group for a in registry.grid_areas.values()}
@@ -102,12 +140,15 @@ def plan_churn(registry: Registry) -> list:
                                    balancing_group=suppliers[0], meter_key=devnet_key(meter_label(added)).public,
                                    meter_operator=mp.meter_operator, point_kind="consumer", source="grid",
                                    max_power_w=30_000))
-    return changes + plan_committee_change(registry, effective)
+    market = plan_market_churn(registry, effective) if periods >= MARKET_PERIODS else []
+    return changes + plan_committee_change(registry, effective) + market
 
 
 def area_of(registry: Registry, c) -> str:
     if isinstance(c, CommitteeChange):
         return c.scope
+    if isinstance(c, MarketChange):
+        return NETWORK  # sent to the network committee; a validator passes it to every chain it serves
     return c.grid_area if c.kind == METER_POINT_ADDED else registry.meter_points[c.malo_id].grid_area
 
 
@@ -119,9 +160,11 @@ class ChurnSubmitter:
     devnet key as the batch's submitter) until every area's batch has a receipt or `deadline` passes."""
 
     def __init__(self, registry: Registry, changes: list[RegistryChange], peers: dict[bytes, str],
-                 deadline: float, ready: Callable[[], bool] = lambda: True, submitter: str = "meter-operator-1"):
+                 deadline: float, ready: Callable[[], bool] = lambda: True, submitter: str = "meter-operator-1",
+                 committed: Callable[[str], int] | None = None):
         self.registry, self.changes, self.peers, self.deadline = registry, changes, peers, deadline
         self.ready = ready  # the validators are up (their status files are written)
+        self.committed = committed  # the last height every validator committed on a chain
         self.key = devnet_key(submitter)
         self.lines: list[str] = []
         self.problems: list[str] = []
@@ -148,8 +191,6 @@ class ChurnSubmitter:
 
         from stromledger.net.p2p import P2PNetwork
 
-        from .meter_point import SubmitFailed, batch_refused, reason_label, submit_batch
-
         reg = self.registry
         while not self.ready() and time.time() < self.deadline:
             await trio.sleep(0.2)
@@ -157,34 +198,65 @@ class ChurnSubmitter:
         net = P2PNetwork(self.key.seed, listen="/ip4/127.0.0.1/tcp/0", admit=reg.submitter_keys.__contains__)
         for key, address in self.peers.items():
             net.add_peer(key, address)
-        by_area: dict[str, list[RegistryChange]] = {}
-        for c in self.changes:
-            by_area.setdefault(area_of(reg, c), []).append(c)
+        now = [c for c in self.changes if opened_by(self.changes, c) is None]
+        later = [c for c in self.changes if opened_by(self.changes, c) is not None]
         async with net:
-            for area, changes in sorted(by_area.items()):
-                signed = [c for c in changes if isinstance(c, RegistryChange)]
-                approved = [c for c in changes if not isinstance(c, RegistryChange)]
-                data = make_batch(self.key, reg.chain_id, changes=signed, approved=approved).encode()
-                members = [v.public_key for v in committee(reg, area)]
-                while True:
-                    try:
-                        validator, receipt = await submit_batch(net, members, data, reg.chain_id, timeout=5)
-                    except SubmitFailed as e:
-                        if time.time() > self.deadline:
-                            self.problems.append(f"churn: no validator took the changes of {area}: {e}")
-                            break
-                        await trio.sleep(0.5)
-                        continue
-                    if batch_refused(receipt):
-                        self.problems.append(f"churn: the changes of {area} were refused: "
-                                             f"{reason_label(receipt.batch_reason)}")
-                    for item in receipt.rejected:
-                        refused = (approved if item.kind == APPROVED_ITEM else signed)[item.index]
-                        self.problems.append(f"churn: {refused.describe()} refused: "
-                                             f"{reason_label(item.reason)}: {item.message}")
-                    self.lines.append(f"churn: {len(changes)} registry change(s) of {area} submitted, "
-                                      f"{receipt.accepted} accepted")
-                    break
+            for area, changes in sorted(self._by_area(now).items()):
+                await self._send(net, area, changes, self.deadline)
+            for area, changes in sorted(self._by_area(later).items()):
+                # a switch into a group the plan opens, once the area chain committed the opening
+                # (at the latest by the height CHANGE_LEAD before it applies; it was sent before the seal of
+                # the genesis height, which usually commits it): sent once that height committed and again
+                # after the next, before the seal that must commit the switch; taken twice, it is a duplicate.
+                opening = max((opened_by(self.changes, c) for c in changes), key=lambda o: o.effective_period)
+                deadline = (min(c.effective_period for c in changes) - CHANGE_LEAD + 1) * reg.period_seconds
+                # The second batch comes from another submitter: a batch is known by its digest.
+                other = devnet_key("meter-operator-2")
+                attempts = [(opening.effective_period - CHANGE_LEAD - 1, self.key)]
+                if other.public in reg.submitter_keys and other.public != self.key.public:
+                    attempts.append((opening.effective_period - CHANGE_LEAD, other))
+                for height, key in attempts:
+                    while (self.committed is None or self.committed(area) < height) and time.time() < deadline:
+                        await trio.sleep(0.2)
+                    if time.time() < deadline:
+                        await self._send(net, area, changes, deadline, key)
+
+    def _by_area(self, changes: list) -> dict[str, list]:
+        by_area: dict[str, list] = {}
+        for c in changes:
+            by_area.setdefault(area_of(self.registry, c), []).append(c)
+        return by_area
+
+    async def _send(self, net, area: str, changes: list, deadline: float, key=None) -> None:
+        """One batch of an area's (or the network's) changes to a member of its committee, until a receipt."""
+        import trio
+
+        from .meter_point import SubmitFailed, batch_refused, reason_label, submit_batch
+
+        reg = self.registry
+        signed = [c for c in changes if isinstance(c, RegistryChange)]
+        approved = [c for c in changes if not isinstance(c, RegistryChange)]
+        data = make_batch(key or self.key, reg.chain_id, changes=signed, approved=approved).encode()
+        members = [v.public_key for v in committee(reg, area)]
+        while True:
+            try:
+                validator, receipt = await submit_batch(net, members, data, reg.chain_id, timeout=5)
+            except SubmitFailed as e:
+                if time.time() > deadline:
+                    self.problems.append(f"churn: no validator took the changes of {area}: {e}")
+                    return
+                await trio.sleep(0.5)
+                continue
+            if batch_refused(receipt):
+                self.problems.append(f"churn: the changes of {area} were refused: "
+                                     f"{reason_label(receipt.batch_reason)}")
+            for item in receipt.rejected:
+                refused = (approved if item.kind == APPROVED_ITEM else signed)[item.index]
+                self.problems.append(f"churn: {refused.describe()} refused: "
+                                     f"{reason_label(item.reason)}: {item.message}")
+            self.lines.append(f"churn: {len(changes)} registry change(s) of {area} submitted, "
+                              f"{receipt.accepted} accepted")
+            return
 
 
 # -- checking ------------------------------------------------------------------------------------------------
@@ -209,13 +281,46 @@ def _area_exports(homes: list[Path], area: str) -> dict[int, dict[str, dict]]:
     return {}
 
 
+def _network_groups(homes: list[Path]) -> dict[int, set[str]]:
+    """period -> the balancing groups of the network's latest export of that period (first home with any)."""
+    for home in homes:
+        manifests = sorted((home / "data" / "exports").glob("*/v*/manifest.json"))
+        if not manifests:
+            continue
+        out: dict[int, tuple[int, set[str]]] = {}
+        for manifest in manifests:
+            doc = json.loads(manifest.read_text())
+            period, version = doc["period"]["index"], doc["version"]
+            rows = csv.DictReader(io.StringIO((manifest.parent / "balancing-groups.csv").read_text()))
+            if period not in out or out[period][0] < version:
+                out[period] = (version, {r["balancing_group"] for r in rows})
+        return {p: groups for p, (_, groups) in out.items()}
+    return {}
+
+
+def _check_opening(registry: Registry, c: MarketChange, homes: list[Path]) -> tuple[str, str]:
+    """(line, problem): the network settles the opened group exactly from its effective period on."""
+    groups = _network_groups(homes)
+    before = sorted(p for p in groups if p < c.effective_period)
+    after = sorted(p for p in groups if p >= c.effective_period)
+    if not before or not after:
+        return "", (f"churn: {c.describe()}: no network exports on both sides of period {c.effective_period} "
+                    f"(exported periods {sorted(groups)})")
+    bad = [p for p in before if c.party in groups[p]] + [p for p in after if c.party not in groups[p]]
+    if bad:
+        return "", f"churn: {c.describe()}: not in effect exactly from period {c.effective_period} (wrong in {bad})"
+    return (f"churn: {c.describe()}: no such group in the network exports of {before[0]}..{before[-1]}, settled "
+            f"in {after[0]}..{after[-1]}"), ""
+
+
 def check_churn(registry: Registry, changes: list[RegistryChange], homes: list[Path]) -> tuple[list[str], list[str]]:
     """(lines, problems): did each change take effect exactly at its effective period in the exports?"""
     lines, problems = [], []
     exports = {area: _area_exports(homes, area) for area in registry.grid_areas}
     for c in changes:
-        if isinstance(c, CommitteeChange):
-            line, problem = _check_committee_change(registry, c, homes)
+        if isinstance(c, (CommitteeChange, MarketChange)):
+            check = _check_committee_change if isinstance(c, CommitteeChange) else _check_opening
+            line, problem = check(registry, c, homes)
             lines += [line] if line else []
             problems += [problem] if problem else []
             continue

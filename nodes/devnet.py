@@ -704,14 +704,22 @@ def _start_churn(devnet: Devnet, console):
     from .churn import ChurnSubmitter, plan_churn
 
     reg = devnet.registry
-    changes = plan_churn(reg)
+    changes = plan_churn(reg, devnet.options.periods)
     for c in changes:
         console.print(f"churn: {c.describe()}", markup=False)
     submitter = ChurnSubmitter(reg, changes, {n.public_key: n.listen for n in devnet.validators + devnet.followers},
                                deadline=(reg.genesis_period + 1) * reg.period_seconds,
-                               ready=lambda: all(read_status(v) for v in devnet.validators))
+                               ready=lambda: all(read_status(v) for v in devnet.validators),
+                               committed=lambda scope: min(_last_height(read_status(v), scope)
+                                                           for v in devnet.validators))
     submitter.start()
     return changes, submitter
+
+
+def _last_height(status: dict, scope: str) -> int:
+    """The last height a validator's status says it committed on a chain (-1: none yet, or not served)."""
+    last = status.get("chains", {}).get(scope, {}).get("last_height")
+    return last if isinstance(last, int) else -1
 
 
 def _check_churn(devnet: Devnet, changes, submitter) -> tuple[list[str], list[str]]:

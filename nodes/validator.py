@@ -55,6 +55,7 @@ from stromledger.registry.changes import genesis_pool, is_approved
 from stromledger.store import Store
 
 from .disk import disk_problem
+from .export_drain import drain_in_thread
 from .consensus_guard import ReplyLimiter, StartRefused, WalBudget, admit_consensus, check_sign_guard
 from .health import health_fields
 from .history import StoreHistory, retention_problem
@@ -691,7 +692,7 @@ class Validator(RoleNode):
                 return
             for h in heights:
                 if not await self._export_guarded(h, trio.to_thread.run_sync, export_committed, self.store,
-                                                  self.reg, h, self.export_root):
+                                                  self.reg, h, self.export_root, drain_in_thread):
                     scanned = min(scanned, h)
             self._exported_below = scanned
 

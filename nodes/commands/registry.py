@@ -17,12 +17,14 @@ from stromledger.cascade.changes import (
     small_committee_warning,
 )
 from stromledger.registry import (
-    KIND_BY_NAME, METER_POINT_ADDED, NETWORK, CommitteeChange, Registry, RegistryChange, chain_id, committee_change,
-    registry_at, scopes, sign_change, view, with_changes,
+    KIND_BY_NAME, METER_POINT_ADDED, NETWORK, CommitteeChange, MarketChange, MeterOperatorChange, Registry,
+    RegistryChange, chain_id, committee_change, registry_at, scopes, sign_change, view, with_changes,
 )
-from stromledger.registry.approvals import Approval, approved_body
-from stromledger.registry.changes import change_json
-from stromledger.registry.committee import COMMITTEE_DOMAIN, approve_committee_change, with_approvals
+from stromledger.registry.approvals import Approval, add_approvals, approve, approved_body
+from stromledger.registry.changes import change_json, group_pool, is_approved
+from stromledger.registry.market import (
+    MARKET_KIND_BY_NAME, OPERATOR_CHANGE, market_change, operator_change,
+)
 from stromledger.crypto import verify
 
 from .submit import InputError, open_home, parse_period, send_to_peers
@@ -68,6 +70,15 @@ the approvals (members, signatures, quorum) and submits the change with them:
   scope = "11YDEVAREA2----V"     # an area EIC, or "network"
   effective = 359257002          # the first height (= period) of the new committee
   members = ["validator-1", "validator-2", "validator-3", "validator-5"]   # proposer order
+
+Balancing groups and market-partner ids are approved the same way by more than 2/3 of the NETWORK
+committee (validator homes); a meter operator change (WiM) by both the meter point's current meter
+operator (its home) and the grid operator of its area (a validator home of that area):
+  kind = "open_group"         balancing_group (Y-EIC), name, operator_key (64 hex), market_partner_id
+  kind = "close_group"        balancing_group
+  kind = "market_partner_id"  party (the EIC of a balancing group or grid area), market_partner_id
+  kind = "meter_operator"     malo_id, meter_operator (its genesis name), meter_key (optional, 64 hex)
+  (each with `effective`; a market change is submitted to every chain, each judges it)
 """
 
 
@@ -83,14 +94,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--dry-run", action="store_true", help="check the change, print it, send nothing")
     c.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a validator (default 10)")
     c.add_argument("--approvals", nargs="+", default=[], metavar="FILE",
-                   help="a committee change: the members' approvals (from `registry approve`)")
+                   help="an approved change (committee, market, meter_operator): its approvals (from "
+                        "`registry approve`)")
     c.set_defaults(func=_change)
-    a = rs.add_parser("approve", help="approve a committee change with this validator's key",
-                      description="Approve the committee change FILE.toml describes (kind = \"committee\", see "
-                                  "`registry change --help`) with this validator home's key; the approval is "
-                                  "written to --out for `registry change --approvals`.")
-    a.add_argument("--home", required=True, help="a validator home (a member of the committee in office)")
-    a.add_argument("file", metavar="FILE.toml", help="the committee change")
+    a = rs.add_parser("approve", help="approve a committee, market or meter operator change with this home's key",
+                      description="Approve the change FILE.toml describes (kind = \"committee\", \"open_group\", "
+                                  "\"close_group\", \"market_partner_id\" or \"meter_operator\", see `registry "
+                                  "change --help`) with this home's key; the approval is written to --out for "
+                                  "`registry change --approvals`.")
+    a.add_argument("--home", required=True, help="an approver's home (a committee member; for meter_operator "
+                                                 "the current meter operator or the area's grid operator)")
+    a.add_argument("file", metavar="FILE.toml", help="the change")
     a.add_argument("--out", required=True, help="where to write the approval (TOML)")
     a.set_defaults(func=_approve)
     s = rs.add_parser("show", help="the registry version in effect in a period, with the changes behind it")
@@ -139,21 +153,68 @@ def read_change(path: str | Path, registry: Registry, key) -> RegistryChange:
 
 
 COMMITTEE_FIELDS = ("kind", "scope", "effective", "members")
+# kind -> {field: required} of the market kinds (each also has `effective`)
+MARKET_FIELDS = {
+    "open_group": {"balancing_group": True, "name": True, "operator_key": True, "market_partner_id": True},
+    "close_group": {"balancing_group": True},
+    "market_partner_id": {"party": True, "market_partner_id": True},
+    OPERATOR_CHANGE: {"malo_id": True, "meter_operator": True, "meter_key": False},
+}
+APPROVED_KINDS = ("committee", *MARKET_FIELDS)
 
 
-def is_committee_file(path: str | Path) -> bool:
+def _toml(path: str | Path) -> dict:
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8")).get("kind") == "committee"
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise InputError(f"{path}: {e}") from None
+
+
+def is_approved_file(path: str | Path) -> bool:
+    """Does FILE.toml describe a change that approvals make (committee, market, meter operator)?"""
+    try:
+        return _toml(path).get("kind") in APPROVED_KINDS
+    except InputError:
         return False
+
+
+def read_approved_change(path: str | Path, registry: Registry):
+    """The approved change FILE.toml describes, without approvals; InputError with the reason if wrong."""
+    doc = _toml(path)
+    if doc.get("kind") == "committee":
+        return read_committee_change(path, registry)
+    kind = doc.get("kind")
+    if kind not in MARKET_FIELDS:
+        raise InputError(f"{path}: kind {kind!r} is not one of {', '.join(APPROVED_KINDS)}")
+    fields = MARKET_FIELDS[kind]
+    unknown = sorted(set(doc) - {"kind", "effective"} - set(fields))
+    if unknown:
+        raise InputError(f"{path}: a {kind} change has no {', '.join(unknown)}")
+    missing = [f for f in ("effective", *(f for f, needed in fields.items() if needed)) if f not in doc]
+    if missing:
+        raise InputError(f"{path}: a {kind} change needs {', '.join(missing)}")
+    values: dict[str, Any] = {}
+    for name in fields:
+        if name in doc:
+            if type(doc[name]) is not str:
+                raise InputError(f"{path}: {name} is a string")
+            values[name] = doc[name]
+    for name in ("operator_key", "meter_key"):
+        if name in values:
+            try:
+                values[name] = bytes.fromhex(values[name])
+            except ValueError:
+                raise InputError(f"{path}: {name} is 64 hex digits (an Ed25519 public key)") from None
+    effective = parse_period(str(doc["effective"]), registry)
+    if kind == OPERATOR_CHANGE:
+        return operator_change(values["malo_id"], effective, values["meter_operator"], values.get("meter_key", b""))
+    party = values.pop("balancing_group", None) or values.pop("party")
+    return market_change(MARKET_KIND_BY_NAME[kind], effective, party, **values)
 
 
 def read_committee_change(path: str | Path, registry: Registry) -> CommitteeChange:
     """The committee change FILE.toml describes, without approvals; InputError with the reason if wrong."""
-    try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise InputError(f"{path}: {e}") from None
+    doc = _toml(path)
     unknown = sorted(set(doc) - set(COMMITTEE_FIELDS))
     if unknown:
         raise InputError(f"{path}: a committee change has no {', '.join(unknown)}")
@@ -168,17 +229,29 @@ def read_committee_change(path: str | Path, registry: Registry) -> CommitteeChan
     return committee_change(doc["scope"], parse_period(str(doc["effective"]), registry), members)
 
 
-def read_approval(path: str | Path, registry: Registry, change: CommitteeChange) -> Approval:
+def approval_chain_id(registry: Registry, change) -> str:
+    """The chain id approvals of `change` sign under: a committee change its scope's chain's; a market or
+    meter operator change the genesis's (the same change is committed by every chain it concerns)."""
+    return chain_id(registry, change.scope) if isinstance(change, CommitteeChange) else registry.root_chain_id
+
+
+def read_approval(path: str | Path, registry: Registry, change) -> Approval:
     """An approval file of `change` (InputError if it is unreadable, or approves something else)."""
     try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        doc = _toml(path)
         a = Approval(bytes.fromhex(doc["signer"]), bytes.fromhex(doc["sig"]))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{path}: not an approval file ({e})") from None
     if len(a.signer) != 32 or len(a.sig) != 64 or not verify(
-            a.signer, a.sig, COMMITTEE_DOMAIN, chain_id(registry, change.scope), approved_body(change)):
+            a.signer, a.sig, type(change).DOMAIN, approval_chain_id(registry, change), approved_body(change)):
         raise InputError(f"{path}: does not approve this change ({change.describe()})")
     return a
+
+
+def approver_name(registry: Registry, key: bytes) -> str | None:
+    """A validator's or meter operator's name for its key (who may approve something), else None."""
+    return next((x.name for x in [*registry.validators, *registry.meter_operators.values()]
+                 if x.public_key == key), None)
 
 
 def _home_and_change(args: argparse.Namespace, read) -> tuple[Any, Any] | None:
@@ -194,17 +267,18 @@ def _home_and_change(args: argparse.Namespace, read) -> tuple[Any, Any] | None:
 
 
 def _approve(args: argparse.Namespace) -> int:
-    got = _home_and_change(args, lambda ctx: read_committee_change(args.file, ctx.registry))
+    got = _home_and_change(args, lambda ctx: read_approved_change(args.file, ctx.registry))
     if got is None:
         return 2
     ctx, change = got
     reg = ctx.registry
-    me = next((v.name for v in reg.validators if v.public_key == ctx.key.public), None)
-    if me is None:
-        print("error: this home's key is no validator of the genesis: only committee members approve",
-              file=sys.stderr)
+    me = approver_name(reg, ctx.key.public)
+    if me is None or (not isinstance(change, MeterOperatorChange) and
+                      me not in {v.name for v in reg.validators}):
+        print("error: this home's key is no validator of the genesis (nor, for a meter_operator change, a meter "
+              "operator): it approves nothing", file=sys.stderr)
         return 2
-    a = approve_committee_change(ctx.key, chain_id(reg, change.scope), change)
+    a = approve(ctx.key, type(change).DOMAIN, approval_chain_id(reg, change), change)
     Path(args.out).write_text(f"# {me} approves: {change.describe()}\n"
                               f"signer = \"{a.signer.hex()}\"\nsig = \"{a.sig.hex()}\"\n", encoding="utf-8")
     print(f"{me} approved {change.describe()}: written to {args.out}")
@@ -227,7 +301,8 @@ def committed_history(home: Path, registry: Registry) -> tuple[RegistryChange, .
                 found += registry_history(store)
         except (ExportError, OSError):
             continue
-    return with_changes((), found)
+    # a market change is committed by every chain: once here
+    return with_changes((), {c.digest(): c for c in found}.values())
 
 
 def chain_of_change(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange) -> str:
@@ -235,7 +310,9 @@ def chain_of_change(registry: Registry, history: tuple[RegistryChange, ...], c: 
     committee change: its scope."""
     if isinstance(c, CommitteeChange):
         return c.scope
-    if c.kind == METER_POINT_ADDED:
+    if isinstance(c, MarketChange):
+        return ""  # every chain: judged here against the whole genesis
+    if not isinstance(c, MeterOperatorChange) and c.kind == METER_POINT_ADDED:
         return c.grid_area
     mp = registry.meter_points.get(c.malo_id)
     if mp is not None:
@@ -250,9 +327,10 @@ def check_change(registry: Registry, history: tuple[RegistryChange, ...], c: Reg
     signer and conflicts."""
     scope = chain_of_change(registry, history, c)
     chain = view(registry, scope) if scope in scopes(registry) else registry
-    own = tuple(x for x in history if chain_of_change(registry, history, x) == scope)
+    own = tuple(x for x in history if chain_of_change(registry, history, x) == scope) if scope else \
+        tuple(x for x in history if not isinstance(x, CommitteeChange))  # a market change: the whole genesis
     digests = frozenset(x.digest() for x in own)
-    if isinstance(c, CommitteeChange):
+    if is_approved(c):
         return approved_shape(chain, c) or judge_change(chain, own, c, now_period - 1, {}, digests)
     why = change_shape(chain, c) or change_signature(chain, c)
     if why is None:
@@ -261,13 +339,13 @@ def check_change(registry: Registry, history: tuple[RegistryChange, ...], c: Reg
 
 
 def _read_any_change(args: argparse.Namespace, ctx):
-    """The change FILE.toml describes: a committee change with the approval files, else signed by the home."""
+    """The change FILE.toml describes: an approved change with the approval files, else signed by the home."""
     reg = ctx.registry
-    if is_committee_file(args.file):
-        change = read_committee_change(args.file, reg)
-        return with_approvals(change, [read_approval(p, reg, change) for p in args.approvals])
+    if is_approved_file(args.file):
+        change = read_approved_change(args.file, reg)
+        return add_approvals(change, [read_approval(p, reg, change) for p in args.approvals])
     if args.approvals:
-        raise InputError("--approvals are for a committee change (kind = \"committee\")")
+        raise InputError("--approvals are for an approved change (kind = " + ", ".join(APPROVED_KINDS) + ")")
     return read_change(args.file, reg, ctx.key)
 
 
@@ -277,12 +355,12 @@ def _change(args: argparse.Namespace) -> int:
         return 2
     ctx, change = got
     reg = ctx.registry
-    committee_file = isinstance(change, CommitteeChange)
+    approved = is_approved(change)
     now = int(time.time()) // reg.period_seconds
     why = check_change(reg, committed_history(Path(args.home), reg), change, now)
-    if committee_file:
+    if approved:
         print(f"{change.describe()}, {len(change.approvals)} approval(s), digest {change.digest().hex()[:16]}")
-        warning = small_committee_warning(change)
+        warning = small_committee_warning(change) if isinstance(change, CommitteeChange) else None
         if warning:
             print(f"warning: {warning}")
     else:
@@ -312,13 +390,14 @@ def _submit(args: argparse.Namespace, ctx, change) -> int:
 
 def registry_report(registry: Registry, history: tuple[RegistryChange, ...], period: int) -> dict:
     """The registry version in effect in `period` under `history`, with the changes behind it and after it."""
-    meter_changes = tuple(c for c in history if isinstance(c, RegistryChange))
-    at = registry_at(registry, period, meter_changes)
-    changed = sorted({c.malo_id for c in meter_changes})
-    # what each area chain's seals name: its view plus its own changes (docs/registry.md)
-    areas = {area: registry_at(view(registry, area), period,
-                               tuple(c for c in history if chain_of_change(registry, history, c) == area)).version.hex()
-             for area in registry.grid_areas}
+    at = registry_at(registry, period, tuple(c for c in history if not isinstance(c, CommitteeChange)))
+    changed = sorted({c.malo_id for c in history if isinstance(c, (RegistryChange, MeterOperatorChange))})
+    parties = sorted({c.party for c in history if isinstance(c, MarketChange)})
+    # what each area chain's seals name: its view plus its own changes and the market changes (every chain
+    # commits those; docs/registry.md)
+    areas = {area: registry_at(view(registry, area), period, tuple(
+        c for c in history if chain_of_change(registry, history, c) in (area, ""))).version.hex()
+        for area in registry.grid_areas}
     return {
         "period": period,
         "genesis_hash": registry.hash.hex(),
@@ -335,10 +414,21 @@ def registry_report(registry: Registry, history: tuple[RegistryChange, ...], per
             {"malo_id": m, "status": "retired" if m in at.retired else
              ("not yet added" if m not in at.meter_points else "registered"),
              **({"grid_area": at.meter_points[m].grid_area, "balancing_group": at.group_of(m, period),
-                 "supplier": at.supplier_of(m, period), "meter_key": at.meter_points[m].meter_key.hex()}
+                 "supplier": at.supplier_of(m, period), "meter_key": at.meter_points[m].meter_key.hex(),
+                 "meter_operator": at.meter_points[m].meter_operator}
                 if m in at.meter_points else {})}
             for m in changed],
+        "changed_parties": [_party_json(at, p) for p in parties],
     }
+
+
+def _party_json(at: Registry, party: str) -> dict:
+    """A balancing group or grid area a market change names, as the registry version `at` has it."""
+    x = at.grid_areas.get(party) or group_pool(at).get(party)
+    if x is None:
+        return {"party": party, "status": "closed" if party in at.closed_groups else "not yet open"}
+    return {"party": party, "status": "grid area" if party in at.grid_areas else "open", "name": x.name,
+            "market_partner_id": x.market_partner_id}
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -364,14 +454,18 @@ def _show(args: argparse.Namespace) -> int:
     print(f"from {known}: {len(report['in_effect'])} change(s) in effect, {len(report['scheduled'])} scheduled")
     for label, items in (("in effect", report["in_effect"]), ("scheduled", report["scheduled"])):
         for c in items:
-            what = c.get("malo_id") or c.get("scope", "")
-            target = c.get("balancing_group") or ", ".join(c.get("members", ()))
+            what = c.get("malo_id") or c.get("party") or c.get("scope", "")
+            target = c.get("balancing_group") or c.get("meter_operator") or c.get("market_partner_id") or \
+                ", ".join(c.get("members", ()))
             print(f"  {label:9}  {c['kind']:18} {what}  from period {c['effective_period']}"
                   f"{'  -> ' + target if target else ''}")
     for scope, names in report["committees"].items():
         print(f"  committee of {scope}: {', '.join(names)}")
     for m in report["changed_meter_points"]:
-        print(f"  {m['malo_id']}: {m['status']}" + (f", {m['grid_area']} / {m['balancing_group']}"
-                                                     if "grid_area" in m else ""))
+        print(f"  {m['malo_id']}: {m['status']}" + (f", {m['grid_area']} / {m['balancing_group']}, metered by "
+                                                     f"{m['meter_operator']}" if "grid_area" in m else ""))
+    for x in report["changed_parties"]:
+        print(f"  {x['party']}: {x['status']}" + (f", {x['name']}, market-partner id {x['market_partner_id']}"
+                                                   if "name" in x else ""))
     return 0
 

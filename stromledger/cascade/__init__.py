@@ -8,6 +8,7 @@ from .checks import (
     schedule_verdict, sign_reading, sign_schedule,
 )
 from .ledger import Acceptor, Admission, Ledger, LedgerError, replay
+from . import market  # noqa: F401  (registers the market kinds among the approved changes)
 from .messages import (
     CORRECTED, MEASURED, MISSING, QUALITY_NAMES, SUBSTITUTED, AreaTotal, Batch, CellTotal, Checks, GroupMix,
     GroupTotal, PeriodResult, PeriodSeal, Reading, ReadingConflict, Receipt, Schedule, ScheduleIssue, ScheduleLine,

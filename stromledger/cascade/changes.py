@@ -21,12 +21,12 @@ from typing import Any, Callable, Mapping, Optional
 
 from stromledger.ids import is_valid_eic, is_valid_malo_id
 from stromledger.registry import SOURCES, Registry, RegistryChange, registry_at
-from stromledger.registry.approvals import approvals_problem
 from stromledger.registry.changes import (
     CHANGE_KINDS, METER_KEY_ROTATED, METER_POINT_ADDED, METER_POINT_RETIRED, SUPPLIER_SWITCH, AnyChange,
-    approving_keys, change_signed, genesis_pool,
+    approval_problem, change_signed, genesis_pool, group_pool,
 )
 from stromledger.registry.committee import SMALL_COMMITTEE, CommitteeChange
+from stromledger.registry.market import grid_operator_keys, is_group_closing, is_group_opening
 from stromledger.registry.scopes import scopes
 from stromledger.registry.genesis import MAX_POWER_W
 
@@ -67,8 +67,6 @@ def change_shape(registry: Registry, c: RegistryChange) -> Rejection | None:
     if c.kind in (METER_POINT_ADDED, SUPPLIER_SWITCH):
         if not is_valid_eic(c.balancing_group):
             return Rejection(Reason.MALFORMED, f"{c.balancing_group!r} is not a valid EIC")
-        if c.balancing_group not in pool.balancing_groups:
-            return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{c.balancing_group} is not in the registry")
         if c.supplier:
             s = pool.suppliers.get(c.supplier)
             if s is None:
@@ -90,7 +88,7 @@ def change_shape(registry: Registry, c: RegistryChange) -> Rejection | None:
             return Rejection(Reason.MALFORMED, f"source {c.source!r} is not one of {', '.join(SOURCES)}")
         if not 0 < c.max_power_w <= MAX_POWER_W:
             return Rejection(Reason.MALFORMED, f"max_power_w {c.max_power_w} is outside 1..{MAX_POWER_W}")
-        if c.signer not in _grid_operator_keys(registry, c.grid_area):
+        if c.signer not in grid_operator_keys(registry, c.grid_area):
             return Rejection(Reason.WRONG_SIGNER, f"a meter point of {c.grid_area} is added by that area's grid "
                                                   "operator")
     return None
@@ -113,27 +111,28 @@ def replay_or_late(c: AnyChange, digest: bytes, height: int, committed: frozense
     return None
 
 
-def change_verdict(registry: Registry, history: tuple[RegistryChange, ...], c: RegistryChange, height: int,
-                   taken: Mapping[str, bytes], committed: frozenset[bytes]) -> Rejection | None:
-    """May the seal of `height` commit this (well-formed, signed) change? `history`: the chain's committed
-    changes; `committed`: their digests; `taken`: MaLo-ID -> digest of a change already taken (by this seal,
-    or pending at the acceptor)."""
+def lead_and_conflicts(history: tuple, c, height: int, taken: Mapping[str, bytes],
+                       committed: frozenset[bytes]) -> Rejection | None:
+    """What every kind of change must meet for the seal of `height` to commit it: not committed yet, effective
+    beyond the gate, no committed change of its conflict key (a meter point, a party) for that or a later
+    period, none taken by this seal or pending."""
     digest = c.digest()
     why = replay_or_late(c, digest, height, committed)
     if why is not None:
         return why
+    key = c.conflict_key
     for old in history:
-        if old.malo_id == c.malo_id and old.effective_period >= c.effective_period:
+        if old.conflict_key == key and old.effective_period >= c.effective_period:
             return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: {old.describe()} is already committed")
-    if taken.get(c.malo_id, digest) != digest:
-        return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: another change of {c.malo_id} is pending "
-                                                    "(one change per meter point until it is committed)")
-    then = registry_at(registry, c.effective_period, history)
+    if taken.get(key, digest) != digest:
+        return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: another such change is pending (one per "
+                                                    "meter point, party or chain until it is committed)")
+    return None
+
+
+def meter_point_then(registry: Registry, then: Registry, c) -> Rejection | None:
+    """Why change `c` of an existing meter point cannot apply in its effective period (`then`), or None."""
     mp = then.meter_points.get(c.malo_id)
-    if c.kind == METER_POINT_ADDED:
-        if mp is not None or c.malo_id in then.retired or c.malo_id in genesis_pool(registry).meter_points:
-            return Rejection(Reason.MALFORMED, f"{c.malo_id} is already registered (MaLo-IDs are never reused)")
-        return None
     if mp is None:
         if c.malo_id in then.retired:
             return Rejection(Reason.RETIRED_METER_POINT, f"{c.describe()}: retired from period "
@@ -143,6 +142,46 @@ def change_verdict(registry: Registry, history: tuple[RegistryChange, ...], c: R
         return Rejection(Reason.UNKNOWN_METER_POINT, f"{c.malo_id} is not in the registry")
     if mp.kind == "boundary":
         return Rejection(Reason.MALFORMED, f"{c.malo_id} is a tie line: it changes with the genesis only")
+    return None
+
+
+def group_open_problem(then: Registry, history: tuple, group: str, period: int) -> Rejection | None:
+    """Why a meter point cannot be put into `group` from `period` on: the group is not open then (not yet,
+    not any more), or a committed closing ends it later (the meter point would be left in a closed group)."""
+    if group not in group_pool(then):
+        if group in then.closed_groups:
+            return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{group} is closed from period "
+                                                             f"{then.closed_groups[group]} on")
+        return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{group} is not an open balancing group in period "
+                                                         f"{period}")
+    for old in history:
+        if is_group_closing(old, group) and old.effective_period > period:
+            return Rejection(Reason.UNKNOWN_BALANCING_GROUP, f"{group} closes from period {old.effective_period} "
+                                                             "on (committed)")
+    return None
+
+
+def change_verdict(registry: Registry, history: tuple, c: RegistryChange, height: int,
+                   taken: Mapping[str, bytes], committed: frozenset[bytes]) -> Rejection | None:
+    """May the seal of `height` commit this (well-formed, signed) change? `history`: the chain's committed
+    changes; `committed`: their digests; `taken`: conflict key -> digest of a change already taken (by this
+    seal, or pending at the acceptor)."""
+    why = lead_and_conflicts(history, c, height, taken, committed)
+    if why:
+        return why
+    then = registry_at(registry, c.effective_period, history)
+    if c.kind in (METER_POINT_ADDED, SUPPLIER_SWITCH):
+        why = group_open_problem(then, history, c.balancing_group, c.effective_period)
+        if why:
+            return why
+    mp = then.meter_points.get(c.malo_id)
+    if c.kind == METER_POINT_ADDED:
+        if mp is not None or c.malo_id in then.retired or c.malo_id in genesis_pool(registry).meter_points:
+            return Rejection(Reason.MALFORMED, f"{c.malo_id} is already registered (MaLo-IDs are never reused)")
+        return None
+    why = meter_point_then(registry, then, c)
+    if why:
+        return why
     if c.kind == METER_KEY_ROTATED:
         operator = then.meter_operators.get(mp.meter_operator)
         if operator is None or c.signer != operator.public_key:
@@ -151,7 +190,7 @@ def change_verdict(registry: Registry, history: tuple[RegistryChange, ...], c: R
         if c.meter_key == mp.meter_key or c.meter_key in then.old_keys.get(c.malo_id, ()):
             return Rejection(Reason.MALFORMED, f"{c.malo_id}: a rotation names a key the meter never had")
         return None
-    if c.signer not in _grid_operator_keys(registry, mp.grid_area):
+    if c.signer not in grid_operator_keys(registry, mp.grid_area):
         return Rejection(Reason.WRONG_SIGNER, f"a {c.kind_name} of {c.malo_id} is signed by the grid operator of "
                                               f"{mp.grid_area}")
     if c.kind == SUPPLIER_SWITCH and then.group_of(c.malo_id, c.effective_period) == c.balancing_group and \
@@ -161,9 +200,10 @@ def change_verdict(registry: Registry, history: tuple[RegistryChange, ...], c: R
     return None
 
 
-def _grid_operator_keys(registry: Registry, area: str) -> tuple[bytes, ...]:
-    """The grid operator of an area signs with the keys of its validators (validators name their area)."""
-    return tuple(v.public_key for v in genesis_pool(registry).validators if v.grid_area == area)
+def opened_group_keys(history: tuple) -> frozenset[bytes]:
+    """The operator keys of the balancing groups opened by committed changes: they submit batches (their
+    schedules) like the genesis's group operators; each schedule is judged by its period's version."""
+    return frozenset(bytes(c.operator_key) for c in history if is_group_opening(c))
 
 
 
@@ -186,7 +226,7 @@ _APPROVAL_REASONS = {"unsorted_approvals": Reason.MALFORMED, "unknown_approver":
 
 def approvals_rejection(registry: Registry, history: tuple, c: Any) -> Rejection | None:
     """Are `c`'s approvals more than 2/3 of the committee in office before it applies (registry/approvals.py)?"""
-    problem = approvals_problem(c, approving_keys(registry, c, history), type(c).DOMAIN, registry.chain_id)
+    problem = approval_problem(registry, c, history)
     if problem is None:
         return None
     return Rejection(_APPROVAL_REASONS[problem[0]], f"{c.describe()}: {problem[1]}")
@@ -237,14 +277,8 @@ def judge_change(registry: Registry, history: tuple, c: AnyChange, height: int, 
     key -> digest of a change already taken (by this seal, or pending at the acceptor)."""
     if isinstance(c, RegistryChange):
         return change_verdict(registry, history, c, height, taken, committed)
-    digest = c.digest()
-    why = replay_or_late(c, digest, height, committed)
-    if why is not None:
-        return why
-    if taken.get(c.conflict_key, digest) != digest:
-        return Rejection(Reason.CONFLICTING_CHANGE, f"{c.describe()}: another such change is pending (one until "
-                                                    "it is committed)")
-    return APPROVED_KINDS[type(c)].verdict(registry, history, c, height)
+    return lead_and_conflicts(history, c, height, taken, committed) or \
+        APPROVED_KINDS[type(c)].verdict(registry, history, c, height)
 
 
 def small_committee_warning(c: CommitteeChange) -> str | None:

@@ -21,7 +21,7 @@ from stromledger.crypto import SigningKey, sha256, signing_input, verify, verify
 from stromledger.ids import is_valid_eic, is_valid_malo_id
 from stromledger.registry import Registry, RegistryChange, decode_change, registry_at
 
-from .changes import approved_shape, change_shape, change_signature
+from .changes import approved_shape, change_shape, change_signature, opened_group_keys
 from .messages import BATCH_DOMAIN, READING_DOMAIN, SCHEDULE_DOMAIN, Batch, Reading, Schedule
 from .rejections import Reason, Rejection
 from .wire import build_readings, fast_decode_rows, fast_signer, reading_body
@@ -305,8 +305,10 @@ def _batch_body(data: bytes) -> bytes:
     return bytes([0x97]) + data[1:-66]
 
 
-def _verdicts(fn: Callable, registry: Registry, items: tuple) -> list[Rejection | None]:
-    return [fn(registry, x) for x in items]
+def _schedule_verdicts(registry: Registry, history: tuple, schedules: tuple) -> list[Rejection | None]:
+    """Each schedule against the registry version of its period: groups opened and closed (registry/market.py)
+    decide which groups may trade then."""
+    return [schedule_verdict(registry_at(registry, s.period, history), s) for s in schedules]
 
 
 def _reading_verdicts(registry: Registry, history: tuple[RegistryChange, ...], readings: tuple,
@@ -412,7 +414,7 @@ def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable
         empty = not batch.readings and not batch.schedules and not batch.changes and not batch.approved
     if chain_id != registry.chain_id:
         return Rejection(Reason.WRONG_CHAIN, f"batch for chain {chain_id!r}, this is {registry.chain_id!r}")
-    if submitter not in registry.submitter_keys:
+    if submitter not in registry.submitter_keys and submitter not in opened_group_keys(history):
         return Rejection(Reason.WRONG_SIGNER, "the submitter is no registered meter operator, group operator "
                                               "or validator")
     if empty:
@@ -436,7 +438,7 @@ def check_batch(registry: Registry, batch: Union[Batch, bytes], *, map: Callable
                         _spans(len(batch.readings), parts)):
             rv.extend(part)
     sv: list = []
-    for part in map(partial(_verdicts, schedule_verdict, registry), _chunks(batch.schedules)):
+    for part in map(partial(_schedule_verdicts, registry, history), _chunks(batch.schedules)):
         sv.extend(part)
     cv = tuple(change_shape(registry, c) or change_signature(registry, c) for c in batch.changes)
     ac, av = decode_approved(batch.approved)

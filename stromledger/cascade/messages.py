@@ -1,5 +1,6 @@
 """Cascade wire and ledger messages (codec tags 1-29; 6-9 are registry changes: 6 RegistryChange,
-registry/changes.py, 7 CommitteeChange, registry/committee.py; 8 and 9 are reserved for market changes).
+registry/changes.py, 7 CommitteeChange, registry/committee.py; 8 MarketChange and 9 MeterOperatorChange,
+registry/market.py).
 
 Readings and schedules carry no chain id: their signatures cover it (domain tag + chain id + body), so a
 reading signed for another chain simply does not verify. A batch names its chain so a wrong-chain batch is

@@ -39,6 +39,7 @@ class Reason(enum.IntEnum):
     CONFLICTING_CHANGE = 30  # another change of the meter point for the same period (or still pending)
     INSUFFICIENT_APPROVALS = 31  # an approved change that at most 2/3 of its approving committee approved
     UNKNOWN_APPROVER = 32  # an approval by a key outside the approving committee
+    GROUP_IN_USE = 40  # a balancing group closed while meter points (or an area's loss) are still in it
 
     @property
     def label(self) -> str:

@@ -34,7 +34,8 @@ from stromledger.cascade.settle import BatchLike, NotEligible, build_seal, rebui
 from stromledger.cascade.state import SettledState, StateError
 from stromledger.codec import CodecError
 from stromledger.crypto import sha256
-from stromledger.registry import NETWORK, Registry, view
+from stromledger.registry import NETWORK, Registry, registry_at, view
+from stromledger.registry.market import MarketChange
 
 from .checkpoint import Certified, verify_checkpoint
 from .messages import ABSENT, AreaUse, NetworkChecks, NetworkResult, NetworkSeal, TieFlow
@@ -248,6 +249,21 @@ def _with_ties(result: NetworkResult, ties) -> NetworkResult:
     return replace(result, ties=tuple(ties))
 
 
+# -- the groups of a period -------------------------------------------------------------------------------
+
+
+def market_version(genesis: Registry, changes: tuple, period: int) -> Registry:
+    """The genesis with the market changes the network chain committed (`changes`: its base state's) in effect
+    by `period`: the balancing groups, and their market-partner ids, the network settles that period with."""
+    return registry_at(genesis, period, tuple(c for c in changes if isinstance(c, MarketChange)))
+
+
+def unopened_group(registry: Registry, cp: Certified, period: int) -> str:
+    """A balancing group the certified area result of `period` names that is not open in the network's
+    registry version of that period ("" if none): an area chain committed a group the network chain did not."""
+    return next((c.group for c in cp.results[period].cells if c.group not in registry.balancing_groups), "")
+
+
 # -- the seal ----------------------------------------------------------------------------------------------
 
 
@@ -270,6 +286,10 @@ def build_network_seal(genesis: Registry, state: NetworkState, height: int, batc
                 continue
             current = changed.get(p, {}).get(cp.area) or state.parts.get(p, {}).get(cp.area)
             if current is None or cp.height > current.height:
+                group = unopened_group(market_version(genesis, state.base.changes, p), cp, p)
+                if group:
+                    raise NotEligible(cp.seal_hash, f"checkpoint of {cp.area} height {cp.height} names {group}, "
+                                                    f"no balancing group of the network in period {p}")
                 changed.setdefault(p, dict(state.parts.get(p, {})))[cp.area] = AreaPart.of(cp, p)
                 new = True
         if not new:
@@ -284,9 +304,10 @@ def build_network_seal(genesis: Registry, state: NetworkState, height: int, batc
         else:
             before = state.results[p]
             sched, issues, version = before.schedules, before.schedule_issues, before.version + 1
-        results.append(network_result(genesis, p, version, changed[p], tuple(sched), tuple(issues)))
+        results.append(network_result(market_version(genesis, state.base.changes, p), p, version, changed[p],
+                                      tuple(sched), tuple(issues)))
     for r in results:
-        broken = check_network_result(genesis, r)
+        broken = check_network_result(market_version(genesis, state.base.changes, r.period), r)
         if broken is not None:
             raise AssertionError(str(broken))  # a bug, never a value to propose
     seal = NetworkSeal(state.seal_hash, base.seal, tuple(sorted(used)), tuple(results))
@@ -314,7 +335,7 @@ def rebuild_network_seal(seal_bytes: bytes, genesis: Registry, state: NetworkSta
     if missing:
         return Rejection(Reason.MISSING_CHECKPOINT, f"{len(missing)} checkpoint(s) missing, first {missing[0].hex()}")
     for r in seal.results:
-        broken = check_network_result(genesis, r)
+        broken = check_network_result(market_version(genesis, state.base.changes, r.period), r)
         if broken is not None:
             return broken
     try:
@@ -391,13 +412,15 @@ class NetworkLedger:
         lo = correctable_from(self.genesis, height)
         best: dict[tuple[int, str], Certified] = {}
         for cp in self.checkpoints.values():
-            for p in cp.results:
-                if lo <= p <= height:
-                    cur = self.state.parts.get(p, {}).get(cp.area)
-                    if cur is None or cp.height > cur.height:
-                        b = best.get((p, cp.area))
-                        if b is None or cp.height > b.height:
-                            best[p, cp.area] = cp
+            window = [p for p in cp.results if lo <= p <= height]
+            if any(unopened_group(market_version(self.genesis, self.state.base.changes, p), cp, p) for p in window):
+                continue  # never eligible (build_network_seal): the area settled a group the network lacks
+            for p in window:
+                cur = self.state.parts.get(p, {}).get(cp.area)
+                if cur is None or cp.height > cur.height:
+                    b = best.get((p, cp.area))
+                    if b is None or cp.height > b.height:
+                        best[p, cp.area] = cp
         return sorted({cp.seal_hash: cp for cp in best.values()}.values(), key=lambda c: c.seal_hash)
 
     def propose(self, vote_evidence: Iterable[bytes] = (), last_commit: bytes = b"") -> NetworkOutcome:

@@ -8,7 +8,7 @@ and a certificate that does not verify, so a node never writes an export that fa
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Iterable, Union
+from typing import Iterable, Iterator, Mapping, Union
 
 from stromledger.cascade.messages import PeriodResult, PeriodSeal, SettledReading
 from stromledger.cascade.rows import MeterRow, recompute_result
@@ -20,7 +20,8 @@ from stromledger.registry.changes import changes_in_effect, is_approved, with_ch
 
 from . import mscons, tables
 from .compare import result_difference
-from .manifest import MANIFEST, manifest_bytes, manifest_dict
+from .manifest import MANIFEST, file_entry, manifest_bytes, manifest_dict
+from .text import CHUNK
 
 Row = Union[MeterRow, SettledReading]
 
@@ -54,7 +55,7 @@ def check_rows(registry: Registry, seal: PeriodSeal, period: int, rows: list[Met
     result = seal.result(period)
     if result is None:
         raise ExportError(f"the seal at height {seal.height} has no result for period {period}")
-    if list(map(itemgetter(0), rows)) != list(registry.malo_order):
+    if tuple(map(itemgetter(0), rows)) != registry.malo_order:
         raise ExportError(f"the rows of period {period} are not the registry's {len(registry.malo_order)} meter "
                           "points in MaLo-ID order")
     # rows decoded from stored leaves (period_data.PeriodRows): the root is computed over those very bytes
@@ -69,13 +70,14 @@ def check_rows(registry: Registry, seal: PeriodSeal, period: int, rows: list[Met
     return result
 
 
-def build_export(registry: Registry, seal: PeriodSeal | bytes, certificate: CommitCertificate | bytes, period: int,
-                 rows: Iterable[Row], previous_rows: Iterable[Row] | None = None,
-                 committee: Registry | None = None) -> dict[str, bytes]:
-    """Every file of the export of the result of `period` in `seal`, by file name. `registry`: the chain's
-    registry version of `period` (registry.registry_at; its changes are exported with it). `committee`: its
-    version of the seal's height (default `registry`): its validators signed the certificate, and the
-    committee changes in effect by then that `registry` lacks (a correction sealed later) go along too.
+def prepare_export(registry: Registry, seal: PeriodSeal | bytes, certificate: CommitCertificate | bytes,
+                   period: int, rows: Iterable[Row], previous_rows: Iterable[Row] | None = None,
+                   committee: Registry | None = None) -> Export:
+    """The export of the result of `period` in `seal`, checked and ready to be written piece by piece
+    (`writer.write_export_pieces`) or made whole (`Export.files`). `registry`: the chain's registry version of
+    `period` (registry.registry_at; its changes are exported with it). `committee`: its version of the seal's
+    height (default `registry`): its validators signed the certificate, and the committee changes in effect by
+    then that `registry` lacks (a correction sealed later) go along too.
 
     `rows`: that result's rows, one per meter point in MaLo-ID order (cascade MeterRows or SettledReading
     leaves). `previous_rows`: the rows of version - 1 of the same period, required for a correction
@@ -101,7 +103,14 @@ def build_export(registry: Registry, seal: PeriodSeal | bytes, certificate: Comm
         raise ExportError(f"period {period} version {result.version} is a correction: the rows of version "
                           f"{result.version - 1} are needed for changes.csv")
     previous = None if previous_rows is None else as_meter_rows(registry, period, previous_rows)
-    return export_files(registry, seal, seal_bytes, cert, result, rows, previous, committee)
+    return Export(registry, seal, seal_bytes, cert, result, rows, previous, committee)
+
+
+def build_export(registry: Registry, seal: PeriodSeal | bytes, certificate: CommitCertificate | bytes, period: int,
+                 rows: Iterable[Row], previous_rows: Iterable[Row] | None = None,
+                 committee: Registry | None = None) -> dict[str, bytes]:
+    """Every file of the export of the result of `period` in `seal`, by file name (see `prepare_export`)."""
+    return prepare_export(registry, seal, certificate, period, rows, previous_rows, committee).files()
 
 
 def carried_changes(registry: Registry, committee: Registry | None, period: int) -> tuple:
@@ -117,31 +126,111 @@ def export_files(registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: 
                  committee: Registry | None = None) -> dict[str, bytes]:
     """The files of an export from checked inputs (no checks here: `build_export` does them, and the verifier
     calls this to regenerate what an export must contain). changes.csv only when `previous` is given."""
-    p = registry.period(result.period)
-    seal_hash = sha256(seal_bytes)
-    meter_csv, meter_jsonl, meter_count = tables.meter_points_files(p, seal_hash, rows)
-    # record counts known without counting lines (the manifest's count_records of these files)
-    records = {} if meter_count is None else dict.fromkeys((tables.METER_POINTS_CSV, tables.METER_POINTS_JSONL),
-                                                            meter_count)
-    missing_by_group, missing_by_area = tables.missing_counts(registry, rows)
-    files: dict[str, bytes] = {
-        tables.METER_POINTS_CSV: meter_csv,
-        tables.METER_POINTS_JSONL: meter_jsonl,
-        tables.GROUPS_CSV: tables.groups_csv(p, result, missing_by_group),
-        tables.AREAS_CSV: tables.areas_csv(p, result, registry, missing_by_area),
-        tables.SCHEDULES_CSV: tables.schedules_csv(p, result),
-    }
-    if result.version > 1 and previous is not None:
-        old = tables.meter_records(p, b"", previous)
-        files[tables.CHANGES_CSV] = tables.changes_csv(tables.changes(old, tables.meter_records(p, seal_hash, rows)))
-    carried = carried_changes(registry, committee, result.period)
-    if carried:  # what anyone needs besides the genesis to rebuild the registry version and the committee
-        files[tables.REGISTRY_CHANGES_JSONL] = tables.registry_changes_jsonl(carried)
-    files.update(mscons_files(registry, seal, seal_hash, result.period, result.version, rows))
-    files[MANIFEST] = manifest_bytes(manifest_dict(registry=registry, seal=seal, seal_bytes=seal_bytes,
-                                                   certificate=cert, result=result, files=files,
-                                                   records=records, committee=committee))
-    return files
+    return Export(registry, seal, seal_bytes, cert, result, rows, previous, committee).files()
+
+
+class Export:
+    """The files of one export from checked inputs, as pieces (`pieces`, then `manifest`) or whole (`files`).
+    Both ways are the same code, so a written export and a regenerated one (the verifier's) agree byte for
+    byte."""
+
+    def __init__(self, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, cert: CommitCertificate,
+                 result: PeriodResult, rows: list[MeterRow], previous: list[MeterRow] | None,
+                 committee: Registry | None = None):
+        self.registry, self.seal, self.seal_bytes, self.cert = registry, seal, seal_bytes, cert
+        self.result, self.rows, self.previous, self.committee = result, rows, previous, committee
+        self.seal_hash = sha256(seal_bytes)
+        self.period = registry.period(result.period)
+        self.meter_lines = tables.MeterPointLines.of(self.period, self.seal_hash, rows)
+        # record counts known without counting lines (the manifest's count_records of these files)
+        self.records = {} if self.meter_lines is None else \
+            dict.fromkeys((tables.METER_POINTS_CSV, tables.METER_POINTS_JSONL), len(rows))
+
+    @property
+    def start_utc(self) -> str:
+        return tables.interval(self.period)[0]
+
+    @property
+    def version(self) -> int:
+        return self.result.version
+
+    def pieces(self) -> Iterator[tuple[str, bytes]]:
+        """(file name, bytes) of every file but the manifest, each file's pieces in order (joined, they are
+        the file). One pass over the rows, a few thousand meter points at a time, feeds meter-points.csv,
+        meter-points.jsonl and every MSCONS file, so a writer holds no file whole."""
+        registry, p, result, rows = self.registry, self.period, self.result, self.rows
+        lines = self.meter_lines
+        if lines is None:  # some text needs quoting or escaping: the generic writers, whole files
+            csv, jsonl, _ = tables.meter_points_files(p, self.seal_hash, rows)
+            yield tables.METER_POINTS_CSV, csv
+            yield tables.METER_POINTS_JSONL, jsonl
+        else:
+            yield tables.METER_POINTS_CSV, lines.csv_header
+            yield tables.METER_POINTS_JSONL, b""  # the file exists even without meter points
+        interchanges = self.interchanges()
+        for name, x in interchanges.items():
+            yield name, x.head()
+        by_group = {x.group: x for x in interchanges.values()}
+        for at in range(0, len(rows), CHUNK):
+            part = rows[at:at + CHUNK]
+            if lines is not None:
+                csv, jsonl = lines.lines(part)
+                yield tables.METER_POINTS_CSV, csv
+                yield tables.METER_POINTS_JSONL, jsonl
+            groups: dict[str, list[MeterRow]] = {}
+            for r in part:
+                if r[2]:
+                    g = groups.get(r[2])
+                    if g is None:
+                        groups[r[2]] = g = []
+                    g.append(r)
+            for g in sorted(groups):
+                x = by_group[g]
+                yield mscons.file_name(g), x.points(groups[g])
+        for name, x in interchanges.items():
+            yield name, x.tail()
+        missing_by_group, missing_by_area = tables.missing_counts(registry, rows)
+        yield tables.GROUPS_CSV, tables.groups_csv(p, result, missing_by_group)
+        yield tables.AREAS_CSV, tables.areas_csv(p, result, registry, missing_by_area)
+        yield tables.SCHEDULES_CSV, tables.schedules_csv(p, result)
+        if result.version > 1 and self.previous is not None:
+            old = tables.meter_records(p, b"", self.previous)
+            yield tables.CHANGES_CSV, tables.changes_csv(tables.changes(old, tables.meter_records(p, self.seal_hash,
+                                                                                                   rows)))
+        carried = carried_changes(registry, self.committee, result.period)
+        if carried:  # what anyone needs besides the genesis to rebuild the registry version and the committee
+            yield tables.REGISTRY_CHANGES_JSONL, tables.registry_changes_jsonl(carried)
+
+    def interchanges(self) -> dict[str, mscons.Interchange]:
+        """One MSCONS interchange per balancing group that has meter points in the period (boundary meters
+        have none), by file name."""
+        return mscons_interchanges(self.registry, self.seal, self.seal_hash, self.result.period, self.version,
+                                   sorted(set(map(itemgetter(2), self.rows)) - {""}))
+
+    def manifest(self, entries: Mapping[str, dict]) -> bytes:
+        """manifest.json, given the `file_entry` of every other file."""
+        return manifest_bytes(manifest_dict(registry=self.registry, seal=self.seal, seal_bytes=self.seal_bytes,
+                                            certificate=self.cert, result=self.result, entries=entries,
+                                            committee=self.committee))
+
+    def files(self) -> dict[str, bytes]:
+        parts: dict[str, list[bytes]] = {}
+        for name, data in self.pieces():
+            parts.setdefault(name, []).append(data)
+        files = {name: b"".join(p) for name, p in parts.items()}
+        files[MANIFEST] = self.manifest({name: file_entry(name, data, self.records.get(name))
+                                         for name, data in files.items()})
+        return files
+
+
+def mscons_interchanges(registry: Registry, seal: PeriodSeal, seal_hash: bytes, period: int, version: int,
+                        groups: Iterable[str]) -> dict[str, mscons.Interchange]:
+    p = registry.period(period)
+    prepared = registry.period(seal.height).end
+    return {mscons.file_name(g): mscons.Interchange(
+        sender=mscons_sender(registry, seal.chain_id), recipient=mscons_recipient(registry, g), group=g,
+        seal_hash=seal_hash, period=period, version=version, start=p.start, end=p.end, prepared=prepared)
+        for g in groups}
 
 
 def mscons_files(registry: Registry, seal: PeriodSeal, seal_hash: bytes, period: int, version: int,
@@ -151,12 +240,8 @@ def mscons_files(registry: Registry, seal: PeriodSeal, seal_hash: bytes, period:
     for r in rows:
         if r.balancing_group:
             by_group.setdefault(r.balancing_group, []).append(r)
-    p = registry.period(period)
-    prepared = registry.period(seal.height).end
-    return {mscons.file_name(g): mscons.build_mscons(
-        sender=mscons_sender(registry, seal.chain_id), recipient=mscons_recipient(registry, g), group=g,
-        seal_hash=seal_hash, period=period, version=version, start=p.start, end=p.end, prepared=prepared,
-        rows=by_group[g]) for g in sorted(by_group)}
+    return {name: b"".join([x.head(), x.points(by_group[x.group]), x.tail()])
+            for name, x in mscons_interchanges(registry, seal, seal_hash, period, version, sorted(by_group)).items()}
 
 
 def mscons_sender(registry: Registry, chain_id: str) -> mscons.Party:

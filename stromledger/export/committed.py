@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Optional, Protocol
+from typing import Iterable, Iterator, Optional, Protocol
 
 from stromledger.cascade.ledger import replay
 from stromledger.cascade.messages import PeriodSeal
@@ -29,9 +29,9 @@ from stromledger.consensus.messages import CommitCertificate
 from stromledger.periods import format_utc
 from stromledger.registry import Registry, RegistryChange, registry_at
 
-from .build import ExportError, build_export
+from .build import Export, ExportError, prepare_export
 from .period_data import decode_period_rows, is_period_rows
-from .writer import export_dir, write_export
+from .writer import Drain, drain_in_line, export_dir, write_export_pieces
 
 COMMIT_PAGE = 64
 Key = tuple[int, int]  # (period, version)
@@ -153,27 +153,34 @@ def _replayed_rows(store: StoreReader, registry: Registry, wanted: set[Key]) -> 
     return out
 
 
-def exports_of_seal(store: StoreReader, registry: Registry, height: int) -> dict[Key, dict[str, bytes]]:
-    """The export files of every period result in the committed seal at `height`, by (period, version).
+def prepared_exports(store: StoreReader, registry: Registry, height: int) -> Iterator[tuple[Key, Export]]:
+    """The exports of every period result in the committed seal at `height`, checked, by (period, version).
     Needs height + 1 committed (see final_commit)."""
     seal, seal_bytes, cert = final_commit(store, height)
     keys = [(r.period, r.version) for r in seal.results]
     history = registry_history(store)
     rows = committed_rows(store, registry, keys + [(p, v - 1) for p, v in keys if v > 1], history)
     committee = registry_at(registry, height, history)
-    return {(p, v): build_export(registry_at(registry, p, history), seal_bytes, cert, p, rows[p, v],
-                                 rows.get((p, v - 1)), committee) for p, v in keys}
+    for p, v in keys:
+        yield (p, v), prepare_export(registry_at(registry, p, history), seal_bytes, cert, p, rows[p, v],
+                                     rows.get((p, v - 1)), committee)
 
 
-def export_committed(store: StoreReader, registry: Registry, height: int,
-                     base_dir: str | os.PathLike[str]) -> list[Path]:
+def exports_of_seal(store: StoreReader, registry: Registry, height: int) -> dict[Key, dict[str, bytes]]:
+    """The export files of every period result in the committed seal at `height`, by (period, version)."""
+    return {key: export.files() for key, export in prepared_exports(store, registry, height)}
+
+
+def export_committed(store: StoreReader, registry: Registry, height: int, base_dir: str | os.PathLike[str],
+                     drain: Drain = drain_in_line) -> list[Path]:
     """Write the export of every period result in the committed seal at `height` (version 1 of period
     `height` and any corrections of earlier periods) under `<base_dir>/exports/`; return their directories.
     The certificate is the one the seal at height + 1 carries, so every node writes the same bytes; a
     validator calls this for height h - 1 when height h commits. Safe to call again (identical exports are
     left alone); raises ExportError if height + 1 is not committed or the store lacks what an export needs,
-    ExportConflict if a different export of the same period and version is already there."""
-    return [write_export(base_dir, files) for files in exports_of_seal(store, registry, height).values()]
+    ExportConflict if a different export of the same period and version is already there. `drain`: how the
+    pieces reach the files (writer.Drain)."""
+    return [write_export_pieces(base_dir, export, drain) for _, export in prepared_exports(store, registry, height)]
 
 
 def exported(base_dir: str | os.PathLike[str], registry: Registry, period: int, version: int) -> bool:
@@ -236,6 +243,6 @@ def export_period(store: StoreReader, registry: Registry, period: int, version: 
     keys = [(period, version)] + ([(period, version - 1)] if version > 1 else [])
     history = registry_history(store)
     rows = committed_rows(store, registry, keys, history)
-    files = build_export(registry_at(registry, period, history), seal_bytes, cert, period, rows[period, version],
-                         rows.get((period, version - 1)), registry_at(registry, height, history))
-    return write_export(base_dir, files)
+    return write_export_pieces(base_dir, prepare_export(registry_at(registry, period, history), seal_bytes, cert,
+                                                        period, rows[period, version], rows.get((period, version - 1)),
+                                                        registry_at(registry, height, history)))

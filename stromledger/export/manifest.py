@@ -8,6 +8,7 @@ the verifier rebuilds it and compares it field by field.
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Mapping
 
 from stromledger.cascade.messages import PeriodResult, PeriodSeal
@@ -43,6 +44,44 @@ def file_entry(name: str, data: bytes, records: int | None = None) -> dict:
     return {"sha256": sha256(data).hex(), "records": count_records(name, data) if records is None else records}
 
 
+class FileDigest:
+    """The manifest entry of a file given piece by piece (`update` with each piece, then `entry`): the same
+    SHA-256 and record count as `file_entry` of the pieces joined, for a writer that never holds the file
+    in one piece."""
+
+    _EDI_RECORD = b"\nQTY+"
+
+    def __init__(self, name: str, count: bool = True):
+        """`count`: False when the writer knows the record count (given to `entry`): nothing is counted."""
+        count_records(name, b"")  # refuses a name without a record count now, not at the end
+        self.name = name
+        self.count = count
+        self.hash = hashlib.sha256()
+        self.lines = 0  # LF characters so far
+        self.quantities = 0  # EDI: lines that start with QTY+
+        self.tail = b"\n"  # the last bytes before the next piece (the file's start counts as after a LF)
+
+    def update(self, data: bytes) -> None:
+        self.hash.update(data)
+        if not self.count:
+            pass
+        elif self.name.endswith(".edi"):
+            # a record split across two pieces is counted once: the pattern cannot overlap itself
+            self.quantities += data.count(self._EDI_RECORD) + (self.tail + data[:4]).count(self._EDI_RECORD)
+            self.tail = (self.tail + data[-4:])[-4:]
+        else:
+            self.lines += data.count(b"\n")
+
+    def entry(self, records: int | None = None) -> dict:
+        if records is None:
+            if not self.count:
+                raise ValueError(f"{self.name}: the record count was neither counted nor given")
+            records = self.quantities if self.name.endswith(".edi") else \
+                max(self.lines - 1, 0) if self.name.endswith(".csv") else \
+                self.lines if self.name.endswith(".jsonl") else count_records(self.name, b"")
+        return {"sha256": self.hash.hexdigest(), "records": records}
+
+
 def certificate_json(cert: CommitCertificate, registry: Registry) -> dict:
     """The certificate's canonical bytes (hex) and the same content readable, with validator names and keys
     from the genesis. A signer index outside the validator list gets name and key ""."""
@@ -75,11 +114,16 @@ def summary_json(result: PeriodResult) -> dict:
 
 
 def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, certificate: CommitCertificate,
-                  result: PeriodResult, files: Mapping[str, bytes], records: Mapping[str, int] | None = None,
+                  result: PeriodResult, files: Mapping[str, bytes] | None = None,
+                  records: Mapping[str, int] | None = None, entries: Mapping[str, dict] | None = None,
                   committee: Registry | None = None) -> dict:
-    """`records`: record counts (count_records) the builder knows without counting, by file name.
-    `committee`: the registry version of the seal's height, whose validators signed (default `registry`)."""
+    """The other files either as `files` (their bytes) or as `entries` (their `file_entry`, made while they
+    were written: `FileDigest`). `records`: record counts (count_records) the builder knows without
+    counting, by file name. `committee`: the registry version of the seal's height, whose validators signed
+    (default `registry`)."""
     records = records or {}
+    if entries is None:
+        entries = {name: file_entry(name, data, records.get(name)) for name, data in (files or {}).items()}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -94,8 +138,7 @@ def manifest_dict(*, registry: Registry, seal: PeriodSeal, seal_bytes: bytes, ce
         "seal": base64.b64encode(seal_bytes).decode("ascii"),
         "summary": summary_json(result),
         "certificate": certificate_json(certificate, committee or registry),
-        "files": {name: file_entry(name, data, records.get(name)) for name, data in sorted(files.items())
-                  if name != MANIFEST},
+        "files": {name: entry for name, entry in sorted(entries.items()) if name != MANIFEST},
     }
 
 

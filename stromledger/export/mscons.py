@@ -134,41 +134,52 @@ def segment(tag: str, *elements: Sequence[str] | str) -> str:
     return "+".join(parts) + "'"
 
 
-def build_mscons(*, sender: Party, recipient: Party, group: str, seal_hash: bytes, period: int, version: int,
-                 start: int, end: int, prepared: int, rows: Iterable[MeterRow]) -> bytes:
-    """The MSCONS interchange of one balancing group's meter points (rows in MaLo-ID order)."""
-    ref = reference(seal_hash, group, period, version)
-    icr = ref[:14]
-    t = _utc(prepared)
-    body = [
-        segment("UNH", "1", MESSAGE_TYPE),
-        segment("BGM", "7", ref, ORIGINAL if version == 1 else REPLACEMENT),
-        segment("DTM", dtm("137", prepared)),
-        segment("NAD", "MS", (sender.id, "", sender.nad_agency)),
-        segment("NAD", "MR", (recipient.id, "", recipient.nad_agency)),
-        segment("UNS", "D"),
-        segment("NAD", "DP"),
-    ]
-    # Per meter point one text of its 11 segments (LOC, then LIN PIA QTY DTM DTM for import and for export).
-    # Line numbers, qualifiers and kWh figures hold no separator: written directly, as segment() would; the
-    # MaLo-IDs are escaped only if one of them holds a separator.
-    dates = segment("DTM", dtm("163", start)) + "\n" + segment("DTM", dtm("164", end))
-    pia_import, pia_export = (segment("PIA", "5", (obis, "SRW")) for obis in (OBIS_IMPORT, OBIS_EXPORT))
-    fields = [f for f in map(_POINT_FIELDS, rows) if f[1] != MISSING]  # (MaLo-ID, quality, import, export)
-    escaped = _SPECIAL_RE.search("".join([f[0] for f in fields])) is not None
-    # the parts between the values, joined in advance (by quality: its qualifier)
-    to_import = {q: f"'\n{pia_import}\nQTY+{qualifier}:" for q, qualifier in QUALIFIERS.items()}
-    to_export = {q: f"'\n{pia_export}\nQTY+{qualifier}:" for q, qualifier in QUALIFIERS.items()}
-    between, after = f":KWH'\n{dates}\nLIN+", f":KWH'\n{dates}\n"
-    milli = _MILLI
-    head = [UNA, segment("UNB", ("UNOC", "3"), (sender.id, sender.unb_agency), (recipient.id, recipient.unb_agency),
-                         (t.strftime("%y%m%d"), t.strftime("%H%M")), icr), *body]
-    parts = [("\n".join(head) + "\n").encode("ascii")]
-    line = 0
-    for at in range(0, len(fields), CHUNK):  # a few thousand points at a time into bytes (see tables.py)
-        chunk = []
-        add = chunk.append
-        for malo, quality, imp, exp in fields[at:at + CHUNK]:
+class Interchange:
+    """The MSCONS interchange of one balancing group, written piece by piece: `head()`, then `points(rows)`
+    for its meter points in MaLo-ID order (in as many calls as the caller likes), then `tail()`. The pieces
+    joined are one file; line numbers and the segment count run on across `points` calls."""
+
+    def __init__(self, *, sender: Party, recipient: Party, group: str, seal_hash: bytes, period: int,
+                 version: int, start: int, end: int, prepared: int):
+        ref = reference(seal_hash, group, period, version)
+        self.icr = icr = ref[:14]
+        t = _utc(prepared)
+        self.body = [
+            segment("UNH", "1", MESSAGE_TYPE),
+            segment("BGM", "7", ref, ORIGINAL if version == 1 else REPLACEMENT),
+            segment("DTM", dtm("137", prepared)),
+            segment("NAD", "MS", (sender.id, "", sender.nad_agency)),
+            segment("NAD", "MR", (recipient.id, "", recipient.nad_agency)),
+            segment("UNS", "D"),
+            segment("NAD", "DP"),
+        ]
+        self.unb = segment("UNB", ("UNOC", "3"), (sender.id, sender.unb_agency),
+                           (recipient.id, recipient.unb_agency), (t.strftime("%y%m%d"), t.strftime("%H%M")), icr)
+        # Per meter point one text of its 11 segments (LOC, then LIN PIA QTY DTM DTM for import and for
+        # export). Line numbers, qualifiers and kWh figures hold no separator: written directly, as segment()
+        # would; the MaLo-IDs are escaped only if one of them holds a separator.
+        dates = segment("DTM", dtm("163", start)) + "\n" + segment("DTM", dtm("164", end))
+        pia_import, pia_export = (segment("PIA", "5", (obis, "SRW")) for obis in (OBIS_IMPORT, OBIS_EXPORT))
+        # the parts between the values, joined in advance (by quality: its qualifier)
+        self.to_import = {q: f"'\n{pia_import}\nQTY+{qualifier}:" for q, qualifier in QUALIFIERS.items()}
+        self.to_export = {q: f"'\n{pia_export}\nQTY+{qualifier}:" for q, qualifier in QUALIFIERS.items()}
+        self.between, self.after = f":KWH'\n{dates}\nLIN+", f":KWH'\n{dates}\n"
+        self.group = group
+        self.written = 0  # meter points so far
+
+    def head(self) -> bytes:
+        return ("\n".join([UNA, self.unb, *self.body]) + "\n").encode("ascii")
+
+    def points(self, rows: Iterable[MeterRow]) -> bytes:
+        """The segments of the meter points among `rows` that have a value (a missing one has none)."""
+        fields = [f for f in map(_POINT_FIELDS, rows) if f[1] != MISSING]  # (MaLo-ID, quality, import, export)
+        escaped = _SPECIAL_RE.search("".join([f[0] for f in fields])) is not None
+        to_import, to_export, between, after, milli = self.to_import, self.to_export, self.between, self.after, \
+            _MILLI
+        line = 2 * self.written
+        out = []
+        add = out.append
+        for malo, quality, imp, exp in fields:
             if type(imp) is not int or imp < 0 or type(exp) is not int or exp < 0:
                 kwh(imp), kwh(exp)  # raises, naming the value
             if escaped:
@@ -176,10 +187,19 @@ def build_mscons(*, sender: Party, recipient: Party, group: str, seal_hash: byte
             add(f"LOC+172+{malo}'\nLIN+{line + 1}{to_import[quality]}{imp // 1000}.{milli[imp % 1000]}{between}"
                 f"{line + 2}{to_export[quality]}{exp // 1000}.{milli[exp % 1000]}{after}")
             line += 2
-        parts.append("".join(chunk).encode("ascii"))
-    unt = segment("UNT", str(len(body) + 11 * len(fields) + 1), "1")
-    parts.append((unt + "\n" + segment("UNZ", "1", icr) + "\n").encode("ascii"))
-    return b"".join(parts)
+        self.written += len(fields)
+        return "".join(out).encode("ascii")
+
+    def tail(self) -> bytes:
+        unt = segment("UNT", str(len(self.body) + 11 * self.written + 1), "1")
+        return (unt + "\n" + segment("UNZ", "1", self.icr) + "\n").encode("ascii")
+
+
+def build_mscons(*, rows: Sequence[MeterRow], **interchange) -> bytes:
+    """The MSCONS interchange of one balancing group's meter points (rows in MaLo-ID order); `interchange`:
+    the arguments of Interchange."""
+    x = Interchange(**interchange)
+    return b"".join([x.head(), *(x.points(rows[at:at + CHUNK]) for at in range(0, len(rows), CHUNK)), x.tail()])
 
 
 # -- reading back (for verification) -----------------------------------------------------------------------

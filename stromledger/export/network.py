@@ -11,8 +11,10 @@ certificate, invariants, tie-line proofs), the cross-level checks against those 
     ties.csv               every boundary meter: flows, the area whose certified seal gave them, disputed
     schedules.csv          as in an area export
     checkpoint-<EIC>.bin   the checkpoint of every used area (the bytes the network chain verified)
-    registry-changes.jsonl the network chain's committee changes in effect by the seal's height, when there are
-                           any (each approved by the committee before it): the committee that signed
+    registry-changes.jsonl the network chain's approved changes in effect by the seal's height, when there are
+                           any (each approved by the committee before it): committee changes give the committee
+                           that signed, market changes (groups opened or closed, market-partner ids) the groups
+                           the result settles (docs/registry.md)
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from typing import Mapping
 
 from stromledger.chains.checkpoint import Certified, verify_checkpoint
 from stromledger.chains.messages import ABSENT, NetworkResult, NetworkSeal
-from stromledger.chains.network import check_network_result
+from stromledger.chains.network import check_network_result, market_version
 from stromledger.codec import CodecError
 from stromledger.consensus.certificate import CertificateError, verify_certificate
 from stromledger.consensus.messages import CommitCertificate
 from stromledger.crypto import sha256
-from stromledger.registry import NETWORK, Registry, decode_change, registry_at, view, with_changes
+from stromledger.registry import NETWORK, MarketChange, Registry, decode_change, registry_at, view, with_changes
 from stromledger.registry.changes import is_approved, trust_problem
 
 from . import tables
@@ -100,7 +102,9 @@ def network_export_files(genesis: Registry, seal_bytes: bytes, certificate: Comm
     if carried:
         files[tables.REGISTRY_CHANGES_JSONL] = tables.registry_changes_jsonl(carried)
     committee = registry_at(chain, seal.height, carried)
-    files[MANIFEST] = manifest_bytes(_manifest(chain, seal, seal_bytes, certificate, result, files, committee))
+    # the network view with the market changes in effect in the period: the groups the result settles
+    settled = registry_at(chain, period, tuple(c for c in carried if isinstance(c, MarketChange)))
+    files[MANIFEST] = manifest_bytes(_manifest(settled, seal, seal_bytes, certificate, result, files, committee))
     return files
 
 
@@ -122,7 +126,7 @@ def _manifest(chain: Registry, seal: NetworkSeal, seal_bytes: bytes, cert: Commi
         "scope": NETWORK,
         "chain_id": seal.base.chain_id,
         "registry_hash": seal.base.registry_hash.hex(),
-        "registry_version": chain.version.hex(),  # the network chain takes no registry changes (yet)
+        "registry_version": chain.version.hex(),  # the network view with the market changes in effect
         "height": seal.height,
         "period": period_json(chain.period(result.period)),
         "version": result.version,
@@ -189,7 +193,7 @@ def verify_network_export(files: Mapping[str, bytes], genesis: Registry) -> Repo
             certified[cp.seal_hash] = cp
     if report.problems:
         return report
-    broken = check_network_result(genesis, result, certified)
+    broken = check_network_result(market_version(genesis, changes, period), result, certified)
     if broken is not None:
         return fail("cross_level", MANIFEST, broken.message)
     expected = network_export_files(genesis, seal_bytes, cert, period,

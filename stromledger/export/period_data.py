@@ -108,6 +108,18 @@ class PeriodRows(list):
         self.leaves = leaves
 
 
+def kind_source(registry: Registry) -> list[tuple[str, str]]:
+    """(kind, source) of every meter point in MaLo-ID order, made once per registry version and kept with it
+    (one shared tuple per distinct pair: 8 bytes per meter point)."""
+    cached = registry.__dict__.get("_kind_source")
+    if cached is None:
+        shared: dict[tuple[str, str], tuple[str, str]] = {}
+        pairs = list(map(_KIND_SOURCE, map(registry.meter_points.__getitem__, registry.malo_order)))
+        cached = list(map(shared.setdefault, pairs, pairs))
+        registry.__dict__["_kind_source"] = cached
+    return cached
+
+
 def decode_period_rows(registry: Registry, data: bytes) -> tuple[int, int, PeriodRows]:
     """(period, version, rows). Raises ExportError for bytes that are not this format.
 
@@ -122,9 +134,9 @@ def decode_period_rows(registry: Registry, data: bytes) -> tuple[int, int, Perio
         if fmt != PERIOD_ROWS_FORMAT or type(period) is not int or type(version) is not int:
             raise ValueError("not period rows")
         leaves = list(leaves)
-        if not all(type(x) is bytes for x in leaves):
+        if not set(map(type, leaves)) <= {bytes}:
             raise ValueError("a stored leaf is not bytes")
-        mps = registry.meter_points
+        mps, order = registry.meter_points, registry.malo_order
         rows = []
         for at in range(0, len(leaves), CHUNK):
             # A few thousand leaves in one call: an array header before them (each leaf is one msgpack item).
@@ -137,12 +149,16 @@ def decode_period_rows(registry: Registry, data: bytes) -> tuple[int, int, Perio
             periods = set(map(itemgetter(1), items)) - {period}
             if periods:
                 raise ExportError(f"a leaf of period {min(periods)} among the rows of period {period}")
-            try:
-                # MeterRow(*item[2:], mp.kind, mp.source) for each item, in C loops (map) rather than bytecode
-                rows += map(new, repeat(MeterRow), map(add, map(_AFTER_PERIOD, items),
-                                                        map(_KIND_SOURCE, map(mps.__getitem__, map(_MALO, items)))))
-            except KeyError as e:
-                raise ExportError(f"{e.args[0]} is not in the registry") from None
+            # MeterRow(*item[2:], mp.kind, mp.source) for each item, in C loops (map) rather than bytecode; the
+            # (kind, source) of the registry's meter points in MaLo-ID order are kept with the registry version
+            if tuple(map(_MALO, items)) == order[at:at + len(part)]:
+                kinds = kind_source(registry)[at:at + len(part)]
+            else:  # not the registry's order (check_rows refuses it), or a meter point it does not have
+                try:
+                    kinds = list(map(_KIND_SOURCE, map(mps.__getitem__, map(_MALO, items))))
+                except KeyError as e:
+                    raise ExportError(f"{e.args[0]} is not in the registry") from None
+            rows += map(new, repeat(MeterRow), map(add, map(_AFTER_PERIOD, items), kinds))
     except ExportError:
         raise
     except (ValueError, TypeError, CodecError, msgpack.ExtraData) as e:

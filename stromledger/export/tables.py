@@ -7,7 +7,8 @@ parses against them. docs/export-format.md describes every column.
 from __future__ import annotations
 
 import re
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import eq, itemgetter
 from typing import Iterable, Sequence
 
 from stromledger.cascade.messages import MISMATCHED, MISSING, ONE_SIDED, QUALITY_NAMES, PeriodResult
@@ -100,44 +101,61 @@ _PLAIN = re.compile(r"[ !#-+\--\[\]-~]*")
 def meter_points_files(period: Period, seal_hash: bytes,
                        rows: Sequence[MeterRow]) -> tuple[bytes, bytes, int | None]:
     """meter-points.csv and meter-points.jsonl, byte for byte what `meter_points_csv` and
-    `meter_points_jsonl` make of `meter_records`, and their record count (None: count the bytes). One
-    formatted line per meter point when every text value is plain (MaLo-IDs, EICs, kinds, sources and
-    timestamps always are); else through those two."""
-    start, end = interval(period)
-    names = QUALITY_NAMES
-    plain = _PLAIN.fullmatch
-    strings = {start, end, *names.values()}
-    for i in (1, 2, 12, 13):
-        strings.update(map(itemgetter(i), rows))
-    malos = list(map(itemgetter(0), rows))
-    if not (all(type(x) is str and plain(x) for x in strings) and all(type(x) is str for x in malos)
-            and plain("".join(malos))):
+    `meter_points_jsonl` make of `meter_records`, and their record count (None: count the bytes)."""
+    lines = MeterPointLines.of(period, seal_hash, rows)
+    if lines is None:
         records = meter_records(period, seal_hash, rows)
         return meter_points_csv(records), meter_points_jsonl(records), None
-    del malos
-    seal = seal_hash.hex()
-    # The parts that are the same for every meter point, or for every one of a quality, joined in advance
-    # (an f-string of at most 30 parts is built in one step).
-    pre, cseal = f"{start},{end},", f",{seal},"
-    cq = {q: f",{name}," for q, name in names.items()}
-    jq = {q: f'","period_end":"{end}","period_start":"{start}","quality":"{name}","reading_export_wh":'
-          for q, name in names.items()}
-    jseal = f',"seal_hash":"{seal}","source":"'
-    # A few thousand lines at a time into bytes: the lines' memory is reused chunk after chunk instead of a
-    # gigabyte of fresh str at 1M meter points.
-    csv_parts = [(",".join(METER_POINT_COLUMNS) + "\n").encode("utf-8")]
-    json_parts = []
-    for at in range(0, len(rows), CHUNK):
+    parts = [lines.lines(rows[at:at + CHUNK]) for at in range(0, len(rows), CHUNK)]
+    return b"".join([lines.csv_header, *map(itemgetter(0), parts)]), b"".join(map(itemgetter(1), parts)), len(rows)
+
+
+class MeterPointLines:
+    """Lines of meter-points.csv and meter-points.jsonl, formatted directly, one line of each per meter
+    point: byte for byte what the csv module and `json_line` write, for rows whose text values are all
+    plain (MaLo-IDs, EICs, kinds, sources and timestamps always are; `of` checks)."""
+
+    csv_header = (",".join(METER_POINT_COLUMNS) + "\n").encode("utf-8")
+
+    @classmethod
+    def of(cls, period: Period, seal_hash: bytes, rows: Sequence[MeterRow]) -> MeterPointLines | None:
+        """The formatter for these rows; None if some text value is not plain (then the generic writers)."""
+        start, end = interval(period)
+        plain = _PLAIN.fullmatch
+        # plain is a property of each character: a column is plain if its values joined are
+        for column in ([start, end, *QUALITY_NAMES.values()], *(list(map(itemgetter(i), rows))
+                                                                 for i in (0, 1, 2, 12, 13))):
+            if not set(map(type, column)) <= {str} or not plain("".join(column)):
+                return None
+        return cls(start, end, seal_hash.hex())
+
+    def __init__(self, start: str, end: str, seal: str):
+        names = QUALITY_NAMES
+        # The parts that are the same for every meter point, or for every one of a quality, joined in
+        # advance (an f-string of at most 30 parts is built in one step).
+        self.pre, self.cseal = f"{start},{end},", f",{seal},"
+        self.cq = {q: f",{name}," for q, name in names.items()}
+        self.jq = {q: f'","period_end":"{end}","period_start":"{start}","quality":"{name}","reading_export_wh":'
+                   for q, name in names.items()}
+        self.jseal = f',"seal_hash":"{seal}","source":"'
+
+    def lines(self, rows: Iterable[MeterRow]) -> tuple[bytes, bytes]:
+        """The CSV and the JSON Lines lines of `rows` (a few thousand at a time: their memory is reused
+        chunk after chunk instead of a gigabyte of fresh str at 1M meter points)."""
+        pre, cseal, cq, jq, jseal = self.pre, self.cseal, self.cq, self.jq, self.jseal
         csv_lines, json_lines = [], []
         csv_add, json_add = csv_lines.append, json_lines.append
-        for m, area, group, version, q, imp, exp, rver, reg, rimp, rexp, sig, kind, source in rows[at:at + CHUNK]:
+        for m, area, group, version, q, imp, exp, rver, reg, rimp, rexp, sig, kind, source in rows:
+            # every value as text once, for both lines
             sig = sig.hex()
-            reg = int(reg)
+            reg = "1" if reg is True else "0" if reg is False else str(int(reg))
+            rimp, rexp, version, rver = str(rimp), str(rexp), str(version), str(rver)
             if q == MISSING:
                 csv_add(f"{pre}{m},{area},{group},,,{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},{rimp},"
                         f"{rexp},{sig}\n")
                 imp = exp = "null"
             else:
+                imp, exp = str(imp), str(exp)
                 csv_add(f"{pre}{m},{area},{group},{imp},{exp},{source}{cq[q]}{version}{cseal}{kind},{rver},{reg},"
                         f"{rimp},{rexp},{sig}\n")
             # canonical JSON: keys sorted
@@ -145,9 +163,7 @@ def meter_points_files(period: Period, seal_hash: bytes,
                      f'"kind":"{kind}","malo_id":"{m}{jq[q]}{rexp},"reading_import_wh":{rimp},'
                      f'"reading_register":{reg},"reading_sig":"{sig}","reading_version":{rver}{jseal}{source}",'
                      f'"version":{version}}}\n')
-        csv_parts.append("".join(csv_lines).encode("utf-8"))
-        json_parts.append("".join(json_lines).encode("utf-8"))
-    return b"".join(csv_parts), b"".join(json_parts), len(rows)
+        return "".join(csv_lines).encode("utf-8"), "".join(json_lines).encode("utf-8")
 
 
 def row_of_record(rec: dict) -> MeterRow:
@@ -168,14 +184,12 @@ def _cell(value) -> object:
     return "" if value is None else value
 
 
-def missing_counts(registry: Registry, rows: Iterable[MeterRow]) -> tuple[dict[str, int], dict[str, int]]:
+def missing_counts(registry: Registry, rows: Sequence[MeterRow]) -> tuple[dict[str, int], dict[str, int]]:
     """How many meter points lack their value, per balancing group and per grid area (a boundary meter counts
     for each area it joins): the sums in balancing-groups.csv and areas.csv say how many values they lack."""
     by_group: dict[str, int] = {}
     by_area: dict[str, int] = {}
-    for r in rows:
-        if r.quality != MISSING:
-            continue
+    for r in compress(rows, map(eq, map(itemgetter(4), rows), repeat(MISSING))):  # the missing ones, in C
         if r.balancing_group:
             by_group[r.balancing_group] = by_group.get(r.balancing_group, 0) + 1
             areas = (r.grid_area,)

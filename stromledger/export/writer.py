@@ -15,10 +15,10 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
-from .build import ExportError
-from .manifest import MANIFEST
+from .build import Export, ExportError
+from .manifest import MANIFEST, FileDigest
 
 EXPORTS_DIR = "exports"
 INDEX = "index.jsonl"
@@ -120,7 +120,80 @@ def write_export(base_dir: str | os.PathLike[str], files: Mapping[str, bytes]) -
     return target
 
 
+PieceSink = Callable[[str, bytes], None]
+# How the pieces reach the files: `drain(pieces, sink)` calls sink(name, data) for each piece, in order.
+Drain = Callable[[Iterable[tuple[str, bytes]], PieceSink], None]
+
+
+def drain_in_line(pieces: Iterable[tuple[str, bytes]], sink: PieceSink) -> None:
+    """Each piece hashed and written as soon as it is made, by the caller's thread."""
+    for name, data in pieces:
+        sink(name, data)
+
+
+def write_export_pieces(base_dir: str | os.PathLike[str], export: Export, drain: Drain = drain_in_line) -> Path:
+    """`write_export` of a prepared export, written piece by piece as it is made: no file is ever whole in
+    memory, and each is hashed and counted for the manifest while it is written (not read again). `drain`:
+    see Drain (nodes/export_drain.py hashes and writes in another thread while the next pieces are made)."""
+    target = export_dir(base_dir, export.start_utc, export.version)
+    if target.exists():  # idempotent or a conflict: compared whole, as write_export does
+        return write_export(base_dir, export.files())
+    written: dict[str, bytes] = {}
+
+    def write(tmp: Path) -> None:
+        fds: dict[str, int] = {}
+        digests: dict[str, FileDigest] = {}
+        def sink(name: str, data: bytes) -> None:
+            fd = fds.get(name)
+            if fd is None:
+                _check_name(name)
+                fd = fds[name] = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                digests[name] = FileDigest(name, count=name not in export.records)
+            digests[name].update(data)
+            _write_all(fd, data)
+
+        try:
+            drain(export.pieces(), sink)
+            written[MANIFEST] = export.manifest({name: d.entry(export.records.get(name))
+                                                 for name, d in digests.items()})
+            for fd in fds.values():
+                os.fsync(fd)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        _write_file(tmp / MANIFEST, written[MANIFEST])
+
+    _publish(target, write, lambda tmp: _same(target, read_export(tmp)))
+    update_index(base_dir, written)
+    return target
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_new(target: Path, files: Mapping[str, bytes]) -> None:
+    def write(tmp: Path) -> None:
+        for name, data in sorted(files.items()):
+            _write_file(tmp / name, data)
+
+    _publish(target, write, lambda tmp: _same(target, files))
+
+
+def _publish(target: Path, write: Callable[[Path], None], same: Callable[[Path], bool]) -> None:
+    """Run `write` into a hidden temporary directory beside `target`, then rename it into place. `same(tmp)`:
+    whether what another writer put at `target` first is the same export."""
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".{target.name}.tmp-{os.getpid()}"
@@ -128,22 +201,14 @@ def _write_new(target: Path, files: Mapping[str, bytes]) -> None:
         shutil.rmtree(tmp)  # left by a crash of this process id; nobody reads hidden directories
     tmp.mkdir()
     try:
-        for name, data in sorted(files.items()):
-            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        write(tmp)
         _fsync_dir(tmp)
         try:
             os.rename(tmp, target)
         except OSError as e:
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
-            if _same(target, files):  # another writer (another process) got there first, with the same bytes
+            if same(tmp):  # another writer (another process) got there first, with the same bytes
                 return
             raise ExportConflict(f"{target} already holds a different export of this period and version") from None
     finally:

@@ -18,6 +18,7 @@ office when the change is committed, never the one the change installs) and retu
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable, Optional, Sequence
 
 import msgpack
@@ -58,6 +59,11 @@ def combine(approvals: Iterable[Approval]) -> tuple[Approval, ...]:
     for a in approvals:
         by_key.setdefault(bytes(a.signer), a)
     return tuple(by_key[k] for k in sorted(by_key))
+
+
+def add_approvals(msg: Message, approvals: Iterable[Approval]) -> Message:
+    """`msg` carrying `approvals` besides those it has, in canonical order."""
+    return dataclasses.replace(msg, approvals=combine((*msg.approvals, *approvals)))
 
 
 def approvals_problem(msg: Message, committee: Sequence[bytes], domain: str,

@@ -86,6 +86,12 @@ class Draft:
     groups: dict
     retired: dict[str, int]
     old_keys: dict[str, frozenset[bytes]]
+    areas: dict = dataclasses.field(default_factory=dict)  # the view's grid areas (market-partner ids change)
+    open_groups: dict = dataclasses.field(default_factory=dict)  # every open group, also outside an area's view
+    closed_groups: dict[str, int] = dataclasses.field(default_factory=dict)  # group EIC -> period closed from
+
+    def rotate_out(self, malo_id: str, old_key: bytes) -> None:
+        self.old_keys[malo_id] = self.old_keys.get(malo_id, frozenset()) | {old_key}
 
 
 @change_type
@@ -111,6 +117,11 @@ class RegistryChange(Message):
 
     def digest(self) -> bytes:
         return sha256(self.encode())
+
+    @property
+    def conflict_key(self) -> str:
+        """Changes of one meter point conflict (one pending per meter point)."""
+        return self.malo_id
 
     @property
     def kind_name(self) -> str:
@@ -149,13 +160,13 @@ class RegistryChange(Message):
             del d.meter_points[self.malo_id]
             d.retired[self.malo_id] = self.effective_period
         elif self.kind == METER_KEY_ROTATED:
-            d.old_keys[self.malo_id] = d.old_keys.get(self.malo_id, frozenset()) | {mp.meter_key}
+            d.rotate_out(self.malo_id, mp.meter_key)
             d.meter_points[self.malo_id] = mp._replace(meter_key=bytes(self.meter_key))
         elif self.kind == SUPPLIER_SWITCH:
             d.assignments.append(Assignment(self.malo_id, self.effective_period, self.balancing_group, self.supplier))
         group = self.balancing_group
-        if group and group not in d.groups and group in d.pool.balancing_groups:
-            d.groups[group] = d.pool.balancing_groups[group]
+        if group and group not in d.groups and group in d.open_groups:
+            d.groups[group] = d.open_groups[group]
 
 
 AnyChange = Union[RegistryChange, Message]  # any registered kind (CHANGE_TYPES)
@@ -225,6 +236,20 @@ def approving_keys(view: Registry, c: AnyChange, history: tuple) -> tuple[bytes,
     return registry_at(view, c.effective_period - 1, history).validator_keys()
 
 
+def approval_terms(view: Registry, c: AnyChange, history: tuple) -> tuple[tuple[bytes, ...], str]:
+    """(the keys that must approve `c`, the chain id their approvals sign under): a kind's own
+    `approval_terms` (e.g. market changes: the network committee, the genesis chain id), else the chain's
+    committee just before it applies and the chain's id."""
+    own = getattr(c, "approval_terms", None)
+    return own(view, history) if own is not None else (approving_keys(view, c, history), view.chain_id)
+
+
+def approval_problem(view: Registry, c: AnyChange, history: tuple) -> Optional[tuple[str, str]]:
+    """(reason, one line) for what is wrong with an approved change's approvals, or None."""
+    keys, chain = approval_terms(view, c, history)
+    return approvals_problem(c, keys, type(c).DOMAIN, chain)
+
+
 def trust_problem(view: Registry, changes: Sequence[AnyChange]) -> Optional[str]:
     """The first approved change in `changes` (history order) that the committee in effect before it did not
     approve (more than 2/3, valid signatures under its kind's DOMAIN and the chain's id), as one line, or
@@ -233,7 +258,7 @@ def trust_problem(view: Registry, changes: Sequence[AnyChange]) -> Optional[str]
     history: tuple = ()
     for c in changes:
         if is_approved(c):
-            problem = approvals_problem(c, approving_keys(view, c, history), type(c).DOMAIN, view.chain_id)
+            problem = approval_problem(view, c, history)
             if problem is not None:
                 return f"{c.describe()}: {problem[0]}: {problem[1]}"
         history = (*history, c)
@@ -245,13 +270,20 @@ def genesis_pool(registry: Registry) -> Registry:
     return registry.__dict__.get("_genesis", registry)
 
 
+def group_pool(registry: Registry) -> dict:
+    """Every balancing group open in a registry version, also those outside an area's view: the genesis's,
+    plus the groups opened, minus the groups closed by the changes in effect (registry/market.py)."""
+    pool = registry.__dict__.get("_pool")
+    return genesis_pool(registry).balancing_groups if pool is None else pool
+
+
 def _apply(base: Registry, effective: tuple[AnyChange, ...]) -> Registry:
     pool = genesis_pool(base)
     d = Draft(base, pool, base.validators, dict(base.meter_points), list(base.assignments),
-              dict(base.balancing_groups), {}, {})
+              dict(base.balancing_groups), {}, {}, dict(base.grid_areas), dict(group_pool(base)))
     for c in effective:
         c.apply(d)
-    version = Registry(base.params, d.validators, base.grid_areas.values(), d.groups.values(),
+    version = Registry(base.params, d.validators, d.areas.values(), d.groups.values(),
                        base.meter_operators.values(), d.meter_points.values(), d.assignments,
                        base.external_parties.values(), base.suppliers.values(),
                        network_committee=base.network_committee, scope=base.scope,
@@ -260,6 +292,8 @@ def _apply(base: Registry, effective: tuple[AnyChange, ...]) -> Registry:
     version.__dict__["_version"] = version_hash(base, effective)
     version.__dict__["_genesis"] = pool
     version.__dict__["_effective"] = effective
+    version.__dict__["_pool"] = d.open_groups
     version.retired = d.retired
     version.old_keys = d.old_keys
+    version.closed_groups = d.closed_groups
     return version

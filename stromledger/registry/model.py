@@ -187,6 +187,7 @@ class Registry:
         # Filled in registry versions with changes in effect (registry/changes.py), for precise reasons:
         self.retired: dict[str, int] = {}  # MaLo-ID -> the period it was retired from
         self.old_keys: dict[str, frozenset[bytes]] = {}  # MaLo-ID -> meter keys rotated out
+        self.closed_groups: dict[str, int] = {}  # balancing group EIC -> the period it was closed from
 
     # -- parameters, for short call sites ----------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import export_chain as chain
-from stromledger.cascade.messages import MEASURED, MISSING, QUALITY_NAMES
+from stromledger.cascade.messages import MEASURED, MISSING, QUALITY_NAMES, PeriodSeal
 from stromledger.cascade.rows import MeterRow, leaf_bytes
 from stromledger.export import ExportError, tables
 from stromledger.export.manifest import count_records
@@ -64,6 +64,16 @@ text = st.text(st.characters(min_codepoint=0, max_codepoint=0x3ff), max_size=6)
 def generic_meter_files(period, seal_hash, rows):
     records = [tables.meter_record(period, seal_hash, r) for r in rows]
     return tables.meter_points_csv(records), tables.meter_points_jsonl(records)
+
+
+def test_no_meter_points_still_make_both_files(registry, commits):
+    from stromledger.export.build import Export
+
+    c = commits[0]
+    seal = PeriodSeal.decode(c.seal_bytes)
+    export = Export(registry, seal, c.seal_bytes, None, seal.result(chain.G), [], None)
+    names = {name for name, _ in export.pieces()}
+    assert {tables.METER_POINTS_CSV, tables.METER_POINTS_JSONL} <= names
 
 
 def test_meter_point_lines_are_the_generic_bytes(registry):
@@ -134,3 +144,45 @@ def test_stored_rows_that_are_not_leaves_are_refused(registry):
     unknown = encode_period_rows(5, 1, [row(malo="59999999999")])
     with pytest.raises(ExportError, match="not in the registry"):
         decode_period_rows(registry, unknown)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["a.csv", "a.jsonl", "a.edi", "a.bin"]),
+       st.lists(st.sampled_from([b"QTY+", b"\nQTY+", b"\nQT", b"Y+", b"Q", b"\n", b"x,1\n", b"TY+"]), max_size=12),
+       st.lists(st.integers(0, 60), max_size=6))
+def test_file_digest_is_file_entry(name, parts, cuts):
+    """Hashed and counted piece by piece, cut anywhere (a record split across two pieces too), a file gets
+    the manifest entry of its whole bytes."""
+    from stromledger.export.manifest import FileDigest, file_entry
+
+    data = b"".join(parts)
+    bounds = sorted({0, len(data), *(min(c, len(data)) for c in cuts)})
+    digest = FileDigest(name)
+    for a, b in zip(bounds, bounds[1:]):
+        digest.update(data[a:b])
+    assert digest.entry() == file_entry(name, data)
+    assert digest.entry(7)["records"] == 7
+    given = FileDigest(name, count=False)
+    given.update(data)
+    assert given.entry(7) == {"sha256": file_entry(name, data)["sha256"], "records": 7}
+    with pytest.raises(ValueError):
+        given.entry()
+
+
+def test_export_written_in_pieces_is_the_whole_export(tmp_path, registry, commits):
+    """write_export_pieces writes what build_export makes, leaves an identical export alone and refuses a
+    different one, as write_export does."""
+    from stromledger.export import build_export, read_export
+    from stromledger.export.build import prepare_export
+    from stromledger.export.writer import write_export_pieces
+
+    c = commits[0]
+    cert = PeriodSeal.decode(commits[1].seal_bytes).last_commit
+    files = build_export(registry, c.seal_bytes, cert, chain.G, c.rows[chain.G])
+    path = write_export_pieces(tmp_path, prepare_export(registry, c.seal_bytes, cert, chain.G, c.rows[chain.G]))
+    assert read_export(path) == files
+    assert write_export_pieces(tmp_path, prepare_export(registry, c.seal_bytes, cert, chain.G,
+                                                        c.rows[chain.G])) == path
+    (path / "areas.csv").write_bytes(b"changed")
+    with pytest.raises(ExportError, match="different export"):
+        write_export_pieces(tmp_path, prepare_export(registry, c.seal_bytes, cert, chain.G, c.rows[chain.G]))

@@ -182,3 +182,44 @@ async def test_a_genesis_batch_is_routed_to_its_chains_and_a_refusal_comes_back(
                 nursery.cancel_scope.cancel()
     for s in stores:
         s.close()
+
+
+@pytest.mark.trio
+async def test_a_market_change_goes_to_every_chain_and_a_wim_change_to_its_area(tmp_path):
+    from nodes.datagen.synthetic import eic_for
+    from stromledger.ids import make_market_partner_id
+    from stromledger.registry import committee
+    from stromledger.registry.market import GROUP_OPENED, approve_change, market_change, operator_change
+
+    start = int(time.time()) - 600
+    genesis = devnet_registry(validators=4, balancing_groups=2, meters=12, period_seconds=60, genesis_start=start,
+                              chain_id="test-chains-market")
+    effective = int(time.time()) // 60 + 5
+    opening = market_change(GROUP_OPENED, effective, eic_for("NEWBG", 1), name="New group",
+                            operator_key=devnet_key("new-brp").public,
+                            market_partner_id=make_market_partner_id("990000000001"))
+    opening = opening.with_approvals(approve_change(devnet_key(v.name), genesis.chain_id, opening)
+                                     for v in committee(genesis, NETWORK))
+    mp = next(m for m in genesis.meter_points.values() if m.kind != "boundary")
+    grid = next(v.name for v in genesis.validators if v.grid_area == mp.grid_area)
+    operator = next(n for n, o in genesis.meter_operators.items() if o.name != mp.meter_operator)
+    current = next(f"meter-operator-{i}" for i in range(1, 10)
+                   if devnet_key(f"meter-operator-{i}").public == genesis.meter_operators[mp.meter_operator].public_key)
+    wim = operator_change(mp.malo_id, effective, operator)
+    wim = wim.with_approvals(approve_change(devnet_key(k), genesis.chain_id, wim)
+                             for k in (grid, current))
+    submitter = devnet_key("meter-operator-1")
+    async with MemoryHub() as hub:
+        _, chains, stores = validator_1(tmp_path, genesis, hub)
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(chains.serve)
+                data = make_batch(submitter, genesis.chain_id, approved=[opening, wim]).encode()
+                receipt = Receipt.decode(await chains._on_submit(submitter.public, data))
+                assert receipt.batch_reason == 0 and receipt.accepted == 2 and not receipt.rejected
+                pending = {scope: set(c.ledger.acceptor._changes) for scope, c in chains.chains.items()}
+                assert all(("market", opening.party) in keys for keys in pending.values())  # every chain
+                assert {s for s, keys in pending.items() if mp.malo_id in keys} == {mp.grid_area}
+                nursery.cancel_scope.cancel()
+    for s in stores:
+        s.close()

@@ -171,3 +171,93 @@ def test_the_churn_plan_replaces_a_committee_member_by_the_follower(seated):
     chain = view(registry, c.scope)
     assert list(c.members) == ["validator-1", "validator-2", "validator-3", "validator-5"]
     assert (approved_shape(chain, c) or judge_change(chain, (), c, registry.genesis_period, {}, frozenset())) is None
+
+
+def test_market_and_meter_operator_changes_are_approved_and_checked_with_their_approvals(seated, tmp_path, capsys):
+    from nodes.datagen.synthetic import eic_for
+    from stromledger.ids import make_market_partner_id
+
+    base, registry = seated
+    effective = registry.genesis_period + 5
+    group, partner = eic_for("CLIBG", 1), make_market_partner_id("990000000001")
+    opening = write(tmp_path / "open.toml", f'kind = "open_group"\nbalancing_group = "{group}"\neffective = '
+                                            f'{effective}\nname = "New group"\noperator_key = '
+                                            f'"{devnet_key("new-brp").public.hex()}"\nmarket_partner_id = "{partner}"\n')
+    approvals = []
+    for i in (1, 2, 3):  # the network committee: validator-1 .. 4 (more than 2/3: 3)
+        out = str(tmp_path / f"market-{i}.toml")
+        assert main(["registry", "approve", "--home", str(base / f"v{i}"), opening, "--out", out]) == 0
+        approvals.append(out)
+    capsys.readouterr()
+    home = str(base / "v1")
+    assert main(["registry", "change", "--home", home, opening, "--dry-run", "--approvals", *approvals]) == 0
+    assert "ok: the change checks out" in capsys.readouterr().out
+    assert main(["registry", "change", "--home", home, opening, "--dry-run", "--approvals", *approvals[:2]]) == 1
+    assert "REFUSED: insufficient_approvals" in capsys.readouterr().out
+    wrong_id = write(tmp_path / "id.toml", f'kind = "market_partner_id"\nparty = "{group}"\neffective = '
+                                           f'{effective}\nmarket_partner_id = "{partner[:12]}{(int(partner[12]) + 1) % 10}"\n')
+    assert main(["registry", "change", "--home", home, wrong_id, "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "REFUSED: malformed" in out and "check digit" in out
+
+    # WiM: the current meter operator's home and the area's grid operator (a validator home of the area)
+    m = next(x for x in registry.malo_order if registry.meter_points[x].kind == "consumer")
+    mp = registry.meter_points[m]
+    label = next(f"meter-operator-{i}" for i in range(1, 10)
+                 if devnet_key(f"meter-operator-{i}").public == registry.meter_operators[mp.meter_operator].public_key)
+    init_home(tmp_path / "mop", "meter-point", base / "v1" / "genesis.toml", key=devnet_key(label), name="mop")
+    grid = next(i for i in range(1, 6) if registry.validators[i - 1].grid_area == mp.grid_area)
+    new_operator = next(n for n in registry.meter_operators if n != mp.meter_operator)
+    wim = write(tmp_path / "wim.toml", f'kind = "meter_operator"\nmalo_id = "{m}"\neffective = {effective}\n'
+                                       f'meter_operator = "{new_operator}"\n')
+    both = [str(tmp_path / "wim-mop.toml"), str(tmp_path / "wim-grid.toml")]
+    assert main(["registry", "approve", "--home", str(tmp_path / "mop"), wim, "--out", both[0]]) == 0
+    assert main(["registry", "approve", "--home", str(base / f"v{grid}"), wim, "--out", both[1]]) == 0
+    capsys.readouterr()
+    assert main(["registry", "change", "--home", home, wim, "--dry-run", "--approvals", *both]) == 0
+    assert "ok: the change checks out" in capsys.readouterr().out
+    assert main(["registry", "change", "--home", home, wim, "--dry-run", "--approvals", both[0]]) == 1
+    assert "REFUSED: insufficient_approvals" in capsys.readouterr().out
+
+
+def test_registry_show_lists_groups_ids_and_meter_operators_as_changed(seated):
+    from nodes.datagen.synthetic import eic_for
+    from stromledger.ids import make_market_partner_id
+    from stromledger.registry.market import GROUP_OPENED, PARTNER_ID_SET, market_change, operator_change
+
+    _, registry = seated
+    p = registry.genesis_period + 5
+    group, area = eic_for("CLIBG", 2), next(iter(registry.grid_areas))
+    opened = market_change(GROUP_OPENED, p, group, name="New group", operator_key=devnet_key("brp").public,
+                           market_partner_id=make_market_partner_id("990000000001"))
+    new_id = market_change(PARTNER_ID_SET, p, area, market_partner_id=make_market_partner_id("990000000002"))
+    m = next(x for x in registry.malo_order if registry.meter_points[x].kind == "consumer")
+    other = next(n for n in registry.meter_operators if n != registry.meter_points[m].meter_operator)
+    history = tuple(sorted((opened, new_id, operator_change(m, p, other)), key=lambda c: (p, c.digest())))
+    before, after = registry_report(registry, history, p - 1), registry_report(registry, history, p)
+    assert {x["party"]: x["status"] for x in before["changed_parties"]} == {group: "not yet open", area: "grid area"}
+    parties = {x["party"]: x for x in after["changed_parties"]}
+    assert parties[group]["status"] == "open" and parties[group]["market_partner_id"] == opened.market_partner_id
+    assert parties[area]["market_partner_id"] == new_id.market_partner_id
+    assert after["changed_meter_points"][0]["meter_operator"] == other
+    assert len(after["in_effect"]) == 3 and not after["scheduled"]
+    assert after["area_versions"][area] != before["area_versions"][area]
+
+
+def test_the_churn_plan_of_six_periods_opens_a_group_and_switches_into_it(homes):
+    from nodes.churn import MARKET_PERIODS, opened_by
+    from stromledger.cascade.changes import approved_shape, judge_change
+    from stromledger.registry import NETWORK, MarketChange
+
+    _, registry = homes
+    plan = plan_churn(registry, MARKET_PERIODS)
+    assert len(plan) == len(plan_churn(registry)) + 2
+    opening = next(c for c in plan if isinstance(c, MarketChange))
+    switch = next(c for c in plan if opened_by(plan, c) is opening)
+    height = registry.genesis_period
+    for scope in (NETWORK, area_of(registry, switch)):  # every chain judges the opening alike
+        chain = view(registry, scope)
+        assert (approved_shape(chain, opening) or judge_change(chain, (), opening, height, {}, frozenset())) is None
+    chain = view(registry, area_of(registry, switch))
+    assert judge_change(chain, (), switch, height + 1, {}, frozenset()).reason.label == "unknown_balancing_group"
+    assert judge_change(chain, (opening,), switch, height + 1, {}, frozenset()) is None  # once it is committed
