@@ -692,7 +692,8 @@ class Validator(RoleNode):
                 return
             for h in heights:
                 if not await self._export_guarded(h, trio.to_thread.run_sync, export_committed, self.store,
-                                                  self.reg, h, self.export_root, drain_in_thread):
+                                                  self.reg, h, self.export_root, drain_in_thread,
+                                                  self.ledger.acceptor.state.changes):
                     scanned = min(scanned, h)
             self._exported_below = scanned
 

@@ -36,6 +36,7 @@ from stromledger.cascade import Batch, Reading, SettledState, build_seal, rebuil
 from stromledger.cascade.checks import NO_SIG
 from stromledger.cascade.rows import check_invariants, entry_rows, leaf_bytes, summarize
 from nodes.datagen.synthetic import key_for, make_synthetic, unverified
+from nodes.gc_policy import settled_collector
 
 from .timing import proc_memory, reset_peak_rss, stopwatch, timed
 
@@ -131,7 +132,7 @@ def _height(reg, state: SettledState, height: int, checked: list, store, last_co
     export_s = export_cpu_s = None
     if export_dir is not None:  # what the validator then does with write_exports on (Validator._on_decide)
         with stopwatch() as export_lap:
-            export_committed(store, reg, height - 1, export_dir, drain_in_thread)
+            export_committed(store, reg, height - 1, export_dir, drain_in_thread, state.changes)
         export_s, export_cpu_s = export_lap.wall, export_lap.cpu
     result = outcome.seal.result(height)
     n = result.meter_points
@@ -200,7 +201,9 @@ def run_size(meters: int, batch_size: int = 10_000, skip: float = 0.01, seed: in
     g = reg.genesis_period
     state = SettledState.genesis(reg)
     heights = []
-    with tempfile.TemporaryDirectory(prefix="stromledger-bench-cascade-") as tmp:
+    # the collector on the validator's schedule (nodes/gc_policy.py: the loaded registry frozen, full
+    # collections rare), as a validator process builds, commits and exports
+    with tempfile.TemporaryDirectory(prefix="stromledger-bench-cascade-") as tmp, settled_collector():
         from stromledger.store import Store
 
         store = Store(Path(tmp) / "ledger.sqlite3")

@@ -153,12 +153,16 @@ def _replayed_rows(store: StoreReader, registry: Registry, wanted: set[Key]) -> 
     return out
 
 
-def prepared_exports(store: StoreReader, registry: Registry, height: int) -> Iterator[tuple[Key, Export]]:
+def prepared_exports(store: StoreReader, registry: Registry, height: int,
+                     history: Optional[tuple[RegistryChange, ...]] = None) -> Iterator[tuple[Key, Export]]:
     """The exports of every period result in the committed seal at `height`, checked, by (period, version).
-    Needs height + 1 committed (see final_commit)."""
+    Needs height + 1 committed (see final_commit). `history`: the committed registry changes when the caller
+    holds them (a validator's settled state); else they are read from the store's latest state snapshot,
+    which at a million meter points costs about a second."""
     seal, seal_bytes, cert = final_commit(store, height)
     keys = [(r.period, r.version) for r in seal.results]
-    history = registry_history(store)
+    if history is None:
+        history = registry_history(store)
     rows = committed_rows(store, registry, keys + [(p, v - 1) for p, v in keys if v > 1], history)
     committee = registry_at(registry, height, history)
     for p, v in keys:
@@ -172,15 +176,17 @@ def exports_of_seal(store: StoreReader, registry: Registry, height: int) -> dict
 
 
 def export_committed(store: StoreReader, registry: Registry, height: int, base_dir: str | os.PathLike[str],
-                     drain: Drain = drain_in_line) -> list[Path]:
+                     drain: Drain = drain_in_line,
+                     history: Optional[tuple[RegistryChange, ...]] = None) -> list[Path]:
     """Write the export of every period result in the committed seal at `height` (version 1 of period
     `height` and any corrections of earlier periods) under `<base_dir>/exports/`; return their directories.
     The certificate is the one the seal at height + 1 carries, so every node writes the same bytes; a
     validator calls this for height h - 1 when height h commits. Safe to call again (identical exports are
     left alone); raises ExportError if height + 1 is not committed or the store lacks what an export needs,
     ExportConflict if a different export of the same period and version is already there. `drain`: how the
-    pieces reach the files (writer.Drain)."""
-    return [write_export_pieces(base_dir, export, drain) for _, export in prepared_exports(store, registry, height)]
+    pieces reach the files (writer.Drain); `history` as for prepared_exports."""
+    return [write_export_pieces(base_dir, export, drain)
+            for _, export in prepared_exports(store, registry, height, history)]
 
 
 def exported(base_dir: str | os.PathLike[str], registry: Registry, period: int, version: int) -> bool:
