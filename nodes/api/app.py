@@ -25,7 +25,6 @@ from starlette.staticfiles import StaticFiles
 from stromledger.chains import decode_seal
 from stromledger.codec import CodecError
 from stromledger.consensus.messages import CommitCertificate
-from stromledger.export.committed import registry_history
 from stromledger.registry import registry_at
 from stromledger.ids import IdError, parse_malo_id
 
@@ -153,7 +152,7 @@ class _Api:
     def _committee(chain: ChainView, height: int) -> tuple:
         """The validators deciding `height`: the genesis view's, or those the committed committee changes
         installed by then (docs/registry.md)."""
-        return registry_at(chain.registry, height, registry_history(chain.store)).validators
+        return registry_at(chain.registry, height, chain.registry_changes()).validators
 
     def _signers(self, chain: ChainView, certificate: CommitCertificate) -> list[dict[str, Any]]:
         validators = self._committee(chain, certificate.height)
@@ -210,7 +209,7 @@ class _Api:
     async def seal(self, request: Request) -> Response:
         chain = self._chain(request)
         commit = self._commit(chain, request.path_params["height"])
-        doc = commit_summary(commit, chain.registry, registry_history(chain.store))
+        doc = commit_summary(commit, chain.registry, chain.registry_changes())
         doc["period"] = chain.registry.period(commit.height).iso()
         doc["seal"] = bytes(commit.value).hex()
         return JSONResponse(doc)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from stromledger.export.committed import registry_history
 from stromledger.registry import Registry
 
 
@@ -23,6 +24,13 @@ class ChainView:
     store: Any  # stromledger.store.Store, read from the node's own trio thread
     exports_dir: Path
     light_reply: Optional[Callable[[int, tuple[str, ...]], Any]]  # async (period, malo_ids) -> LightReply | ErrorReply
+    # the committed registry changes as the node holds them in memory (a validator's settled state); without
+    # it they are decoded from the store's latest state snapshot, which is large for a large area
+    held_changes: Optional[Callable[[], tuple]] = None
+
+    def registry_changes(self) -> tuple:
+        """The chain's committed registry changes (committee changes among them)."""
+        return self.held_changes() if self.held_changes is not None else registry_history(self.store)
 
 
 class NodeSource:
@@ -39,7 +47,8 @@ class NodeSource:
         if chains:
             self._chains = {c.chain_id: ChainView(c.chain_id, c.scope or c.chain_id, c.reg, c.store,
                                                   c.export_root / "exports",
-                                                  node.light_reply if c.is_network else c.light_reply)
+                                                  node.light_reply if c.is_network else c.light_reply,
+                                                  lambda c=c: c.ledger.acceptor.state.changes)
                             for c in chains.values()}
             top = node.network or next(iter(chains.values()))
             self.default_chain = top.chain_id
