@@ -27,8 +27,8 @@ from stromledger.registry.changes import (
 )
 from stromledger.registry.committee import SMALL_COMMITTEE, CommitteeChange
 from stromledger.registry.market import grid_operator_keys, is_group_closing, is_group_opening
-from stromledger.registry.scopes import scopes
 from stromledger.registry.genesis import MAX_POWER_W
+from stromledger.registry.scopes import scopes
 
 from .rejections import Reason, Rejection
 
@@ -204,7 +204,6 @@ def opened_group_keys(history: tuple) -> frozenset[bytes]:
     """The operator keys of the balancing groups opened by committed changes: they submit batches (their
     schedules) like the genesis's group operators; each schedule is judged by its period's version."""
     return frozenset(bytes(c.operator_key) for c in history if is_group_opening(c))
-
 
 
 # -- approved changes ---------------------------------------------------------------------------------------

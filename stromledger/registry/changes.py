@@ -132,10 +132,6 @@ class RegistryChange(Message):
                 METER_POINT_ADDED: f" in {self.grid_area}/{self.balancing_group}"}.get(self.kind, "")
         return f"{self.kind_name} of {self.malo_id}{what} from period {self.effective_period}"
 
-    @property
-    def conflict_key(self) -> str:
-        return self.malo_id
-
     def json_fields(self) -> dict:
         out = {"kind": self.kind_name, "malo_id": self.malo_id, "effective_period": self.effective_period,
                "signer": self.signer.hex()}
