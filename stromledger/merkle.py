@@ -20,8 +20,16 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
+def leaf_hashes(leaves: list[bytes]) -> list[bytes]:
+    """The leaf hashes of `leaves`, the tree's lowest level (`root_of_leaf_hashes` finishes the tree)."""
+    return [leaf_hash(x) for x in leaves]
+
+
 def _levels(leaves: list[bytes]) -> list[list[bytes]]:
-    level = [leaf_hash(x) for x in leaves]
+    return _levels_above(leaf_hashes(leaves))
+
+
+def _levels_above(level: list[bytes]) -> list[list[bytes]]:
     levels = [level]
     sha = hashlib.sha256
     while len(level) > 1:
@@ -37,6 +45,13 @@ def root(leaves: list[bytes]) -> bytes:
     if not leaves:
         return EMPTY_ROOT
     return _levels(leaves)[-1][0]
+
+
+def root_of_leaf_hashes(hashes: list[bytes]) -> bytes:
+    """The root of the tree whose leaves hash to `hashes` (the leaves hashed a part at a time)."""
+    if not hashes:
+        return EMPTY_ROOT
+    return _levels_above(hashes)[-1][0]
 
 
 class Tree:

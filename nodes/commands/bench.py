@@ -85,7 +85,7 @@ def register(subparsers) -> None:
     s.add_argument("--skip", type=float, default=0.01, help="share of meters without a reading, substituted "
                                                             "(default 0.01)")
     s.add_argument("--no-export", dest="export", action="store_false",
-                   help="skip timing the billing export after the commit (about 70 s at 1M meter points)")
+                   help="skip timing the billing export after the commit (about 10 s per height at 1M meter points)")
     _common(s)
 
     s = sub.add_parser("merkle", help="Merkle tree of N leaves and its proofs vs raw SHA-256")

@@ -169,72 +169,99 @@ def summarize(registry: Registry, period: int, version: int, rows: Iterable[Mete
     `leaves`: the Merkle leaves of `rows`, one per row, when the caller has them as stored bytes (the export
     of a node's own period rows, which were decoded from exactly these bytes): they are hashed as they are
     instead of re-encoding every row."""
-    pack = msgpack.Packer(use_bin_type=True).pack
-    mps = registry.meter_points
-    stored = leaves is not None
-    if not stored:
-        leaves = []
-    cells: dict[tuple[str, str], list[int]] = {}
-    mix: dict[tuple[str, str], int] = {}
-    exin = dict.fromkeys(registry.grid_areas, 0)
-    exout = dict.fromkeys(registry.grid_areas, 0)
-    quality = [0, 0, 0, 0, 0]
-    meter_inj = meter_wd = 0
-    for row in rows:
+    summary = Summary(registry, period, version, schedules, schedule_issues)
+    summary.add(rows, leaves)
+    return summary.result()
+
+
+class Summary:
+    """`summarize`, fed the rows a part at a time (`add`, in MaLo-ID order), then `result`: an export checks
+    the rows it formats chunk by chunk, in the same pass."""
+
+    def __init__(self, registry: Registry, period: int, version: int, schedules: tuple[ScheduleLine, ...] = (),
+                 schedule_issues: tuple[ScheduleIssue, ...] = ()):
+        self.registry, self.period, self.version = registry, period, version
+        self.schedules, self.schedule_issues = schedules, schedule_issues
+        self.cells: dict[tuple[str, str], list[int]] = {}
+        self.mix: dict[tuple[str, str], int] = {}
+        self.exin = dict.fromkeys(registry.grid_areas, 0)
+        self.exout = dict.fromkeys(registry.grid_areas, 0)
+        self.quality = [0, 0, 0, 0, 0]
+        self.meter_inj = self.meter_wd = 0
+        self.leaf_hashes: list[bytes] = []
+
+    def add(self, rows: Iterable[MeterRow], leaves: list[bytes] | None = None) -> None:
+        """The next rows; `leaves`: their stored Merkle leaves (see `summarize`)."""
+        pack = msgpack.Packer(use_bin_type=True).pack
+        mps, period = self.registry.meter_points, self.period
+        stored = leaves is not None
         if not stored:
-            leaves.append(pack([LEAF_TAG, period, *row[:12]]))
-        q = row[4]
-        if q not in QUALITY_NAMES:
-            raise ValueError(f"{row[0]}: quality {q!r} is not one of 1-4")
-        quality[q] += 1
-        wd, inj = row[5], row[6]
-        if row[12] == "boundary":
-            mp = mps.get(row[0])
-            if mp is None or mp.kind != "boundary":
-                raise ValueError(f"{row[0]} is not a boundary meter in the registry")
-            book_boundary(exin, exout, mp, wd, inj)
-            continue
-        key = (row[1], row[2])
-        c = cells.get(key)
-        if c is None:
-            cells[key] = c = [0, 0, 0]
-        c[0] += 1
-        c[1] += inj
-        c[2] += wd
-        meter_inj += inj
-        meter_wd += wd
-        if inj:
-            k = (row[2], row[13])
-            mix[k] = mix.get(k, 0) + inj
+            leaves = []
+        cells, mix, exin, exout, quality = self.cells, self.mix, self.exin, self.exout, self.quality
+        before = sum(quality)
+        meter_inj = meter_wd = 0
+        for row in rows:
+            if not stored:
+                leaves.append(pack([LEAF_TAG, period, *row[:12]]))
+            q = row[4]
+            if q not in QUALITY_NAMES:
+                raise ValueError(f"{row[0]}: quality {q!r} is not one of 1-4")
+            quality[q] += 1
+            wd, inj = row[5], row[6]
+            if row[12] == "boundary":
+                mp = mps.get(row[0])
+                if mp is None or mp.kind != "boundary":
+                    raise ValueError(f"{row[0]} is not a boundary meter in the registry")
+                book_boundary(exin, exout, mp, wd, inj)
+                continue
+            key = (row[1], row[2])
+            c = cells.get(key)
+            if c is None:
+                cells[key] = c = [0, 0, 0]
+            c[0] += 1
+            c[1] += inj
+            c[2] += wd
+            meter_inj += inj
+            meter_wd += wd
+            if inj:
+                k = (row[2], row[13])
+                mix[k] = mix.get(k, 0) + inj
+        self.meter_inj += meter_inj
+        self.meter_wd += meter_wd
+        if stored and sum(quality) - before != len(leaves):
+            raise ValueError(f"{len(leaves)} leaves for {sum(quality) - before} rows")
+        self.leaf_hashes += merkle.leaf_hashes(leaves)
 
-    if stored and sum(quality) != len(leaves):
-        raise ValueError(f"{len(leaves)} leaves for {sum(quality)} rows")
-    cell_list = [CellTotal(area, group, n, inj, wd) for (area, group), (n, inj, wd) in sorted(cells.items())]
-    areas, groups = area_and_group_totals(registry, cell_list, exin, exout, schedules)
-    by_group: dict[str, list[SourceWh]] = {}
-    for (g, source), wh in sorted(mix.items()):
-        by_group.setdefault(g, []).append(SourceWh(source, wh))
-    mixes = [GroupMix(g, tuple(lines)) for g, lines in by_group.items()]
+    def result(self) -> PeriodResult:
+        registry, schedules = self.registry, self.schedules
+        quality = self.quality
+        cell_list = [CellTotal(area, group, n, inj, wd) for (area, group), (n, inj, wd) in sorted(self.cells.items())]
+        areas, groups = area_and_group_totals(registry, cell_list, self.exin, self.exout, schedules)
+        by_group: dict[str, list[SourceWh]] = {}
+        for (g, source), wh in sorted(self.mix.items()):
+            by_group.setdefault(g, []).append(SourceWh(source, wh))
+        mixes = [GroupMix(g, tuple(lines)) for g, lines in by_group.items()]
 
-    net_export = sum(a.exout - a.exin for a in areas)
-    checks = Checks(
-        meter_inj=meter_inj,
-        meter_wd=meter_wd,
-        cell_inj=sum(c.inj for c in cell_list),
-        cell_wd=sum(c.wd for c in cell_list),
-        area_residual=sum(abs(a.inj + a.exin - a.wd - a.exout - a.loss) for a in areas),
-        schedule_net=sum(g.fpi - g.fpe for g in groups),
-        imbalance_sum=sum(g.imb for g in groups),
-        net_export=net_export,
-        external_net=external_net(registry, schedules),
-    )
-    return PeriodResult(
-        period=period, version=version, meter_points=len(leaves), measured=quality[1], substituted=quality[2],
-        corrected=quality[3], missing=quality[4], merkle_root=merkle.root(leaves), cells=tuple(cell_list),
-        areas=tuple(areas), groups=tuple(groups), mix=tuple(mixes), schedules=tuple(schedules),
-        schedule_issues=tuple(schedule_issues), net_export=net_export, checks=checks,
-        implausible_loss=implausible_loss(registry, areas), registry_version=registry.version,
-    )
+        net_export = sum(a.exout - a.exin for a in areas)
+        checks = Checks(
+            meter_inj=self.meter_inj,
+            meter_wd=self.meter_wd,
+            cell_inj=sum(c.inj for c in cell_list),
+            cell_wd=sum(c.wd for c in cell_list),
+            area_residual=sum(abs(a.inj + a.exin - a.wd - a.exout - a.loss) for a in areas),
+            schedule_net=sum(g.fpi - g.fpe for g in groups),
+            imbalance_sum=sum(g.imb for g in groups),
+            net_export=net_export,
+            external_net=external_net(registry, schedules),
+        )
+        return PeriodResult(
+            period=self.period, version=self.version, meter_points=len(self.leaf_hashes), measured=quality[1],
+            substituted=quality[2], corrected=quality[3], missing=quality[4],
+            merkle_root=merkle.root_of_leaf_hashes(self.leaf_hashes), cells=tuple(cell_list),
+            areas=tuple(areas), groups=tuple(groups), mix=tuple(mixes), schedules=tuple(schedules),
+            schedule_issues=tuple(self.schedule_issues), net_export=net_export, checks=checks,
+            implausible_loss=implausible_loss(registry, areas), registry_version=registry.version,
+        )
 
 
 def recompute_result(registry: Registry, rows: Iterable[MeterRow], like: PeriodResult,

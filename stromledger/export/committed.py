@@ -30,7 +30,7 @@ from stromledger.periods import format_utc
 from stromledger.registry import Registry, RegistryChange, registry_at
 
 from .build import Export, ExportError, prepare_export
-from .period_data import decode_period_rows, is_period_rows
+from .period_data import StoredRows, is_period_rows, stored_period_rows
 from .writer import Drain, drain_in_line, export_dir, write_export_pieces
 
 COMMIT_PAGE = 64
@@ -89,18 +89,20 @@ def registry_history(store: StoreReader) -> tuple[RegistryChange, ...]:
 
 
 def committed_rows(store: StoreReader, registry: Registry, wanted: Iterable[Key],
-                   history: tuple[RegistryChange, ...] = ()) -> dict[Key, list[MeterRow]]:
+                   history: tuple[RegistryChange, ...] = (), *,
+                   decoded: bool = True) -> dict[Key, list[MeterRow] | StoredRows]:
     """The rows of each wanted (period, version), from the store's period results, its latest state snapshot
     or, failing both, a replay of its commits. Raises ExportError when some cannot be found. `history`: the
-    committed registry changes (each period's rows follow its registry version)."""
+    committed registry changes (each period's rows follow its registry version). `decoded=False`: the store's
+    period results as StoredRows, decoded a chunk at a time as an export reads them."""
     todo = set(wanted)
-    out: dict[Key, list[MeterRow]] = {}
+    out: dict[Key, list[MeterRow] | StoredRows] = {}
     for period, version in sorted(todo):
         row = store.get_period_result(period, version)
         if row is not None and is_period_rows(row.data):
-            p, v, rows = decode_period_rows(registry_at(registry, period, history), row.data)
+            p, v, rows = stored_period_rows(registry_at(registry, period, history), row.data)
             if (p, v) == (period, version):
-                out[period, version] = rows
+                out[period, version] = rows.decoded() if decoded else rows
     todo -= out.keys()
     if todo:
         snapshot = store.latest_state()
@@ -163,7 +165,7 @@ def prepared_exports(store: StoreReader, registry: Registry, height: int,
     keys = [(r.period, r.version) for r in seal.results]
     if history is None:
         history = registry_history(store)
-    rows = committed_rows(store, registry, keys + [(p, v - 1) for p, v in keys if v > 1], history)
+    rows = committed_rows(store, registry, keys + [(p, v - 1) for p, v in keys if v > 1], history, decoded=False)
     committee = registry_at(registry, height, history)
     for p, v in keys:
         yield (p, v), prepare_export(registry_at(registry, p, history), seal_bytes, cert, p, rows[p, v],
@@ -248,7 +250,7 @@ def export_period(store: StoreReader, registry: Registry, period: int, version: 
     seal, seal_bytes, cert = final_commit(store, height)
     keys = [(period, version)] + ([(period, version - 1)] if version > 1 else [])
     history = registry_history(store)
-    rows = committed_rows(store, registry, keys, history)
+    rows = committed_rows(store, registry, keys, history, decoded=False)
     return write_export_pieces(base_dir, prepare_export(registry_at(registry, period, history), seal_bytes, cert,
                                                         period, rows[period, version], rows.get((period, version - 1)),
                                                         registry_at(registry, height, history)))

@@ -127,6 +127,13 @@ def decode_period_rows(registry: Registry, data: bytes) -> tuple[int, int, Perio
     canonical re-encode. `build_export` refuses rows whose leaves do not give the sealed Merkle root, and
     sealed leaves are canonical SettledReadings (the seal builder encodes them), so rows that pass that check
     are exactly the sealed ones; rows that do not pass it are never exported."""
+    period, version, rows = stored_period_rows(registry, data)
+    return period, version, rows.decoded()
+
+
+def stored_period_rows(registry: Registry, data: bytes) -> tuple[int, int, StoredRows]:
+    """(period, version, rows) as `decode_period_rows`, the rows decoded only when they are read, a chunk at
+    a time (StoredRows.chunks): an export formats, checks and writes each chunk in one pass."""
     try:
         obj = msgpack.unpackb(data, raw=False, use_list=False, strict_map_key=True, max_bin_len=MAX_DATA_BYTES,
                               max_map_len=0, max_ext_len=0)
@@ -136,31 +143,62 @@ def decode_period_rows(registry: Registry, data: bytes) -> tuple[int, int, Perio
         leaves = list(leaves)
         if not set(map(type, leaves)) <= {bytes}:
             raise ValueError("a stored leaf is not bytes")
-        mps, order = registry.meter_points, registry.malo_order
-        rows = []
-        for at in range(0, len(leaves), CHUNK):
-            # A few thousand leaves in one call: an array header before them (each leaf is one msgpack item).
-            part = leaves[at:at + CHUNK]
-            items = msgpack.unpackb(_array_header(len(part)) + b"".join(part), raw=False, use_list=False,
-                                    strict_map_key=True, max_bin_len=MAX_DATA_BYTES, max_map_len=0, max_ext_len=0)
-            if len(items) != len(part) or set(map(type, items)) - {tuple} or set(map(len, items)) - {14} or \
-                    set(map(itemgetter(0), items)) - {SettledReading.TAG}:
-                raise ValueError("a stored leaf is not a SettledReading")
-            periods = set(map(itemgetter(1), items)) - {period}
-            if periods:
-                raise ExportError(f"a leaf of period {min(periods)} among the rows of period {period}")
-            # MeterRow(*item[2:], mp.kind, mp.source) for each item, in C loops (map) rather than bytecode; the
-            # (kind, source) of the registry's meter points in MaLo-ID order are kept with the registry version
-            if tuple(map(_MALO, items)) == order[at:at + len(part)]:
-                kinds = kind_source(registry)[at:at + len(part)]
-            else:  # not the registry's order (check_rows refuses it), or a meter point it does not have
-                try:
-                    kinds = list(map(_KIND_SOURCE, map(mps.__getitem__, map(_MALO, items))))
-                except KeyError as e:
-                    raise ExportError(f"{e.args[0]} is not in the registry") from None
-            rows += map(new, repeat(MeterRow), map(add, map(_AFTER_PERIOD, items), kinds))
+    except (ValueError, TypeError, CodecError, msgpack.ExtraData) as e:
+        raise ExportError(f"stored period rows are malformed: {e}") from None
+    return period, version, StoredRows(registry, period, leaves)
+
+
+class StoredRows:
+    """The rows of a node's own stored period result, kept as their leaf bytes (`leaves`, the sealed Merkle
+    leaves if the rows are what was sealed) and decoded a chunk at a time when read (`chunks`), or whole
+    (`decoded`). An export never holds a MeterRow per meter point: each chunk's rows are formatted, checked
+    against the sealed result and dropped (at 1M meter points about a gigabyte of objects less, allocated
+    and freed)."""
+
+    __slots__ = ("registry", "period", "leaves")
+
+    def __init__(self, registry: Registry, period: int, leaves: list[bytes]):
+        self.registry, self.period, self.leaves = registry, period, leaves
+
+    def __len__(self) -> int:
+        return len(self.leaves)
+
+    def chunks(self) -> Iterator[tuple[int, list[MeterRow]]]:
+        """(index of the first, rows) of every CHUNK rows, in order."""
+        for at in range(0, len(self.leaves), CHUNK):
+            yield at, _decode_chunk(self.registry, self.period, self.leaves, at)
+
+    def decoded(self) -> PeriodRows:
+        rows: list[MeterRow] = []
+        for _, part in self.chunks():
+            rows += part
+        return PeriodRows(rows, self.leaves)
+
+
+def _decode_chunk(registry: Registry, period: int, leaves: list[bytes], at: int) -> list[MeterRow]:
+    """The MeterRows of leaves[at:at + CHUNK]."""
+    try:
+        # A few thousand leaves in one call: an array header before them (each leaf is one msgpack item).
+        part = leaves[at:at + CHUNK]
+        items = msgpack.unpackb(_array_header(len(part)) + b"".join(part), raw=False, use_list=False,
+                                strict_map_key=True, max_bin_len=MAX_DATA_BYTES, max_map_len=0, max_ext_len=0)
+        if len(items) != len(part) or set(map(type, items)) - {tuple} or set(map(len, items)) - {14} or \
+                set(map(itemgetter(0), items)) - {SettledReading.TAG}:
+            raise ValueError("a stored leaf is not a SettledReading")
+        periods = set(map(itemgetter(1), items)) - {period}
+        if periods:
+            raise ExportError(f"a leaf of period {min(periods)} among the rows of period {period}")
+        # MeterRow(*item[2:], mp.kind, mp.source) for each item, in C loops (map) rather than bytecode; the
+        # (kind, source) of the registry's meter points in MaLo-ID order are kept with the registry version
+        if tuple(map(_MALO, items)) == registry.malo_order[at:at + len(part)]:
+            kinds = kind_source(registry)[at:at + len(part)]
+        else:  # not the registry's order (the export refuses it), or a meter point it does not have
+            try:
+                kinds = list(map(_KIND_SOURCE, map(registry.meter_points.__getitem__, map(_MALO, items))))
+            except KeyError as e:
+                raise ExportError(f"{e.args[0]} is not in the registry") from None
+        return list(map(new, repeat(MeterRow), map(add, map(_AFTER_PERIOD, items), kinds)))
     except ExportError:
         raise
     except (ValueError, TypeError, CodecError, msgpack.ExtraData) as e:
         raise ExportError(f"stored period rows are malformed: {e}") from None
-    return period, version, PeriodRows(rows, leaves)

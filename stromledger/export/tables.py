@@ -98,6 +98,12 @@ def meter_records(period: Period, seal_hash: bytes, rows: Iterable[MeterRow]) ->
 _PLAIN = re.compile(r"[ !#-+\--\[\]-~]*")
 
 
+def _plain_columns(*columns: list) -> bool:
+    # plain is a property of each character: a column is plain if its values joined are
+    plain = _PLAIN.fullmatch
+    return all(set(map(type, column)) <= {str} and plain("".join(column)) for column in columns)
+
+
 def meter_points_files(period: Period, seal_hash: bytes,
                        rows: Sequence[MeterRow]) -> tuple[bytes, bytes, int | None]:
     """meter-points.csv and meter-points.jsonl, byte for byte what `meter_points_csv` and
@@ -121,12 +127,21 @@ class MeterPointLines:
     def of(cls, period: Period, seal_hash: bytes, rows: Sequence[MeterRow]) -> MeterPointLines | None:
         """The formatter for these rows; None if some text value is not plain (then the generic writers)."""
         start, end = interval(period)
-        plain = _PLAIN.fullmatch
-        # plain is a property of each character: a column is plain if its values joined are
-        for column in ([start, end, *QUALITY_NAMES.values()], *(list(map(itemgetter(i), rows))
-                                                                 for i in (0, 1, 2, 12, 13))):
-            if not set(map(type, column)) <= {str} or not plain("".join(column)):
-                return None
+        if not _plain_columns([start, end, *QUALITY_NAMES.values()],
+                              *(list(map(itemgetter(i), rows)) for i in (0, 1, 2, 12, 13))):
+            return None
+        return cls(start, end, seal_hash.hex())
+
+    @classmethod
+    def of_registry(cls, period: Period, seal_hash: bytes, registry: Registry) -> MeterPointLines | None:
+        """The formatter for rows whose text is the registry's (MaLo-IDs, areas, groups, kinds, sources), for
+        rows read a chunk at a time (a node's stored rows). None if some of that text is not plain."""
+        start, end = interval(period)
+        mps = registry.meter_points.values()
+        if not _plain_columns([start, end, *QUALITY_NAMES.values()], list(registry.malo_order),
+                              list(registry.grid_areas), list(registry.balancing_groups),
+                              list({mp.kind for mp in mps}), list({mp.source for mp in mps})):
+            return None
         return cls(start, end, seal_hash.hex())
 
     def __init__(self, start: str, end: str, seal: str):
@@ -184,11 +199,13 @@ def _cell(value) -> object:
     return "" if value is None else value
 
 
-def missing_counts(registry: Registry, rows: Sequence[MeterRow]) -> tuple[dict[str, int], dict[str, int]]:
+def missing_counts(registry: Registry, rows: Sequence[MeterRow], by_group: dict[str, int] | None = None,
+                   by_area: dict[str, int] | None = None) -> tuple[dict[str, int], dict[str, int]]:
     """How many meter points lack their value, per balancing group and per grid area (a boundary meter counts
-    for each area it joins): the sums in balancing-groups.csv and areas.csv say how many values they lack."""
-    by_group: dict[str, int] = {}
-    by_area: dict[str, int] = {}
+    for each area it joins): the sums in balancing-groups.csv and areas.csv say how many values they lack.
+    Given `by_group` and `by_area`, the counts of `rows` are added to them (rows a chunk at a time)."""
+    by_group = {} if by_group is None else by_group
+    by_area = {} if by_area is None else by_area
     for r in compress(rows, map(eq, map(itemgetter(4), rows), repeat(MISSING))):  # the missing ones, in C
         if r.balancing_group:
             by_group[r.balancing_group] = by_group.get(r.balancing_group, 0) + 1

@@ -105,6 +105,56 @@ def test_rows_from_period_results_state_and_replay_agree(tmp_path, registry, com
         s.close()
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 5])
+def test_stored_rows_read_a_chunk_at_a_time_make_the_same_exports(tmp_path, registry, commits, exports, monkeypatch,
+                                                                   chunk):
+    """An export of the store's period rows decodes, checks and formats them a chunk at a time: whatever the
+    chunk size (the MSCONS files of groups whose meter points are spread across chunks included), the bytes
+    are the export built from the whole rows."""
+    import stromledger.export.build as build
+    import stromledger.export.period_data as period_data
+
+    monkeypatch.setattr(build, "CHUNK", chunk)
+    monkeypatch.setattr(period_data, "CHUNK", chunk)
+    store = make_store(tmp_path / "home", commits)
+    base = tmp_path / "out"
+    for c in commits[:-1]:
+        for p in export_committed(store, registry, c.height, base):
+            start = {"20261121T100000Z": G, "20261121T101500Z": G + 1, "20261121T103000Z": G + 2}[p.parent.name]
+            assert read_export(p) == exports[start, int(p.name[1:])]
+    store.close()
+
+
+@pytest.mark.parametrize("tamper, reason", [
+    (lambda rows: [rows[0]._replace(import_wh=rows[0].import_wh + 1), *rows[1:]], "do not recompute"),
+    (lambda rows: [rows[1], rows[0], *rows[2:]], "MaLo-ID order"),
+    (lambda rows: [*rows[:-1], rows[-1]._replace(balancing_group='BG,"x')], "do not recompute"),
+    (lambda rows: rows[:-1], "MaLo-ID order"),
+    (lambda rows: [rows[0]._replace(balancing_group=7, reading_sig=7), *rows[1:]], "cannot be exported"),
+])
+def test_stored_rows_that_are_not_the_sealed_ones_are_never_published(tmp_path, registry, commits, tamper, reason):
+    """Stored rows are checked against the seal while the export is written (the same pass): rows that differ
+    (a value, the order, text that is not the registry's and would break the CSV, a meter point short, values
+    of the wrong type that cannot even be formatted) raise
+    ExportError, and nothing of that export is left under exports/: no files, no index line."""
+    from stromledger.cascade.messages import PeriodSeal
+    from stromledger.export import encode_period_rows
+
+    store = make_store(tmp_path / "home", commits, period_rows=False)
+    for c in commits:
+        for r in PeriodSeal.decode(c.seal_bytes).results:
+            rows = list(c.rows[r.period])
+            if (r.period, r.version) == (G, 1):
+                rows = tamper(rows)
+            store.put_period_result(r.period, r.version, c.height, encode_period_rows(r.period, r.version, rows))
+    base = tmp_path / "out"
+    with pytest.raises(ExportError, match=reason):
+        export_committed(store, registry, G, base)
+    assert [p for p in (base / "exports").rglob("*") if p.is_file() and p.name != ".index.lock"] == []
+    assert not (base / "exports" / "20261121T100000Z" / "v1").exists()
+    store.close()
+
+
 def test_two_validators_write_identical_exports(tmp_path, registry, commits):
     # A second validator builds the same seals independently (other ledger, batches in another order), keeps
     # no period rows (its exports come from a replay of its own store), and stored another certificate of
