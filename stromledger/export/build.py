@@ -74,8 +74,8 @@ def sealed_result(registry: Registry, seal: PeriodSeal, period: int, rows: list[
     result = seal.result(period)
     if result is None:
         raise ExportError(f"the seal at height {seal.height} has no result for period {period}")
-    if len(rows) != len(registry.malo_order) or not _stored(rows) and \
-            tuple(map(itemgetter(0), rows)) != registry.malo_order:
+    if len(rows) != len(registry.malo_order) or (not _stored(rows) and
+                                                 tuple(map(itemgetter(0), rows)) != registry.malo_order):
         raise _not_in_order(registry, period)
     return result
 
@@ -288,8 +288,7 @@ class Export:
     def interchange(self, group: str) -> mscons.Interchange:
         """The MSCONS interchange of a balancing group that has meter points in the period (boundary meters
         have none)."""
-        return mscons_interchanges(self.registry, self.seal, self.seal_hash, self.result.period, self.version,
-                                   [group])[mscons.file_name(group)]
+        return mscons_interchange(self.registry, self.seal, self.seal_hash, self.result.period, self.version, group)
 
     def manifest(self, entries: Mapping[str, dict]) -> bytes:
         """manifest.json, given the `file_entry` of every other file."""
@@ -307,14 +306,19 @@ class Export:
         return files
 
 
+def mscons_interchange(registry: Registry, seal: PeriodSeal, seal_hash: bytes, period: int, version: int,
+                       group: str) -> mscons.Interchange:
+    """The MSCONS interchange of one balancing group's meter points in the period's result."""
+    p = registry.period(period)
+    return mscons.Interchange(
+        sender=mscons_sender(registry, seal.chain_id), recipient=mscons_recipient(registry, group), group=group,
+        seal_hash=seal_hash, period=period, version=version, start=p.start, end=p.end,
+        prepared=registry.period(seal.height).end)
+
+
 def mscons_interchanges(registry: Registry, seal: PeriodSeal, seal_hash: bytes, period: int, version: int,
                         groups: Iterable[str]) -> dict[str, mscons.Interchange]:
-    p = registry.period(period)
-    prepared = registry.period(seal.height).end
-    return {mscons.file_name(g): mscons.Interchange(
-        sender=mscons_sender(registry, seal.chain_id), recipient=mscons_recipient(registry, g), group=g,
-        seal_hash=seal_hash, period=period, version=version, start=p.start, end=p.end, prepared=prepared)
-        for g in groups}
+    return {mscons.file_name(g): mscons_interchange(registry, seal, seal_hash, period, version, g) for g in groups}
 
 
 def mscons_files(registry: Registry, seal: PeriodSeal, seal_hash: bytes, period: int, version: int,
